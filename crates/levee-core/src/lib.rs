@@ -1,1 +1,14 @@
-//! placeholder
+//! levee's resilience primitives as a library.
+//!
+//! Everything here is pure decision logic: state machines and estimators that
+//! take an observation and a [`tokio::time::Instant`] and return a decision.
+//! Nothing opens a socket or reads a clock of its own, so every rule can be
+//! unit-tested under paused time and reused outside the proxy.
+
+pub mod balance;
+pub mod latency;
+pub mod outcome;
+
+pub use balance::{BalancePolicy, Balancer, EndpointLoad, InFlightGuard};
+pub use latency::PeakEwma;
+pub use outcome::{AttemptResult, EndpointId, FailureKind, Outcome, SendPhase, StatusClass};

@@ -1,0 +1,5 @@
+//! Latency estimators.
+
+mod peak_ewma;
+
+pub use peak_ewma::PeakEwma;
