@@ -1,1 +1,18 @@
-//! placeholder
+//! levee's gateway: config, HTTP listeners, the request path, the upstream
+//! client, the admin API, metrics and the demo.
+//!
+//! Data flows one way: listener → proxy → cluster (balancer picks an endpoint)
+//! → attempt → outcome recorded on the cluster → response streamed back.
+
+pub mod admin;
+pub mod cluster;
+pub mod config;
+pub mod demo;
+pub mod gateway;
+pub mod listener;
+pub mod metrics;
+pub mod proxy;
+pub mod upstream;
+
+pub use config::Config;
+pub use gateway::{RunningGateway, ShutdownOutcome, StartError, start};

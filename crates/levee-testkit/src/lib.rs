@@ -1,1 +1,9 @@
-//! placeholder
+//! Test and benchmark tools for levee: a fault-injecting HTTP backend
+//! ([`backend`]) and a closed-loop HTTP load generator ([`load`]).
+//!
+//! Both run on real loopback sockets, so the gateway is tested the way it is
+//! used: through the kernel's TCP stack, with real refusals, resets and
+//! timeouts.
+
+pub mod backend;
+pub mod load;

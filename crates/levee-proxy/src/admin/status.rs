@@ -1,0 +1,30 @@
+//! `GET /status`: the gateway's state as JSON.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::Json;
+use serde::Serialize;
+
+use crate::cluster::ClusterStatus;
+use crate::gateway::{GatewayState, ListenerStatus};
+
+#[derive(Serialize)]
+pub(super) struct StatusDocument {
+    ready: bool,
+    not_ready_reasons: Vec<String>,
+    uptime_seconds: f64,
+    listeners: Vec<ListenerStatus>,
+    clusters: Vec<ClusterStatus>,
+}
+
+pub(super) async fn status(State(state): State<Arc<GatewayState>>) -> Json<StatusDocument> {
+    let readiness = state.readiness();
+    Json(StatusDocument {
+        ready: readiness.is_ok(),
+        not_ready_reasons: readiness.err().unwrap_or_default(),
+        uptime_seconds: state.started_at.elapsed().as_secs_f64(),
+        listeners: state.listeners.clone(),
+        clusters: state.cluster_status(),
+    })
+}

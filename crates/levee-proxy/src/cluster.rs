@@ -1,0 +1,188 @@
+//! A cluster at run time: its endpoints, their load, the balancer and the
+//! pooled client. Every attempt's [`Outcome`] comes back here, which is where
+//! health, outlier detection and breakers will plug in.
+
+use std::str::FromStr;
+
+use http::uri::Authority;
+use levee_core::{AttemptResult, BalancePolicy, Balancer, EndpointId, EndpointLoad, Outcome};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::config::{self, ClusterSettings};
+use crate::metrics::{EndpointMetrics, Metrics};
+use crate::upstream::{UpstreamClient, UpstreamClientSettings};
+
+/// One upstream endpoint of a cluster.
+pub struct Endpoint {
+    /// `host:port` as configured (used in logs, metrics and `/status`).
+    pub address: String,
+    /// Pre-parsed authority for building upstream URIs without re-parsing.
+    pub authority: Authority,
+    /// This endpoint's metric series.
+    pub metrics: EndpointMetrics,
+}
+
+/// A cluster ready to serve requests.
+pub struct Cluster {
+    /// Cluster name from the config.
+    pub name: String,
+    /// Settings it was built from (timeouts are read per request).
+    pub settings: ClusterSettings,
+    endpoints: Vec<Endpoint>,
+    /// Load per endpoint, same order as `endpoints` (a separate slice because
+    /// that is what the balancer reads).
+    loads: Vec<EndpointLoad>,
+    /// Endpoints the balancer may pick. For now all of them; health checks
+    /// and ejection will narrow this set.
+    candidates: Vec<usize>,
+    balancer: Balancer,
+    client: UpstreamClient,
+}
+
+/// Why a cluster could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cluster {cluster:?}: endpoint {endpoint:?} is not a valid authority: {source}")]
+pub struct ClusterBuildError {
+    cluster: String,
+    endpoint: String,
+    source: http::uri::InvalidUri,
+}
+
+impl Cluster {
+    /// Build the runtime cluster from validated settings.
+    pub fn new(settings: &ClusterSettings, metrics: &Metrics) -> Result<Cluster, ClusterBuildError> {
+        let now = Instant::now();
+        let mut endpoints = Vec::with_capacity(settings.endpoints.len());
+        for address in &settings.endpoints {
+            let address = address.to_string();
+            let authority =
+                Authority::from_str(&address).map_err(|source| ClusterBuildError {
+                    cluster: settings.name.clone(),
+                    endpoint: address.clone(),
+                    source,
+                })?;
+            endpoints.push(Endpoint {
+                metrics: metrics.endpoint(&settings.name, &address),
+                address,
+                authority,
+            });
+        }
+        let loads = endpoints
+            .iter()
+            .map(|_| EndpointLoad::new(settings.ewma_decay, now))
+            .collect();
+        let client = UpstreamClientSettings {
+            connect_timeout: settings.connect_timeout,
+            idle_timeout: settings.idle_timeout,
+            max_idle_per_endpoint: settings.max_idle_per_endpoint,
+        }
+        .build();
+        Ok(Cluster {
+            name: settings.name.clone(),
+            settings: settings.clone(),
+            candidates: (0..endpoints.len()).collect(),
+            balancer: Balancer::new(core_policy(settings.balance)),
+            endpoints,
+            loads,
+            client,
+        })
+    }
+
+    /// Choose the endpoint for the next attempt.
+    pub fn pick(&self, now: Instant) -> Option<EndpointId> {
+        self.balancer
+            .pick(&self.loads, &self.candidates, now, &mut rand::rng())
+            .map(EndpointId)
+    }
+
+    /// The endpoint with this id.
+    pub fn endpoint(&self, id: EndpointId) -> &Endpoint {
+        &self.endpoints[id.0]
+    }
+
+    /// Load signals of this endpoint.
+    pub fn load(&self, id: EndpointId) -> &EndpointLoad {
+        &self.loads[id.0]
+    }
+
+    /// The pooled client for this cluster.
+    pub fn client(&self) -> &UpstreamClient {
+        &self.client
+    }
+
+    /// Feed one attempt's outcome to everything that learns from traffic.
+    pub fn record(&self, outcome: &Outcome, now: Instant) {
+        let endpoint = &self.endpoints[outcome.endpoint.0];
+        self.loads[outcome.endpoint.0].observe_latency(outcome.latency, now);
+        endpoint
+            .metrics
+            .record_attempt(outcome.status_class(), outcome.latency.as_secs_f64());
+        if let AttemptResult::Failed(kind) = outcome.result {
+            endpoint.metrics.record_failure(kind);
+            tracing::debug!(
+                cluster = %self.name,
+                endpoint = %endpoint.address,
+                kind = %kind,
+                phase = %outcome.phase,
+                "upstream attempt failed"
+            );
+        }
+    }
+
+    /// A response body failed after its head had been forwarded.
+    pub fn record_body_failure(&self, id: EndpointId, kind: levee_core::FailureKind) {
+        let endpoint = &self.endpoints[id.0];
+        endpoint.metrics.record_failure(kind);
+        tracing::debug!(cluster = %self.name, endpoint = %endpoint.address, kind = %kind, "upstream response body failed");
+    }
+
+    /// Snapshot for `/status`.
+    pub fn status(&self, now: Instant) -> ClusterStatus {
+        ClusterStatus {
+            name: self.name.clone(),
+            balance: self.balancer.policy().as_str(),
+            endpoints: self
+                .endpoints
+                .iter()
+                .zip(&self.loads)
+                .map(|(endpoint, load)| EndpointStatus {
+                    address: endpoint.address.clone(),
+                    in_flight: load.in_flight(),
+                    ewma_latency_ms: load.latency_estimate(now).as_secs_f64() * 1000.0,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Config spelling → core policy.
+fn core_policy(policy: config::BalancePolicy) -> BalancePolicy {
+    match policy {
+        config::BalancePolicy::P2cEwma => BalancePolicy::P2cEwma,
+        config::BalancePolicy::RoundRobin => BalancePolicy::RoundRobin,
+        config::BalancePolicy::LeastRequest => BalancePolicy::LeastRequest,
+    }
+}
+
+/// A cluster in `/status`.
+#[derive(Debug, Serialize)]
+pub struct ClusterStatus {
+    /// Cluster name.
+    pub name: String,
+    /// Balancing policy.
+    pub balance: &'static str,
+    /// Its endpoints.
+    pub endpoints: Vec<EndpointStatus>,
+}
+
+/// An endpoint in `/status`.
+#[derive(Debug, Serialize)]
+pub struct EndpointStatus {
+    /// `host:port`.
+    pub address: String,
+    /// Requests whose response has not finished.
+    pub in_flight: usize,
+    /// Peak-EWMA latency estimate, milliseconds.
+    pub ewma_latency_ms: f64,
+}

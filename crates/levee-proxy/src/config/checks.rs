@@ -1,0 +1,154 @@
+//! Rules between sections: there is a listener, names are unique, listeners
+//! name clusters that exist, and no two listeners would bind the same
+//! address. Each problem is reported at the later of the two places, naming
+//! the earlier one.
+
+use std::net::SocketAddr;
+
+use toml::Spanned;
+
+use super::keys::did_you_mean;
+use super::report::Report;
+use super::validate::{Admin, Cluster, Listener};
+
+/// Without a listener levee would start and serve nothing.
+pub(super) fn at_least_one_listener(listeners: &[Listener<'_>], report: &mut Report<'_>) {
+    if listeners.is_empty() {
+        report.error(0..0, "config defines no [[listener]]");
+    }
+}
+
+/// `kind` is `"listener"` or `"cluster"`; names identify them in logs,
+/// metrics and references.
+pub(super) fn unique_names<'r>(
+    kind: &str,
+    names: impl Iterator<Item = &'r Spanned<String>>,
+    report: &mut Report<'_>,
+) {
+    let mut seen: Vec<&Spanned<String>> = Vec::new();
+    for name in names {
+        match seen.iter().find(|first| first.get_ref() == name.get_ref()) {
+            Some(first) => {
+                let message = format!(
+                    "duplicate {kind} name {:?} (first defined at line {})",
+                    name.get_ref(),
+                    report.line(first.span().start)
+                );
+                report.error(name.span(), message);
+            }
+            None => seen.push(name),
+        }
+    }
+}
+
+pub(super) fn clusters_are_defined(
+    listeners: &[Listener<'_>],
+    clusters: &[Cluster<'_>],
+    report: &mut Report<'_>,
+) {
+    let defined: Vec<&str> = clusters
+        .iter()
+        .filter_map(|cluster| cluster.name)
+        .map(|name| name.get_ref().as_str())
+        .collect();
+    for listener in listeners {
+        let Some(cluster) = listener.cluster else {
+            continue;
+        };
+        let cluster_name = cluster.get_ref().as_str();
+        if defined.contains(&cluster_name) {
+            continue;
+        }
+        let hint = did_you_mean(cluster_name, &defined)
+            .map(|suggestion| format!(" (did you mean {suggestion:?}?)"))
+            .unwrap_or_default();
+        let message = format!(
+            "{} names cluster {cluster_name:?}, which is not defined{hint}",
+            who(listener)
+        );
+        report.error(cluster.span(), message);
+    }
+}
+
+/// Startup would fail to bind the second of two listeners on one address, so
+/// say it now, with both places. The admin listener counts too.
+pub(super) fn addresses_are_free(
+    admin: &Admin,
+    listeners: &[Listener<'_>],
+    report: &mut Report<'_>,
+) {
+    let admin_place = match &admin.listen_span {
+        Some(span) => format!("the admin listener (line {})", report.line(span.start)),
+        None => "the admin listener (by default)".to_owned(),
+    };
+    let mut taken: Vec<(SocketAddr, String)> = vec![(admin.settings.listen, admin_place)];
+    for listener in listeners {
+        let Some(listen) = &listener.listen else {
+            continue;
+        };
+        let address = *listen.get_ref();
+        match taken
+            .iter()
+            .find(|(other, _)| would_collide(*other, address))
+        {
+            Some((other, other_place)) => {
+                let message = format!(
+                    "{} cannot listen on {address}: {other_place} already listens on {other}",
+                    who(listener)
+                );
+                report.error(listen.span(), message);
+            }
+            None => {
+                let place = format!(
+                    "{} (line {})",
+                    who(listener),
+                    report.line(listen.span().start)
+                );
+                taken.push((address, place));
+            }
+        }
+    }
+}
+
+/// Whether binding both addresses would fail: same port (port 0 picks a free
+/// one, so never), and the same IP or a wildcard of the same family.
+///
+/// `[::]` and `0.0.0.0` on one port are left to the OS: whether they collide
+/// depends on `IPV6_V6ONLY`.
+fn would_collide(a: SocketAddr, b: SocketAddr) -> bool {
+    let same_family = a.is_ipv4() == b.is_ipv4();
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip()
+            || (same_family && (a.ip().is_unspecified() || b.ip().is_unspecified())))
+}
+
+/// `listener "web"`, or the table's label if it has no usable name.
+fn who(listener: &Listener<'_>) -> String {
+    match listener.name {
+        Some(name) => format!("listener {:?}", name.get_ref()),
+        None => listener.label.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collide(a: &str, b: &str) -> bool {
+        would_collide(a.parse().unwrap(), b.parse().unwrap())
+    }
+
+    #[test]
+    fn which_addresses_collide() {
+        assert!(collide("127.0.0.1:80", "127.0.0.1:80"));
+        assert!(collide("0.0.0.0:80", "127.0.0.1:80"));
+        assert!(collide("10.0.0.1:80", "0.0.0.0:80"));
+        assert!(collide("[::]:80", "[::1]:80"));
+        assert!(!collide("127.0.0.1:80", "127.0.0.1:81"));
+        assert!(!collide("127.0.0.1:80", "127.0.0.2:80"));
+        assert!(!collide("127.0.0.1:0", "127.0.0.1:0"));
+        assert!(!collide("0.0.0.0:80", "[::]:80"));
+        assert!(!collide("0.0.0.0:80", "[::1]:80"));
+    }
+}

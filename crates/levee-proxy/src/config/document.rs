@@ -1,0 +1,285 @@
+//! From TOML text to raw sections, reporting syntax errors, misshapen
+//! sections, values of the wrong type and unknown keys at their positions.
+//!
+//! Serde stops at the first error, so one typo would hide everything after
+//! it. To report every problem in one go:
+//! - each top-level section and each `[[listener]]` / `[[cluster]]` element
+//!   is deserialized on its own;
+//! - inside a table, a key whose value has the wrong type is reported, taken
+//!   out, and the table deserialized again without it;
+//! - unknown keys are collected with `serde_ignored` (serde's
+//!   `deny_unknown_fields` would stop at the first) and located by walking
+//!   the spanned parse of the document.
+
+use std::ops::Range;
+
+use serde::de::DeserializeOwned;
+use serde_ignored::Path;
+use toml::Spanned;
+use toml::de::{DeString, DeTable, DeValue, ValueDeserializer};
+
+use super::keys::{did_you_mean, fields_of};
+use super::raw::{RawConfig, SECTIONS, Section};
+use super::report::Report;
+
+/// The raw sections of `source`, or `None` if it is not valid TOML (then
+/// nothing else can be checked).
+pub(super) fn read(source: &str, report: &mut Report<'_>) -> Option<RawConfig> {
+    let (root, syntax_errors) = DeTable::parse_recoverable(source);
+    if !syntax_errors.is_empty() {
+        for error in syntax_errors {
+            let span = error.span().unwrap_or(0..0);
+            // toml says "duplicate key" without saying which.
+            let culprit = match source.get(span.clone()) {
+                Some(text) if !text.is_empty() && error.message() == "duplicate key" => {
+                    format!(" {text:?}")
+                }
+                _ => String::new(),
+            };
+            report.error(span, format!("invalid TOML: {}{culprit}", error.message()));
+        }
+        return None;
+    }
+    let mut config = RawConfig::default();
+    for (key, value) in root.get_ref().iter() {
+        match key.get_ref().as_ref() {
+            "admin" => config.admin = table(key, value, "[admin]", report),
+            "runtime" => config.runtime = table(key, value, "[runtime]", report),
+            "listener" => config.listener = array_of_tables(key, value, report),
+            "cluster" => config.cluster = array_of_tables(key, value, report),
+            other => report.error(
+                key.span(),
+                unknown_key(other, "at the top level", &SECTIONS),
+            ),
+        }
+    }
+    Some(config)
+}
+
+/// A section that is a single table: `[admin]`.
+fn table<T: DeserializeOwned + Default>(
+    key: &Spanned<DeString<'_>>,
+    value: &Spanned<DeValue<'_>>,
+    label: &str,
+    report: &mut Report<'_>,
+) -> Option<Section<T>> {
+    match value.get_ref() {
+        DeValue::Table(table) => Some(section(table, value.span(), label.to_owned(), report)),
+        other => {
+            let name = key.get_ref();
+            let message = format!("{name}: expected a table, found {}", other.type_str());
+            report.error(value.span(), message);
+            None
+        }
+    }
+}
+
+/// A section that may repeat: `[[cluster]]`.
+fn array_of_tables<T: DeserializeOwned + Default>(
+    key: &Spanned<DeString<'_>>,
+    value: &Spanned<DeValue<'_>>,
+    report: &mut Report<'_>,
+) -> Vec<Section<T>> {
+    let name = key.get_ref();
+    match value.get_ref() {
+        DeValue::Array(items) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(index, item)| match item.get_ref() {
+                DeValue::Table(table) => {
+                    let label = element_label(name, table, index);
+                    Some(section(table, item.span(), label, report))
+                }
+                other => {
+                    let message = format!("{name}: expected a table, found {}", other.type_str());
+                    report.error(item.span(), message);
+                    None
+                }
+            })
+            .collect(),
+        // `[cluster]` instead of `[[cluster]]`: say so, and still check it.
+        DeValue::Table(table) => {
+            let message = format!("{name}: write [[{name}]], not [{name}]: there can be several");
+            report.error(value.span(), message);
+            let label = element_label(name, table, 0);
+            vec![section(table, value.span(), label, report)]
+        }
+        other => {
+            let message = format!(
+                "{name}: expected an array of tables ([[{name}]]), found {}",
+                other.type_str()
+            );
+            report.error(value.span(), message);
+            Vec::new()
+        }
+    }
+}
+
+/// `[[cluster]] "app"`, or `[[cluster]] #2` if it has no usable name.
+fn element_label(section: &str, table: &DeTable<'_>, index: usize) -> String {
+    match table.get("name").and_then(|name| name.get_ref().as_str()) {
+        Some(name) => format!("[[{section}]] {name:?}"),
+        None => format!("[[{section}]] #{}", index + 1),
+    }
+}
+
+/// Deserialize one table into `T`, reporting every value of the wrong type
+/// and every unknown key.
+fn section<T: DeserializeOwned + Default>(
+    table: &DeTable<'_>,
+    span: Range<usize>,
+    label: String,
+    report: &mut Report<'_>,
+) -> Section<T> {
+    let mut remaining = table.clone();
+    let mut unreadable = Vec::new();
+    let mut unknown: Vec<Vec<Step>> = Vec::new();
+    let raw = loop {
+        let input = Spanned::new(span.clone(), DeValue::Table(remaining.clone()));
+        let result = serde_ignored::deserialize(ValueDeserializer::from(input), |path| {
+            let mut steps = Vec::new();
+            path_steps(&path, &mut steps);
+            if !unknown.contains(&steps) {
+                unknown.push(steps);
+            }
+        });
+        let error = match result {
+            Ok(raw) => break raw,
+            Err(error) => error,
+        };
+        // Every type error lies inside one key's value: take that key out
+        // and try again, so the keys after it are checked too.
+        let error_span = error.span().unwrap_or_else(|| span.clone());
+        let culprit = remaining
+            .iter()
+            .find(|(key, value)| {
+                contains(&value.span(), &error_span) || contains(&key.span(), &error_span)
+            })
+            .map(|(key, _)| key.get_ref().to_string());
+        match culprit {
+            Some(culprit) => {
+                let message = plain_types(error.message());
+                report.error(error_span, format!("{culprit}: {message}"));
+                remaining.remove(culprit.as_str());
+                unreadable.push(culprit);
+            }
+            None => {
+                // Not expected with all-optional raw structs; stay safe: no
+                // key of this table is reported missing on top of this.
+                report.error(error_span, format!("{label}: {}", error.message()));
+                unreadable.extend(remaining.keys().map(|key| key.get_ref().to_string()));
+                break T::default();
+            }
+        }
+    };
+    let known = fields_of::<T>();
+    for steps in &unknown {
+        let key_span = locate(table, steps).unwrap_or_else(|| span.clone());
+        let message = match steps.as_slice() {
+            [Step::Key(key)] => unknown_key(key, &format!("in {label}"), known),
+            _ => unknown_key(&render(steps), &format!("in {label}"), &[]),
+        };
+        report.error(key_span, message);
+    }
+    Section {
+        label,
+        span,
+        raw,
+        unreadable,
+    }
+}
+
+/// Serde names Rust types in its messages ("expected usize"); say what a
+/// TOML writer would.
+fn plain_types(message: &str) -> String {
+    ["usize", "u64", "u32", "u16", "u8"]
+        .iter()
+        .fold(message.to_owned(), |message, rust_type| {
+            message.replace(
+                &format!("expected {rust_type}"),
+                "expected a non-negative integer",
+            )
+        })
+}
+
+/// `unknown key "balanc" in [[cluster]] "app" (did you mean "balance"?)`
+fn unknown_key(key: &str, place: &str, known: &[&'static str]) -> String {
+    match did_you_mean(key, known) {
+        Some(suggestion) => format!("unknown key {key:?} {place} (did you mean {suggestion:?}?)"),
+        None => format!("unknown key {key:?} {place}"),
+    }
+}
+
+/// One step of the path to an ignored key.
+#[derive(Debug, PartialEq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+fn path_steps(path: &Path<'_>, steps: &mut Vec<Step>) {
+    match path {
+        Path::Root => {}
+        Path::Seq { parent, index } => {
+            path_steps(parent, steps);
+            steps.push(Step::Index(*index));
+        }
+        Path::Map { parent, key } => {
+            path_steps(parent, steps);
+            // `toml::Spanned` travels through serde as a map with private
+            // keys; they are not part of the document.
+            if !key.starts_with("$__serde_spanned_private") {
+                steps.push(Step::Key(key.clone()));
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => {
+            path_steps(parent, steps);
+        }
+    }
+}
+
+/// `a.b[2].c`
+fn render(steps: &[Step]) -> String {
+    let mut rendered = String::new();
+    for step in steps {
+        match step {
+            Step::Key(key) if rendered.is_empty() => rendered.push_str(key),
+            Step::Key(key) => {
+                rendered.push('.');
+                rendered.push_str(key);
+            }
+            Step::Index(index) => rendered.push_str(&format!("[{index}]")),
+        }
+    }
+    rendered
+}
+
+/// The span of the key (or array element) at the end of `steps`.
+fn locate(table: &DeTable<'_>, steps: &[Step]) -> Option<Range<usize>> {
+    let (Step::Key(first), rest) = steps.split_first()? else {
+        return None;
+    };
+    let (key, mut value) = table.get_key_value(first.as_str())?;
+    let mut span = key.span();
+    for step in rest {
+        match (step, value.get_ref()) {
+            (Step::Key(name), DeValue::Table(table)) => {
+                let (key, next) = table.get_key_value(name.as_str())?;
+                span = key.span();
+                value = next;
+            }
+            (Step::Index(index), DeValue::Array(items)) => {
+                value = items.get(*index)?;
+                span = value.span();
+            }
+            _ => return None,
+        }
+    }
+    Some(span)
+}
+
+fn contains(outer: &Range<usize>, inner: &Range<usize>) -> bool {
+    outer.start <= inner.start && inner.end <= outer.end
+}

@@ -1,0 +1,323 @@
+//! The validated runtime settings: what the rest of levee reads. Every value
+//! here has been checked, every default filled in; `docs/config.md` describes
+//! the same keys from the user's side.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::EndpointAddress;
+
+/// A whole, valid configuration.
+///
+/// Build one from TOML with [`Config::load`] / [`Config::from_toml_str`], or
+/// in code from the public fields (the demo does):
+///
+/// ```
+/// use levee_proxy::config::{ClusterSettings, Config, EndpointAddress, ListenerSettings};
+///
+/// let config = Config {
+///     listeners: vec![ListenerSettings::new("web", "127.0.0.1:8080".parse().unwrap(), "app")],
+///     clusters: vec![ClusterSettings::new("app", vec![EndpointAddress::new("127.0.0.1", 8000)])],
+///     ..Config::default()
+/// };
+/// assert!(config.cluster("app").is_some());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Config {
+    /// `[admin]`.
+    pub admin: AdminSettings,
+    /// `[runtime]`.
+    pub runtime: RuntimeSettings,
+    /// `[[listener]]`, in file order. Never empty when read from a file.
+    pub listeners: Vec<ListenerSettings>,
+    /// `[[cluster]]`, in file order; names are unique.
+    pub clusters: Vec<ClusterSettings>,
+}
+
+impl Config {
+    /// The cluster with this name.
+    pub fn cluster(&self, name: &str) -> Option<&ClusterSettings> {
+        self.clusters.iter().find(|cluster| cluster.name == name)
+    }
+}
+
+/// `[admin]`: the admin HTTP listener (`/live`, `/ready`, `/status`,
+/// `/metrics`, dashboard).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// Where the admin listener binds. It has a port of its own so that it
+    /// stays up for diagnosis while traffic listeners are closed.
+    pub listen: SocketAddr,
+}
+
+impl AdminSettings {
+    /// Loopback only by default: the admin API can drain the node.
+    pub const DEFAULT_LISTEN: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9901);
+}
+
+impl Default for AdminSettings {
+    fn default() -> AdminSettings {
+        AdminSettings {
+            listen: AdminSettings::DEFAULT_LISTEN,
+        }
+    }
+}
+
+/// `[runtime]`: the process itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeSettings {
+    /// Tokio worker threads; `None` means one per CPU.
+    pub worker_threads: Option<usize>,
+    /// On shutdown, how long to wait for in-flight requests before closing
+    /// their connections.
+    pub drain_timeout: Duration,
+}
+
+impl RuntimeSettings {
+    /// Default [`RuntimeSettings::drain_timeout`]: long enough for ordinary
+    /// requests to finish, short enough for a deploy not to stall.
+    pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> RuntimeSettings {
+        RuntimeSettings {
+            worker_threads: None,
+            drain_timeout: RuntimeSettings::DEFAULT_DRAIN_TIMEOUT,
+        }
+    }
+}
+
+/// `[[listener]]`: a socket that accepts client traffic for one cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSettings {
+    /// Unique name, used in logs, metrics and `/status`.
+    pub name: String,
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// What the listener speaks.
+    pub protocol: Protocol,
+    /// Name of the cluster that serves its traffic (always defined).
+    pub cluster: String,
+}
+
+impl ListenerSettings {
+    /// A listener with every optional setting at its default.
+    pub fn new(
+        name: impl Into<String>,
+        listen: SocketAddr,
+        cluster: impl Into<String>,
+    ) -> ListenerSettings {
+        ListenerSettings {
+            name: name.into(),
+            listen,
+            protocol: Protocol::default(),
+            cluster: cluster.into(),
+        }
+    }
+}
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Protocol {
+    /// HTTP/1.1 and HTTP/2, reverse proxied request by request.
+    #[default]
+    Http,
+}
+
+impl Protocol {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `protocol` value levee does not (yet) speak.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadProtocol {
+    /// Planned (TCP routing is in the design) but not implemented.
+    #[error("protocol {0:?} is not supported yet")]
+    NotYet(String),
+    /// Not a protocol levee knows.
+    #[error("unknown protocol {0:?}: expected \"http\"")]
+    Unknown(String),
+}
+
+impl FromStr for Protocol {
+    type Err = BadProtocol;
+
+    fn from_str(text: &str) -> Result<Protocol, BadProtocol> {
+        match text {
+            "http" => Ok(Protocol::Http),
+            "tcp" => Err(BadProtocol::NotYet(text.to_owned())),
+            _ => Err(BadProtocol::Unknown(text.to_owned())),
+        }
+    }
+}
+
+/// `[[cluster]]`: a set of interchangeable endpoints and how to talk to them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// Unique name, referenced by listeners.
+    pub name: String,
+    /// The endpoints, in file order; never empty and without duplicates when
+    /// read from a file.
+    pub endpoints: Vec<EndpointAddress>,
+    /// How requests are spread over the endpoints.
+    pub balance: BalancePolicy,
+    /// Limit on establishing a TCP connection to an endpoint. A connect
+    /// failure is always safe to retry elsewhere, so this is kept short.
+    pub connect_timeout: Duration,
+    /// Limit from sending the request until the upstream's response head
+    /// arrives; on expiry the client gets 504.
+    pub request_timeout: Duration,
+    /// How long an idle pooled upstream connection is kept.
+    pub idle_timeout: Duration,
+    /// At most this many idle pooled connections per endpoint; 0 disables
+    /// pooling.
+    pub max_idle_per_endpoint: usize,
+    /// Time constant of the peak-EWMA latency average that `p2c-ewma` ranks
+    /// endpoints by: how fast an old latency is forgotten.
+    pub ewma_decay: Duration,
+}
+
+impl ClusterSettings {
+    /// Default [`ClusterSettings::balance`].
+    pub const DEFAULT_BALANCE: BalancePolicy = BalancePolicy::P2cEwma;
+    /// Default [`ClusterSettings::connect_timeout`].
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+    /// Default [`ClusterSettings::request_timeout`].
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+    /// Default [`ClusterSettings::idle_timeout`] (hyper-util's pool default).
+    /// An upstream that closes idle connections sooner (nginx: 75 s, Node.js:
+    /// 5 s) needs a lower value, or pooled requests meet closed connections.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+    /// Default [`ClusterSettings::max_idle_per_endpoint`].
+    pub const DEFAULT_MAX_IDLE_PER_ENDPOINT: usize = 128;
+    /// Default [`ClusterSettings::ewma_decay`] (linkerd's and Finagle's).
+    pub const DEFAULT_EWMA_DECAY: Duration = Duration::from_secs(10);
+
+    /// A cluster with every optional setting at its default.
+    pub fn new(name: impl Into<String>, endpoints: Vec<EndpointAddress>) -> ClusterSettings {
+        ClusterSettings {
+            name: name.into(),
+            endpoints,
+            balance: ClusterSettings::DEFAULT_BALANCE,
+            connect_timeout: ClusterSettings::DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: ClusterSettings::DEFAULT_REQUEST_TIMEOUT,
+            idle_timeout: ClusterSettings::DEFAULT_IDLE_TIMEOUT,
+            max_idle_per_endpoint: ClusterSettings::DEFAULT_MAX_IDLE_PER_ENDPOINT,
+            ewma_decay: ClusterSettings::DEFAULT_EWMA_DECAY,
+        }
+    }
+}
+
+/// How a cluster spreads requests over its endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum BalancePolicy {
+    /// `"p2c-ewma"`: of two endpoints picked at random, the one with the
+    /// lower peak-EWMA latency × load. Steers away from a slow node within a
+    /// few requests.
+    #[default]
+    P2cEwma,
+    /// `"round-robin"`: each endpoint in turn.
+    RoundRobin,
+    /// `"least-request"`: the endpoint with the fewest requests in flight.
+    LeastRequest,
+}
+
+impl BalancePolicy {
+    /// Every policy, in the order the docs list them.
+    pub const ALL: [BalancePolicy; 3] = [
+        BalancePolicy::P2cEwma,
+        BalancePolicy::RoundRobin,
+        BalancePolicy::LeastRequest,
+    ];
+
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BalancePolicy::P2cEwma => "p2c-ewma",
+            BalancePolicy::RoundRobin => "round-robin",
+            BalancePolicy::LeastRequest => "least-request",
+        }
+    }
+}
+
+impl fmt::Display for BalancePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `balance` value that is not a policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown balance policy {0:?}: expected one of \"p2c-ewma\", \"round-robin\", \"least-request\""
+)]
+pub struct BadBalancePolicy(pub String);
+
+impl FromStr for BalancePolicy {
+    type Err = BadBalancePolicy;
+
+    fn from_str(text: &str) -> Result<BalancePolicy, BadBalancePolicy> {
+        BalancePolicy::ALL
+            .into_iter()
+            .find(|policy| policy.as_str() == text)
+            .ok_or_else(|| BadBalancePolicy(text.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enums_round_trip_through_their_config_spelling() {
+        for policy in BalancePolicy::ALL {
+            assert_eq!(policy.to_string().parse(), Ok(policy));
+        }
+        assert_eq!("http".parse(), Ok(Protocol::Http));
+        assert_eq!(Protocol::Http.to_string(), "http");
+    }
+
+    #[test]
+    fn the_error_message_lists_every_policy() {
+        let error = "random".parse::<BalancePolicy>().unwrap_err().to_string();
+        for policy in BalancePolicy::ALL {
+            assert!(error.contains(&format!("{:?}", policy.as_str())), "{error}");
+        }
+    }
+
+    #[test]
+    fn constructors_fill_in_defaults() {
+        let listener = ListenerSettings::new("web", "127.0.0.1:80".parse().unwrap(), "app");
+        assert_eq!(listener.protocol, Protocol::Http);
+        let cluster = ClusterSettings::new("app", vec![EndpointAddress::new("a", 1)]);
+        assert_eq!(cluster.balance, BalancePolicy::P2cEwma);
+        assert_eq!(cluster.connect_timeout, Duration::from_secs(1));
+        assert_eq!(cluster.request_timeout, Duration::from_secs(15));
+        assert_eq!(cluster.idle_timeout, Duration::from_secs(90));
+        assert_eq!(cluster.max_idle_per_endpoint, 128);
+        assert_eq!(cluster.ewma_decay, Duration::from_secs(10));
+        assert_eq!(
+            AdminSettings::default().listen.to_string(),
+            "127.0.0.1:9901"
+        );
+        assert_eq!(
+            RuntimeSettings::default().drain_timeout,
+            Duration::from_secs(30)
+        );
+    }
+}

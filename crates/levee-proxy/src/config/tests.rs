@@ -1,0 +1,691 @@
+//! What a user sees: the example and minimal configs are valid, every key is
+//! documented, and each kind of mistake gives one exact `file:line:col`
+//! message, all of them in one go.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use super::keys::fields_of;
+use super::raw::{RawAdmin, RawCluster, RawListener, RawRuntime, SECTIONS};
+use super::*;
+
+const EXAMPLE: &str = include_str!("../../../../docs/levee.example.toml");
+const REFERENCE: &str = include_str!("../../../../docs/config.md");
+
+/// A listener and a cluster that are fine: appended to a snippet, only the
+/// snippet's problem is reported.
+const VALID_TAIL: &str = r#"
+[[listener]]
+name = "ok"
+listen = "127.0.0.1:7000"
+cluster = "ok"
+
+[[cluster]]
+name = "ok"
+endpoints = ["127.0.0.1:7001"]
+"#;
+
+fn errors(source: &str) -> Vec<String> {
+    match Config::from_toml_str(source, "levee.toml") {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// The only error of `source`.
+fn error(source: &str) -> String {
+    let mut errors = errors(source);
+    assert_eq!(errors.len(), 1, "expected one error, got {errors:#?}");
+    errors.remove(0)
+}
+
+/// The text of the first ```toml block after `heading` in the reference.
+fn toml_block_after(heading: &str) -> &'static str {
+    let (_, after) = REFERENCE
+        .split_once(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("docs/config.md has no heading {heading:?}"));
+    let (_, block) = after.split_once("```toml\n").expect("a toml block");
+    block.split_once("```").expect("a closed toml block").0
+}
+
+// (a) The example and the reference.
+
+#[test]
+fn the_example_file_is_valid_and_sets_every_key() {
+    let config = Config::from_toml_str(EXAMPLE, "levee.example.toml").unwrap();
+    assert_eq!(config.listeners.len(), 2);
+    assert_eq!(config.runtime.worker_threads, Some(4));
+    let api = config.cluster("api").unwrap();
+    assert_eq!(api.balance, BalancePolicy::LeastRequest);
+    assert_eq!(api.endpoints[1], EndpointAddress::new("fd00::2", 9000));
+    assert_eq!(api.connect_timeout, Duration::from_millis(250));
+
+    let keys = [
+        fields_of::<RawAdmin>(),
+        fields_of::<RawRuntime>(),
+        fields_of::<RawListener>(),
+        fields_of::<RawCluster>(),
+    ];
+    for key in keys.concat() {
+        assert!(
+            EXAMPLE.contains(&format!("\n{key} = ")),
+            "docs/levee.example.toml does not set {key:?}"
+        );
+    }
+}
+
+#[test]
+fn the_reference_shows_the_example_file_verbatim() {
+    assert_eq!(toml_block_after("## Full example"), EXAMPLE);
+}
+
+#[test]
+fn the_minimal_config_in_the_reference_is_valid() {
+    assert!(Config::from_toml_str(toml_block_after("## Minimal config"), "minimal").is_ok());
+}
+
+// (b) Every key serde accepts is documented, in its section.
+
+#[test]
+fn every_key_is_documented_in_its_section() {
+    let sections = [
+        ("## [admin]", fields_of::<RawAdmin>()),
+        ("## [runtime]", fields_of::<RawRuntime>()),
+        ("## [[listener]]", fields_of::<RawListener>()),
+        ("## [[cluster]]", fields_of::<RawCluster>()),
+    ];
+    assert_eq!(sections.len(), SECTIONS.len());
+    for ((heading, fields), section) in sections.iter().zip(SECTIONS) {
+        assert!(heading.contains(&format!("[{section}]")));
+        assert!(!fields.is_empty(), "no fields found for {heading}");
+        let (_, text) = REFERENCE
+            .split_once(&format!("\n{heading}\n"))
+            .unwrap_or_else(|| panic!("docs/config.md has no section {heading:?}"));
+        let text = text.split("\n## ").next().unwrap_or_default();
+        for field in *fields {
+            assert!(
+                text.contains(&format!("\n| `{field}` |")),
+                "docs/config.md does not document `{field}` under {heading}"
+            );
+        }
+    }
+}
+
+// (e) Defaults.
+
+#[test]
+fn the_minimal_config_gets_every_default() {
+    let source = r#"
+[[listener]]
+name = "web"
+listen = "0.0.0.0:8080"
+cluster = "app"
+
+[[cluster]]
+name = "app"
+endpoints = ["10.0.0.1:8000"]
+"#;
+    let config = Config::from_toml_str(source, "levee.toml").unwrap();
+    let expected = Config {
+        admin: AdminSettings {
+            listen: "127.0.0.1:9901".parse().unwrap(),
+        },
+        runtime: RuntimeSettings {
+            worker_threads: None,
+            drain_timeout: Duration::from_secs(30),
+        },
+        listeners: vec![ListenerSettings {
+            name: "web".into(),
+            listen: "0.0.0.0:8080".parse().unwrap(),
+            protocol: Protocol::Http,
+            cluster: "app".into(),
+        }],
+        clusters: vec![ClusterSettings {
+            name: "app".into(),
+            endpoints: vec![EndpointAddress::new("10.0.0.1", 8000)],
+            balance: BalancePolicy::P2cEwma,
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(90),
+            max_idle_per_endpoint: 128,
+            ewma_decay: Duration::from_secs(10),
+        }],
+    };
+    assert_eq!(config, expected);
+    // The constructors agree with the file's defaults.
+    let listen: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+    assert_eq!(
+        config.listeners[0],
+        ListenerSettings::new("web", listen, "app")
+    );
+    let endpoints = vec![EndpointAddress::new("10.0.0.1", 8000)];
+    assert_eq!(config.clusters[0], ClusterSettings::new("app", endpoints));
+}
+
+#[test]
+fn inline_arrays_of_tables_are_accepted() {
+    let source = r#"
+listener = [{ name = "web", listen = "127.0.0.1:80", cluster = "app" }]
+cluster = [{ name = "app", endpoints = ["a:1"] }]
+"#;
+    let config = Config::from_toml_str(source, "levee.toml").unwrap();
+    assert_eq!(config.clusters[0].endpoints[0].to_string(), "a:1");
+}
+
+// (c) One test per kind of problem, with the exact message.
+
+#[test]
+fn syntax_error() {
+    assert_eq!(
+        errors("[admin]\nlisten = \"127.0.0.1:9901\n"),
+        ["levee.toml:2:25: invalid TOML: invalid basic string, expected `\"`"]
+    );
+}
+
+#[test]
+fn several_syntax_errors_are_all_reported() {
+    assert_eq!(
+        errors("a = \nb = \"x"),
+        [
+            "levee.toml:1:5: invalid TOML: string values must be quoted, expected literal string",
+            "levee.toml:2:7: invalid TOML: invalid basic string, expected `\"`",
+        ]
+    );
+}
+
+#[test]
+fn duplicate_table_names_the_key() {
+    let source = "[admin]\nlisten = \"127.0.0.1:1\"\n[admin]\n";
+    assert_eq!(
+        error(source),
+        "levee.toml:3:2: invalid TOML: duplicate key \"admin\""
+    );
+}
+
+#[test]
+fn unknown_key_with_suggestion() {
+    let source = format!(
+        "[[cluster]]\nname = \"app\"\nendpoints = [\"a:1\"]\nbalanc = \"round-robin\"\n{VALID_TAIL}"
+    );
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:4:1: unknown key "balanc" in [[cluster]] "app" (did you mean "balance"?)"#
+    );
+}
+
+#[test]
+fn unknown_keys_are_all_reported_even_after_a_type_error() {
+    // Keys are visited in alphabetical order: "aaa" before the type error,
+    // "zzz" after it.
+    let source = format!(
+        "[runtime]\naaa = 1\nworker_threads = \"two\"\nzzz = 2\n[admin]\nlistne = \"127.0.0.1:1\"\n{VALID_TAIL}"
+    );
+    assert_eq!(
+        errors(&source),
+        [
+            r#"levee.toml:2:1: unknown key "aaa" in [runtime]"#,
+            r#"levee.toml:3:18: worker_threads: invalid type: string "two", expected a non-negative integer"#,
+            r#"levee.toml:4:1: unknown key "zzz" in [runtime]"#,
+            r#"levee.toml:6:1: unknown key "listne" in [admin] (did you mean "listen"?)"#,
+        ]
+    );
+}
+
+#[test]
+fn unknown_top_level_section() {
+    let source = format!("[listeners]\nname = \"x\"\n{VALID_TAIL}");
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:1:2: unknown key "listeners" at the top level (did you mean "listener"?)"#
+    );
+}
+
+#[test]
+fn unknown_key_in_a_listener_without_a_name_is_numbered() {
+    let source = format!(
+        "{VALID_TAIL}\n[[listener]]\nname = 7\nlisten = \"127.0.0.1:7002\"\ncluster = \"ok\"\nweight = 1\n"
+    );
+    assert_eq!(
+        errors(&source),
+        [
+            "levee.toml:12:8: name: invalid type: integer `7`, expected a string",
+            r#"levee.toml:15:1: unknown key "weight" in [[listener]] #2"#,
+        ]
+    );
+}
+
+#[test]
+fn wrong_type() {
+    let source = format!("[runtime]\nworker_threads = \"two\"\n{VALID_TAIL}");
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:2:18: worker_threads: invalid type: string "two", expected a non-negative integer"#
+    );
+}
+
+#[test]
+fn wrong_type_inside_an_array() {
+    let source = format!("{VALID_TAIL}\n[[cluster]]\nname = \"b\"\nendpoints = [\"a:1\", 2]\n");
+    assert_eq!(
+        error(&source),
+        "levee.toml:13:21: endpoints: invalid type: integer `2`, expected a string"
+    );
+}
+
+#[test]
+fn a_required_key_of_the_wrong_type_is_not_also_missing() {
+    let source = format!("{VALID_TAIL}\n[[cluster]]\nname = [\"b\"]\nendpoints = [\"a:1\"]\n");
+    assert_eq!(
+        error(&source),
+        "levee.toml:12:8: name: invalid type: sequence, expected a string"
+    );
+}
+
+#[test]
+fn missing_listener_keys_point_at_the_header() {
+    let source = format!("{VALID_TAIL}\n[[listener]]\nprotocol = \"http\"\n");
+    assert_eq!(
+        errors(&source),
+        [
+            r#"levee.toml:11:1: missing key "name" in [[listener]] #2"#,
+            r#"levee.toml:11:1: missing key "listen" in [[listener]] #2"#,
+            r#"levee.toml:11:1: missing key "cluster" in [[listener]] #2"#,
+        ]
+    );
+}
+
+#[test]
+fn missing_cluster_keys_point_at_the_header() {
+    let source =
+        format!("{VALID_TAIL}\n[[cluster]]\nname = \"b\"\n\n[[cluster]]\nendpoints = [\"a:1\"]\n");
+    assert_eq!(
+        errors(&source),
+        [
+            r#"levee.toml:11:1: missing key "endpoints" in [[cluster]] "b""#,
+            r#"levee.toml:14:1: missing key "name" in [[cluster]] #3"#,
+        ]
+    );
+}
+
+#[test]
+fn empty_name() {
+    let source = format!("{VALID_TAIL}\n[[cluster]]\nname = \" \"\nendpoints = [\"a:1\"]\n");
+    assert_eq!(error(&source), "levee.toml:12:8: name: must not be empty");
+}
+
+#[test]
+fn bad_duration() {
+    let source = format!(
+        "[[cluster]]\nname = \"app\"\nendpoints = [\"a:1\"]\nconnect_timeout = \"10 parsecs\"\n{VALID_TAIL}"
+    );
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:4:19: connect_timeout: bad duration "10 parsecs": expected e.g. "250ms" or "10s""#
+    );
+}
+
+#[test]
+fn durations_need_a_unit() {
+    let source = format!("[runtime]\ndrain_timeout = \"10\"\n{VALID_TAIL}");
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:2:17: drain_timeout: bad duration "10": expected e.g. "250ms" or "10s""#
+    );
+}
+
+#[test]
+fn bad_socket_address() {
+    let source = format!("[admin]\nlisten = \"localhost:9901\"\n{VALID_TAIL}");
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:2:10: listen: bad socket address "localhost:9901": expected an IP address and port, e.g. "0.0.0.0:8080" or "[::]:8080""#
+    );
+}
+
+#[test]
+fn bad_endpoint_address() {
+    let source = format!(
+        "{VALID_TAIL}\n[[cluster]]\nname = \"b\"\nendpoints = [\"10.0.0.1:8000\", \"backend\"]\n"
+    );
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:13:31: endpoints: bad endpoint address "backend": missing port; expected host:port, e.g. "10.0.0.1:8000" or "backend.internal:8000""#
+    );
+}
+
+#[test]
+fn duplicate_endpoint() {
+    let source = format!(
+        "{VALID_TAIL}\n[[cluster]]\nname = \"b\"\nendpoints = [\"[::1]:80\", \"[0::1]:80\"]\n"
+    );
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:13:26: endpoints: "[::1]:80" is listed twice"#
+    );
+}
+
+#[test]
+fn bad_balance_policy_lists_the_valid_ones() {
+    let source = format!(
+        "[[cluster]]\nname = \"app\"\nendpoints = [\"a:1\"]\nbalance = \"random\"\n{VALID_TAIL}"
+    );
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:4:11: unknown balance policy "random": expected one of "p2c-ewma", "round-robin", "least-request""#
+    );
+}
+
+#[test]
+fn tcp_protocol_is_not_supported_yet() {
+    let source = format!(
+        "{VALID_TAIL}\n[[listener]]\nname = \"ssh\"\nlisten = \"0.0.0.0:22\"\nprotocol = \"tcp\"\ncluster = \"ok\"\n"
+    );
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:14:12: protocol "tcp" is not supported yet"#
+    );
+}
+
+#[test]
+fn unknown_protocol() {
+    let source = format!(
+        "{VALID_TAIL}\n[[listener]]\nname = \"x\"\nlisten = \"0.0.0.0:22\"\nprotocol = \"gopher\"\ncluster = \"ok\"\n"
+    );
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:14:12: unknown protocol "gopher": expected "http""#
+    );
+}
+
+#[test]
+fn listener_names_an_undefined_cluster() {
+    let source = r#"
+[[listener]]
+name = "web"
+listen = "0.0.0.0:8080"
+cluster = "ap"
+
+[[cluster]]
+name = "app"
+endpoints = ["a:1"]
+"#;
+    assert_eq!(
+        error(source),
+        r#"levee.toml:5:11: listener "web" names cluster "ap", which is not defined (did you mean "app"?)"#
+    );
+}
+
+#[test]
+fn two_listeners_on_one_address() {
+    let source = format!(
+        "{VALID_TAIL}\n[[listener]]\nname = \"again\"\nlisten = \"127.0.0.1:7000\"\ncluster = \"ok\"\n"
+    );
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:13:10: listener "again" cannot listen on 127.0.0.1:7000: listener "ok" (line 4) already listens on 127.0.0.1:7000"#
+    );
+}
+
+#[test]
+fn a_wildcard_listener_collides_with_a_specific_one_on_its_port() {
+    let source = format!(
+        "{VALID_TAIL}\n[[listener]]\nname = \"all\"\nlisten = \"0.0.0.0:7000\"\ncluster = \"ok\"\n"
+    );
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:13:10: listener "all" cannot listen on 0.0.0.0:7000: listener "ok" (line 4) already listens on 127.0.0.1:7000"#
+    );
+}
+
+#[test]
+fn port_zero_never_collides() {
+    let source = r#"
+[admin]
+listen = "127.0.0.1:0"
+
+[[listener]]
+name = "a"
+listen = "127.0.0.1:0"
+cluster = "app"
+
+[[listener]]
+name = "b"
+listen = "0.0.0.0:0"
+cluster = "app"
+
+[[cluster]]
+name = "app"
+endpoints = ["a:1"]
+"#;
+    assert_eq!(errors(source), Vec::<String>::new());
+}
+
+#[test]
+fn a_listener_on_the_admin_address() {
+    let source = r#"[admin]
+listen = "127.0.0.1:9000"
+
+[[listener]]
+name = "web"
+listen = "0.0.0.0:9000"
+cluster = "app"
+
+[[cluster]]
+name = "app"
+endpoints = ["a:1"]
+"#;
+    assert_eq!(
+        error(source),
+        r#"levee.toml:6:10: listener "web" cannot listen on 0.0.0.0:9000: the admin listener (line 2) already listens on 127.0.0.1:9000"#
+    );
+}
+
+#[test]
+fn a_listener_on_the_default_admin_address() {
+    let source = format!(
+        "{VALID_TAIL}\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:9901\"\ncluster = \"ok\"\n"
+    );
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:13:10: listener "web" cannot listen on 127.0.0.1:9901: the admin listener (by default) already listens on 127.0.0.1:9901"#
+    );
+}
+
+#[test]
+fn duplicate_listener_name() {
+    let source = format!(
+        "{VALID_TAIL}\n[[listener]]\nname = \"ok\"\nlisten = \"127.0.0.1:7002\"\ncluster = \"ok\"\n"
+    );
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:12:8: duplicate listener name "ok" (first defined at line 3)"#
+    );
+}
+
+#[test]
+fn duplicate_cluster_name() {
+    let source = format!("{VALID_TAIL}\n[[cluster]]\nname = \"ok\"\nendpoints = [\"b:1\"]\n");
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:12:8: duplicate cluster name "ok" (first defined at line 8)"#
+    );
+}
+
+#[test]
+fn empty_cluster() {
+    let source = format!("{VALID_TAIL}\n[[cluster]]\nname = \"none\"\nendpoints = []\n");
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:13:13: [[cluster]] "none" has no endpoints"#
+    );
+}
+
+#[test]
+fn no_listener() {
+    let source = "[[cluster]]\nname = \"app\"\nendpoints = [\"a:1\"]\n";
+    assert_eq!(
+        error(source),
+        "levee.toml:1:1: config defines no [[listener]]"
+    );
+    assert_eq!(error(""), "levee.toml:1:1: config defines no [[listener]]");
+}
+
+#[test]
+fn zero_worker_threads() {
+    let source = format!("[runtime]\nworker_threads = 0\n{VALID_TAIL}");
+    assert_eq!(
+        error(&source),
+        "levee.toml:2:18: worker_threads: must be at least 1 (leave it unset for one per CPU)"
+    );
+}
+
+#[test]
+fn zero_timeouts() {
+    let source = format!(
+        "[[cluster]]\nname = \"app\"\nendpoints = [\"a:1\"]\nconnect_timeout = \"0s\"\nrequest_timeout = \"0ms\"\nidle_timeout = \"0s\"\newma_decay = \"0s\"\n{VALID_TAIL}"
+    );
+    assert_eq!(
+        errors(&source),
+        [
+            "levee.toml:4:19: connect_timeout: must be more than 0",
+            "levee.toml:5:19: request_timeout: must be more than 0",
+            "levee.toml:6:16: idle_timeout: must be more than 0 (to disable pooling, set max_idle_per_endpoint = 0)",
+            "levee.toml:7:14: ewma_decay: must be more than 0",
+        ]
+    );
+}
+
+#[test]
+fn a_zero_drain_timeout_is_fine() {
+    let source = format!("[runtime]\ndrain_timeout = \"0s\"\n{VALID_TAIL}");
+    let config = Config::from_toml_str(&source, "levee.toml").unwrap();
+    assert_eq!(config.runtime.drain_timeout, Duration::ZERO);
+}
+
+#[test]
+fn a_section_of_the_wrong_shape() {
+    let source = format!("admin = \"127.0.0.1:1\"\n{VALID_TAIL}");
+    assert_eq!(
+        error(&source),
+        "levee.toml:1:9: admin: expected a table, found string"
+    );
+    let source = format!("runtime = 4\n{VALID_TAIL}");
+    assert_eq!(
+        error(&source),
+        "levee.toml:1:11: runtime: expected a table, found integer"
+    );
+    assert_eq!(
+        errors("listener = 5\n"),
+        [
+            "levee.toml:1:1: config defines no [[listener]]",
+            "levee.toml:1:12: listener: expected an array of tables ([[listener]]), found integer",
+        ]
+    );
+    assert_eq!(
+        errors("listener = [\"web\"]\n"),
+        [
+            "levee.toml:1:1: config defines no [[listener]]",
+            "levee.toml:1:13: listener: expected a table, found string",
+        ]
+    );
+}
+
+#[test]
+fn single_brackets_for_a_repeated_section() {
+    let source = r#"[listener]
+name = "web"
+listen = "127.0.0.1:80"
+cluster = "app"
+
+[[cluster]]
+name = "app"
+endpoints = ["a:1"]
+"#;
+    assert_eq!(
+        error(source),
+        "levee.toml:1:1: listener: write [[listener]], not [listener]: there can be several"
+    );
+}
+
+#[test]
+fn unreadable_file() {
+    let path = Path::new("/nonexistent-levee-dir/levee.toml");
+    let errors = Config::load(path).unwrap_err();
+    let os_error = std::io::Error::from_raw_os_error(2);
+    assert_eq!(
+        errors.to_string(),
+        format!("/nonexistent-levee-dir/levee.toml:1:1: cannot read config: {os_error}")
+    );
+}
+
+#[test]
+fn load_reads_a_file() {
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/levee.example.toml"
+    ));
+    assert!(Config::load(path).is_ok());
+}
+
+// (d) Everything at once.
+
+#[test]
+fn every_problem_is_reported_in_one_go_in_file_order() {
+    let source = r#"[admin]
+listen = "127.0.0.1:8080"
+
+[runtime]
+worker_threads = 0
+drain_timout = "5s"
+
+[[listener]]
+name = "web"
+listen = "0.0.0.0:8080"
+cluster = "ap"
+
+[[listener]]
+name = "web"
+listen = "not an address"
+protocol = "tcp"
+cluster = "app"
+
+[[cluster]]
+name = "app"
+endpoints = ["10.0.0.1:8000", "10.0.0.2"]
+balanc = "round-robin"
+connect_timeout = "10 parsecs"
+request_timeout = 15
+"#;
+    let errors = errors(source);
+    let expected = [
+        r#"levee.toml:5:18: worker_threads: must be at least 1 (leave it unset for one per CPU)"#,
+        r#"levee.toml:6:1: unknown key "drain_timout" in [runtime] (did you mean "drain_timeout"?)"#,
+        r#"levee.toml:10:10: listener "web" cannot listen on 0.0.0.0:8080: the admin listener (line 2) already listens on 127.0.0.1:8080"#,
+        r#"levee.toml:11:11: listener "web" names cluster "ap", which is not defined (did you mean "app"?)"#,
+        r#"levee.toml:14:8: duplicate listener name "web" (first defined at line 9)"#,
+        r#"levee.toml:15:10: listen: bad socket address "not an address": expected an IP address and port, e.g. "0.0.0.0:8080" or "[::]:8080""#,
+        r#"levee.toml:16:12: protocol "tcp" is not supported yet"#,
+        r#"levee.toml:21:31: endpoints: bad endpoint address "10.0.0.2": missing port; expected host:port, e.g. "10.0.0.1:8000" or "backend.internal:8000""#,
+        r#"levee.toml:22:1: unknown key "balanc" in [[cluster]] "app" (did you mean "balance"?)"#,
+        r#"levee.toml:23:19: connect_timeout: bad duration "10 parsecs": expected e.g. "250ms" or "10s""#,
+        r#"levee.toml:24:19: request_timeout: invalid type: integer `15`, expected a string"#,
+    ];
+    assert_eq!(errors, expected);
+}
+
+#[test]
+fn errors_display_one_per_line() {
+    let errors = Config::from_toml_str("[[listener]]\n", "x.toml").unwrap_err();
+    assert_eq!(
+        errors.to_string(),
+        [
+            r#"x.toml:1:1: missing key "name" in [[listener]] #1"#,
+            r#"x.toml:1:1: missing key "listen" in [[listener]] #1"#,
+            r#"x.toml:1:1: missing key "cluster" in [[listener]] #1"#,
+        ]
+        .join("\n")
+    );
+    assert_eq!(errors.len(), 3);
+    assert_eq!(errors.0[0].line, 1);
+}

@@ -1,0 +1,330 @@
+//! Raw sections → settings: parse every value, fill in defaults, and enforce
+//! the rules each key has on its own. Rules between sections (unique names,
+//! cluster references, address conflicts) are in `checks.rs`.
+//!
+//! Nothing here stops at a problem: each is reported and the rest of the
+//! config is still checked.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::checks;
+use super::raw::{RawAdmin, RawCluster, RawConfig, RawListener, RawRuntime, Section};
+use super::report::Report;
+use super::units::parse_duration;
+use super::{
+    AdminSettings, ClusterSettings, Config, EndpointAddress, ListenerSettings, Protocol,
+    RuntimeSettings,
+};
+
+/// The settings of `raw`. Only meaningful if nothing was reported.
+pub(super) fn config(raw: &RawConfig, report: &mut Report<'_>) -> Config {
+    let admin = admin(raw.admin.as_ref(), report);
+    let runtime = runtime(raw.runtime.as_ref(), report);
+    let listeners: Vec<Listener<'_>> = raw.listener.iter().map(|l| listener(l, report)).collect();
+    let clusters: Vec<Cluster<'_>> = raw.cluster.iter().map(|c| cluster(c, report)).collect();
+
+    checks::at_least_one_listener(&listeners, report);
+    checks::unique_names("listener", listeners.iter().filter_map(|l| l.name), report);
+    checks::unique_names("cluster", clusters.iter().filter_map(|c| c.name), report);
+    checks::clusters_are_defined(&listeners, &clusters, report);
+    checks::addresses_are_free(&admin, &listeners, report);
+
+    Config {
+        admin: admin.settings,
+        runtime,
+        listeners: listeners.into_iter().filter_map(|l| l.settings).collect(),
+        clusters: clusters.into_iter().filter_map(|c| c.settings).collect(),
+    }
+}
+
+/// `[admin]` after validation.
+pub(super) struct Admin {
+    pub settings: AdminSettings,
+    /// Where `listen` is written, if it is.
+    pub listen_span: Option<Range<usize>>,
+}
+
+/// A `[[listener]]` after validation, with what the checks between sections
+/// need: a field is `None` if it is missing or bad (already reported).
+pub(super) struct Listener<'r> {
+    /// `[[listener]] "web"` or `[[listener]] #2`.
+    pub label: &'r str,
+    pub name: Option<&'r Spanned<String>>,
+    pub listen: Option<Spanned<SocketAddr>>,
+    pub cluster: Option<&'r Spanned<String>>,
+    /// Only if every part is valid.
+    pub settings: Option<ListenerSettings>,
+}
+
+/// A `[[cluster]]` after validation.
+pub(super) struct Cluster<'r> {
+    pub name: Option<&'r Spanned<String>>,
+    /// Only if every part is valid.
+    pub settings: Option<ClusterSettings>,
+}
+
+fn admin(section: Option<&Section<RawAdmin>>, report: &mut Report<'_>) -> Admin {
+    let listen = section.and_then(|section| section.raw.listen.as_ref());
+    Admin {
+        settings: AdminSettings {
+            listen: listen
+                .and_then(|listen| socket_addr(listen, "listen", report))
+                .map_or(AdminSettings::DEFAULT_LISTEN, Spanned::into_inner),
+        },
+        listen_span: listen.map(Spanned::span),
+    }
+}
+
+fn runtime(section: Option<&Section<RawRuntime>>, report: &mut Report<'_>) -> RuntimeSettings {
+    let Some(Section { raw, .. }) = section else {
+        return RuntimeSettings::default();
+    };
+    let worker_threads = raw.worker_threads.as_ref().map(|threads| {
+        if *threads.get_ref() == 0 {
+            let message = "worker_threads: must be at least 1 (leave it unset for one per CPU)";
+            report.error(threads.span(), message);
+        }
+        *threads.get_ref()
+    });
+    let drain_timeout = duration(
+        raw.drain_timeout.as_ref(),
+        "drain_timeout",
+        RuntimeSettings::DEFAULT_DRAIN_TIMEOUT,
+        Zero::Allowed,
+        report,
+    );
+    RuntimeSettings {
+        worker_threads,
+        drain_timeout: drain_timeout.unwrap_or(RuntimeSettings::DEFAULT_DRAIN_TIMEOUT),
+    }
+}
+
+fn listener<'r>(section: &'r Section<RawListener>, report: &mut Report<'_>) -> Listener<'r> {
+    let raw = &section.raw;
+    let name = name(section, raw.name.as_ref(), report);
+    let listen = required(section, raw.listen.as_ref(), "listen", report)
+        .and_then(|listen| socket_addr(listen, "listen", report));
+    let protocol = match &raw.protocol {
+        None => Some(Protocol::default()),
+        Some(protocol) => protocol
+            .get_ref()
+            .parse()
+            .map_err(|error| report.error(protocol.span(), format!("{error}")))
+            .ok(),
+    };
+    let cluster = required(section, raw.cluster.as_ref(), "cluster", report);
+    let settings = match (name, &listen, protocol, cluster) {
+        (Some(name), Some(listen), Some(protocol), Some(cluster)) => Some(ListenerSettings {
+            name: name.get_ref().clone(),
+            listen: *listen.get_ref(),
+            protocol,
+            cluster: cluster.get_ref().clone(),
+        }),
+        _ => None,
+    };
+    Listener {
+        label: &section.label,
+        name,
+        listen,
+        cluster,
+        settings,
+    }
+}
+
+fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Cluster<'r> {
+    let raw = &section.raw;
+    let name = name(section, raw.name.as_ref(), report);
+    let endpoints = required(section, raw.endpoints.as_ref(), "endpoints", report)
+        .and_then(|endpoints| endpoint_list(section, endpoints, report));
+    let balance = match &raw.balance {
+        None => Some(ClusterSettings::DEFAULT_BALANCE),
+        Some(balance) => balance
+            .get_ref()
+            .parse()
+            .map_err(|error| report.error(balance.span(), format!("{error}")))
+            .ok(),
+    };
+    let connect_timeout = duration(
+        raw.connect_timeout.as_ref(),
+        "connect_timeout",
+        ClusterSettings::DEFAULT_CONNECT_TIMEOUT,
+        Zero::Rejected { hint: "" },
+        report,
+    );
+    let request_timeout = duration(
+        raw.request_timeout.as_ref(),
+        "request_timeout",
+        ClusterSettings::DEFAULT_REQUEST_TIMEOUT,
+        Zero::Rejected { hint: "" },
+        report,
+    );
+    let idle_timeout = duration(
+        raw.idle_timeout.as_ref(),
+        "idle_timeout",
+        ClusterSettings::DEFAULT_IDLE_TIMEOUT,
+        Zero::Rejected {
+            hint: " (to disable pooling, set max_idle_per_endpoint = 0)",
+        },
+        report,
+    );
+    let ewma_decay = duration(
+        raw.ewma_decay.as_ref(),
+        "ewma_decay",
+        ClusterSettings::DEFAULT_EWMA_DECAY,
+        Zero::Rejected { hint: "" },
+        report,
+    );
+    let max_idle_per_endpoint = raw
+        .max_idle_per_endpoint
+        .unwrap_or(ClusterSettings::DEFAULT_MAX_IDLE_PER_ENDPOINT);
+    let settings = match (
+        name,
+        endpoints,
+        balance,
+        connect_timeout,
+        request_timeout,
+        idle_timeout,
+        ewma_decay,
+    ) {
+        (
+            Some(name),
+            Some(endpoints),
+            Some(balance),
+            Some(connect_timeout),
+            Some(request_timeout),
+            Some(idle_timeout),
+            Some(ewma_decay),
+        ) => Some(ClusterSettings {
+            name: name.get_ref().clone(),
+            endpoints,
+            balance,
+            connect_timeout,
+            request_timeout,
+            idle_timeout,
+            max_idle_per_endpoint,
+            ewma_decay,
+        }),
+        _ => None,
+    };
+    Cluster { name, settings }
+}
+
+/// Every endpoint parsed, at least one, none twice.
+fn endpoint_list(
+    section: &Section<RawCluster>,
+    endpoints: &Spanned<Vec<Spanned<String>>>,
+    report: &mut Report<'_>,
+) -> Option<Vec<EndpointAddress>> {
+    if endpoints.get_ref().is_empty() {
+        report.error(
+            endpoints.span(),
+            format!("{} has no endpoints", section.label),
+        );
+        return None;
+    }
+    let mut parsed: Vec<EndpointAddress> = Vec::new();
+    let mut all_valid = true;
+    for text in endpoints.get_ref() {
+        match text.get_ref().parse::<EndpointAddress>() {
+            // A duplicate would get twice the traffic and share its health
+            // with itself: almost certainly a copy-paste slip.
+            Ok(address) if parsed.contains(&address) => {
+                let message = format!("endpoints: {:?} is listed twice", address.to_string());
+                report.error(text.span(), message);
+                all_valid = false;
+            }
+            Ok(address) => parsed.push(address),
+            Err(error) => {
+                report.error(text.span(), format!("endpoints: {error}"));
+                all_valid = false;
+            }
+        }
+    }
+    all_valid.then_some(parsed)
+}
+
+/// A required, non-empty `name`.
+fn name<'r, T>(
+    section: &Section<T>,
+    name: Option<&'r Spanned<String>>,
+    report: &mut Report<'_>,
+) -> Option<&'r Spanned<String>> {
+    let name = required(section, name, "name", report)?;
+    if name.get_ref().trim().is_empty() {
+        report.error(name.span(), "name: must not be empty");
+        return None;
+    }
+    Some(name)
+}
+
+/// `value`, or a report at the table's header that it is missing (unless it
+/// is written but had the wrong type, which is already reported).
+fn required<'r, T, V>(
+    section: &Section<T>,
+    value: Option<&'r V>,
+    key: &str,
+    report: &mut Report<'_>,
+) -> Option<&'r V> {
+    if value.is_none() && !section.is_unreadable(key) {
+        let message = format!("missing key {key:?} in {}", section.label);
+        report.error(section.span.clone(), message);
+    }
+    value
+}
+
+fn socket_addr(
+    text: &Spanned<String>,
+    key: &str,
+    report: &mut Report<'_>,
+) -> Option<Spanned<SocketAddr>> {
+    match text.get_ref().parse::<SocketAddr>() {
+        Ok(address) => Some(Spanned::new(text.span(), address)),
+        Err(_) => {
+            let message = format!(
+                "{key}: bad socket address {:?}: expected an IP address and port, \
+                 e.g. \"0.0.0.0:8080\" or \"[::]:8080\"",
+                text.get_ref()
+            );
+            report.error(text.span(), message);
+            None
+        }
+    }
+}
+
+/// Whether a zero duration makes sense for a key.
+enum Zero {
+    Allowed,
+    /// Rejected, with a hint appended to the message.
+    Rejected {
+        hint: &'static str,
+    },
+}
+
+/// The duration written for `key`, or `default` if it is not written.
+/// `None` if it is bad (reported).
+fn duration(
+    text: Option<&Spanned<String>>,
+    key: &str,
+    default: Duration,
+    zero: Zero,
+    report: &mut Report<'_>,
+) -> Option<Duration> {
+    let Some(text) = text else {
+        return Some(default);
+    };
+    match (parse_duration(text.get_ref()), zero) {
+        (Err(error), _) => {
+            report.error(text.span(), format!("{key}: {error}"));
+            None
+        }
+        (Ok(Duration::ZERO), Zero::Rejected { hint }) => {
+            report.error(text.span(), format!("{key}: must be more than 0{hint}"));
+            None
+        }
+        (Ok(duration), _) => Some(duration),
+    }
+}

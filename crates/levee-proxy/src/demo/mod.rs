@@ -1,0 +1,130 @@
+//! `levee demo`: a gateway in front of three in-process fault-injecting
+//! backends, with admin routes (and a small dashboard page) to make each
+//! backend crash, hang, slow down or fail, so a newcomer can watch levee work.
+
+mod dashboard;
+mod routes;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use levee_testkit::backend::Backend;
+
+use crate::config::{ClusterSettings, Config, EndpointAddress, ListenerSettings};
+use crate::gateway::{self, RunningGateway, StartError};
+
+/// Name of the demo's listener and cluster.
+const DEMO_CLUSTER: &str = "demo";
+
+/// Why the demo did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// A demo backend could not bind a loopback port.
+    #[error("cannot start demo backend {name:?}: {source}")]
+    Backend {
+        /// Backend name.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The gateway itself did not start.
+    #[error(transparent)]
+    Gateway(#[from] StartError),
+}
+
+/// A running demo.
+pub struct Demo {
+    gateway: RunningGateway,
+    backends: Arc<Vec<Backend>>,
+}
+
+impl Demo {
+    /// Start three backends on free loopback ports, then the gateway on
+    /// `listen` and the admin API on `admin`.
+    pub async fn start(listen: SocketAddr, admin: SocketAddr) -> Result<Demo, DemoError> {
+        let mut backends = Vec::new();
+        for name in ["b1", "b2", "b3"] {
+            let backend = Backend::start(name, SocketAddr::from(([127, 0, 0, 1], 0)))
+                .await
+                .map_err(|source| DemoError::Backend {
+                    name: name.to_owned(),
+                    source,
+                })?;
+            backends.push(backend);
+        }
+        let config = demo_config(listen, admin, &backends);
+        let backends = Arc::new(backends);
+        let routes = routes::router(Arc::clone(&backends)).merge(dashboard::router());
+        let gateway = gateway::start_with_admin_routes(config, routes).await?;
+        Ok(Demo { gateway, backends })
+    }
+
+    /// The gateway in front of the backends.
+    pub fn gateway(&self) -> &RunningGateway {
+        &self.gateway
+    }
+
+    /// The demo backends.
+    pub fn backends(&self) -> &[Backend] {
+        &self.backends
+    }
+
+    /// What to print for the user: every URL worth trying.
+    pub fn banner(&self) -> String {
+        let traffic = self
+            .gateway
+            .listener_address(DEMO_CLUSTER)
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let admin = self.gateway.admin_address();
+        let mut out = String::new();
+        let _ = writeln!(out, "levee demo is running.\n");
+        let _ = writeln!(out, "  gateway    http://{traffic}/          (try: curl -i http://{traffic}/)");
+        let _ = writeln!(out, "  dashboard  http://{admin}/");
+        let _ = writeln!(out, "  status     http://{admin}/status");
+        let _ = writeln!(out, "  metrics    http://{admin}/metrics");
+        let _ = writeln!(out, "  backends   http://{admin}/demo/backends\n");
+        for backend in self.backends.iter() {
+            let _ = writeln!(out, "  backend {} on {} ({})", backend.name(), backend.addr(), backend.mode());
+        }
+        let _ = writeln!(
+            out,
+            "\nBreak a backend:  curl -X POST http://{admin}/demo/backends/b2/hung\n\
+             modes: healthy, crashed, hung, slow (or slow:250ms), failing\n\
+             Stop with Ctrl-C."
+        );
+        out
+    }
+
+    /// Stop the gateway (draining) and the backends.
+    pub async fn shutdown(self) {
+        self.gateway.shutdown().await;
+        for backend in self.backends.iter() {
+            backend.clone().shutdown().await;
+        }
+    }
+}
+
+/// The demo's config: one listener, one cluster of the three backends, short
+/// timeouts so that a hung backend shows up within seconds.
+fn demo_config(listen: SocketAddr, admin: SocketAddr, backends: &[Backend]) -> Config {
+    let endpoints = backends
+        .iter()
+        .map(|b| EndpointAddress {
+            host: b.addr().ip().to_string(),
+            port: b.addr().port(),
+        })
+        .collect();
+    let mut cluster = ClusterSettings::new(DEMO_CLUSTER, endpoints);
+    cluster.connect_timeout = Duration::from_millis(250);
+    cluster.request_timeout = Duration::from_secs(2);
+    let mut config = Config::default();
+    config.admin.listen = admin;
+    config.runtime.drain_timeout = Duration::from_secs(5);
+    config.listeners = vec![ListenerSettings::new(DEMO_CLUSTER, listen, DEMO_CLUSTER)];
+    config.clusters = vec![cluster];
+    config
+}

@@ -1,0 +1,236 @@
+//! Starting and stopping a whole gateway: clusters, traffic listeners and the
+//! admin listener, in the order that keeps `/ready` honest.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::admin;
+use crate::cluster::{Cluster, ClusterBuildError, ClusterStatus};
+use crate::config::Config;
+use crate::listener::{self, BindError};
+use crate::metrics::Metrics;
+use crate::proxy::HttpProxy;
+
+/// Why a gateway did not start. Nothing is left listening when this is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener (traffic or admin) could not bind.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// A cluster could not be built from its settings.
+    #[error(transparent)]
+    Cluster(#[from] ClusterBuildError),
+    /// A listener names a cluster the config does not define (validation
+    /// normally catches this first).
+    #[error("listener {listener:?} names cluster {cluster:?}, which is not defined")]
+    UnknownCluster {
+        /// Listener name.
+        listener: String,
+        /// Missing cluster.
+        cluster: String,
+    },
+}
+
+/// A traffic listener as `/status` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ListenerStatus {
+    /// Listener name.
+    pub name: String,
+    /// Address actually bound (the real port when the config said 0).
+    pub address: SocketAddr,
+    /// `http`.
+    pub protocol: &'static str,
+    /// Cluster it forwards to.
+    pub cluster: String,
+}
+
+/// What the admin API reads.
+pub struct GatewayState {
+    /// True once every listener is bound, false again while draining.
+    ready: AtomicBool,
+    /// Set when shutdown has begun.
+    draining: AtomicBool,
+    /// Bound traffic listeners.
+    pub listeners: Vec<ListenerStatus>,
+    /// Clusters, in config order.
+    pub clusters: Vec<Arc<Cluster>>,
+    /// Every metric.
+    pub metrics: Arc<Metrics>,
+    /// When the gateway started.
+    pub started_at: Instant,
+}
+
+impl GatewayState {
+    /// Whether `/ready` should answer 200, and if not, why.
+    pub fn readiness(&self) -> Result<(), Vec<String>> {
+        if self.draining.load(Ordering::Acquire) {
+            return Err(vec!["shutting down: draining in-flight requests".to_owned()]);
+        }
+        if !self.ready.load(Ordering::Acquire) {
+            return Err(vec!["starting: not every listener is bound yet".to_owned()]);
+        }
+        Ok(())
+    }
+
+    /// Cluster snapshots for `/status`.
+    pub fn cluster_status(&self) -> Vec<ClusterStatus> {
+        let now = Instant::now();
+        self.clusters.iter().map(|c| c.status(now)).collect()
+    }
+}
+
+/// A running gateway. Dropping it does not stop it; call [`RunningGateway::shutdown`].
+pub struct RunningGateway {
+    state: Arc<GatewayState>,
+    admin_address: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    listener_tasks: JoinSet<()>,
+    admin_task: tokio::task::JoinHandle<()>,
+    drain_timeout: Duration,
+}
+
+/// How a shutdown went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownOutcome {
+    /// Every in-flight request finished.
+    Drained,
+    /// The drain timeout expired; remaining connections were cut.
+    DrainTimedOut,
+}
+
+/// Start a gateway: build clusters, bind every traffic listener and the admin
+/// listener, then start serving and report ready. Any bind failure aborts the
+/// start before anything serves.
+pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
+    start_with_admin_routes(config, Router::new()).await
+}
+
+/// Like [`start`], with extra admin routes (the demo adds its controls).
+pub async fn start_with_admin_routes(config: Config, extra_admin: Router) -> Result<RunningGateway, StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let mut clusters = HashMap::new();
+    let mut cluster_list = Vec::new();
+    for settings in &config.clusters {
+        let cluster = Arc::new(Cluster::new(settings, &metrics)?);
+        clusters.insert(settings.name.clone(), Arc::clone(&cluster));
+        cluster_list.push(cluster);
+    }
+
+    // Bind everything first: a gateway that can only open some of its ports
+    // must not start half-way.
+    let mut bound = Vec::with_capacity(config.listeners.len());
+    for settings in &config.listeners {
+        let cluster = clusters
+            .get(&settings.cluster)
+            .ok_or_else(|| StartError::UnknownCluster {
+                listener: settings.name.clone(),
+                cluster: settings.cluster.clone(),
+            })?;
+        let tcp = listener::bind(&format!("listener {:?}", settings.name), settings.listen)?;
+        let address = tcp.local_addr().map_err(|source| BindError {
+            what: format!("listener {:?}", settings.name),
+            address: settings.listen,
+            source,
+        })?;
+        bound.push((settings, Arc::clone(cluster), tcp, address));
+    }
+    let admin_tcp = listener::bind("admin", config.admin.listen)?;
+    let admin_address = admin_tcp.local_addr().map_err(|source| BindError {
+        what: "admin".to_owned(),
+        address: config.admin.listen,
+        source,
+    })?;
+
+    let state = Arc::new(GatewayState {
+        ready: AtomicBool::new(false),
+        draining: AtomicBool::new(false),
+        listeners: bound
+            .iter()
+            .map(|(settings, _, _, address)| ListenerStatus {
+                name: settings.name.clone(),
+                address: *address,
+                protocol: "http",
+                cluster: settings.cluster.clone(),
+            })
+            .collect(),
+        clusters: cluster_list,
+        metrics: Arc::clone(&metrics),
+        started_at: Instant::now(),
+    });
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut listener_tasks = JoinSet::new();
+    for (settings, cluster, tcp, address) in bound {
+        let proxy = Arc::new(HttpProxy::new(
+            settings.name.clone(),
+            cluster,
+            metrics.listener(&settings.name),
+        ));
+        tracing::info!(listener = %settings.name, %address, cluster = %settings.cluster, "listening");
+        listener_tasks.spawn(listener::serve_http(tcp, proxy, shutdown_rx.clone()));
+    }
+    let router = admin::router(Arc::clone(&state)).merge(extra_admin);
+    let admin_task = tokio::spawn(admin::serve(admin_tcp, router, shutdown_rx));
+    tracing::info!(address = %admin_address, "admin listening");
+
+    state.ready.store(true, Ordering::Release);
+    Ok(RunningGateway {
+        state,
+        admin_address,
+        shutdown,
+        listener_tasks,
+        admin_task,
+        drain_timeout: config.runtime.drain_timeout,
+    })
+}
+
+impl RunningGateway {
+    /// Address of the admin listener.
+    pub fn admin_address(&self) -> SocketAddr {
+        self.admin_address
+    }
+
+    /// Address a traffic listener actually bound.
+    pub fn listener_address(&self, name: &str) -> Option<SocketAddr> {
+        self.state
+            .listeners
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.address)
+    }
+
+    /// State shared with the admin API.
+    pub fn state(&self) -> &Arc<GatewayState> {
+        &self.state
+    }
+
+    /// Stop accepting, let in-flight requests finish up to the drain timeout,
+    /// then stop the admin listener.
+    pub async fn shutdown(mut self) -> ShutdownOutcome {
+        self.state.draining.store(true, Ordering::Release);
+        let _ = self.shutdown.send(true);
+        let drained = tokio::time::timeout(self.drain_timeout, async {
+            while self.listener_tasks.join_next().await.is_some() {}
+        })
+        .await;
+        let outcome = match drained {
+            Ok(()) => ShutdownOutcome::Drained,
+            Err(_) => {
+                tracing::warn!(timeout = ?self.drain_timeout, "drain timeout expired; closing remaining connections");
+                self.listener_tasks.abort_all();
+                ShutdownOutcome::DrainTimedOut
+            }
+        };
+        self.admin_task.abort();
+        outcome
+    }
+}

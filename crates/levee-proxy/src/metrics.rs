@@ -1,0 +1,261 @@
+//! Prometheus metrics.
+//!
+//! Series for every listener and endpoint are created once at startup and
+//! their handles kept beside the objects they describe, so the request path
+//! only touches atomics (no label hashing or map lookups per request).
+
+use std::sync::Arc;
+
+use levee_core::{FailureKind, StatusClass};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Latency buckets: 250 µs doubling up to ~16 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 17))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    cluster: String,
+    endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointClassLabels {
+    cluster: String,
+    endpoint: String,
+    class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointErrorLabels {
+    cluster: String,
+    endpoint: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerClassLabels {
+    listener: String,
+    class: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// All of levee's metric families and the registry that exports them.
+pub struct Metrics {
+    registry: Registry,
+    upstream_requests: Family<EndpointClassLabels, Counter>,
+    upstream_latency: HistogramFamily<EndpointLabels>,
+    upstream_in_flight: Family<EndpointLabels, Gauge>,
+    upstream_failures: Family<EndpointErrorLabels, Counter>,
+    responses: Family<ListenerClassLabels, Counter>,
+    request_duration: HistogramFamily<ListenerLabels>,
+    connections: Family<ListenerLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Register every family.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("levee");
+        let metrics = Metrics {
+            upstream_requests: Family::default(),
+            upstream_latency: Family::new_with_constructor(latency_histogram),
+            upstream_in_flight: Family::default(),
+            upstream_failures: Family::default(),
+            responses: Family::default(),
+            request_duration: Family::new_with_constructor(latency_histogram),
+            connections: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "upstream_requests",
+            "Upstream attempts by cluster, endpoint and status class (error = no response)",
+            metrics.upstream_requests.clone(),
+        );
+        registry.register(
+            "upstream_response_seconds",
+            "Time from sending an upstream attempt to its response head or failure",
+            metrics.upstream_latency.clone(),
+        );
+        registry.register(
+            "upstream_in_flight",
+            "Upstream requests whose response has not finished",
+            metrics.upstream_in_flight.clone(),
+        );
+        registry.register(
+            "upstream_failures",
+            "Upstream attempts that got no usable response, by kind (connect-refused, connect-timeout, timeout, ...)",
+            metrics.upstream_failures.clone(),
+        );
+        registry.register(
+            "http_responses",
+            "Responses sent to clients by listener and status class",
+            metrics.responses.clone(),
+        );
+        registry.register(
+            "http_request_seconds",
+            "Time from receiving a client request to sending its response head",
+            metrics.request_duration.clone(),
+        );
+        registry.register(
+            "connections_accepted",
+            "Client connections accepted by listener",
+            metrics.connections.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// Handles for one endpoint's series.
+    pub fn endpoint(&self, cluster: &str, endpoint: &str) -> EndpointMetrics {
+        let labels = EndpointLabels {
+            cluster: cluster.to_owned(),
+            endpoint: endpoint.to_owned(),
+        };
+        let by_class = StatusClass::ALL.map(|class| {
+            self.upstream_requests
+                .get_or_create_owned(&EndpointClassLabels {
+                    cluster: cluster.to_owned(),
+                    endpoint: endpoint.to_owned(),
+                    class: class.as_str(),
+                })
+        });
+        EndpointMetrics {
+            by_class,
+            latency: self.upstream_latency.get_or_create_owned(&labels),
+            in_flight: self.upstream_in_flight.get_or_create_owned(&labels),
+            failures: self.upstream_failures.clone(),
+            labels,
+        }
+    }
+
+    /// Handles for one listener's series.
+    pub fn listener(&self, listener: &str) -> ListenerMetrics {
+        let labels = ListenerLabels {
+            listener: listener.to_owned(),
+        };
+        ListenerMetrics {
+            by_class: StatusClass::ALL.map(|class| {
+                self.responses.get_or_create_owned(&ListenerClassLabels {
+                    listener: listener.to_owned(),
+                    class: class.as_str(),
+                })
+            }),
+            duration: self.request_duration.get_or_create_owned(&labels),
+            connections: self.connections.get_or_create_owned(&labels),
+        }
+    }
+
+    /// Prometheus text exposition of every series.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Shared handle to the metrics.
+pub type SharedMetrics = Arc<Metrics>;
+
+/// Pre-created series of one upstream endpoint.
+#[derive(Clone)]
+pub struct EndpointMetrics {
+    by_class: [Counter; 6],
+    latency: Histogram,
+    in_flight: Gauge,
+    /// Failure kinds are few and rare: looked up by label when they happen.
+    failures: Family<EndpointErrorLabels, Counter>,
+    labels: EndpointLabels,
+}
+
+impl EndpointMetrics {
+    /// Count one attempt and its latency.
+    pub fn record_attempt(&self, class: StatusClass, latency_seconds: f64) {
+        self.by_class[class.index()].inc();
+        self.latency.observe(latency_seconds);
+    }
+
+    /// Count one failed attempt by kind.
+    pub fn record_failure(&self, kind: FailureKind) {
+        self.failures
+            .get_or_create(&EndpointErrorLabels {
+                cluster: self.labels.cluster.clone(),
+                endpoint: self.labels.endpoint.clone(),
+                kind: kind.as_str(),
+            })
+            .inc();
+    }
+
+    /// The in-flight gauge (incremented and decremented around each request).
+    pub fn in_flight(&self) -> &Gauge {
+        &self.in_flight
+    }
+}
+
+/// Pre-created series of one listener.
+#[derive(Clone)]
+pub struct ListenerMetrics {
+    by_class: [Counter; 6],
+    duration: Histogram,
+    connections: Counter,
+}
+
+impl ListenerMetrics {
+    /// Count a response sent to a client.
+    pub fn record_response(&self, status: u16, seconds: f64) {
+        self.by_class[StatusClass::of_status(status).index()].inc();
+        self.duration.observe(seconds);
+    }
+
+    /// Count an accepted connection.
+    pub fn record_connection(&self) {
+        self.connections.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_names_series_by_cluster_endpoint_and_class() {
+        let metrics = Metrics::new();
+        let endpoint = metrics.endpoint("app", "127.0.0.1:8000");
+        endpoint.record_attempt(StatusClass::Success, 0.002);
+        endpoint.record_failure(FailureKind::ConnectRefused);
+        metrics.listener("web").record_response(502, 0.001);
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                r#"levee_upstream_requests_total{cluster="app",endpoint="127.0.0.1:8000",class="2xx"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"kind="connect-refused"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"levee_http_responses_total{listener="web",class="5xx"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("levee_upstream_response_seconds_bucket"), "{text}");
+    }
+}

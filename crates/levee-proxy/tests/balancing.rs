@@ -1,0 +1,90 @@
+//! Each load-balancing policy spreads requests as documented.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use levee_proxy::config::BalancePolicy;
+use levee_testkit::backend::Mode;
+
+#[tokio::test]
+async fn round_robin_gives_each_endpoint_its_turn() {
+    let backends = backends(3).await;
+    let addrs = backends.iter().map(|b| b.addr()).collect();
+    let (gateway, addr) = start(config(addrs, BalancePolicy::RoundRobin)).await;
+    let client = client();
+    for _ in 0..30 {
+        assert_eq!(get(&client, addr, "/").await.status, 200);
+    }
+    for backend in &backends {
+        assert_eq!(backend.requests_received(), 10, "{}", backend.name());
+    }
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn least_request_avoids_an_endpoint_with_a_request_in_flight() {
+    let backends = backends(3).await;
+    backends[0].set_mode(Mode::Hung).await.expect("mode");
+    let addrs = backends.iter().map(|b| b.addr()).collect();
+    let (gateway, addr) = start(config(addrs, BalancePolicy::LeastRequest)).await;
+    // Three concurrent requests: one lands on each endpoint; the one on the hung
+    // backend stays in flight.
+    let mut first_wave = Vec::new();
+    for _ in 0..3 {
+        let client = client();
+        first_wave.push(tokio::spawn(async move { get(&client, addr, "/slow?ms=300").await }));
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(backends[0].requests_received(), 1, "the hung backend should hold one request");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let client = client();
+    for _ in 0..20 {
+        assert_eq!(get(&client, addr, "/").await.status, 200);
+    }
+    assert_eq!(backends[0].requests_received(), 1, "least-request sent more to a busy endpoint");
+    assert_eq!(backends[1].requests_received() + backends[2].requests_received(), 22);
+    assert!(backends[1].requests_received() >= 5 && backends[2].requests_received() >= 5);
+    backends[0].set_mode(Mode::Healthy).await.expect("mode");
+    gateway.shutdown().await;
+}
+
+/// `workers` concurrent closed-loop clients, `each` requests apiece.
+async fn concurrent_gets(addr: std::net::SocketAddr, workers: usize, each: usize) {
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        tasks.push(tokio::spawn(async move {
+            let client = client();
+            for _ in 0..each {
+                assert_eq!(get(&client, addr, "/").await.status, 200);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("worker");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p2c_ewma_spreads_concurrent_load_and_shuns_a_slow_endpoint() {
+    let backends = backends(3).await;
+    let addrs = backends.iter().map(|b| b.addr()).collect();
+    let (gateway, addr) = start(config(addrs, BalancePolicy::P2cEwma)).await;
+    // Equal endpoints under concurrent load: in-flight counts keep the
+    // latency-weighted choice from piling onto one of them.
+    concurrent_gets(addr, 12, 25).await;
+    for backend in &backends {
+        let share = backend.requests_received();
+        assert!(share >= 50, "{} got only {share} of 300", backend.name());
+        backend.reset_counters();
+    }
+
+    backends[0].set_mode(Mode::Slow(Duration::from_millis(50))).await.expect("mode");
+    concurrent_gets(addr, 12, 25).await;
+    let slow = backends[0].requests_received();
+    // Each slow answer raises its peak-EWMA cost at once, so it loses almost
+    // every pairwise choice (round robin would have sent it 100).
+    assert!(slow <= 30, "slow endpoint still got {slow} of 300");
+    gateway.shutdown().await;
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every check levee's CI runs, on a fresh Debian machine or a developer's.
+# Installs what the tests need when it is missing, then: format, lint, tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+# (Later tests start real redis-server and memcached; list them here when they do.)
+if ((${#need_apt[@]})); then
+    echo "test.sh: installing ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        rustup component add "$component"
+    fi
+done
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace
