@@ -51,17 +51,19 @@ pub struct ClusterBuildError {
 
 impl Cluster {
     /// Build the runtime cluster from validated settings.
-    pub fn new(settings: &ClusterSettings, metrics: &Metrics) -> Result<Cluster, ClusterBuildError> {
+    pub fn new(
+        settings: &ClusterSettings,
+        metrics: &Metrics,
+    ) -> Result<Cluster, ClusterBuildError> {
         let now = Instant::now();
         let mut endpoints = Vec::with_capacity(settings.endpoints.len());
         for address in &settings.endpoints {
             let address = address.to_string();
-            let authority =
-                Authority::from_str(&address).map_err(|source| ClusterBuildError {
-                    cluster: settings.name.clone(),
-                    endpoint: address.clone(),
-                    source,
-                })?;
+            let authority = Authority::from_str(&address).map_err(|source| ClusterBuildError {
+                cluster: settings.name.clone(),
+                endpoint: address.clone(),
+                source,
+            })?;
             endpoints.push(Endpoint {
                 metrics: metrics.endpoint(&settings.name, &address),
                 address,

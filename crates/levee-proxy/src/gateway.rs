@@ -73,7 +73,9 @@ impl GatewayState {
     /// Whether `/ready` should answer 200, and if not, why.
     pub fn readiness(&self) -> Result<(), Vec<String>> {
         if self.draining.load(Ordering::Acquire) {
-            return Err(vec!["shutting down: draining in-flight requests".to_owned()]);
+            return Err(vec![
+                "shutting down: draining in-flight requests".to_owned(),
+            ]);
         }
         if !self.ready.load(Ordering::Acquire) {
             return Err(vec!["starting: not every listener is bound yet".to_owned()]);
@@ -115,7 +117,10 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
 }
 
 /// Like [`start`], with extra admin routes (the demo adds its controls).
-pub async fn start_with_admin_routes(config: Config, extra_admin: Router) -> Result<RunningGateway, StartError> {
+pub async fn start_with_admin_routes(
+    config: Config,
+    extra_admin: Router,
+) -> Result<RunningGateway, StartError> {
     let metrics = Arc::new(Metrics::new());
     let mut clusters = HashMap::new();
     let mut cluster_list = Vec::new();
@@ -129,12 +134,13 @@ pub async fn start_with_admin_routes(config: Config, extra_admin: Router) -> Res
     // must not start half-way.
     let mut bound = Vec::with_capacity(config.listeners.len());
     for settings in &config.listeners {
-        let cluster = clusters
-            .get(&settings.cluster)
-            .ok_or_else(|| StartError::UnknownCluster {
-                listener: settings.name.clone(),
-                cluster: settings.cluster.clone(),
-            })?;
+        let cluster =
+            clusters
+                .get(&settings.cluster)
+                .ok_or_else(|| StartError::UnknownCluster {
+                    listener: settings.name.clone(),
+                    cluster: settings.cluster.clone(),
+                })?;
         let tcp = listener::bind(&format!("listener {:?}", settings.name), settings.listen)?;
         let address = tcp.local_addr().map_err(|source| BindError {
             what: format!("listener {:?}", settings.name),

@@ -51,7 +51,11 @@ pub fn bind(what: &str, address: SocketAddr) -> Result<TcpListener, BindError> {
 /// Accept connections on `listener` and proxy their requests until
 /// `shutdown` turns true; then stop accepting (closing the socket) and wait
 /// for in-flight connections to finish. The caller bounds that wait.
-pub async fn serve_http(listener: TcpListener, proxy: Arc<HttpProxy>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve_http(
+    listener: TcpListener,
+    proxy: Arc<HttpProxy>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new());

@@ -256,6 +256,9 @@ mod tests {
             text.contains(r#"levee_http_responses_total{listener="web",class="5xx"} 1"#),
             "{text}"
         );
-        assert!(text.contains("levee_upstream_response_seconds_bucket"), "{text}");
+        assert!(
+            text.contains("levee_upstream_response_seconds_bucket"),
+            "{text}"
+        );
     }
 }

@@ -34,17 +34,30 @@ async fn least_request_avoids_an_endpoint_with_a_request_in_flight() {
     let mut first_wave = Vec::new();
     for _ in 0..3 {
         let client = client();
-        first_wave.push(tokio::spawn(async move { get(&client, addr, "/slow?ms=300").await }));
+        first_wave.push(tokio::spawn(async move {
+            get(&client, addr, "/slow?ms=300").await
+        }));
     }
     tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(backends[0].requests_received(), 1, "the hung backend should hold one request");
+    assert_eq!(
+        backends[0].requests_received(),
+        1,
+        "the hung backend should hold one request"
+    );
     tokio::time::sleep(Duration::from_millis(400)).await;
     let client = client();
     for _ in 0..20 {
         assert_eq!(get(&client, addr, "/").await.status, 200);
     }
-    assert_eq!(backends[0].requests_received(), 1, "least-request sent more to a busy endpoint");
-    assert_eq!(backends[1].requests_received() + backends[2].requests_received(), 22);
+    assert_eq!(
+        backends[0].requests_received(),
+        1,
+        "least-request sent more to a busy endpoint"
+    );
+    assert_eq!(
+        backends[1].requests_received() + backends[2].requests_received(),
+        22
+    );
     assert!(backends[1].requests_received() >= 5 && backends[2].requests_received() >= 5);
     backends[0].set_mode(Mode::Healthy).await.expect("mode");
     gateway.shutdown().await;
@@ -80,7 +93,10 @@ async fn p2c_ewma_spreads_concurrent_load_and_shuns_a_slow_endpoint() {
         backend.reset_counters();
     }
 
-    backends[0].set_mode(Mode::Slow(Duration::from_millis(50))).await.expect("mode");
+    backends[0]
+        .set_mode(Mode::Slow(Duration::from_millis(50)))
+        .await
+        .expect("mode");
     concurrent_gets(addr, 12, 25).await;
     let slow = backends[0].requests_received();
     // Each slow answer raises its peak-EWMA cost at once, so it loses almost

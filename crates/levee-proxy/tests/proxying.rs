@@ -49,8 +49,15 @@ async fn response_body_streams_before_the_upstream_finishes() {
         .expect("ok frame");
     let first_at = started.elapsed();
     assert_eq!(first.into_data().expect("data"), Bytes::from("chunk 0\n"));
-    assert!(first_at < Duration::from_millis(900), "first chunk after {first_at:?}");
-    let rest = timeout(TEST_TIMEOUT, body.collect()).await.expect("in time").expect("rest").to_bytes();
+    assert!(
+        first_at < Duration::from_millis(900),
+        "first chunk after {first_at:?}"
+    );
+    let rest = timeout(TEST_TIMEOUT, body.collect())
+        .await
+        .expect("in time")
+        .expect("rest")
+        .to_bytes();
     assert_eq!(rest, Bytes::from("chunk 1\nchunk 2\n"));
     assert!(started.elapsed() >= Duration::from_millis(1900));
     gateway.shutdown().await;
@@ -65,11 +72,14 @@ async fn request_body_streams_to_the_upstream() {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
     let body = StreamBody::new(tokio_stream_from(rx));
     let stream = TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .expect("handshake");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
     tokio::spawn(connection);
-    tx.send(Ok(Frame::data(Bytes::from("first half;")))).await.expect("send");
+    tx.send(Ok(Frame::data(Bytes::from("first half;"))))
+        .await
+        .expect("send");
     let request = Request::post("/echo")
         .header("host", addr.to_string())
         .body(body)
@@ -84,16 +94,27 @@ async fn request_body_streams_to_the_upstream() {
         .expect("first half echoed while the request is unfinished")
         .expect("frame")
         .expect("ok");
-    assert_eq!(echoed.into_data().expect("data"), Bytes::from("first half;"));
-    tx.send(Ok(Frame::data(Bytes::from("second half")))).await.expect("send");
+    assert_eq!(
+        echoed.into_data().expect("data"),
+        Bytes::from("first half;")
+    );
+    tx.send(Ok(Frame::data(Bytes::from("second half"))))
+        .await
+        .expect("send");
     drop(tx);
-    let rest = timeout(TEST_TIMEOUT, body.collect()).await.expect("in time").expect("rest").to_bytes();
+    let rest = timeout(TEST_TIMEOUT, body.collect())
+        .await
+        .expect("in time")
+        .expect("rest")
+        .to_bytes();
     assert_eq!(rest, Bytes::from("second half"));
     gateway.shutdown().await;
 }
 
 /// An mpsc receiver as a `Stream` (avoids a dependency on tokio-stream).
-fn tokio_stream_from<T>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
+fn tokio_stream_from<T>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
@@ -107,7 +128,10 @@ async fn upstream_connections_are_kept_alive() {
     }
     assert_eq!(backends[0].requests_received(), 20);
     let connections = backends[0].connections_accepted();
-    assert!(connections <= 2, "upstream saw {connections} connections for 20 requests");
+    assert!(
+        connections <= 2,
+        "upstream saw {connections} connections for 20 requests"
+    );
     gateway.shutdown().await;
 }
 
@@ -126,9 +150,14 @@ async fn hop_by_hop_headers_are_removed_and_forwarding_headers_added() {
         .body(Full::new(Bytes::new()))
         .expect("request");
     assert_eq!(send(&client(), request).await.status, 200);
-    let seen = backends[0].last_request_headers().expect("backend saw a request");
+    let seen = backends[0]
+        .last_request_headers()
+        .expect("backend saw a request");
     for removed in ["x-private-hop", "keep-alive", "proxy-authorization", "te"] {
-        assert!(!seen.contains_key(removed), "{removed} was forwarded: {seen:?}");
+        assert!(
+            !seen.contains_key(removed),
+            "{removed} was forwarded: {seen:?}"
+        );
     }
     assert_eq!(seen["x-end-to-end"], "kept");
     assert_eq!(seen["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
@@ -181,16 +210,23 @@ async fn a_failing_upstream_status_is_passed_through() {
 #[tokio::test]
 async fn an_upstream_reset_mid_body_aborts_the_client_response() {
     let backends = backends(1).await;
-    backends[0].set_mode(Mode::PartialThenReset { bytes: 100 }).await.expect("mode");
+    backends[0]
+        .set_mode(Mode::PartialThenReset { bytes: 100 })
+        .await
+        .expect("mode");
     let (gateway, addr) = start(config(vec![backends[0].addr()], BalancePolicy::RoundRobin)).await;
-    let request = Request::get(format!("http://{addr}/")).body(Full::new(Bytes::new())).expect("request");
+    let request = Request::get(format!("http://{addr}/"))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
     let response = timeout(TEST_TIMEOUT, client().request(request))
         .await
         .expect("in time")
         .expect("head forwarded");
     assert_eq!(response.status(), 200);
     // The client must see an error, not a short body it could take for whole.
-    let body = timeout(TEST_TIMEOUT, response.into_body().collect()).await.expect("in time");
+    let body = timeout(TEST_TIMEOUT, response.into_body().collect())
+        .await
+        .expect("in time");
     assert!(body.is_err(), "truncated body delivered as complete");
     gateway.shutdown().await;
 }
@@ -200,18 +236,28 @@ async fn http2_prior_knowledge_is_served_on_the_same_listener() {
     let backends = backends(1).await;
     let (gateway, addr) = start(config(vec![backends[0].addr()], BalancePolicy::RoundRobin)).await;
     let stream = TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("h2 handshake");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
     tokio::spawn(connection);
     let request = Request::get(format!("http://{addr}/h2"))
         .body(Full::new(Bytes::new()))
         .expect("request");
-    let response = timeout(TEST_TIMEOUT, sender.send_request(request)).await.expect("in time").expect("response");
+    let response = timeout(TEST_TIMEOUT, sender.send_request(request))
+        .await
+        .expect("in time")
+        .expect("response");
     assert_eq!(response.status(), 200);
     assert_eq!(response.version(), http::Version::HTTP_2);
-    let body = response.into_body().collect().await.expect("body").to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     assert_eq!(body, Bytes::from("hello from b1\n"));
     let seen = backends[0].last_request_headers().expect("request seen");
     assert_eq!(seen["host"], addr.to_string());
@@ -228,11 +274,20 @@ async fn graceful_shutdown_finishes_in_flight_requests_and_stops_accepting() {
     let shutdown = tokio::spawn(gateway.shutdown());
     tokio::time::sleep(Duration::from_millis(100)).await;
     // The listening socket is closed at once…
-    assert!(TcpStream::connect(addr).await.is_err(), "still accepting during drain");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "still accepting during drain"
+    );
     // …while the request already in flight completes normally.
-    let answer = timeout(TEST_TIMEOUT, in_flight).await.expect("in time").expect("task");
+    let answer = timeout(TEST_TIMEOUT, in_flight)
+        .await
+        .expect("in time")
+        .expect("task");
     assert_eq!(answer.status, 200);
-    let outcome = timeout(TEST_TIMEOUT, shutdown).await.expect("in time").expect("task");
+    let outcome = timeout(TEST_TIMEOUT, shutdown)
+        .await
+        .expect("in time")
+        .expect("task");
     assert_eq!(outcome, levee_proxy::ShutdownOutcome::Drained);
 }
 
@@ -250,7 +305,9 @@ async fn shutdown_gives_up_after_the_drain_timeout() {
         .expect("write");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
-    let outcome = timeout(TEST_TIMEOUT, gateway.shutdown()).await.expect("in time");
+    let outcome = timeout(TEST_TIMEOUT, gateway.shutdown())
+        .await
+        .expect("in time");
     assert_eq!(outcome, levee_proxy::ShutdownOutcome::DrainTimedOut);
     assert!(started.elapsed() < Duration::from_secs(2));
 }

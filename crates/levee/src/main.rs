@@ -76,7 +76,10 @@ fn main() -> ExitCode {
             run_in_runtime(threads, async move {
                 let gateway = levee_proxy::start(config).await?;
                 for listener in &gateway.state().listeners {
-                    println!("levee: listener {:?} on http://{} -> cluster {:?}", listener.name, listener.address, listener.cluster);
+                    println!(
+                        "levee: listener {:?} on http://{} -> cluster {:?}",
+                        listener.name, listener.address, listener.cluster
+                    );
                 }
                 println!("levee: admin on http://{}", gateway.admin_address());
                 wait_for_signal().await;

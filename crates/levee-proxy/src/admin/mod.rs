@@ -56,7 +56,10 @@ async fn ready(State(state): State<Arc<GatewayState>>) -> Response {
 /// Prometheus text exposition.
 async fn metrics(State(state): State<Arc<GatewayState>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.encode(),
     )
         .into_response()

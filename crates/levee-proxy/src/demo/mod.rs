@@ -82,13 +82,22 @@ impl Demo {
         let admin = self.gateway.admin_address();
         let mut out = String::new();
         let _ = writeln!(out, "levee demo is running.\n");
-        let _ = writeln!(out, "  gateway    http://{traffic}/          (try: curl -i http://{traffic}/)");
+        let _ = writeln!(
+            out,
+            "  gateway    http://{traffic}/          (try: curl -i http://{traffic}/)"
+        );
         let _ = writeln!(out, "  dashboard  http://{admin}/");
         let _ = writeln!(out, "  status     http://{admin}/status");
         let _ = writeln!(out, "  metrics    http://{admin}/metrics");
         let _ = writeln!(out, "  backends   http://{admin}/demo/backends\n");
         for backend in self.backends.iter() {
-            let _ = writeln!(out, "  backend {} on {} ({})", backend.name(), backend.addr(), backend.mode());
+            let _ = writeln!(
+                out,
+                "  backend {} on {} ({})",
+                backend.name(),
+                backend.addr(),
+                backend.mode()
+            );
         }
         let _ = writeln!(
             out,

@@ -42,7 +42,10 @@ async fn list(State(backends): State<Backends>) -> Json<Vec<BackendView>> {
     Json(backends.iter().map(view).collect())
 }
 
-async fn set_mode(State(backends): State<Backends>, Path((name, mode)): Path<(String, String)>) -> Response {
+async fn set_mode(
+    State(backends): State<Backends>,
+    Path((name, mode)): Path<(String, String)>,
+) -> Response {
     let Some(backend) = backends.iter().find(|b| b.name() == name) else {
         return (
             StatusCode::NOT_FOUND,
@@ -53,7 +56,11 @@ async fn set_mode(State(backends): State<Backends>, Path((name, mode)): Path<(St
     let mode: Mode = match mode.parse() {
         Ok(mode) => mode,
         Err(error) => {
-            return (StatusCode::BAD_REQUEST, Json(json!({ "error": error.to_string() }))).into_response();
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": error.to_string() })),
+            )
+                .into_response();
         }
     };
     match backend.set_mode(mode).await {

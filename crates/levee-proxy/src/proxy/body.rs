@@ -51,7 +51,12 @@ pin_project_lite::pin_project! {
 
 impl UpstreamBody {
     /// Wrap `inner`, reporting a mid-body failure to `cluster`.
-    pub fn new(inner: Incoming, in_flight: InFlight, cluster: Arc<Cluster>, endpoint: EndpointId) -> Self {
+    pub fn new(
+        inner: Incoming,
+        in_flight: InFlight,
+        cluster: Arc<Cluster>,
+        endpoint: EndpointId,
+    ) -> Self {
         UpstreamBody {
             inner,
             in_flight: Some(in_flight),

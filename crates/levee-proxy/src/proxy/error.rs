@@ -63,7 +63,9 @@ impl ProxyError {
                 FailureKind::ConnectRefused => "upstream refused the connection",
                 FailureKind::ConnectTimeout => "upstream connect timed out",
                 FailureKind::ConnectFailed => "upstream connect failed",
-                FailureKind::ResetBeforeResponse => "upstream closed the connection before responding",
+                FailureKind::ResetBeforeResponse => {
+                    "upstream closed the connection before responding"
+                }
                 FailureKind::Timeout => "upstream did not respond within the request timeout",
                 FailureKind::Protocol => "upstream sent an invalid HTTP response",
                 FailureKind::BodyInterrupted => "upstream response body was interrupted",
@@ -123,6 +125,12 @@ mod tests {
         };
         assert_eq!(upstream(FailureKind::Timeout).status(), 504);
         assert_eq!(upstream(FailureKind::ConnectRefused).status(), 502);
-        assert_eq!(ProxyError::NoEndpoint { cluster: "app".into() }.status(), 502);
+        assert_eq!(
+            ProxyError::NoEndpoint {
+                cluster: "app".into()
+            }
+            .status(),
+            502
+        );
     }
 }

@@ -55,7 +55,11 @@ impl HttpProxy {
     }
 
     /// Serve one client request.
-    pub async fn handle(&self, request: Request<Incoming>, client: SocketAddr) -> Response<ProxyBody> {
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<ProxyBody> {
         let started = Instant::now();
         let response = match self.forward(request, client, started).await {
             Ok(response) => response.map(Either::Left),
@@ -76,16 +80,21 @@ impl HttpProxy {
         started: Instant,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
         let cluster = &self.cluster;
-        let endpoint_id = cluster.pick(started).ok_or_else(|| ProxyError::NoEndpoint {
-            cluster: cluster.name.clone(),
-        })?;
+        let endpoint_id = cluster
+            .pick(started)
+            .ok_or_else(|| ProxyError::NoEndpoint {
+                cluster: cluster.name.clone(),
+            })?;
         let endpoint = cluster.endpoint(endpoint_id);
         let request = upstream_request(request, client, &endpoint.authority)?;
 
         let in_flight = InFlight::start(cluster, endpoint_id);
         let attempt_started = Instant::now();
-        let result =
-            tokio::time::timeout(cluster.settings.request_timeout, cluster.client().request(request)).await;
+        let result = tokio::time::timeout(
+            cluster.settings.request_timeout,
+            cluster.client().request(request),
+        )
+        .await;
         let now = Instant::now();
         let latency = now.saturating_duration_since(attempt_started);
         let response = match result {
@@ -95,7 +104,9 @@ impl HttpProxy {
                 tracing::debug!(cluster = %cluster.name, endpoint = %endpoint.address, %kind, %error, "upstream error");
                 return Err(self.failed(endpoint_id, kind, latency, now));
             }
-            Err(_elapsed) => return Err(self.failed(endpoint_id, FailureKind::Timeout, latency, now)),
+            Err(_elapsed) => {
+                return Err(self.failed(endpoint_id, FailureKind::Timeout, latency, now));
+            }
         };
         let outcome = Outcome::response(endpoint_id, response.status().as_u16(), latency);
         cluster.record(&outcome, now);
@@ -110,8 +121,15 @@ impl HttpProxy {
     }
 
     /// Record a failed attempt and describe it for the client.
-    fn failed(&self, endpoint: EndpointId, kind: FailureKind, latency: std::time::Duration, now: Instant) -> ProxyError {
-        self.cluster.record(&Outcome::failure(endpoint, kind, latency), now);
+    fn failed(
+        &self,
+        endpoint: EndpointId,
+        kind: FailureKind,
+        latency: std::time::Duration,
+        now: Instant,
+    ) -> ProxyError {
+        self.cluster
+            .record(&Outcome::failure(endpoint, kind, latency), now);
         ProxyError::Upstream {
             cluster: self.cluster.name.clone(),
             endpoint: self.cluster.endpoint(endpoint).address.clone(),
@@ -149,9 +167,10 @@ fn upstream_request(
         .scheme(Scheme::HTTP)
         .authority(authority.clone())
         .path_and_query(path_and_query)
-        .build().map_err(|_| ProxyError::BadRequest {
-        reason: "request target cannot be forwarded",
-    })?;
+        .build()
+        .map_err(|_| ProxyError::BadRequest {
+            reason: "request target cannot be forwarded",
+        })?;
     parts.version = Version::HTTP_11;
     headers::remove_hop_by_hop(&mut parts.headers);
     headers::add_forwarded(&mut parts.headers, client.ip(), "http");

@@ -11,11 +11,14 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use levee_proxy::config::{BalancePolicy, ClusterSettings, Config, EndpointAddress, ListenerSettings};
 use levee_proxy::RunningGateway;
+use levee_proxy::config::{
+    BalancePolicy, ClusterSettings, Config, EndpointAddress, ListenerSettings,
+};
 use levee_testkit::backend::Backend;
 
-pub const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+pub const LOOPBACK: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 
 /// Bound every test await so a regression fails instead of hanging.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(20);
@@ -23,7 +26,11 @@ pub const TEST_TIMEOUT: Duration = Duration::from_secs(20);
 pub async fn backends(n: usize) -> Vec<Backend> {
     let mut out = Vec::new();
     for i in 0..n {
-        out.push(Backend::start(format!("b{}", i + 1), LOOPBACK).await.expect("backend starts"));
+        out.push(
+            Backend::start(format!("b{}", i + 1), LOOPBACK)
+                .await
+                .expect("backend starts"),
+        );
     }
     out
 }

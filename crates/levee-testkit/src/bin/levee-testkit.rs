@@ -143,12 +143,16 @@ async fn load(args: LoadArgs) -> ExitCode {
         body: args.body.map(Bytes::from),
     };
     match load::try_run(spec).await {
-        Ok(report) if args.json => {
-            println!("{}", report.to_json());
-            ExitCode::SUCCESS
-        }
         Ok(report) => {
-            print!("{report}");
+            let text = if args.json {
+                format!("{}\n", report.to_json())
+            } else {
+                report.to_string()
+            };
+            // Not `print!`: a closed pipe (`| head`) must not panic.
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(text.as_bytes());
+            let _ = stdout.flush();
             ExitCode::SUCCESS
         }
         Err(error) => {

@@ -1,0 +1,234 @@
+//! The `levee` command as a user runs it: exit codes, messages, signals.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn levee() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_levee"));
+    command.env("LEVEE_LOG", "warn");
+    command
+}
+
+/// A config file in a fresh temp dir (removed by the OS's tmp cleanup; names
+/// are unique per test).
+fn write_config(test: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("levee-cli-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("levee.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+#[test]
+fn validate_accepts_a_good_config() {
+    let path = write_config(
+        "good",
+        "[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\ncluster = \"app\"\n\n[[cluster]]\nname = \"app\"\nendpoints = [\"127.0.0.1:8000\"]\n",
+    );
+    let output = levee()
+        .args(["validate", "-c"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(output.status.success(), "{output:?}");
+}
+
+#[test]
+fn validate_reports_every_problem_with_its_location_and_exits_2() {
+    let text = "\
+[admin]
+listen = \"127.0.0.1:9901\"
+colour = \"blue\"
+
+[[listener]]
+name = \"web\"
+listen = \"127.0.0.1:notaport\"
+cluster = \"ap\"
+
+[[cluster]]
+name = \"app\"
+endpoints = []
+connect_timeout = \"10 parsecs\"
+";
+    let path = write_config("bad", text);
+    let output = levee()
+        .args(["validate", "-c"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let file = path.display().to_string();
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with(&file)).collect();
+    // unknown key, bad address, missing cluster, empty cluster, bad duration
+    assert!(lines.len() >= 5, "expected every problem, got:\n{stderr}");
+    for (needle, line) in [
+        ("colour", 3),
+        ("notaport", 7),
+        ("\"ap\"", 8),
+        ("parsecs", 13),
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(needle) && l.starts_with(&format!("{file}:{line}:"))),
+            "no error about {needle} at line {line}:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn run_refuses_a_bad_config_before_binding_anything() {
+    let port = free_port();
+    let path = write_config(
+        "run-bad",
+        &format!(
+            "[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:{port}\"\ncluster = \"missing\"\n\n[[cluster]]\nname = \"app\"\nendpoints = [\"127.0.0.1:8000\"]\n"
+        ),
+    );
+    let output = levee()
+        .args(["run", "-c"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("missing"));
+}
+
+#[test]
+fn run_exits_nonzero_naming_the_address_when_a_port_is_taken() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("addr");
+    let admin = free_port();
+    let path = write_config(
+        "taken",
+        &format!(
+            "[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n[[listener]]\nname = \"web\"\nlisten = \"{address}\"\ncluster = \"app\"\n\n[[cluster]]\nname = \"app\"\nendpoints = [\"127.0.0.1:8000\"]\n"
+        ),
+    );
+    let output = levee()
+        .args(["run", "-c"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&address.to_string()), "{stderr}");
+    assert!(
+        stderr.to_lowercase().contains("address already in use"),
+        "{stderr}"
+    );
+    // Nothing else was left listening: the admin port is free again.
+    assert!(TcpListener::bind(("127.0.0.1", admin)).is_ok());
+}
+
+/// Kills the child if a test fails midway.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Read stdout lines until one contains `needle` (bounded by the test timeout
+/// of the reader thread).
+fn wait_for_line(child: &mut Child, needle: &str) -> Vec<String> {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
+        let done = line.contains(needle);
+        seen.push(line);
+        if done {
+            return seen;
+        }
+    }
+    panic!("never printed {needle:?}; got {seen:?}");
+}
+
+fn http_get(address: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+}
+
+#[test]
+// A plain blocking test driving a child process: no tokio clock to pause here.
+#[allow(clippy::disallowed_types, clippy::disallowed_methods)]
+fn demo_serves_through_the_gateway_and_stops_on_sigterm() {
+    let (listen, admin) = (free_port(), free_port());
+    let mut child = Running(
+        levee()
+            .args([
+                "demo",
+                "--listen",
+                &format!("127.0.0.1:{listen}"),
+                "--admin",
+                &format!("127.0.0.1:{admin}"),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    let banner = wait_for_line(&mut child.0, "Stop with Ctrl-C");
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.contains(&format!("127.0.0.1:{listen}"))),
+        "{banner:?}"
+    );
+    let response = http_get(&format!("127.0.0.1:{listen}"), "/");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("hello from b"), "{response}");
+    let ready = http_get(&format!("127.0.0.1:{admin}"), "/ready");
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+
+    let pid = child.0.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            assert!(status.success(), "exit status {status:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "levee did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
