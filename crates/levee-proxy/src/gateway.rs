@@ -95,6 +95,8 @@ pub struct RunningGateway {
     state: Arc<GatewayState>,
     admin_address: SocketAddr,
     shutdown: watch::Sender<bool>,
+    /// The admin listener stops last, so `/ready` can say "draining" meanwhile.
+    admin_shutdown: watch::Sender<bool>,
     listener_tasks: JoinSet<()>,
     admin_task: tokio::task::JoinHandle<()>,
     drain_timeout: Duration,
@@ -185,7 +187,8 @@ pub async fn start_with_admin_routes(
         listener_tasks.spawn(listener::serve_http(tcp, proxy, shutdown_rx.clone()));
     }
     let router = admin::router(Arc::clone(&state)).merge(extra_admin);
-    let admin_task = tokio::spawn(admin::serve(admin_tcp, router, shutdown_rx));
+    let (admin_shutdown, admin_shutdown_rx) = watch::channel(false);
+    let admin_task = tokio::spawn(admin::serve(admin_tcp, router, admin_shutdown_rx));
     tracing::info!(address = %admin_address, "admin listening");
 
     state.ready.store(true, Ordering::Release);
@@ -193,6 +196,7 @@ pub async fn start_with_admin_routes(
         state,
         admin_address,
         shutdown,
+        admin_shutdown,
         listener_tasks,
         admin_task,
         drain_timeout: config.runtime.drain_timeout,
@@ -236,7 +240,13 @@ impl RunningGateway {
                 ShutdownOutcome::DrainTimedOut
             }
         };
-        self.admin_task.abort();
+        let _ = self.admin_shutdown.send(true);
+        if tokio::time::timeout(Duration::from_secs(1), &mut self.admin_task)
+            .await
+            .is_err()
+        {
+            self.admin_task.abort();
+        }
         outcome
     }
 }
