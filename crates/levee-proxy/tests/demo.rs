@@ -48,6 +48,12 @@ async fn demo_backends_switch_modes_and_the_gateway_shows_it() {
 
     set_all(&client, admin, "failing").await;
     assert_eq!(get(&client, gateway, "/").await.status, 503);
+    // The demo's own background client (20 requests/s) sees it too.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let traffic = get(&client, admin, "/demo/traffic").await;
+    let traffic: serde_json::Value = serde_json::from_str(&traffic.body).expect("JSON");
+    assert!(traffic["ok"].as_u64() > Some(0), "{traffic}");
+    assert!(traffic["server_errors"].as_u64() > Some(3), "{traffic}");
 
     set_all(&client, admin, "crashed").await;
     let answer = get(&client, gateway, "/").await;

@@ -5,5 +5,7 @@
 //! used: through the kernel's TCP stack, with real refusals, resets and
 //! timeouts.
 
+#![warn(missing_docs)]
+
 pub mod backend;
 pub mod load;

@@ -18,8 +18,11 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:
 button{margin-right:4px}.mode{font-weight:bold}
 </style></head><body>
 <h1>levee demo</h1>
-<p>Switch a backend's mode and watch the cluster's endpoints below.
-Send traffic with <code>curl</code> through the gateway address shown in <a href="/status">/status</a>.</p>
+<p>Switch a backend's mode and watch what clients see and how the cluster's endpoints fare.
+Send your own traffic with <code>curl</code> through the gateway address shown in <a href="/status">/status</a>.</p>
+<h2>What a client sees</h2>
+<p>The demo sends 20 requests a second through the gateway. Last <span id="n">0</span> requests:
+<span id="traffic"></span></p>
 <h2>Demo backends</h2>
 <table id="backends"><tr><th>name</th><th>address</th><th>mode</th><th>requests received</th><th>switch to</th></tr></table>
 <h2>Cluster endpoints</h2>
@@ -37,6 +40,9 @@ async function refresh(){
       for(const m of MODES){const btn=document.createElement("button");btn.textContent=m;btn.onclick=()=>setMode(b.name,m);buttons.appendChild(btn);}
       const mode=document.createElement("span");mode.className="mode";mode.textContent=b.mode;
       bt.appendChild(row([b.name,b.address,mode,b.requests_received,buttons]));}
+    const t=await (await fetch("/demo/traffic")).json();
+    document.getElementById("n").textContent=t.requests;
+    document.getElementById("traffic").textContent=`${t.ok} ok, ${t.server_errors} 5xx, ${t.timeouts} timed out, ${t.connection_errors} connection errors, slowest ${t.max_latency_ms.toFixed(0)} ms`;
     const status=await (await fetch("/status")).json();
     const et=document.getElementById("endpoints");clear(et);
     for(const c of status.clusters)for(const e of c.endpoints)et.appendChild(row([c.name,e.address,e.in_flight,e.ewma_latency_ms.toFixed(2)]));

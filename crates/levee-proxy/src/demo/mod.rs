@@ -4,6 +4,7 @@
 
 mod dashboard;
 mod routes;
+mod traffic;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -39,6 +40,8 @@ pub enum DemoError {
 pub struct Demo {
     gateway: RunningGateway,
     backends: Arc<Vec<Backend>>,
+    /// The background client whose view the dashboard shows.
+    traffic_task: tokio::task::JoinHandle<()>,
 }
 
 impl Demo {
@@ -57,9 +60,19 @@ impl Demo {
         }
         let config = demo_config(listen, admin, &backends);
         let backends = Arc::new(backends);
-        let routes = routes::router(Arc::clone(&backends)).merge(dashboard::router());
+        let traffic = Arc::new(traffic::Traffic::default());
+        let routes =
+            routes::router(Arc::clone(&backends), Arc::clone(&traffic)).merge(dashboard::router());
         let gateway = gateway::start_with_admin_routes(config, routes).await?;
-        Ok(Demo { gateway, backends })
+        let traffic_task = match gateway.listener_address(DEMO_CLUSTER) {
+            Some(address) => tokio::spawn(traffic::run(address, traffic)),
+            None => tokio::spawn(async {}),
+        };
+        Ok(Demo {
+            gateway,
+            backends,
+            traffic_task,
+        })
     }
 
     /// The gateway in front of the backends.
@@ -110,6 +123,7 @@ impl Demo {
 
     /// Stop the gateway (draining) and the backends.
     pub async fn shutdown(self) {
+        self.traffic_task.abort();
         self.gateway.shutdown().await;
         for backend in self.backends.iter() {
             backend.clone().shutdown().await;

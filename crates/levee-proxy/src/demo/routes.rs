@@ -11,14 +11,23 @@ use levee_testkit::backend::{Backend, Mode};
 use serde::Serialize;
 use serde_json::json;
 
+use super::traffic::{Traffic, TrafficSummary};
+
 type Backends = Arc<Vec<Backend>>;
 
-/// `GET /demo/backends`, `POST /demo/backends/{name}/{mode}`.
-pub(super) fn router(backends: Backends) -> axum::Router {
+/// `GET /demo/backends`, `POST /demo/backends/{name}/{mode}`, `GET /demo/traffic`.
+pub(super) fn router(backends: Backends, traffic: Arc<Traffic>) -> axum::Router {
     Router::new()
         .route("/demo/backends", get(list))
         .route("/demo/backends/{name}/{mode}", post(set_mode))
         .with_state(backends)
+        .route(
+            "/demo/traffic",
+            get(|State(traffic): State<Arc<Traffic>>| async move {
+                Json::<TrafficSummary>(traffic.summary())
+            })
+            .with_state(traffic),
+        )
 }
 
 #[derive(Serialize)]
@@ -64,10 +73,8 @@ async fn set_mode(
         }
     };
     match backend.set_mode(mode).await {
-        Ok(()) => {
-            tracing::info!(backend = %name, mode = %backend.mode(), "demo backend mode changed");
-            Json(view(backend)).into_response()
-        }
+        // The backend logs the change itself.
+        Ok(()) => Json(view(backend)).into_response(),
         Err(error) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             Json(json!({ "error": format!("cannot switch {name} to {mode}: {error}") })),
