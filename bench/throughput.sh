@@ -15,7 +15,7 @@
 #        BENCH_LOAD=auto|wrk|testkit BENCH_TARGETS="direct levee haproxy nginx"
 #        BENCH_PIN=auto|0 BENCH_CPU_BACKEND, BENCH_CPU_LOAD, BENCH_CPU_PROXY
 #        BENCH_LEVEE_THREADS=1 BENCH_LOAD_THREADS=1 BENCH_BUILD=1 BENCH_OUT=bench/out
-#        BENCH_KEEP_TMP=0
+#        BENCH_ROUNDS=1 BENCH_KEEP_TMP=0
 #
 # Only 127.0.0.1 is ever contacted.
 set -euo pipefail
@@ -52,9 +52,11 @@ LOAD_THREADS=${BENCH_LOAD_THREADS:-1}
 BUILD=${BENCH_BUILD:-1}
 OUT_DIR=${BENCH_OUT:-$BENCH_DIR/out}
 KEEP_TMP=${BENCH_KEEP_TMP:-0}
+ROUNDS=${BENCH_ROUNDS:-1}
 # A request slower than this counts as an error (testkit) / a timeout (wrk).
 REQUEST_TIMEOUT=2s
 
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "throughput.sh: BENCH_ROUNDS must be a positive integer" >&2; exit 2; }
 [[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || { echo "throughput.sh: BENCH_CONNECTIONS must be a positive integer" >&2; exit 2; }
 ((CONNECTIONS >= LOAD_THREADS)) || { echo "throughput.sh: BENCH_CONNECTIONS must be >= BENCH_LOAD_THREADS" >&2; exit 2; }
 # Upstream keep-alive pool of the proxies: 64 (nginx's usual setting), or the
@@ -83,8 +85,13 @@ stop_pid() {
         kill -KILL "$pid" 2>/dev/null || true
     fi
     wait "$pid" 2>/dev/null || true
+    forget_pid "$pid"
+}
+
+# Drop a pid that has been waited for from the list cleanup() stops.
+forget_pid() {
     local kept=() p
-    for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || kept+=("$p"); done
+    for p in "${PIDS[@]+"${PIDS[@]}"}"; do [[ $p == "$1" ]] || kept+=("$p"); done
     PIDS=("${kept[@]+"${kept[@]}"}")
 }
 
@@ -220,6 +227,37 @@ wait_ready() {
     return 1
 }
 
+# cpu_ticks PID: user+system CPU time (clock ticks) of PID and its direct
+# children (nginx's worker is a child of its master), or "" without /proc.
+cpu_ticks() {
+    local pid=$1 total=0 p stat found=0
+    for p in "$pid" $(ps -o pid= --ppid "$pid" 2>/dev/null || true); do
+        stat=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+        found=1
+        stat=${stat##*) }
+        # After the command name: state is field 3, utime 14, stime 15.
+        total=$((total + $(awk '{print $12 + $13}' <<<"$stat")))
+    done
+    ((found)) && echo "$total" || echo ""
+}
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+# Busy ticks of the whole machine (all CPUs: user, nice, system, irq,
+# softirq, steal), or "".
+machine_busy_ticks() {
+    awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat 2>/dev/null || echo ""
+}
+# children_cpu_seconds VAR: CPU seconds of this shell's finished children
+# (the load generator once waited for), from the shell's `times` builtin,
+# which must run in this shell, not in a $(...) subshell.
+children_cpu_seconds() {
+    times >"$TMP/times"
+    printf -v "$1" '%s' "$(awk 'NR == 2 {
+        t = 0
+        for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); t += a[1] * 60 + a[2] }
+        printf "%.3f", t
+    }' "$TMP/times")"
+}
+
 # ---------------------------------------------------------------- load
 
 if [[ $LOAD == auto ]]; then
@@ -254,7 +292,7 @@ run_load() {
     fi
     local pid=$LAST_PID
     wait "$pid" || status=$?
-    PIDS=("${PIDS[@]/$pid/}")
+    forget_pid "$pid"
     if ((status != 0)); then
         log "load generator exited with status $status:"
         tail -n 20 "$out" >&2
@@ -293,6 +331,7 @@ run_load() {
         R_REQUESTS=$(sed -n 's/.*"sent":\([0-9]*\).*/\1/p' <<<"$json")
         R_ERRORS=$(sed -n 's/.*"error_count":\([0-9]*\).*/\1/p' <<<"$json")
         R_ERR_DETAIL=$(sed -n 's/.*"errors":{\([^}]*\)}.*/\1/p' <<<"$json" | tr -d '"' | tr ':' '=' | tr ',' ' ')
+        R_ERR_DETAIL=${R_ERR_DETAIL:-none}
     fi
     if [[ -z $R_RPS || -z $R_P50 || -z $R_P99 || -z $R_ERRORS ]]; then
         log "could not parse the load generator's output:"
@@ -323,19 +362,35 @@ fill() {
     shift 2
     for kv in "$@"; do args+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
     sed "${args[@]}" "$template" >"$out"
-    if grep -q '@[A-Z_]*@' "$out"; then
-        log "unfilled placeholder in $out: $(grep -o '@[A-Z_]*@' "$out" | head -1)"
+    local left
+    left=$(grep -v '^[[:space:]]*#' "$out" | grep -o '@[A-Z_]*@' | head -1 || true)
+    if [[ -n $left ]]; then
+        log "unfilled placeholder $left in $out"
         return 1
     fi
 }
 
+# HAProxy's global maxconn: max(4096, 10 x connections), but no more than the
+# hard fd limit allows (HAProxy needs about 2 fds per connection and refuses
+# to start otherwise). See templates/haproxy.cfg.tmpl for why it must be large.
+haproxy_maxconn() {
+    local want=$((CONNECTIONS * 10 > 4096 ? CONNECTIONS * 10 : 4096)) hard cap
+    hard=$(ulimit -Hn)
+    if [[ $hard != unlimited ]]; then
+        cap=$(((hard - 200) / 2))
+        ((want > cap)) && want=$cap
+    fi
+    echo "$want"
+}
+
 BACKEND_PORT=""
-# start_target NAME: starts the proxy NAME (nothing for "direct") and sets
-# TARGET_URL and TARGET_PID. Returns 2 when NAME is not installed (SKIP_REASON).
+# start_target NAME ROUND: starts the proxy NAME (nothing for "direct") in a
+# fresh directory TDIR and sets TARGET_URL and TARGET_PID. Returns 2 when NAME
+# is not installed (SKIP_REASON).
 start_target() {
-    local name=$1 port admin dir=$TMP/$1
+    local name=$1 port admin dir=$TMP/round$2/$1
     mkdir -p "$dir"
-    TARGET_PID="" SKIP_REASON=""
+    TDIR=$dir TARGET_PID="" SKIP_REASON=""
     case $name in
         direct)
             TARGET_URL="http://127.0.0.1:$BACKEND_PORT/"
@@ -354,7 +409,7 @@ start_target() {
             have haproxy || { SKIP_REASON="haproxy not installed"; return 2; }
             free_port port || return 1
             fill "$TEMPLATES/haproxy.cfg.tmpl" "$dir/haproxy.cfg" \
-                LISTEN_PORT="$port" BACKEND_PORT="$BACKEND_PORT" || return 1
+                LISTEN_PORT="$port" BACKEND_PORT="$BACKEND_PORT" MAXCONN="$(haproxy_maxconn)" || return 1
             start_bg "$CPU_PROXY" "$dir/haproxy.log" haproxy -db -f "$dir/haproxy.cfg"
             TARGET_PID=$LAST_PID
             ;;
@@ -398,7 +453,7 @@ RAW_OUT=$OUT_DIR/throughput-$TIMESTAMP.log
 : >"$RAW_OUT"
 LOADAVG_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "")
 
-log "load: $LOAD, $CONNECTIONS connections, warm-up $WARMUP, measure $DURATION"
+log "load: $LOAD, $CONNECTIONS connections, warm-up $WARMUP, measure $DURATION, $ROUNDS round(s)"
 if ((PINNING)); then
     log "pinning: backend -> CPU $CPU_BACKEND, load generator -> CPU $CPU_LOAD, proxy -> CPU $CPU_PROXY"
 fi
@@ -412,59 +467,133 @@ BACKEND_PID=$LAST_PID
 wait_ready "$BACKEND_PID" "http://127.0.0.1:$BACKEND_PORT/" ||
     { log "the backend did not start:"; cat "$TMP/backend.log" >&2; exit 1; }
 
-declare -A STATUS RPS P50 P99 ERRORS ERR_DETAIL REQUESTS REASON
+# Per target: the final STATUS/REASON, and the per-round results as
+# space-separated lists (L_*), reduced to medians once all rounds are done.
+declare -A STATUS REASON L_RPS L_P50 L_P99 L_ERRORS L_REQUESTS L_CPU L_OTHER L_DETAIL
 ORDER=()
-for target in $TARGETS; do
-    ORDER+=("$target")
-    log "== $target"
-    rc=0
-    start_target "$target" || rc=$?
+for target in $TARGETS; do ORDER+=("$target"); done
+
+# measure TARGET ROUND: one fresh start, warm-up and measurement of TARGET.
+measure() {
+    local target=$1 round=$2 rc=0
+    start_target "$target" "$round" || rc=$?
     if ((rc == 2)); then
         STATUS[$target]=skipped REASON[$target]=$SKIP_REASON
         log "skipped: $SKIP_REASON"
-        continue
+        return 0
     elif ((rc != 0)); then
-        STATUS[$target]=failed REASON[$target]="did not start or did not answer 200"
+        REASON[$target]="did not start or did not answer 200"
         log "$target did not start or did not answer 200; its output:"
-        tail -n 20 "$TMP/$target"/*.log >&2 2>/dev/null || true
+        tail -n 20 "$TDIR"/*.log >&2 2>/dev/null || true
         [[ -n $TARGET_PID ]] && stop_pid "$TARGET_PID"
-        continue
+        return 0
     fi
-    if run_load "$TARGET_URL" "$WARMUP" "$TMP/$target/warmup.out" &&
-        run_load "$TARGET_URL" "$DURATION" "$TMP/$target/load.out"; then
-        STATUS[$target]=ok
-        RPS[$target]=$R_RPS P50[$target]=$R_P50 P99[$target]=$R_P99
-        ERRORS[$target]=$R_ERRORS ERR_DETAIL[$target]=$R_ERR_DETAIL REQUESTS[$target]=$R_REQUESTS
-        { echo "== $target ($TARGET_URL)"; cat "$TMP/$target/load.out"; echo; } >>"$RAW_OUT"
-        log "$target: $R_RPS req/s, p50 ${R_P50}us, p99 ${R_P99}us, errors $R_ERRORS ($R_ERR_DETAIL)"
+    # cpu: CPU used by the process under test while it is measured (the
+    # proxy, or the backend for "direct"), 100 = one core. It shows how close
+    # to its own core's limit a target ran, and gives a req/s per CPU that
+    # stays comparable when the load generator's core, not the proxy, caps
+    # req/s.
+    # other: CPU that neither the backend, the target nor the load generator
+    # used during the measurement (other work on a shared machine). Much of it
+    # means the numbers are noisy.
+    local cpu_pid=${TARGET_PID:-$BACKEND_PID} ticks0 ticks1 bticks0 bticks1 mticks0 mticks1 kids0 kids1 t0 t1
+    local cpu="" other="" ours ok=0
+    if run_load "$TARGET_URL" "$WARMUP" "$TDIR/warmup.out" &&
+        ticks0=$(cpu_ticks "$cpu_pid") && bticks0=$(cpu_ticks "$BACKEND_PID") &&
+        mticks0=$(machine_busy_ticks) && children_cpu_seconds kids0 && t0=$(date +%s.%N) &&
+        run_load "$TARGET_URL" "$DURATION" "$TDIR/load.out"; then
+        ok=1
+        t1=$(date +%s.%N)
+        children_cpu_seconds kids1
+        mticks1=$(machine_busy_ticks) ticks1=$(cpu_ticks "$cpu_pid") bticks1=$(cpu_ticks "$BACKEND_PID")
+        if [[ -n $ticks0 && -n $ticks1 ]]; then
+            cpu=$(awk -v d=$((ticks1 - ticks0)) -v hz="$CLK_TCK" -v a="$t0" -v b="$t1" \
+                'BEGIN { printf "%.0f", 100 * d / hz / (b - a) }')
+        fi
+        if [[ -n $cpu && -n $bticks0 && -n $bticks1 && -n $mticks0 && -n $mticks1 ]]; then
+            ours=$((bticks1 - bticks0))
+            [[ $target != direct ]] && ours=$((ours + ticks1 - ticks0))
+            other=$(awk -v m=$((mticks1 - mticks0)) -v o="$ours" -v k0="$kids0" -v k1="$kids1" \
+                -v hz="$CLK_TCK" -v a="$t0" -v b="$t1" \
+                'BEGIN { x = 100 * ((m - o) / hz - (k1 - k0)) / (b - a); printf "%.0f", (x < 0 ? 0 : x) }')
+        fi
+        { echo "== round $round: $target ($TARGET_URL)"; cat "$TDIR/load.out"; echo; } >>"$RAW_OUT"
+        log "$target: $R_RPS req/s, p50 ${R_P50}us, p99 ${R_P99}us, errors $R_ERRORS ($R_ERR_DETAIL), cpu ${cpu:-?}%, other processes ${other:-?}%"
     else
-        STATUS[$target]=failed REASON[$target]="load generator failed"
+        REASON[$target]="load generator failed"
     fi
     if [[ -n $TARGET_PID ]]; then
         if ! kill -0 "$TARGET_PID" 2>/dev/null; then
             log "warning: $target exited during the run"
-            STATUS[$target]=failed REASON[$target]="exited during the run"
+            REASON[$target]="exited during the run"
+            ok=0
         fi
         stop_pid "$TARGET_PID"
         # Anything the proxy wrote (levee at warn level, nginx errors) goes in the raw log.
-        for f in "$TMP/$target"/*.log; do
-            [[ -s $f ]] && { echo "== $target: $(basename "$f")"; tail -n 50 "$f"; echo; } >>"$RAW_OUT"
+        local f
+        for f in "$TDIR"/*.log; do
+            [[ -s $f ]] && { echo "== round $round: $target: $(basename "$f")"; tail -n 50 "$f"; echo; } >>"$RAW_OUT"
         done
     fi
+    if ((ok)); then
+        L_RPS[$target]+="$R_RPS " L_P50[$target]+="$R_P50 " L_P99[$target]+="$R_P99 "
+        L_ERRORS[$target]+="$R_ERRORS " L_REQUESTS[$target]+="${R_REQUESTS:-0} "
+        L_CPU[$target]+="${cpu:--} " L_OTHER[$target]+="${other:--} "
+        L_DETAIL[$target]+="${R_ERR_DETAIL// /,};"
+    fi
+}
+
+for ((round = 1; round <= ROUNDS; round++)); do
+    ((ROUNDS > 1)) && log "=== round $round of $ROUNDS"
+    for target in "${ORDER[@]}"; do
+        [[ ${STATUS[$target]:-} == skipped ]] && continue
+        log "== $target"
+        measure "$target" "$round"
+    done
 done
 stop_pid "$BACKEND_PID"
 LOADAVG_AFTER=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "")
 
 # ---------------------------------------------------------------- report
 
+# median LIST: median of the numbers in LIST ("-" entries ignored), or "".
+median() {
+    printf '%s\n' $1 | grep -v '^-$' | sort -n | awk '{ a[NR] = $1 }
+        END { if (NR == 0) print ""; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.0f", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+declare -A RPS P50 P99 ERRORS REQUESTS CPU OTHER ERR_DETAIL
+for t in "${ORDER[@]}"; do
+    [[ ${STATUS[$t]:-} == skipped ]] && continue
+    if [[ -z ${L_RPS[$t]:-} ]]; then
+        STATUS[$t]=failed
+        continue
+    fi
+    STATUS[$t]=ok
+    RPS[$t]=$(median "${L_RPS[$t]}") P50[$t]=$(median "${L_P50[$t]}") P99[$t]=$(median "${L_P99[$t]}")
+    CPU[$t]=$(median "${L_CPU[$t]}")
+    OTHER[$t]=$(printf '%s\n' ${L_OTHER[$t]} | grep -v '^-$' | sort -n | tail -n 1)
+    ERRORS[$t]=$(printf '%s\n' ${L_ERRORS[$t]} | awk '{ s += $1 } END { print s + 0 }')
+    REQUESTS[$t]=$(printf '%s\n' ${L_REQUESTS[$t]} | awk '{ s += $1 } END { print s + 0 }')
+    ERR_DETAIL[$t]=${L_DETAIL[$t]%;}
+    ERR_DETAIL[$t]=${ERR_DETAIL[$t]//,/ }
+    ERR_DETAIL[$t]=${ERR_DETAIL[$t]//;/; }
+    if [[ ${REASON[$t]:-} ]]; then
+        log "warning: $t failed in some rounds (${REASON[$t]}); its figures are from the rounds that completed"
+    fi
+done
+
 fmt_ms() { awk -v us="$1" 'BEGIN { if (us < 10000) printf "%.2fms", us / 1000; else printf "%.1fms", us / 1000 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "" }'; }
 
 echo
-printf '%-10s %9s %9s %9s %8s\n' target req/s p50 p99 errors
+# cpu: CPU use of the proxy (of the backend for "direct") during the
+# measurement, 100 = one full core. req/cpu-s: req/s per core of it.
+per_cpu() { awk -v r="$1" -v c="$2" 'BEGIN { if (c > 0) printf "%.0f", r * 100 / c; else print "" }'; }
+printf '%-10s %9s %9s %9s %8s %6s %10s\n' target req/s p50 p99 errors cpu req/cpu-s
 for t in "${ORDER[@]}"; do
     if [[ ${STATUS[$t]} == ok ]]; then
-        printf '%-10s %9s %9s %9s %8s\n' "$t" "${RPS[$t]}" "$(fmt_ms "${P50[$t]}")" "$(fmt_ms "${P99[$t]}")" "${ERRORS[$t]}"
+        printf '%-10s %9s %9s %9s %8s %6s %10s\n' "$t" "${RPS[$t]}" "$(fmt_ms "${P50[$t]}")" "$(fmt_ms "${P99[$t]}")" "${ERRORS[$t]}" \
+            "${CPU[$t]:+${CPU[$t]}%}" "$(per_cpu "${RPS[$t]}" "${CPU[$t]}")"
     else
         printf '%-10s %s (%s)\n' "$t" "${STATUS[$t]}" "${REASON[$t]}"
     fi
@@ -477,24 +606,31 @@ if [[ ${STATUS[levee]:-} == ok ]]; then
         [[ ${STATUS[$other]:-} == ok ]] || continue
         r=$(ratio "${RPS[levee]}" "${RPS[$other]}")
         p=$(ratio "${P99[levee]}" "${P99[$other]}")
+        e=$(ratio "$(per_cpu "${RPS[levee]}" "${CPU[levee]}")" "$(per_cpu "${RPS[$other]}" "${CPU[$other]}")")
         if [[ $other == direct ]]; then
             RATIO_LINES+=("$(printf '%-14s %s' "levee/$other" "$r")")
+            RATIO_JSON+=("\"levee/$other\": {\"rps\": ${r:-null}, \"p99\": ${p:-null}}")
         else
-            RATIO_LINES+=("$(printf '%-14s %s  (p99 ratio %s)' "levee/$other" "$r" "$p")")
+            RATIO_LINES+=("$(printf '%-14s %s  (p99 ratio %s, req/cpu-s ratio %s)' "levee/$other" "$r" "$p" "${e:-?}")")
+            RATIO_JSON+=("\"levee/$other\": {\"rps\": ${r:-null}, \"p99\": ${p:-null}, \"rps_per_cpu\": ${e:-null}}")
         fi
-        RATIO_JSON+=("\"levee/$other\": {\"rps\": ${r:-null}, \"p99\": ${p:-null}}")
     done
 fi
 if ((${#RATIO_LINES[@]})); then
     echo
     printf '%s\n' "${RATIO_LINES[@]}"
 fi
-# A proxied target close to "direct" means the shared load-generator/backend
-# core was the limit, not the proxy.
-for t in levee haproxy nginx; do
-    if [[ ${STATUS[$t]:-} == ok && ${STATUS[direct]:-} == ok ]] &&
+# A proxied target close to "direct", or one that did not use its whole core,
+# was held back by the shared load-generator/backend core, not by itself.
+for t in "${ORDER[@]}"; do
+    if [[ $t != direct && ${STATUS[$t]:-} == ok && ${STATUS[direct]:-} == ok ]] &&
         awk -v a="${RPS[$t]}" -v b="${RPS[direct]}" 'BEGIN {exit !(a > 0.9 * b)}'; then
         echo "note: $t is within 10% of direct: the load generator/backend, not $t, may be the limit"
+    elif [[ $t != direct && ${STATUS[$t]:-} == ok && -n ${CPU[$t]:-} ]] && ((CPU[$t] < 85)); then
+        echo "note: $t used only ${CPU[$t]}% of a core: the load generator/backend, not $t, was the limit"
+    fi
+    if [[ ${STATUS[$t]:-} == ok && -n ${OTHER[$t]:-} ]] && ((OTHER[$t] > 15)); then
+        echo "note: other processes used ${OTHER[$t]}% of a core while $t was measured: its numbers are noisy"
     fi
     if [[ ${STATUS[$t]:-} == ok && $LOAD == wrk ]] && [[ ${ERR_DETAIL[$t]} != *"timeout=0"* ]]; then
         echo "note: wrk saw timeouts for $t; wrk leaves them out of p50/p99 (BENCH_LOAD=testkit counts them)"
@@ -502,6 +638,16 @@ for t in levee haproxy nginx; do
 done
 
 # JSON (written by hand: no jq/python needed).
+# rounds_json TARGET: the per-round figures of TARGET as a JSON array.
+rounds_json() {
+    local t=$1
+    paste -d' ' <(printf '%s\n' ${L_RPS[$t]}) <(printf '%s\n' ${L_P50[$t]}) <(printf '%s\n' ${L_P99[$t]}) \
+        <(printf '%s\n' ${L_ERRORS[$t]}) <(printf '%s\n' ${L_CPU[$t]}) <(printf '%s\n' ${L_OTHER[$t]}) |
+        awk 'function n(v) { return v == "-" ? "null" : v }
+            { printf "%s{\"requests_per_second\": %s, \"p50_us\": %s, \"p99_us\": %s, \"errors\": %s, \"cpu_percent\": %s, \"other_cpu_percent\": %s}",
+                (NR > 1 ? ", " : "["), $1, $2, $3, $4, n($5), n($6) }
+            END { print (NR ? "]" : "[]") }'
+}
 json_str() { local s=${1//\\/\\\\}; s=${s//\"/\\\"}; printf '"%s"' "$s"; }
 GIT_REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "")
 GIT_DIRTY=false
@@ -513,7 +659,7 @@ GIT_DIRTY=false
     echo "  \"host\": {\"nproc\": $(nproc 2>/dev/null || echo 0), \"loadavg_before\": $(json_str "$LOADAVG_BEFORE"), \"loadavg_after\": $(json_str "$LOADAVG_AFTER")},"
     echo "  \"settings\": {"
     echo "    \"load_generator\": $(json_str "$LOAD"), \"load_generator_version\": $(json_str "$([[ $LOAD == wrk ]] && version_of wrk)"),"
-    echo "    \"load_threads\": $LOAD_THREADS, \"connections\": $CONNECTIONS,"
+    echo "    \"load_threads\": $LOAD_THREADS, \"connections\": $CONNECTIONS, \"rounds\": $ROUNDS,"
     echo "    \"duration_s\": $(duration_seconds "$DURATION"), \"warmup_s\": $(duration_seconds "$WARMUP"),"
     echo "    \"request_timeout\": $(json_str "$REQUEST_TIMEOUT"), \"upstream_pool\": $POOL, \"levee_worker_threads\": $LEVEE_THREADS,"
     echo "    \"pinning\": {\"enabled\": $( ((PINNING)) && echo true || echo false), \"backend\": $(json_str "$CPU_BACKEND"), \"load\": $(json_str "$CPU_LOAD"), \"proxy\": $(json_str "$CPU_PROXY")}"
@@ -523,9 +669,10 @@ GIT_DIRTY=false
     for t in "${ORDER[@]}"; do
         ((n++)) && echo ","
         if [[ ${STATUS[$t]} == ok ]]; then
-            printf '    {"target": %s, "status": "ok", "version": %s, "requests_per_second": %s, "p50_us": %s, "p99_us": %s, "requests": %s, "errors": %s, "error_detail": %s}' \
+            printf '    {"target": %s, "status": "ok", "version": %s, "requests_per_second": %s, "p50_us": %s, "p99_us": %s, "requests": %s, "errors": %s, "error_detail": %s, "cpu_percent": %s, "cpu_of": %s, "other_cpu_percent": %s, "rounds": %s}' \
                 "$(json_str "$t")" "$(json_str "$(version_of "$t")")" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" \
-                "${REQUESTS[$t]:-null}" "${ERRORS[$t]}" "$(json_str "${ERR_DETAIL[$t]}")"
+                "${REQUESTS[$t]:-null}" "${ERRORS[$t]}" "$(json_str "${ERR_DETAIL[$t]}")" "${CPU[$t]:-null}" \
+                "$(json_str "$([[ $t == direct ]] && echo backend || echo proxy)")" "${OTHER[$t]:-null}" "$(rounds_json "$t")"
         else
             printf '    {"target": %s, "status": %s, "reason": %s}' \
                 "$(json_str "$t")" "$(json_str "${STATUS[$t]}")" "$(json_str "${REASON[$t]}")"
