@@ -59,6 +59,9 @@ pub enum FailureKind {
     Protocol,
     /// The response had started but its body failed midway (reset, garbage).
     BodyInterrupted,
+    /// The client's request body failed while being forwarded (the client
+    /// went away or sent a malformed body): says nothing about the endpoint.
+    ClientBody,
     /// A failure that fits none of the above.
     Other,
 }
@@ -74,6 +77,7 @@ impl FailureKind {
             FailureKind::Timeout => "timeout",
             FailureKind::Protocol => "protocol-error",
             FailureKind::BodyInterrupted => "body-interrupted",
+            FailureKind::ClientBody => "client-body",
             FailureKind::Other => "other",
         }
     }
@@ -87,6 +91,7 @@ impl FailureKind {
             FailureKind::ResetBeforeResponse
             | FailureKind::Timeout
             | FailureKind::Protocol
+            | FailureKind::ClientBody
             | FailureKind::Other => SendPhase::SentNoResponse,
             FailureKind::BodyInterrupted => SendPhase::ResponseStarted,
         }

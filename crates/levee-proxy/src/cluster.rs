@@ -2,23 +2,25 @@
 //! pooled client. Every attempt's [`Outcome`] comes back here, which is where
 //! health, outlier detection and breakers will plug in.
 
-use std::str::FromStr;
+use std::sync::Arc;
 
-use http::uri::Authority;
+use http::HeaderValue;
 use levee_core::{AttemptResult, BalancePolicy, Balancer, EndpointId, EndpointLoad, Outcome};
 use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::config::{self, ClusterSettings};
 use crate::metrics::{EndpointMetrics, Metrics};
-use crate::upstream::{UpstreamClient, UpstreamClientSettings};
+use crate::upstream::{EndpointPool, PoolSettings};
 
 /// One upstream endpoint of a cluster.
 pub struct Endpoint {
     /// `host:port` as configured (used in logs, metrics and `/status`).
     pub address: String,
-    /// Pre-parsed authority for building upstream URIs without re-parsing.
-    pub authority: Authority,
+    /// `Host` for requests that arrive without one (HTTP/1.0 clients).
+    pub host_header: HeaderValue,
+    /// Keep-alive connections to this endpoint.
+    pub pool: Arc<EndpointPool>,
     /// This endpoint's metric series.
     pub metrics: EndpointMetrics,
 }
@@ -37,16 +39,14 @@ pub struct Cluster {
     /// and ejection will narrow this set.
     candidates: Vec<usize>,
     balancer: Balancer,
-    client: UpstreamClient,
 }
 
 /// Why a cluster could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("cluster {cluster:?}: endpoint {endpoint:?} is not a valid authority: {source}")]
+#[error("cluster {cluster:?}: endpoint {endpoint:?} cannot be used as a Host header")]
 pub struct ClusterBuildError {
     cluster: String,
     endpoint: String,
-    source: http::uri::InvalidUri,
 }
 
 impl Cluster {
@@ -56,30 +56,29 @@ impl Cluster {
         metrics: &Metrics,
     ) -> Result<Cluster, ClusterBuildError> {
         let now = Instant::now();
+        let pool_settings = PoolSettings {
+            connect_timeout: settings.connect_timeout,
+            idle_timeout: settings.idle_timeout,
+            max_idle: settings.max_idle_per_endpoint,
+        };
         let mut endpoints = Vec::with_capacity(settings.endpoints.len());
         for address in &settings.endpoints {
-            let address = address.to_string();
-            let authority = Authority::from_str(&address).map_err(|source| ClusterBuildError {
+            let text = address.to_string();
+            let host_header = HeaderValue::from_str(&text).map_err(|_| ClusterBuildError {
                 cluster: settings.name.clone(),
-                endpoint: address.clone(),
-                source,
+                endpoint: text.clone(),
             })?;
             endpoints.push(Endpoint {
-                metrics: metrics.endpoint(&settings.name, &address),
-                address,
-                authority,
+                metrics: metrics.endpoint(&settings.name, &text),
+                pool: EndpointPool::new(address.host.clone(), address.port, pool_settings),
+                host_header,
+                address: text,
             });
         }
         let loads = endpoints
             .iter()
             .map(|_| EndpointLoad::new(settings.ewma_decay, now))
             .collect();
-        let client = UpstreamClientSettings {
-            connect_timeout: settings.connect_timeout,
-            idle_timeout: settings.idle_timeout,
-            max_idle_per_endpoint: settings.max_idle_per_endpoint,
-        }
-        .build();
         Ok(Cluster {
             name: settings.name.clone(),
             settings: settings.clone(),
@@ -87,7 +86,6 @@ impl Cluster {
             balancer: Balancer::new(core_policy(settings.balance)),
             endpoints,
             loads,
-            client,
         })
     }
 
@@ -106,11 +104,6 @@ impl Cluster {
     /// Load signals of this endpoint.
     pub fn load(&self, id: EndpointId) -> &EndpointLoad {
         &self.loads[id.0]
-    }
-
-    /// The pooled client for this cluster.
-    pub fn client(&self) -> &UpstreamClient {
-        &self.client
     }
 
     /// Feed one attempt's outcome to everything that learns from traffic.
@@ -151,6 +144,7 @@ impl Cluster {
                 .map(|(endpoint, load)| EndpointStatus {
                     address: endpoint.address.clone(),
                     in_flight: load.in_flight(),
+                    idle_connections: endpoint.pool.idle_count(),
                     ewma_latency_ms: load.latency_estimate(now).as_secs_f64() * 1000.0,
                 })
                 .collect(),
@@ -185,6 +179,8 @@ pub struct EndpointStatus {
     pub address: String,
     /// Requests whose response has not finished.
     pub in_flight: usize,
+    /// Keep-alive connections waiting in the pool.
+    pub idle_connections: usize,
     /// Peak-EWMA latency estimate, milliseconds.
     pub ewma_latency_ms: f64,
 }

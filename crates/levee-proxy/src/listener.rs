@@ -13,7 +13,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
-use crate::proxy::HttpProxy;
+use crate::proxy::{ClientInfo, HttpProxy};
 
 /// A socket that could not be bound: names the address and the OS error.
 #[derive(Debug, thiserror::Error)]
@@ -76,9 +76,11 @@ pub async fn serve_http(
                 let _ = stream.set_nodelay(true);
                 proxy.metrics().record_connection();
                 let proxy = Arc::clone(&proxy);
+                let client_info = Arc::new(ClientInfo::new(client));
                 let service = service_fn(move |request| {
                     let proxy = Arc::clone(&proxy);
-                    async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, client).await) }
+                    let client_info = Arc::clone(&client_info);
+                    async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, &client_info).await) }
                 });
                 let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let connection = graceful.watch(connection);

@@ -116,15 +116,22 @@ where
     F: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
-    if let Some(threads) = worker_threads {
-        if threads == 0 {
+    let mut builder = match worker_threads {
+        Some(0) => {
             eprintln!("levee: --worker-threads must be at least 1");
             return ExitCode::from(EXIT_CONFIG);
         }
-        builder.worker_threads(threads);
-    }
+        // One worker: a current-thread runtime does the same work without the
+        // work-stealing scheduler's cross-thread bookkeeping.
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(threads) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder.enable_all();
     let runtime = match builder.build() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -12,7 +12,7 @@ use levee_core::{EndpointId, InFlightGuard};
 use prometheus_client::metrics::gauge::Gauge;
 
 use crate::cluster::Cluster;
-use crate::upstream::classify_body_error;
+use crate::upstream::{PooledConnection, classify_body_error};
 
 /// Counts a request in flight (balancer load and the metric gauge) until dropped.
 pub struct InFlight {
@@ -44,8 +44,23 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Incoming,
         in_flight: Option<InFlight>,
+        // Goes back to the pool once the body has been read to its end.
+        connection: Option<PooledConnection>,
         cluster: Arc<Cluster>,
         endpoint: EndpointId,
+    }
+
+    impl PinnedDrop for UpstreamBody {
+        fn drop(this: Pin<&mut Self>) {
+            // hyper stops polling once a body with a known length says it has
+            // ended, so the end is often seen only here.
+            let this = this.project();
+            if this.inner.is_end_stream() {
+                if let Some(connection) = this.connection.take() {
+                    connection.release();
+                }
+            }
+        }
     }
 }
 
@@ -54,12 +69,22 @@ impl UpstreamBody {
     pub fn new(
         inner: Incoming,
         in_flight: InFlight,
+        connection: PooledConnection,
         cluster: Arc<Cluster>,
         endpoint: EndpointId,
     ) -> Self {
+        // An empty body (HEAD, 204, 304, content-length 0) may never be
+        // polled: the connection is free already.
+        let (in_flight, connection) = if inner.is_end_stream() {
+            connection.release();
+            (None, None)
+        } else {
+            (Some(in_flight), Some(connection))
+        };
         UpstreamBody {
             inner,
-            in_flight: Some(in_flight),
+            in_flight,
+            connection,
             cluster,
             endpoint,
         }
@@ -74,11 +99,21 @@ impl Body for UpstreamBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
         match &polled {
             Poll::Ready(None) => {
                 this.in_flight.take();
+                if let Some(connection) = this.connection.take() {
+                    connection.release();
+                }
+            }
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => {
+                // The last frame: the response is complete.
+                this.in_flight.take();
+                if let Some(connection) = this.connection.take() {
+                    connection.release();
+                }
             }
             Poll::Ready(Some(Err(error))) => {
                 // The client already has the head: the only honest thing left is
@@ -87,6 +122,7 @@ impl Body for UpstreamBody {
                 this.cluster
                     .record_body_failure(*this.endpoint, classify_body_error(error));
                 this.in_flight.take();
+                this.connection.take();
             }
             _ => {}
         }

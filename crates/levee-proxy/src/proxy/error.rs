@@ -50,6 +50,7 @@ impl ProxyError {
             ProxyError::NoEndpoint { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Upstream { kind, .. } => match kind {
                 FailureKind::Timeout | FailureKind::ConnectTimeout => StatusCode::GATEWAY_TIMEOUT,
+                FailureKind::ClientBody => StatusCode::BAD_REQUEST,
                 _ => StatusCode::BAD_GATEWAY,
             },
             ProxyError::BadRequest { .. } => StatusCode::BAD_REQUEST,
@@ -69,6 +70,7 @@ impl ProxyError {
                 FailureKind::Timeout => "upstream did not respond within the request timeout",
                 FailureKind::Protocol => "upstream sent an invalid HTTP response",
                 FailureKind::BodyInterrupted => "upstream response body was interrupted",
+                FailureKind::ClientBody => "request body could not be read from the client",
                 FailureKind::Other => "upstream request failed",
             },
             ProxyError::BadRequest { reason } => reason,

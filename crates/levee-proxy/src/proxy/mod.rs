@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
-use http::uri::{PathAndQuery, Scheme, Uri};
+use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -20,16 +20,36 @@ use tokio::time::Instant;
 
 pub use body::{InFlight, UpstreamBody};
 pub use error::ProxyError;
+pub use headers::client_ip_value;
 
 use crate::cluster::Cluster;
 use crate::metrics::ListenerMetrics;
-use crate::upstream::classify_error;
 
 /// Body of every response a listener sends: a streamed upstream body or one of
 /// levee's own short answers.
 pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
 
 static X_LEVEE_ATTEMPTS: HeaderName = HeaderName::from_static("x-levee-attempts");
+
+/// Who is on the other end of a client connection, computed once per
+/// connection rather than per request.
+#[derive(Clone, Debug)]
+pub struct ClientInfo {
+    /// Peer address.
+    pub address: SocketAddr,
+    /// Peer IP as a header value, for `x-forwarded-for`.
+    pub ip_header: HeaderValue,
+}
+
+impl ClientInfo {
+    /// Describe the peer at `address`.
+    pub fn new(address: SocketAddr) -> ClientInfo {
+        ClientInfo {
+            address,
+            ip_header: headers::client_ip_value(address.ip()),
+        }
+    }
+}
 
 /// Forwards one listener's requests to its cluster.
 pub struct HttpProxy {
@@ -58,7 +78,7 @@ impl HttpProxy {
     pub async fn handle(
         &self,
         request: Request<Incoming>,
-        client: SocketAddr,
+        client: &ClientInfo,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
         let response = match self.forward(request, client, started).await {
@@ -76,7 +96,7 @@ impl HttpProxy {
     async fn forward(
         &self,
         request: Request<Incoming>,
-        client: SocketAddr,
+        client: &ClientInfo,
         started: Instant,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
         let cluster = &self.cluster;
@@ -86,24 +106,22 @@ impl HttpProxy {
                 cluster: cluster.name.clone(),
             })?;
         let endpoint = cluster.endpoint(endpoint_id);
-        let request = upstream_request(request, client, &endpoint.authority)?;
+        let request = upstream_request(request, client, &endpoint.host_header)?;
 
         let in_flight = InFlight::start(cluster, endpoint_id);
         let attempt_started = Instant::now();
         let result = tokio::time::timeout(
             cluster.settings.request_timeout,
-            cluster.client().request(request),
+            endpoint.pool.send(request),
         )
         .await;
         let now = Instant::now();
         let latency = now.saturating_duration_since(attempt_started);
-        let response = match result {
-            Ok(Ok(response)) => response,
-            Ok(Err(error)) => {
-                let kind = classify_error(&error);
-                tracing::debug!(cluster = %cluster.name, endpoint = %endpoint.address, %kind, %error, "upstream error");
-                return Err(self.failed(endpoint_id, kind, latency, now));
-            }
+        let (response, connection) = match result {
+            Ok(Ok(sent)) => sent,
+            Ok(Err(kind)) => return Err(self.failed(endpoint_id, kind, latency, now)),
+            // Dropping the attempt closes its connection: a hung endpoint keeps
+            // no pooled connection.
             Err(_elapsed) => {
                 return Err(self.failed(endpoint_id, FailureKind::Timeout, latency, now));
             }
@@ -116,7 +134,13 @@ impl HttpProxy {
         parts
             .headers
             .insert(X_LEVEE_ATTEMPTS.clone(), HeaderValue::from_static("1"));
-        let body = UpstreamBody::new(body, in_flight, Arc::clone(cluster), endpoint_id);
+        let body = UpstreamBody::new(
+            body,
+            in_flight,
+            connection,
+            Arc::clone(cluster),
+            endpoint_id,
+        );
         Ok(Response::from_parts(parts, body))
     }
 
@@ -138,41 +162,39 @@ impl HttpProxy {
     }
 }
 
-/// Turn the client's request into the request sent upstream: absolute URI to
-/// the endpoint, HTTP/1.1, hop-by-hop headers gone, forwarding headers added.
+/// Turn the client's request into the request sent upstream: origin-form
+/// URI, HTTP/1.1, `Host` kept (or taken from an HTTP/2 `:authority`),
+/// hop-by-hop headers gone, forwarding headers added.
 fn upstream_request(
     request: Request<Incoming>,
-    client: SocketAddr,
-    authority: &http::uri::Authority,
+    client: &ClientInfo,
+    endpoint_host: &HeaderValue,
 ) -> Result<Request<Incoming>, ProxyError> {
     let (mut parts, body) = request.into_parts();
-    // HTTP/2 clients send the host as :authority; HTTP/1.1 upstreams need Host.
-    if !parts.headers.contains_key(header::HOST)
-        && let Some(host) = parts.uri.authority()
-        && let Ok(value) = HeaderValue::from_str(host.as_str())
-    {
-        parts.headers.insert(header::HOST, value);
-    }
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     if parts.method == http::Method::CONNECT {
         return Err(ProxyError::BadRequest {
             reason: "CONNECT is not supported",
         });
     }
-    parts.uri = Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(authority.clone())
-        .path_and_query(path_and_query)
-        .build()
-        .map_err(|_| ProxyError::BadRequest {
-            reason: "request target cannot be forwarded",
-        })?;
+    if !parts.headers.contains_key(header::HOST) {
+        let host = parts
+            .uri
+            .authority()
+            .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+            .unwrap_or_else(|| endpoint_host.clone());
+        parts.headers.insert(header::HOST, host);
+    }
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        // Absolute-form (HTTP/2, or HTTP/1.1 proxy-style): keep path and query.
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        parts.uri = Uri::from(path_and_query);
+    }
     parts.version = Version::HTTP_11;
     headers::remove_hop_by_hop(&mut parts.headers);
-    headers::add_forwarded(&mut parts.headers, client.ip(), "http");
+    headers::add_forwarded(&mut parts.headers, &client.ip_header, "http");
     Ok(Request::from_parts(parts, body))
 }

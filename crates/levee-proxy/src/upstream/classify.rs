@@ -1,33 +1,27 @@
-//! Turning hyper-util client errors into attempt outcomes.
+//! Turning hyper errors into attempt outcomes.
 
 use std::error::Error as StdError;
 use std::io;
 
 use levee_core::FailureKind;
 
-/// Classify a failed upstream request. Connect errors were never sent; every
-/// other error may have reached the endpoint.
-pub fn classify_error(error: &hyper_util::client::legacy::Error) -> FailureKind {
-    let io_kind = io_error_kind(error);
-    if error.is_connect() {
-        return match io_kind {
-            Some(io::ErrorKind::ConnectionRefused) => FailureKind::ConnectRefused,
-            Some(io::ErrorKind::TimedOut) => FailureKind::ConnectTimeout,
-            _ => FailureKind::ConnectFailed,
-        };
+/// Classify an error from sending a request on an established connection
+/// (connect errors are classified where the connection is made).
+pub fn classify_send_error(error: &hyper::Error) -> FailureKind {
+    if error.is_parse() || error.is_parse_status() || error.is_parse_too_large() {
+        return FailureKind::Protocol;
     }
-    if let Some(hyper_error) = find_source::<hyper::Error>(error) {
-        if hyper_error.is_parse() || hyper_error.is_parse_status() {
-            return FailureKind::Protocol;
-        }
-        if hyper_error.is_incomplete_message() || hyper_error.is_canceled() {
-            return FailureKind::ResetBeforeResponse;
-        }
-        if hyper_error.is_timeout() {
-            return FailureKind::Timeout;
-        }
+    if error.is_body_write_aborted() || error.is_user() {
+        // The client's request body failed while being forwarded.
+        return FailureKind::ClientBody;
     }
-    match io_kind {
+    if error.is_timeout() {
+        return FailureKind::Timeout;
+    }
+    if error.is_incomplete_message() || error.is_canceled() || error.is_closed() {
+        return FailureKind::ResetBeforeResponse;
+    }
+    match find_source::<io::Error>(error).map(io::Error::kind) {
         Some(
             io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionAborted
@@ -42,10 +36,6 @@ pub fn classify_error(error: &hyper_util::client::legacy::Error) -> FailureKind 
 /// Classify an error from a response body that was already streaming.
 pub fn classify_body_error(_error: &hyper::Error) -> FailureKind {
     FailureKind::BodyInterrupted
-}
-
-fn io_error_kind(error: &(dyn StdError + 'static)) -> Option<io::ErrorKind> {
-    find_source::<io::Error>(error).map(io::Error::kind)
 }
 
 /// The first error of type `E` in the cause chain, starting with `error`.

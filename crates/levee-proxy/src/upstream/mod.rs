@@ -1,8 +1,8 @@
-//! Talking to upstream endpoints: the pooled HTTP client and the translation
-//! of its errors into [`levee_core::FailureKind`].
+//! Talking to upstream endpoints: per-endpoint keep-alive pools and the
+//! translation of their errors into [`levee_core::FailureKind`].
 
 mod classify;
-mod client;
+mod pool;
 
-pub use classify::{classify_body_error, classify_error};
-pub use client::{UpstreamClient, UpstreamClientSettings};
+pub use classify::classify_body_error;
+pub use pool::{EndpointPool, PoolSettings, PooledConnection};
