@@ -311,3 +311,39 @@ async fn shutdown_gives_up_after_the_drain_timeout() {
     assert_eq!(outcome, levee_proxy::ShutdownOutcome::DrainTimedOut);
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+#[tokio::test]
+async fn a_connect_that_never_completes_gets_504_after_the_connect_timeout() {
+    // A listener that never accepts, with its tiny backlog already full: the
+    // kernel drops further SYNs, so a connect hangs as to a dead host.
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.bind(&LOOPBACK.into()).expect("bind");
+    socket.listen(0).expect("listen");
+    let full: std::net::SocketAddr = socket
+        .local_addr()
+        .expect("addr")
+        .as_socket()
+        .expect("inet");
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(stream)) = timeout(Duration::from_millis(200), TcpStream::connect(full)).await
+        {
+            fillers.push(stream);
+        }
+    }
+    let mut config = config(vec![full], BalancePolicy::RoundRobin);
+    config.clusters[0].connect_timeout = Duration::from_millis(200);
+    let (gateway, addr) = start(config).await;
+    let started = Instant::now();
+    let answer = get(&client(), addr, "/").await;
+    assert_eq!(answer.status, 504, "{}", answer.body);
+    let json: serde_json::Value = serde_json::from_str(&answer.body).expect("JSON body");
+    assert_eq!(json["kind"], "connect-timeout", "{json}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    gateway.shutdown().await;
+}
