@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use http::HeaderValue;
-use levee_core::{AttemptResult, BalancePolicy, Balancer, EndpointId, EndpointLoad, Outcome};
+use levee_core::{AttemptResult, Balancer, EndpointId, EndpointLoad, Outcome};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::config::{self, ClusterSettings};
+use crate::config::ClusterSettings;
 use crate::metrics::{EndpointMetrics, Metrics};
 use crate::upstream::{EndpointPool, PoolSettings};
 
@@ -83,7 +83,7 @@ impl Cluster {
             name: settings.name.clone(),
             settings: settings.clone(),
             candidates: (0..endpoints.len()).collect(),
-            balancer: Balancer::new(core_policy(settings.balance)),
+            balancer: Balancer::new(settings.balance),
             endpoints,
             loads,
         })
@@ -149,15 +149,6 @@ impl Cluster {
                 })
                 .collect(),
         }
-    }
-}
-
-/// Config spelling → core policy.
-fn core_policy(policy: config::BalancePolicy) -> BalancePolicy {
-    match policy {
-        config::BalancePolicy::P2cEwma => BalancePolicy::P2cEwma,
-        config::BalancePolicy::RoundRobin => BalancePolicy::RoundRobin,
-        config::BalancePolicy::LeastRequest => BalancePolicy::LeastRequest,
     }
 }
 

@@ -8,4 +8,4 @@ mod endpoint_load;
 mod policy;
 
 pub use endpoint_load::{EndpointLoad, InFlightGuard};
-pub use policy::{BalancePolicy, Balancer};
+pub use policy::{BadBalancePolicy, BalancePolicy, Balancer};

@@ -1,6 +1,7 @@
 //! The balancing policies.
 
 use std::fmt;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rand::Rng;
@@ -9,7 +10,7 @@ use tokio::time::Instant;
 use super::EndpointLoad;
 
 /// How a cluster spreads requests over its endpoints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum BalancePolicy {
     /// Power of two random choices: pick two candidates at random and send to
     /// the one with the lower peak-EWMA latency × (in-flight + 1). Reacts to a
@@ -25,6 +26,13 @@ pub enum BalancePolicy {
 }
 
 impl BalancePolicy {
+    /// Every policy, in the order the docs list them.
+    pub const ALL: [BalancePolicy; 3] = [
+        BalancePolicy::P2cEwma,
+        BalancePolicy::RoundRobin,
+        BalancePolicy::LeastRequest,
+    ];
+
     /// The config spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -38,6 +46,34 @@ impl BalancePolicy {
 impl fmt::Display for BalancePolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not a policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadBalancePolicy(pub String);
+
+impl fmt::Display for BadBalancePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown balance policy {:?}: expected one of ", self.0)?;
+        for (i, policy) in BalancePolicy::ALL.iter().enumerate() {
+            let separator = if i == 0 { "" } else { ", " };
+            write!(f, "{separator}{:?}", policy.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BadBalancePolicy {}
+
+impl FromStr for BalancePolicy {
+    type Err = BadBalancePolicy;
+
+    fn from_str(text: &str) -> Result<BalancePolicy, BadBalancePolicy> {
+        BalancePolicy::ALL
+            .into_iter()
+            .find(|policy| policy.as_str() == text)
+            .ok_or_else(|| BadBalancePolicy(text.to_owned()))
     }
 }
 

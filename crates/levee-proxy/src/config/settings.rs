@@ -223,61 +223,9 @@ impl ClusterSettings {
     }
 }
 
-/// How a cluster spreads requests over its endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum BalancePolicy {
-    /// `"p2c-ewma"`: of two endpoints picked at random, the one with the
-    /// lower peak-EWMA latency × load. Steers away from a slow node within a
-    /// few requests.
-    #[default]
-    P2cEwma,
-    /// `"round-robin"`: each endpoint in turn.
-    RoundRobin,
-    /// `"least-request"`: the endpoint with the fewest requests in flight.
-    LeastRequest,
-}
-
-impl BalancePolicy {
-    /// Every policy, in the order the docs list them.
-    pub const ALL: [BalancePolicy; 3] = [
-        BalancePolicy::P2cEwma,
-        BalancePolicy::RoundRobin,
-        BalancePolicy::LeastRequest,
-    ];
-
-    /// The config spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BalancePolicy::P2cEwma => "p2c-ewma",
-            BalancePolicy::RoundRobin => "round-robin",
-            BalancePolicy::LeastRequest => "least-request",
-        }
-    }
-}
-
-impl fmt::Display for BalancePolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A `balance` value that is not a policy.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown balance policy {0:?}: expected one of \"p2c-ewma\", \"round-robin\", \"least-request\""
-)]
-pub struct BadBalancePolicy(pub String);
-
-impl FromStr for BalancePolicy {
-    type Err = BadBalancePolicy;
-
-    fn from_str(text: &str) -> Result<BalancePolicy, BadBalancePolicy> {
-        BalancePolicy::ALL
-            .into_iter()
-            .find(|policy| policy.as_str() == text)
-            .ok_or_else(|| BadBalancePolicy(text.to_owned()))
-    }
-}
+/// The balancing policies live with the balancer in `levee-core`; the
+/// config names them by their `as_str` spelling.
+pub use levee_core::balance::{BadBalancePolicy, BalancePolicy};
 
 #[cfg(test)]
 mod tests {
