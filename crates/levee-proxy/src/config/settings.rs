@@ -199,7 +199,7 @@ impl ClusterSettings {
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
     /// Default [`ClusterSettings::request_timeout`].
     pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
-    /// Default [`ClusterSettings::idle_timeout`] (hyper-util's pool default).
+    /// Default [`ClusterSettings::idle_timeout`] (as hyper-util's pooled client).
     /// An upstream that closes idle connections sooner (nginx: 75 s, Node.js:
     /// 5 s) needs a lower value, or pooled requests meet closed connections.
     pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);

@@ -7,7 +7,8 @@
 //!   only those are safe to retry for any method;
 //! - the request path does no per-request pool-key hashing and spawns no
 //!   per-request task; the connection goes back to the pool when its response
-//!   body ends (measured: ~25% more requests/s per core, see bench/).
+//!   body ends (in bench/throughput.sh this took levee from 0.76× to about
+//!   1.0× HAProxy's requests/s).
 
 use std::io;
 use std::sync::{Arc, Weak};
