@@ -347,3 +347,46 @@ async fn a_connect_that_never_completes_gets_504_after_the_connect_timeout() {
     );
     gateway.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_restarted_upstream_costs_no_error_on_stale_pooled_connections() {
+    let backends = backends(1).await;
+    let (gateway, addr) = start(config(vec![backends[0].addr()], BalancePolicy::RoundRobin)).await;
+    let client = client();
+    assert_eq!(get(&client, addr, "/").await.status, 200);
+    // The backend restarts: the connection levee pooled is now closed.
+    backends[0].set_mode(Mode::Crashed).await.expect("crash");
+    backends[0].set_mode(Mode::Healthy).await.expect("restart");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..3 {
+        let answer = get(&client, addr, "/").await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_upstream_connections_are_closed_after_the_idle_timeout() {
+    let backends = backends(1).await;
+    let mut config = config(vec![backends[0].addr()], BalancePolicy::RoundRobin);
+    config.clusters[0].idle_timeout = Duration::from_millis(200);
+    let (gateway, addr) = start(config).await;
+    let client = client();
+    assert_eq!(get(&client, addr, "/").await.status, 200);
+    assert_eq!(get(&client, addr, "/").await.status, 200);
+    assert_eq!(
+        backends[0].connections_accepted(),
+        1,
+        "second request should reuse the connection"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let status = get(&client, gateway.admin_address(), "/status").await;
+    let json: serde_json::Value = serde_json::from_str(&status.body).expect("JSON");
+    assert_eq!(
+        json["clusters"][0]["endpoints"][0]["idle_connections"], 0,
+        "{json}"
+    );
+    assert_eq!(get(&client, addr, "/").await.status, 200);
+    assert_eq!(backends[0].connections_accepted(), 2);
+    gateway.shutdown().await;
+}
