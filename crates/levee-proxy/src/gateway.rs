@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use crate::admin;
 use crate::cluster::{Cluster, ClusterBuildError, ClusterStatus};
 use crate::config::Config;
+use crate::events::EventLog;
 use crate::listener::{self, BindError};
 use crate::metrics::Metrics;
 use crate::proxy::HttpProxy;
@@ -65,6 +66,8 @@ pub struct GatewayState {
     pub clusters: Vec<Arc<Cluster>>,
     /// Every metric.
     pub metrics: Arc<Metrics>,
+    /// Recent state changes (`/events`).
+    pub events: Arc<EventLog>,
     /// When the gateway started.
     pub started_at: Instant,
 }
@@ -172,6 +175,7 @@ pub async fn start_with_admin_routes(
             .collect(),
         clusters: cluster_list,
         metrics: Arc::clone(&metrics),
+        events: Arc::new(EventLog::default()),
         started_at: Instant::now(),
     });
 

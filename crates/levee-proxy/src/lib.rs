@@ -8,6 +8,7 @@ pub mod admin;
 pub mod cluster;
 pub mod config;
 pub mod demo;
+pub mod events;
 pub mod gateway;
 pub mod listener;
 pub mod metrics;

@@ -6,7 +6,7 @@ mod status;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
@@ -23,6 +23,7 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .route("/ready", get(ready))
         .route("/status", get(status::status))
         .route("/metrics", get(metrics))
+        .route("/events", get(events))
         .with_state(state)
 }
 
@@ -51,6 +52,26 @@ async fn ready(State(state): State<Arc<GatewayState>>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// `GET /events?after=ID&limit=N`: recent state changes, oldest first.
+#[derive(serde::Deserialize)]
+struct EventsQuery {
+    #[serde(default)]
+    after: u64,
+    #[serde(default = "default_event_limit")]
+    limit: usize,
+}
+
+fn default_event_limit() -> usize {
+    100
+}
+
+async fn events(
+    State(state): State<Arc<GatewayState>>,
+    Query(query): Query<EventsQuery>,
+) -> Json<Vec<crate::events::Event>> {
+    Json(state.events.since(query.after, query.limit))
 }
 
 /// Prometheus text exposition.
