@@ -6,9 +6,13 @@
 //! unit-tested under paused time and reused outside the proxy.
 
 pub mod balance;
+pub mod health;
 pub mod latency;
 pub mod outcome;
 
 pub use balance::{BalancePolicy, Balancer, EndpointLoad, InFlightGuard};
+pub use health::{
+    BadHealthParams, CheckFailure, CheckResult, Health, HealthCheckParams, HealthTracker,
+};
 pub use latency::PeakEwma;
 pub use outcome::{AttemptResult, EndpointId, FailureKind, Outcome, SendPhase, StatusClass};

@@ -40,6 +40,18 @@ struct EndpointErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointStateLabels {
+    cluster: String,
+    endpoint: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterLabels {
+    cluster: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabels {
     listener: String,
 }
@@ -59,6 +71,9 @@ pub struct Metrics {
     upstream_latency: HistogramFamily<EndpointLabels>,
     upstream_in_flight: Family<EndpointLabels, Gauge>,
     upstream_failures: Family<EndpointErrorLabels, Counter>,
+    endpoint_available: Family<EndpointLabels, Gauge>,
+    endpoint_transitions: Family<EndpointStateLabels, Counter>,
+    cluster_panic: Family<ClusterLabels, Gauge>,
     responses: Family<ListenerClassLabels, Counter>,
     request_duration: HistogramFamily<ListenerLabels>,
     connections: Family<ListenerLabels, Counter>,
@@ -79,6 +94,9 @@ impl Metrics {
             upstream_latency: Family::new_with_constructor(latency_histogram),
             upstream_in_flight: Family::default(),
             upstream_failures: Family::default(),
+            endpoint_available: Family::default(),
+            endpoint_transitions: Family::default(),
+            cluster_panic: Family::default(),
             responses: Family::default(),
             request_duration: Family::new_with_constructor(latency_histogram),
             connections: Family::default(),
@@ -103,6 +121,21 @@ impl Metrics {
             "upstream_failures",
             "Upstream attempts that got no usable response, by kind (connect-refused, connect-timeout, timeout, ...)",
             metrics.upstream_failures.clone(),
+        );
+        registry.register(
+            "endpoint_available",
+            "1 when the endpoint may receive traffic (passing its checks, not ejected), else 0",
+            metrics.endpoint_available.clone(),
+        );
+        registry.register(
+            "endpoint_transitions",
+            "Changes of endpoint state, by the state entered",
+            metrics.endpoint_transitions.clone(),
+        );
+        registry.register(
+            "cluster_panic",
+            "1 while too few endpoints are available and the cluster balances over all of them",
+            metrics.cluster_panic.clone(),
         );
         registry.register(
             "http_responses",
@@ -139,13 +172,24 @@ impl Metrics {
                     class: class.as_str(),
                 })
         });
+        let available = self.endpoint_available.get_or_create_owned(&labels);
+        available.set(1);
         EndpointMetrics {
+            available,
+            transitions: self.endpoint_transitions.clone(),
             by_class,
             latency: self.upstream_latency.get_or_create_owned(&labels),
             in_flight: self.upstream_in_flight.get_or_create_owned(&labels),
             failures: self.upstream_failures.clone(),
             labels,
         }
+    }
+
+    /// The panic gauge of one cluster.
+    pub fn cluster_panic(&self, cluster: &str) -> Gauge {
+        self.cluster_panic.get_or_create_owned(&ClusterLabels {
+            cluster: cluster.to_owned(),
+        })
     }
 
     /// Handles for one listener's series.
@@ -185,6 +229,8 @@ pub struct EndpointMetrics {
     in_flight: Gauge,
     /// Failure kinds are few and rare: looked up by label when they happen.
     failures: Family<EndpointErrorLabels, Counter>,
+    available: Gauge,
+    transitions: Family<EndpointStateLabels, Counter>,
     labels: EndpointLabels,
 }
 
@@ -204,6 +250,19 @@ impl EndpointMetrics {
                 kind: kind.as_str(),
             })
             .inc();
+    }
+
+    /// Count a change of state (`healthy`, `unhealthy`, `ejected`, ...) and
+    /// whether the endpoint may now take traffic.
+    pub fn record_state(&self, state: &'static str, available: bool) {
+        self.transitions
+            .get_or_create(&EndpointStateLabels {
+                cluster: self.labels.cluster.clone(),
+                endpoint: self.labels.endpoint.clone(),
+                state,
+            })
+            .inc();
+        self.available.set(i64::from(available));
     }
 
     /// The in-flight gauge (incremented and decremented around each request).
