@@ -9,6 +9,7 @@ pub mod balance;
 pub mod health;
 pub mod latency;
 pub mod outcome;
+pub mod outlier;
 
 pub use balance::{BalancePolicy, Balancer, EndpointLoad, InFlightGuard};
 pub use health::{
@@ -16,3 +17,4 @@ pub use health::{
 };
 pub use latency::PeakEwma;
 pub use outcome::{AttemptResult, EndpointId, FailureKind, Outcome, SendPhase, StatusClass};
+pub use outlier::{Ejection, EjectionReason, OutlierDetector, OutlierParams};

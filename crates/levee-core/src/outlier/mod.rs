@@ -1,0 +1,28 @@
+//! Passive outlier detection and the routing view built on it.
+//!
+//! - [`blame`](blame()): which outcomes count against an endpoint (a 404 never
+//!   does).
+//! - [`OutlierDetector`]: one per cluster; ejects endpoints on consecutive
+//!   failures, a failure rate over a window, or latency far above their
+//!   peers', for a growing duration, never more than a share of the cluster.
+//! - [`routable`]: the balancer's candidates from health and ejection, with a
+//!   panic threshold.
+//! - [`SlowStart`] and [`admit`]: a returning endpoint's share ramps up.
+//!
+//! All of it is pure: the proxy feeds outcomes and the time, and acts on the
+//! decisions (log, metric, event, routing).
+
+mod blame;
+mod detector;
+mod params;
+mod reason;
+mod routing;
+mod slow_start;
+mod window;
+
+pub use blame::{Blame, blame, blame_reason};
+pub use detector::{EndpointStats, LATENCY_MIN_SAMPLES, OutlierDetector};
+pub use params::{BadOutlierParams, OutlierParams, OutlierParamsBuilder};
+pub use reason::{Ejection, EjectionReason, Return};
+pub use routing::{PanicParams, Routing, routable};
+pub use slow_start::{SlowStart, admit};
