@@ -6,20 +6,20 @@
 //! - each top-level section and each `[[listener]]` / `[[cluster]]` element
 //!   is deserialized on its own;
 //! - inside a table, a key whose value has the wrong type is reported, taken
-//!   out, and the table deserialized again without it;
+//!   out (only the innermost key, if the value is in a nested table such as
+//!   `health`), and the table deserialized again without it;
 //! - unknown keys are collected with `serde_ignored` (serde's
 //!   `deny_unknown_fields` would stop at the first) and located by walking
 //!   the spanned parse of the document.
 
 use std::ops::Range;
 
-use serde::de::DeserializeOwned;
 use serde_ignored::Path;
 use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue, ValueDeserializer};
 
-use super::keys::{did_you_mean, fields_of};
-use super::raw::{RawConfig, SECTIONS, Section};
+use super::keys::did_you_mean;
+use super::raw::{RawConfig, RawTable, SECTIONS, Section};
 use super::report::Report;
 
 /// The raw sections of `source`, or `None` if it is not valid TOML (then
@@ -49,7 +49,7 @@ pub(super) fn read(source: &str, report: &mut Report<'_>) -> Option<RawConfig> {
             "cluster" => config.cluster = array_of_tables(key, value, report),
             other => report.error(
                 key.span(),
-                unknown_key(other, "at the top level", &SECTIONS),
+                unknown_key("", other, "at the top level", &SECTIONS),
             ),
         }
     }
@@ -57,7 +57,7 @@ pub(super) fn read(source: &str, report: &mut Report<'_>) -> Option<RawConfig> {
 }
 
 /// A section that is a single table: `[admin]`.
-fn table<T: DeserializeOwned + Default>(
+fn table<T: RawTable>(
     key: &Spanned<DeString<'_>>,
     value: &Spanned<DeValue<'_>>,
     label: &str,
@@ -75,7 +75,7 @@ fn table<T: DeserializeOwned + Default>(
 }
 
 /// A section that may repeat: `[[cluster]]`.
-fn array_of_tables<T: DeserializeOwned + Default>(
+fn array_of_tables<T: RawTable>(
     key: &Spanned<DeString<'_>>,
     value: &Spanned<DeValue<'_>>,
     report: &mut Report<'_>,
@@ -125,7 +125,7 @@ fn element_label(section: &str, table: &DeTable<'_>, index: usize) -> String {
 
 /// Deserialize one table into `T`, reporting every value of the wrong type
 /// and every unknown key.
-fn section<T: DeserializeOwned + Default>(
+fn section<T: RawTable>(
     table: &DeTable<'_>,
     span: Range<usize>,
     label: String,
@@ -150,17 +150,11 @@ fn section<T: DeserializeOwned + Default>(
         // Every type error lies inside one key's value: take that key out
         // and try again, so the keys after it are checked too.
         let error_span = error.span().unwrap_or_else(|| span.clone());
-        let culprit = remaining
-            .iter()
-            .find(|(key, value)| {
-                contains(&value.span(), &error_span) || contains(&key.span(), &error_span)
-            })
-            .map(|(key, _)| key.get_ref().to_string());
-        match culprit {
+        match take_out(&mut remaining, &error_span) {
             Some(culprit) => {
+                let culprit = culprit.join(".");
                 let message = plain_types(error.message());
                 report.error(error_span, format!("{culprit}: {message}"));
-                remaining.remove(culprit.as_str());
                 unreadable.push(culprit);
             }
             None => {
@@ -172,12 +166,16 @@ fn section<T: DeserializeOwned + Default>(
             }
         }
     };
-    let known = fields_of::<T>();
     for steps in &unknown {
         let key_span = locate(table, steps).unwrap_or_else(|| span.clone());
-        let message = match steps.as_slice() {
-            [Step::Key(key)] => unknown_key(key, &format!("in {label}"), known),
-            _ => unknown_key(&render(steps), &format!("in {label}"), &[]),
+        let place = format!("in {label}");
+        let message = match key_path(steps) {
+            // `health.htp`: suggest among the keys of `health`.
+            Some((parent, key)) => {
+                let prefix: String = parent.iter().map(|table| format!("{table}.")).collect();
+                unknown_key(&prefix, key, &place, T::keys_at(&parent))
+            }
+            None => unknown_key("", &render(steps), &place, &[]),
         };
         report.error(key_span, message);
     }
@@ -189,25 +187,91 @@ fn section<T: DeserializeOwned + Default>(
     }
 }
 
-/// Serde names Rust types in its messages ("expected usize"); say what a
-/// TOML writer would.
-fn plain_types(message: &str) -> String {
-    ["usize", "u64", "u32", "u16", "u8"]
+/// Take the key whose value holds `error_span` out of `table`: the innermost
+/// one, if that value is a nested table, so the rest of the nested table is
+/// still checked. Its path, or `None` if no key holds the span.
+fn take_out(table: &mut DeTable<'_>, error_span: &Range<usize>) -> Option<Vec<String>> {
+    let holder = table
         .iter()
-        .fold(message.to_owned(), |message, rust_type| {
-            message.replace(
-                &format!("expected {rust_type}"),
-                "expected a non-negative integer",
-            )
+        .find(|(key, value)| {
+            contains(&value.span(), error_span) || contains(&key.span(), error_span)
         })
+        .map(|(key, _)| key.get_ref().to_string());
+    let Some(key) = holder else {
+        // A table written as `[cluster.health]` or through dotted keys
+        // (`health.tcp = true`) has a span that does not cover its keys:
+        // look inside every nested table.
+        return table
+            .iter_mut()
+            .find_map(|(key, value)| match value.get_mut() {
+                DeValue::Table(nested) => take_out(nested, error_span).map(|mut path| {
+                    path.insert(0, key.get_ref().to_string());
+                    path
+                }),
+                _ => None,
+            });
+    };
+    if let Some(DeValue::Table(nested)) = table.get_mut(key.as_str()).map(Spanned::get_mut) {
+        if let Some(mut path) = take_out(nested, error_span) {
+            path.insert(0, key);
+            return Some(path);
+        }
+    }
+    table.remove(key.as_str());
+    Some(vec![key])
 }
 
-/// `unknown key "balanc" in [[cluster]] "app" (did you mean "balance"?)`
-fn unknown_key(key: &str, place: &str, known: &[&'static str]) -> String {
-    match did_you_mean(key, known) {
-        Some(suggestion) => format!("unknown key {key:?} {place} (did you mean {suggestion:?}?)"),
-        None => format!("unknown key {key:?} {place}"),
+/// Serde names Rust types in its messages ("expected usize", "expected
+/// struct RawHealth"); say what a TOML writer would.
+fn plain_types(message: &str) -> String {
+    let message = ["usize", "u64", "u32", "u16", "u8", "i64"]
+        .iter()
+        .fold(message.to_owned(), |message, rust_type| {
+            let plain = match *rust_type {
+                "i64" => "an integer",
+                _ => "a non-negative integer",
+            };
+            message.replace(
+                &format!("expected {rust_type}"),
+                &format!("expected {plain}"),
+            )
+        })
+        .replace("expected f64", "expected a number");
+    match message.split_once("expected struct ") {
+        Some((before, after)) => {
+            let rest = after.trim_start_matches(|c: char| c.is_alphanumeric() || c == '_');
+            format!("{before}expected a table{rest}")
+        }
+        None => message,
     }
+}
+
+/// `unknown key "balanc" in [[cluster]] "app" (did you mean "balance"?)`;
+/// with a `prefix` (the nested table, `"health."`), both the key and the
+/// suggestion are shown with it.
+fn unknown_key(prefix: &str, key: &str, place: &str, known: &[&'static str]) -> String {
+    let written = format!("{prefix}{key}");
+    match did_you_mean(key, known) {
+        Some(suggestion) => {
+            let suggestion = format!("{prefix}{suggestion}");
+            format!("unknown key {written:?} {place} (did you mean {suggestion:?}?)")
+        }
+        None => format!("unknown key {written:?} {place}"),
+    }
+}
+
+/// `health.htp` → (`["health"]`, `"htp"`); `None` if the path goes through
+/// an array.
+fn key_path(steps: &[Step]) -> Option<(Vec<&str>, &str)> {
+    let mut keys = steps
+        .iter()
+        .map(|step| match step {
+            Step::Key(key) => Some(key.as_str()),
+            Step::Index(_) => None,
+        })
+        .collect::<Option<Vec<&str>>>()?;
+    let key = keys.pop()?;
+    Some((keys, key))
 }
 
 /// One step of the path to an ignored key.

@@ -9,7 +9,9 @@
 //!   errors, wrong types, unknown keys), each section read on its own so one
 //!   error does not hide the next;
 //! - `validate.rs`: raw sections → settings (values parsed with
-//!   [`units`] and [`EndpointAddress`], defaults filled in, per-key rules);
+//!   [`units`] and [`EndpointAddress`], defaults filled in, per-key rules;
+//!   a cluster's `health` and `outlier` tables in `validate/`, checked by
+//!   levee-core's own parameter constructors);
 //! - `checks.rs`: rules between sections (unique names, cluster references,
 //!   listen address conflicts);
 //! - `report.rs` collects the problems; [`ConfigErrors`] holds them sorted.
@@ -38,7 +40,8 @@ pub use endpoint::{BadEndpointAddress, EndpointAddress};
 pub use error::{ConfigError, ConfigErrors};
 pub use settings::{
     AdminSettings, BadBalancePolicy, BadProtocol, BalancePolicy, ClusterSettings, Config,
-    ListenerSettings, Protocol, RuntimeSettings,
+    HealthCheckKind, HealthSettings, HttpCheckSettings, ListenerSettings, Protocol,
+    RuntimeSettings,
 };
 
 use report::Report;

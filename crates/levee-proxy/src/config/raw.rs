@@ -13,11 +13,54 @@
 use std::ops::Range;
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use toml::Spanned;
+
+use super::keys::fields_of;
 
 /// The top-level keys. Each is a section deserialized on its own, so that a
 /// bad value in one section does not hide problems in the others.
 pub(super) const SECTIONS: [&str; 4] = ["admin", "runtime", "listener", "cluster"];
+
+/// A table of the file, as serde reads it, and the tables nested in it.
+pub(super) trait RawTable: DeserializeOwned + Default {
+    /// The keys of the table at `path` inside this one (`[]`: this one
+    /// itself), for "did you mean" hints and the documentation test; empty if
+    /// `path` leads to no table.
+    fn keys_at(path: &[&str]) -> &'static [&'static str] {
+        match path {
+            [] => fields_of::<Self>(),
+            _ => &[],
+        }
+    }
+}
+
+impl RawTable for RawAdmin {}
+impl RawTable for RawRuntime {}
+impl RawTable for RawListener {}
+impl RawTable for RawHttpCheck {}
+impl RawTable for RawOutlier {}
+
+impl RawTable for RawCluster {
+    fn keys_at(path: &[&str]) -> &'static [&'static str] {
+        match path {
+            [] => fields_of::<Self>(),
+            ["health", rest @ ..] => RawHealth::keys_at(rest),
+            ["outlier", rest @ ..] => RawOutlier::keys_at(rest),
+            _ => &[],
+        }
+    }
+}
+
+impl RawTable for RawHealth {
+    fn keys_at(path: &[&str]) -> &'static [&'static str] {
+        match path {
+            [] => fields_of::<Self>(),
+            ["http", rest @ ..] => RawHttpCheck::keys_at(rest),
+            _ => &[],
+        }
+    }
+}
 
 /// The whole file, one section at a time.
 #[derive(Debug, Default)]
@@ -45,7 +88,8 @@ pub(super) struct Section<T> {
     /// `None` here and listed in `unreadable`.
     pub raw: T,
     /// Keys present in the file whose value was already reported as being of
-    /// the wrong type; they must not be reported as missing as well.
+    /// the wrong type; they must not be reported as missing as well. A key
+    /// of a nested table is written with its path: `health.http.path`.
     pub unreadable: Vec<String>,
 }
 
@@ -117,4 +161,102 @@ pub(super) struct RawCluster {
     /// compares endpoints by: how quickly an old latency is forgotten. More
     /// than 0. Default `"10s"`.
     pub ewma_decay: Option<Spanned<String>>,
+    /// Active health checks of every endpoint (`health = { ... }` or
+    /// `[cluster.health]`). Default: none.
+    pub health: Option<Spanned<RawHealth>>,
+    /// Passive outlier detection from real traffic (`outlier = { ... }` or
+    /// `[cluster.outlier]`). Default: on, with every default.
+    pub outlier: Option<Spanned<RawOutlier>>,
+    /// Percent of endpoints, 0 to 100, that must be available; below it
+    /// levee balances over every endpoint, so the few survivors are not
+    /// crushed. Default 50.
+    pub panic_threshold: Option<Spanned<i64>>,
+    /// An endpoint returning to service gets its full share of traffic
+    /// gradually over this long, so cold caches and JITs are not flooded;
+    /// `"0s"` disables. Default `"10s"`.
+    pub slow_start: Option<Spanned<String>>,
+}
+
+/// `health` in a `[[cluster]]`: how each endpoint is checked. Exactly one of
+/// `http` and `tcp = true`.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawHealth {
+    /// An HTTP check: the request to send and the answer that counts as
+    /// healthy.
+    pub http: Option<Spanned<RawHttpCheck>>,
+    /// `true` for a TCP check: a connection that opens counts as healthy.
+    pub tcp: Option<Spanned<bool>>,
+    /// Time between checks while an endpoint's health is settled; more
+    /// than 0. Default `"5s"`.
+    pub interval: Option<Spanned<String>>,
+    /// Time between checks while the health is changing or not yet known, so
+    /// a failing node leaves rotation after `fall` quick checks; more than 0.
+    /// Default `"1s"`.
+    pub transition_interval: Option<Spanned<String>>,
+    /// How long one check may take before it counts as failed; more than 0.
+    /// Default `"2s"`.
+    pub timeout: Option<Spanned<String>>,
+    /// Passes in a row that bring an unhealthy endpoint back; at least 1.
+    /// Default 2.
+    pub rise: Option<Spanned<u32>>,
+    /// Failures in a row that take a healthy endpoint out; at least 1.
+    /// Default 2.
+    pub fall: Option<Spanned<u32>>,
+    /// Random spread of each delay as a fraction of it, 0.0 to 1.0, so many
+    /// levee instances do not check a node in lockstep. Default 0.1.
+    pub jitter: Option<Spanned<f64>>,
+}
+
+/// `health.http` in a `[[cluster]]`: an HTTP health check.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawHttpCheck {
+    /// Request path (and query), starting with `/`. Required.
+    pub path: Option<Spanned<String>>,
+    /// Request method, case-sensitive. Default `"GET"`.
+    pub method: Option<Spanned<String>>,
+    /// `Host` header of the check. Default: the endpoint's `host:port`.
+    pub host: Option<Spanned<String>>,
+    /// Response statuses that count as healthy, each 100 to 599. Default
+    /// `[200]`.
+    pub expect_status: Option<Spanned<Vec<Spanned<i64>>>>,
+    /// Text the response body must contain to count as healthy. Default:
+    /// any body.
+    pub expect_body: Option<Spanned<String>>,
+}
+
+/// `outlier` in a `[[cluster]]`: passive outlier detection, which ejects an
+/// endpoint that fails real requests.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawOutlier {
+    /// `false` turns passive outlier detection off for the cluster. Default
+    /// `true`.
+    pub enabled: Option<bool>,
+    /// Failures in a row that eject an endpoint; 0 disables the rule.
+    /// Default 5.
+    pub consecutive_failures: Option<Spanned<u32>>,
+    /// Share of failed requests in `window` that ejects an endpoint, above 0
+    /// and at most 1; 0 disables the rule. Default 0.5.
+    pub failure_rate: Option<Spanned<f64>>,
+    /// Sliding window for the failure rate and latency; more than 0.
+    /// Default `"10s"`.
+    pub window: Option<Spanned<String>>,
+    /// Requests an endpoint needs in the window before its failure rate or
+    /// latency is judged; at least 1. Default 20.
+    pub min_requests: Option<Spanned<u32>>,
+    /// Whether 5xx answers other than 502, 503 and 504 count as failures.
+    /// Default `true`.
+    pub count_other_5xx: Option<bool>,
+    /// An endpoint whose mean latency exceeds this multiple of the median of
+    /// the others is ejected; above 1; 0 disables the rule. Default 3.0.
+    pub latency_factor: Option<Spanned<f64>>,
+    /// Never a latency outlier at or below this latency. Default `"100ms"`.
+    pub latency_floor: Option<Spanned<String>>,
+    /// Length of a first ejection; later ones are multiples of it. More than
+    /// 0. Default `"10s"`.
+    pub base_ejection: Option<Spanned<String>>,
+    /// Longest ejection; at least `base_ejection`. Default `"5m"`.
+    pub max_ejection: Option<Spanned<String>>,
+    /// Largest percent of the cluster's endpoints ejected at once, 0 to 100
+    /// (0: never eject). Default 50.
+    pub max_ejected_percent: Option<Spanned<i64>>,
 }

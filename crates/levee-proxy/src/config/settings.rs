@@ -7,6 +7,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
+use http::Method;
+use levee_core::health::HealthCheckParams;
+use levee_core::outlier::OutlierParams;
+
 use super::EndpointAddress;
 
 /// A whole, valid configuration.
@@ -24,7 +28,7 @@ use super::EndpointAddress;
 /// };
 /// assert!(config.cluster("app").is_some());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
     /// `[admin]`.
     pub admin: AdminSettings,
@@ -167,7 +171,7 @@ impl FromStr for Protocol {
 }
 
 /// `[[cluster]]`: a set of interchangeable endpoints and how to talk to them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSettings {
     /// Unique name, referenced by listeners.
     pub name: String,
@@ -190,6 +194,20 @@ pub struct ClusterSettings {
     /// Time constant of the peak-EWMA latency average that `p2c-ewma` ranks
     /// endpoints by: how fast an old latency is forgotten.
     pub ewma_decay: Duration,
+    /// Active health checks; `None`: endpoints are not checked (only passive
+    /// outlier detection takes them out).
+    pub health: Option<HealthSettings>,
+    /// Passive outlier detection from real traffic; `None`: turned off.
+    pub outlier: Option<OutlierParams>,
+    /// When fewer than this percent of the endpoints are available (healthy
+    /// and not ejected), balance over all of them: a health signal that
+    /// condemns most of a cluster is more likely wrong than right, and the
+    /// few survivors would be crushed by the whole load.
+    pub panic_threshold_percent: u8,
+    /// An endpoint returning to service ramps up to its full share of
+    /// traffic over this long (cold caches, JITs, connection pools);
+    /// [`Duration::ZERO`] gives it its full share at once.
+    pub slow_start: Duration,
 }
 
 impl ClusterSettings {
@@ -207,6 +225,10 @@ impl ClusterSettings {
     pub const DEFAULT_MAX_IDLE_PER_ENDPOINT: usize = 128;
     /// Default [`ClusterSettings::ewma_decay`] (linkerd's and Finagle's).
     pub const DEFAULT_EWMA_DECAY: Duration = Duration::from_secs(10);
+    /// Default [`ClusterSettings::panic_threshold_percent`] (Envoy's).
+    pub const DEFAULT_PANIC_THRESHOLD_PERCENT: u8 = 50;
+    /// Default [`ClusterSettings::slow_start`].
+    pub const DEFAULT_SLOW_START: Duration = Duration::from_secs(10);
 
     /// A cluster with every optional setting at its default.
     pub fn new(name: impl Into<String>, endpoints: Vec<EndpointAddress>) -> ClusterSettings {
@@ -219,6 +241,65 @@ impl ClusterSettings {
             idle_timeout: ClusterSettings::DEFAULT_IDLE_TIMEOUT,
             max_idle_per_endpoint: ClusterSettings::DEFAULT_MAX_IDLE_PER_ENDPOINT,
             ewma_decay: ClusterSettings::DEFAULT_EWMA_DECAY,
+            health: None,
+            outlier: Some(OutlierParams::default()),
+            panic_threshold_percent: ClusterSettings::DEFAULT_PANIC_THRESHOLD_PERCENT,
+            slow_start: ClusterSettings::DEFAULT_SLOW_START,
+        }
+    }
+}
+
+/// `health` of a `[[cluster]]`: how levee actively checks each endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthSettings {
+    /// What one check does.
+    pub check: HealthCheckKind,
+    /// How often checks run and how many results in a row change an
+    /// endpoint's health.
+    pub params: HealthCheckParams,
+}
+
+/// What one active health check does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheckKind {
+    /// Open a TCP connection, then close it: the port accepts connections.
+    /// Cheap, but a hung process whose kernel still accepts passes it.
+    Tcp,
+    /// Send an HTTP request and judge the response.
+    Http(HttpCheckSettings),
+}
+
+/// An HTTP health check: the request sent and the answer that counts as
+/// healthy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCheckSettings {
+    /// Request method (a valid method token).
+    pub method: Method,
+    /// Path and query, starting with `/`.
+    pub path: String,
+    /// `Host` header; `None`: the endpoint's `host:port`.
+    pub host: Option<String>,
+    /// Statuses that count as healthy, each 100 to 599; never empty.
+    pub expect_status: Vec<u16>,
+    /// Text the response body must contain; `None`: any body. Never empty.
+    pub expect_body: Option<String>,
+}
+
+impl HttpCheckSettings {
+    /// Default [`HttpCheckSettings::method`].
+    pub const DEFAULT_METHOD: Method = Method::GET;
+    /// Default [`HttpCheckSettings::expect_status`].
+    pub const DEFAULT_EXPECT_STATUS: [u16; 1] = [200];
+
+    /// A check of `path` with every other setting at its default: `GET`,
+    /// expecting 200, any body.
+    pub fn new(path: impl Into<String>) -> HttpCheckSettings {
+        HttpCheckSettings {
+            method: HttpCheckSettings::DEFAULT_METHOD,
+            path: path.into(),
+            host: None,
+            expect_status: HttpCheckSettings::DEFAULT_EXPECT_STATUS.to_vec(),
+            expect_body: None,
         }
     }
 }
@@ -259,6 +340,13 @@ mod tests {
         assert_eq!(cluster.idle_timeout, Duration::from_secs(90));
         assert_eq!(cluster.max_idle_per_endpoint, 128);
         assert_eq!(cluster.ewma_decay, Duration::from_secs(10));
+        assert_eq!(cluster.health, None);
+        assert_eq!(cluster.outlier, Some(OutlierParams::default()));
+        assert_eq!(cluster.panic_threshold_percent, 50);
+        assert_eq!(cluster.slow_start, Duration::from_secs(10));
+        let check = HttpCheckSettings::new("/healthz");
+        assert_eq!(check.method, Method::GET);
+        assert_eq!(check.expect_status, [200]);
         assert_eq!(
             AdminSettings::default().listen.to_string(),
             "127.0.0.1:9901"

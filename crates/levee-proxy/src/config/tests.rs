@@ -6,9 +6,14 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use super::keys::fields_of;
-use super::raw::{RawAdmin, RawCluster, RawListener, RawRuntime, SECTIONS};
+use http::Method;
+use levee_core::health::HealthCheckParams;
+use levee_core::outlier::OutlierParams;
+
+use super::raw::{RawAdmin, RawCluster, RawListener, RawRuntime, RawTable, SECTIONS};
 use super::*;
+
+const SECOND: Duration = Duration::from_secs(1);
 
 const EXAMPLE: &str = include_str!("../../../../docs/levee.example.toml");
 const REFERENCE: &str = include_str!("../../../../docs/config.md");
@@ -40,6 +45,63 @@ fn error(source: &str) -> String {
     errors.remove(0)
 }
 
+/// A table levee reads: its name in the docs (`admin`, `cluster.health.http`)
+/// and its keys.
+struct TableKeys {
+    name: String,
+    keys: &'static [&'static str],
+}
+
+/// Every table levee reads: the sections and, found through
+/// [`RawTable::keys_at`], every table nested in them, so that a new nested
+/// table cannot be left out of the example or the reference.
+fn every_table() -> Vec<TableKeys> {
+    fn walk<T: RawTable>(section: &str, path: &mut Vec<&'static str>, tables: &mut Vec<TableKeys>) {
+        let keys = T::keys_at(path);
+        let name = std::iter::once(section)
+            .chain(path.iter().copied())
+            .collect::<Vec<_>>()
+            .join(".");
+        tables.push(TableKeys { name, keys });
+        for key in keys {
+            path.push(key);
+            if !T::keys_at(path).is_empty() {
+                walk::<T>(section, path, tables);
+            }
+            path.pop();
+        }
+    }
+    let mut tables = Vec::new();
+    walk::<RawAdmin>("admin", &mut Vec::new(), &mut tables);
+    walk::<RawRuntime>("runtime", &mut Vec::new(), &mut tables);
+    walk::<RawListener>("listener", &mut Vec::new(), &mut tables);
+    walk::<RawCluster>("cluster", &mut Vec::new(), &mut tables);
+    tables
+}
+
+/// Every key `value` sets, as a dotted path from `prefix`, looking through
+/// arrays of tables: `cluster.health.http.path`.
+fn key_paths(prefix: &str, value: &toml::Value, paths: &mut Vec<String>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (key, value) in table {
+                let path = match prefix {
+                    "" => key.clone(),
+                    _ => format!("{prefix}.{key}"),
+                };
+                key_paths(&path, value, paths);
+                paths.push(path);
+            }
+        }
+        toml::Value::Array(items) => {
+            for item in items {
+                key_paths(prefix, item, paths);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The text of the first ```toml block after `heading` in the reference.
 fn toml_block_after(heading: &str) -> &'static str {
     let (_, after) = REFERENCE
@@ -60,18 +122,43 @@ fn the_example_file_is_valid_and_sets_every_key() {
     assert_eq!(api.balance, BalancePolicy::LeastRequest);
     assert_eq!(api.endpoints[1], EndpointAddress::new("fd00::2", 9000));
     assert_eq!(api.connect_timeout, Duration::from_millis(250));
+    assert_eq!(api.panic_threshold_percent, 30);
+    assert_eq!(api.slow_start, Duration::ZERO);
+    let tcp = api.health.as_ref().unwrap();
+    assert_eq!(tcp.check, HealthCheckKind::Tcp);
+    let params = HealthCheckParams::new(2, 2, SECOND * 2, SECOND, SECOND * 2, 0.1).unwrap();
+    assert_eq!(tcp.params, params);
+    assert_eq!(api.outlier, None);
 
-    let keys = [
-        fields_of::<RawAdmin>(),
-        fields_of::<RawRuntime>(),
-        fields_of::<RawListener>(),
-        fields_of::<RawCluster>(),
-    ];
-    for key in keys.concat() {
-        assert!(
-            EXAMPLE.contains(&format!("\n{key} = ")),
-            "docs/levee.example.toml does not set {key:?}"
-        );
+    let app = config.cluster("app").unwrap();
+    assert_eq!(app.panic_threshold_percent, 50);
+    assert_eq!(app.slow_start, SECOND * 10);
+    let expected = HealthSettings {
+        check: HealthCheckKind::Http(HttpCheckSettings {
+            method: Method::GET,
+            path: "/healthz".into(),
+            host: Some("app.internal".into()),
+            expect_status: vec![200, 204],
+            expect_body: Some("ok".into()),
+        }),
+        params: HealthCheckParams::default(),
+    };
+    assert_eq!(app.health, Some(expected));
+    // The example shows every outlier default.
+    assert_eq!(app.outlier, Some(OutlierParams::default()));
+
+    // Every key of every table, nested ones too, is set somewhere.
+    let document: toml::Value = toml::from_str(EXAMPLE).unwrap();
+    let mut written = Vec::new();
+    key_paths("", &document, &mut written);
+    for table in every_table() {
+        for key in table.keys {
+            let path = format!("{}.{key}", table.name);
+            assert!(
+                written.contains(&path),
+                "docs/levee.example.toml does not set {path}"
+            );
+        }
     }
 }
 
@@ -89,24 +176,39 @@ fn the_minimal_config_in_the_reference_is_valid() {
 
 #[test]
 fn every_key_is_documented_in_its_section() {
-    let sections = [
-        ("## [admin]", fields_of::<RawAdmin>()),
-        ("## [runtime]", fields_of::<RawRuntime>()),
-        ("## [[listener]]", fields_of::<RawListener>()),
-        ("## [[cluster]]", fields_of::<RawCluster>()),
-    ];
-    assert_eq!(sections.len(), SECTIONS.len());
-    for ((heading, fields), section) in sections.iter().zip(SECTIONS) {
-        assert!(heading.contains(&format!("[{section}]")));
-        assert!(!fields.is_empty(), "no fields found for {heading}");
+    let tables = every_table();
+    let sections: Vec<&str> = tables
+        .iter()
+        .map(|table| table.name.as_str())
+        .filter(|name| !name.contains('.'))
+        .collect();
+    assert_eq!(sections, SECTIONS);
+    let nested: Vec<&str> = tables
+        .iter()
+        .map(|table| table.name.as_str())
+        .filter(|name| name.contains('.'))
+        .collect();
+    assert_eq!(
+        nested,
+        ["cluster.health", "cluster.health.http", "cluster.outlier"]
+    );
+    for table in &tables {
+        // `## [admin]`, `## [[cluster]]`, `### cluster.health`.
+        let heading = match table.name.as_str() {
+            name if name.contains('.') => format!("### {name}"),
+            name @ ("listener" | "cluster") => format!("## [[{name}]]"),
+            name => format!("## [{name}]"),
+        };
+        assert!(!table.keys.is_empty(), "no keys found for {heading}");
         let (_, text) = REFERENCE
             .split_once(&format!("\n{heading}\n"))
             .unwrap_or_else(|| panic!("docs/config.md has no section {heading:?}"));
         let text = text.split("\n## ").next().unwrap_or_default();
-        for field in *fields {
+        let text = text.split("\n### ").next().unwrap_or_default();
+        for key in table.keys {
             assert!(
-                text.contains(&format!("\n| `{field}` |")),
-                "docs/config.md does not document `{field}` under {heading}"
+                text.contains(&format!("\n| `{key}` |")),
+                "docs/config.md does not document `{key}` under {heading}"
             );
         }
     }
@@ -150,6 +252,10 @@ endpoints = ["10.0.0.1:8000"]
             idle_timeout: Duration::from_secs(90),
             max_idle_per_endpoint: 128,
             ewma_decay: Duration::from_secs(10),
+            health: None,
+            outlier: Some(OutlierParams::default()),
+            panic_threshold_percent: 50,
+            slow_start: Duration::from_secs(10),
         }],
     };
     assert_eq!(config, expected);
@@ -688,4 +794,354 @@ fn errors_display_one_per_line() {
     );
     assert_eq!(errors.len(), 3);
     assert_eq!(errors.0[0].line, 1);
+}
+
+// (f) A cluster's health checks, outlier detection, panic threshold and slow
+// start.
+
+/// A valid cluster "app" whose keys go on from line 4 with `lines`, then
+/// [`VALID_TAIL`].
+fn cluster_with(lines: &str) -> String {
+    format!("[[cluster]]\nname = \"app\"\nendpoints = [\"a:1\"]\n{lines}{VALID_TAIL}")
+}
+
+/// The settings of cluster "app" in [`cluster_with`]`(lines)`.
+fn app_with(lines: &str) -> ClusterSettings {
+    let config = Config::from_toml_str(&cluster_with(lines), "levee.toml").unwrap();
+    config.cluster("app").unwrap().clone()
+}
+
+#[test]
+fn a_health_table_fills_in_its_defaults() {
+    let tcp = app_with("health = { tcp = true }\n").health.unwrap();
+    assert_eq!(tcp.check, HealthCheckKind::Tcp);
+    assert_eq!(tcp.params, HealthCheckParams::default());
+
+    let http = app_with("health = { http = { path = \"/healthz\" }, rise = 3 }\n");
+    let http = http.health.unwrap();
+    assert_eq!(
+        http.check,
+        HealthCheckKind::Http(HttpCheckSettings::new("/healthz"))
+    );
+    assert_eq!(http.params.rise(), 3);
+    assert_eq!(http.params.fall(), 2);
+
+    // `tcp = false` next to `http` says what the default says.
+    let http = app_with("health = { http = { path = \"/\" }, tcp = false }\n");
+    assert!(matches!(
+        http.health.unwrap().check,
+        HealthCheckKind::Http(_)
+    ));
+}
+
+#[test]
+fn health_as_tables_of_their_own() {
+    let app = app_with(
+        "[cluster.health]\ninterval = \"1s\"\n[cluster.health.http]\npath = \"/status?deep=1\"\nmethod = \"HEAD\"\n",
+    );
+    let health = app.health.unwrap();
+    assert_eq!(health.params.interval(), SECOND);
+    let HealthCheckKind::Http(http) = health.check else {
+        panic!("expected an HTTP check");
+    };
+    assert_eq!(http.path, "/status?deep=1");
+    assert_eq!(http.method, Method::HEAD);
+}
+
+#[test]
+fn outlier_detection_can_be_turned_off_or_tuned() {
+    assert_eq!(app_with("outlier = { enabled = false }\n").outlier, None);
+    let tuned = app_with(
+        "outlier = { consecutive_failures = 0, failure_rate = 0, latency_factor = 0, window = \"30s\", max_ejected_percent = 0, count_other_5xx = false }\n",
+    );
+    let expected = OutlierParams::builder()
+        .consecutive_failures(0)
+        .failure_rate(None)
+        .latency_factor(None)
+        .window(SECOND * 30)
+        .max_ejected_percent(0)
+        .count_other_5xx(false)
+        .build()
+        .unwrap();
+    assert_eq!(tuned.outlier, Some(expected));
+    let rate = app_with("outlier = { failure_rate = 1 }\n")
+        .outlier
+        .unwrap();
+    assert_eq!(rate.failure_rate(), Some(1.0));
+}
+
+#[test]
+fn panic_threshold_and_slow_start() {
+    let app = app_with("panic_threshold = 0\nslow_start = \"0s\"\n");
+    assert_eq!(app.panic_threshold_percent, 0);
+    assert_eq!(app.slow_start, Duration::ZERO);
+    let app = app_with("panic_threshold = 100\nslow_start = \"1m\"\n");
+    assert_eq!(app.panic_threshold_percent, 100);
+    assert_eq!(app.slow_start, SECOND * 60);
+}
+
+#[test]
+fn both_check_kinds() {
+    let source = cluster_with("health = { tcp = true, http = { path = \"/\" } }\n");
+    assert_eq!(
+        error(&source),
+        "levee.toml:4:10: health: set one check, not both http and tcp = true"
+    );
+}
+
+#[test]
+fn no_check_kind() {
+    let source = cluster_with("health = { interval = \"1s\", tcp = false }\n");
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:4:10: health: set the check: http = { path = "/..." } or tcp = true"#
+    );
+    // As a table of its own, at its header.
+    let source = cluster_with("\n[cluster.health]\nrise = 3\n");
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:5:1: health: set the check: http = { path = "/..." } or tcp = true"#
+    );
+}
+
+#[test]
+fn unknown_nested_keys_with_suggestions() {
+    // The misspelt `http` leaves the table without a check, which is
+    // reported too: the fix is the suggestion.
+    let source = cluster_with("health = { htp = { path = \"/healthz\" } }\n");
+    assert_eq!(
+        errors(&source),
+        [
+            r#"levee.toml:4:10: health: set the check: http = { path = "/..." } or tcp = true"#,
+            r#"levee.toml:4:12: unknown key "health.htp" in [[cluster]] "app" (did you mean "health.http"?)"#,
+        ]
+    );
+    let source = cluster_with(
+        "[cluster.health.http]\npath = \"/\"\nexpect_staus = [200]\n[cluster.outlier]\nwindw = \"1s\"\nweight = 2\n",
+    );
+    assert_eq!(
+        errors(&source),
+        [
+            r#"levee.toml:6:1: unknown key "health.http.expect_staus" in [[cluster]] "app" (did you mean "health.http.expect_status"?)"#,
+            r#"levee.toml:8:1: unknown key "outlier.windw" in [[cluster]] "app" (did you mean "outlier.window"?)"#,
+            r#"levee.toml:9:1: unknown key "outlier.weight" in [[cluster]] "app""#,
+        ]
+    );
+}
+
+#[test]
+fn missing_path() {
+    let source = cluster_with("health = { http = { method = \"HEAD\" } }\n");
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:4:19: missing key "health.http.path" in [[cluster]] "app""#
+    );
+}
+
+#[test]
+fn bad_path() {
+    let source = cluster_with("health = { http = { path = \"healthz\" } }\n");
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:4:28: health.http.path: must start with "/", got "healthz""#
+    );
+    let source = cluster_with("health = { http = { path = \"/health check\" } }\n");
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:4:28: health.http.path: "/health check" is not a valid request path (percent-encode spaces and other special characters)"#
+    );
+}
+
+#[test]
+fn bad_method() {
+    let source = cluster_with("health = { http = { path = \"/\", method = \"G ET\" } }\n");
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:4:42: health.http.method: "G ET" is not a valid HTTP method"#
+    );
+    let source = cluster_with("health = { http = { path = \"/\", method = \"get\" } }\n");
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:4:42: health.http.method: methods are case-sensitive: write "GET", not "get""#
+    );
+    // An extension method is a valid token.
+    let app = app_with("health = { http = { path = \"/\", method = \"PROBE\" } }\n");
+    let Some(HealthCheckKind::Http(http)) = app.health.map(|health| health.check) else {
+        panic!("expected an HTTP check");
+    };
+    assert_eq!(http.method.as_str(), "PROBE");
+}
+
+#[test]
+fn status_out_of_range() {
+    let source = cluster_with(
+        "health = { http = { path = \"/\", expect_status = [99, 200, 600, 70000] } }\n",
+    );
+    assert_eq!(
+        errors(&source),
+        [
+            "levee.toml:4:50: health.http.expect_status: 99 is not an HTTP status (100 to 599)",
+            "levee.toml:4:59: health.http.expect_status: 600 is not an HTTP status (100 to 599)",
+            "levee.toml:4:64: health.http.expect_status: 70000 is not an HTTP status (100 to 599)",
+        ]
+    );
+    let source = cluster_with("health = { http = { path = \"/\", expect_status = [] } }\n");
+    assert_eq!(
+        error(&source),
+        "levee.toml:4:49: health.http.expect_status: must list at least one status"
+    );
+}
+
+#[test]
+fn bad_host_and_empty_body() {
+    let source =
+        cluster_with("health = { http = { path = \"/\", host = \"a b\", expect_body = \"\" } }\n");
+    assert_eq!(
+        errors(&source),
+        [
+            r#"levee.toml:4:40: health.http.host: "a b" is not a valid Host header: expected e.g. "app.internal" or "app.internal:8080""#,
+            "levee.toml:4:61: health.http.expect_body: must not be empty (leave it out to accept any body)",
+        ]
+    );
+}
+
+#[test]
+fn rise_of_zero_is_named() {
+    let source = cluster_with("health = { tcp = true, rise = 0 }\n");
+    assert_eq!(
+        error(&source),
+        "levee.toml:4:31: health.rise: must be at least 1"
+    );
+}
+
+#[test]
+fn jitter_out_of_range() {
+    let source = cluster_with("health = { tcp = true, jitter = 1.5 }\n");
+    assert_eq!(
+        error(&source),
+        "levee.toml:4:33: health.jitter: must be between 0.0 and 1.0, got 1.5"
+    );
+}
+
+#[test]
+fn every_bad_health_parameter_is_reported() {
+    let source = cluster_with(
+        "[cluster.health]\ntcp = true\nrise = 0\nfall = 0\ninterval = \"0s\"\ntransition_interval = \"0ms\"\ntimeout = \"never\"\njitter = -0.5\n",
+    );
+    assert_eq!(
+        errors(&source),
+        [
+            "levee.toml:6:8: health.rise: must be at least 1",
+            "levee.toml:7:8: health.fall: must be at least 1",
+            "levee.toml:8:12: health.interval: must be greater than zero",
+            "levee.toml:9:23: health.transition_interval: must be greater than zero",
+            r#"levee.toml:10:11: health.timeout: bad duration "never": expected e.g. "250ms" or "10s""#,
+            "levee.toml:11:10: health.jitter: must be between 0.0 and 1.0, got -0.5",
+        ]
+    );
+}
+
+#[test]
+fn a_wrong_type_in_a_nested_table_leaves_the_rest_checked() {
+    let source = cluster_with(
+        "health = { http = { path = 5, method = \"get\" }, rise = \"two\", fall = 0 }\n",
+    );
+    assert_eq!(
+        errors(&source),
+        [
+            "levee.toml:4:28: health.http.path: invalid type: integer `5`, expected a string",
+            r#"levee.toml:4:40: health.http.method: methods are case-sensitive: write "GET", not "get""#,
+            r#"levee.toml:4:56: health.rise: invalid type: string "two", expected a non-negative integer"#,
+            "levee.toml:4:70: health.fall: must be at least 1",
+        ]
+    );
+    // Through dotted keys and a table of its own as well.
+    let source = cluster_with("health.tcp = \"yes\"\n[cluster.outlier]\nwindow = 10\n");
+    assert_eq!(
+        errors(&source),
+        [
+            r#"levee.toml:4:14: health.tcp: invalid type: string "yes", expected a boolean"#,
+            "levee.toml:6:10: outlier.window: invalid type: integer `10`, expected a string",
+        ]
+    );
+}
+
+#[test]
+fn a_nested_table_of_the_wrong_type() {
+    let source = cluster_with("health = \"yes\"\noutlier = false\n");
+    assert_eq!(
+        errors(&source),
+        [
+            r#"levee.toml:4:10: health: invalid type: string "yes", expected a table"#,
+            "levee.toml:5:11: outlier: invalid type: boolean `false`, expected a table",
+        ]
+    );
+}
+
+#[test]
+fn failure_rate_above_one() {
+    let source = cluster_with("outlier = { failure_rate = 2.0 }\n");
+    assert_eq!(
+        error(&source),
+        "levee.toml:4:28: outlier.failure_rate: must be between 0 and 1 (0 excluded), got 2"
+    );
+}
+
+#[test]
+fn max_ejected_percent_above_100() {
+    let source = cluster_with("outlier = { max_ejected_percent = 150 }\n");
+    assert_eq!(
+        error(&source),
+        "levee.toml:4:35: outlier.max_ejected_percent: must be between 0 and 100, got 150"
+    );
+}
+
+#[test]
+fn every_bad_outlier_parameter_is_reported_even_when_disabled() {
+    let source = cluster_with(
+        "[cluster.outlier]\nenabled = false\nfailure_rate = -1\nwindow = \"0s\"\nmin_requests = 0\nlatency_factor = 0.5\nlatency_floor = \"fast\"\nbase_ejection = \"0s\"\nmax_ejected_percent = -5\n",
+    );
+    assert_eq!(
+        errors(&source),
+        [
+            "levee.toml:6:16: outlier.failure_rate: must be between 0 and 1 (0 excluded), got -1",
+            "levee.toml:7:10: outlier.window: must be greater than zero",
+            "levee.toml:8:16: outlier.min_requests: must be at least 1",
+            "levee.toml:9:18: outlier.latency_factor: must be greater than 1, got 0.5",
+            r#"levee.toml:10:17: outlier.latency_floor: bad duration "fast": expected e.g. "250ms" or "10s""#,
+            "levee.toml:11:17: outlier.base_ejection: must be greater than zero",
+            "levee.toml:12:23: outlier.max_ejected_percent: must be between 0 and 100, got -5",
+        ]
+    );
+}
+
+#[test]
+fn a_default_made_wrong_by_another_key_is_reported_at_the_table() {
+    let source = cluster_with("outlier = { base_ejection = \"10m\" }\n");
+    assert_eq!(
+        error(&source),
+        "levee.toml:4:11: outlier.max_ejection: must be at least base_ejection (600s), got 300s (its default)"
+    );
+    let source = cluster_with("outlier = { base_ejection = \"10m\", max_ejection = \"1m\" }\n");
+    assert_eq!(
+        error(&source),
+        "levee.toml:4:51: outlier.max_ejection: must be at least base_ejection (600s), got 60s"
+    );
+}
+
+#[test]
+fn bad_panic_threshold_and_slow_start() {
+    let source = cluster_with("panic_threshold = 101\nslow_start = \"soon\"\n");
+    assert_eq!(
+        errors(&source),
+        [
+            "levee.toml:4:19: panic_threshold: must be between 0 and 100, got 101",
+            r#"levee.toml:5:14: slow_start: bad duration "soon": expected e.g. "250ms" or "10s""#,
+        ]
+    );
+    let source = cluster_with("panic_threshold = 0.5\n");
+    assert_eq!(
+        error(&source),
+        "levee.toml:4:19: panic_threshold: invalid type: floating point `0.5`, expected an integer"
+    );
 }

@@ -3,12 +3,17 @@
 //! cluster references, address conflicts) are in `checks.rs`.
 //!
 //! Nothing here stops at a problem: each is reported and the rest of the
-//! config is still checked.
+//! config is still checked. The nested tables of a cluster have files of
+//! their own: `validate/health.rs`, `validate/outlier.rs`.
+
+mod health;
+mod outlier;
 
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::Duration;
 
+use levee_core::outlier::OutlierParams;
 use toml::Spanned;
 
 use super::checks;
@@ -181,7 +186,40 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
     let max_idle_per_endpoint = raw
         .max_idle_per_endpoint
         .unwrap_or(ClusterSettings::DEFAULT_MAX_IDLE_PER_ENDPOINT);
-    let settings = match (
+    // `Some(None)`: not written (no checks), `None`: bad.
+    let health = match &raw.health {
+        Some(written) => health::health(section, written, report).map(Some),
+        None => Some(None),
+    };
+    // `Some(None)`: turned off, `None`: bad.
+    let outlier = match &raw.outlier {
+        Some(written) => outlier::outlier(written, report),
+        None => Some(Some(OutlierParams::default())),
+    };
+    let panic_threshold_percent = match &raw.panic_threshold {
+        Some(written) => percent(written, "panic_threshold", report),
+        None => Some(ClusterSettings::DEFAULT_PANIC_THRESHOLD_PERCENT),
+    };
+    let slow_start = duration(
+        raw.slow_start.as_ref(),
+        "slow_start",
+        ClusterSettings::DEFAULT_SLOW_START,
+        Zero::Allowed,
+        report,
+    );
+    let (
+        Some(name),
+        Some(endpoints),
+        Some(balance),
+        Some(connect_timeout),
+        Some(request_timeout),
+        Some(idle_timeout),
+        Some(ewma_decay),
+        Some(health),
+        Some(outlier),
+        Some(panic_threshold_percent),
+        Some(slow_start),
+    ) = (
         name,
         endpoints,
         balance,
@@ -189,28 +227,35 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         request_timeout,
         idle_timeout,
         ewma_decay,
-    ) {
-        (
-            Some(name),
-            Some(endpoints),
-            Some(balance),
-            Some(connect_timeout),
-            Some(request_timeout),
-            Some(idle_timeout),
-            Some(ewma_decay),
-        ) => Some(ClusterSettings {
-            name: name.get_ref().clone(),
-            endpoints,
-            balance,
-            connect_timeout,
-            request_timeout,
-            idle_timeout,
-            max_idle_per_endpoint,
-            ewma_decay,
-        }),
-        _ => None,
+        health,
+        outlier,
+        panic_threshold_percent,
+        slow_start,
+    )
+    else {
+        return Cluster {
+            name,
+            settings: None,
+        };
     };
-    Cluster { name, settings }
+    let settings = ClusterSettings {
+        name: name.get_ref().clone(),
+        endpoints,
+        balance,
+        connect_timeout,
+        request_timeout,
+        idle_timeout,
+        max_idle_per_endpoint,
+        ewma_decay,
+        health,
+        outlier,
+        panic_threshold_percent,
+        slow_start,
+    };
+    Cluster {
+        name: Some(name),
+        settings: Some(settings),
+    }
 }
 
 /// Every endpoint parsed, at least one, none twice.
@@ -290,6 +335,18 @@ fn socket_addr(
                 text.get_ref()
             );
             report.error(text.span(), message);
+            None
+        }
+    }
+}
+
+/// A percentage, 0 to 100; `None` if out of range (reported).
+fn percent(value: &Spanned<i64>, key: &str, report: &mut Report<'_>) -> Option<u8> {
+    match u8::try_from(*value.get_ref()) {
+        Ok(percent @ 0..=100) => Some(percent),
+        _ => {
+            let message = format!("{key}: must be between 0 and 100, got {}", value.get_ref());
+            report.error(value.span(), message);
             None
         }
     }
