@@ -17,6 +17,7 @@ use crate::admin;
 use crate::cluster::{Cluster, ClusterBuildError, ClusterStatus};
 use crate::config::Config;
 use crate::events::EventLog;
+use crate::health;
 use crate::listener::{self, BindError};
 use crate::metrics::Metrics;
 use crate::proxy::HttpProxy;
@@ -101,6 +102,8 @@ pub struct RunningGateway {
     /// The admin listener stops last, so `/ready` can say "draining" meanwhile.
     admin_shutdown: watch::Sender<bool>,
     listener_tasks: JoinSet<()>,
+    /// Health check loops and other per-cluster work, stopped at shutdown.
+    background: Vec<tokio::task::JoinHandle<()>>,
     admin_task: tokio::task::JoinHandle<()>,
     drain_timeout: Duration,
 }
@@ -127,10 +130,11 @@ pub async fn start_with_admin_routes(
     extra_admin: Router,
 ) -> Result<RunningGateway, StartError> {
     let metrics = Arc::new(Metrics::new());
+    let events = Arc::new(EventLog::default());
     let mut clusters = HashMap::new();
     let mut cluster_list = Vec::new();
     for settings in &config.clusters {
-        let cluster = Arc::new(Cluster::new(settings, &metrics)?);
+        let cluster = Arc::new(Cluster::new(settings, &metrics, Arc::clone(&events))?);
         clusters.insert(settings.name.clone(), Arc::clone(&cluster));
         cluster_list.push(cluster);
     }
@@ -175,9 +179,17 @@ pub async fn start_with_admin_routes(
             .collect(),
         clusters: cluster_list,
         metrics: Arc::clone(&metrics),
-        events: Arc::new(EventLog::default()),
+        events,
         started_at: Instant::now(),
     });
+
+    // Checks start now: the first verdict comes in as soon as each endpoint
+    // answers (or fails to).
+    let mut background = Vec::new();
+    for cluster in &state.clusters {
+        background.extend(health::spawn_health_checks(cluster).await);
+        background.push(health::spawn_cluster_tick(cluster));
+    }
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut listener_tasks = JoinSet::new();
@@ -202,6 +214,7 @@ pub async fn start_with_admin_routes(
         shutdown,
         admin_shutdown,
         listener_tasks,
+        background,
         admin_task,
         drain_timeout: config.runtime.drain_timeout,
     })
@@ -244,6 +257,9 @@ impl RunningGateway {
                 ShutdownOutcome::DrainTimedOut
             }
         };
+        for task in &self.background {
+            task.abort();
+        }
         let _ = self.admin_shutdown.send(true);
         if tokio::time::timeout(Duration::from_secs(1), &mut self.admin_task)
             .await

@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod events;
 pub mod gateway;
+pub mod health;
 pub mod listener;
 pub mod metrics;
 pub mod proxy;

@@ -1,0 +1,136 @@
+//! The changing state of a cluster's endpoints (active health, outlier
+//! ejection, slow start) and the routing view derived from it, behind one
+//! lock that checks, outcomes and the periodic tick take. The request path
+//! reads the routing view lock-free.
+
+use std::time::Duration;
+
+use levee_core::Outcome;
+use levee_core::health::{CheckResult, Health, HealthTracker, Transition};
+use levee_core::outlier::{Ejection, OutlierDetector, PanicParams, Return, SlowStart, routable};
+use tokio::time::Instant;
+
+/// What the balancer may pick from, rebuilt on every state change.
+#[derive(Clone, Debug, Default)]
+pub struct Routing {
+    /// Endpoint indices the balancer chooses among.
+    pub candidates: Vec<usize>,
+    /// True when too few endpoints are available and levee spreads over all
+    /// of them rather than crush the survivors.
+    pub panic: bool,
+    /// When each endpoint came back into service, while it may still be
+    /// ramping up (slow start).
+    pub returned_at: Vec<Option<Instant>>,
+}
+
+/// Per-endpoint state that changes over time.
+pub(super) struct EndpointControl {
+    /// Active check state; `None` when the cluster has no active checks.
+    pub tracker: Option<HealthTracker>,
+    /// When it last came back into service (slow start ramps from here).
+    pub returned_at: Option<Instant>,
+}
+
+/// Every endpoint's changing state.
+pub(super) struct Control {
+    pub endpoints: Vec<EndpointControl>,
+    /// Passive outlier detection; `None` when disabled.
+    pub outlier: Option<OutlierDetector>,
+    pub panic_params: PanicParams,
+    pub slow_start: Option<SlowStart>,
+    /// Whether the last routing view was in panic mode.
+    pub panic: bool,
+}
+
+impl Control {
+    /// Record one check result for `endpoint`. Coming back to healthy starts
+    /// its slow start.
+    pub fn record_check(
+        &mut self,
+        endpoint: usize,
+        result: CheckResult,
+        now: Instant,
+    ) -> Option<Transition> {
+        let state = &mut self.endpoints[endpoint];
+        let transition = state.tracker.as_mut()?.record(result, now)?;
+        if transition.from == Health::Unhealthy && transition.to == Health::Healthy {
+            state.returned_at = Some(now);
+        }
+        Some(transition)
+    }
+
+    /// Feed one attempt outcome to the outlier detector.
+    pub fn record_outcome(&mut self, outcome: &Outcome, now: Instant) -> Option<Ejection> {
+        self.outlier.as_mut()?.record(outcome, now)
+    }
+
+    /// Periodic work: expire ejections (starting slow start for the
+    /// returning endpoints) and look for latency outliers.
+    pub fn tick(&mut self, now: Instant) -> (Vec<Ejection>, Vec<Return>) {
+        let Some(outlier) = self.outlier.as_mut() else {
+            return (Vec::new(), Vec::new());
+        };
+        let (ejections, returns) = outlier.tick(now);
+        for back in &returns {
+            if let Some(state) = self.endpoints.get_mut(back.endpoint) {
+                state.returned_at = Some(back.at);
+            }
+        }
+        (ejections, returns)
+    }
+
+    /// Whether `endpoint` is ejected by outlier detection.
+    pub fn is_ejected(&self, endpoint: usize, now: Instant) -> bool {
+        self.outlier
+            .as_ref()
+            .is_some_and(|outlier| outlier.is_ejected(endpoint, now))
+    }
+
+    /// Whether `endpoint` may take traffic: not failing its checks, not ejected.
+    pub fn is_available(&self, endpoint: usize, now: Instant) -> bool {
+        let healthy = match &self.endpoints[endpoint].tracker {
+            Some(tracker) => tracker.health() != Health::Unhealthy,
+            None => true,
+        };
+        healthy && !self.is_ejected(endpoint, now)
+    }
+
+    /// Whether `endpoint` is still ramping up after coming back.
+    pub fn is_ramping(&self, endpoint: usize, now: Instant) -> bool {
+        match (&self.slow_start, self.endpoints[endpoint].returned_at) {
+            (Some(slow_start), Some(at)) => slow_start.is_ramping(at, now),
+            _ => false,
+        }
+    }
+
+    /// The routing view as of `now`.
+    pub fn routing(&self, now: Instant) -> Routing {
+        let available: Vec<bool> = (0..self.endpoints.len())
+            .map(|i| self.is_available(i, now))
+            .collect();
+        let view = routable(&available, self.panic_params);
+        Routing {
+            candidates: view.candidates,
+            panic: view.panic,
+            returned_at: (0..self.endpoints.len())
+                .map(|i| {
+                    self.is_ramping(i, now)
+                        .then(|| self.endpoints[i].returned_at)
+                        .flatten()
+                })
+                .collect(),
+        }
+    }
+
+    /// How many endpoints are available.
+    pub fn available_count(&self, now: Instant) -> usize {
+        (0..self.endpoints.len())
+            .filter(|&i| self.is_available(i, now))
+            .count()
+    }
+
+    /// The slow-start window, if slow start is on.
+    pub fn slow_start_window(&self) -> Option<Duration> {
+        self.slow_start.as_ref().map(SlowStart::window)
+    }
+}

@@ -1,0 +1,362 @@
+//! A cluster at run time: its endpoints, their load, the balancer and the
+//! pooled client. Every attempt's [`Outcome`] comes back here, which is where
+//! health, outlier detection and breakers will plug in.
+
+mod control;
+mod status;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::HeaderValue;
+use levee_core::health::{CheckResult, HealthTracker};
+use levee_core::outlier::{Ejection, OutlierDetector, PanicParams, SlowStart, admit};
+use levee_core::{AttemptResult, Balancer, EndpointId, EndpointLoad, Outcome};
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+pub use control::Routing;
+pub use status::{CheckView, ClusterStatus, EndpointStatus};
+
+use crate::config::ClusterSettings;
+use crate::events::{EventLog, NewEvent, Severity};
+use crate::metrics::{EndpointMetrics, Metrics};
+use crate::upstream::{EndpointPool, PoolSettings};
+use control::{Control, EndpointControl};
+
+/// Weight of an endpoint at the very start of its slow start.
+const SLOW_START_MIN_WEIGHT: f64 = 0.1;
+/// How often a pick refused by slow start is drawn again before it is kept.
+const SLOW_START_REDRAWS: usize = 3;
+
+/// One upstream endpoint of a cluster.
+pub struct Endpoint {
+    /// `host:port` as configured (used in logs, metrics and `/status`).
+    pub address: String,
+    /// `Host` for requests that arrive without one (HTTP/1.0 clients).
+    pub host_header: HeaderValue,
+    /// Keep-alive connections to this endpoint.
+    pub pool: Arc<EndpointPool>,
+    /// This endpoint's metric series.
+    pub metrics: EndpointMetrics,
+}
+
+/// A cluster ready to serve requests.
+pub struct Cluster {
+    /// Cluster name from the config.
+    pub name: String,
+    /// Settings it was built from (timeouts are read per request).
+    pub settings: ClusterSettings,
+    endpoints: Vec<Endpoint>,
+    /// Load per endpoint, same order as `endpoints` (a separate slice because
+    /// that is what the balancer reads).
+    loads: Vec<EndpointLoad>,
+    /// What the balancer may pick from; replaced on every state change and
+    /// read lock-free by every request.
+    routing: ArcSwap<Routing>,
+    /// Health and routing state, changed by checks (and outcomes).
+    control: Mutex<Control>,
+    balancer: Balancer,
+    /// Where state changes are reported.
+    events: Arc<EventLog>,
+    /// When the cluster was built (the "since" of endpoints never checked).
+    created_at: Instant,
+    /// 1 while in panic mode.
+    panic_gauge: prometheus_client::metrics::gauge::Gauge,
+    /// Ramp for endpoints coming back (read by `pick`).
+    slow_start: Option<SlowStart>,
+}
+
+/// Why a cluster could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cluster {cluster:?}: endpoint {endpoint:?} cannot be used as a Host header")]
+pub struct ClusterBuildError {
+    cluster: String,
+    endpoint: String,
+}
+
+impl Cluster {
+    /// Build the runtime cluster from validated settings.
+    pub fn new(
+        settings: &ClusterSettings,
+        metrics: &Metrics,
+        events: Arc<EventLog>,
+    ) -> Result<Cluster, ClusterBuildError> {
+        let now = Instant::now();
+        let pool_settings = PoolSettings {
+            connect_timeout: settings.connect_timeout,
+            idle_timeout: settings.idle_timeout,
+            max_idle: settings.max_idle_per_endpoint,
+        };
+        let mut endpoints = Vec::with_capacity(settings.endpoints.len());
+        for address in &settings.endpoints {
+            let text = address.to_string();
+            let host_header = HeaderValue::from_str(&text).map_err(|_| ClusterBuildError {
+                cluster: settings.name.clone(),
+                endpoint: text.clone(),
+            })?;
+            endpoints.push(Endpoint {
+                metrics: metrics.endpoint(&settings.name, &text),
+                pool: EndpointPool::new(address.host.clone(), address.port, pool_settings),
+                host_header,
+                address: text,
+            });
+        }
+        let loads = endpoints
+            .iter()
+            .map(|_| EndpointLoad::new(settings.ewma_decay, now))
+            .collect();
+        let control = Control {
+            endpoints: endpoints
+                .iter()
+                .map(|_| EndpointControl {
+                    tracker: settings
+                        .health
+                        .as_ref()
+                        .map(|health| HealthTracker::new(health.params, now)),
+                    returned_at: None,
+                })
+                .collect(),
+            outlier: settings
+                .outlier
+                .clone()
+                .map(|params| OutlierDetector::new(params, endpoints.len(), now)),
+            // Validation has checked the range; an impossible value falls back
+            // to the default rather than failing a running gateway.
+            panic_params: PanicParams::new(settings.panic_threshold_percent).unwrap_or_default(),
+            slow_start: (!settings.slow_start.is_zero())
+                .then(|| SlowStart::new(settings.slow_start, SLOW_START_MIN_WEIGHT).ok())
+                .flatten(),
+            panic: false,
+        };
+        let routing = control.routing(now);
+        let control_slow_start = control.slow_start;
+        Ok(Cluster {
+            name: settings.name.clone(),
+            settings: settings.clone(),
+            routing: ArcSwap::from_pointee(routing),
+            control: Mutex::new(control),
+            balancer: Balancer::new(settings.balance),
+            endpoints,
+            loads,
+            events,
+            created_at: now,
+            panic_gauge: metrics.cluster_panic(&settings.name),
+            slow_start: control_slow_start,
+        })
+    }
+
+    /// Choose the endpoint for the next attempt.
+    pub fn pick(&self, now: Instant) -> Option<EndpointId> {
+        let routing = self.routing.load();
+        let mut rng = rand::rng();
+        let mut picked = self
+            .balancer
+            .pick(&self.loads, &routing.candidates, now, &mut rng)?;
+        // Slow start: an endpoint back in service takes a growing share; a
+        // refused pick is drawn again (a few times, then kept).
+        if let Some(slow_start) = &self.slow_start {
+            for _ in 0..SLOW_START_REDRAWS {
+                match routing.returned_at.get(picked).copied().flatten() {
+                    Some(returned) if !admit(slow_start.weight(returned, now), &mut rng) => {
+                        picked =
+                            self.balancer
+                                .pick(&self.loads, &routing.candidates, now, &mut rng)?;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Some(EndpointId(picked))
+    }
+
+    /// The endpoint with this id.
+    pub fn endpoint(&self, id: EndpointId) -> &Endpoint {
+        &self.endpoints[id.0]
+    }
+
+    /// Load signals of this endpoint.
+    pub fn load(&self, id: EndpointId) -> &EndpointLoad {
+        &self.loads[id.0]
+    }
+
+    /// Feed one attempt's outcome to everything that learns from traffic.
+    pub fn record(&self, outcome: &Outcome, now: Instant) {
+        self.record_passive(outcome, now);
+        let endpoint = &self.endpoints[outcome.endpoint.0];
+        self.loads[outcome.endpoint.0].observe_latency(outcome.latency, now);
+        endpoint
+            .metrics
+            .record_attempt(outcome.status_class(), outcome.latency.as_secs_f64());
+        if let AttemptResult::Failed(kind) = outcome.result {
+            endpoint.metrics.record_failure(kind);
+            tracing::debug!(
+                cluster = %self.name,
+                endpoint = %endpoint.address,
+                kind = %kind,
+                phase = %outcome.phase,
+                "upstream attempt failed"
+            );
+        }
+    }
+
+    /// Passive outlier detection on one outcome.
+    fn record_passive(&self, outcome: &Outcome, now: Instant) {
+        if self.settings.outlier.is_none() {
+            return;
+        }
+        let mut control = self.control.lock();
+        if let Some(ejection) = control.record_outcome(outcome, now) {
+            self.report_ejection(&control, &ejection, now);
+            self.refresh_routing(&mut control, now);
+        }
+    }
+
+    /// Periodic work (about once a second): ejections that expired, latency
+    /// outliers, slow starts that finished.
+    pub fn tick(&self, now: Instant) {
+        let mut control = self.control.lock();
+        let (ejections, returns) = control.tick(now);
+        for ejection in &ejections {
+            self.report_ejection(&control, ejection, now);
+        }
+        for back in &returns {
+            let Some(endpoint) = self.endpoints.get(back.endpoint) else {
+                continue;
+            };
+            let ramp = control
+                .slow_start_window()
+                .map(|window| format!("; slow start over {}", humantime::format_duration(window)))
+                .unwrap_or_default();
+            endpoint
+                .metrics
+                .record_state("returned", control.is_available(back.endpoint, now));
+            self.events.record(NewEvent {
+                kind: "endpoint-returned",
+                cluster: self.name.clone(),
+                endpoint: Some(endpoint.address.clone()),
+                from: "ejected".to_owned(),
+                to: "healthy".to_owned(),
+                reason: format!("ejection expired{ramp}"),
+                severity: Severity::Info,
+            });
+        }
+        // Slow starts end and ejections expire with time alone: always rebuild.
+        self.refresh_routing(&mut control, now);
+    }
+
+    fn report_ejection(&self, control: &Control, ejection: &Ejection, now: Instant) {
+        let Some(endpoint) = self.endpoints.get(ejection.endpoint) else {
+            return;
+        };
+        endpoint.metrics.record_state("ejected", false);
+        self.events.record(NewEvent {
+            kind: "endpoint-ejected",
+            cluster: self.name.clone(),
+            endpoint: Some(endpoint.address.clone()),
+            from: "healthy".to_owned(),
+            to: "ejected".to_owned(),
+            reason: format!(
+                "{} (ejected for {}, ejection #{}; {} of {} endpoints available)",
+                ejection.reason,
+                humantime::format_duration(ejection.duration),
+                ejection.count,
+                control.available_count(now),
+                self.endpoints.len()
+            ),
+            severity: Severity::Error,
+        });
+    }
+
+    /// A response body failed after its head had been forwarded.
+    pub fn record_body_failure(&self, id: EndpointId, kind: levee_core::FailureKind) {
+        let endpoint = &self.endpoints[id.0];
+        endpoint.metrics.record_failure(kind);
+        tracing::debug!(cluster = %self.name, endpoint = %endpoint.address, kind = %kind, "upstream response body failed");
+    }
+
+    /// Number of endpoints.
+    pub fn len(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    /// Whether the cluster has no endpoint (validation forbids it).
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.is_empty()
+    }
+
+    /// Record an active check result for `endpoint`; on a change of health,
+    /// report it and rebuild the routing view.
+    pub fn record_check(&self, endpoint: EndpointId, result: CheckResult, now: Instant) {
+        let mut control = self.control.lock();
+        let Some(transition) = control.record_check(endpoint.0, result, now) else {
+            return;
+        };
+        let address = &self.endpoints[endpoint.0].address;
+        self.endpoints[endpoint.0].metrics.record_state(
+            transition.to.as_str(),
+            control.is_available(endpoint.0, now),
+        );
+        self.events.record(NewEvent {
+            kind: "endpoint-health",
+            cluster: self.name.clone(),
+            endpoint: Some(address.clone()),
+            from: transition.from.to_string(),
+            to: transition.to.to_string(),
+            reason: transition.reason.clone(),
+            severity: match transition.to {
+                levee_core::Health::Unhealthy => Severity::Error,
+                _ => Severity::Info,
+            },
+        });
+        self.refresh_routing(&mut control, now);
+    }
+
+    /// How long to wait before checking `endpoint` again (faster while its
+    /// state is changing).
+    pub fn next_check_delay(&self, endpoint: EndpointId) -> std::time::Duration {
+        let control = self.control.lock();
+        match (
+            &control.endpoints[endpoint.0].tracker,
+            &self.settings.health,
+        ) {
+            (Some(tracker), _) => tracker.next_delay(&mut rand::rng()),
+            (None, Some(health)) => health.params.interval(),
+            (None, None) => std::time::Duration::from_secs(5),
+        }
+    }
+
+    /// Rebuild the routing view after a state change, reporting panic mode
+    /// when it starts or ends.
+    fn refresh_routing(&self, control: &mut Control, now: Instant) {
+        let routing = control.routing(now);
+        if routing.panic != control.panic {
+            control.panic = routing.panic;
+            self.panic_gauge.set(i64::from(routing.panic));
+            let available = control.available_count(now);
+            self.events.record(NewEvent {
+                kind: "cluster-panic",
+                cluster: self.name.clone(),
+                endpoint: None,
+                from: if routing.panic { "normal" } else { "panic" }.to_owned(),
+                to: if routing.panic { "panic" } else { "normal" }.to_owned(),
+                reason: format!(
+                    "{available} of {} endpoints available (panic below {}%): {}",
+                    self.endpoints.len(),
+                    self.settings.panic_threshold_percent,
+                    if routing.panic {
+                        "spreading over all endpoints"
+                    } else {
+                        "routing to available endpoints only"
+                    }
+                ),
+                severity: if routing.panic {
+                    Severity::Error
+                } else {
+                    Severity::Info
+                },
+            });
+        }
+        self.routing.store(Arc::new(routing));
+    }
+}

@@ -1,0 +1,116 @@
+//! Running one active health check against one endpoint address.
+//!
+//! Each check opens a fresh connection: a check that reused a pooled
+//! connection would not notice a node that stopped accepting. An HTTP check
+//! must get a response head within its timeout, so a kernel that completes
+//! the TCP handshake for a stopped (or hung) process does not fool it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, header};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::rt::TokioIo;
+use levee_core::health::{CheckFailure, CheckResult};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::config::{HealthCheckKind, HttpCheckSettings};
+
+/// How much of a check response's body is read when looking for the expected
+/// text. Health endpoints answer small documents.
+const MAX_CHECK_BODY: usize = 64 * 1024;
+
+/// Run one check against `target` (whose configured name is `host`), bounded
+/// by `timeout` from connect to verdict.
+pub async fn run_check(
+    kind: &HealthCheckKind,
+    target: SocketAddr,
+    host: &str,
+    timeout: Duration,
+) -> CheckResult {
+    let started = Instant::now();
+    let verdict = tokio::time::timeout(timeout, async {
+        let stream = TcpStream::connect(target).await.map_err(connect_failure)?;
+        match kind {
+            HealthCheckKind::Tcp => Ok(()),
+            HealthCheckKind::Http(check) => http_check(check, stream, host).await,
+        }
+    })
+    .await;
+    match verdict {
+        Ok(Ok(())) => CheckResult::Passed {
+            latency: started.elapsed(),
+        },
+        Ok(Err(failure)) => CheckResult::Failed(failure),
+        Err(_elapsed) => CheckResult::Failed(CheckFailure::Timeout),
+    }
+}
+
+async fn http_check(
+    check: &HttpCheckSettings,
+    stream: TcpStream,
+    host: &str,
+) -> Result<(), CheckFailure> {
+    let _ = stream.set_nodelay(true);
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| CheckFailure::ConnectFailed)?;
+    let connection = tokio::spawn(connection);
+    let host = HeaderValue::from_str(check.host.as_deref().unwrap_or(host))
+        .map_err(|_| CheckFailure::Protocol)?;
+    let request = Request::builder()
+        .method(check.method.clone())
+        .uri(check.path.as_str())
+        .header(header::HOST, host)
+        .header(header::USER_AGENT, "levee-health-check")
+        .header(header::CONNECTION, "close")
+        .body(Empty::<Bytes>::new())
+        .map_err(|_| CheckFailure::Protocol)?;
+    let result = async {
+        let response = sender.send_request(request).await.map_err(send_failure)?;
+        let status = response.status();
+        if !check.expect_status.contains(&status.as_u16()) {
+            return Err(CheckFailure::UnexpectedStatus(status.as_u16()));
+        }
+        if let Some(expected) = &check.expect_body {
+            let body = Limited::new(response.into_body(), MAX_CHECK_BODY)
+                .collect()
+                .await
+                .map_err(|_| CheckFailure::BodyMismatch)?
+                .to_bytes();
+            if !contains(&body, expected.as_bytes()) {
+                return Err(CheckFailure::BodyMismatch);
+            }
+        }
+        Ok(())
+    }
+    .await;
+    connection.abort();
+    result
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty()
+        || haystack
+            .windows(needle.len())
+            .any(|window| window == needle)
+}
+
+fn connect_failure(error: io::Error) -> CheckFailure {
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused => CheckFailure::ConnectRefused,
+        io::ErrorKind::ConnectionReset => CheckFailure::Reset,
+        _ => CheckFailure::ConnectFailed,
+    }
+}
+
+fn send_failure(error: hyper::Error) -> CheckFailure {
+    if error.is_parse() || error.is_parse_status() {
+        CheckFailure::Protocol
+    } else {
+        CheckFailure::Reset
+    }
+}

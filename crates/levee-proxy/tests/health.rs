@@ -1,0 +1,192 @@
+//! Active health checks: dead and hung endpoints leave rotation, healed ones
+//! return, the cluster panics rather than crush its last survivors, and every
+//! change is explained in /status and /events.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use levee_core::HealthCheckParams;
+use levee_proxy::config::{
+    BalancePolicy, Config, HealthCheckKind, HealthSettings, HttpCheckSettings,
+};
+use levee_testkit::backend::Mode;
+
+const INTERVAL: Duration = Duration::from_millis(200);
+const CHECK_TIMEOUT: Duration = Duration::from_millis(150);
+/// `fall × (interval + timeout)` plus jitter and scheduling slack.
+const DETECTION: Duration = Duration::from_millis(1200);
+
+fn checked_config(endpoints: Vec<std::net::SocketAddr>) -> Config {
+    let mut config = config(endpoints, BalancePolicy::RoundRobin);
+    config.clusters[0].request_timeout = Duration::from_millis(500);
+    // Slow start has its own test; here a healed endpoint takes its full share.
+    config.clusters[0].slow_start = Duration::ZERO;
+    config.clusters[0].health = Some(HealthSettings {
+        check: HealthCheckKind::Http(HttpCheckSettings {
+            method: http::Method::GET,
+            path: "/healthz".into(),
+            host: None,
+            expect_status: vec![200],
+            expect_body: None,
+        }),
+        params: HealthCheckParams::new(
+            2,
+            2,
+            INTERVAL,
+            Duration::from_millis(100),
+            CHECK_TIMEOUT,
+            0.1,
+        )
+        .expect("params"),
+    });
+    config
+}
+
+async fn fetch_status(client: &TestClient, admin: std::net::SocketAddr) -> serde_json::Value {
+    let answer = get(client, admin, "/status").await;
+    serde_json::from_str(&answer.body).expect("status JSON")
+}
+
+fn endpoint_state<'a>(status: &'a serde_json::Value, address: &str) -> &'a serde_json::Value {
+    status["clusters"][0]["endpoints"]
+        .as_array()
+        .and_then(|endpoints| endpoints.iter().find(|e| e["address"] == address))
+        .expect("endpoint in /status")
+}
+
+/// Send `n` requests one after another; return how many were not 200.
+async fn errors_in(client: &TestClient, addr: std::net::SocketAddr, n: usize) -> usize {
+    let mut errors = 0;
+    for _ in 0..n {
+        if get(client, addr, "/").await.status != 200 {
+            errors += 1;
+        }
+    }
+    errors
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_endpoint_leaves_rotation_and_returns_when_healed() {
+    let backends = backends(3).await;
+    let addrs: Vec<_> = backends.iter().map(|b| b.addr()).collect();
+    let (gateway, addr) = start(checked_config(addrs.clone())).await;
+    let admin = gateway.admin_address();
+    let client = client();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(errors_in(&client, addr, 30).await, 0);
+
+    backends[1].set_mode(Mode::Crashed).await.expect("crash");
+    tokio::time::sleep(DETECTION).await;
+    // Round robin would send a third of these to the dead endpoint.
+    assert_eq!(
+        errors_in(&client, addr, 60).await,
+        0,
+        "requests still routed to a crashed endpoint"
+    );
+    let status = fetch_status(&client, admin).await;
+    let dead = endpoint_state(&status, &addrs[1].to_string());
+    assert_eq!(dead["state"], "unhealthy", "{status}");
+    assert!(
+        dead["reason"].as_str().unwrap_or("").contains("refused"),
+        "{dead}"
+    );
+    assert!(!dead["recent_checks"].as_array().expect("checks").is_empty());
+    let events = get(&client, admin, "/events").await;
+    assert!(
+        events.body.contains("endpoint-health") && events.body.contains("unhealthy"),
+        "{}",
+        events.body
+    );
+
+    backends[1].set_mode(Mode::Healthy).await.expect("heal");
+    tokio::time::sleep(DETECTION).await;
+    let status = fetch_status(&client, admin).await;
+    assert_eq!(
+        endpoint_state(&status, &addrs[1].to_string())["state"],
+        "healthy",
+        "{status}"
+    );
+    backends[1].reset_counters();
+    assert_eq!(errors_in(&client, addr, 30).await, 0);
+    assert!(
+        backends[1].requests_received() >= 5,
+        "healed endpoint gets traffic again"
+    );
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_endpoint_is_marked_unhealthy_by_its_check_timeout() {
+    let backends = backends(3).await;
+    let addrs: Vec<_> = backends.iter().map(|b| b.addr()).collect();
+    let (gateway, addr) = start(checked_config(addrs.clone())).await;
+    let client = client();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    backends[2].set_mode(Mode::Hung).await.expect("hang");
+    tokio::time::sleep(DETECTION).await;
+    let status = fetch_status(&client, gateway.admin_address()).await;
+    let hung = endpoint_state(&status, &addrs[2].to_string());
+    assert_eq!(hung["state"], "unhealthy", "{status}");
+    assert!(
+        hung["reason"].as_str().unwrap_or("").contains("timed out"),
+        "{hung}"
+    );
+    assert_eq!(errors_in(&client, addr, 30).await, 0);
+    backends[2].set_mode(Mode::Healthy).await.expect("heal");
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_most_endpoints_fail_the_cluster_panics_and_says_so() {
+    let backends = backends(3).await;
+    let addrs: Vec<_> = backends.iter().map(|b| b.addr()).collect();
+    let (gateway, addr) = start(checked_config(addrs.clone())).await;
+    let admin = gateway.admin_address();
+    let client = client();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    backends[0].set_mode(Mode::Failing).await.expect("fail");
+    backends[1].set_mode(Mode::Failing).await.expect("fail");
+    tokio::time::sleep(DETECTION).await;
+    let status = fetch_status(&client, admin).await;
+    assert_eq!(status["clusters"][0]["panic"], true, "{status}");
+    assert_eq!(status["clusters"][0]["routable_endpoints"], 3, "{status}");
+    // In panic every endpoint gets traffic again, failing ones included.
+    backends[2].reset_counters();
+    let errors = errors_in(&client, addr, 30).await;
+    assert!(
+        errors >= 15,
+        "panic mode should spread over all endpoints, saw {errors} errors"
+    );
+    let events = get(&client, admin, "/events").await;
+    assert!(events.body.contains("cluster-panic"), "{}", events.body);
+    let metrics = get(&client, admin, "/metrics").await;
+    assert!(
+        metrics
+            .body
+            .contains(r#"levee_cluster_panic{cluster="app"} 1"#),
+        "{}",
+        metrics.body
+    );
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_names_for_one_address_are_checked_once() {
+    let backends = backends(1).await;
+    let port = backends[0].addr().port();
+    // "127.1" is another spelling of 127.0.0.1 that only the resolver
+    // (inet_aton) understands: a second name for the same address.
+    let mut config = checked_config(vec![backends[0].addr()]);
+    config.clusters[0]
+        .endpoints
+        .push(levee_proxy::config::EndpointAddress::new("127.1", port));
+    let (gateway, _addr) = start(config).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let checks = backends[0].requests_received();
+    // About five checks in 1.1 s at a 200 ms interval; twice that if each name
+    // were checked on its own.
+    assert!((3..=8).contains(&checks), "{checks} checks");
+    gateway.shutdown().await;
+}
