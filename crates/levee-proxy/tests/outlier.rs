@@ -216,3 +216,37 @@ async fn a_returning_node_ramps_up_under_slow_start() {
     );
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_breaks_every_body_midway_is_ejected() {
+    use http_body_util::BodyExt;
+    let backends = backends(3).await;
+    backends[1]
+        .set_mode(Mode::PartialThenReset { bytes: 10 })
+        .await
+        .expect("mode");
+    let addrs = backends.iter().map(|b| b.addr()).collect();
+    let (gateway, addr) = start(outlier_config(addrs, params().build().expect("params"))).await;
+    let client = client();
+    let mut broken = 0;
+    for _ in 0..45 {
+        let request = http::Request::get(format!("http://{addr}/"))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .expect("request");
+        let complete = match tokio::time::timeout(TEST_TIMEOUT, client.request(request)).await {
+            Ok(Ok(response)) => response.into_body().collect().await.is_ok(),
+            _ => false,
+        };
+        if !complete {
+            broken += 1;
+        }
+    }
+    // Each head said 200; the broken bodies are what count against it.
+    assert_eq!(broken, 5);
+    let status = fetch_status(&client, gateway.admin_address()).await;
+    assert_eq!(
+        status["clusters"][0]["endpoints"][1]["state"], "ejected",
+        "{status}"
+    );
+    gateway.shutdown().await;
+}

@@ -183,6 +183,14 @@ impl Cluster {
     /// Feed one attempt's outcome to everything that learns from traffic.
     pub fn record(&self, outcome: &Outcome, now: Instant) {
         self.record_passive(outcome, now);
+        self.record_head(outcome, now);
+    }
+
+    /// Latency and metrics of an attempt whose response head arrived. Its
+    /// verdict for outlier detection waits for the end of the body
+    /// ([`Cluster::record_passive`]): a node that breaks every body midway
+    /// must not be forgiven by the 200 in each head.
+    pub fn record_head(&self, outcome: &Outcome, now: Instant) {
         let endpoint = &self.endpoints[outcome.endpoint.0];
         self.loads[outcome.endpoint.0].observe_latency(outcome.latency, now);
         endpoint
@@ -200,8 +208,8 @@ impl Cluster {
         }
     }
 
-    /// Passive outlier detection on one outcome.
-    fn record_passive(&self, outcome: &Outcome, now: Instant) {
+    /// Passive outlier detection on an attempt's final outcome.
+    pub fn record_passive(&self, outcome: &Outcome, now: Instant) {
         if self.settings.outlier.is_none() {
             return;
         }

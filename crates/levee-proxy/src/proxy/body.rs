@@ -8,8 +8,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use levee_core::{EndpointId, InFlightGuard};
+use levee_core::{EndpointId, InFlightGuard, Outcome};
 use prometheus_client::metrics::gauge::Gauge;
+use tokio::time::Instant;
 
 use crate::cluster::Cluster;
 use crate::upstream::{PooledConnection, classify_body_error};
@@ -47,7 +48,9 @@ pin_project_lite::pin_project! {
         // Goes back to the pool once the body has been read to its end.
         connection: Option<PooledConnection>,
         cluster: Arc<Cluster>,
-        endpoint: EndpointId,
+        // The attempt's outcome as of its head; its verdict for outlier
+        // detection is given once the body ends (or fails, or is dropped).
+        head: Option<Outcome>,
     }
 
     impl PinnedDrop for UpstreamBody {
@@ -60,6 +63,10 @@ pin_project_lite::pin_project! {
                     connection.release();
                 }
             }
+            // Ended, or abandoned by the client: the head's verdict stands.
+            if let Some(head) = this.head.take() {
+                this.cluster.record_passive(&head, Instant::now());
+            }
         }
     }
 }
@@ -71,7 +78,7 @@ impl UpstreamBody {
         in_flight: InFlight,
         connection: PooledConnection,
         cluster: Arc<Cluster>,
-        endpoint: EndpointId,
+        head: Outcome,
     ) -> Self {
         // An empty body (HEAD, 204, 304, content-length 0) may never be
         // polled: the connection is free already.
@@ -86,7 +93,7 @@ impl UpstreamBody {
             in_flight,
             connection,
             cluster,
-            endpoint,
+            head: Some(head),
         }
     }
 }
@@ -119,8 +126,14 @@ impl Body for UpstreamBody {
                 // The client already has the head: the only honest thing left is
                 // to fail its stream too (hyper aborts the client connection), so
                 // a truncated body is never mistaken for a whole one.
-                this.cluster
-                    .record_body_failure(*this.endpoint, classify_body_error(error));
+                if let Some(head) = this.head.take() {
+                    let kind = classify_body_error(error);
+                    this.cluster.record_body_failure(head.endpoint, kind);
+                    this.cluster.record_passive(
+                        &Outcome::failure(head.endpoint, kind, head.latency),
+                        Instant::now(),
+                    );
+                }
                 this.in_flight.take();
                 this.connection.take();
             }

@@ -127,20 +127,14 @@ impl HttpProxy {
             }
         };
         let outcome = Outcome::response(endpoint_id, response.status().as_u16(), latency);
-        cluster.record(&outcome, now);
+        cluster.record_head(&outcome, now);
 
         let (mut parts, body) = response.into_parts();
         headers::remove_hop_by_hop(&mut parts.headers);
         parts
             .headers
             .insert(X_LEVEE_ATTEMPTS.clone(), HeaderValue::from_static("1"));
-        let body = UpstreamBody::new(
-            body,
-            in_flight,
-            connection,
-            Arc::clone(cluster),
-            endpoint_id,
-        );
+        let body = UpstreamBody::new(body, in_flight, connection, Arc::clone(cluster), outcome);
         Ok(Response::from_parts(parts, body))
     }
 
