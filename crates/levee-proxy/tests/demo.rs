@@ -88,3 +88,63 @@ async fn demo_backends_switch_modes_and_the_gateway_shows_it() {
 
     demo.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_routes_around_a_broken_backend_and_takes_it_back() {
+    let demo = Demo::start(LOOPBACK, LOOPBACK).await.expect("demo starts");
+    let admin = demo.gateway().admin_address();
+    let gateway = demo.gateway().listener_address("demo").expect("listener");
+    let client = client();
+    let b2 = demo.backends()[1].addr().to_string();
+    for mode in ["crashed", "hung", "failing"] {
+        assert_eq!(
+            post(&client, admin, &format!("/demo/backends/b2/{mode}"))
+                .await
+                .status,
+            200
+        );
+        // Two failed checks, one second apart at most, plus the timeout.
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        for _ in 0..20 {
+            let answer = get(&client, gateway, "/").await;
+            assert_eq!(answer.status, 200, "b2 {mode}: {}", answer.body);
+        }
+        let status: serde_json::Value =
+            serde_json::from_str(&get(&client, admin, "/status").await.body).expect("JSON");
+        let endpoint = status["clusters"][0]["endpoints"]
+            .as_array()
+            .and_then(|all| all.iter().find(|e| e["address"] == b2.as_str()))
+            .cloned()
+            .expect("b2 in status");
+        assert!(
+            endpoint["state"] == "unhealthy" || endpoint["state"] == "ejected",
+            "b2 {mode}: {endpoint}"
+        );
+        assert_eq!(
+            post(&client, admin, "/demo/backends/b2/healthy")
+                .await
+                .status,
+            200
+        );
+        // Back after `rise` passing checks and the end of any ejection.
+        let deadline = Instant::now() + Duration::from_secs(12);
+        loop {
+            let status: serde_json::Value =
+                serde_json::from_str(&get(&client, admin, "/status").await.body).expect("JSON");
+            let state = status["clusters"][0]["endpoints"]
+                .as_array()
+                .and_then(|all| all.iter().find(|e| e["address"] == b2.as_str()))
+                .map(|e| e["state"].clone())
+                .expect("b2 in status");
+            if state == "healthy" || state == "slow-start" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "b2 did not come back after {mode}: {state}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    demo.shutdown().await;
+}

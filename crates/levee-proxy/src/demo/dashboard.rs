@@ -26,7 +26,10 @@ Send your own traffic with <code>curl</code> through the gateway address shown i
 <h2>Demo backends</h2>
 <table id="backends"><tr><th>name</th><th>address</th><th>mode</th><th>requests received</th><th>switch to</th></tr></table>
 <h2>Cluster endpoints</h2>
-<table id="endpoints"><tr><th>cluster</th><th>endpoint</th><th>in flight</th><th>EWMA latency (ms)</th></tr></table>
+<p id="panic"></p>
+<table id="endpoints"><tr><th>cluster</th><th>endpoint</th><th>state</th><th>why</th><th>in flight</th><th>EWMA latency (ms)</th></tr></table>
+<h2>Recent events</h2>
+<table id="events"><tr><th>time</th><th>endpoint</th><th>change</th><th>reason</th></tr></table>
 <script>
 const MODES=["healthy","crashed","hung","slow","failing"];
 function row(cells){const tr=document.createElement("tr");for(const c of cells){const td=document.createElement("td");if(c instanceof Node)td.appendChild(c);else td.textContent=c;tr.appendChild(td);}return tr;}
@@ -45,7 +48,12 @@ async function refresh(){
     document.getElementById("traffic").textContent=`${t.ok} ok, ${t.server_errors} 5xx, ${t.timeouts} timed out, ${t.connection_errors} connection errors, slowest ${t.max_latency_ms.toFixed(0)} ms`;
     const status=await (await fetch("/status")).json();
     const et=document.getElementById("endpoints");clear(et);
-    for(const c of status.clusters)for(const e of c.endpoints)et.appendChild(row([c.name,e.address,e.in_flight,e.ewma_latency_ms.toFixed(2)]));
+    for(const c of status.clusters)for(const e of c.endpoints){const st=document.createElement("span");st.className="mode";st.textContent=e.state;
+      et.appendChild(row([c.name,e.address,st,e.reason||"",e.in_flight,e.ewma_latency_ms.toFixed(2)]));}
+    document.getElementById("panic").textContent=status.clusters.some(c=>c.panic)?"PANIC: too few endpoints available, spreading over all of them":"";
+    const events=await (await fetch("/events?limit=15")).json();
+    const vt=document.getElementById("events");clear(vt);
+    for(const ev of events.reverse())vt.appendChild(row([ev.at.substring(11,23),ev.endpoint||ev.cluster,`${ev.from} \u2192 ${ev.to}`,ev.reason]));
   }catch(e){console.log(e);}
 }
 refresh();setInterval(refresh,1000);

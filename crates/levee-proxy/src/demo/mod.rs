@@ -13,7 +13,13 @@ use std::time::Duration;
 
 use levee_testkit::backend::Backend;
 
-use crate::config::{ClusterSettings, Config, EndpointAddress, ListenerSettings};
+use levee_core::HealthCheckParams;
+use levee_core::outlier::OutlierParams;
+
+use crate::config::{
+    ClusterSettings, Config, EndpointAddress, HealthCheckKind, HealthSettings, HttpCheckSettings,
+    ListenerSettings,
+};
 use crate::gateway::{self, RunningGateway, StartError};
 
 /// Name of the demo's listener and cluster.
@@ -131,8 +137,9 @@ impl Demo {
     }
 }
 
-/// The demo's config: one listener, one cluster of the three backends, short
-/// timeouts so that a hung backend shows up within seconds.
+/// The demo's config: one listener, one cluster of the three backends, with
+/// active checks every second and short timeouts, so that a broken backend
+/// leaves rotation within a couple of seconds and a healed one comes back.
 fn demo_config(listen: SocketAddr, admin: SocketAddr, backends: &[Backend]) -> Config {
     let endpoints = backends
         .iter()
@@ -144,6 +151,25 @@ fn demo_config(listen: SocketAddr, admin: SocketAddr, backends: &[Backend]) -> C
     let mut cluster = ClusterSettings::new(DEMO_CLUSTER, endpoints);
     cluster.connect_timeout = Duration::from_millis(250);
     cluster.request_timeout = Duration::from_secs(2);
+    cluster.health = Some(HealthSettings {
+        check: HealthCheckKind::Http(HttpCheckSettings::new("/")),
+        params: HealthCheckParams::new(
+            2,
+            2,
+            Duration::from_secs(1),
+            Duration::from_millis(500),
+            Duration::from_millis(500),
+            0.1,
+        )
+        .unwrap_or_default(),
+    });
+    cluster.slow_start = Duration::from_secs(5);
+    // Short ejections, so a healed backend visibly comes back within seconds.
+    cluster.outlier = OutlierParams::builder()
+        .base_ejection(Duration::from_secs(2))
+        .max_ejection(Duration::from_secs(30))
+        .build()
+        .ok();
     let mut config = Config::default();
     config.admin.listen = admin;
     config.runtime.drain_timeout = Duration::from_secs(5);
