@@ -190,3 +190,37 @@ async fn two_names_for_one_address_are_checked_once() {
     assert!((3..=8).contains(&checks), "{checks} checks");
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_steady_load_a_crashed_endpoint_stops_receiving_requests() {
+    use levee_testkit::load::{LoadSpec, run};
+    let backends = backends(3).await;
+    let addrs: Vec<_> = backends.iter().map(|b| b.addr()).collect();
+    let (gateway, addr) = start(checked_config(addrs)).await;
+    let url: http::Uri = format!("http://{addr}/").parse().expect("url");
+    let load = |duration| {
+        let mut spec = LoadSpec::new(url.clone());
+        spec.concurrency = 8;
+        spec.duration = Some(duration);
+        spec.deadline = Duration::from_secs(2);
+        run(spec)
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Steady load while one endpoint crashes.
+    let during = tokio::spawn(load(Duration::from_millis(2500)));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    backends[0].set_mode(Mode::Crashed).await.expect("crash");
+    let during = during.await.expect("load");
+    // Refused connections are caught by passive detection after a handful of
+    // requests and by the checks after `fall` of them.
+    assert!(during.error_count() <= 10, "{during}");
+    assert!(during.successes > 100, "{during}");
+    let after = load(Duration::from_secs(2)).await;
+    assert_eq!(
+        after.error_count(),
+        0,
+        "requests still reach the crashed endpoint: {after}"
+    );
+    assert!(after.successes > 100, "{after}");
+    gateway.shutdown().await;
+}
