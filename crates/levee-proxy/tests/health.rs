@@ -224,3 +224,53 @@ async fn under_steady_load_a_crashed_endpoint_stops_receiving_requests() {
     assert!(after.successes > 100, "{after}");
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_checks_and_body_expectations_judge_endpoints() {
+    let backends = backends(3).await;
+    let addrs: Vec<_> = backends.iter().map(|b| b.addr()).collect();
+    // A TCP check notices a closed port.
+    let mut tcp = checked_config(addrs.clone());
+    if let Some(health) = tcp.clusters[0].health.as_mut() {
+        health.check = HealthCheckKind::Tcp;
+    }
+    let (gateway, _) = start(tcp).await;
+    backends[0].set_mode(Mode::Crashed).await.expect("crash");
+    tokio::time::sleep(DETECTION).await;
+    let client = client();
+    let status = fetch_status(&client, gateway.admin_address()).await;
+    assert_eq!(
+        endpoint_state(&status, &addrs[0].to_string())["state"],
+        "unhealthy",
+        "{status}"
+    );
+    assert_eq!(
+        endpoint_state(&status, &addrs[1].to_string())["state"],
+        "healthy",
+        "{status}"
+    );
+    gateway.shutdown().await;
+    backends[0].set_mode(Mode::Healthy).await.expect("heal");
+
+    // An HTTP check that wants a body the endpoints do not send fails them all.
+    let mut body = checked_config(addrs.clone());
+    if let Some(health) = body.clusters[0].health.as_mut() {
+        health.check = HealthCheckKind::Http(HttpCheckSettings {
+            expect_body: Some("all systems go".into()),
+            ..HttpCheckSettings::new("/healthz")
+        });
+    }
+    let (gateway, _) = start(body).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let status = fetch_status(&client, gateway.admin_address()).await;
+    let first = endpoint_state(&status, &addrs[1].to_string());
+    assert_eq!(first["state"], "unhealthy", "{status}");
+    assert!(
+        first["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("expected text"),
+        "{first}"
+    );
+    gateway.shutdown().await;
+}
