@@ -180,7 +180,8 @@ impl Cluster {
         &self.loads[id.0]
     }
 
-    /// Feed one attempt's outcome to everything that learns from traffic.
+    /// Feed the outcome of an attempt that ended without a response (or any
+    /// outcome that is final at once) to everything that learns from traffic.
     pub fn record(&self, outcome: &Outcome, now: Instant) {
         self.record_passive(outcome, now);
         self.record_head(outcome, now);
