@@ -5,11 +5,13 @@
 //! Nothing opens a socket or reads a clock of its own, so every rule can be
 //! unit-tested under paused time and reused outside the proxy.
 
+pub mod admission;
 pub mod balance;
 pub mod health;
 pub mod latency;
 pub mod outcome;
 pub mod outlier;
+pub mod retry;
 
 pub use balance::{BalancePolicy, Balancer, EndpointLoad, InFlightGuard};
 pub use health::{

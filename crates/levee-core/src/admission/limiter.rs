@@ -1,0 +1,389 @@
+//! The async face of [`AdmissionQueue`]: wait for a slot, give it back.
+
+use std::fmt;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::queue::{AdmissionQueue, Entry, WaiterId};
+use super::{AdmissionParams, Rejected};
+
+/// A per-cluster concurrency limit with a bounded, controlled-delay queue.
+///
+/// Cloning is cheap and every clone shares the same slots and queue.
+#[derive(Clone)]
+pub struct Admission {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// A waiter's value is the sender that hands it its [`Permit`].
+    queue: Mutex<AdmissionQueue<oneshot::Sender<Permit>>>,
+}
+
+impl Admission {
+    /// A limiter with no request in flight.
+    pub fn new(params: AdmissionParams) -> Admission {
+        Admission {
+            shared: Arc::new(Shared {
+                queue: Mutex::new(AdmissionQueue::new(params)),
+            }),
+        }
+    }
+
+    /// The parameters it was built with.
+    pub fn params(&self) -> AdmissionParams {
+        self.shared.queue.lock().params().clone()
+    }
+
+    /// Waits for a slot. Returns at once with a permit below
+    /// `max_concurrency`, or with [`Rejected::QueueFull`] when the queue is
+    /// full; otherwise waits until a permit is handed over or the deadline
+    /// passes ([`Rejected::Timeout`], returned at the deadline itself).
+    ///
+    /// Cancel-safe: dropping the future gives up the place in the queue, and
+    /// a permit handed over at that moment is passed on to the next waiter.
+    pub async fn acquire(&self) -> Result<Permit, Rejected> {
+        let start = Instant::now();
+        let (tx, mut rx) = oneshot::channel();
+        let entry = self.shared.queue.lock().enter(start, tx);
+        let (id, deadline) = match entry {
+            Entry::Admitted => return Ok(Permit::new(self.shared.clone())),
+            Entry::Full { waiting } => return Err(Rejected::QueueFull { waiting }),
+            Entry::Queued { id, deadline } => (id, deadline),
+        };
+        // Declared after `rx`, so dropped before it: a cancelled waiter first
+        // leaves the queue, then drops any permit already sent to it, whose
+        // own drop passes the slot on.
+        let mut place = Place {
+            shared: &self.shared,
+            id: Some(id),
+        };
+        let timeout = Rejected::Timeout {
+            waited: deadline.saturating_duration_since(start),
+        };
+        match tokio::time::timeout_at(deadline, &mut rx).await {
+            Ok(Ok(permit)) => {
+                place.id = None;
+                Ok(permit)
+            }
+            // The releaser found us past our deadline and dropped the sender.
+            Ok(Err(_)) => {
+                place.id = None;
+                Err(timeout)
+            }
+            Err(_elapsed) => {
+                if place.leave() {
+                    return Err(timeout);
+                }
+                // A releaser chose us at the same instant and is about to
+                // send (or drop) outside the lock: take what it decided.
+                rx.await.map_err(|_| timeout)
+            }
+        }
+    }
+
+    /// Requests holding a slot.
+    pub fn in_flight(&self) -> usize {
+        self.shared.queue.lock().in_flight()
+    }
+
+    /// Requests waiting for a slot.
+    pub fn queued(&self) -> usize {
+        self.shared.queue.lock().queued()
+    }
+
+    /// Whether the queue has not been empty for `codel_interval` at `now`:
+    /// waiters are then served newest first and wait at most `codel_target`.
+    pub fn standing_queue(&self, now: Instant) -> bool {
+        self.shared.queue.lock().standing(now)
+    }
+}
+
+impl fmt::Debug for Admission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let queue = self.shared.queue.lock();
+        f.debug_struct("Admission")
+            .field("in_flight", &queue.in_flight())
+            .field("queued", &queue.queued())
+            .field("params", queue.params())
+            .finish()
+    }
+}
+
+/// A waiter's place in the queue, given up when the waiting future is
+/// dropped, so a cancelled request never holds a place or a slot.
+struct Place<'a> {
+    shared: &'a Shared,
+    id: Option<WaiterId>,
+}
+
+impl Place<'_> {
+    /// Leaves the queue; false if the waiter was already chosen or dropped.
+    fn leave(&mut self) -> bool {
+        let Some(id) = self.id.take() else {
+            return false;
+        };
+        // The sender is dropped outside the lock; it carries no permit yet.
+        let sender = self.shared.queue.lock().leave(id);
+        sender.is_some()
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
+
+/// One slot of an [`Admission`]. Dropping it frees the slot or hands it to
+/// the next waiter (oldest first, newest first in a standing queue).
+#[must_use = "the slot is given back as soon as the permit is dropped"]
+pub struct Permit {
+    /// `None` only while a permit whose waiter vanished is being recycled.
+    shared: Option<Arc<Shared>>,
+}
+
+impl Permit {
+    fn new(shared: Arc<Shared>) -> Permit {
+        Permit {
+            shared: Some(shared),
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let Some(shared) = self.shared.take() else {
+            return;
+        };
+        loop {
+            let next = shared.queue.lock().release(Instant::now());
+            let Some(sender) = next else { return };
+            // Sent outside the lock: a permit that bounces back is dropped
+            // here, and dropping one takes the lock.
+            match sender.send(Permit::new(shared.clone())) {
+                Ok(()) => return,
+                Err(mut unwanted) => {
+                    // Its waiter was cancelled between leaving the lock and
+                    // now; the slot is still ours, so offer it to the next.
+                    unwanted.shared = None;
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn admission(max_concurrency: usize, max_queue: usize) -> Admission {
+        Admission::new(
+            AdmissionParams::builder()
+                .max_concurrency(max_concurrency)
+                .max_queue(max_queue)
+                .build()
+                .expect("valid"),
+        )
+    }
+
+    /// Lets spawned tasks run without letting paused time move.
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Spawns a waiter that records `name` when admitted and then holds its
+    /// permit for `hold`.
+    fn waiter(
+        admission: &Admission,
+        name: &'static str,
+        log: &Arc<Mutex<Vec<&'static str>>>,
+        hold: Duration,
+    ) -> tokio::task::JoinHandle<Result<(), Rejected>> {
+        let admission = admission.clone();
+        let log = log.clone();
+        tokio::spawn(async move {
+            let permit = admission.acquire().await?;
+            log.lock().push(name);
+            tokio::time::sleep(hold).await;
+            drop(permit);
+            Ok(())
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn admits_up_to_the_limit_at_once() {
+        let a = admission(2, 4);
+        let start = Instant::now();
+        let p1 = a.acquire().await.expect("slot 1");
+        let p2 = a.acquire().await.expect("slot 2");
+        assert_eq!(Instant::now(), start, "no waiting below the limit");
+        assert_eq!((a.in_flight(), a.queued()), (2, 0));
+        drop(p1);
+        assert_eq!(a.in_flight(), 1);
+        drop(p2);
+        assert_eq!(a.in_flight(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_rejects_at_once() {
+        let a = admission(1, 1);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let _held = a.acquire().await.expect("slot");
+        let _w = waiter(&a, "w", &log, ms(0));
+        settle().await;
+        assert_eq!((a.in_flight(), a.queued()), (1, 1));
+        let start = Instant::now();
+        let rejected = a.acquire().await.expect_err("queue full");
+        assert_eq!(Instant::now(), start, "rejected without waiting");
+        assert_eq!(rejected, Rejected::QueueFull { waiting: 1 });
+        assert_eq!(rejected.to_string(), "overloaded: queue full (1 waiting)");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn serves_in_arrival_order_while_draining() {
+        let a = admission(1, 10);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let held = a.acquire().await.expect("slot");
+        let mut tasks = Vec::new();
+        for name in ["1", "2", "3"] {
+            tasks.push(waiter(&a, name, &log, ms(1)));
+            settle().await;
+        }
+        assert_eq!(a.queued(), 3);
+        drop(held);
+        for task in tasks {
+            task.await.expect("joined").expect("admitted");
+        }
+        assert_eq!(*log.lock(), ["1", "2", "3"]);
+        assert_eq!((a.in_flight(), a.queued()), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_standing_queue_serves_newest_first() {
+        let a = admission(1, 10);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let start = Instant::now();
+        let held = a.acquire().await.expect("slot");
+        let anchor = waiter(&a, "anchor", &log, ms(0));
+        settle().await;
+        tokio::time::advance(ms(97)).await;
+        let older = waiter(&a, "older", &log, ms(0));
+        settle().await;
+        tokio::time::advance(ms(1)).await;
+        let newer = waiter(&a, "newer", &log, ms(0));
+        settle().await;
+        assert!(!a.standing_queue(Instant::now()));
+
+        tokio::time::advance(ms(2)).await;
+        settle().await;
+        let now = Instant::now();
+        assert_eq!(now - start, ms(100));
+        assert!(a.standing_queue(now), "non-empty for 100 ms");
+        // The waiter from t0 has waited 100 ms, far past the 5 ms target.
+        assert_eq!(
+            anchor.await.expect("joined"),
+            Err(Rejected::Timeout { waited: ms(100) })
+        );
+
+        drop(held);
+        older.await.expect("joined").expect("admitted");
+        newer.await.expect("joined").expect("admitted");
+        assert_eq!(*log.lock(), ["newer", "older"], "LIFO once standing");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_in_a_standing_queue_waits_at_most_codel_target() {
+        let a = admission(1, 10);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let _held = a.acquire().await.expect("slot");
+        // Keep the queue non-empty from t0 through t0 + 100 ms.
+        let _anchor = waiter(&a, "anchor", &log, ms(0));
+        settle().await;
+        tokio::time::advance(ms(98)).await;
+        let _bridge = waiter(&a, "bridge", &log, ms(0));
+        settle().await;
+        tokio::time::advance(ms(2)).await;
+        settle().await;
+        assert!(a.standing_queue(Instant::now()));
+        let start = Instant::now();
+        let rejected = a.acquire().await.expect_err("shed");
+        assert_eq!(Instant::now() - start, ms(5), "codel_target, not 100 ms");
+        assert_eq!(rejected, Rejected::Timeout { waited: ms(5) });
+        assert_eq!(rejected.to_string(), "overloaded: waited 5ms in the queue");
+        assert!(log.lock().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn times_out_after_queue_timeout_without_a_standing_queue() {
+        let a = Admission::new(
+            AdmissionParams::builder()
+                .max_concurrency(1)
+                .queue_timeout(ms(50))
+                .build()
+                .expect("valid"),
+        );
+        let _held = a.acquire().await.expect("slot");
+        let start = Instant::now();
+        let rejected = a.acquire().await.expect_err("timed out");
+        assert_eq!(Instant::now() - start, ms(50), "shed at the deadline");
+        assert_eq!(rejected, Rejected::Timeout { waited: ms(50) });
+        assert_eq!(rejected.to_string(), "overloaded: waited 50ms in the queue");
+        assert_eq!((a.in_flight(), a.queued()), (1, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_waiter_leaks_nothing() {
+        let a = admission(1, 4);
+        let held = a.acquire().await.expect("slot");
+        // Cancelled while queued.
+        let gave_up = tokio::time::timeout(ms(1), a.acquire()).await;
+        assert!(gave_up.is_err());
+        assert_eq!(a.queued(), 0, "the place was given up");
+
+        // Cancelled after a permit was sent to it but before it woke.
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let doomed = waiter(&a, "doomed", &log, ms(1000));
+        settle().await;
+        assert_eq!(a.queued(), 1);
+        drop(held);
+        doomed.abort();
+        settle().await;
+        assert!(log.lock().is_empty(), "never ran with the permit");
+        assert_eq!((a.in_flight(), a.queued()), (0, 0), "slot came back");
+        let _again = a.acquire().await.expect("slot is free");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permit_sent_to_a_vanished_waiter_goes_to_the_next() {
+        let a = admission(1, 4);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let held = a.acquire().await.expect("slot");
+        let doomed = waiter(&a, "doomed", &log, ms(0));
+        settle().await;
+        let next = waiter(&a, "next", &log, ms(0));
+        settle().await;
+        drop(held);
+        doomed.abort();
+        next.await.expect("joined").expect("admitted");
+        assert_eq!(*log.lock(), ["next"]);
+        assert_eq!((a.in_flight(), a.queued()), (0, 0));
+    }
+}
