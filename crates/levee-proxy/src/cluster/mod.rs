@@ -146,22 +146,44 @@ impl Cluster {
         })
     }
 
-    /// Choose the endpoint for the next attempt.
+    /// Choose the endpoint for a request's first attempt.
     pub fn pick(&self, now: Instant) -> Option<EndpointId> {
         let routing = self.routing.load();
+        self.pick_among(&routing, &routing.candidates, now)
+    }
+
+    /// Choose an endpoint for a retry, hedge or TCP reconnect: any routable
+    /// endpoint not in `tried`. `None` when every one has been tried.
+    pub fn pick_other(&self, now: Instant, tried: &[EndpointId]) -> Option<EndpointId> {
+        let routing = self.routing.load();
+        if tried.is_empty() {
+            return self.pick_among(&routing, &routing.candidates, now);
+        }
+        // Only retries get here, so the small allocation is off the hot path.
+        let untried: Vec<usize> = routing
+            .candidates
+            .iter()
+            .copied()
+            .filter(|candidate| !tried.iter().any(|id| id.0 == *candidate))
+            .collect();
+        self.pick_among(&routing, &untried, now)
+    }
+
+    fn pick_among(
+        &self,
+        routing: &Routing,
+        candidates: &[usize],
+        now: Instant,
+    ) -> Option<EndpointId> {
         let mut rng = rand::rng();
-        let mut picked = self
-            .balancer
-            .pick(&self.loads, &routing.candidates, now, &mut rng)?;
+        let mut picked = self.balancer.pick(&self.loads, candidates, now, &mut rng)?;
         // Slow start: an endpoint back in service takes a growing share; a
         // refused pick is drawn again (a few times, then kept).
         if let Some(slow_start) = &self.slow_start {
             for _ in 0..SLOW_START_REDRAWS {
                 match routing.returned_at.get(picked).copied().flatten() {
                     Some(returned) if !admit(slow_start.weight(returned, now), &mut rng) => {
-                        picked =
-                            self.balancer
-                                .pick(&self.loads, &routing.candidates, now, &mut rng)?;
+                        picked = self.balancer.pick(&self.loads, candidates, now, &mut rng)?;
                     }
                     _ => break,
                 }
