@@ -52,6 +52,18 @@ struct ClusterLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterKindLabels {
+    cluster: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterReasonLabels {
+    cluster: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabels {
     listener: String,
 }
@@ -74,6 +86,9 @@ pub struct Metrics {
     endpoint_available: Family<EndpointLabels, Gauge>,
     endpoint_transitions: Family<EndpointStateLabels, Counter>,
     cluster_panic: Family<ClusterLabels, Gauge>,
+    retries: Family<ClusterKindLabels, Counter>,
+    not_retried: Family<ClusterReasonLabels, Counter>,
+    poison_requests: Family<ClusterLabels, Counter>,
     responses: Family<ListenerClassLabels, Counter>,
     request_duration: HistogramFamily<ListenerLabels>,
     connections: Family<ListenerLabels, Counter>,
@@ -97,6 +112,9 @@ impl Metrics {
             endpoint_available: Family::default(),
             endpoint_transitions: Family::default(),
             cluster_panic: Family::default(),
+            retries: Family::default(),
+            not_retried: Family::default(),
+            poison_requests: Family::default(),
             responses: Family::default(),
             request_duration: Family::new_with_constructor(latency_histogram),
             connections: Family::default(),
@@ -136,6 +154,21 @@ impl Metrics {
             "cluster_panic",
             "1 while too few endpoints are available and the cluster balances over all of them",
             metrics.cluster_panic.clone(),
+        );
+        registry.register(
+            "upstream_retries",
+            "Extra upstream attempts by cluster and kind (retry: after a failure; hedge: beside a slow attempt)",
+            metrics.retries.clone(),
+        );
+        registry.register(
+            "not_retried",
+            "Failed requests that were not tried again, by reason (not-idempotent, budget-exhausted, attempts-exhausted, ...)",
+            metrics.not_retried.clone(),
+        );
+        registry.register(
+            "poison_requests",
+            "Requests that failed the same way on several endpoints and were stopped as poison",
+            metrics.poison_requests.clone(),
         );
         registry.register(
             "http_responses",
@@ -192,6 +225,25 @@ impl Metrics {
         })
     }
 
+    /// Handles for one cluster's retry series.
+    pub fn cluster(&self, cluster: &str) -> ClusterMetrics {
+        let kind = |kind| {
+            self.retries.get_or_create_owned(&ClusterKindLabels {
+                cluster: cluster.to_owned(),
+                kind,
+            })
+        };
+        ClusterMetrics {
+            retries: kind("retry"),
+            hedges: kind("hedge"),
+            poison: self.poison_requests.get_or_create_owned(&ClusterLabels {
+                cluster: cluster.to_owned(),
+            }),
+            not_retried: self.not_retried.clone(),
+            cluster: cluster.to_owned(),
+        }
+    }
+
     /// Handles for one listener's series.
     pub fn listener(&self, listener: &str) -> ListenerMetrics {
         let labels = ListenerLabels {
@@ -220,6 +272,44 @@ impl Metrics {
 
 /// Shared handle to the metrics.
 pub type SharedMetrics = Arc<Metrics>;
+
+/// Pre-created retry series of one cluster.
+#[derive(Clone)]
+pub struct ClusterMetrics {
+    retries: Counter,
+    hedges: Counter,
+    poison: Counter,
+    /// Reasons are looked up by label when a request gives up: rare.
+    not_retried: Family<ClusterReasonLabels, Counter>,
+    cluster: String,
+}
+
+impl ClusterMetrics {
+    /// One retry after a failed attempt.
+    pub fn record_retry(&self) {
+        self.retries.inc();
+    }
+
+    /// One hedge beside a slow attempt.
+    pub fn record_hedge(&self) {
+        self.hedges.inc();
+    }
+
+    /// One poison request stopped.
+    pub fn record_poison(&self) {
+        self.poison.inc();
+    }
+
+    /// A failed request not tried again, for `reason` (a `NotRetried` label).
+    pub fn record_not_retried(&self, reason: &'static str) {
+        self.not_retried
+            .get_or_create(&ClusterReasonLabels {
+                cluster: self.cluster.clone(),
+                reason,
+            })
+            .inc();
+    }
+}
 
 /// Pre-created series of one upstream endpoint.
 #[derive(Clone)]

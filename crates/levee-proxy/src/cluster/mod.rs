@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use http::HeaderValue;
 use levee_core::health::{CheckResult, HealthTracker};
 use levee_core::outlier::{Ejection, OutlierDetector, PanicParams, SlowStart, admit};
+use levee_core::retry::{BudgetSnapshot, LatencyQuantile, PoisonClass, RetryBudget, hedge_delay};
 use levee_core::{AttemptResult, Balancer, EndpointId, EndpointLoad, Outcome};
 use parking_lot::Mutex;
 use tokio::time::Instant;
@@ -20,7 +21,7 @@ pub use status::{CheckView, ClusterStatus, EndpointStatus};
 
 use crate::config::ClusterSettings;
 use crate::events::{EventLog, NewEvent, Severity};
-use crate::metrics::{EndpointMetrics, Metrics};
+use crate::metrics::{ClusterMetrics, EndpointMetrics, Metrics};
 use crate::upstream::{EndpointPool, PoolSettings};
 use control::{Control, EndpointControl};
 
@@ -65,7 +66,17 @@ pub struct Cluster {
     panic_gauge: prometheus_client::metrics::gauge::Gauge,
     /// Ramp for endpoints coming back (read by `pick`).
     slow_start: Option<SlowStart>,
+    /// How many retries and hedges the cluster may still take.
+    retry_budget: RetryBudget,
+    /// Recent response-head latencies, for the hedging delay; `None` when
+    /// hedging is off.
+    head_latency: Option<Mutex<LatencyQuantile>>,
+    /// Retry, hedge and poison counters.
+    pub retry_metrics: ClusterMetrics,
 }
+
+/// How far back latencies count for the hedging delay.
+const HEDGE_LATENCY_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why a cluster could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +154,13 @@ impl Cluster {
             created_at: now,
             panic_gauge: metrics.cluster_panic(&settings.name),
             slow_start: control_slow_start,
+            retry_budget: RetryBudget::new(settings.retry.budget, now),
+            head_latency: settings
+                .retry
+                .hedge
+                .and_then(|_| LatencyQuantile::new(HEDGE_LATENCY_WINDOW, now).ok())
+                .map(Mutex::new),
+            retry_metrics: metrics.cluster(&settings.name),
         })
     }
 
@@ -216,6 +234,11 @@ impl Cluster {
     pub fn record_head(&self, outcome: &Outcome, now: Instant) {
         let endpoint = &self.endpoints[outcome.endpoint.0];
         self.loads[outcome.endpoint.0].observe_latency(outcome.latency, now);
+        if let (Some(quantile), AttemptResult::Response { .. }) =
+            (&self.head_latency, outcome.result)
+        {
+            quantile.lock().record(outcome.latency, now);
+        }
         endpoint
             .metrics
             .record_attempt(outcome.status_class(), outcome.latency.as_secs_f64());
@@ -241,6 +264,46 @@ impl Cluster {
             self.report_ejection(&control, &ejection, now);
             self.refresh_routing(&mut control, now);
         }
+    }
+
+    /// Count one client request towards the retry budget.
+    pub fn record_request(&self, now: Instant) {
+        self.retry_budget.record_request(now);
+    }
+
+    /// Take one retry or hedge from the budget; false when it is spent.
+    pub fn try_spend_retry(&self, now: Instant) -> bool {
+        self.retry_budget.try_withdraw(now)
+    }
+
+    /// The retry budget as of `now`, for `/status`.
+    pub fn retry_budget(&self, now: Instant) -> BudgetSnapshot {
+        self.retry_budget.snapshot(now)
+    }
+
+    /// How long an idempotent request waits for an answer before it is
+    /// hedged; `None` when hedging is off.
+    pub fn hedge_delay(&self, now: Instant) -> Option<std::time::Duration> {
+        let hedge = self.settings.retry.hedge?;
+        let p95 = self.head_latency.as_ref()?.lock().p95(now);
+        Some(hedge_delay(p95, hedge.floor, hedge.ceiling))
+    }
+
+    /// A poison request was stopped: count and report it. `request` says
+    /// which (method and path, never the query).
+    pub fn report_poison(&self, request: &str, class: PoisonClass, endpoints: u32) {
+        self.retry_metrics.record_poison();
+        self.events.record(NewEvent {
+            kind: "poison-request",
+            cluster: self.name.clone(),
+            endpoint: None,
+            from: "retrying".to_owned(),
+            to: "stopped".to_owned(),
+            reason: format!(
+                "{request} failed the same way ({class}) on {endpoints} endpoints: not retried, and not counted against those endpoints"
+            ),
+            severity: Severity::Warning,
+        });
     }
 
     /// Periodic work (about once a second): ejections that expired, latency

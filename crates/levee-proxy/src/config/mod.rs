@@ -40,8 +40,8 @@ pub use endpoint::{BadEndpointAddress, EndpointAddress};
 pub use error::{ConfigError, ConfigErrors};
 pub use settings::{
     AdminSettings, BadBalancePolicy, BadProtocol, BalancePolicy, ClusterSettings, Config,
-    HealthCheckKind, HealthSettings, HttpCheckSettings, ListenerSettings, Protocol,
-    RuntimeSettings,
+    HealthCheckKind, HealthSettings, HedgeSettings, HttpCheckSettings, ListenerSettings, Protocol,
+    RetrySettings, RuntimeSettings,
 };
 
 use report::Report;

@@ -40,6 +40,7 @@ impl RawTable for RawRuntime {}
 impl RawTable for RawListener {}
 impl RawTable for RawHttpCheck {}
 impl RawTable for RawOutlier {}
+impl RawTable for RawRetry {}
 
 impl RawTable for RawCluster {
     fn keys_at(path: &[&str]) -> &'static [&'static str] {
@@ -47,6 +48,7 @@ impl RawTable for RawCluster {
             [] => fields_of::<Self>(),
             ["health", rest @ ..] => RawHealth::keys_at(rest),
             ["outlier", rest @ ..] => RawOutlier::keys_at(rest),
+            ["retry", rest @ ..] => RawRetry::keys_at(rest),
             _ => &[],
         }
     }
@@ -148,8 +150,9 @@ pub(super) struct RawCluster {
     /// Limit on establishing a connection to an endpoint; more than 0.
     /// Default `"1s"`.
     pub connect_timeout: Option<Spanned<String>>,
-    /// Limit from sending a request until the upstream's response head
-    /// arrives; on expiry the client gets 504. More than 0. Default `"15s"`.
+    /// Deadline for a request's response head across all its attempts
+    /// (retries and hedges included); on expiry the client gets 504. More
+    /// than 0. Default `"15s"`.
     pub request_timeout: Option<Spanned<String>>,
     /// How long an idle pooled upstream connection is kept; more than 0.
     /// Default `"90s"`.
@@ -175,6 +178,9 @@ pub(super) struct RawCluster {
     /// gradually over this long, so cold caches and JITs are not flooded;
     /// `"0s"` disables. Default `"10s"`.
     pub slow_start: Option<Spanned<String>>,
+    /// Retries and hedging (`retry = { ... }` or `[cluster.retry]`).
+    /// Default: on, with every default.
+    pub retry: Option<Spanned<RawRetry>>,
 }
 
 /// `health` in a `[[cluster]]`: how each endpoint is checked. Exactly one of
@@ -259,4 +265,47 @@ pub(super) struct RawOutlier {
     /// Largest percent of the cluster's endpoints ejected at once, 0 to 100
     /// (0: never eject). Default 50.
     pub max_ejected_percent: Option<Spanned<i64>>,
+}
+
+/// `retry` in a `[[cluster]]`: trying a failed or slow request again on
+/// another endpoint, only where that cannot do anything twice.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawRetry {
+    /// Attempts in all, the first included, at least 1 (1: never retry).
+    /// Default 3.
+    pub max_attempts: Option<Spanned<u32>>,
+    /// Limit on one attempt's wait for a response head; more than 0. The
+    /// whole request is still bounded by `request_timeout`. Default `"5s"`.
+    pub per_try_timeout: Option<Spanned<String>>,
+    /// Ceiling of the random wait before the first retry; doubles for each
+    /// further one. More than 0. Default `"25ms"`.
+    pub backoff_base: Option<Spanned<String>>,
+    /// The wait's ceiling never grows past this; at least `backoff_base`.
+    /// Default `"250ms"`.
+    pub backoff_max: Option<Spanned<String>>,
+    /// Retries and hedges allowed as a percent of recent requests, 0 to 100.
+    /// Default 20.
+    pub budget_percent: Option<Spanned<i64>>,
+    /// Retries and hedges allowed per second on top of `budget_percent`, so
+    /// a quiet cluster can still step around a dead node. Default 10.
+    pub budget_min_per_second: Option<Spanned<u32>>,
+    /// How far back the budget counts requests and retries; more than 0.
+    /// Default `"10s"`.
+    pub budget_window: Option<Spanned<String>>,
+    /// Request bodies up to this size are held so they can be sent again; a
+    /// larger one streams through and is not retried once sent. `"0B"`
+    /// holds none. Default `"64KiB"`.
+    pub replay_buffer: Option<Spanned<String>>,
+    /// `"p95"`: an idempotent request still unanswered after the cluster's
+    /// p95 latency is sent to a second endpoint too, first answer wins;
+    /// `"off"`: never. Default `"p95"`.
+    pub hedge: Option<Spanned<String>>,
+    /// Never hedge sooner than this. Default `"20ms"`.
+    pub hedge_floor: Option<Spanned<String>>,
+    /// Never wait longer than this to hedge (also used while the cluster has
+    /// too few latencies for a p95); at least `hedge_floor`. Default `"1s"`.
+    pub hedge_ceiling: Option<Spanned<String>>,
+    /// `true` declares every request to the cluster safe to repeat, whatever
+    /// its method (the service deduplicates on its own). Default `false`.
+    pub idempotent: Option<bool>,
 }

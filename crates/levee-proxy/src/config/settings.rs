@@ -10,6 +10,7 @@ use std::time::Duration;
 use http::Method;
 use levee_core::health::HealthCheckParams;
 use levee_core::outlier::OutlierParams;
+use levee_core::retry::{Backoff, RetryBudgetParams, RetryPolicy};
 
 use super::EndpointAddress;
 
@@ -183,8 +184,8 @@ pub struct ClusterSettings {
     /// Limit on establishing a TCP connection to an endpoint. A connect
     /// failure is always safe to retry elsewhere, so this is kept short.
     pub connect_timeout: Duration,
-    /// Limit from sending the request until the upstream's response head
-    /// arrives; on expiry the client gets 504.
+    /// The request's deadline for a response head, across every attempt
+    /// (retries and hedges included); on expiry the client gets 504.
     pub request_timeout: Duration,
     /// How long an idle pooled upstream connection is kept.
     pub idle_timeout: Duration,
@@ -208,6 +209,8 @@ pub struct ClusterSettings {
     /// traffic over this long (cold caches, JITs, connection pools);
     /// [`Duration::ZERO`] gives it its full share at once.
     pub slow_start: Duration,
+    /// Retries and hedging.
+    pub retry: RetrySettings,
 }
 
 impl ClusterSettings {
@@ -245,6 +248,79 @@ impl ClusterSettings {
             outlier: Some(OutlierParams::default()),
             panic_threshold_percent: ClusterSettings::DEFAULT_PANIC_THRESHOLD_PERCENT,
             slow_start: ClusterSettings::DEFAULT_SLOW_START,
+            retry: RetrySettings::default(),
+        }
+    }
+}
+
+/// `retry` of a `[[cluster]]`: when a failed or slow attempt is tried again
+/// on another endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrySettings {
+    /// Attempts in all, the first included (1: never retry).
+    pub policy: RetryPolicy,
+    /// Limit on one attempt's wait for a response head; the request's own
+    /// deadline is [`ClusterSettings::request_timeout`].
+    pub per_try_timeout: Duration,
+    /// Full-jitter wait between attempts.
+    pub backoff: Backoff,
+    /// How many retries and hedges the cluster may take.
+    pub budget: RetryBudgetParams,
+    /// Request bodies up to this many bytes are held so they can be sent
+    /// again; a larger body streams through and is not retried once sent.
+    pub replay_buffer: usize,
+    /// Hedging of idempotent requests; `None`: off.
+    pub hedge: Option<HedgeSettings>,
+    /// Every request to this cluster may be repeated safely, whatever its
+    /// method (the service deduplicates on its own).
+    pub idempotent: bool,
+}
+
+impl RetrySettings {
+    /// Default [`RetrySettings::per_try_timeout`].
+    pub const DEFAULT_PER_TRY_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Default [`RetrySettings::replay_buffer`]: 64 KiB.
+    pub const DEFAULT_REPLAY_BUFFER: usize = 64 * 1024;
+}
+
+impl Default for RetrySettings {
+    fn default() -> RetrySettings {
+        RetrySettings {
+            policy: RetryPolicy::default(),
+            per_try_timeout: RetrySettings::DEFAULT_PER_TRY_TIMEOUT,
+            backoff: Backoff::default(),
+            budget: RetryBudgetParams::default(),
+            replay_buffer: RetrySettings::DEFAULT_REPLAY_BUFFER,
+            hedge: Some(HedgeSettings::default()),
+            idempotent: false,
+        }
+    }
+}
+
+/// `retry.hedge`: a second copy of a slow idempotent request, sent to another
+/// endpoint once the first has waited longer than the cluster's p95.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HedgeSettings {
+    /// Never hedge sooner than this, so a fast cluster is not hedged on
+    /// every hiccup.
+    pub floor: Duration,
+    /// Never wait longer than this before hedging (also the delay while too
+    /// few latencies are known for a p95).
+    pub ceiling: Duration,
+}
+
+impl HedgeSettings {
+    /// Default [`HedgeSettings::floor`].
+    pub const DEFAULT_FLOOR: Duration = Duration::from_millis(20);
+    /// Default [`HedgeSettings::ceiling`].
+    pub const DEFAULT_CEILING: Duration = Duration::from_secs(1);
+}
+
+impl Default for HedgeSettings {
+    fn default() -> HedgeSettings {
+        HedgeSettings {
+            floor: HedgeSettings::DEFAULT_FLOOR,
+            ceiling: HedgeSettings::DEFAULT_CEILING,
         }
     }
 }

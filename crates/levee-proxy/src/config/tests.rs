@@ -9,9 +9,12 @@ use std::time::Duration;
 use http::Method;
 use levee_core::health::HealthCheckParams;
 use levee_core::outlier::OutlierParams;
+use levee_core::retry::{Backoff, RetryBudgetParams, RetryPolicy};
 
 use super::raw::{RawAdmin, RawCluster, RawListener, RawRuntime, RawTable, SECTIONS};
 use super::*;
+
+mod retry;
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -144,8 +147,9 @@ fn the_example_file_is_valid_and_sets_every_key() {
         params: HealthCheckParams::default(),
     };
     assert_eq!(app.health, Some(expected));
-    // The example shows every outlier default.
+    // The example shows every outlier and retry default.
     assert_eq!(app.outlier, Some(OutlierParams::default()));
+    assert_eq!(app.retry, RetrySettings::default());
 
     // Every key of every table, nested ones too, is set somewhere.
     let document: toml::Value = toml::from_str(EXAMPLE).unwrap();
@@ -190,7 +194,12 @@ fn every_key_is_documented_in_its_section() {
         .collect();
     assert_eq!(
         nested,
-        ["cluster.health", "cluster.health.http", "cluster.outlier"]
+        [
+            "cluster.health",
+            "cluster.health.http",
+            "cluster.outlier",
+            "cluster.retry"
+        ]
     );
     for table in &tables {
         // `## [admin]`, `## [[cluster]]`, `### cluster.health`.
@@ -256,6 +265,19 @@ endpoints = ["10.0.0.1:8000"]
             outlier: Some(OutlierParams::default()),
             panic_threshold_percent: 50,
             slow_start: Duration::from_secs(10),
+            retry: RetrySettings {
+                policy: RetryPolicy::new(3).unwrap(),
+                per_try_timeout: Duration::from_secs(5),
+                backoff: Backoff::new(Duration::from_millis(25), Duration::from_millis(250))
+                    .unwrap(),
+                budget: RetryBudgetParams::new(20, 10, Duration::from_secs(10)).unwrap(),
+                replay_buffer: 64 * 1024,
+                hedge: Some(HedgeSettings {
+                    floor: Duration::from_millis(20),
+                    ceiling: Duration::from_secs(1),
+                }),
+                idempotent: false,
+            },
         }],
     };
     assert_eq!(config, expected);

@@ -8,6 +8,7 @@
 
 mod health;
 mod outlier;
+mod retry;
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -22,7 +23,7 @@ use super::report::Report;
 use super::units::parse_duration;
 use super::{
     AdminSettings, ClusterSettings, Config, EndpointAddress, ListenerSettings, Protocol,
-    RuntimeSettings,
+    RetrySettings, RuntimeSettings,
 };
 
 /// The settings of `raw`. Only meaningful if nothing was reported.
@@ -207,6 +208,10 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         Zero::Allowed,
         report,
     );
+    let retry = match &raw.retry {
+        Some(written) => retry::retry(written, report),
+        None => Some(RetrySettings::default()),
+    };
     let (
         Some(name),
         Some(endpoints),
@@ -219,6 +224,7 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         Some(outlier),
         Some(panic_threshold_percent),
         Some(slow_start),
+        Some(retry),
     ) = (
         name,
         endpoints,
@@ -231,6 +237,7 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         outlier,
         panic_threshold_percent,
         slow_start,
+        retry,
     )
     else {
         return Cluster {
@@ -251,6 +258,7 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         outlier,
         panic_threshold_percent,
         slow_start,
+        retry,
     };
     Cluster {
         name: Some(name),

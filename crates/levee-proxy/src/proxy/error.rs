@@ -2,11 +2,15 @@
 //! fired, never internals.
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use levee_core::FailureKind;
+use levee_core::retry::NotRetried;
 use serde::Serialize;
+
+/// How many attempts served (or failed) a request: on every response.
+pub static X_LEVEE_ATTEMPTS: HeaderName = HeaderName::from_static("x-levee-attempts");
 
 /// Why levee answered a request itself instead of forwarding a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,8 +26,20 @@ pub enum ProxyError {
         cluster: String,
         /// Endpoint tried.
         endpoint: String,
-        /// What went wrong.
+        /// What went wrong (on the last attempt).
         kind: FailureKind,
+        /// Attempts made, the last included.
+        attempts: u32,
+        /// Why the last failure was not tried again.
+        not_retried: Option<NotRetried>,
+    },
+    /// No attempt produced a response head before the request's deadline
+    /// (`request_timeout`).
+    Deadline {
+        /// Cluster name.
+        cluster: String,
+        /// Attempts made.
+        attempts: u32,
     },
     /// The client's request could not be turned into an upstream request.
     BadRequest {
@@ -41,6 +57,11 @@ struct ErrorBody<'a> {
     endpoint: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempts: Option<u32>,
+    /// Which retry rule stopped the request, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry: Option<String>,
 }
 
 impl ProxyError {
@@ -53,7 +74,18 @@ impl ProxyError {
                 FailureKind::ClientBody => StatusCode::BAD_REQUEST,
                 _ => StatusCode::BAD_GATEWAY,
             },
+            ProxyError::Deadline { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// Attempts made before levee answered itself (0: none was made).
+    pub fn attempts(&self) -> u32 {
+        match self {
+            ProxyError::Upstream { attempts, .. } | ProxyError::Deadline { attempts, .. } => {
+                *attempts
+            }
+            ProxyError::NoEndpoint { .. } | ProxyError::BadRequest { .. } => 0,
         }
     }
 
@@ -73,6 +105,9 @@ impl ProxyError {
                 FailureKind::ClientBody => "request body could not be read from the client",
                 FailureKind::Other => "upstream request failed",
             },
+            ProxyError::Deadline { .. } => {
+                "no upstream response within the request timeout (request_timeout)"
+            }
             ProxyError::BadRequest { reason } => reason,
         }
     }
@@ -85,24 +120,41 @@ impl ProxyError {
                 cluster: Some(cluster),
                 endpoint: None,
                 kind: None,
+                attempts: None,
+                retry: None,
             },
             ProxyError::Upstream {
                 cluster,
                 endpoint,
                 kind,
+                attempts,
+                not_retried,
             } => ErrorBody {
                 error: self.message(),
                 cluster: Some(cluster),
                 endpoint: Some(endpoint),
                 kind: Some(kind.as_str()),
+                attempts: Some(*attempts),
+                retry: not_retried.map(|reason| reason.to_string()),
+            },
+            ProxyError::Deadline { cluster, attempts } => ErrorBody {
+                error: self.message(),
+                cluster: Some(cluster),
+                endpoint: None,
+                kind: Some(FailureKind::Timeout.as_str()),
+                attempts: Some(*attempts),
+                retry: None,
             },
             ProxyError::BadRequest { .. } => ErrorBody {
                 error: self.message(),
                 cluster: None,
                 endpoint: None,
                 kind: None,
+                attempts: None,
+                retry: None,
             },
         };
+        let attempts = self.attempts();
         let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
         let mut response = Response::new(Full::new(Bytes::from(json)));
         *response.status_mut() = self.status();
@@ -110,6 +162,11 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if attempts > 0 {
+            response
+                .headers_mut()
+                .insert(X_LEVEE_ATTEMPTS.clone(), HeaderValue::from(attempts));
+        }
         response
     }
 }
@@ -124,6 +181,8 @@ mod tests {
             cluster: "app".into(),
             endpoint: "127.0.0.1:1".into(),
             kind,
+            attempts: 1,
+            not_retried: None,
         };
         assert_eq!(upstream(FailureKind::Timeout).status(), 504);
         assert_eq!(upstream(FailureKind::ConnectRefused).status(), 502);
@@ -134,5 +193,33 @@ mod tests {
             .status(),
             502
         );
+    }
+}
+
+#[cfg(test)]
+mod body_tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn says_why_it_was_not_retried_and_how_often_it_was_tried() {
+        let error = ProxyError::Upstream {
+            cluster: "app".into(),
+            endpoint: "127.0.0.1:1".into(),
+            kind: FailureKind::ResetBeforeResponse,
+            attempts: 1,
+            not_retried: Some(NotRetried::NotIdempotent),
+        };
+        let response = error.into_response();
+        assert_eq!(response.status(), 502);
+        assert_eq!(response.headers()[&X_LEVEE_ATTEMPTS], "1");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            json["retry"],
+            "not retried: request was sent and is not idempotent"
+        );
+        assert_eq!(json["attempts"], 1);
+        assert_eq!(json["kind"], "reset-before-response");
     }
 }

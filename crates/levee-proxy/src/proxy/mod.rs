@@ -1,7 +1,9 @@
 //! The HTTP request path, in one straight line:
-//! client request → rewrite headers → pick endpoint → attempt (timeout) →
-//! outcome recorded on the cluster → response streamed back.
+//! client request → rewrite headers → body held for replay (if small) →
+//! attempts (pick endpoint, per-try timeout, retry or hedge elsewhere;
+//! `attempts.rs`) → outcomes recorded on the cluster → response streamed back.
 
+mod attempts;
 mod body;
 mod error;
 mod headers;
@@ -15,21 +17,24 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use levee_core::{EndpointId, FailureKind, Outcome};
+use levee_core::retry::is_idempotent;
 use tokio::time::Instant;
 
 pub use body::{InFlight, UpstreamBody};
-pub use error::ProxyError;
+pub use error::{ProxyError, X_LEVEE_ATTEMPTS};
 pub use headers::client_ip_value;
 
 use crate::cluster::Cluster;
 use crate::metrics::ListenerMetrics;
+use crate::upstream::{ClientBodyFailed, read_for_replay};
+use attempts::{Attempts, Payload, RequestHead};
 
 /// Body of every response a listener sends: a streamed upstream body or one of
 /// levee's own short answers.
 pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
 
-static X_LEVEE_ATTEMPTS: HeaderName = HeaderName::from_static("x-levee-attempts");
+/// A client's promise that repeating the request is harmless.
+static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// Who is on the other end of a client connection, computed once per
 /// connection rather than per request.
@@ -100,59 +105,53 @@ impl HttpProxy {
         started: Instant,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
         let cluster = &self.cluster;
-        let endpoint_id = cluster
+        let deadline = started + cluster.settings.request_timeout;
+        // Picked before the body is read: no endpoint, no point reading it.
+        let first = cluster
             .pick(started)
             .ok_or_else(|| ProxyError::NoEndpoint {
                 cluster: cluster.name.clone(),
             })?;
-        let endpoint = cluster.endpoint(endpoint_id);
-        let request = upstream_request(request, client, &endpoint.host_header)?;
-
-        let in_flight = InFlight::start(cluster, endpoint_id);
-        let attempt_started = Instant::now();
-        let result = tokio::time::timeout(
-            cluster.settings.request_timeout,
-            endpoint.pool.send(request),
-        )
-        .await;
-        let now = Instant::now();
-        let latency = now.saturating_duration_since(attempt_started);
-        let (response, connection) = match result {
-            Ok(Ok(sent)) => sent,
-            Ok(Err(kind)) => return Err(self.failed(endpoint_id, kind, latency, now)),
-            // Dropping the attempt closes its connection: a hung endpoint keeps
-            // no pooled connection.
-            Err(_elapsed) => {
-                return Err(self.failed(endpoint_id, FailureKind::Timeout, latency, now));
-            }
+        let request = upstream_request(request, client, &cluster.endpoint(first).host_header)?;
+        let (parts, body) = request.into_parts();
+        let retry = &cluster.settings.retry;
+        let idempotent = is_idempotent(
+            parts.method.as_str(),
+            parts.headers.contains_key(&IDEMPOTENCY_KEY),
+            retry.idempotent,
+        );
+        let payload =
+            match tokio::time::timeout_at(deadline, read_for_replay(body, retry.replay_buffer))
+                .await
+            {
+                Ok(Ok(Ok(copy))) => Payload::Replayable(copy),
+                Ok(Ok(Err(streaming))) => Payload::Once(Some(streaming)),
+                Ok(Err(ClientBodyFailed)) => {
+                    return Err(ProxyError::BadRequest {
+                        reason: "request body could not be read from the client",
+                    });
+                }
+                Err(_elapsed) => {
+                    return Err(ProxyError::BadRequest {
+                        reason: "request body did not arrive within the request timeout",
+                    });
+                }
+            };
+        let head = RequestHead {
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers,
         };
-        let outcome = Outcome::response(endpoint_id, response.status().as_u16(), latency);
-        cluster.record_head(&outcome, now);
-
-        let (mut parts, body) = response.into_parts();
+        let answered = Attempts::new(Arc::clone(cluster), head, payload, idempotent, deadline)
+            .run(first)
+            .await?;
+        let (mut parts, body) = answered.response.into_parts();
         headers::remove_hop_by_hop(&mut parts.headers);
-        parts
-            .headers
-            .insert(X_LEVEE_ATTEMPTS.clone(), HeaderValue::from_static("1"));
-        let body = UpstreamBody::new(body, in_flight, connection, Arc::clone(cluster), outcome);
+        parts.headers.insert(
+            X_LEVEE_ATTEMPTS.clone(),
+            HeaderValue::from(answered.attempts),
+        );
         Ok(Response::from_parts(parts, body))
-    }
-
-    /// Record a failed attempt and describe it for the client.
-    fn failed(
-        &self,
-        endpoint: EndpointId,
-        kind: FailureKind,
-        latency: std::time::Duration,
-        now: Instant,
-    ) -> ProxyError {
-        self.cluster
-            .record(&Outcome::failure(endpoint, kind, latency), now);
-        ProxyError::Upstream {
-            cluster: self.cluster.name.clone(),
-            endpoint: self.cluster.endpoint(endpoint).address.clone(),
-            kind,
-        }
     }
 }
 

@@ -1,8 +1,11 @@
-//! Talking to upstream endpoints: per-endpoint keep-alive pools and the
-//! translation of their errors into [`levee_core::FailureKind`].
+//! Talking to upstream endpoints: per-endpoint keep-alive pools, the request
+//! body held for replay, and the translation of their errors into
+//! [`levee_core::FailureKind`].
 
 mod classify;
 mod pool;
+mod request_body;
 
 pub use classify::classify_body_error;
-pub use pool::{EndpointPool, PoolSettings, PooledConnection};
+pub use pool::{EndpointPool, PoolSettings, PooledConnection, SendFailure};
+pub use request_body::{ClientBodyFailed, ReplayCopy, RequestBody, read_for_replay};

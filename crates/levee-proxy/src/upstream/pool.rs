@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::classify::classify_send_error;
+use super::request_body::RequestBody;
 
 /// How one endpoint's connections are made and kept.
 #[derive(Clone, Copy, Debug)]
@@ -37,9 +38,24 @@ pub struct PoolSettings {
     pub max_idle: usize,
 }
 
+/// An attempt that got no response.
+pub struct SendFailure {
+    /// What went wrong.
+    pub kind: FailureKind,
+    /// The request, handed back when it was never sent (a streaming body can
+    /// then still go to another endpoint).
+    pub unsent: Option<Request<RequestBody>>,
+}
+
+impl SendFailure {
+    fn new(kind: FailureKind) -> SendFailure {
+        SendFailure { kind, unsent: None }
+    }
+}
+
 /// An idle connection waiting in the pool.
 struct Idle {
-    sender: SendRequest<Incoming>,
+    sender: SendRequest<RequestBody>,
     since: Instant,
 }
 
@@ -55,7 +71,7 @@ pub struct EndpointPool {
 
 /// A connection checked out for one request.
 pub struct PooledConnection {
-    sender: SendRequest<Incoming>,
+    sender: SendRequest<RequestBody>,
     pool: Arc<EndpointPool>,
 }
 
@@ -85,12 +101,20 @@ impl EndpointPool {
     /// is sent again on another connection: it never reached the endpoint.
     pub async fn send(
         self: &Arc<Self>,
-        mut request: Request<Incoming>,
-    ) -> Result<(Response<Incoming>, PooledConnection), FailureKind> {
+        mut request: Request<RequestBody>,
+    ) -> Result<(Response<Incoming>, PooledConnection), SendFailure> {
         loop {
             let (mut sender, reused) = match self.take_idle().await {
                 Some(sender) => (sender, true),
-                None => (self.connect().await?, false),
+                None => match self.connect().await {
+                    Ok(sender) => (sender, false),
+                    Err(kind) => {
+                        return Err(SendFailure {
+                            kind,
+                            unsent: Some(request),
+                        });
+                    }
+                },
             };
             match sender.try_send_request(request).await {
                 Ok(response) => {
@@ -106,15 +130,20 @@ impl EndpointPool {
                         request = unsent;
                     }
                     // Handed back by a connection just made: still never sent.
-                    Some(_) => return Err(FailureKind::ConnectFailed),
-                    None => return Err(classify_send_error(error.error())),
+                    Some(unsent) => {
+                        return Err(SendFailure {
+                            kind: FailureKind::ConnectFailed,
+                            unsent: Some(unsent),
+                        });
+                    }
+                    None => return Err(SendFailure::new(classify_send_error(error.error()))),
                 },
             }
         }
     }
 
     /// A ready idle connection, dropping closed and expired ones on the way.
-    async fn take_idle(&self) -> Option<SendRequest<Incoming>> {
+    async fn take_idle(&self) -> Option<SendRequest<RequestBody>> {
         loop {
             let idle = self.idle.lock().pop()?;
             if idle.since.elapsed() >= self.settings.idle_timeout || idle.sender.is_closed() {
@@ -130,7 +159,7 @@ impl EndpointPool {
     }
 
     /// Open a new connection. Every error here means "not sent".
-    async fn connect(&self) -> Result<SendRequest<Incoming>, FailureKind> {
+    async fn connect(&self) -> Result<SendRequest<RequestBody>, FailureKind> {
         let stream = tokio::time::timeout(self.settings.connect_timeout, self.connect_tcp())
             .await
             .map_err(|_| FailureKind::ConnectTimeout)?
@@ -173,7 +202,7 @@ impl EndpointPool {
         }))
     }
 
-    fn release(&self, sender: SendRequest<Incoming>) {
+    fn release(&self, sender: SendRequest<RequestBody>) {
         if sender.is_closed() {
             return;
         }

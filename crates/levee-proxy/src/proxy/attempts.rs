@@ -1,0 +1,447 @@
+//! One client request's attempts: the first, retries after failures, and a
+//! hedge beside a slow attempt, until one answers or a rule says stop.
+//!
+//! The rules themselves are levee-core's ([`decide`], [`PoisonTracker`], the
+//! cluster's retry budget); this file runs them against real attempts:
+//! - a retry or hedge always goes to an endpoint this request has not tried;
+//! - at most two attempts run at once (the slow one and its hedge); the
+//!   first usable response wins and the other is cancelled;
+//! - a failed attempt's verdict for outlier detection waits until the
+//!   request is over, because a poison request's failures must not count
+//!   against the endpoints it broke.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use levee_core::retry::{
+    NotRetried, POISON_ENDPOINTS, PoisonClass, PoisonTracker, RequestFacts, RetryDecision, decide,
+};
+use levee_core::{AttemptResult, EndpointId, FailureKind, Outcome};
+use tokio::time::Instant;
+
+use super::body::{InFlight, UpstreamBody};
+use super::error::ProxyError;
+use crate::cluster::Cluster;
+use crate::upstream::{PooledConnection, ReplayCopy, RequestBody, SendFailure};
+
+/// The request body as this request's attempts see it.
+pub enum Payload {
+    /// Held whole: every attempt gets a copy.
+    Replayable(ReplayCopy),
+    /// Streamed: it goes to one attempt; `None` once sent.
+    Once(Option<RequestBody>),
+}
+
+impl Payload {
+    fn for_attempt(&mut self) -> Option<RequestBody> {
+        match self {
+            Payload::Replayable(copy) => Some(copy.body()),
+            Payload::Once(body) => body.take(),
+        }
+    }
+}
+
+/// The request head, kept so that each attempt can be sent its own copy.
+pub struct RequestHead {
+    /// Method.
+    pub method: Method,
+    /// Origin-form URI.
+    pub uri: Uri,
+    /// Headers as they go upstream.
+    pub headers: HeaderMap,
+}
+
+impl RequestHead {
+    fn request(&self, body: RequestBody) -> Request<RequestBody> {
+        let mut request = Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = Version::HTTP_11;
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
+
+    /// How the request is named in events: method and path, never the query.
+    fn describe(&self) -> String {
+        format!("{} {}", self.method, self.uri.path())
+    }
+}
+
+/// What one attempt came back with.
+struct Attempted {
+    endpoint: EndpointId,
+    in_flight: InFlight,
+    latency: Duration,
+    result: Result<(Response<Incoming>, PooledConnection), SendFailure>,
+}
+
+type AttemptFuture = Pin<Box<dyn Future<Output = Attempted> + Send>>;
+
+/// An attempt that has not come back yet.
+struct Running {
+    endpoint: EndpointId,
+    started: Instant,
+}
+
+/// The state of one request's attempts.
+pub struct Attempts {
+    cluster: Arc<Cluster>,
+    head: RequestHead,
+    payload: Payload,
+    facts: RequestFacts,
+    deadline: Instant,
+    tried: Vec<EndpointId>,
+    running: Vec<Running>,
+    futures: FuturesUnordered<AttemptFuture>,
+    poison: PoisonTracker,
+    /// Failed attempts whose outlier verdict waits for the end of the request.
+    held_verdicts: Vec<Outcome>,
+}
+
+/// A response head ready for the client, and how many attempts it took.
+pub struct Answered {
+    /// The winning response, body still streaming.
+    pub response: Response<UpstreamBody>,
+    /// Attempts made, the winner included.
+    pub attempts: u32,
+}
+
+impl Attempts {
+    /// Prepare the attempts of one request, which must answer by `deadline`.
+    pub fn new(
+        cluster: Arc<Cluster>,
+        head: RequestHead,
+        payload: Payload,
+        idempotent: bool,
+        deadline: Instant,
+    ) -> Attempts {
+        let facts = RequestFacts {
+            idempotent,
+            body_replayable: matches!(payload, Payload::Replayable(_)),
+        };
+        Attempts {
+            cluster,
+            head,
+            payload,
+            facts,
+            deadline,
+            tried: Vec::new(),
+            running: Vec::new(),
+            futures: FuturesUnordered::new(),
+            poison: PoisonTracker::new(),
+            held_verdicts: Vec::new(),
+        }
+    }
+
+    /// Run attempts, the first on `first`, until one gives a response the
+    /// client should get, or a rule stops the request.
+    pub async fn run(mut self, first: EndpointId) -> Result<Answered, ProxyError> {
+        let now = Instant::now();
+        self.cluster.record_request(now);
+        self.launch(first, now);
+        let hedging = self.facts.idempotent
+            && self.facts.body_replayable
+            && self.cluster.settings.retry.policy.max_attempts() > 1;
+        let mut hedge_at = if hedging {
+            self.cluster.hedge_delay(now).map(|delay| now + delay)
+        } else {
+            None
+        };
+        let result = loop {
+            let hedge_due = hedge_at.filter(|_| self.running.len() == 1);
+            tokio::select! {
+                Some(attempted) = self.futures.next() => {
+                    match self.settle(attempted).await {
+                        Step::Answer(answered) => break Ok(answered),
+                        Step::Stop(error) => break Err(error),
+                        Step::Continue => {}
+                    }
+                }
+                () = sleep_until_some(hedge_due) => {
+                    hedge_at = self.hedge(Instant::now());
+                }
+                () = tokio::time::sleep_until(self.deadline) => {
+                    break Err(self.deadline_passed(Instant::now()));
+                }
+            }
+        };
+        self.finish(Instant::now());
+        result
+    }
+
+    fn attempts(&self) -> u32 {
+        self.tried.len() as u32
+    }
+
+    /// Start an attempt on `endpoint`. The caller has checked that the
+    /// payload can still be sent.
+    fn launch(&mut self, endpoint: EndpointId, now: Instant) {
+        let Some(body) = self.payload.for_attempt() else {
+            return;
+        };
+        let request = self.head.request(body);
+        self.tried.push(endpoint);
+        self.running.push(Running {
+            endpoint,
+            started: now,
+        });
+        let cluster = Arc::clone(&self.cluster);
+        let per_try = self.cluster.settings.retry.per_try_timeout;
+        self.futures.push(Box::pin(async move {
+            let in_flight = InFlight::start(&cluster, endpoint);
+            let started = Instant::now();
+            let pool = &cluster.endpoint(endpoint).pool;
+            let result = match tokio::time::timeout(per_try, pool.send(request)).await {
+                Ok(result) => result,
+                // Dropping the attempt closes its connection: a hung endpoint
+                // keeps no pooled connection.
+                Err(_elapsed) => Err(SendFailure {
+                    kind: FailureKind::Timeout,
+                    unsent: None,
+                }),
+            };
+            Attempted {
+                endpoint,
+                in_flight,
+                latency: started.elapsed(),
+                result,
+            }
+        }));
+    }
+
+    /// Judge an attempt that came back.
+    async fn settle(&mut self, attempted: Attempted) -> Step {
+        let now = Instant::now();
+        self.running
+            .retain(|running| running.endpoint != attempted.endpoint);
+        let Attempted {
+            endpoint,
+            in_flight,
+            latency,
+            result,
+        } = attempted;
+        let (outcome, response) = match result {
+            Ok((response, connection)) => {
+                let status = response.status().as_u16();
+                (
+                    Outcome::response(endpoint, status, latency),
+                    Some((response, connection)),
+                )
+            }
+            Err(failure) => {
+                if let (Some(unsent), Payload::Once(slot)) = (failure.unsent, &mut self.payload) {
+                    // Never sent: the streaming body can still go elsewhere.
+                    *slot = Some(unsent.into_body());
+                }
+                (Outcome::failure(endpoint, failure.kind, latency), None)
+            }
+        };
+        self.cluster.record_head(&outcome, now);
+        let response = match response {
+            // Anything but 502/503/504 is the upstream's answer.
+            Some((response, connection)) if !matches!(response.status().as_u16(), 502..=504) => {
+                return Step::Answer(self.answer(response, connection, in_flight, outcome));
+            }
+            other => other,
+        };
+        self.poison.record(endpoint.0, &outcome);
+        if !self.running.is_empty() {
+            // The hedge (or the attempt it was hedging) may still answer.
+            self.held_verdicts.push(outcome);
+            return Step::Continue;
+        }
+        match (self.next_step(&outcome, now), response) {
+            (Some(stop), Some((response, connection))) => {
+                // The upstream's own error status says more than levee could.
+                tracing::debug!(cluster = %self.cluster.name, status = %response.status(), reason = %stop, "upstream error status passed on");
+                self.cluster.retry_metrics.record_not_retried(stop.as_str());
+                Step::Answer(self.answer(response, connection, in_flight, outcome))
+            }
+            (Some(stop), None) => {
+                self.held_verdicts.push(outcome);
+                Step::Stop(self.give_up(&outcome, stop))
+            }
+            (None, _) => {
+                self.held_verdicts.push(outcome);
+                drop(in_flight);
+                self.retry(&outcome, now).await
+            }
+        }
+    }
+
+    /// `None` to retry, or the rule that stops the request after `outcome`.
+    fn next_step(&self, outcome: &Outcome, now: Instant) -> Option<NotRetried> {
+        if let Some(class) = self.poison.poisoned() {
+            return Some(NotRetried::Poison {
+                class,
+                endpoints: POISON_ENDPOINTS,
+            });
+        }
+        let policy = &self.cluster.settings.retry.policy;
+        if let RetryDecision::Stop(reason) = decide(policy, &self.facts, self.attempts(), outcome) {
+            return Some(reason);
+        }
+        if matches!(self.payload, Payload::Once(None)) {
+            return Some(NotRetried::BodyTooLarge);
+        }
+        if self.cluster.pick_other(now, &self.tried).is_none() {
+            return Some(NotRetried::NoOtherEndpoint);
+        }
+        None
+    }
+
+    /// Retry after `last` failed, after a backoff, budget allowing.
+    async fn retry(&mut self, last: &Outcome, now: Instant) -> Step {
+        if !self.cluster.try_spend_retry(now) {
+            return Step::Stop(self.give_up(last, NotRetried::BudgetExhausted));
+        }
+        let retry_number = self.attempts().saturating_sub(1);
+        let wait = self
+            .cluster
+            .settings
+            .retry
+            .backoff
+            .delay(retry_number, &mut rand::rng());
+        let resume = (now + wait).min(self.deadline);
+        tokio::time::sleep_until(resume).await;
+        let now = Instant::now();
+        let Some(next) = self.cluster.pick_other(now, &self.tried) else {
+            return Step::Stop(self.give_up(last, NotRetried::NoOtherEndpoint));
+        };
+        tracing::debug!(
+            cluster = %self.cluster.name,
+            from = %self.cluster.endpoint(last.endpoint).address,
+            to = %self.cluster.endpoint(next).address,
+            attempt = self.attempts() + 1,
+            "retrying"
+        );
+        self.cluster.retry_metrics.record_retry();
+        self.launch(next, now);
+        Step::Continue
+    }
+
+    /// The hedge timer fired: send a copy to another endpoint if the rules
+    /// allow. Returns when to try again (the budget may refill), if ever.
+    fn hedge(&mut self, now: Instant) -> Option<Instant> {
+        let max_attempts = self.cluster.settings.retry.policy.max_attempts();
+        if self.attempts() >= max_attempts {
+            return None;
+        }
+        let next = self.cluster.pick_other(now, &self.tried)?;
+        let delay = self.cluster.hedge_delay(now)?;
+        if !self.cluster.try_spend_retry(now) {
+            return Some(now + delay);
+        }
+        tracing::debug!(
+            cluster = %self.cluster.name,
+            to = %self.cluster.endpoint(next).address,
+            after_ms = delay.as_millis() as u64,
+            "hedging a slow request"
+        );
+        self.cluster.retry_metrics.record_hedge();
+        self.launch(next, now);
+        None
+    }
+
+    /// Forward this response: the request is answered.
+    fn answer(
+        &mut self,
+        response: Response<Incoming>,
+        connection: PooledConnection,
+        in_flight: InFlight,
+        outcome: Outcome,
+    ) -> Answered {
+        let (parts, body) = response.into_parts();
+        let body = UpstreamBody::new(
+            body,
+            in_flight,
+            connection,
+            Arc::clone(&self.cluster),
+            outcome,
+        );
+        Answered {
+            response: Response::from_parts(parts, body),
+            attempts: self.attempts(),
+        }
+    }
+
+    /// The error the client gets after `last`, stopped by `reason`.
+    fn give_up(&self, last: &Outcome, reason: NotRetried) -> ProxyError {
+        self.cluster
+            .retry_metrics
+            .record_not_retried(reason.as_str());
+        let kind = match last.result {
+            AttemptResult::Failed(kind) => kind,
+            // Only a 502-504 gets here with a status; it was passed on
+            // rather than given up on, so this is a defensive default.
+            AttemptResult::Response { .. } => FailureKind::Other,
+        };
+        ProxyError::Upstream {
+            cluster: self.cluster.name.clone(),
+            endpoint: self.cluster.endpoint(last.endpoint).address.clone(),
+            kind,
+            attempts: self.attempts(),
+            not_retried: Some(reason),
+        }
+    }
+
+    /// The request's deadline passed with attempts still out: each of them
+    /// timed out as far as this request is concerned.
+    fn deadline_passed(&mut self, now: Instant) -> ProxyError {
+        for running in std::mem::take(&mut self.running) {
+            let latency = now.saturating_duration_since(running.started);
+            let outcome = Outcome::failure(running.endpoint, FailureKind::Timeout, latency);
+            self.cluster.record_head(&outcome, now);
+            self.held_verdicts.push(outcome);
+        }
+        ProxyError::Deadline {
+            cluster: self.cluster.name.clone(),
+            attempts: self.attempts(),
+        }
+    }
+
+    /// The request is over: cancel what is still running (a hedge loser's
+    /// wait still teaches the balancer that its endpoint was slow) and give
+    /// the held verdicts, except a poison request's, to outlier detection.
+    fn finish(&mut self, now: Instant) {
+        for running in self.running.drain(..) {
+            let waited = now.saturating_duration_since(running.started);
+            self.cluster
+                .load(running.endpoint)
+                .observe_latency(waited, now);
+        }
+        self.futures.clear();
+        let poisoned = self.poison.poisoned();
+        if let Some(class) = poisoned {
+            self.cluster
+                .report_poison(&self.head.describe(), class, POISON_ENDPOINTS);
+        }
+        for outcome in self.held_verdicts.drain(..) {
+            if poisoned.is_some() && PoisonClass::of(&outcome) == poisoned {
+                continue;
+            }
+            self.cluster.record_passive(&outcome, now);
+        }
+    }
+}
+
+/// What the request does after an attempt came back.
+enum Step {
+    Answer(Answered),
+    Stop(ProxyError),
+    Continue,
+}
+
+/// Sleep until `at`, or forever when there is nothing to wait for.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
