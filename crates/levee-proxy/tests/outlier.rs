@@ -72,8 +72,9 @@ async fn a_node_answering_503_is_ejected_after_n_failures() {
             errors += 1;
         }
     }
-    // Round robin sends it every third request until it has failed 5 times.
-    assert_eq!(errors, 5, "errors before ejection");
+    // Round robin sends it every third request until it has failed 5 times;
+    // each of those is retried on another node, so no client sees the 503.
+    assert_eq!(errors, 0, "503s are retried elsewhere");
     assert_eq!(backends[1].requests_received(), 5);
     let status = fetch_status(&client, gateway.admin_address()).await;
     let ejected = &status["clusters"][0]["endpoints"][1];

@@ -53,11 +53,13 @@ impl ReplayCopy {
     }
 }
 
-/// Read `body` for replay if it is at most `limit` bytes: the result is a
-/// [`ReplayCopy`] (replayable) or the streaming body to send once.
+/// Read `body` for replay if it announces a length of at most `limit` bytes:
+/// the result is a [`ReplayCopy`] (replayable) or the streaming body to send
+/// once.
 ///
-/// A body that announces more than `limit` is not read at all; one of unknown
-/// length is read until it ends or passes `limit`.
+/// A body of unknown length (chunked) is never held: it may be a stream the
+/// client only continues once the upstream answers (a duplex exchange), and
+/// waiting for its end would deadlock both. It streams through instead.
 pub async fn read_for_replay(
     mut body: Incoming,
     limit: usize,
@@ -66,13 +68,16 @@ pub async fn read_for_replay(
     if body.is_end_stream() {
         return Ok(Ok(ReplayCopy::default()));
     }
-    let announced = body.size_hint().lower();
-    if announced > limit as u64 {
+    let Some(announced) = body
+        .size_hint()
+        .exact()
+        .filter(|length| *length <= limit as u64)
+    else {
         return Ok(Err(RequestBody::Streaming {
             prefix: None,
             rest: body,
         }));
-    }
+    };
     let mut buffer = BytesMut::with_capacity(usize::try_from(announced).unwrap_or(0));
     let mut trailers = None;
     while let Some(frame) = body.frame().await {
@@ -80,6 +85,7 @@ pub async fn read_for_replay(
         match frame.into_data() {
             Ok(data) => {
                 buffer.extend_from_slice(&data);
+                // Only if the client sent more than it announced.
                 if buffer.len() > limit {
                     return Ok(Err(RequestBody::Streaming {
                         prefix: Some(buffer.freeze()),
