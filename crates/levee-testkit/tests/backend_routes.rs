@@ -153,3 +153,22 @@ impl http_body::Body for ChannelBody {
             .map(|data| data.map(|data| Ok(Frame::data(data))))
     }
 }
+
+#[tokio::test]
+async fn reset_route_breaks_a_healthy_backend_for_that_request_only() {
+    bounded(async {
+        let backend = Backend::start("b1", loopback()).await.unwrap();
+        let mut sender = connect(backend.addr()).await;
+        assert!(
+            sender
+                .send_request(request("GET", "/reset", ""))
+                .await
+                .is_err()
+        );
+        let mut sender = connect(backend.addr()).await;
+        let response = sender.send_request(request("GET", "/", "")).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(backend.requests_received(), 2);
+    })
+    .await;
+}

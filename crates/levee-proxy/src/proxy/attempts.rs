@@ -256,7 +256,11 @@ impl Attempts {
             self.held_verdicts.push(outcome);
             return Step::Continue;
         }
-        match (self.next_step(&outcome, now), response) {
+        // The budget is asked last: asking spends it.
+        let stop = self.next_step(&outcome, now).or_else(|| {
+            (!self.cluster.try_spend_retry(now)).then_some(NotRetried::BudgetExhausted)
+        });
+        match (stop, response) {
             (Some(stop), Some((response, connection))) => {
                 // The upstream's own error status says more than levee could.
                 tracing::debug!(cluster = %self.cluster.name, status = %response.status(), reason = %stop, "upstream error status passed on");
@@ -296,11 +300,8 @@ impl Attempts {
         None
     }
 
-    /// Retry after `last` failed, after a backoff, budget allowing.
+    /// Retry after `last` failed, after a backoff (the budget has paid).
     async fn retry(&mut self, last: &Outcome, now: Instant) -> Step {
-        if !self.cluster.try_spend_retry(now) {
-            return Step::Stop(self.give_up(last, NotRetried::BudgetExhausted));
-        }
         let retry_number = self.attempts().saturating_sub(1);
         let wait = self
             .cluster

@@ -156,6 +156,8 @@ impl hyper::service::Service<Request<Incoming>> for BackendService {
         self.shared
             .record_headers(std::mem::take(request.headers_mut()));
         match mode {
+            // A request that kills whichever node gets it, however healthy.
+            Mode::Healthy if request.uri().path() == "/reset" => self.take_over(Takeover::Reset),
             Mode::Healthy => ResponseFuture::after(self.route(request)),
             Mode::Slow(delay) => {
                 let (extra, response) = self.route(request);
