@@ -422,7 +422,11 @@ mod tests {
         backend.set_mode(TcpMode::CloseAtOnce).await.unwrap();
         let mut stream = TcpStream::connect(backend.addr()).await.unwrap();
         // A clean close or a reset, never data.
-        assert!(read_to_end(&mut stream).await.map_or(true, |data| data.is_empty()));
+        assert!(
+            read_to_end(&mut stream)
+                .await
+                .map_or(true, |data| data.is_empty())
+        );
 
         backend.set_mode(TcpMode::ResetAfterRead).await.unwrap();
         let mut stream = TcpStream::connect(backend.addr()).await.unwrap();
@@ -440,7 +444,11 @@ mod tests {
         let mut echoed = [0; 1];
         open.read_exact(&mut echoed).await.unwrap();
         backend.set_mode(TcpMode::Crashed).await.unwrap();
-        assert!(read_to_end(&mut open).await.map_or(true, |data| data.is_empty()));
+        assert!(
+            read_to_end(&mut open)
+                .await
+                .map_or(true, |data| data.is_empty())
+        );
         let refused = TcpStream::connect(backend.addr()).await.unwrap_err();
         assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
 

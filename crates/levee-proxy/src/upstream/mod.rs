@@ -5,4 +5,4 @@ mod classify;
 mod pool;
 
 pub use classify::classify_body_error;
-pub use pool::{EndpointPool, PoolSettings, PooledConnection};
+pub use pool::{ConnectError, EndpointPool, PoolSettings, PooledConnection};
