@@ -15,12 +15,13 @@ use tokio::time::Instant;
 
 use crate::admin;
 use crate::cluster::{Cluster, ClusterBuildError, ClusterStatus};
-use crate::config::Config;
+use crate::config::{Config, Protocol};
 use crate::events::EventLog;
 use crate::health;
 use crate::listener::{self, BindError};
 use crate::metrics::Metrics;
 use crate::proxy::HttpProxy;
+use crate::tcp::{self, TcpProxy};
 
 /// Why a gateway did not start. Nothing is left listening when this is returned.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +50,7 @@ pub struct ListenerStatus {
     pub name: String,
     /// Address actually bound (the real port when the config said 0).
     pub address: SocketAddr,
-    /// `http`.
+    /// `http` or `tcp`.
     pub protocol: &'static str,
     /// Cluster it forwards to.
     pub cluster: String,
@@ -150,13 +151,13 @@ pub async fn start_with_admin_routes(
                     listener: settings.name.clone(),
                     cluster: settings.cluster.clone(),
                 })?;
-        let tcp = listener::bind(&format!("listener {:?}", settings.name), settings.listen)?;
-        let address = tcp.local_addr().map_err(|source| BindError {
+        let socket = listener::bind(&format!("listener {:?}", settings.name), settings.listen)?;
+        let address = socket.local_addr().map_err(|source| BindError {
             what: format!("listener {:?}", settings.name),
             address: settings.listen,
             source,
         })?;
-        bound.push((settings, Arc::clone(cluster), tcp, address));
+        bound.push((settings, Arc::clone(cluster), socket, address));
     }
     let admin_tcp = listener::bind("admin", config.admin.listen)?;
     let admin_address = admin_tcp.local_addr().map_err(|source| BindError {
@@ -173,7 +174,7 @@ pub async fn start_with_admin_routes(
             .map(|(settings, _, _, address)| ListenerStatus {
                 name: settings.name.clone(),
                 address: *address,
-                protocol: "http",
+                protocol: settings.protocol.as_str(),
                 cluster: settings.cluster.clone(),
             })
             .collect(),
@@ -193,14 +194,27 @@ pub async fn start_with_admin_routes(
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut listener_tasks = JoinSet::new();
-    for (settings, cluster, tcp, address) in bound {
-        let proxy = Arc::new(HttpProxy::new(
-            settings.name.clone(),
-            cluster,
-            metrics.listener(&settings.name),
-        ));
-        tracing::info!(listener = %settings.name, %address, cluster = %settings.cluster, "listening");
-        listener_tasks.spawn(listener::serve_http(tcp, proxy, shutdown_rx.clone()));
+    for (settings, cluster, socket, address) in bound {
+        let name = settings.name.clone();
+        let listener_metrics = metrics.listener(&name);
+        tracing::info!(listener = %name, %address, protocol = %settings.protocol, cluster = %settings.cluster, "listening");
+        match settings.protocol {
+            Protocol::Http => {
+                let proxy = Arc::new(HttpProxy::new(name, cluster, listener_metrics));
+                listener_tasks.spawn(listener::serve_http(socket, proxy, shutdown_rx.clone()));
+            }
+            Protocol::Tcp => {
+                let tcp_metrics = metrics.tcp_listener(&name);
+                let proxy = Arc::new(TcpProxy::new(
+                    name,
+                    cluster,
+                    listener_metrics,
+                    tcp_metrics,
+                    settings.tcp_replay,
+                ));
+                listener_tasks.spawn(tcp::serve_tcp(socket, proxy, shutdown_rx.clone()));
+            }
+        }
     }
     let router = admin::router(Arc::clone(&state)).merge(extra_admin);
     let (admin_shutdown, admin_shutdown_rx) = watch::channel(false);
@@ -240,8 +254,8 @@ impl RunningGateway {
         &self.state
     }
 
-    /// Stop accepting, let in-flight requests finish up to the drain timeout,
-    /// then stop the admin listener.
+    /// Stop accepting, let in-flight requests (and open TCP connections)
+    /// finish up to the drain timeout, then stop the admin listener.
     pub async fn shutdown(mut self) -> ShutdownOutcome {
         self.state.draining.store(true, Ordering::Release);
         let _ = self.shutdown.send(true);

@@ -1,5 +1,5 @@
-//! levee's gateway: config, HTTP listeners, the request path, the upstream
-//! client, the admin API, metrics and the demo.
+//! levee's gateway: config, HTTP and TCP listeners, the request path, the
+//! upstream client, the admin API, metrics and the demo.
 //!
 //! Data flows one way: listener → proxy → cluster (balancer picks an endpoint)
 //! → attempt → outcome recorded on the cluster → response streamed back.
@@ -14,6 +14,7 @@ pub mod health;
 pub mod listener;
 pub mod metrics;
 pub mod proxy;
+pub mod tcp;
 pub mod upstream;
 
 pub use config::Config;

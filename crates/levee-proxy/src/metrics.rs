@@ -14,6 +14,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::tcp::{ReconnectReason, SessionOutcome};
+
 /// Latency buckets: 250 µs doubling up to ~16 s.
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_25, 2.0, 17))
@@ -74,6 +76,18 @@ struct ListenerClassLabels {
     class: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerOutcomeLabels {
+    listener: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerReasonLabels {
+    listener: String,
+    reason: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// All of levee's metric families and the registry that exports them.
@@ -92,6 +106,8 @@ pub struct Metrics {
     responses: Family<ListenerClassLabels, Counter>,
     request_duration: HistogramFamily<ListenerLabels>,
     connections: Family<ListenerLabels, Counter>,
+    tcp_sessions: Family<ListenerOutcomeLabels, Counter>,
+    tcp_reconnects: Family<ListenerReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -118,6 +134,8 @@ impl Metrics {
             responses: Family::default(),
             request_duration: Family::new_with_constructor(latency_histogram),
             connections: Family::default(),
+            tcp_sessions: Family::default(),
+            tcp_reconnects: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -184,6 +202,16 @@ impl Metrics {
             "connections_accepted",
             "Client connections accepted by listener",
             metrics.connections.clone(),
+        );
+        registry.register(
+            "tcp_sessions",
+            "Client connections of tcp listeners by how they ended: served (an endpoint took the connection), no-endpoint, all-failed (no attempt worked), client-gone (the client left before the endpoint answered)",
+            metrics.tcp_sessions.clone(),
+        );
+        registry.register(
+            "tcp_reconnects",
+            "TCP sessions moved to another endpoint, by reason: connect-failed (nothing was sent) or closed-before-answer (the client's kept bytes were replayed)",
+            metrics.tcp_reconnects.clone(),
         );
         Metrics {
             registry,
@@ -258,6 +286,27 @@ impl Metrics {
             }),
             duration: self.request_duration.get_or_create_owned(&labels),
             connections: self.connections.get_or_create_owned(&labels),
+        }
+    }
+
+    /// Handles for the TCP series of one `tcp` listener (its connection
+    /// count is in [`Metrics::listener`]'s).
+    pub fn tcp_listener(&self, listener: &str) -> TcpListenerMetrics {
+        TcpListenerMetrics {
+            sessions: SessionOutcome::ALL.map(|outcome| {
+                self.tcp_sessions
+                    .get_or_create_owned(&ListenerOutcomeLabels {
+                        listener: listener.to_owned(),
+                        outcome: outcome.as_str(),
+                    })
+            }),
+            reconnects: ReconnectReason::ALL.map(|reason| {
+                self.tcp_reconnects
+                    .get_or_create_owned(&ListenerReasonLabels {
+                        listener: listener.to_owned(),
+                        reason: reason.as_str(),
+                    })
+            }),
         }
     }
 
@@ -382,6 +431,25 @@ impl ListenerMetrics {
     }
 }
 
+/// Pre-created TCP series of one `tcp` listener.
+#[derive(Clone)]
+pub struct TcpListenerMetrics {
+    sessions: [Counter; SessionOutcome::ALL.len()],
+    reconnects: [Counter; ReconnectReason::ALL.len()],
+}
+
+impl TcpListenerMetrics {
+    /// Count a client connection that ended.
+    pub fn record_session(&self, outcome: SessionOutcome) {
+        self.sessions[outcome.index()].inc();
+    }
+
+    /// Count a session moved to another endpoint.
+    pub fn record_reconnect(&self, reason: ReconnectReason) {
+        self.reconnects[reason.index()].inc();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,5 +477,22 @@ mod tests {
             text.contains("levee_upstream_response_seconds_bucket"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn tcp_series_exist_before_anything_happens() {
+        let metrics = Metrics::new();
+        let tcp = metrics.tcp_listener("git");
+        tcp.record_session(SessionOutcome::Served);
+        tcp.record_reconnect(ReconnectReason::ClosedBeforeAnswer);
+        let text = metrics.encode();
+        for line in [
+            r#"levee_tcp_sessions_total{listener="git",outcome="served"} 1"#,
+            r#"levee_tcp_sessions_total{listener="git",outcome="all-failed"} 0"#,
+            r#"levee_tcp_reconnects_total{listener="git",reason="closed-before-answer"} 1"#,
+            r#"levee_tcp_reconnects_total{listener="git",reason="connect-failed"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! Test and benchmark tools for levee: a fault-injecting HTTP backend
-//! ([`backend`]) and a closed-loop HTTP load generator ([`load`]).
+//! ([`backend`]), its raw TCP counterpart ([`tcp_backend`]) and a
+//! closed-loop HTTP load generator ([`load`]).
 //!
-//! Both run on real loopback sockets, so the gateway is tested the way it is
+//! All run on real loopback sockets, so the gateway is tested the way it is
 //! used: through the kernel's TCP stack, with real refusals, resets and
 //! timeouts.
 
@@ -9,3 +10,4 @@
 
 pub mod backend;
 pub mod load;
+pub mod tcp_backend;

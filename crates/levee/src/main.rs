@@ -77,8 +77,8 @@ fn main() -> ExitCode {
                 let gateway = levee_proxy::start(config).await?;
                 for listener in &gateway.state().listeners {
                     println!(
-                        "levee: listener {:?} on http://{} -> cluster {:?}",
-                        listener.name, listener.address, listener.cluster
+                        "levee: listener {:?} on {}://{} -> cluster {:?}",
+                        listener.name, listener.protocol, listener.address, listener.cluster
                     );
                 }
                 println!("levee: admin on http://{}", gateway.admin_address());

@@ -130,10 +130,15 @@ pub(super) struct RawListener {
     /// Address to bind, `"ip:port"` (`"0.0.0.0:8080"`, `"[::]:8080"`).
     /// Required.
     pub listen: Option<Spanned<String>>,
-    /// What the listener speaks: `"http"`. Default `"http"`.
+    /// What the listener speaks: `"http"` or `"tcp"`. Default `"http"`.
     pub protocol: Option<Spanned<String>>,
     /// Name of the `[[cluster]]` that serves this listener. Required.
     pub cluster: Option<Spanned<String>>,
+    /// `tcp` listeners only: a size (`"64KiB"`); up to this many of the
+    /// client's first bytes are kept while the endpoint has sent nothing
+    /// back, and replayed to another endpoint if it closes first. Default
+    /// `"0"`: off.
+    pub tcp_replay: Option<Spanned<String>>,
 }
 
 /// `[[cluster]]`: interchangeable endpoints and how to talk to them.

@@ -107,9 +107,20 @@ pub struct ListenerSettings {
     pub protocol: Protocol,
     /// Name of the cluster that serves its traffic (always defined).
     pub cluster: String,
+    /// TCP listeners only: up to this many of the client's first bytes are
+    /// kept while the upstream has sent nothing back, so that an endpoint
+    /// that closes before answering can be replaced by another one, which
+    /// gets the same bytes. 0 turns replay off. A client that sends more
+    /// before the upstream answers is simply not replayed.
+    pub tcp_replay: u64,
 }
 
 impl ListenerSettings {
+    /// Default [`ListenerSettings::tcp_replay`]: off, because replaying
+    /// bytes is only safe for protocols where an endpoint that closed without
+    /// answering has not acted on them (the operator has to know that).
+    pub const DEFAULT_TCP_REPLAY: u64 = 0;
+
     /// A listener with every optional setting at its default.
     pub fn new(
         name: impl Into<String>,
@@ -121,6 +132,7 @@ impl ListenerSettings {
             listen,
             protocol: Protocol::default(),
             cluster: cluster.into(),
+            tcp_replay: ListenerSettings::DEFAULT_TCP_REPLAY,
         }
     }
 }
@@ -131,6 +143,9 @@ pub enum Protocol {
     /// HTTP/1.1 and HTTP/2, reverse proxied request by request.
     #[default]
     Http,
+    /// Raw TCP (L4): each client connection is relayed byte for byte to one
+    /// endpoint (SSH, git, databases).
+    Tcp,
 }
 
 impl Protocol {
@@ -138,6 +153,7 @@ impl Protocol {
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Http => "http",
+            Protocol::Tcp => "tcp",
         }
     }
 }
@@ -148,14 +164,11 @@ impl fmt::Display for Protocol {
     }
 }
 
-/// A `protocol` value levee does not (yet) speak.
+/// A `protocol` value levee does not speak.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadProtocol {
-    /// Planned (TCP routing is in the design) but not implemented.
-    #[error("protocol {0:?} is not supported yet")]
-    NotYet(String),
     /// Not a protocol levee knows.
-    #[error("unknown protocol {0:?}: expected \"http\"")]
+    #[error("unknown protocol {0:?}: expected \"http\" or \"tcp\"")]
     Unknown(String),
 }
 
@@ -165,7 +178,7 @@ impl FromStr for Protocol {
     fn from_str(text: &str) -> Result<Protocol, BadProtocol> {
         match text {
             "http" => Ok(Protocol::Http),
-            "tcp" => Err(BadProtocol::NotYet(text.to_owned())),
+            "tcp" => Ok(Protocol::Tcp),
             _ => Err(BadProtocol::Unknown(text.to_owned())),
         }
     }
@@ -393,8 +406,10 @@ mod tests {
         for policy in BalancePolicy::ALL {
             assert_eq!(policy.to_string().parse(), Ok(policy));
         }
-        assert_eq!("http".parse(), Ok(Protocol::Http));
-        assert_eq!(Protocol::Http.to_string(), "http");
+        for protocol in [Protocol::Http, Protocol::Tcp] {
+            assert_eq!(protocol.to_string().parse(), Ok(protocol));
+        }
+        assert_eq!(Protocol::Tcp.to_string(), "tcp");
     }
 
     #[test]
@@ -409,6 +424,7 @@ mod tests {
     fn constructors_fill_in_defaults() {
         let listener = ListenerSettings::new("web", "127.0.0.1:80".parse().unwrap(), "app");
         assert_eq!(listener.protocol, Protocol::Http);
+        assert_eq!(listener.tcp_replay, 0);
         let cluster = ClusterSettings::new("app", vec![EndpointAddress::new("a", 1)]);
         assert_eq!(cluster.balance, BalancePolicy::P2cEwma);
         assert_eq!(cluster.connect_timeout, Duration::from_secs(1));

@@ -119,7 +119,10 @@ fn toml_block_after(heading: &str) -> &'static str {
 #[test]
 fn the_example_file_is_valid_and_sets_every_key() {
     let config = Config::from_toml_str(EXAMPLE, "levee.example.toml").unwrap();
-    assert_eq!(config.listeners.len(), 2);
+    assert_eq!(config.listeners.len(), 3);
+    let git = &config.listeners[2];
+    assert_eq!(git.protocol, Protocol::Tcp);
+    assert_eq!(git.tcp_replay, 64 * 1024);
     assert_eq!(config.runtime.worker_threads, Some(4));
     let api = config.cluster("api").unwrap();
     assert_eq!(api.balance, BalancePolicy::LeastRequest);
@@ -251,6 +254,7 @@ endpoints = ["10.0.0.1:8000"]
             listen: "0.0.0.0:8080".parse().unwrap(),
             protocol: Protocol::Http,
             cluster: "app".into(),
+            tcp_replay: 0,
         }],
         clusters: vec![ClusterSettings {
             name: "app".into(),
@@ -504,14 +508,60 @@ fn bad_balance_policy_lists_the_valid_ones() {
     );
 }
 
+/// `VALID_TAIL` and a listener "ssh" on cluster "ok" with `lines` added.
+fn listener_with(lines: &str) -> String {
+    format!(
+        "{VALID_TAIL}\n[[listener]]\nname = \"ssh\"\nlisten = \"0.0.0.0:22\"\ncluster = \"ok\"\n{lines}"
+    )
+}
+
+fn ssh_listener(lines: &str) -> ListenerSettings {
+    let config = Config::from_toml_str(&listener_with(lines), "levee.toml").unwrap();
+    config.listeners[1].clone()
+}
+
 #[test]
-fn tcp_protocol_is_not_supported_yet() {
-    let source = format!(
-        "{VALID_TAIL}\n[[listener]]\nname = \"ssh\"\nlisten = \"0.0.0.0:22\"\nprotocol = \"tcp\"\ncluster = \"ok\"\n"
+fn tcp_listeners_replay_only_when_asked() {
+    let plain = ssh_listener("protocol = \"tcp\"\n");
+    assert_eq!(plain.protocol, Protocol::Tcp);
+    assert_eq!(plain.tcp_replay, 0);
+    let replaying = ssh_listener("protocol = \"tcp\"\ntcp_replay = \"64KiB\"\n");
+    assert_eq!(replaying.tcp_replay, 64 * 1024);
+    assert_eq!(
+        ssh_listener("protocol = \"tcp\"\ntcp_replay = \"0\"\n").tcp_replay,
+        0
     );
+}
+
+#[test]
+fn tcp_replay_on_an_http_listener() {
+    for lines in [
+        "tcp_replay = \"64KiB\"\n",
+        "protocol = \"http\"\ntcp_replay = \"0\"\n",
+    ] {
+        let source = listener_with(lines);
+        let line = 14 + lines.lines().count();
+        assert_eq!(
+            error(&source),
+            format!(
+                r#"levee.toml:{line}:14: tcp_replay: only a listener with protocol = "tcp" replays bytes; [[listener]] "ssh" is an http listener"#
+            )
+        );
+    }
+}
+
+#[test]
+fn bad_tcp_replay_size() {
+    let source = listener_with("protocol = \"tcp\"\ntcp_replay = \"lots\"\n");
     assert_eq!(
         error(&source),
-        r#"levee.toml:14:12: protocol "tcp" is not supported yet"#
+        r#"levee.toml:16:14: tcp_replay: bad size "lots": expected e.g. "64KiB" or "1MB""#
+    );
+    // A bad protocol is reported once, and a good size is not judged by it.
+    let source = listener_with("protocol = \"udp\"\ntcp_replay = \"1KiB\"\n");
+    assert_eq!(
+        error(&source),
+        r#"levee.toml:15:12: unknown protocol "udp": expected "http" or "tcp""#
     );
 }
 
@@ -522,7 +572,7 @@ fn unknown_protocol() {
     );
     assert_eq!(
         error(&source),
-        r#"levee.toml:14:12: unknown protocol "gopher": expected "http""#
+        r#"levee.toml:14:12: unknown protocol "gopher": expected "http" or "tcp""#
     );
 }
 
@@ -775,7 +825,7 @@ cluster = "ap"
 [[listener]]
 name = "web"
 listen = "not an address"
-protocol = "tcp"
+protocol = "udp"
 cluster = "app"
 
 [[cluster]]
@@ -793,7 +843,7 @@ request_timeout = 15
         r#"levee.toml:11:11: listener "web" names cluster "ap", which is not defined (did you mean "app"?)"#,
         r#"levee.toml:14:8: duplicate listener name "web" (first defined at line 9)"#,
         r#"levee.toml:15:10: listen: bad socket address "not an address": expected an IP address and port, e.g. "0.0.0.0:8080" or "[::]:8080""#,
-        r#"levee.toml:16:12: protocol "tcp" is not supported yet"#,
+        r#"levee.toml:16:12: unknown protocol "udp": expected "http" or "tcp""#,
         r#"levee.toml:21:31: endpoints: bad endpoint address "10.0.0.2": missing port; expected host:port, e.g. "10.0.0.1:8000" or "backend.internal:8000""#,
         r#"levee.toml:22:1: unknown key "balanc" in [[cluster]] "app" (did you mean "balance"?)"#,
         r#"levee.toml:23:19: connect_timeout: bad duration "10 parsecs": expected e.g. "250ms" or "10s""#,

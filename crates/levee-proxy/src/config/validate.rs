@@ -20,7 +20,7 @@ use toml::Spanned;
 use super::checks;
 use super::raw::{RawAdmin, RawCluster, RawConfig, RawListener, RawRuntime, Section};
 use super::report::Report;
-use super::units::parse_duration;
+use super::units::{parse_duration, parse_size};
 use super::{
     AdminSettings, ClusterSettings, Config, EndpointAddress, ListenerSettings, Protocol,
     RetrySettings, RuntimeSettings,
@@ -123,13 +123,17 @@ fn listener<'r>(section: &'r Section<RawListener>, report: &mut Report<'_>) -> L
             .ok(),
     };
     let cluster = required(section, raw.cluster.as_ref(), "cluster", report);
-    let settings = match (name, &listen, protocol, cluster) {
-        (Some(name), Some(listen), Some(protocol), Some(cluster)) => Some(ListenerSettings {
-            name: name.get_ref().clone(),
-            listen: *listen.get_ref(),
-            protocol,
-            cluster: cluster.get_ref().clone(),
-        }),
+    let tcp_replay = tcp_replay(section, protocol, report);
+    let settings = match (name, &listen, protocol, cluster, tcp_replay) {
+        (Some(name), Some(listen), Some(protocol), Some(cluster), Some(tcp_replay)) => {
+            Some(ListenerSettings {
+                name: name.get_ref().clone(),
+                listen: *listen.get_ref(),
+                protocol,
+                cluster: cluster.get_ref().clone(),
+                tcp_replay,
+            })
+        }
         _ => None,
     };
     Listener {
@@ -138,6 +142,35 @@ fn listener<'r>(section: &'r Section<RawListener>, report: &mut Report<'_>) -> L
         listen,
         cluster,
         settings,
+    }
+}
+
+/// `tcp_replay` in bytes, or the default if it is not written. Only a tcp
+/// listener has bytes to replay: on an http listener the key is an error,
+/// not silently ignored (HTTP retries are configured per cluster). `None` if
+/// it is bad (reported); not judged against a `protocol` that is itself bad.
+fn tcp_replay(
+    section: &Section<RawListener>,
+    protocol: Option<Protocol>,
+    report: &mut Report<'_>,
+) -> Option<u64> {
+    let Some(text) = &section.raw.tcp_replay else {
+        return Some(ListenerSettings::DEFAULT_TCP_REPLAY);
+    };
+    let size = parse_size(text.get_ref())
+        .map_err(|error| report.error(text.span(), format!("tcp_replay: {error}")))
+        .ok()?;
+    match protocol {
+        Some(Protocol::Http) => {
+            let message = format!(
+                "tcp_replay: only a listener with protocol = \"tcp\" replays bytes; \
+                 {} is an http listener",
+                section.label
+            );
+            report.error(text.span(), message);
+            None
+        }
+        Some(Protocol::Tcp) | None => Some(size),
     }
 }
 

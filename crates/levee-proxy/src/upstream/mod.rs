@@ -7,5 +7,5 @@ mod pool;
 mod request_body;
 
 pub use classify::classify_body_error;
-pub use pool::{EndpointPool, PoolSettings, PooledConnection, SendFailure};
+pub use pool::{ConnectError, EndpointPool, PoolSettings, PooledConnection, SendFailure};
 pub use request_body::{ClientBodyFailed, ReplayCopy, RequestBody, read_for_replay};

@@ -53,6 +53,32 @@ impl SendFailure {
     }
 }
 
+/// Why a TCP connection to an endpoint could not be opened. Nothing was
+/// sent on it, so whatever was to be sent may go elsewhere.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// No connection within the connect timeout.
+    #[error("no connection within {0:?}")]
+    TimedOut(Duration),
+    /// The OS said no: refused, unreachable, no address.
+    #[error("{0}")]
+    Io(#[source] io::Error),
+}
+
+impl ConnectError {
+    /// The failure as outcomes and metrics name it.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            ConnectError::TimedOut(_) => FailureKind::ConnectTimeout,
+            ConnectError::Io(error) => match error.kind() {
+                io::ErrorKind::ConnectionRefused => FailureKind::ConnectRefused,
+                io::ErrorKind::TimedOut => FailureKind::ConnectTimeout,
+                _ => FailureKind::ConnectFailed,
+            },
+        }
+    }
+}
+
 /// An idle connection waiting in the pool.
 struct Idle {
     sender: SendRequest<RequestBody>,
@@ -158,21 +184,26 @@ impl EndpointPool {
         }
     }
 
+    /// A new TCP connection to the endpoint, outside the pool, within the
+    /// connect timeout and with `TCP_NODELAY` on. HTTP connections are made
+    /// with it, and TCP listeners relay their clients' bytes over it.
+    pub async fn open_stream(&self) -> Result<TcpStream, ConnectError> {
+        let timeout = self.settings.connect_timeout;
+        let stream = tokio::time::timeout(timeout, self.connect_tcp())
+            .await
+            .map_err(|_| ConnectError::TimedOut(timeout))?
+            .map_err(ConnectError::Io)?;
+        // Small exchanges must not wait for Nagle; failure only costs latency.
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
     /// Open a new connection. Every error here means "not sent".
     async fn connect(&self) -> Result<SendRequest<RequestBody>, FailureKind> {
-        let stream = tokio::time::timeout(self.settings.connect_timeout, self.connect_tcp())
-            .await
-            .map_err(|_| FailureKind::ConnectTimeout)?
-            .map_err(|error| {
-                tracing::debug!(endpoint = %format_args!("{}:{}", self.host, self.port), %error, "connect failed");
-                match error.kind() {
-                    io::ErrorKind::ConnectionRefused => FailureKind::ConnectRefused,
-                    io::ErrorKind::TimedOut => FailureKind::ConnectTimeout,
-                    _ => FailureKind::ConnectFailed,
-                }
-            })?;
-        // Small request/response exchanges must not wait for Nagle.
-        let _ = stream.set_nodelay(true);
+        let stream = self.open_stream().await.map_err(|error| {
+            tracing::debug!(endpoint = %format_args!("{}:{}", self.host, self.port), %error, "connect failed");
+            error.kind()
+        })?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|_| FailureKind::ConnectFailed)?;

@@ -1,0 +1,204 @@
+//! TCP (L4) listeners: each client connection is relayed byte for byte to
+//! one endpoint of the cluster (SSH, git, databases).
+//!
+//! One file per concept:
+//! - here: the accept loop and its drain, [`TcpProxy`] and what a session
+//!   can end as;
+//! - `session.rs`: one client connection: pick an endpoint, connect (moving
+//!   on after connect failures), relay;
+//! - `replay.rs`: replay mode, while the endpoint has sent nothing back:
+//!   the kept client bytes and the wait for the endpoint's first byte.
+//!
+//! The rule that decides when a connection may move (DESIGN, capability 4):
+//! a connect failure always may; an endpoint that closes before sending
+//! anything may, in replay mode, if the client's bytes so far were kept;
+//! once any endpoint byte has reached the client, never.
+
+mod replay;
+mod session;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinError, JoinSet};
+
+use crate::cluster::Cluster;
+use crate::listener::stop_requested;
+use crate::metrics::{ListenerMetrics, TcpListenerMetrics};
+
+/// Forwards one `tcp` listener's connections to its cluster.
+pub struct TcpProxy {
+    /// Listener name (logs, metrics).
+    pub listener: String,
+    cluster: Arc<Cluster>,
+    /// Connections accepted (shared with HTTP listeners' series).
+    metrics: ListenerMetrics,
+    /// Sessions by outcome, reconnects by reason.
+    tcp_metrics: TcpListenerMetrics,
+    /// Most client bytes kept for replay; 0: replay off.
+    replay_limit: usize,
+}
+
+impl TcpProxy {
+    /// A proxy from a listener to `cluster`; `tcp_replay` is the listener's
+    /// setting (bytes kept for replay, 0 for off).
+    pub fn new(
+        listener: String,
+        cluster: Arc<Cluster>,
+        metrics: ListenerMetrics,
+        tcp_metrics: TcpListenerMetrics,
+        tcp_replay: u64,
+    ) -> TcpProxy {
+        TcpProxy {
+            listener,
+            cluster,
+            metrics,
+            tcp_metrics,
+            replay_limit: usize::try_from(tcp_replay).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+/// How a client connection of a `tcp` listener ended (the `outcome` label
+/// of `levee_tcp_sessions_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SessionOutcome {
+    /// An endpoint took the connection and relayed it until one side
+    /// closed.
+    Served,
+    /// The cluster had no endpoint to pick: the client connection was closed
+    /// at once.
+    NoEndpoint,
+    /// Every attempt failed (connect failures, or endpoints that closed
+    /// before answering) and no attempt or untried endpoint was left: the
+    /// client connection was closed.
+    AllFailed,
+    /// The client failed or reset before any endpoint answered (replay mode
+    /// only): says nothing about the endpoint.
+    ClientGone,
+}
+
+impl SessionOutcome {
+    /// Every outcome, in label order (for pre-creating metric series).
+    pub const ALL: [SessionOutcome; 4] = [
+        SessionOutcome::Served,
+        SessionOutcome::NoEndpoint,
+        SessionOutcome::AllFailed,
+        SessionOutcome::ClientGone,
+    ];
+
+    /// Position in [`SessionOutcome::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Metric label and log spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionOutcome::Served => "served",
+            SessionOutcome::NoEndpoint => "no-endpoint",
+            SessionOutcome::AllFailed => "all-failed",
+            SessionOutcome::ClientGone => "client-gone",
+        }
+    }
+}
+
+impl fmt::Display for SessionOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a session moved to another endpoint (the `reason` label of
+/// `levee_tcp_reconnects_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReconnectReason {
+    /// The connect was refused, timed out or failed: nothing had been sent.
+    ConnectFailed,
+    /// The endpoint closed or reset before sending anything back; the
+    /// client's kept bytes go to the next endpoint first (replay mode).
+    ClosedBeforeAnswer,
+}
+
+impl ReconnectReason {
+    /// Every reason, in label order (for pre-creating metric series).
+    pub const ALL: [ReconnectReason; 2] = [
+        ReconnectReason::ConnectFailed,
+        ReconnectReason::ClosedBeforeAnswer,
+    ];
+
+    /// Position in [`ReconnectReason::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Metric label and log spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReconnectReason::ConnectFailed => "connect-failed",
+            ReconnectReason::ClosedBeforeAnswer => "closed-before-answer",
+        }
+    }
+}
+
+impl fmt::Display for ReconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Accept connections on `listener` and relay each to an endpoint until
+/// `shutdown` turns true; then stop accepting (closing the socket) and wait
+/// for open sessions to end. The caller bounds that wait; aborting this task
+/// drops every session still open, closing its sockets.
+pub async fn serve_tcp(
+    listener: TcpListener,
+    proxy: Arc<TcpProxy>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    // Sessions live in this set, not in detached tasks, so that a drain
+    // that times out cuts them when this task is aborted.
+    let mut sessions = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, client) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Usually EMFILE: back off briefly instead of spinning.
+                        tracing::warn!(listener = %proxy.listener, %error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                // Interactive protocols (SSH) must not wait for Nagle;
+                // failure only costs latency.
+                let _ = stream.set_nodelay(true);
+                proxy.metrics.record_connection();
+                let proxy = Arc::clone(&proxy);
+                sessions.spawn(async move { session::serve(&proxy, stream, client).await });
+            }
+            // Reap finished sessions so the set does not grow.
+            Some(joined) = sessions.join_next(), if !sessions.is_empty() => {
+                report_panic(&proxy, joined);
+            }
+            () = stop_requested(&mut shutdown) => break,
+        }
+    }
+    drop(listener);
+    tracing::info!(listener = %proxy.listener, sessions = sessions.len(), "stopped accepting; draining");
+    while let Some(joined) = sessions.join_next().await {
+        report_panic(&proxy, joined);
+    }
+}
+
+fn report_panic<T>(proxy: &TcpProxy, joined: Result<T, JoinError>) {
+    if let Err(error) = joined {
+        if error.is_panic() {
+            tracing::error!(listener = %proxy.listener, %error, "tcp session panicked");
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! TCP listeners end to end: real sockets, testkit TCP backends. What a
+//! client notices: its bytes come back intact, a dead endpoint is skipped,
+//! an endpoint that closes before answering is replaced only in replay mode
+//! and only before it has said anything, and shutdown drains.
+
+mod common;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use levee_proxy::config::{BalancePolicy, Config, Protocol};
+use levee_proxy::{RunningGateway, ShutdownOutcome};
+use levee_testkit::tcp_backend::{TcpBackend, TcpMode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+const HELLO: &[u8] = b"hello levee\n";
+
+async fn tcp_backends(modes: &[TcpMode]) -> Vec<TcpBackend> {
+    let mut out = Vec::new();
+    for (i, mode) in modes.iter().enumerate() {
+        let backend = TcpBackend::start(format!("t{}", i + 1), LOOPBACK)
+            .await
+            .expect("tcp backend starts");
+        backend.set_mode(*mode).await.expect("mode");
+        out.push(backend);
+    }
+    out
+}
+
+fn addrs(backends: &[TcpBackend]) -> Vec<SocketAddr> {
+    backends.iter().map(TcpBackend::addr).collect()
+}
+
+/// `common::config` with its listener "web" turned into a tcp listener,
+/// round-robin, keeping `tcp_replay` bytes for replay.
+fn tcp_config(endpoints: Vec<SocketAddr>, tcp_replay: u64) -> Config {
+    let mut config = config(endpoints, BalancePolicy::RoundRobin);
+    config.listeners[0].protocol = Protocol::Tcp;
+    config.listeners[0].tcp_replay = tcp_replay;
+    config
+}
+
+async fn connect(addr: SocketAddr) -> TcpStream {
+    timeout(TEST_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .expect("connect within the test timeout")
+        .expect("connect")
+}
+
+/// Read exactly `len` bytes: `Ok` with them, or the error (EOF, reset)
+/// that came first.
+async fn read_exactly(stream: &mut TcpStream, len: usize) -> io::Result<Vec<u8>> {
+    let mut buffer = vec![0; len];
+    timeout(TEST_TIMEOUT, stream.read_exact(&mut buffer))
+        .await
+        .expect("read within the test timeout")?;
+    Ok(buffer)
+}
+
+async fn read_to_end(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    timeout(TEST_TIMEOUT, stream.read_to_end(&mut out))
+        .await
+        .expect("read within the test timeout")?;
+    Ok(out)
+}
+
+/// Whether the peer closed (EOF) or reset the connection without sending a
+/// byte: what a client of a dead TCP proxy connection sees.
+async fn sees_close(stream: &mut TcpStream) -> bool {
+    match read_to_end(stream).await {
+        Ok(data) => data.is_empty(),
+        Err(error) => matches!(
+            error.kind(),
+            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+        ),
+    }
+}
+
+/// Connect, send `HELLO` at once, and read as many bytes back.
+async fn hello(addr: SocketAddr) -> io::Result<Vec<u8>> {
+    let mut stream = connect(addr).await;
+    stream.write_all(HELLO).await?;
+    read_exactly(&mut stream, HELLO.len()).await
+}
+
+fn metric(gateway: &RunningGateway, series: &str) -> u64 {
+    let text = gateway.state().metrics.encode();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+}
+
+fn sessions(gateway: &RunningGateway, outcome: &str) -> u64 {
+    metric(
+        gateway,
+        &format!(r#"levee_tcp_sessions_total{{listener="web",outcome="{outcome}"}}"#),
+    )
+}
+
+fn reconnects(gateway: &RunningGateway, reason: &str) -> u64 {
+    metric(
+        gateway,
+        &format!(r#"levee_tcp_reconnects_total{{listener="web",reason="{reason}"}}"#),
+    )
+}
+
+/// Wait (bounded) until a metric reaches `want`: sessions are counted when
+/// they end, a moment after the client sees the end.
+async fn eventually(gateway: &RunningGateway, read: impl Fn(&RunningGateway) -> u64, want: u64) {
+    let give_up = tokio::time::Instant::now() + TEST_TIMEOUT;
+    while read(gateway) != want && tokio::time::Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(read(gateway), want);
+}
+
+#[tokio::test]
+async fn bytes_round_trip_through_a_tcp_listener() {
+    let backends = tcp_backends(&[TcpMode::Echo]).await;
+    let (gateway, addr) = start(tcp_config(addrs(&backends), 0)).await;
+
+    let mut stream = connect(addr).await;
+    stream.write_all(HELLO).await.expect("write");
+    assert_eq!(
+        read_exactly(&mut stream, HELLO.len()).await.expect("echo"),
+        HELLO
+    );
+    // The client's half-close reaches the endpoint, whose close comes back.
+    stream.write_all(b"bye\n").await.expect("write");
+    stream.shutdown().await.expect("half-close");
+    assert_eq!(read_to_end(&mut stream).await.expect("rest"), b"bye\n");
+    assert_eq!(backends[0].bytes_received(), 16);
+    eventually(&gateway, |g| sessions(g, "served"), 1).await;
+
+    // /status names the listener's protocol.
+    let status = get(&client(), gateway.admin_address(), "/status").await;
+    let json: serde_json::Value = serde_json::from_str(&status.body).expect("JSON");
+    assert_eq!(json["listeners"][0]["protocol"], "tcp");
+    assert_eq!(json["listeners"][0]["address"], addr.to_string());
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_endpoint_is_skipped() {
+    let backends = tcp_backends(&[TcpMode::Echo, TcpMode::Crashed, TcpMode::Echo]).await;
+    let (gateway, addr) = start(tcp_config(addrs(&backends), 0)).await;
+    for i in 0..30 {
+        let echoed = hello(addr)
+            .await
+            .unwrap_or_else(|error| panic!("connection {i}: {error}"));
+        assert_eq!(echoed, HELLO, "connection {i}");
+    }
+    assert_eq!(
+        backends[0].bytes_received() + backends[2].bytes_received(),
+        30 * 12
+    );
+    assert!(reconnects(&gateway, "connect-failed") >= 1);
+    let refused = format!(
+        r#"levee_upstream_failures_total{{cluster="app",endpoint="{}",kind="connect-refused"}}"#,
+        backends[1].addr()
+    );
+    assert!(
+        metric(&gateway, &refused) >= 1,
+        "health learns from TCP connects"
+    );
+    eventually(&gateway, |g| sessions(g, "served"), 30).await;
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn when_no_endpoint_connects_the_client_connection_is_closed() {
+    let backends = tcp_backends(&[TcpMode::Crashed, TcpMode::Crashed]).await;
+    let (gateway, addr) = start(tcp_config(addrs(&backends), 0)).await;
+    let mut stream = connect(addr).await;
+    assert!(sees_close(&mut stream).await);
+    eventually(&gateway, |g| sessions(g, "all-failed"), 1).await;
+    assert_eq!(reconnects(&gateway, "connect-failed"), 1);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn replay_moves_a_connection_whose_endpoint_closed_before_answering() {
+    let backends = tcp_backends(&[TcpMode::CloseAtOnce, TcpMode::Echo]).await;
+    let (gateway, addr) = start(tcp_config(addrs(&backends), 64 * 1024)).await;
+    // Round-robin puts the close-at-once endpoint first for each connection
+    // (the move to the echo one advances the turn too).
+    for i in 0..4 {
+        let echoed = hello(addr)
+            .await
+            .unwrap_or_else(|error| panic!("connection {i}: {error}"));
+        assert_eq!(echoed, HELLO, "connection {i}");
+    }
+    assert!(backends[0].connections_accepted() >= 1);
+    // Every byte reached the echo endpoint once: replayed whole, never twice.
+    assert_eq!(backends[1].bytes_received(), 4 * 12);
+    assert_eq!(backends[1].connections_accepted(), 4);
+    assert_eq!(
+        reconnects(&gateway, "closed-before-answer"),
+        backends[0].connections_accepted()
+    );
+    let resets = format!(
+        r#"levee_upstream_failures_total{{cluster="app",endpoint="{}",kind="reset-before-response"}}"#,
+        backends[0].addr()
+    );
+    assert_eq!(
+        metric(&gateway, &resets),
+        backends[0].connections_accepted()
+    );
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn replay_forwards_the_clients_half_close_to_the_next_endpoint() {
+    let backends = tcp_backends(&[TcpMode::ResetAfterRead, TcpMode::Echo]).await;
+    let (gateway, addr) = start(tcp_config(addrs(&backends), 64 * 1024)).await;
+    for i in 0..3 {
+        // The client has finished sending before any endpoint answers: the
+        // next endpoint gets the bytes and the half-close, and its echo and
+        // close come back.
+        let mut stream = connect(addr).await;
+        stream.write_all(HELLO).await.expect("write");
+        stream.shutdown().await.expect("half-close");
+        let echoed = read_to_end(&mut stream)
+            .await
+            .unwrap_or_else(|error| panic!("connection {i}: {error}"));
+        assert_eq!(echoed, HELLO, "connection {i}");
+    }
+    assert!(backends[0].connections_accepted() >= 1);
+    assert_eq!(backends[1].bytes_received(), 3 * 12);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_replay_an_endpoint_that_closes_closes_the_client() {
+    let backends = tcp_backends(&[TcpMode::CloseAtOnce, TcpMode::Echo]).await;
+    let (gateway, addr) = start(tcp_config(addrs(&backends), 0)).await;
+    let (mut closed, mut echoed) = (0, 0);
+    for _ in 0..4 {
+        match hello(addr).await {
+            Ok(data) => {
+                assert_eq!(data, HELLO);
+                echoed += 1;
+            }
+            Err(error) => {
+                let kinds = [io::ErrorKind::UnexpectedEof, io::ErrorKind::ConnectionReset];
+                assert!(kinds.contains(&error.kind()), "{error}");
+                closed += 1;
+            }
+        }
+    }
+    // Each connection stayed where it was first sent: no retry.
+    assert!(closed >= 1);
+    assert_eq!(closed, backends[0].connections_accepted());
+    assert_eq!(echoed, backends[1].connections_accepted());
+    assert_eq!(reconnects(&gateway, "closed-before-answer"), 0);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn once_the_endpoint_has_answered_the_connection_never_moves() {
+    let backends = tcp_backends(&[TcpMode::Echo, TcpMode::Echo]).await;
+    let (gateway, addr) = start(tcp_config(addrs(&backends), 64 * 1024)).await;
+    let mut stream = connect(addr).await;
+    stream.write_all(HELLO).await.expect("write");
+    assert_eq!(
+        read_exactly(&mut stream, HELLO.len()).await.expect("echo"),
+        HELLO
+    );
+    let (serving, other) = match backends[0].connections_accepted() {
+        1 => (&backends[0], &backends[1]),
+        _ => (&backends[1], &backends[0]),
+    };
+    serving.set_mode(TcpMode::Crashed).await.expect("crash");
+    // The client hears the end; nothing is replayed elsewhere.
+    assert!(sees_close(&mut stream).await);
+    assert_eq!(other.connections_accepted(), 0);
+    assert_eq!(other.bytes_received(), 0);
+    assert_eq!(reconnects(&gateway, "closed-before-answer"), 0);
+    // The endpoint's close was forwarded as a half-close: the session lasts
+    // until the client closes too.
+    drop(stream);
+    assert_eq!(gateway.shutdown().await, ShutdownOutcome::Drained);
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_waits_for_open_connections() {
+    let backends = tcp_backends(&[TcpMode::Echo]).await;
+    let (gateway, addr) = start(tcp_config(addrs(&backends), 0)).await;
+    let mut stream = connect(addr).await;
+    stream.write_all(b"one\n").await.expect("write");
+    assert_eq!(read_exactly(&mut stream, 4).await.expect("echo"), b"one\n");
+
+    let shutdown = tokio::spawn(gateway.shutdown());
+    // The listener closes...
+    let give_up = tokio::time::Instant::now() + TEST_TIMEOUT;
+    while TcpStream::connect(addr).await.is_ok() {
+        assert!(tokio::time::Instant::now() < give_up, "listener still open");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ...while the open connection still works, and ends the drain.
+    stream.write_all(b"two\n").await.expect("write");
+    stream.shutdown().await.expect("half-close");
+    assert_eq!(read_to_end(&mut stream).await.expect("rest"), b"two\n");
+    let outcome = timeout(TEST_TIMEOUT, shutdown)
+        .await
+        .expect("shutdown within the test timeout")
+        .expect("shutdown task");
+    assert_eq!(outcome, ShutdownOutcome::Drained);
+}
+
+#[tokio::test]
+async fn a_drain_timeout_cuts_open_connections() {
+    let backends = tcp_backends(&[TcpMode::Echo]).await;
+    let mut config = tcp_config(addrs(&backends), 0);
+    config.runtime.drain_timeout = Duration::from_millis(200);
+    let (gateway, addr) = start(config).await;
+    let mut stream = connect(addr).await;
+    stream.write_all(b"one\n").await.expect("write");
+    assert_eq!(read_exactly(&mut stream, 4).await.expect("echo"), b"one\n");
+    let outcome = timeout(TEST_TIMEOUT, gateway.shutdown())
+        .await
+        .expect("shutdown within the test timeout");
+    assert_eq!(outcome, ShutdownOutcome::DrainTimedOut);
+    assert!(sees_close(&mut stream).await);
+}
