@@ -228,6 +228,15 @@ async fn when_every_node_fails_retries_stay_within_the_budget() {
         metrics.contains(r#"levee_not_retried_total{cluster="app",reason="budget-exhausted"}"#),
         "{metrics}"
     );
+    let status: serde_json::Value = serde_json::from_str(
+        &get(&client(), gateway.admin_address(), "/status")
+            .await
+            .body,
+    )
+    .expect("status");
+    let shown = &status["clusters"][0]["retry_budget"];
+    assert_eq!(shown["remaining"], 0, "{shown}");
+    assert_eq!(shown["retries"], attempts - requests, "{shown}");
     println!("{requests} requests, {attempts} upstream attempts, allowed {allowed}");
     gateway.shutdown().await;
 }

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 
 pub use control::Routing;
-pub use status::{CheckView, ClusterStatus, EndpointStatus};
+pub use status::{CheckView, ClusterStatus, EndpointStatus, RetryBudgetStatus};
 
 use crate::config::ClusterSettings;
 use crate::events::{EventLog, NewEvent, Severity};

@@ -21,8 +21,27 @@ pub struct ClusterStatus {
     pub panic: bool,
     /// Endpoints the balancer currently picks from.
     pub routable_endpoints: usize,
+    /// The retry budget over its window.
+    pub retry_budget: RetryBudgetStatus,
+    /// How long an idempotent request now waits before it is hedged,
+    /// milliseconds; absent when hedging is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hedge_after_ms: Option<f64>,
     /// Its endpoints.
     pub endpoints: Vec<EndpointStatus>,
+}
+
+/// The retry budget in `/status`.
+#[derive(Debug, Serialize)]
+pub struct RetryBudgetStatus {
+    /// Client requests counted over the window.
+    pub requests: u64,
+    /// Retries and hedges spent over the window.
+    pub retries: u64,
+    /// Retries and hedges the window allows in all.
+    pub allowed: u64,
+    /// Retries and hedges still available now.
+    pub remaining: u64,
 }
 
 /// An endpoint in `/status`.
@@ -84,6 +103,18 @@ impl Cluster {
             balance: self.balancer.policy().as_str(),
             panic: routing.panic,
             routable_endpoints: routing.candidates.len(),
+            retry_budget: {
+                let budget = self.retry_budget(now);
+                RetryBudgetStatus {
+                    requests: budget.requests,
+                    retries: budget.retries,
+                    allowed: budget.allowed,
+                    remaining: budget.remaining(),
+                }
+            },
+            hedge_after_ms: self
+                .hedge_delay(now)
+                .map(|delay| delay.as_secs_f64() * 1000.0),
             endpoints: self
                 .endpoints
                 .iter()

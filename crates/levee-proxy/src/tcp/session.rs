@@ -9,7 +9,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use levee_core::retry::RetryPolicy;
 use levee_core::{EndpointId, FailureKind, Outcome};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -30,9 +29,10 @@ pub(super) async fn serve(proxy: &TcpProxy, client: TcpStream, peer: SocketAddr)
         proxy,
         peer,
         tried: Vec::new(),
-        // Same bound as HTTP attempts: a failing cluster sees at most this
-        // many connects per client connection.
-        max_attempts: usize::try_from(RetryPolicy::default().max_attempts()).unwrap_or(1),
+        // The cluster's `retry.max_attempts`, as for HTTP: a failing cluster
+        // sees at most this many connects per client connection.
+        max_attempts: usize::try_from(proxy.cluster.settings.retry.policy.max_attempts())
+            .unwrap_or(1),
         failures: Vec::new(),
     };
     let outcome = match session.connect(None).await {
