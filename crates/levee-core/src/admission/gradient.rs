@@ -6,7 +6,7 @@
 //! requests are queueing somewhere, so the limit shrinks in proportion
 //! (Little's law: at a fixed throughput, more in flight only means more
 //! waiting). Pure: the proxy feeds each sample and the time, and sets the
-//! limit it gets back. Not yet wired into [`Admission`](super::Admission).
+//! limit it gets back with [`Admission::set_limit`](super::Admission::set_limit).
 
 use std::fmt;
 use std::time::Duration;

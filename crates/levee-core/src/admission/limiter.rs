@@ -85,6 +85,29 @@ impl Admission {
         }
     }
 
+    /// Slots that may be held at once now.
+    pub fn limit(&self) -> usize {
+        self.shared.queue.lock().limit()
+    }
+
+    /// Change the number of slots (an adaptive limit's new estimate; at
+    /// least 1). A lower limit takes effect as requests finish; a higher one
+    /// admits waiting requests at once.
+    pub fn set_limit(&self, limit: usize) {
+        let now = Instant::now();
+        let granted: Vec<_> = {
+            let mut queue = self.shared.queue.lock();
+            queue.set_limit(limit);
+            std::iter::from_fn(|| queue.grant(now)).collect()
+        };
+        // Sent outside the lock, which dropping a returned permit takes.
+        for sender in granted {
+            // A waiter that has gone hands the permit back: dropping it
+            // releases the slot to the next one.
+            drop(sender.send(Permit::new(self.shared.clone())));
+        }
+    }
+
     /// Requests holding a slot.
     pub fn in_flight(&self) -> usize {
         self.shared.queue.lock().in_flight()

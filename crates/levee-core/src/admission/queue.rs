@@ -37,6 +37,9 @@ struct Waiter<T> {
 #[derive(Debug)]
 pub(crate) struct AdmissionQueue<T> {
     params: AdmissionParams,
+    /// Slots that may be held at once: `max_concurrency`, or what an
+    /// adaptive limit last set.
+    limit: usize,
     /// Slots held, including ones handed to a waiter that has not woken yet.
     in_flight: usize,
     /// Oldest at the front. Ids grow towards the back.
@@ -50,6 +53,7 @@ pub(crate) struct AdmissionQueue<T> {
 impl<T> AdmissionQueue<T> {
     pub(crate) fn new(params: AdmissionParams) -> Self {
         AdmissionQueue {
+            limit: params.max_concurrency(),
             params,
             in_flight: 0,
             waiters: VecDeque::new(),
@@ -60,6 +64,28 @@ impl<T> AdmissionQueue<T> {
 
     pub(crate) fn params(&self) -> &AdmissionParams {
         &self.params
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Change the number of slots (at least 1). Lowering it takes effect as
+    /// requests finish; after raising it, [`Self::grant`] hands the new slots
+    /// to waiters.
+    pub(crate) fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.max(1);
+    }
+
+    /// A free slot for the next waiter, if there is both: returns the waiter
+    /// (its slot is taken).
+    pub(crate) fn grant(&mut self, now: Instant) -> Option<T> {
+        if self.in_flight >= self.limit {
+            return None;
+        }
+        let waiter = self.next_waiter(now)?;
+        self.in_flight += 1;
+        Some(waiter)
     }
 
     pub(crate) fn in_flight(&self) -> usize {
@@ -81,7 +107,7 @@ impl<T> AdmissionQueue<T> {
 
     /// A request asks for a slot at `now`; `value` is kept while it waits.
     pub(crate) fn enter(&mut self, now: Instant, value: T) -> Entry {
-        if self.in_flight < self.params.max_concurrency() {
+        if self.in_flight < self.limit {
             self.in_flight += 1;
             return Entry::Admitted;
         }
@@ -122,6 +148,19 @@ impl<T> AdmissionQueue<T> {
     /// Waiters past their deadline are dropped on the way: their own timer
     /// fires at the same instant, and a stale request should not take a slot.
     pub(crate) fn release(&mut self, now: Instant) -> Option<T> {
+        // Over a lowered limit: the slot goes away instead of on.
+        if self.in_flight <= self.limit
+            && let Some(waiter) = self.next_waiter(now)
+        {
+            return Some(waiter);
+        }
+        debug_assert!(self.in_flight > 0, "released more slots than admitted");
+        self.in_flight = self.in_flight.saturating_sub(1);
+        None
+    }
+
+    /// The waiter to serve next, dropping those past their deadline.
+    fn next_waiter(&mut self, now: Instant) -> Option<T> {
         loop {
             // Adaptive LIFO: in a standing queue the newest waiter is the one
             // most likely to still have a client; the oldest are likely gone.
@@ -130,7 +169,7 @@ impl<T> AdmissionQueue<T> {
             } else {
                 self.waiters.pop_front()
             };
-            let Some(waiter) = next else { break };
+            let waiter = next?;
             if self.waiters.is_empty() {
                 self.nonempty_since = None;
             }
@@ -138,9 +177,6 @@ impl<T> AdmissionQueue<T> {
                 return Some(waiter.value);
             }
         }
-        debug_assert!(self.in_flight > 0, "released more slots than admitted");
-        self.in_flight = self.in_flight.saturating_sub(1);
-        None
     }
 
     /// The waiter `id` gives up (timed out or cancelled). Returns its value,
@@ -287,5 +323,23 @@ mod tests {
         let (_, deadline) = queued(q.enter(t0 + ms(500), "x"));
         assert_eq!(deadline, t0 + ms(600), "a fresh queue, not a standing one");
         assert_eq!(q.in_flight(), 1);
+    }
+
+    #[test]
+    fn a_lowered_limit_frees_slots_as_requests_finish_and_a_raised_one_admits_waiters() {
+        let now = Instant::now();
+        let mut q = queue(2, 4);
+        assert!(matches!(q.enter(now, "a"), Entry::Admitted));
+        assert!(matches!(q.enter(now, "b"), Entry::Admitted));
+        assert!(matches!(q.enter(now, "c"), Entry::Queued { .. }));
+        q.set_limit(1);
+        // Over the new limit: the slot is dropped, "c" keeps waiting.
+        assert_eq!(q.release(now), None);
+        assert_eq!(q.in_flight(), 1);
+        assert_eq!(q.grant(now), None);
+        q.set_limit(3);
+        assert_eq!(q.grant(now), Some("c"));
+        assert_eq!(q.in_flight(), 2);
+        assert_eq!(q.grant(now), None, "nobody else waits");
     }
 }

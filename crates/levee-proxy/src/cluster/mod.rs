@@ -6,6 +6,7 @@ mod control;
 mod status;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use http::HeaderValue;
@@ -71,9 +72,22 @@ pub struct Cluster {
     /// Recent response-head latencies, for the hedging delay; `None` when
     /// hedging is off.
     head_latency: Option<Mutex<LatencyQuantile>>,
+    /// The hedging delay last computed from `head_latency` (nanoseconds) and
+    /// when (nanoseconds since `created_at`): a p95 sums a whole histogram,
+    /// too much work for every request.
+    hedge_after_ns: AtomicU64,
+    hedge_computed_at_ns: AtomicU64,
     /// Retry, hedge and poison counters.
     pub retry_metrics: ClusterMetrics,
 }
+
+/// Whole nanoseconds of `duration`, saturating.
+fn nanos(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// How long a computed hedging delay is used before it is computed again.
+const HEDGE_DELAY_REFRESH: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// How far back latencies count for the hedging delay.
 const HEDGE_LATENCY_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
@@ -161,6 +175,13 @@ impl Cluster {
                 .and_then(|_| LatencyQuantile::new(HEDGE_LATENCY_WINDOW, now).ok())
                 .map(Mutex::new),
             retry_metrics: metrics.cluster(&settings.name),
+            hedge_after_ns: AtomicU64::new(nanos(
+                settings
+                    .retry
+                    .hedge
+                    .map_or(std::time::Duration::ZERO, |hedge| hedge.ceiling),
+            )),
+            hedge_computed_at_ns: AtomicU64::new(0),
         })
     }
 
@@ -285,8 +306,18 @@ impl Cluster {
     /// hedged; `None` when hedging is off.
     pub fn hedge_delay(&self, now: Instant) -> Option<std::time::Duration> {
         let hedge = self.settings.retry.hedge?;
-        let p95 = self.head_latency.as_ref()?.lock().p95(now);
-        Some(hedge_delay(p95, hedge.floor, hedge.ceiling))
+        let age = nanos(now.saturating_duration_since(self.created_at));
+        let computed_at = self.hedge_computed_at_ns.load(Ordering::Relaxed);
+        if age.saturating_sub(computed_at) >= nanos(HEDGE_DELAY_REFRESH) {
+            let p95 = self.head_latency.as_ref()?.lock().p95(now);
+            let delay = hedge_delay(p95, hedge.floor, hedge.ceiling);
+            self.hedge_after_ns.store(nanos(delay), Ordering::Relaxed);
+            self.hedge_computed_at_ns.store(age, Ordering::Relaxed);
+            return Some(delay);
+        }
+        Some(std::time::Duration::from_nanos(
+            self.hedge_after_ns.load(Ordering::Relaxed),
+        ))
     }
 
     /// A poison request was stopped: count and report it. `request` says

@@ -153,6 +153,8 @@ impl Attempts {
         } else {
             None
         };
+        // No timer for the request's deadline: every attempt's own timeout
+        // is capped by it, so each ends by then (one timer less per request).
         let result = loop {
             let hedge_due = hedge_at.filter(|_| self.running.len() == 1);
             tokio::select! {
@@ -163,12 +165,12 @@ impl Attempts {
                         Step::Continue => {}
                     }
                 }
-                () = sleep_until_some(hedge_due) => {
+                () = sleep_until_some(hedge_due), if hedge_due.is_some() => {
                     hedge_at = self.hedge(Instant::now());
                 }
-                () = tokio::time::sleep_until(self.deadline) => {
-                    break Err(self.deadline_passed(Instant::now()));
-                }
+                // Nothing running and nothing to start: cannot happen while
+                // `settle` keeps its rules, but never wait forever.
+                else => break Err(self.deadline_error()),
             }
         };
         self.finish(Instant::now());
@@ -192,12 +194,12 @@ impl Attempts {
             started: now,
         });
         let cluster = Arc::clone(&self.cluster);
-        let per_try = self.cluster.settings.retry.per_try_timeout;
+        let timeout_at = (now + self.cluster.settings.retry.per_try_timeout).min(self.deadline);
         self.futures.push(Box::pin(async move {
             let in_flight = InFlight::start(&cluster, endpoint);
             let started = Instant::now();
             let pool = &cluster.endpoint(endpoint).pool;
-            let result = match tokio::time::timeout(per_try, pool.send(request)).await {
+            let result = match tokio::time::timeout_at(timeout_at, pool.send(request)).await {
                 Ok(result) => result,
                 // Dropping the attempt closes its connection: a hung endpoint
                 // keeps no pooled connection.
@@ -255,6 +257,18 @@ impl Attempts {
             // The hedge (or the attempt it was hedging) may still answer.
             self.held_verdicts.push(outcome);
             return Step::Continue;
+        }
+        if now >= self.deadline {
+            // No time left for another attempt.
+            return match response {
+                Some((response, connection)) => {
+                    Step::Answer(self.answer(response, connection, in_flight, outcome))
+                }
+                None => {
+                    self.held_verdicts.push(outcome);
+                    Step::Stop(self.deadline_error())
+                }
+            };
         }
         // The budget is asked last: asking spends it.
         let stop = self.next_step(&outcome, now).or_else(|| {
@@ -392,15 +406,8 @@ impl Attempts {
         }
     }
 
-    /// The request's deadline passed with attempts still out: each of them
-    /// timed out as far as this request is concerned.
-    fn deadline_passed(&mut self, now: Instant) -> ProxyError {
-        for running in std::mem::take(&mut self.running) {
-            let latency = now.saturating_duration_since(running.started);
-            let outcome = Outcome::failure(running.endpoint, FailureKind::Timeout, latency);
-            self.cluster.record_head(&outcome, now);
-            self.held_verdicts.push(outcome);
-        }
+    /// The request's deadline passed without a usable answer.
+    fn deadline_error(&self) -> ProxyError {
         ProxyError::Deadline {
             cluster: self.cluster.name.clone(),
             attempts: self.attempts(),
