@@ -103,6 +103,10 @@ pub struct Metrics {
     retries: Family<ClusterKindLabels, Counter>,
     not_retried: Family<ClusterReasonLabels, Counter>,
     poison_requests: Family<ClusterLabels, Counter>,
+    admission_shed: Family<ClusterReasonLabels, Counter>,
+    admission_wait: HistogramFamily<ClusterLabels>,
+    admission_queue_depth: Family<ClusterLabels, Gauge>,
+    admission_limit: Family<ClusterLabels, Gauge>,
     responses: Family<ListenerClassLabels, Counter>,
     request_duration: HistogramFamily<ListenerLabels>,
     connections: Family<ListenerLabels, Counter>,
@@ -131,6 +135,10 @@ impl Metrics {
             retries: Family::default(),
             not_retried: Family::default(),
             poison_requests: Family::default(),
+            admission_shed: Family::default(),
+            admission_wait: Family::new_with_constructor(latency_histogram),
+            admission_queue_depth: Family::default(),
+            admission_limit: Family::default(),
             responses: Family::default(),
             request_duration: Family::new_with_constructor(latency_histogram),
             connections: Family::default(),
@@ -187,6 +195,26 @@ impl Metrics {
             "poison_requests",
             "Requests that failed the same way on several endpoints and were stopped as poison",
             metrics.poison_requests.clone(),
+        );
+        registry.register(
+            "admission_shed",
+            "Requests rejected by admission control, by reason (queue_full, timeout)",
+            metrics.admission_shed.clone(),
+        );
+        registry.register(
+            "admission_wait_seconds",
+            "Time admitted requests waited for an admission slot",
+            metrics.admission_wait.clone(),
+        );
+        registry.register(
+            "admission_queue_depth",
+            "Requests waiting for an admission slot (sampled each second and on every rejection)",
+            metrics.admission_queue_depth.clone(),
+        );
+        registry.register(
+            "admission_limit",
+            "Current concurrency limit of admission control (changes when adaptive)",
+            metrics.admission_limit.clone(),
         );
         registry.register(
             "http_responses",
@@ -269,6 +297,28 @@ impl Metrics {
             }),
             not_retried: self.not_retried.clone(),
             cluster: cluster.to_owned(),
+        }
+    }
+
+    /// Handles for one cluster's admission series (only for clusters with
+    /// admission control, so others show none).
+    pub fn admission(&self, cluster: &str) -> AdmissionMetrics {
+        let labels = ClusterLabels {
+            cluster: cluster.to_owned(),
+        };
+        let shed = |reason| {
+            self.admission_shed
+                .get_or_create_owned(&ClusterReasonLabels {
+                    cluster: cluster.to_owned(),
+                    reason,
+                })
+        };
+        AdmissionMetrics {
+            shed_queue_full: shed("queue_full"),
+            shed_timeout: shed("timeout"),
+            wait: self.admission_wait.get_or_create_owned(&labels),
+            queue_depth: self.admission_queue_depth.get_or_create_owned(&labels),
+            limit: self.admission_limit.get_or_create_owned(&labels),
         }
     }
 
@@ -357,6 +407,38 @@ impl ClusterMetrics {
                 reason,
             })
             .inc();
+    }
+}
+
+/// Pre-created admission series of one cluster.
+#[derive(Clone)]
+pub struct AdmissionMetrics {
+    shed_queue_full: Counter,
+    shed_timeout: Counter,
+    wait: Histogram,
+    queue_depth: Gauge,
+    limit: Gauge,
+}
+
+impl AdmissionMetrics {
+    /// A request was admitted after waiting this long.
+    pub fn record_admitted(&self, waited_seconds: f64) {
+        self.wait.observe(waited_seconds);
+    }
+
+    /// A request was shed; `reason` is `Rejected::reason()`.
+    pub fn record_shed(&self, reason: &'static str) {
+        match reason {
+            "queue_full" => self.shed_queue_full.inc(),
+            _ => self.shed_timeout.inc(),
+        };
+    }
+
+    /// The queue's depth and limit as of now.
+    pub fn record_state(&self, queued: usize, limit: usize) {
+        self.queue_depth
+            .set(i64::try_from(queued).unwrap_or(i64::MAX));
+        self.limit.set(i64::try_from(limit).unwrap_or(i64::MAX));
     }
 }
 

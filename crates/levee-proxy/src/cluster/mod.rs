@@ -2,6 +2,7 @@
 //! pooled client. Every attempt's [`Outcome`] comes back here, which is where
 //! health, outlier detection and breakers will plug in.
 
+mod admission;
 mod control;
 mod status;
 
@@ -17,6 +18,7 @@ use levee_core::{AttemptResult, Balancer, EndpointId, EndpointLoad, Outcome};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
+pub use admission::AdmissionStatus;
 pub use control::Routing;
 pub use status::{CheckView, ClusterStatus, EndpointStatus, RetryBudgetStatus};
 
@@ -24,7 +26,9 @@ use crate::config::ClusterSettings;
 use crate::events::{EventLog, NewEvent, Severity};
 use crate::metrics::{ClusterMetrics, EndpointMetrics, Metrics};
 use crate::upstream::{EndpointPool, PoolSettings};
+use admission::ClusterAdmission;
 use control::{Control, EndpointControl};
+use levee_core::admission::{Permit, Rejected};
 
 /// Weight of an endpoint at the very start of its slow start.
 const SLOW_START_MIN_WEIGHT: f64 = 0.1;
@@ -79,6 +83,8 @@ pub struct Cluster {
     hedge_computed_at_ns: AtomicU64,
     /// Retry, hedge and poison counters.
     pub retry_metrics: ClusterMetrics,
+    /// Overload protection; `None` when the cluster has none.
+    admission: Option<ClusterAdmission>,
 }
 
 /// Whole nanoseconds of `duration`, saturating.
@@ -182,6 +188,9 @@ impl Cluster {
                     .map_or(std::time::Duration::ZERO, |hedge| hedge.ceiling),
             )),
             hedge_computed_at_ns: AtomicU64::new(0),
+            admission: settings.admission.as_ref().map(|admission| {
+                ClusterAdmission::new(admission, metrics.admission(&settings.name))
+            }),
         })
     }
 
@@ -255,10 +264,13 @@ impl Cluster {
     pub fn record_head(&self, outcome: &Outcome, now: Instant) {
         let endpoint = &self.endpoints[outcome.endpoint.0];
         self.loads[outcome.endpoint.0].observe_latency(outcome.latency, now);
-        if let (Some(quantile), AttemptResult::Response { .. }) =
-            (&self.head_latency, outcome.result)
-        {
-            quantile.lock().record(outcome.latency, now);
+        if let AttemptResult::Response { .. } = outcome.result {
+            if let Some(quantile) = &self.head_latency {
+                quantile.lock().record(outcome.latency, now);
+            }
+            if let Some(admission) = &self.admission {
+                admission.observe_latency(outcome.latency, now);
+            }
         }
         endpoint
             .metrics
@@ -285,6 +297,21 @@ impl Cluster {
             self.report_ejection(&control, &ejection, now);
             self.refresh_routing(&mut control, now);
         }
+    }
+
+    /// Wait for an admission slot, if the cluster limits concurrency:
+    /// `Ok(None)` when it does not. The permit is held until the response
+    /// ends.
+    pub async fn admit(&self) -> Result<Option<Permit>, Rejected> {
+        match &self.admission {
+            None => Ok(None),
+            Some(admission) => admission.admit().await.map(Some),
+        }
+    }
+
+    /// Admission control as `/status` shows it.
+    pub fn admission_status(&self) -> Option<AdmissionStatus> {
+        self.admission.as_ref().map(ClusterAdmission::status)
     }
 
     /// Count one client request towards the retry budget.
@@ -365,6 +392,9 @@ impl Cluster {
                 reason: format!("ejection expired{ramp}"),
                 severity: Severity::Info,
             });
+        }
+        if let Some(admission) = &self.admission {
+            admission.sample();
         }
         // Slow starts end and ejections expire with time alone: always rebuild.
         self.refresh_routing(&mut control, now);

@@ -27,6 +27,9 @@ pub struct ClusterStatus {
     /// milliseconds; absent when hedging is off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hedge_after_ms: Option<f64>,
+    /// Admission control; absent when the cluster has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admission: Option<super::AdmissionStatus>,
     /// Its endpoints.
     pub endpoints: Vec<EndpointStatus>,
 }
@@ -115,6 +118,7 @@ impl Cluster {
             hedge_after_ms: self
                 .hedge_delay(now)
                 .map(|delay| delay.as_secs_f64() * 1000.0),
+            admission: self.admission_status(),
             endpoints: self
                 .endpoints
                 .iter()

@@ -39,9 +39,9 @@ use std::path::Path;
 pub use endpoint::{BadEndpointAddress, EndpointAddress};
 pub use error::{ConfigError, ConfigErrors};
 pub use settings::{
-    AdminSettings, BadBalancePolicy, BadProtocol, BalancePolicy, ClusterSettings, Config,
-    HealthCheckKind, HealthSettings, HedgeSettings, HttpCheckSettings, ListenerSettings, Protocol,
-    RetrySettings, RuntimeSettings,
+    AdaptiveLimitSettings, AdminSettings, AdmissionSettings, BadBalancePolicy, BadProtocol,
+    BalancePolicy, ClusterSettings, Config, HealthCheckKind, HealthSettings, HedgeSettings,
+    HttpCheckSettings, ListenerSettings, Protocol, RetrySettings, RuntimeSettings,
 };
 
 use report::Report;

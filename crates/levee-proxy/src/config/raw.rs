@@ -41,6 +41,7 @@ impl RawTable for RawListener {}
 impl RawTable for RawHttpCheck {}
 impl RawTable for RawOutlier {}
 impl RawTable for RawRetry {}
+impl RawTable for RawAdmission {}
 
 impl RawTable for RawCluster {
     fn keys_at(path: &[&str]) -> &'static [&'static str] {
@@ -49,6 +50,7 @@ impl RawTable for RawCluster {
             ["health", rest @ ..] => RawHealth::keys_at(rest),
             ["outlier", rest @ ..] => RawOutlier::keys_at(rest),
             ["retry", rest @ ..] => RawRetry::keys_at(rest),
+            ["admission", rest @ ..] => RawAdmission::keys_at(rest),
             _ => &[],
         }
     }
@@ -186,6 +188,9 @@ pub(super) struct RawCluster {
     /// Retries and hedging (`retry = { ... }` or `[cluster.retry]`).
     /// Default: on, with every default.
     pub retry: Option<Spanned<RawRetry>>,
+    /// Overload protection (`admission = { ... }` or `[cluster.admission]`).
+    /// Default: off.
+    pub admission: Option<Spanned<RawAdmission>>,
 }
 
 /// `health` in a `[[cluster]]`: how each endpoint is checked. Exactly one of
@@ -313,4 +318,35 @@ pub(super) struct RawRetry {
     /// `true` declares every request to the cluster safe to repeat, whatever
     /// its method (the service deduplicates on its own). Default `false`.
     pub idempotent: Option<bool>,
+}
+
+/// `admission` in a `[[cluster]]`: a concurrency limit with a bounded queue,
+/// so that a stall upstream turns into fast 503s, not into every client
+/// timing out.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawAdmission {
+    /// `false` turns admission control off (the other keys are still
+    /// checked). Default `true` once the table is written.
+    pub enabled: Option<bool>,
+    /// Requests in flight to the cluster at once; at least 1. With
+    /// `adaptive = true`, the highest the limit may go. Default 256.
+    pub max_concurrency: Option<Spanned<usize>>,
+    /// Requests that may wait for a slot; 0: none wait. Default 1024.
+    pub max_queue: Option<Spanned<usize>>,
+    /// Longest wait for a slot while the queue keeps emptying; more than 0.
+    /// Default `"100ms"`.
+    pub queue_timeout: Option<Spanned<String>>,
+    /// Longest wait once a standing queue has formed; more than 0, at most
+    /// `queue_timeout`. Default `"5ms"`.
+    pub codel_target: Option<Spanned<String>>,
+    /// How long the queue must stay non-empty to count as standing; more
+    /// than 0. Default `"100ms"`.
+    pub codel_interval: Option<Spanned<String>>,
+    /// `true`: the limit adapts to upstream latency (gradient over the
+    /// lowest latency seen) between `min_concurrency` and `max_concurrency`.
+    /// Default `false`.
+    pub adaptive: Option<bool>,
+    /// With `adaptive = true`, the lowest the limit may go; at least 1, at
+    /// most `max_concurrency`. Default 1.
+    pub min_concurrency: Option<Spanned<usize>>,
 }

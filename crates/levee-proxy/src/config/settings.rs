@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use http::Method;
+use levee_core::admission::AdmissionParams;
 use levee_core::health::HealthCheckParams;
 use levee_core::outlier::OutlierParams;
 use levee_core::retry::{Backoff, RetryBudgetParams, RetryPolicy};
@@ -224,6 +225,8 @@ pub struct ClusterSettings {
     pub slow_start: Duration,
     /// Retries and hedging.
     pub retry: RetrySettings,
+    /// Overload protection; `None`: every request goes straight through.
+    pub admission: Option<AdmissionSettings>,
 }
 
 impl ClusterSettings {
@@ -262,8 +265,33 @@ impl ClusterSettings {
             panic_threshold_percent: ClusterSettings::DEFAULT_PANIC_THRESHOLD_PERCENT,
             slow_start: ClusterSettings::DEFAULT_SLOW_START,
             retry: RetrySettings::default(),
+            admission: None,
         }
     }
+}
+
+/// `admission` of a `[[cluster]]`: how many requests may be in flight to the
+/// cluster, and what happens to the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmissionSettings {
+    /// Limit, queue size and queue deadlines.
+    pub params: AdmissionParams,
+    /// Adaptive limit; `None`: `params.max_concurrency` is fixed.
+    pub adaptive: Option<AdaptiveLimitSettings>,
+}
+
+/// An adaptive concurrency limit between bounds: the limit follows the
+/// gradient between the lowest and the current upstream latency, up to
+/// `max_concurrency`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdaptiveLimitSettings {
+    /// The limit never falls below this.
+    pub min_concurrency: usize,
+}
+
+impl AdaptiveLimitSettings {
+    /// Default [`AdaptiveLimitSettings::min_concurrency`].
+    pub const DEFAULT_MIN_CONCURRENCY: usize = 1;
 }
 
 /// `retry` of a `[[cluster]]`: when a failed or slow attempt is tried again

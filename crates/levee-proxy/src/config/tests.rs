@@ -14,6 +14,7 @@ use levee_core::retry::{Backoff, RetryBudgetParams, RetryPolicy};
 use super::raw::{RawAdmin, RawCluster, RawListener, RawRuntime, RawTable, SECTIONS};
 use super::*;
 
+mod admission;
 mod retry;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -201,7 +202,8 @@ fn every_key_is_documented_in_its_section() {
             "cluster.health",
             "cluster.health.http",
             "cluster.outlier",
-            "cluster.retry"
+            "cluster.retry",
+            "cluster.admission"
         ]
     );
     for table in &tables {
@@ -282,6 +284,7 @@ endpoints = ["10.0.0.1:8000"]
                 }),
                 idempotent: false,
             },
+            admission: None,
         }],
     };
     assert_eq!(config, expected);

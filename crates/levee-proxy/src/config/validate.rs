@@ -6,6 +6,7 @@
 //! config is still checked. The nested tables of a cluster have files of
 //! their own: `validate/health.rs`, `validate/outlier.rs`.
 
+mod admission;
 mod health;
 mod outlier;
 mod retry;
@@ -245,6 +246,11 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         Some(written) => retry::retry(written, report),
         None => Some(RetrySettings::default()),
     };
+    // `Some(None)`: off (the default), `None`: bad.
+    let admission = match &raw.admission {
+        Some(written) => admission::admission(written, report),
+        None => Some(None),
+    };
     let (
         Some(name),
         Some(endpoints),
@@ -258,6 +264,7 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         Some(panic_threshold_percent),
         Some(slow_start),
         Some(retry),
+        Some(admission),
     ) = (
         name,
         endpoints,
@@ -271,6 +278,7 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         panic_threshold_percent,
         slow_start,
         retry,
+        admission,
     )
     else {
         return Cluster {
@@ -292,6 +300,7 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         panic_threshold_percent,
         slow_start,
         retry,
+        admission,
     };
     Cluster {
         name: Some(name),

@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use levee_core::admission::Permit;
 use levee_core::{EndpointId, InFlightGuard, Outcome};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Instant;
@@ -45,6 +46,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Incoming,
         in_flight: Option<InFlight>,
+        // The request's admission slot, given back with `in_flight`.
+        admission: Option<Permit>,
         // Goes back to the pool once the body has been read to its end.
         connection: Option<PooledConnection>,
         cluster: Arc<Cluster>,
@@ -91,9 +94,20 @@ impl UpstreamBody {
         UpstreamBody {
             inner,
             in_flight,
+            admission: None,
             connection,
             cluster,
             head: Some(head),
+        }
+    }
+}
+
+impl UpstreamBody {
+    /// Keep the request's admission slot until the body ends (at once if it
+    /// already has).
+    pub fn hold_admission(&mut self, permit: Option<Permit>) {
+        if self.in_flight.is_some() {
+            self.admission = permit;
         }
     }
 }
@@ -111,6 +125,7 @@ impl Body for UpstreamBody {
         match &polled {
             Poll::Ready(None) => {
                 this.in_flight.take();
+                this.admission.take();
                 if let Some(connection) = this.connection.take() {
                     connection.release();
                 }
@@ -118,6 +133,7 @@ impl Body for UpstreamBody {
             Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => {
                 // The last frame: the response is complete.
                 this.in_flight.take();
+                this.admission.take();
                 if let Some(connection) = this.connection.take() {
                     connection.release();
                 }
@@ -135,6 +151,7 @@ impl Body for UpstreamBody {
                     );
                 }
                 this.in_flight.take();
+                this.admission.take();
                 this.connection.take();
             }
             _ => {}

@@ -6,6 +6,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use levee_core::FailureKind;
+use levee_core::admission::Rejected;
 use levee_core::retry::NotRetried;
 use serde::Serialize;
 
@@ -41,6 +42,13 @@ pub enum ProxyError {
         /// Attempts made.
         attempts: u32,
     },
+    /// Admission control shed the request: the cluster is at its limit.
+    Overloaded {
+        /// Cluster name.
+        cluster: String,
+        /// Why it was not admitted.
+        rejected: Rejected,
+    },
     /// The client's request could not be turned into an upstream request.
     BadRequest {
         /// What is wrong with it.
@@ -62,6 +70,9 @@ struct ErrorBody<'a> {
     /// Which retry rule stopped the request, in words.
     #[serde(skip_serializing_if = "Option::is_none")]
     retry: Option<String>,
+    /// Details of levee's own decision (admission control).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
 impl ProxyError {
@@ -75,6 +86,7 @@ impl ProxyError {
                 _ => StatusCode::BAD_GATEWAY,
             },
             ProxyError::Deadline { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BadRequest { .. } => StatusCode::BAD_REQUEST,
         }
     }
@@ -85,12 +97,15 @@ impl ProxyError {
             ProxyError::Upstream { attempts, .. } | ProxyError::Deadline { attempts, .. } => {
                 *attempts
             }
-            ProxyError::NoEndpoint { .. } | ProxyError::BadRequest { .. } => 0,
+            ProxyError::NoEndpoint { .. }
+            | ProxyError::Overloaded { .. }
+            | ProxyError::BadRequest { .. } => 0,
         }
     }
 
     fn message(&self) -> &'static str {
         match self {
+            ProxyError::Overloaded { .. } => "overloaded: request shed by admission control",
             ProxyError::NoEndpoint { .. } => "no endpoint available",
             ProxyError::Upstream { kind, .. } => match kind {
                 FailureKind::ConnectRefused => "upstream refused the connection",
@@ -122,6 +137,7 @@ impl ProxyError {
                 kind: None,
                 attempts: None,
                 retry: None,
+                reason: None,
             },
             ProxyError::Upstream {
                 cluster,
@@ -136,6 +152,16 @@ impl ProxyError {
                 kind: Some(kind.as_str()),
                 attempts: Some(*attempts),
                 retry: not_retried.map(|reason| reason.to_string()),
+                reason: None,
+            },
+            ProxyError::Overloaded { cluster, rejected } => ErrorBody {
+                error: self.message(),
+                cluster: Some(cluster),
+                endpoint: None,
+                kind: Some(rejected.reason()),
+                attempts: None,
+                retry: None,
+                reason: Some(rejected.to_string()),
             },
             ProxyError::Deadline { cluster, attempts } => ErrorBody {
                 error: self.message(),
@@ -144,6 +170,7 @@ impl ProxyError {
                 kind: Some(FailureKind::Timeout.as_str()),
                 attempts: Some(*attempts),
                 retry: None,
+                reason: None,
             },
             ProxyError::BadRequest { .. } => ErrorBody {
                 error: self.message(),
@@ -152,6 +179,7 @@ impl ProxyError {
                 kind: None,
                 attempts: None,
                 retry: None,
+                reason: None,
             },
         };
         let attempts = self.attempts();
@@ -162,6 +190,12 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let ProxyError::Overloaded { rejected, .. } = &self {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(rejected.retry_after().as_secs().max(1)),
+            );
+        }
         if attempts > 0 {
             response
                 .headers_mut()

@@ -1,5 +1,6 @@
 //! The HTTP request path, in one straight line:
-//! client request → rewrite headers → body held for replay (if small) →
+//! client request → admission (slot or 503) → rewrite headers → body held
+//! for replay (if small) →
 //! attempts (pick endpoint, per-try timeout, retry or hedge elsewhere;
 //! `attempts.rs`) → outcomes recorded on the cluster → response streamed back.
 
@@ -106,6 +107,15 @@ impl HttpProxy {
     ) -> Result<Response<UpstreamBody>, ProxyError> {
         let cluster = &self.cluster;
         let deadline = started + cluster.settings.request_timeout;
+        // Shed before anything else: a shed request costs no upstream work,
+        // never counts against an endpoint and is never retried.
+        let admission = cluster
+            .admit()
+            .await
+            .map_err(|rejected| ProxyError::Overloaded {
+                cluster: cluster.name.clone(),
+                rejected,
+            })?;
         // Picked before the body is read: no endpoint, no point reading it.
         let first = cluster
             .pick(started)
@@ -145,7 +155,8 @@ impl HttpProxy {
         let answered = Attempts::new(Arc::clone(cluster), head, payload, idempotent, deadline)
             .run(first)
             .await?;
-        let (mut parts, body) = answered.response.into_parts();
+        let (mut parts, mut body) = answered.response.into_parts();
+        body.hold_admission(admission);
         headers::remove_hop_by_hop(&mut parts.headers);
         parts.headers.insert(
             X_LEVEE_ATTEMPTS.clone(),

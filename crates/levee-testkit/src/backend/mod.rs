@@ -99,6 +99,11 @@ pub(crate) struct Shared {
     connections: AtomicU64,
     /// Headers of the most recent request, for tests of header rewriting.
     last_headers: Mutex<Option<HeaderMap>>,
+    /// At most this many requests are served at once (the rest wait, as in
+    /// a server with a fixed worker pool); `None`: no limit. Behind a flag so
+    /// that an unlimited backend's request path takes no lock.
+    capacity: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
+    limited: std::sync::atomic::AtomicBool,
     /// `hello from <name>\n`, built once.
     pub(crate) hello: Bytes,
     /// `<name>` as a header value, built once.
@@ -108,6 +113,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The worker-pool limit, if one is set.
+    pub(crate) fn capacity(&self) -> Option<Arc<tokio::sync::Semaphore>> {
+        if !self.limited.load(Ordering::Acquire) {
+            return None;
+        }
+        self.capacity.lock().clone()
+    }
+
     pub(crate) fn mode(&self) -> Mode {
         PackedMode(self.mode.load(Ordering::Acquire)).unpack()
     }
@@ -157,6 +170,8 @@ impl Backend {
             requests: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             last_headers: Mutex::new(None),
+            capacity: Mutex::new(None),
+            limited: std::sync::atomic::AtomicBool::new(false),
             backend_header,
             http: auto::Builder::new(TokioExecutor::new()),
         });
@@ -236,6 +251,19 @@ impl Backend {
     /// not overlap, which is what tests send.
     pub fn last_request_headers(&self) -> Option<HeaderMap> {
         self.inner.shared.last_headers.lock().clone()
+    }
+
+    /// Serve at most `capacity` requests at once, like a server with that
+    /// many workers: the others wait their turn (`None`: no limit). With
+    /// `Mode::Slow(20ms)` this makes a node of known capacity, for overload
+    /// tests.
+    pub fn set_capacity(&self, capacity: Option<usize>) {
+        let semaphore = capacity.map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1))));
+        *self.inner.shared.capacity.lock() = semaphore;
+        self.inner
+            .shared
+            .limited
+            .store(capacity.is_some(), Ordering::Release);
     }
 
     /// Sets both counters to zero and forgets the last request's headers.

@@ -129,6 +129,20 @@ impl BackendService {
         }
     }
 
+    /// Answer after `delay`, waiting first for a worker if the backend has a
+    /// capacity.
+    fn serve(&self, (delay, response): (Duration, Response<ResponseBody>)) -> ResponseFuture {
+        let Some(workers) = self.shared.capacity() else {
+            return ResponseFuture::after((delay, response));
+        };
+        ResponseFuture::Queued(Box::pin(async move {
+            // A closed semaphore cannot happen (it is never closed); serve anyway.
+            let _worker = workers.acquire_owned().await;
+            tokio::time::sleep(delay).await;
+            Ok(response)
+        }))
+    }
+
     fn failing(&self) -> Response<ResponseBody> {
         let body = ResponseBody::full(Bytes::from_static(FAILING_BODY.as_bytes()));
         let mut response = self.response(StatusCode::SERVICE_UNAVAILABLE, body);
@@ -158,10 +172,10 @@ impl hyper::service::Service<Request<Incoming>> for BackendService {
         match mode {
             // A request that kills whichever node gets it, however healthy.
             Mode::Healthy if request.uri().path() == "/reset" => self.take_over(Takeover::Reset),
-            Mode::Healthy => ResponseFuture::after(self.route(request)),
+            Mode::Healthy => self.serve(self.route(request)),
             Mode::Slow(delay) => {
                 let (extra, response) = self.route(request);
-                ResponseFuture::after((delay.saturating_add(extra), response))
+                self.serve((delay.saturating_add(extra), response))
             }
             Mode::Failing => ResponseFuture::Ready(Some(self.failing())),
             Mode::Hung => self.take_over(Takeover::Hang),
@@ -184,6 +198,8 @@ pub(crate) enum ResponseFuture {
         pause: Pin<Box<Sleep>>,
         response: Option<Response<ResponseBody>>,
     },
+    /// Waiting for a worker, then the pause (a backend with a capacity).
+    Queued(Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, TakenOver>> + Send>>),
     /// The connection was handed to the raw fault code; resolves (with an
     /// error nobody sees) once hyper's side of the connection is gone, so that
     /// an HTTP/2 stream task does not linger.
@@ -221,6 +237,7 @@ impl Future for ResponseFuture {
                     None => Poll::Ready(Err(TakenOver)),
                 }
             }
+            ResponseFuture::Queued(serving) => serving.as_mut().poll(cx),
             ResponseFuture::TakenOver(gone) => gone.as_mut().poll(cx).map(|()| Err(TakenOver)),
         }
     }

@@ -1,0 +1,109 @@
+//! `admission` of a `[[cluster]]`: checked by levee-core's
+//! [`AdmissionParamsBuilder`], which lists every problem with the key at
+//! fault, plus the adaptive limit's bounds.
+//!
+//! [`AdmissionParamsBuilder`]: levee_core::admission::AdmissionParamsBuilder
+
+use std::ops::Range;
+
+use levee_core::admission::AdmissionParams;
+use toml::Spanned;
+
+use super::{Zero, duration};
+use crate::config::raw::RawAdmission;
+use crate::config::report::Report;
+use crate::config::{AdaptiveLimitSettings, AdmissionSettings};
+
+/// The settings of a written `admission` table: `Some(None)` if it is turned
+/// off, `None` if anything in it is bad (reported, even when turned off).
+pub(super) fn admission(
+    admission: &Spanned<RawAdmission>,
+    report: &mut Report<'_>,
+) -> Option<Option<AdmissionSettings>> {
+    let raw = admission.get_ref();
+    let defaults = AdmissionParams::default();
+    let mut all_valid = true;
+    let mut builder = AdmissionParams::builder();
+    if let Some(count) = &raw.max_concurrency {
+        builder = builder.max_concurrency(*count.get_ref());
+    }
+    if let Some(count) = &raw.max_queue {
+        builder = builder.max_queue(*count.get_ref());
+    }
+    let mut duration_of = |text: Option<&Spanned<String>>, key: &str, default| {
+        // Zero is reported by the builder, with its own hint.
+        let parsed = duration(text, key, default, Zero::Allowed, report);
+        all_valid &= parsed.is_some();
+        parsed.unwrap_or(default)
+    };
+    let queue_timeout = duration_of(
+        raw.queue_timeout.as_ref(),
+        "admission.queue_timeout",
+        defaults.queue_timeout(),
+    );
+    let codel_target = duration_of(
+        raw.codel_target.as_ref(),
+        "admission.codel_target",
+        defaults.codel_target(),
+    );
+    let codel_interval = duration_of(
+        raw.codel_interval.as_ref(),
+        "admission.codel_interval",
+        defaults.codel_interval(),
+    );
+    builder = builder
+        .queue_timeout(queue_timeout)
+        .codel_target(codel_target)
+        .codel_interval(codel_interval);
+    for problem in builder.problems() {
+        let message = format!("admission.{}: {}", problem.key, problem.message);
+        let span = span_of(raw, problem.key).unwrap_or_else(|| admission.span());
+        report.error(span, message);
+        all_valid = false;
+    }
+    let max_concurrency = raw
+        .max_concurrency
+        .as_ref()
+        .map_or(defaults.max_concurrency(), |count| *count.get_ref());
+    let min_concurrency = raw
+        .min_concurrency
+        .as_ref()
+        .map_or(AdaptiveLimitSettings::DEFAULT_MIN_CONCURRENCY, |count| {
+            *count.get_ref()
+        });
+    if let Some(written) = &raw.min_concurrency
+        && !(1..=max_concurrency.max(1)).contains(&min_concurrency)
+    {
+        let message = format!(
+            "admission.min_concurrency: must be between 1 and max_concurrency ({max_concurrency}), got {min_concurrency}"
+        );
+        report.error(written.span(), message);
+        all_valid = false;
+    }
+    if !all_valid {
+        return None;
+    }
+    // Cannot fail: `problems` found none.
+    let params = builder.build().ok()?;
+    let adaptive = raw
+        .adaptive
+        .unwrap_or(false)
+        .then_some(AdaptiveLimitSettings { min_concurrency });
+    Some(
+        raw.enabled
+            .unwrap_or(true)
+            .then_some(AdmissionSettings { params, adaptive }),
+    )
+}
+
+/// Where the value of `key` is written, if it is.
+fn span_of(raw: &RawAdmission, key: &str) -> Option<Range<usize>> {
+    match key {
+        "max_concurrency" => raw.max_concurrency.as_ref().map(Spanned::span),
+        "max_queue" => raw.max_queue.as_ref().map(Spanned::span),
+        "queue_timeout" => raw.queue_timeout.as_ref().map(Spanned::span),
+        "codel_target" => raw.codel_target.as_ref().map(Spanned::span),
+        "codel_interval" => raw.codel_interval.as_ref().map(Spanned::span),
+        _ => None,
+    }
+}
