@@ -1,0 +1,212 @@
+//! Overload benchmark (issue 7): one node that serves at most `C` requests at
+//! once, 20 ms each (capacity `C / 20 ms`), offered 3× its capacity at a fixed
+//! rate (open loop: clients do not slow down when levee does) for 10 s,
+//! through levee with admission control on, then off. Prints one table.
+//!
+//! ```sh
+//! cargo bench -p levee-proxy --bench overload
+//! OVERLOAD_SECONDS=20 OVERLOAD_CAPACITY=16 cargo bench -p levee-proxy --bench overload
+//! ```
+//!
+//! A request not answered within 2 s counts as timed out (a real client has
+//! given up by then). Only 127.0.0.1 is used.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use levee_core::admission::AdmissionParams;
+use levee_proxy::config::{
+    AdmissionSettings, BalancePolicy, ClusterSettings, Config, EndpointAddress, ListenerSettings,
+};
+use levee_testkit::backend::{Backend, Mode};
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+const SERVICE_TIME: Duration = Duration::from_millis(20);
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+const LOOPBACK: &str = "127.0.0.1:0";
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+/// What one request came back with.
+#[derive(Default)]
+struct Tally {
+    served: Vec<Duration>,
+    shed: Vec<Duration>,
+    timed_out: u64,
+    other: u64,
+}
+
+struct Run {
+    name: &'static str,
+    tally: Tally,
+    seconds: f64,
+}
+
+fn percentile(samples: &mut [Duration], q: f64) -> Option<Duration> {
+    if samples.is_empty() {
+        return None;
+    }
+    samples.sort_unstable();
+    let index = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+    Some(samples[index])
+}
+
+fn ms(duration: Option<Duration>) -> String {
+    duration.map_or("-".to_owned(), |d| {
+        format!("{:.1}", d.as_secs_f64() * 1000.0)
+    })
+}
+
+fn config(backend: SocketAddr, admission: Option<AdmissionSettings>) -> Config {
+    let mut cluster = ClusterSettings::new(
+        "app",
+        vec![EndpointAddress::new(
+            backend.ip().to_string(),
+            backend.port(),
+        )],
+    );
+    cluster.balance = BalancePolicy::RoundRobin;
+    cluster.request_timeout = Duration::from_secs(30);
+    cluster.retry.per_try_timeout = Duration::from_secs(30);
+    // One node: nothing to retry on or hedge to, and no ejection to hide
+    // the overload.
+    cluster.retry.hedge = None;
+    cluster.outlier = None;
+    cluster.admission = admission;
+    let mut config = Config::default();
+    config.admin.listen = LOOPBACK.parse().expect("address");
+    config.listeners = vec![ListenerSettings::new(
+        "web",
+        LOOPBACK.parse().expect("address"),
+        "app",
+    )];
+    config.clusters = vec![cluster];
+    config
+}
+
+/// Offer `rate` requests per second for `duration` to `addr`.
+async fn offer(addr: SocketAddr, rate: u64, duration: Duration) -> (Tally, f64) {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(4096)
+        .build_http();
+    let uri: http::Uri = format!("http://{addr}/").parse().expect("uri");
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    while started.elapsed() < duration {
+        ticks.tick().await;
+        let client = client.clone();
+        let uri = uri.clone();
+        let tally = Arc::clone(&tally);
+        tasks.spawn(async move {
+            let sent = Instant::now();
+            let answer = tokio::time::timeout(CLIENT_TIMEOUT, async {
+                let response = client.get(uri).await?;
+                let status = response.status().as_u16();
+                response.into_body().collect().await?;
+                Ok::<u16, Box<dyn std::error::Error + Send + Sync>>(status)
+            })
+            .await;
+            let took = sent.elapsed();
+            let mut tally = tally.lock();
+            match answer {
+                Ok(Ok(200)) => tally.served.push(took),
+                Ok(Ok(503)) => tally.shed.push(took),
+                Ok(_) => tally.other += 1,
+                Err(_) => tally.timed_out += 1,
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let seconds = duration.as_secs_f64();
+    let tally = std::mem::take(&mut *tally.lock());
+    (tally, seconds)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // `cargo bench` passes `--bench`; there is nothing to filter.
+    let seconds = env_or("OVERLOAD_SECONDS", 10);
+    let capacity = env_or("OVERLOAD_CAPACITY", 8) as usize;
+    let capacity_rps = capacity as f64 / SERVICE_TIME.as_secs_f64();
+    let offered_rps = (capacity_rps * 3.0) as u64;
+    let duration = Duration::from_secs(seconds);
+
+    let backend = Backend::start("b1", LOOPBACK.parse().expect("address"))
+        .await
+        .expect("backend starts");
+    backend.set_capacity(Some(capacity));
+    backend
+        .set_mode(Mode::Slow(SERVICE_TIME))
+        .await
+        .expect("slow mode");
+
+    let admission = AdmissionSettings {
+        // As many slots as the node has workers, a queue of a quarter of
+        // that, and the default controlled delay.
+        params: AdmissionParams::builder()
+            .max_concurrency(capacity)
+            .max_queue((capacity / 4).max(1))
+            .build()
+            .expect("admission params"),
+        adaptive: None,
+    };
+    let mut runs = Vec::new();
+    for (name, admission) in [("admission on", Some(admission)), ("admission off", None)] {
+        let gateway = levee_proxy::start(config(backend.addr(), admission))
+            .await
+            .expect("gateway starts");
+        let addr = gateway.listener_address("web").expect("listener");
+        eprintln!("overload: {name}: offering {offered_rps} req/s for {seconds} s");
+        let (tally, seconds) = offer(addr, offered_rps, duration).await;
+        gateway.shutdown().await;
+        // Let the node drain what the last run left queued.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        runs.push(Run {
+            name,
+            tally,
+            seconds,
+        });
+    }
+
+    println!(
+        "node capacity {capacity} concurrent x {} ms = {capacity_rps:.0} req/s; offered {offered_rps} req/s (3x) for {seconds} s; client gives up after {} s",
+        SERVICE_TIME.as_millis(),
+        CLIENT_TIMEOUT.as_secs()
+    );
+    println!();
+    println!(
+        "| run | served/s | goodput vs capacity | served p50 ms | served p99 ms | served max ms | shed (503) | shed p99 ms | timed out | other |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for run in &mut runs {
+        let served_rps = run.tally.served.len() as f64 / run.seconds;
+        println!(
+            "| {} | {:.0} | {:.0}% | {} | {} | {} | {} | {} | {} | {} |",
+            run.name,
+            served_rps,
+            served_rps / capacity_rps * 100.0,
+            ms(percentile(&mut run.tally.served, 0.50)),
+            ms(percentile(&mut run.tally.served, 0.99)),
+            ms(percentile(&mut run.tally.served, 1.0)),
+            run.tally.shed.len(),
+            ms(percentile(&mut run.tally.shed, 0.99)),
+            run.tally.timed_out,
+            run.tally.other,
+        );
+    }
+    backend.shutdown().await;
+}
