@@ -295,3 +295,28 @@ async fn a_slow_idempotent_request_is_hedged_and_a_post_is_not() {
     );
     gateway.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_same_503_from_two_nodes_is_passed_on_and_blames_neither() {
+    let backends = backends(3).await;
+    let addrs = backends.iter().map(Backend::addr).collect();
+    let mut config = config(addrs, BalancePolicy::RoundRobin);
+    // A slow moment in a debug build must not add a hedge to the count.
+    config.clusters[0].retry.hedge = None;
+    let (gateway, addr) = start(config).await;
+    let client = client();
+    // 20 answers, about 7 per node: 5 in a row would eject a blamed node.
+    for _ in 0..20 {
+        let answer = get(&client, addr, "/status/503").await;
+        // The upstream's own answer, after a second opinion.
+        assert_eq!(answer.status, 503);
+        assert_eq!(answer.headers["x-levee-attempts"], "2");
+    }
+    let status: serde_json::Value =
+        serde_json::from_str(&get(&client, gateway.admin_address(), "/status").await.body)
+            .expect("status");
+    for endpoint in status["clusters"][0]["endpoints"].as_array().expect("list") {
+        assert_eq!(endpoint["state"], "healthy", "{status}");
+    }
+    gateway.shutdown().await;
+}

@@ -373,13 +373,17 @@ impl Attempts {
         outcome: Outcome,
     ) -> Answered {
         let (parts, body) = response.into_parts();
-        let body = UpstreamBody::new(
+        let mut body = UpstreamBody::new(
             body,
             in_flight,
             connection,
             Arc::clone(&self.cluster),
             outcome,
         );
+        let poisoned = self.poison.poisoned();
+        if poisoned.is_some() && PoisonClass::of(&outcome) == poisoned {
+            body.forgive();
+        }
         Answered {
             response: Response::from_parts(parts, body),
             attempts: self.attempts(),

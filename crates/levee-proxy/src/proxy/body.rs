@@ -103,6 +103,12 @@ impl UpstreamBody {
 }
 
 impl UpstreamBody {
+    /// Give no outlier verdict for this response: it failed the way a
+    /// poison request fails everywhere, which says nothing about its node.
+    pub fn forgive(&mut self) {
+        self.head = None;
+    }
+
     /// Keep the request's admission slot until the body ends (at once if it
     /// already has).
     pub fn hold_admission(&mut self, permit: Option<Permit>) {
