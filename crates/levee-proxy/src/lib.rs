@@ -5,6 +5,7 @@
 //! → attempt → outcome recorded on the cluster → response streamed back.
 
 pub mod admin;
+pub mod cache;
 pub mod cluster;
 pub mod config;
 pub mod demo;

@@ -1,0 +1,229 @@
+//! Whether an upstream response may be cached, and for how long.
+//!
+//! Storability and freshness follow RFC 9111 for a shared cache, by
+//! `http-cache-semantics` (`max-age`, `s-maxage`, `Expires`, `no-store`,
+//! `private`, `Authorization`, `Vary: *`, cacheable statuses). Two things are
+//! levee's own: the configured default TTL for a response that gives no
+//! freshness at all, and the `stale-while-revalidate` / `stale-if-error`
+//! windows (RFC 5861), which that crate does not expose and which are read
+//! here from `Cache-Control`.
+
+use std::time::{Duration, SystemTime};
+
+use http::header::{CACHE_CONTROL, EXPIRES, HeaderMap};
+use http::{request, response};
+use http_cache_semantics::{CacheOptions, CachePolicy};
+
+/// How long a stored response stays usable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Freshness {
+    /// Fresh for this long from now.
+    pub ttl: Duration,
+    /// Then served stale while one background refresh runs, if the response
+    /// says so (`stale-while-revalidate=N`); `None`: the configured default.
+    pub stale_while_revalidate: Option<Duration>,
+    /// Served stale while the upstream fails, if the response says so
+    /// (`stale-if-error=N`); `None`: the configured default.
+    pub stale_if_error: Option<Duration>,
+}
+
+/// The verdict on one response.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Store it.
+    Store(Freshness, Box<CachePolicy>),
+    /// Do not store it, for this reason (for logs and tests).
+    Skip(&'static str),
+}
+
+/// Judge `response` to `request` at `now`; `default_ttl` applies when the
+/// response gives no freshness of its own (zero: such a response is not
+/// cached).
+pub fn judge(
+    request: &request::Parts,
+    response: &response::Parts,
+    default_ttl: Duration,
+    now: SystemTime,
+) -> Verdict {
+    let policy = CachePolicy::new_options(request, response, now, CacheOptions::default());
+    if !policy.is_storable() {
+        return Verdict::Skip(
+            "not storable (no-store, private, Authorization, Vary: *, or status)",
+        );
+    }
+    let directives = directives(&response.headers);
+    if directives.iter().any(|(name, _)| name == "no-cache") {
+        // Would need revalidation on every use, which levee does not do.
+        return Verdict::Skip("no-cache");
+    }
+    let explicit = directives
+        .iter()
+        .any(|(name, _)| name == "max-age" || name == "s-maxage")
+        || response.headers.contains_key(EXPIRES);
+    let ttl = match policy.time_to_live(now) {
+        ttl if explicit => ttl,
+        _ => default_ttl,
+    };
+    if ttl.is_zero() {
+        return Verdict::Skip("no freshness lifetime");
+    }
+    let seconds = |wanted: &str| {
+        directives
+            .iter()
+            .find(|(name, _)| name == wanted)
+            .and_then(|(_, value)| value.as_deref()?.parse::<u64>().ok())
+            .map(Duration::from_secs)
+    };
+    Verdict::Store(
+        Freshness {
+            ttl,
+            stale_while_revalidate: seconds("stale-while-revalidate"),
+            stale_if_error: seconds("stale-if-error"),
+        },
+        Box::new(policy),
+    )
+}
+
+/// Whether a stored response answers `request`: its `Vary` headers match.
+pub fn matches(policy: &CachePolicy, request: &request::Parts, now: SystemTime) -> bool {
+    match policy.before_request(request, now) {
+        http_cache_semantics::BeforeRequest::Fresh(_) => true,
+        http_cache_semantics::BeforeRequest::Stale { matches, .. } => matches,
+    }
+}
+
+/// `Cache-Control` directives, lower-cased, with their values.
+fn directives(headers: &HeaderMap) -> Vec<(String, Option<String>)> {
+    headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|part| {
+            let mut pieces = part.trim().splitn(2, '=');
+            let name = pieces.next()?.trim().to_ascii_lowercase();
+            let value = pieces
+                .next()
+                .map(|value| value.trim().trim_matches('"').to_owned());
+            (!name.is_empty()).then_some((name, value))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judge_with(cache_control: Option<&str>, default_ttl: Duration) -> Verdict {
+        let request = http::Request::get("http://example.com/a")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let mut response = http::Response::builder().status(200);
+        if let Some(value) = cache_control {
+            response = response.header(CACHE_CONTROL, value);
+        }
+        let response = response.body(()).unwrap().into_parts().0;
+        judge(&request, &response, default_ttl, SystemTime::now())
+    }
+
+    fn freshness(verdict: Verdict) -> Freshness {
+        match verdict {
+            Verdict::Store(freshness, _) => freshness,
+            Verdict::Skip(why) => panic!("not stored: {why}"),
+        }
+    }
+
+    #[test]
+    fn max_age_and_s_maxage_set_the_lifetime() {
+        let fresh = freshness(judge_with(Some("max-age=60"), Duration::ZERO));
+        assert_eq!(fresh.ttl, Duration::from_secs(60));
+        let shared = freshness(judge_with(Some("max-age=60, s-maxage=5"), Duration::ZERO));
+        assert_eq!(shared.ttl, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn stale_windows_come_from_the_response() {
+        let fresh = freshness(judge_with(
+            Some("max-age=1, stale-while-revalidate=30, stale-if-error=300"),
+            Duration::ZERO,
+        ));
+        assert_eq!(fresh.stale_while_revalidate, Some(Duration::from_secs(30)));
+        assert_eq!(fresh.stale_if_error, Some(Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn no_store_private_and_no_cache_are_not_stored() {
+        for value in ["no-store", "private, max-age=60", "no-cache"] {
+            assert!(
+                matches!(
+                    judge_with(Some(value), Duration::from_secs(10)),
+                    Verdict::Skip(_)
+                ),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_default_ttl_applies_only_without_freshness() {
+        assert!(matches!(
+            judge_with(None, Duration::ZERO),
+            Verdict::Skip("no freshness lifetime")
+        ));
+        let fresh = freshness(judge_with(None, Duration::from_secs(7)));
+        assert_eq!(fresh.ttl, Duration::from_secs(7));
+        // An explicit max-age=0 is not overridden by the default.
+        assert!(matches!(
+            judge_with(Some("max-age=0"), Duration::from_secs(7)),
+            Verdict::Skip(_)
+        ));
+    }
+
+    #[test]
+    fn vary_star_is_never_stored() {
+        let request = http::Request::get("http://example.com/a")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let response = http::Response::builder()
+            .header(CACHE_CONTROL, "max-age=60")
+            .header("vary", "*")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        assert!(matches!(
+            judge(&request, &response, Duration::ZERO, SystemTime::now()),
+            Verdict::Skip(_)
+        ));
+    }
+
+    #[test]
+    fn vary_headers_must_match() {
+        let request = |language: &str| {
+            http::Request::get("http://example.com/a")
+                .header("accept-language", language)
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0
+        };
+        let response = http::Response::builder()
+            .header(CACHE_CONTROL, "max-age=60")
+            .header("vary", "accept-language")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let now = SystemTime::now();
+        let Verdict::Store(_, policy) = judge(&request("en"), &response, Duration::ZERO, now)
+        else {
+            panic!("stored")
+        };
+        assert!(matches(&policy, &request("en"), now));
+        assert!(!matches(&policy, &request("fr"), now));
+    }
+}
