@@ -40,8 +40,8 @@ pub use endpoint::{BadEndpointAddress, EndpointAddress};
 pub use error::{ConfigError, ConfigErrors};
 pub use settings::{
     AdaptiveLimitSettings, AdminSettings, AdmissionSettings, BadBalancePolicy, BadProtocol,
-    BalancePolicy, ClusterSettings, Config, HealthCheckKind, HealthSettings, HedgeSettings,
-    HttpCheckSettings, ListenerSettings, Protocol, RetrySettings, RuntimeSettings,
+    BalancePolicy, CacheSettings, ClusterSettings, Config, HealthCheckKind, HealthSettings,
+    HedgeSettings, HttpCheckSettings, ListenerSettings, Protocol, RetrySettings, RuntimeSettings,
 };
 
 use report::Report;

@@ -42,6 +42,7 @@ impl RawTable for RawHttpCheck {}
 impl RawTable for RawOutlier {}
 impl RawTable for RawRetry {}
 impl RawTable for RawAdmission {}
+impl RawTable for RawCache {}
 
 impl RawTable for RawCluster {
     fn keys_at(path: &[&str]) -> &'static [&'static str] {
@@ -51,6 +52,7 @@ impl RawTable for RawCluster {
             ["outlier", rest @ ..] => RawOutlier::keys_at(rest),
             ["retry", rest @ ..] => RawRetry::keys_at(rest),
             ["admission", rest @ ..] => RawAdmission::keys_at(rest),
+            ["cache", rest @ ..] => RawCache::keys_at(rest),
             _ => &[],
         }
     }
@@ -191,6 +193,9 @@ pub(super) struct RawCluster {
     /// Overload protection (`admission = { ... }` or `[cluster.admission]`).
     /// Default: off.
     pub admission: Option<Spanned<RawAdmission>>,
+    /// Response cache for GET and HEAD (`cache = { ... }` or
+    /// `[cluster.cache]`). Default: off.
+    pub cache: Option<Spanned<RawCache>>,
 }
 
 /// `health` in a `[[cluster]]`: how each endpoint is checked. Exactly one of
@@ -349,4 +354,31 @@ pub(super) struct RawAdmission {
     /// With `adaptive = true`, the lowest the limit may go; at least 1, at
     /// most `max_concurrency`. Default 1.
     pub min_concurrency: Option<Spanned<usize>>,
+}
+
+/// `cache` in a `[[cluster]]`: a shared response cache for GET and HEAD that
+/// never stampedes the upstream.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawCache {
+    /// `false` turns the cache off (the other keys are still checked).
+    /// Default `true` once the table is written.
+    pub enabled: Option<bool>,
+    /// Bytes of stored responses at most; at least 1 KiB. Default `"64MiB"`.
+    pub max_size: Option<Spanned<String>>,
+    /// A larger response body is passed through, not stored; at most
+    /// `max_size`. Default `"1MiB"`.
+    pub max_entry_size: Option<Spanned<String>>,
+    /// Freshness of a response without `max-age`, `s-maxage` or `Expires`;
+    /// `"0s"`: such responses are not stored. Default `"0s"`.
+    pub default_ttl: Option<Spanned<String>>,
+    /// Past freshness, serve the stale copy while one background request
+    /// refreshes it, for this long (unless the response says). Default
+    /// `"30s"`.
+    pub stale_while_revalidate: Option<Spanned<String>>,
+    /// Past freshness, serve the stale copy while the upstream fails, for
+    /// this long (unless the response says). Default `"5m"`.
+    pub stale_if_error: Option<Spanned<String>>,
+    /// Longest wait for another request's fill of the same key; more than 0.
+    /// Default `"5s"`.
+    pub fill_wait: Option<Spanned<String>>,
 }

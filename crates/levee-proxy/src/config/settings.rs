@@ -227,6 +227,8 @@ pub struct ClusterSettings {
     pub retry: RetrySettings,
     /// Overload protection; `None`: every request goes straight through.
     pub admission: Option<AdmissionSettings>,
+    /// Response cache for GET and HEAD; `None`: nothing is cached.
+    pub cache: Option<CacheSettings>,
 }
 
 impl ClusterSettings {
@@ -266,6 +268,54 @@ impl ClusterSettings {
             slow_start: ClusterSettings::DEFAULT_SLOW_START,
             retry: RetrySettings::default(),
             admission: None,
+            cache: None,
+        }
+    }
+}
+
+/// `cache` of a `[[cluster]]`: a shared response cache for GET and HEAD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Bytes of stored responses (bodies and headers) at most.
+    pub max_size: u64,
+    /// A response body larger than this is passed through, not stored.
+    pub max_entry_size: u64,
+    /// Freshness of a response that gives none (`Cache-Control: max-age`,
+    /// `s-maxage`, `Expires`); zero: such responses are not stored.
+    pub default_ttl: Duration,
+    /// Past freshness, the stale copy is served while one background
+    /// request refreshes it, for this long (unless the response says).
+    pub stale_while_revalidate: Duration,
+    /// Past freshness, the stale copy is served while the upstream fails,
+    /// for this long (unless the response says).
+    pub stale_if_error: Duration,
+    /// The longest a request waits for another request's fill of the same
+    /// key before it is answered 504.
+    pub fill_wait: Duration,
+}
+
+impl CacheSettings {
+    /// Default [`CacheSettings::max_size`]: 64 MiB.
+    pub const DEFAULT_MAX_SIZE: u64 = 64 * 1024 * 1024;
+    /// Default [`CacheSettings::max_entry_size`]: 1 MiB.
+    pub const DEFAULT_MAX_ENTRY_SIZE: u64 = 1024 * 1024;
+    /// Default [`CacheSettings::stale_while_revalidate`].
+    pub const DEFAULT_STALE_WHILE_REVALIDATE: Duration = Duration::from_secs(30);
+    /// Default [`CacheSettings::stale_if_error`].
+    pub const DEFAULT_STALE_IF_ERROR: Duration = Duration::from_secs(300);
+    /// Default [`CacheSettings::fill_wait`].
+    pub const DEFAULT_FILL_WAIT: Duration = Duration::from_secs(5);
+}
+
+impl Default for CacheSettings {
+    fn default() -> CacheSettings {
+        CacheSettings {
+            max_size: CacheSettings::DEFAULT_MAX_SIZE,
+            max_entry_size: CacheSettings::DEFAULT_MAX_ENTRY_SIZE,
+            default_ttl: Duration::ZERO,
+            stale_while_revalidate: CacheSettings::DEFAULT_STALE_WHILE_REVALIDATE,
+            stale_if_error: CacheSettings::DEFAULT_STALE_IF_ERROR,
+            fill_wait: CacheSettings::DEFAULT_FILL_WAIT,
         }
     }
 }

@@ -15,6 +15,7 @@ use super::raw::{RawAdmin, RawCluster, RawListener, RawRuntime, RawTable, SECTIO
 use super::*;
 
 mod admission;
+mod cache;
 mod retry;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -203,7 +204,8 @@ fn every_key_is_documented_in_its_section() {
             "cluster.health.http",
             "cluster.outlier",
             "cluster.retry",
-            "cluster.admission"
+            "cluster.admission",
+            "cluster.cache"
         ]
     );
     for table in &tables {
@@ -285,6 +287,7 @@ endpoints = ["10.0.0.1:8000"]
                 idempotent: false,
             },
             admission: None,
+            cache: None,
         }],
     };
     assert_eq!(config, expected);

@@ -7,6 +7,7 @@
 //! their own: `validate/health.rs`, `validate/outlier.rs`.
 
 mod admission;
+mod cache;
 mod health;
 mod outlier;
 mod retry;
@@ -251,6 +252,11 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         Some(written) => admission::admission(written, report),
         None => Some(None),
     };
+    // `Some(None)`: off (the default), `None`: bad.
+    let cache = match &raw.cache {
+        Some(written) => cache::cache(written, report),
+        None => Some(None),
+    };
     let (
         Some(name),
         Some(endpoints),
@@ -265,6 +271,7 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         Some(slow_start),
         Some(retry),
         Some(admission),
+        Some(cache),
     ) = (
         name,
         endpoints,
@@ -279,6 +286,7 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         slow_start,
         retry,
         admission,
+        cache,
     )
     else {
         return Cluster {
@@ -301,6 +309,7 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         slow_start,
         retry,
         admission,
+        cache,
     };
     Cluster {
         name: Some(name),
