@@ -87,7 +87,7 @@ impl HttpProxy {
         client: &ClientInfo,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
-        let response = match self.forward(request, client, started).await {
+        let response = match forward(&self.cluster, request, client, started).await {
             Ok(response) => response.map(Either::Left),
             Err(error) => {
                 tracing::debug!(listener = %self.listener, status = %error.status(), ?error, "levee answered the request itself");
@@ -98,72 +98,71 @@ impl HttpProxy {
             .record_response(response.status().as_u16(), started.elapsed().as_secs_f64());
         response
     }
+}
 
-    async fn forward(
-        &self,
-        request: Request<Incoming>,
-        client: &ClientInfo,
-        started: Instant,
-    ) -> Result<Response<UpstreamBody>, ProxyError> {
-        let cluster = &self.cluster;
-        let deadline = started + cluster.settings.request_timeout;
-        // Shed before anything else: a shed request costs no upstream work,
-        // never counts against an endpoint and is never retried.
-        let admission = cluster
-            .admit()
-            .await
-            .map_err(|rejected| ProxyError::Overloaded {
-                cluster: cluster.name.clone(),
-                rejected,
-            })?;
-        // Picked before the body is read: no endpoint, no point reading it.
-        let first = cluster
-            .pick(started)
-            .ok_or_else(|| ProxyError::NoEndpoint {
-                cluster: cluster.name.clone(),
-            })?;
-        let request = upstream_request(request, client, &cluster.endpoint(first).host_header)?;
-        let (parts, body) = request.into_parts();
-        let retry = &cluster.settings.retry;
-        let idempotent = is_idempotent(
-            parts.method.as_str(),
-            parts.headers.contains_key(&IDEMPOTENCY_KEY),
-            retry.idempotent,
-        );
-        let payload =
-            match tokio::time::timeout_at(deadline, read_for_replay(body, retry.replay_buffer))
-                .await
-            {
-                Ok(Ok(Ok(copy))) => Payload::Replayable(copy),
-                Ok(Ok(Err(streaming))) => Payload::Once(Some(streaming)),
-                Ok(Err(ClientBodyFailed)) => {
-                    return Err(ProxyError::BadRequest {
-                        reason: "request body could not be read from the client",
-                    });
-                }
-                Err(_elapsed) => {
-                    return Err(ProxyError::BadRequest {
-                        reason: "request body did not arrive within the request timeout",
-                    });
-                }
-            };
-        let head = RequestHead {
-            method: parts.method,
-            uri: parts.uri,
-            headers: parts.headers,
+/// Forward one request to `cluster` (admission, attempts) and return the
+/// response head with its body still streaming, or levee's own error.
+pub(crate) async fn forward(
+    cluster: &Arc<Cluster>,
+    request: Request<Incoming>,
+    client: &ClientInfo,
+    started: Instant,
+) -> Result<Response<UpstreamBody>, ProxyError> {
+    let deadline = started + cluster.settings.request_timeout;
+    // Shed before anything else: a shed request costs no upstream work,
+    // never counts against an endpoint and is never retried.
+    let admission = cluster
+        .admit()
+        .await
+        .map_err(|rejected| ProxyError::Overloaded {
+            cluster: cluster.name.clone(),
+            rejected,
+        })?;
+    // Picked before the body is read: no endpoint, no point reading it.
+    let first = cluster
+        .pick(started)
+        .ok_or_else(|| ProxyError::NoEndpoint {
+            cluster: cluster.name.clone(),
+        })?;
+    let request = upstream_request(request, client, &cluster.endpoint(first).host_header)?;
+    let (parts, body) = request.into_parts();
+    let retry = &cluster.settings.retry;
+    let idempotent = is_idempotent(
+        parts.method.as_str(),
+        parts.headers.contains_key(&IDEMPOTENCY_KEY),
+        retry.idempotent,
+    );
+    let payload =
+        match tokio::time::timeout_at(deadline, read_for_replay(body, retry.replay_buffer)).await {
+            Ok(Ok(Ok(copy))) => Payload::Replayable(copy),
+            Ok(Ok(Err(streaming))) => Payload::Once(Some(streaming)),
+            Ok(Err(ClientBodyFailed)) => {
+                return Err(ProxyError::BadRequest {
+                    reason: "request body could not be read from the client",
+                });
+            }
+            Err(_elapsed) => {
+                return Err(ProxyError::BadRequest {
+                    reason: "request body did not arrive within the request timeout",
+                });
+            }
         };
-        let answered = Attempts::new(Arc::clone(cluster), head, payload, idempotent, deadline)
-            .run(first)
-            .await?;
-        let (mut parts, mut body) = answered.response.into_parts();
-        body.hold_admission(admission);
-        headers::remove_hop_by_hop(&mut parts.headers);
-        parts.headers.insert(
-            X_LEVEE_ATTEMPTS.clone(),
-            HeaderValue::from(answered.attempts),
-        );
-        Ok(Response::from_parts(parts, body))
-    }
+    let head = RequestHead {
+        method: parts.method,
+        uri: parts.uri,
+        headers: parts.headers,
+    };
+    let answered = Attempts::new(Arc::clone(cluster), head, payload, idempotent, deadline)
+        .run(first)
+        .await?;
+    let (mut parts, mut body) = answered.response.into_parts();
+    body.hold_admission(admission);
+    headers::remove_hop_by_hop(&mut parts.headers);
+    parts.headers.insert(
+        X_LEVEE_ATTEMPTS.clone(),
+        HeaderValue::from(answered.attempts),
+    );
+    Ok(Response::from_parts(parts, body))
 }
 
 /// Turn the client's request into the request sent upstream: origin-form
