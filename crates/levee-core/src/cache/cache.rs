@@ -322,7 +322,12 @@ impl<K: Hash + Eq + Clone, V: Clone> State<K, V> {
 impl<K: Hash + Eq + Clone, V: Clone> Shared<K, V> {
     /// Records a finished fill: stores its value if the fill is still
     /// current, and returns what its waiters get.
-    fn complete<E>(&self, key: &K, ticket: Generation, result: Result<Loaded<V>, E>) -> Result<V, LoadError>
+    fn complete<E>(
+        &self,
+        key: &K,
+        ticket: Generation,
+        result: Result<Loaded<V>, E>,
+    ) -> Result<V, LoadError>
     where
         E: Error + Send + Sync + 'static,
     {

@@ -45,7 +45,10 @@ pub(super) enum Waited<V> {
 }
 
 /// Waits at most `limit` for the fill behind `done`.
-pub(super) async fn wait<V: Clone>(mut done: watch::Receiver<FillSlot<V>>, limit: Duration) -> Waited<V> {
+pub(super) async fn wait<V: Clone>(
+    mut done: watch::Receiver<FillSlot<V>>,
+    limit: Duration,
+) -> Waited<V> {
     match tokio::time::timeout(limit, done.wait_for(Option::is_some)).await {
         Ok(Ok(slot)) => match &*slot {
             Some(result) => Waited::Done(result.clone()),

@@ -198,7 +198,10 @@ mod tests {
     #[test]
     fn messages_name_the_key() {
         let b = CacheParams::builder;
-        assert_eq!(error(b().max_size(0)), "max_size must be at least 1 byte, got 0");
+        assert_eq!(
+            error(b().max_size(0)),
+            "max_size must be at least 1 byte, got 0"
+        );
         assert_eq!(
             error(b().default_ttl(Duration::ZERO)),
             "default_ttl must be above zero"
