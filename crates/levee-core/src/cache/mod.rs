@@ -26,25 +26,25 @@
 //!
 //! The freshness rules are pure functions of a [`tokio::time::Instant`]
 //! (`entry.rs`), the LRU store is plain data (`store.rs`), and the async
-//! parts (`cache.rs`, `flight.rs`) only wire them to tasks and channels, so
+//! parts (`refreshing.rs`, `flight.rs`) only wire them to tasks and channels, so
 //! every rule is tested under paused time.
 
-mod cache;
 mod entry;
 mod error;
 mod flight;
 mod generation;
 mod loaded;
 mod params;
+mod refreshing;
 mod stats;
 mod store;
 
 #[cfg(test)]
 mod tests;
 
-pub use cache::RefreshingCache;
 pub use error::{CacheError, LoadError};
 pub use generation::Generation;
 pub use loaded::{CacheStatus, Loaded, Served};
 pub use params::{BadCacheParams, CacheParams, CacheParamsBuilder};
+pub use refreshing::RefreshingCache;
 pub use stats::CacheStats;
