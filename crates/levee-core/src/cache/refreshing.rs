@@ -120,9 +120,11 @@ where
     /// - missing or expired: load ([`CacheStatus::Miss`]) or fail.
     ///
     /// Loads are single-flight: while one runs for `key`, other callers wait
-    /// for it (at most `fill_wait`) and share its value or error; their own
-    /// `loader` is never called. The load runs in a spawned task, so it
-    /// finishes and stores its value even if every caller gave up.
+    /// for it and share its value or error; their own `loader` is never
+    /// called. Every caller, the one that started the load included, waits
+    /// at most `fill_wait` ([`CacheError::FillTimeout`]). The load runs in a
+    /// spawned task, so it finishes and stores its value even if every
+    /// caller gave up; it must therefore be `Send + 'static`.
     pub async fn get<F, Fut, E>(&self, key: K, loader: F) -> Result<Served<V>, CacheError>
     where
         F: FnOnce() -> Fut,

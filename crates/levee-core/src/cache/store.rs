@@ -98,7 +98,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Store<K, V> {
         }
         // The replaced value is not an eviction.
         let replaced = evicted.len();
-        while self.weight + weight > self.max_size {
+        while self.weight.saturating_add(weight) > self.max_size {
             let Some((_, oldest)) = self.recency.pop_first() else {
                 break;
             };
