@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod balance;
+pub mod cache;
 pub mod health;
 pub mod latency;
 pub mod outcome;
@@ -14,6 +15,7 @@ pub mod outlier;
 pub mod retry;
 
 pub use balance::{BalancePolicy, Balancer, EndpointLoad, InFlightGuard};
+pub use cache::{CacheParams, CacheStatus, Loaded, RefreshingCache};
 pub use health::{
     BadHealthParams, CheckFailure, CheckResult, Health, HealthCheckParams, HealthTracker,
 };
