@@ -107,6 +107,7 @@ pub struct Metrics {
     admission_wait: HistogramFamily<ClusterLabels>,
     admission_queue_depth: Family<ClusterLabels, Gauge>,
     admission_limit: Family<ClusterLabels, Gauge>,
+    cache_responses: Family<ClusterKindLabels, Counter>,
     responses: Family<ListenerClassLabels, Counter>,
     request_duration: HistogramFamily<ListenerLabels>,
     connections: Family<ListenerLabels, Counter>,
@@ -139,6 +140,7 @@ impl Metrics {
             admission_wait: Family::new_with_constructor(latency_histogram),
             admission_queue_depth: Family::default(),
             admission_limit: Family::default(),
+            cache_responses: Family::default(),
             responses: Family::default(),
             request_duration: Family::new_with_constructor(latency_histogram),
             connections: Family::default(),
@@ -215,6 +217,11 @@ impl Metrics {
             "admission_limit",
             "Current concurrency limit of admission control (changes when adaptive)",
             metrics.admission_limit.clone(),
+        );
+        registry.register(
+            "cache_responses",
+            "Responses of cached clusters by how the cache served them (hit, miss, stale, bypass)",
+            metrics.cache_responses.clone(),
         );
         registry.register(
             "http_responses",
@@ -322,6 +329,24 @@ impl Metrics {
         }
     }
 
+    /// Handles for one cluster's cache series (only for clusters with a
+    /// cache).
+    pub fn cache(&self, cluster: &str) -> CacheMetrics {
+        let kind = |kind| {
+            self.cache_responses
+                .get_or_create_owned(&ClusterKindLabels {
+                    cluster: cluster.to_owned(),
+                    kind,
+                })
+        };
+        CacheMetrics {
+            hit: kind("hit"),
+            miss: kind("miss"),
+            stale: kind("stale"),
+            bypass: kind("bypass"),
+        }
+    }
+
     /// Handles for one listener's series.
     pub fn listener(&self, listener: &str) -> ListenerMetrics {
         let labels = ListenerLabels {
@@ -407,6 +432,27 @@ impl ClusterMetrics {
                 reason,
             })
             .inc();
+    }
+}
+
+/// Pre-created cache series of one cluster.
+#[derive(Clone)]
+pub struct CacheMetrics {
+    hit: Counter,
+    miss: Counter,
+    stale: Counter,
+    bypass: Counter,
+}
+
+impl CacheMetrics {
+    /// One response served as `result`: `hit`, `miss`, `stale` or `bypass`.
+    pub fn record(&self, result: &str) {
+        match result {
+            "hit" => self.hit.inc(),
+            "stale" => self.stale.inc(),
+            "bypass" => self.bypass.inc(),
+            _ => self.miss.inc(),
+        };
     }
 }
 

@@ -1,6 +1,7 @@
 //! The admin listener: liveness, readiness, status and metrics, on its own
 //! port so it stays reachable whatever the traffic listeners are doing.
 
+mod cache;
 mod status;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .route("/status", get(status::status))
         .route("/metrics", get(metrics))
         .route("/events", get(events))
+        .route("/cache", axum::routing::delete(cache::purge))
         .with_state(state)
 }
 

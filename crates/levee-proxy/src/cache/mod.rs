@@ -1,4 +1,180 @@
-//! The response cache of a cluster: which responses may be stored, and for
-//! how long.
+//! A cluster's response cache for GET and HEAD, in front of the request path:
+//! a hit never reaches admission or the upstream; a miss is filled once for
+//! every concurrent request of the same key (levee-core's
+//! [`RefreshingCache`]), which also serves stale copies while a refresh runs
+//! or while the upstream fails.
+//!
+//! What a fill that cannot be stored gives the waiting requests:
+//! - not storable (`no-store`, `private`, too large, no freshness): the
+//!   request that filled gets the response; the others send their own request
+//!   (like Varnish's hit-for-pass): a response not meant for sharing is
+//!   never shared;
+//! - an upstream error (5xx, or levee's own 502/504): the request that filled
+//!   gets it; the others get levee's 502 saying so, rather than all going to
+//!   a failing upstream at once.
 
+mod fill;
+mod key;
 pub mod policy;
+mod stored;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::header::AUTHORIZATION;
+use http::{Method, Request, Response};
+use http_body_util::Either;
+use hyper::body::Incoming;
+use levee_core::cache::{CacheError, CacheParams, CacheStats, CacheStatus, RefreshingCache};
+use tokio::time::Instant;
+
+pub use key::CacheKey;
+pub use stored::{StoredResponse, X_LEVEE_CACHE};
+
+use crate::cluster::Cluster;
+use crate::config::CacheSettings;
+use crate::metrics::CacheMetrics;
+use crate::proxy::{ClientInfo, ProxyBody, ProxyError, UpstreamBody, forward};
+use fill::{FillError, Slots};
+
+/// The response cache of one cluster.
+pub struct ResponseCache {
+    settings: CacheSettings,
+    store: RefreshingCache<CacheKey, Arc<StoredResponse>>,
+    metrics: CacheMetrics,
+}
+
+impl ResponseCache {
+    /// An empty cache with `settings` (validated by the config).
+    pub fn new(settings: CacheSettings, metrics: CacheMetrics) -> ResponseCache {
+        let params = CacheParams::builder()
+            .max_size(settings.max_size)
+            .stale_while_revalidate(settings.stale_while_revalidate)
+            .stale_if_error(settings.stale_if_error)
+            .fill_wait(settings.fill_wait)
+            .build()
+            // Validation has checked these; the defaults keep a running
+            // gateway going if a bound ever differs.
+            .unwrap_or_default();
+        ResponseCache {
+            settings,
+            store: RefreshingCache::new(params, |_, stored: &Arc<StoredResponse>| stored.weight()),
+            metrics,
+        }
+    }
+
+    /// Remove the entries of `target` (`host/path?query`, GET and HEAD).
+    /// Returns how many were removed.
+    pub fn purge(&self, target: &str) -> usize {
+        self.store.invalidate_where(|key| key.target() == target)
+    }
+
+    /// Remove every entry whose `host/path?query` starts with `prefix`.
+    pub fn purge_prefix(&self, prefix: &str) -> usize {
+        self.store
+            .invalidate_where(|key| key.target().starts_with(prefix))
+    }
+
+    /// Counters and size, for `/status`.
+    pub fn stats(&self) -> CacheStats {
+        self.store.stats()
+    }
+
+    /// Answer `request` from the cache, filling it from `cluster` when needed.
+    pub async fn serve(
+        &self,
+        cluster: &Arc<Cluster>,
+        request: Request<Incoming>,
+        client: &ClientInfo,
+        started: Instant,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let cacheable_request = matches!(*request.method(), Method::GET | Method::HEAD)
+            && !request.headers().contains_key(AUTHORIZATION);
+        if !cacheable_request {
+            return self.pass(cluster, request, client, started).await;
+        }
+        let key = CacheKey::of(&request);
+        let method = request.method().clone();
+        let head = fill::head_of(&request);
+        let slots = Slots::new(request);
+        let loader = {
+            let slots = slots.clone();
+            let cluster = Arc::clone(cluster);
+            let client = client.clone();
+            let settings = self.settings;
+            move || fill::fill(cluster, slots, client, settings)
+        };
+        match self.store.get(key, loader).await {
+            Ok(served) => {
+                if !policy::matches(&served.value.policy, &head, SystemTime::now()) {
+                    // Another variant is stored (`Vary`): ask the upstream.
+                    return match slots.take_request() {
+                        Some(request) => self.pass(cluster, request, client, started).await,
+                        None => Err(fill_failed(cluster, "request used by the fill")),
+                    };
+                }
+                self.metrics.record(served.status.as_str());
+                Ok(served
+                    .value
+                    .to_response(&method, served.status)
+                    .map(Either::Right))
+            }
+            Err(CacheError::Load(error)) => {
+                // The request that ran the fill has its own answer.
+                if let Some(own) = slots.take_own() {
+                    self.metrics.record("miss");
+                    return Ok(marked(own, CacheStatus::Miss));
+                }
+                match error.downcast_ref::<FillError>() {
+                    Some(FillError::NotStored(_)) => match slots.take_request() {
+                        Some(request) => self.pass(cluster, request, client, started).await,
+                        None => Err(fill_failed(cluster, "request used by the fill")),
+                    },
+                    Some(FillError::Proxy(error)) => Err(error.clone()),
+                    Some(FillError::Status(status)) => Err(fill_failed(
+                        cluster,
+                        &format!("upstream answered {status} to the request this one waited for"),
+                    )),
+                    None => Err(fill_failed(cluster, &error.to_string())),
+                }
+            }
+            Err(CacheError::FillTimeout { waited }) => Err(ProxyError::CacheFill {
+                cluster: cluster.name.clone(),
+                reason: format!(
+                    "no response within fill_wait ({})",
+                    humantime::format_duration(waited)
+                ),
+                timed_out: true,
+            }),
+            Err(error) => Err(fill_failed(cluster, &error.to_string())),
+        }
+    }
+
+    /// Forward without the cache (marked `miss`: it did not come from it).
+    async fn pass(
+        &self,
+        cluster: &Arc<Cluster>,
+        request: Request<Incoming>,
+        client: &ClientInfo,
+        started: Instant,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        self.metrics.record("bypass");
+        let response = forward(cluster, request, client, started).await?;
+        Ok(marked(response, CacheStatus::Miss))
+    }
+}
+
+fn marked(mut response: Response<UpstreamBody>, status: CacheStatus) -> Response<ProxyBody> {
+    response
+        .headers_mut()
+        .insert(X_LEVEE_CACHE.clone(), stored::cache_header(status));
+    response.map(Either::Left)
+}
+
+fn fill_failed(cluster: &Cluster, reason: &str) -> ProxyError {
+    ProxyError::CacheFill {
+        cluster: cluster.name.clone(),
+        reason: reason.to_owned(),
+        timed_out: false,
+    }
+}

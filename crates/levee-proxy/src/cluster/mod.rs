@@ -22,6 +22,7 @@ pub use admission::AdmissionStatus;
 pub use control::Routing;
 pub use status::{CheckView, ClusterStatus, EndpointStatus, RetryBudgetStatus};
 
+use crate::cache::ResponseCache;
 use crate::config::ClusterSettings;
 use crate::events::{EventLog, NewEvent, Severity};
 use crate::metrics::{ClusterMetrics, EndpointMetrics, Metrics};
@@ -85,6 +86,8 @@ pub struct Cluster {
     pub retry_metrics: ClusterMetrics,
     /// Overload protection; `None` when the cluster has none.
     admission: Option<ClusterAdmission>,
+    /// Response cache; `None` when the cluster has none.
+    pub cache: Option<ResponseCache>,
 }
 
 /// Whole nanoseconds of `duration`, saturating.
@@ -191,6 +194,9 @@ impl Cluster {
             admission: settings.admission.as_ref().map(|admission| {
                 ClusterAdmission::new(admission, metrics.admission(&settings.name))
             }),
+            cache: settings
+                .cache
+                .map(|cache| ResponseCache::new(cache, metrics.cache(&settings.name))),
         })
     }
 

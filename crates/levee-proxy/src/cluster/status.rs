@@ -30,8 +30,34 @@ pub struct ClusterStatus {
     /// Admission control; absent when the cluster has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admission: Option<super::AdmissionStatus>,
+    /// The response cache; absent when the cluster has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheStatusView>,
     /// Its endpoints.
     pub endpoints: Vec<EndpointStatus>,
+}
+
+/// The response cache in `/status`.
+#[derive(Debug, Serialize)]
+pub struct CacheStatusView {
+    /// Responses stored.
+    pub entries: u64,
+    /// Bytes they weigh, of `max_size`.
+    pub bytes: u64,
+    /// `max_size`.
+    pub max_bytes: u64,
+    /// Fresh answers.
+    pub hits: u64,
+    /// Answers that needed a fill.
+    pub misses: u64,
+    /// Stale answers (during a refresh, or while the upstream failed).
+    pub stale: u64,
+    /// Upstream fills.
+    pub loads: u64,
+    /// Fills that failed.
+    pub load_errors: u64,
+    /// Entries evicted to stay within `max_size`.
+    pub evictions: u64,
 }
 
 /// The retry budget in `/status`.
@@ -119,6 +145,20 @@ impl Cluster {
                 .hedge_delay(now)
                 .map(|delay| delay.as_secs_f64() * 1000.0),
             admission: self.admission_status(),
+            cache: self.cache.as_ref().map(|cache| {
+                let stats = cache.stats();
+                CacheStatusView {
+                    entries: stats.entries,
+                    bytes: stats.weight,
+                    max_bytes: self.settings.cache.map_or(0, |settings| settings.max_size),
+                    hits: stats.hits,
+                    misses: stats.misses,
+                    stale: stats.stale,
+                    loads: stats.loads,
+                    load_errors: stats.load_errors,
+                    evictions: stats.evictions,
+                }
+            }),
             endpoints: self
                 .endpoints
                 .iter()

@@ -160,7 +160,7 @@ impl Attempts {
             tokio::select! {
                 Some(attempted) = self.futures.next() => {
                     match self.settle(attempted).await {
-                        Step::Answer(answered) => break Ok(answered),
+                        Step::Answer(answered) => break Ok(*answered),
                         Step::Stop(error) => break Err(error),
                         Step::Continue => {}
                     }
@@ -248,7 +248,9 @@ impl Attempts {
         let response = match response {
             // Anything but 502/503/504 is the upstream's answer.
             Some((response, connection)) if !matches!(response.status().as_u16(), 502..=504) => {
-                return Step::Answer(self.answer(response, connection, in_flight, outcome));
+                return Step::Answer(Box::new(
+                    self.answer(response, connection, in_flight, outcome),
+                ));
             }
             other => other,
         };
@@ -261,9 +263,9 @@ impl Attempts {
         if now >= self.deadline {
             // No time left for another attempt.
             return match response {
-                Some((response, connection)) => {
-                    Step::Answer(self.answer(response, connection, in_flight, outcome))
-                }
+                Some((response, connection)) => Step::Answer(Box::new(
+                    self.answer(response, connection, in_flight, outcome),
+                )),
                 None => {
                     self.held_verdicts.push(outcome);
                     Step::Stop(self.deadline_error())
@@ -279,7 +281,9 @@ impl Attempts {
                 // The upstream's own error status says more than levee could.
                 tracing::debug!(cluster = %self.cluster.name, status = %response.status(), reason = %stop, "upstream error status passed on");
                 self.cluster.retry_metrics.record_not_retried(stop.as_str());
-                Step::Answer(self.answer(response, connection, in_flight, outcome))
+                Step::Answer(Box::new(
+                    self.answer(response, connection, in_flight, outcome),
+                ))
             }
             (Some(stop), None) => {
                 self.held_verdicts.push(outcome);
@@ -445,7 +449,7 @@ impl Attempts {
 
 /// What the request does after an attempt came back.
 enum Step {
-    Answer(Answered),
+    Answer(Box<Answered>),
     Stop(ProxyError),
     Continue,
 }

@@ -43,6 +43,9 @@ impl Drop for InFlight {
 pin_project_lite::pin_project! {
     /// An upstream response body on its way to the client.
     pub struct UpstreamBody {
+        // Bytes already read from `inner` (by the cache, finding the body too
+        // large to store), sent first.
+        prefix: Option<Bytes>,
         #[pin]
         inner: Incoming,
         in_flight: Option<InFlight>,
@@ -92,6 +95,7 @@ impl UpstreamBody {
             (Some(in_flight), Some(connection))
         };
         UpstreamBody {
+            prefix: None,
             inner,
             in_flight,
             admission: None,
@@ -103,6 +107,11 @@ impl UpstreamBody {
 }
 
 impl UpstreamBody {
+    /// Send `prefix` (bytes already read from this body) before the rest.
+    pub fn resume_after(&mut self, prefix: Bytes) {
+        self.prefix = (!prefix.is_empty()).then_some(prefix);
+    }
+
     /// Give no outlier verdict for this response: it failed the way a
     /// poison request fails everywhere, which says nothing about its node.
     pub fn forgive(&mut self) {
@@ -127,6 +136,9 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let mut this = self.project();
+        if let Some(prefix) = this.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+        }
         let polled = this.inner.as_mut().poll_frame(cx);
         match &polled {
             Poll::Ready(None) => {
@@ -166,10 +178,17 @@ impl Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.prefix.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let prefix = self.prefix.as_ref().map_or(0, |prefix| prefix.len() as u64);
+        let inner = self.inner.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + prefix);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + prefix);
+        }
+        hint
     }
 }

@@ -49,6 +49,15 @@ pub enum ProxyError {
         /// Why it was not admitted.
         rejected: Rejected,
     },
+    /// A cache fill this request waited for gave it nothing to answer with.
+    CacheFill {
+        /// Cluster name.
+        cluster: String,
+        /// What happened, in words.
+        reason: String,
+        /// True when it waited `fill_wait` in vain (504), false otherwise (502).
+        timed_out: bool,
+    },
     /// The client's request could not be turned into an upstream request.
     BadRequest {
         /// What is wrong with it.
@@ -87,6 +96,10 @@ impl ProxyError {
             },
             ProxyError::Deadline { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::CacheFill {
+                timed_out: true, ..
+            } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::CacheFill { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::BadRequest { .. } => StatusCode::BAD_REQUEST,
         }
     }
@@ -99,6 +112,7 @@ impl ProxyError {
             }
             ProxyError::NoEndpoint { .. }
             | ProxyError::Overloaded { .. }
+            | ProxyError::CacheFill { .. }
             | ProxyError::BadRequest { .. } => 0,
         }
     }
@@ -106,6 +120,7 @@ impl ProxyError {
     fn message(&self) -> &'static str {
         match self {
             ProxyError::Overloaded { .. } => "overloaded: request shed by admission control",
+            ProxyError::CacheFill { .. } => "the cache fill this request waited for failed",
             ProxyError::NoEndpoint { .. } => "no endpoint available",
             ProxyError::Upstream { kind, .. } => match kind {
                 FailureKind::ConnectRefused => "upstream refused the connection",
@@ -162,6 +177,17 @@ impl ProxyError {
                 attempts: None,
                 retry: None,
                 reason: Some(rejected.to_string()),
+            },
+            ProxyError::CacheFill {
+                cluster, reason, ..
+            } => ErrorBody {
+                error: self.message(),
+                cluster: Some(cluster),
+                endpoint: None,
+                kind: None,
+                attempts: None,
+                retry: None,
+                reason: Some(reason.clone()),
             },
             ProxyError::Deadline { cluster, attempts } => ErrorBody {
                 error: self.message(),

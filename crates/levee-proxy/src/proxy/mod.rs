@@ -87,8 +87,14 @@ impl HttpProxy {
         client: &ClientInfo,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
-        let response = match forward(&self.cluster, request, client, started).await {
-            Ok(response) => response.map(Either::Left),
+        let served = match &self.cluster.cache {
+            Some(cache) => cache.serve(&self.cluster, request, client, started).await,
+            None => forward(&self.cluster, request, client, started)
+                .await
+                .map(|response| response.map(Either::Left)),
+        };
+        let response = match served {
+            Ok(response) => response,
             Err(error) => {
                 tracing::debug!(listener = %self.listener, status = %error.status(), ?error, "levee answered the request itself");
                 error.into_response().map(Either::Right)

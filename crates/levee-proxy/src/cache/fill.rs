@@ -1,0 +1,154 @@
+//! One fill of the cache: the upstream request made on behalf of every
+//! request waiting for the same key, and what it leaves for them.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::BytesMut;
+use http::header::CONTENT_LENGTH;
+use http::{Request, Response, StatusCode, request};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use levee_core::cache::Loaded;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use super::policy::{self, Verdict};
+use super::stored::StoredResponse;
+use crate::cluster::Cluster;
+use crate::config::CacheSettings;
+use crate::proxy::{ClientInfo, ProxyError, UpstreamBody, forward};
+
+/// Why a fill stored nothing, as every waiting request sees it.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum FillError {
+    /// The response may not be shared (or is too large to keep).
+    #[error("response not stored: {0}")]
+    NotStored(&'static str),
+    /// The upstream answered with a server error.
+    #[error("upstream answered {0}")]
+    Status(StatusCode),
+    /// levee could not get a response at all.
+    #[error("{0:?}")]
+    Proxy(ProxyError),
+}
+
+/// What one request hands its fill, and what the fill hands back: the
+/// request itself (taken by the fill if this request runs it; still there
+/// for a request that only waited) and, when nothing could be stored, the
+/// response for the request that ran the fill.
+#[derive(Clone)]
+pub(super) struct Slots {
+    request: Arc<Mutex<Option<Request<Incoming>>>>,
+    own: Arc<Mutex<Option<Response<UpstreamBody>>>>,
+}
+
+impl Slots {
+    pub(super) fn new(request: Request<Incoming>) -> Slots {
+        Slots {
+            request: Arc::new(Mutex::new(Some(request))),
+            own: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    pub(super) fn take_request(&self) -> Option<Request<Incoming>> {
+        self.request.lock().take()
+    }
+
+    pub(super) fn take_own(&self) -> Option<Response<UpstreamBody>> {
+        self.own.lock().take()
+    }
+
+    fn keep_own(&self, response: Response<UpstreamBody>) {
+        *self.own.lock() = Some(response);
+    }
+}
+
+/// A copy of `request`'s head, for the cache rules.
+pub(super) fn head_of<B>(request: &Request<B>) -> request::Parts {
+    let (mut head, ()) = Request::new(()).into_parts();
+    head.method = request.method().clone();
+    head.uri = request.uri().clone();
+    head.version = request.version();
+    head.headers = request.headers().clone();
+    head
+}
+
+/// Fetch the response for the request in `slots` and keep it if the rules
+/// allow.
+pub(super) async fn fill(
+    cluster: Arc<Cluster>,
+    slots: Slots,
+    client: ClientInfo,
+    settings: CacheSettings,
+) -> Result<Loaded<Arc<StoredResponse>>, FillError> {
+    let Some(request) = slots.take_request() else {
+        return Err(FillError::NotStored("request already sent"));
+    };
+    let head = head_of(&request);
+    let started = Instant::now();
+    let response = forward(&cluster, request, &client, started)
+        .await
+        .map_err(FillError::Proxy)?;
+    let (parts, mut body) = response.into_parts();
+    if parts.status.is_server_error() {
+        let status = parts.status;
+        slots.keep_own(Response::from_parts(parts, body));
+        return Err(FillError::Status(status));
+    }
+    let freshness = match policy::judge(&head, &parts, settings.default_ttl, SystemTime::now()) {
+        Verdict::Store(freshness, policy) => (freshness, policy),
+        Verdict::Skip(reason) => {
+            slots.keep_own(Response::from_parts(parts, body));
+            return Err(FillError::NotStored(reason));
+        }
+    };
+    let announced = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|length| length.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > settings.max_entry_size) {
+        slots.keep_own(Response::from_parts(parts, body));
+        return Err(FillError::NotStored("larger than max_entry_size"));
+    }
+    let deadline = started + cluster.settings.request_timeout;
+    let mut buffer = BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(None) => break,
+            Ok(Some(Err(_))) | Err(_) => {
+                return Err(FillError::Proxy(ProxyError::CacheFill {
+                    cluster: cluster.name.clone(),
+                    reason: "upstream response body failed or stalled".to_owned(),
+                    timed_out: false,
+                }));
+            }
+        };
+        if let Ok(data) = frame.into_data() {
+            buffer.extend_from_slice(&data);
+            if buffer.len() as u64 > settings.max_entry_size {
+                // Too large after all (no Content-Length): the filling
+                // request gets it whole, from what was read on.
+                body.resume_after(buffer.freeze());
+                slots.keep_own(Response::from_parts(parts, body));
+                return Err(FillError::NotStored("larger than max_entry_size"));
+            }
+        }
+    }
+    let (freshness, policy) = freshness;
+    let stored = StoredResponse {
+        status: parts.status,
+        headers: parts.headers,
+        body: buffer.freeze(),
+        policy: *policy,
+    };
+    let mut loaded = Loaded::new(Arc::new(stored)).ttl(freshness.ttl);
+    if let Some(window) = freshness.stale_while_revalidate {
+        loaded = loaded.stale_while_revalidate(window);
+    }
+    if let Some(window) = freshness.stale_if_error {
+        loaded = loaded.stale_if_error(window);
+    }
+    Ok(loaded)
+}

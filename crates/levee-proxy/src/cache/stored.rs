@@ -1,0 +1,59 @@
+//! A response as the cache keeps it: head and whole body, shared by every
+//! request it answers.
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Response, StatusCode};
+use http_body_util::Full;
+use http_cache_semantics::CachePolicy;
+use levee_core::cache::CacheStatus;
+
+/// Which of levee's caching rules answered: `hit`, `miss` or `stale`.
+pub static X_LEVEE_CACHE: HeaderName = HeaderName::from_static("x-levee-cache");
+
+/// A stored response.
+#[derive(Debug)]
+pub struct StoredResponse {
+    /// Status as the upstream sent it.
+    pub status: StatusCode,
+    /// Headers as forwarded to the client (hop-by-hop ones removed).
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+    /// What the response said about caching, kept for `Vary` matching.
+    pub policy: CachePolicy,
+}
+
+impl StoredResponse {
+    /// What the cache counts against `max_size`: body and headers.
+    pub fn weight(&self) -> u64 {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
+        (self.body.len() + headers + 64) as u64
+    }
+
+    /// A response for a client, marked with how the cache served it. A
+    /// `HEAD` gets the head only.
+    pub fn to_response(&self, method: &Method, status: CacheStatus) -> Response<Full<Bytes>> {
+        let body = if method == Method::HEAD {
+            Bytes::new()
+        } else {
+            self.body.clone()
+        };
+        let mut response = Response::new(Full::new(body));
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers.clone();
+        response
+            .headers_mut()
+            .insert(X_LEVEE_CACHE.clone(), cache_header(status));
+        response
+    }
+}
+
+/// The `x-levee-cache` value of `status`.
+pub fn cache_header(status: CacheStatus) -> HeaderValue {
+    HeaderValue::from_static(status.as_str())
+}
