@@ -58,10 +58,7 @@ pub(crate) async fn probe(address: &str, key: &str, value: &str) -> Result<(), P
         });
     }
     let mut data = vec![0; length + 2];
-    stream
-        .read_exact(&mut data)
-        .await
-        .map_err(ProbeError::Io)?;
+    stream.read_exact(&mut data).await.map_err(ProbeError::Io)?;
     if &data[..length] != value.as_bytes() {
         return Err(ProbeError::WrongValue {
             key: key.to_owned(),

@@ -10,6 +10,19 @@ use std::time::SystemTime;
 use parking_lot::Mutex;
 use serde::Serialize;
 
+/// Every event kind, for `[[alert]] events` filters. A new kind of event
+/// is added here.
+pub const EVENT_KINDS: &[&str] = &[
+    "endpoint-health",
+    "endpoint-ejected",
+    "endpoint-returned",
+    "cluster-panic",
+    "poison-request",
+    "readiness",
+    "probe-health",
+    "drain",
+];
+
 /// How many events `/events` remembers.
 const CAPACITY: usize = 1000;
 

@@ -39,9 +39,10 @@ use std::path::Path;
 pub use endpoint::{BadEndpointAddress, EndpointAddress};
 pub use error::{ConfigError, ConfigErrors};
 pub use settings::{
-    AdminSettings, BadBalancePolicy, BadProtocol, BalancePolicy, ClusterSettings, Config,
-    HealthCheckKind, HealthSettings, HedgeSettings, HttpCheckSettings, ListenerSettings, Protocol,
-    RetrySettings, RuntimeSettings,
+    AdminSettings, AlertSettings, BadBalancePolicy, BadProtocol, BadWhenImpaired, BalancePolicy,
+    ClusterSettings, Config, HealthCheckKind, HealthSettings, HedgeSettings, HttpCheckSettings,
+    ListenerSettings, ProbeSettings, Protocol, ReadinessSettings, RequiredEndpoint, RetrySettings,
+    RuntimeSettings, WhenImpaired,
 };
 
 use report::Report;
