@@ -232,3 +232,70 @@ fn demo_serves_through_the_gateway_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+fn http_post(address: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nhost: {address}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+}
+
+fn check(admin: &str) -> std::process::Output {
+    levee()
+        .args(["check", "--admin", admin, "--timeout", "5s"])
+        .output()
+        .expect("run levee check")
+}
+
+#[test]
+fn check_exits_0_when_ready_1_when_impaired_and_2_when_absent() {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let path = write_config(
+        "check",
+        &format!(
+            "[admin]\nlisten = \"{admin}\"\n\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\ncluster = \"app\"\n\n[[cluster]]\nname = \"app\"\nendpoints = [\"127.0.0.1:9\"]\n"
+        ),
+    );
+    let mut child = Running(
+        levee()
+            .args(["run", "-c"])
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    wait_for_line(&mut child.0, "admin on");
+
+    let ready = check(&admin);
+    assert_eq!(ready.status.code(), Some(0), "{ready:?}");
+    assert!(
+        String::from_utf8_lossy(&ready.stdout).starts_with("ready"),
+        "{ready:?}"
+    );
+
+    let drained = http_post(&admin, "/drain?reason=maintenance");
+    assert!(drained.starts_with("HTTP/1.1 200"), "{drained}");
+    let impaired = check(&admin);
+    assert_eq!(impaired.status.code(), Some(1), "{impaired:?}");
+    let stdout = String::from_utf8_lossy(&impaired.stdout);
+    assert!(stdout.contains("not ready (impaired)"), "{stdout}");
+    assert!(stdout.contains("drain: maintenance"), "{stdout}");
+
+    drop(child);
+    let absent = check(&admin);
+    assert_eq!(absent.status.code(), Some(2), "{absent:?}");
+    let stdout = String::from_utf8_lossy(&absent.stdout);
+    assert!(
+        stdout.contains("unreachable") && stdout.contains(&admin),
+        "{stdout}"
+    );
+}
