@@ -48,7 +48,7 @@ pub(super) fn readiness(
             };
             let endpoints = cluster.settings.as_ref().map(|s| s.endpoints.len());
             match (usize::try_from(*count.get_ref()), endpoints) {
-                (Ok(n), _) if n == 0 => report.error(
+                (Ok(0), _) => report.error(
                     span,
                     format!("min_healthy.{cluster_name}: must be at least 1"),
                 ),
