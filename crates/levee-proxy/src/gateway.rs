@@ -221,7 +221,7 @@ pub async fn start_with_admin_routes(
         background.push(health::spawn_cluster_tick(cluster));
     }
     background.extend(alerts::spawn(&config.alerts, &state.events, &metrics));
-    background.extend(readiness::spawn_probes(&state.health));
+    background.extend(readiness::spawn_probes(&state.health).await);
     // Give every probe its first verdict before judging readiness, so a
     // `close` listener does not close and reopen at start for want of a
     // result (bounded by the slowest probe timeout).

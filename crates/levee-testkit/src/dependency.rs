@@ -9,6 +9,8 @@
 use std::io;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -24,6 +26,7 @@ const START_PATIENCE: Duration = Duration::from_secs(10);
 /// not.
 pub struct FakeMemcached {
     address: SocketAddr,
+    connections: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -32,12 +35,24 @@ impl FakeMemcached {
     pub async fn start() -> io::Result<FakeMemcached> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
+        let connections = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&connections);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(serve_fake(stream));
             }
         });
-        Ok(FakeMemcached { address, task })
+        Ok(FakeMemcached {
+            address,
+            connections,
+            task,
+        })
+    }
+
+    /// Connections accepted so far (a probe opens one per run).
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
     }
 
     /// Where it listens.

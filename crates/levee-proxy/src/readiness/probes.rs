@@ -12,15 +12,25 @@ use tokio::time::Instant;
 use super::{ProbeState, SelfHealth};
 use crate::events::{NewEvent, Severity};
 
-/// Start probing. A target probed under several names runs on the schedule
-/// and timeout of the first of them; each name keeps its own rise/fall.
-pub fn spawn_probes(health: &Arc<SelfHealth>) -> Vec<JoinHandle<()>> {
+/// Start probing. Addresses are resolved once, at start (as for endpoint
+/// health checks), and probes whose kind and resolved address are equal run
+/// once: two names for one cache must not double its probe load. A target
+/// probed under several names runs on the schedule and timeout of the first
+/// of them; each name keeps its own rise/fall. A name that does not resolve
+/// is probed by name (and fails to connect until it resolves).
+pub async fn spawn_probes(health: &Arc<SelfHealth>) -> Vec<JoinHandle<()>> {
     let mut groups: BTreeMap<ProbeTarget, Vec<Arc<ProbeState>>> = BTreeMap::new();
     for probe in &health.probes {
-        groups
-            .entry(probe.settings.target.clone())
-            .or_default()
-            .push(Arc::clone(probe));
+        let written = &probe.settings.target;
+        let resolved = tokio::net::lookup_host(written.address.as_str())
+            .await
+            .ok()
+            .and_then(|mut addresses| addresses.next());
+        let target = ProbeTarget {
+            kind: written.kind.clone(),
+            address: resolved.map_or_else(|| written.address.clone(), |a| a.to_string()),
+        };
+        groups.entry(target).or_default().push(Arc::clone(probe));
     }
     groups
         .into_iter()
