@@ -40,11 +40,20 @@ pub fn spawn(
     events: &EventLog,
     metrics: &Metrics,
 ) -> Vec<JoinHandle<()>> {
+    spawn_with_queue(alerts, events, metrics, QUEUE)
+}
+
+fn spawn_with_queue(
+    alerts: &[AlertSettings],
+    events: &EventLog,
+    metrics: &Metrics,
+    queue: usize,
+) -> Vec<JoinHandle<()>> {
     let (sent, failed, dropped) = metrics.alert_counters();
     alerts
         .iter()
         .map(|alert| {
-            let (tx, rx) = mpsc::channel::<Event>(QUEUE);
+            let (tx, rx) = mpsc::channel::<Event>(queue);
             let filter = alert.events.clone();
             let dropped = dropped.clone();
             events.subscribe(move |event| {
@@ -128,5 +137,48 @@ async fn post(url: &http::Uri, body: Bytes) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("status {}", response.status()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{NewEvent, Severity};
+
+    fn event(kind: &'static str) -> NewEvent {
+        NewEvent {
+            kind,
+            cluster: String::new(),
+            endpoint: None,
+            from: "ready".into(),
+            to: "impaired".into(),
+            reason: "test".into(),
+            severity: Severity::Error,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_instead_of_blocking() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port");
+        let alerts = [AlertSettings {
+            url: format!("http://{closed}/hook").parse().expect("url"),
+            events: Some(vec!["readiness".into()]),
+        }];
+        let events = EventLog::default();
+        let metrics = Metrics::new();
+        let tasks = spawn_with_queue(&alerts, &events, &metrics, 2);
+        // The sending task has not run yet (current-thread runtime): two
+        // events fit, the rest are dropped; filtered-out kinds are not queued.
+        for _ in 0..10 {
+            events.record(event("readiness"));
+            events.record(event("endpoint-health"));
+        }
+        let (_, _, dropped) = metrics.alert_counters();
+        assert_eq!(dropped.get(), 8);
+        for task in tasks {
+            task.abort();
+        }
     }
 }

@@ -299,3 +299,29 @@ fn check_exits_0_when_ready_1_when_impaired_and_2_when_absent() {
         "{stdout}"
     );
 }
+
+#[test]
+fn run_exits_nonzero_naming_the_admin_address_when_it_is_taken() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("addr");
+    let listen = free_port();
+    let path = write_config(
+        "admin-taken",
+        &format!(
+            "[admin]\nlisten = \"{address}\"\n\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:{listen}\"\ncluster = \"app\"\n\n[[cluster]]\nname = \"app\"\nendpoints = [\"127.0.0.1:8000\"]\n"
+        ),
+    );
+    let output = levee()
+        .args(["run", "-c"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {address} (admin)")),
+        "{stderr}"
+    );
+    // The traffic listener bound first was released again.
+    assert!(TcpListener::bind(("127.0.0.1", listen)).is_ok());
+}
