@@ -382,3 +382,35 @@ async fn webhooks_get_impaired_and_ready_notifications() {
     assert_eq!(ready["to"], "ready", "{ready}");
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_listener_set_to_close_refuses_connects_while_drained() {
+    let backend = levee_testkit::tcp_backend::TcpBackend::start("t1", LOOPBACK)
+        .await
+        .expect("tcp backend");
+    let mut config = config(vec![backend.addr()], BalancePolicy::RoundRobin);
+    config.listeners[0].protocol = levee_proxy::config::Protocol::Tcp;
+    config.listeners[0].when_impaired = WhenImpaired::Close;
+    let (gateway, addr) = start(config).await;
+    let admin = gateway.admin_address();
+    let client = client();
+    // An open session survives the drain; only new connects are refused.
+    let open = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    post(&client, admin, "/drain", "").await;
+    let started = Instant::now();
+    while !refused(addr).await {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "still accepting"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    post(&client, admin, "/undrain", "").await;
+    let started = Instant::now();
+    while refused(addr).await {
+        assert!(started.elapsed() < Duration::from_secs(3), "never reopened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(open);
+    gateway.shutdown().await;
+}
