@@ -270,6 +270,8 @@ fn check_exits_0_when_ready_1_when_impaired_and_2_when_absent() {
             .args(["run", "-c"])
             .arg(&path)
             .stdout(Stdio::piped())
+            // The drain is logged at warn/error level: keep test output clean.
+            .stderr(Stdio::null())
             .spawn()
             .expect("spawn"),
     );
