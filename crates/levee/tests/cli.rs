@@ -327,3 +327,47 @@ fn run_exits_nonzero_naming_the_admin_address_when_it_is_taken() {
     // The traffic listener bound first was released again.
     assert!(TcpListener::bind(("127.0.0.1", listen)).is_ok());
 }
+
+#[test]
+#[cfg(unix)]
+fn run_tells_systemd_ready_after_binding_and_stopping_on_shutdown() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = std::env::temp_dir().join(format!("levee-cli-{}-notify", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let socket_path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&socket_path);
+    let socket = UnixDatagram::bind(&socket_path).expect("bind notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let admin = free_port();
+    let path = write_config(
+        "notify",
+        &format!(
+            "[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\ncluster = \"app\"\n\n[[cluster]]\nname = \"app\"\nendpoints = [\"127.0.0.1:9\"]\n"
+        ),
+    );
+    let child = Running(
+        levee()
+            .args(["run", "-c"])
+            .arg(&path)
+            .env("NOTIFY_SOCKET", &socket_path)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    let mut message = [0; 256];
+    let read = socket.recv(&mut message).expect("READY=1 within 20 s");
+    assert!(String::from_utf8_lossy(&message[..read]).contains("READY=1"));
+    // Ready means bound: the admin port answers.
+    let ready = http_get(&format!("127.0.0.1:{admin}"), "/ready");
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let read = socket.recv(&mut message).expect("STOPPING=1 within 20 s");
+    assert!(String::from_utf8_lossy(&message[..read]).contains("STOPPING=1"));
+}
