@@ -5,7 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-# (Later tests start real redis-server and memcached; list them here when they do.)
+# The self-health tests start real redis-server and memcached processes.
+for binary in redis-server memcached; do
+    if ! command -v "$binary" >/dev/null 2>&1; then
+        need_apt+=("$binary")
+    fi
+done
 if ((${#need_apt[@]})); then
     echo "test.sh: installing ${need_apt[*]}"
     apt-get update -qq

@@ -12,6 +12,7 @@ pub mod health;
 pub mod latency;
 pub mod outcome;
 pub mod outlier;
+pub mod readiness;
 pub mod retry;
 
 pub use balance::{BalancePolicy, Balancer, EndpointLoad, InFlightGuard};

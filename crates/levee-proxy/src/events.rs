@@ -10,6 +10,19 @@ use std::time::SystemTime;
 use parking_lot::Mutex;
 use serde::Serialize;
 
+/// Every event kind, for `[[alert]] events` filters. A new kind of event
+/// is added here.
+pub const EVENT_KINDS: &[&str] = &[
+    "endpoint-health",
+    "endpoint-ejected",
+    "endpoint-returned",
+    "cluster-panic",
+    "poison-request",
+    "readiness",
+    "probe-health",
+    "drain",
+];
+
 /// How many events `/events` remembers.
 const CAPACITY: usize = 1000;
 
@@ -35,7 +48,9 @@ pub struct Event {
     /// What changed: `endpoint-health`, `endpoint-ejected`,
     /// `endpoint-returned`, `cluster-panic`.
     pub kind: &'static str,
-    /// Cluster concerned.
+    /// Cluster concerned (empty for node-wide events: readiness, probes,
+    /// drain).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub cluster: String,
     /// Endpoint concerned, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -69,10 +84,16 @@ pub struct NewEvent {
     pub severity: Severity,
 }
 
+/// Something told of every event as it is recorded (the webhooks of
+/// `alerts.rs`). It must not block: it runs on the path that caused the
+/// event.
+type Subscriber = Box<dyn Fn(&Event) + Send + Sync>;
+
 /// The recent events.
 #[derive(Default)]
 pub struct EventLog {
     inner: Mutex<(u64, VecDeque<Event>)>,
+    subscribers: Mutex<Vec<Subscriber>>,
 }
 
 impl EventLog {
@@ -96,7 +117,7 @@ impl EventLog {
         if inner.1.len() == CAPACITY {
             inner.1.pop_front();
         }
-        inner.1.push_back(Event {
+        let event = Event {
             id,
             at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             kind: event.kind,
@@ -106,7 +127,18 @@ impl EventLog {
             to: event.to,
             reason: event.reason,
             severity: event.severity,
-        });
+        };
+        inner.1.push_back(event.clone());
+        drop(inner);
+        for subscriber in self.subscribers.lock().iter() {
+            subscriber(&event);
+        }
+    }
+
+    /// Call `subscriber` with every event recorded from now on. It must
+    /// return at once (hand the event to a bounded queue, say).
+    pub fn subscribe(&self, subscriber: impl Fn(&Event) + Send + Sync + 'static) {
+        self.subscribers.lock().push(Box::new(subscriber));
     }
 
     /// Events with an id greater than `after`, oldest first, at most `limit`

@@ -13,7 +13,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use levee_core::readiness::Readiness;
+
 use crate::admin;
+use crate::alerts;
 use crate::cluster::{Cluster, ClusterBuildError, ClusterStatus};
 use crate::config::{Config, Protocol};
 use crate::events::EventLog;
@@ -21,6 +24,7 @@ use crate::health;
 use crate::listener::{self, BindError};
 use crate::metrics::Metrics;
 use crate::proxy::HttpProxy;
+use crate::readiness::{self, Acceptor, ListenerGate, SelfHealth};
 use crate::tcp::{self, TcpProxy};
 
 /// Why a gateway did not start. Nothing is left listening when this is returned.
@@ -54,6 +58,8 @@ pub struct ListenerStatus {
     pub protocol: &'static str,
     /// Cluster it forwards to.
     pub cluster: String,
+    /// What it does while the node is impaired.
+    pub when_impaired: &'static str,
 }
 
 /// What the admin API reads.
@@ -72,6 +78,8 @@ pub struct GatewayState {
     pub events: Arc<EventLog>,
     /// When the gateway started.
     pub started_at: Instant,
+    /// Self-health: `[readiness]` criteria, probes, drain.
+    pub health: Arc<SelfHealth>,
 }
 
 impl GatewayState {
@@ -85,7 +93,21 @@ impl GatewayState {
         if !self.ready.load(Ordering::Acquire) {
             return Err(vec!["starting: not every listener is bound yet".to_owned()]);
         }
-        Ok(())
+        let verdict = self.health.verdict();
+        if verdict.state.is_ready() {
+            return Ok(());
+        }
+        Err(verdict
+            .failing
+            .iter()
+            .filter(|failing| failing.required)
+            .map(|failing| format!("{}: {}", failing.criterion, failing.reason))
+            .collect())
+    }
+
+    /// The self-health state: `ready`, `degraded` or `impaired`.
+    pub fn readiness_state(&self) -> Readiness {
+        self.health.verdict().state
     }
 
     /// Cluster snapshots for `/status`.
@@ -176,8 +198,15 @@ pub async fn start_with_admin_routes(
                 address: *address,
                 protocol: settings.protocol.as_str(),
                 cluster: settings.cluster.clone(),
+                when_impaired: settings.when_impaired.as_str(),
             })
             .collect(),
+        health: Arc::new(SelfHealth::new(
+            config.readiness.clone(),
+            cluster_list.clone(),
+            Arc::clone(&events),
+            Arc::clone(&metrics),
+        )),
         clusters: cluster_list,
         metrics: Arc::clone(&metrics),
         events,
@@ -191,17 +220,51 @@ pub async fn start_with_admin_routes(
         background.extend(health::spawn_health_checks(cluster).await);
         background.push(health::spawn_cluster_tick(cluster));
     }
+    background.extend(alerts::spawn(&config.alerts, &state.events, &metrics));
+    background.extend(readiness::spawn_probes(&state.health).await);
+    // Give every probe its first verdict before judging readiness, so a
+    // `close` listener does not close and reopen at start for want of a
+    // result (bounded by the slowest probe timeout).
+    let first_results = config
+        .readiness
+        .probes
+        .iter()
+        .map(|probe| probe.params.timeout())
+        .max()
+        .unwrap_or_default()
+        + Duration::from_millis(100);
+    let _ = tokio::time::timeout(first_results, async {
+        while !state.health.probes_settled() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    state.health.evaluate(Instant::now());
+    background.push(readiness::spawn_evaluator(&state.health));
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut listener_tasks = JoinSet::new();
     for (settings, cluster, socket, address) in bound {
         let name = settings.name.clone();
         let listener_metrics = metrics.listener(&name);
+        let gate = ListenerGate::new(&name, settings.when_impaired, &state.health);
+        let acceptor = Acceptor::new(socket, gate.clone(), metrics.listener_open(&name)).map_err(
+            |source| BindError {
+                what: format!("listener {name:?}"),
+                address,
+                source,
+            },
+        )?;
         tracing::info!(listener = %name, %address, protocol = %settings.protocol, cluster = %settings.cluster, "listening");
         match settings.protocol {
             Protocol::Http => {
                 let proxy = Arc::new(HttpProxy::new(name, cluster, listener_metrics));
-                listener_tasks.spawn(listener::serve_http(socket, proxy, shutdown_rx.clone()));
+                listener_tasks.spawn(listener::serve_http(
+                    acceptor,
+                    proxy,
+                    gate,
+                    shutdown_rx.clone(),
+                ));
             }
             Protocol::Tcp => {
                 let tcp_metrics = metrics.tcp_listener(&name);
@@ -212,7 +275,7 @@ pub async fn start_with_admin_routes(
                     tcp_metrics,
                     settings.tcp_replay,
                 ));
-                listener_tasks.spawn(tcp::serve_tcp(socket, proxy, shutdown_rx.clone()));
+                listener_tasks.spawn(tcp::serve_tcp(acceptor, proxy, shutdown_rx.clone()));
             }
         }
     }
@@ -222,6 +285,8 @@ pub async fn start_with_admin_routes(
     tracing::info!(address = %admin_address, "admin listening");
 
     state.ready.store(true, Ordering::Release);
+    let verdict = state.health.verdict();
+    metrics.record_readiness(verdict.state, verdict.state.is_ready(), false);
     Ok(RunningGateway {
         state,
         admin_address,
@@ -258,6 +323,9 @@ impl RunningGateway {
     /// finish up to the drain timeout, then stop the admin listener.
     pub async fn shutdown(mut self) -> ShutdownOutcome {
         self.state.draining.store(true, Ordering::Release);
+        self.state
+            .metrics
+            .record_readiness(Readiness::Impaired, false, false);
         let _ = self.shutdown.send(true);
         let drained = tokio::time::timeout(self.drain_timeout, async {
             while self.listener_tasks.join_next().await.is_some() {}

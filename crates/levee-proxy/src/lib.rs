@@ -5,6 +5,7 @@
 //! → attempt → outcome recorded on the cluster → response streamed back.
 
 pub mod admin;
+pub mod alerts;
 pub mod cache;
 pub mod cluster;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod health;
 pub mod listener;
 pub mod metrics;
 pub mod proxy;
+pub mod readiness;
 pub mod tcp;
 pub mod upstream;
 

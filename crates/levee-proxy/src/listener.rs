@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
 use crate::proxy::{ClientInfo, HttpProxy};
+use crate::readiness::{Acceptor, ListenerGate};
 
 /// A socket that could not be bound: names the address and the OS error.
 #[derive(Debug, thiserror::Error)]
@@ -52,8 +53,9 @@ pub fn bind(what: &str, address: SocketAddr) -> Result<TcpListener, BindError> {
 /// `shutdown` turns true; then stop accepting (closing the socket) and wait
 /// for in-flight connections to finish. The caller bounds that wait.
 pub async fn serve_http(
-    listener: TcpListener,
+    mut acceptor: Acceptor,
     proxy: Arc<HttpProxy>,
+    gate: ListenerGate,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -62,7 +64,7 @@ pub async fn serve_http(
     builder.http2().timer(TokioTimer::new());
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
+            accepted = acceptor.accept() => {
                 let (stream, client) = match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
@@ -77,10 +79,19 @@ pub async fn serve_http(
                 proxy.metrics().record_connection();
                 let proxy = Arc::clone(&proxy);
                 let client_info = Arc::new(ClientInfo::new(client));
-                let service = service_fn(move |request| {
+                let gate = gate.clone();
+                let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
                     let proxy = Arc::clone(&proxy);
                     let client_info = Arc::clone(&client_info);
-                    async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, &client_info).await) }
+                    // `when_impaired = reject-*`: answered here, before the proxy.
+                    let rejected = gate.reject(request.method());
+                    async move {
+                        let response = match rejected {
+                            Some(response) => response,
+                            None => proxy.handle(request, &client_info).await,
+                        };
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
                 });
                 let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let connection = graceful.watch(connection);
@@ -93,7 +104,7 @@ pub async fn serve_http(
             () = stop_requested(&mut shutdown) => break,
         }
     }
-    drop(listener);
+    drop(acceptor);
     tracing::info!(listener = %proxy.listener, connections = graceful.count(), "stopped accepting; draining");
     graceful.shutdown().await;
 }

@@ -88,6 +88,16 @@ struct ListenerReasonLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabels {
+    probe: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// All of levee's metric families and the registry that exports them.
@@ -113,6 +123,15 @@ pub struct Metrics {
     connections: Family<ListenerLabels, Counter>,
     tcp_sessions: Family<ListenerOutcomeLabels, Counter>,
     tcp_reconnects: Family<ListenerReasonLabels, Counter>,
+    ready: Gauge,
+    readiness_state: Family<StateLabels, Gauge>,
+    readiness_transitions: Family<StateLabels, Counter>,
+    probe_up: Family<ProbeLabels, Gauge>,
+    listener_open: Family<ListenerLabels, Gauge>,
+    impaired_rejections: Family<ListenerLabels, Counter>,
+    alerts_sent: Counter,
+    alerts_failed: Counter,
+    alerts_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -146,6 +165,15 @@ impl Metrics {
             connections: Family::default(),
             tcp_sessions: Family::default(),
             tcp_reconnects: Family::default(),
+            ready: Gauge::default(),
+            readiness_state: Family::default(),
+            readiness_transitions: Family::default(),
+            probe_up: Family::default(),
+            listener_open: Family::default(),
+            impaired_rejections: Family::default(),
+            alerts_sent: Counter::default(),
+            alerts_failed: Counter::default(),
+            alerts_dropped: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -248,6 +276,58 @@ impl Metrics {
             "TCP sessions moved to another endpoint, by reason: connect-failed (nothing was sent) or closed-before-answer (the client's kept bytes were replayed)",
             metrics.tcp_reconnects.clone(),
         );
+        registry.register(
+            "ready",
+            "1 while /ready answers 200 (ready or degraded), 0 while impaired, starting or draining",
+            metrics.ready.clone(),
+        );
+        registry.register(
+            "readiness_state",
+            "1 for the node's current readiness state (ready, degraded, impaired), 0 for the others",
+            metrics.readiness_state.clone(),
+        );
+        registry.register(
+            "readiness_transitions",
+            "Changes of readiness, by the state entered",
+            metrics.readiness_transitions.clone(),
+        );
+        registry.register(
+            "probe_up",
+            "1 while a dependency probe passes, 0 while it fails or has not run",
+            metrics.probe_up.clone(),
+        );
+        registry.register(
+            "listener_open",
+            "1 while a traffic listener's socket is open, 0 while when_impaired = close has closed it",
+            metrics.listener_open.clone(),
+        );
+        registry.register(
+            "impaired_rejections",
+            "Requests answered 503 by when_impaired = reject-all or reject-writes",
+            metrics.impaired_rejections.clone(),
+        );
+        registry.register(
+            "alerts_sent",
+            "Events delivered to [[alert]] webhooks",
+            metrics.alerts_sent.clone(),
+        );
+        registry.register(
+            "alerts_failed",
+            "Events a webhook did not accept after every retry",
+            metrics.alerts_failed.clone(),
+        );
+        registry.register(
+            "alerts_dropped",
+            "Events not sent to webhooks because the alert queue was full",
+            metrics.alerts_dropped.clone(),
+        );
+        for state in levee_core::readiness::Readiness::ALL {
+            let labels = StateLabels {
+                state: state.as_str(),
+            };
+            let _ = metrics.readiness_state.get_or_create(&labels);
+            let _ = metrics.readiness_transitions.get_or_create(&labels);
+        }
         Metrics {
             registry,
             ..metrics
@@ -383,6 +463,60 @@ impl Metrics {
                     })
             }),
         }
+    }
+
+    /// Record the node's readiness (and, if `changed`, count the change).
+    pub fn record_readiness(
+        &self,
+        state: levee_core::readiness::Readiness,
+        ready: bool,
+        changed: bool,
+    ) {
+        self.ready.set(i64::from(ready));
+        for each in levee_core::readiness::Readiness::ALL {
+            let labels = StateLabels {
+                state: each.as_str(),
+            };
+            self.readiness_state
+                .get_or_create(&labels)
+                .set(i64::from(each == state));
+            if changed && each == state {
+                self.readiness_transitions.get_or_create(&labels).inc();
+            }
+        }
+    }
+
+    /// The `levee_probe_up` series of one probe.
+    pub fn probe_up(&self, probe: &str) -> Gauge {
+        self.probe_up.get_or_create_owned(&ProbeLabels {
+            probe: probe.to_owned(),
+        })
+    }
+
+    /// The `levee_listener_open` series of one listener (created open).
+    pub fn listener_open(&self, listener: &str) -> Gauge {
+        let gauge = self.listener_open.get_or_create_owned(&ListenerLabels {
+            listener: listener.to_owned(),
+        });
+        gauge.set(1);
+        gauge
+    }
+
+    /// The `levee_impaired_rejections` series of one listener.
+    pub fn impaired_rejections(&self, listener: &str) -> Counter {
+        self.impaired_rejections
+            .get_or_create_owned(&ListenerLabels {
+                listener: listener.to_owned(),
+            })
+    }
+
+    /// Webhook counters: sent, failed after retries, dropped (queue full).
+    pub fn alert_counters(&self) -> (Counter, Counter, Counter) {
+        (
+            self.alerts_sent.clone(),
+            self.alerts_failed.clone(),
+            self.alerts_dropped.clone(),
+        )
     }
 
     /// Prometheus text exposition of every series.

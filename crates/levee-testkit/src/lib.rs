@@ -1,6 +1,8 @@
 //! Test and benchmark tools for levee: a fault-injecting HTTP backend
 //! ([`backend`]), its raw TCP counterpart ([`tcp_backend`]) and a
-//! closed-loop HTTP load generator ([`load`]).
+//! closed-loop HTTP load generator ([`load`]), and dependencies for
+//! self-health tests: a lying memcached and real Redis and memcached
+//! servers ([`dependency`]).
 //!
 //! All run on real loopback sockets, so the gateway is tested the way it is
 //! used: through the kernel's TCP stack, with real refusals, resets and
@@ -9,5 +11,6 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod dependency;
 pub mod load;
 pub mod tcp_backend;

@@ -1,4 +1,7 @@
-//! The `levee` command: run, demo, validate.
+//! The `levee` command: run, demo, validate, check.
+
+mod check;
+mod notify;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,6 +43,17 @@ enum Command {
         #[arg(long)]
         worker_threads: Option<usize>,
     },
+    /// Ask a running levee whether it is ready: exit 0 ready, 1 not ready
+    /// (the reasons are printed), 2 unreachable. For Docker HEALTHCHECK and
+    /// Kubernetes exec probes.
+    Check {
+        /// The admin listener's address.
+        #[arg(long, default_value_t = levee_proxy::config::AdminSettings::DEFAULT_LISTEN.to_string())]
+        admin: String,
+        /// Give up after this long (then exit 2).
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Check a config file: exit 0, or 2 with every problem as `file:line:col: message`.
     Validate {
         /// Config file (TOML).
@@ -57,6 +71,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
+        Command::Check { admin, timeout } => check::run(&admin, timeout),
         Command::Validate { config } => match Config::load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());
@@ -82,8 +97,11 @@ fn main() -> ExitCode {
                     );
                 }
                 println!("levee: admin on http://{}", gateway.admin_address());
+                // Every listener is bound: tell systemd (Type=notify).
+                notify::ready();
                 wait_for_signal().await;
                 tracing::info!("shutdown signal received");
+                notify::stopping();
                 let outcome = gateway.shutdown().await;
                 tracing::info!(?outcome, "stopped");
                 Ok::<(), levee_proxy::StartError>(())

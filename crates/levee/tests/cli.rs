@@ -232,3 +232,142 @@ fn demo_serves_through_the_gateway_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+fn http_post(address: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nhost: {address}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+}
+
+fn check(admin: &str) -> std::process::Output {
+    levee()
+        .args(["check", "--admin", admin, "--timeout", "5s"])
+        .output()
+        .expect("run levee check")
+}
+
+#[test]
+fn check_exits_0_when_ready_1_when_impaired_and_2_when_absent() {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let path = write_config(
+        "check",
+        &format!(
+            "[admin]\nlisten = \"{admin}\"\n\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\ncluster = \"app\"\n\n[[cluster]]\nname = \"app\"\nendpoints = [\"127.0.0.1:9\"]\n"
+        ),
+    );
+    let mut child = Running(
+        levee()
+            .args(["run", "-c"])
+            .arg(&path)
+            .stdout(Stdio::piped())
+            // The drain is logged at warn/error level: keep test output clean.
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    wait_for_line(&mut child.0, "admin on");
+
+    let ready = check(&admin);
+    assert_eq!(ready.status.code(), Some(0), "{ready:?}");
+    assert!(
+        String::from_utf8_lossy(&ready.stdout).starts_with("ready"),
+        "{ready:?}"
+    );
+
+    let drained = http_post(&admin, "/drain?reason=maintenance");
+    assert!(drained.starts_with("HTTP/1.1 200"), "{drained}");
+    let impaired = check(&admin);
+    assert_eq!(impaired.status.code(), Some(1), "{impaired:?}");
+    let stdout = String::from_utf8_lossy(&impaired.stdout);
+    assert!(stdout.contains("not ready (impaired)"), "{stdout}");
+    assert!(stdout.contains("drain: maintenance"), "{stdout}");
+
+    drop(child);
+    let absent = check(&admin);
+    assert_eq!(absent.status.code(), Some(2), "{absent:?}");
+    let stdout = String::from_utf8_lossy(&absent.stdout);
+    assert!(
+        stdout.contains("unreachable") && stdout.contains(&admin),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn run_exits_nonzero_naming_the_admin_address_when_it_is_taken() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("addr");
+    let listen = free_port();
+    let path = write_config(
+        "admin-taken",
+        &format!(
+            "[admin]\nlisten = \"{address}\"\n\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:{listen}\"\ncluster = \"app\"\n\n[[cluster]]\nname = \"app\"\nendpoints = [\"127.0.0.1:8000\"]\n"
+        ),
+    );
+    let output = levee()
+        .args(["run", "-c"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {address} (admin)")),
+        "{stderr}"
+    );
+    // The traffic listener bound first was released again.
+    assert!(TcpListener::bind(("127.0.0.1", listen)).is_ok());
+}
+
+#[test]
+#[cfg(unix)]
+fn run_tells_systemd_ready_after_binding_and_stopping_on_shutdown() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = std::env::temp_dir().join(format!("levee-cli-{}-notify", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let socket_path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&socket_path);
+    let socket = UnixDatagram::bind(&socket_path).expect("bind notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let admin = free_port();
+    let path = write_config(
+        "notify",
+        &format!(
+            "[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\ncluster = \"app\"\n\n[[cluster]]\nname = \"app\"\nendpoints = [\"127.0.0.1:9\"]\n"
+        ),
+    );
+    let child = Running(
+        levee()
+            .args(["run", "-c"])
+            .arg(&path)
+            .env("NOTIFY_SOCKET", &socket_path)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    let mut message = [0; 256];
+    let read = socket.recv(&mut message).expect("READY=1 within 20 s");
+    assert!(String::from_utf8_lossy(&message[..read]).contains("READY=1"));
+    // Ready means bound: the admin port answers.
+    let ready = http_get(&format!("127.0.0.1:{admin}"), "/ready");
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let read = socket.recv(&mut message).expect("STOPPING=1 within 20 s");
+    assert!(String::from_utf8_lossy(&message[..read]).contains("STOPPING=1"));
+}

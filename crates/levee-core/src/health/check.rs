@@ -56,6 +56,9 @@ pub enum CheckFailure {
     BodyMismatch,
     /// The endpoint answered with something that is not valid for the protocol.
     Protocol,
+    /// A dependency probe read back a miss, or another value than the one it
+    /// had just written (a cache that drops writes or answers a default).
+    ReadBack,
 }
 
 impl CheckFailure {
@@ -71,6 +74,7 @@ impl CheckFailure {
             CheckFailure::UnexpectedStatus(_) => "unexpected-status",
             CheckFailure::BodyMismatch => "body-mismatch",
             CheckFailure::Protocol => "protocol-error",
+            CheckFailure::ReadBack => "read-back",
         }
     }
 }
@@ -87,6 +91,7 @@ impl fmt::Display for CheckFailure {
             CheckFailure::UnexpectedStatus(status) => write!(f, "unexpected status {status}"),
             CheckFailure::BodyMismatch => f.write_str("body did not contain the expected text"),
             CheckFailure::Protocol => f.write_str("invalid response"),
+            CheckFailure::ReadBack => f.write_str("did not read back the value it wrote"),
         }
     }
 }

@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -26,6 +26,8 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/events", get(events))
         .route("/cache", axum::routing::delete(cache::purge))
+        .route("/drain", post(drain))
+        .route("/undrain", post(undrain))
         .with_state(state)
 }
 
@@ -44,16 +46,54 @@ async fn live() -> &'static str {
     "live\n"
 }
 
-/// 200 when levee can take traffic, 503 with the reasons when not.
+/// 200 when levee can take traffic (ready or degraded), 503 with the
+/// reasons when not (starting, draining for shutdown, impaired). `failing`
+/// lists every failing criterion, optional ones (degraded) included.
 async fn ready(State(state): State<Arc<GatewayState>>) -> Response {
+    let failing = state.health.failing();
+    let readiness = state.readiness_state().as_str();
     match state.readiness() {
-        Ok(()) => Json(json!({ "ready": true })).into_response(),
+        Ok(()) => Json(json!({ "ready": true, "state": readiness, "failing": failing }))
+            .into_response(),
         Err(reasons) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "ready": false, "reasons": reasons })),
+            Json(json!({ "ready": false, "state": readiness, "reasons": reasons, "failing": failing })),
         )
             .into_response(),
     }
+}
+
+/// `POST /drain[?reason=...]` (or the reason as the body, plain text or
+/// `{"reason": "..."}`): impaired until `POST /undrain`.
+#[derive(serde::Deserialize)]
+struct DrainQuery {
+    reason: Option<String>,
+}
+
+async fn drain(
+    State(state): State<Arc<GatewayState>>,
+    Query(query): Query<DrainQuery>,
+    body: String,
+) -> Response {
+    let from_body = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|value| {
+            value
+                .get("reason")
+                .and_then(|r| r.as_str())
+                .map(str::to_owned)
+        })
+        .or_else(|| Some(body.trim().to_owned()).filter(|text| !text.is_empty()));
+    let newly = state.health.drain(query.reason.or(from_body));
+    Json(json!({ "drained": true, "was_drained": !newly, "failing": state.health.failing() }))
+        .into_response()
+}
+
+/// `POST /undrain`: end a drain.
+async fn undrain(State(state): State<Arc<GatewayState>>) -> Response {
+    let was = state.health.undrain();
+    Json(json!({ "drained": false, "was_drained": was, "state": state.readiness_state().as_str() }))
+        .into_response()
 }
 
 /// `GET /events?after=ID&limit=N`: recent state changes, oldest first.

@@ -13,6 +13,11 @@ use crate::gateway::{GatewayState, ListenerStatus};
 pub(super) struct StatusDocument {
     ready: bool,
     not_ready_reasons: Vec<String>,
+    /// `ready`, `degraded` or `impaired`.
+    readiness: &'static str,
+    /// Every failing criterion, optional ones included.
+    failing: Vec<crate::readiness::FailingCriterion>,
+    probes: Vec<crate::readiness::ProbeStatus>,
     uptime_seconds: f64,
     listeners: Vec<ListenerStatus>,
     clusters: Vec<ClusterStatus>,
@@ -23,6 +28,9 @@ pub(super) async fn status(State(state): State<Arc<GatewayState>>) -> Json<Statu
     Json(StatusDocument {
         ready: readiness.is_ok(),
         not_ready_reasons: readiness.err().unwrap_or_default(),
+        readiness: state.readiness_state().as_str(),
+        failing: state.health.failing(),
+        probes: state.health.probe_status(),
         uptime_seconds: state.started_at.elapsed().as_secs_f64(),
         listeners: state.listeners.clone(),
         clusters: state.cluster_status(),

@@ -436,6 +436,19 @@ impl Cluster {
         tracing::debug!(cluster = %self.name, endpoint = %endpoint.address, kind = %kind, "upstream response body failed");
     }
 
+    /// How many endpoints may take traffic now (not failing checks, not
+    /// ejected): what `[readiness] min_healthy` counts.
+    pub fn available_count(&self, now: Instant) -> usize {
+        self.control.lock().available_count(now)
+    }
+
+    /// Whether the endpoint configured as `address` may take traffic now;
+    /// `None` if the cluster has no such endpoint.
+    pub fn is_endpoint_available(&self, address: &str, now: Instant) -> Option<bool> {
+        let index = self.endpoints.iter().position(|e| e.address == address)?;
+        Some(self.control.lock().is_available(index, now))
+    }
+
     /// Number of endpoints.
     pub fn len(&self) -> usize {
         self.endpoints.len()

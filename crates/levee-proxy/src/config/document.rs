@@ -47,6 +47,8 @@ pub(super) fn read(source: &str, report: &mut Report<'_>) -> Option<RawConfig> {
             "runtime" => config.runtime = table(key, value, "[runtime]", report),
             "listener" => config.listener = array_of_tables(key, value, report),
             "cluster" => config.cluster = array_of_tables(key, value, report),
+            "readiness" => config.readiness = table(key, value, "[readiness]", report),
+            "alert" => config.alert = array_of_tables(key, value, report),
             other => report.error(
                 key.span(),
                 unknown_key("", other, "at the top level", &SECTIONS),

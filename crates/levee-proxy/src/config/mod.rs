@@ -39,9 +39,11 @@ use std::path::Path;
 pub use endpoint::{BadEndpointAddress, EndpointAddress};
 pub use error::{ConfigError, ConfigErrors};
 pub use settings::{
-    AdaptiveLimitSettings, AdminSettings, AdmissionSettings, BadBalancePolicy, BadProtocol,
-    BalancePolicy, CacheSettings, ClusterSettings, Config, HealthCheckKind, HealthSettings,
-    HedgeSettings, HttpCheckSettings, ListenerSettings, Protocol, RetrySettings, RuntimeSettings,
+    AdaptiveLimitSettings, AdminSettings, AdmissionSettings, AlertSettings, BadBalancePolicy,
+    BadProtocol, BadWhenImpaired, BalancePolicy, CacheSettings, ClusterSettings, Config,
+    HealthCheckKind, HealthSettings, HedgeSettings, HttpCheckSettings, ListenerSettings,
+    ProbeSettings, Protocol, ReadinessSettings, RequiredEndpoint, RetrySettings, RuntimeSettings,
+    WhenImpaired,
 };
 
 use report::Report;

@@ -20,7 +20,14 @@ use super::keys::fields_of;
 
 /// The top-level keys. Each is a section deserialized on its own, so that a
 /// bad value in one section does not hide problems in the others.
-pub(super) const SECTIONS: [&str; 4] = ["admin", "runtime", "listener", "cluster"];
+pub(super) const SECTIONS: [&str; 6] = [
+    "admin",
+    "runtime",
+    "listener",
+    "cluster",
+    "readiness",
+    "alert",
+];
 
 /// A table of the file, as serde reads it, and the tables nested in it.
 pub(super) trait RawTable: DeserializeOwned + Default {
@@ -43,6 +50,18 @@ impl RawTable for RawOutlier {}
 impl RawTable for RawRetry {}
 impl RawTable for RawAdmission {}
 impl RawTable for RawCache {}
+impl RawTable for RawProbe {}
+impl RawTable for RawAlert {}
+
+impl RawTable for RawReadiness {
+    fn keys_at(path: &[&str]) -> &'static [&'static str] {
+        match path {
+            [] => fields_of::<Self>(),
+            ["probe", rest @ ..] => RawProbe::keys_at(rest),
+            _ => &[],
+        }
+    }
+}
 
 impl RawTable for RawCluster {
     fn keys_at(path: &[&str]) -> &'static [&'static str] {
@@ -79,6 +98,10 @@ pub(super) struct RawConfig {
     pub listener: Vec<Section<RawListener>>,
     /// Every `[[cluster]]`, in file order.
     pub cluster: Vec<Section<RawCluster>>,
+    /// `[readiness]`, if written.
+    pub readiness: Option<Section<RawReadiness>>,
+    /// Every `[[alert]]`, in file order.
+    pub alert: Vec<Section<RawAlert>>,
 }
 
 /// One table of the file, as far as serde could read it.
@@ -143,6 +166,12 @@ pub(super) struct RawListener {
     /// back, and replayed to another endpoint if it closes first. Default
     /// `"0"`: off.
     pub tcp_replay: Option<Spanned<String>>,
+    /// While the node is impaired: `"serve"` (keep serving), `"close"`
+    /// (close the listening socket; reopen on recovery), `"reject-all"` (503
+    /// to every request) or `"reject-writes"` (503 to all but GET, HEAD and
+    /// OPTIONS). The `reject-*` values are for http listeners only. Default
+    /// `"serve"`.
+    pub when_impaired: Option<Spanned<String>>,
 }
 
 /// `[[cluster]]`: interchangeable endpoints and how to talk to them.
@@ -381,4 +410,52 @@ pub(super) struct RawCache {
     /// Longest wait for another request's fill of the same key; more than 0.
     /// Default `"5s"`.
     pub fill_wait: Option<Spanned<String>>,
+}
+
+/// `[readiness]`: when this node counts as ready, degraded or impaired.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawReadiness {
+    /// Cluster name → least number of available endpoints, each at least 1
+    /// and at most the cluster's endpoint count (`{ app = 2 }`). Default:
+    /// none.
+    pub min_healthy: Option<Spanned<std::collections::BTreeMap<String, Spanned<i64>>>>,
+    /// Endpoints that must each be available, written
+    /// `"<cluster>/<endpoint>"` (`"app/10.0.0.1:8000"`). Default: none.
+    pub required_endpoints: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Dependency probes (`[[readiness.probe]]`). Default: none.
+    pub probe: Option<Vec<Spanned<RawProbe>>>,
+}
+
+/// `[[readiness.probe]]`: a named dependency probe.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawProbe {
+    /// Unique name. Required.
+    pub name: Option<Spanned<String>>,
+    /// `"http"`, `"tcp"`, `"redis"` or `"memcached"`. Required.
+    pub kind: Option<Spanned<String>>,
+    /// `"host:port"` of the dependency. Required.
+    pub address: Option<Spanned<String>>,
+    /// `false`: a failing probe only degrades the node. Default `true`.
+    pub required: Option<bool>,
+    /// Time between probes; more than 0. Default `"5s"`.
+    pub interval: Option<Spanned<String>>,
+    /// Limit on one probe; more than 0. Default `"2s"`.
+    pub timeout: Option<Spanned<String>>,
+    /// Passes in a row that make a failed probe pass again; at least 1.
+    /// Default 2.
+    pub rise: Option<Spanned<u32>>,
+    /// Failures in a row that fail a passing probe; at least 1. Default 2.
+    pub fall: Option<Spanned<u32>>,
+    /// `http` probes only: the path requested; any 2xx passes. Default
+    /// `"/"`.
+    pub path: Option<Spanned<String>>,
+}
+
+/// `[[alert]]`: a webhook that gets every state change as JSON.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawAlert {
+    /// `"http://host:port/path"`. Required.
+    pub url: Option<Spanned<String>>,
+    /// Event kinds sent (`["readiness"]`). Default: every kind.
+    pub events: Option<Spanned<Vec<Spanned<String>>>>,
 }

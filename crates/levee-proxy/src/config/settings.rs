@@ -40,6 +40,10 @@ pub struct Config {
     pub listeners: Vec<ListenerSettings>,
     /// `[[cluster]]`, in file order; names are unique.
     pub clusters: Vec<ClusterSettings>,
+    /// `[readiness]`: when this node counts as impaired.
+    pub readiness: ReadinessSettings,
+    /// `[[alert]]`: webhooks that get state changes.
+    pub alerts: Vec<AlertSettings>,
 }
 
 impl Config {
@@ -114,6 +118,8 @@ pub struct ListenerSettings {
     /// gets the same bytes. 0 turns replay off. A client that sends more
     /// before the upstream answers is simply not replayed.
     pub tcp_replay: u64,
+    /// What the listener does while the node is impaired.
+    pub when_impaired: WhenImpaired,
 }
 
 impl ListenerSettings {
@@ -134,6 +140,7 @@ impl ListenerSettings {
             protocol: Protocol::default(),
             cluster: cluster.into(),
             tcp_replay: ListenerSettings::DEFAULT_TCP_REPLAY,
+            when_impaired: WhenImpaired::default(),
         }
     }
 }
@@ -183,6 +190,132 @@ impl FromStr for Protocol {
             _ => Err(BadProtocol::Unknown(text.to_owned())),
         }
     }
+}
+
+/// What a traffic listener does while the node is impaired (a required
+/// readiness criterion fails, or the node is drained).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum WhenImpaired {
+    /// Keep serving. The default: `/ready` already tells an outer load
+    /// balancer to route elsewhere, and a node that closes or rejects on its
+    /// own turns a false alarm of its probes into an outage when no load
+    /// balancer is in front of it.
+    #[default]
+    Serve,
+    /// Close the listening socket, so new connections are refused and an
+    /// outer load balancer routes away at once; open connections finish.
+    /// The socket is bound again on recovery.
+    Close,
+    /// Answer every request with 503, a JSON reason and `Retry-After`.
+    /// HTTP listeners only.
+    RejectAll,
+    /// Read-only mode: serve `GET`, `HEAD` and `OPTIONS`, answer other
+    /// methods with 503. HTTP listeners only.
+    RejectWrites,
+}
+
+impl WhenImpaired {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WhenImpaired::Serve => "serve",
+            WhenImpaired::Close => "close",
+            WhenImpaired::RejectAll => "reject-all",
+            WhenImpaired::RejectWrites => "reject-writes",
+        }
+    }
+}
+
+impl fmt::Display for WhenImpaired {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `when_impaired` value levee does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown when_impaired {0:?}: expected \"serve\", \"close\", \"reject-all\" or \"reject-writes\""
+)]
+pub struct BadWhenImpaired(pub String);
+
+impl FromStr for WhenImpaired {
+    type Err = BadWhenImpaired;
+
+    fn from_str(text: &str) -> Result<WhenImpaired, BadWhenImpaired> {
+        match text {
+            "serve" => Ok(WhenImpaired::Serve),
+            "close" => Ok(WhenImpaired::Close),
+            "reject-all" => Ok(WhenImpaired::RejectAll),
+            "reject-writes" => Ok(WhenImpaired::RejectWrites),
+            _ => Err(BadWhenImpaired(text.to_owned())),
+        }
+    }
+}
+
+/// `[readiness]`: the criteria that decide whether this node is ready,
+/// degraded or impaired (see [`levee_core::readiness`]).
+///
+/// A "shared store reachable" criterion belongs here once levee has a shared
+/// store (the shared breaker work adds `[store]`); until then there is
+/// nothing to check.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ReadinessSettings {
+    /// Clusters that need at least this many available (healthy, not
+    /// ejected) endpoints, in file order.
+    pub min_healthy: Vec<(String, usize)>,
+    /// Endpoints that must each be available.
+    pub required_endpoints: Vec<RequiredEndpoint>,
+    /// Dependency probes, in file order; names are unique.
+    pub probes: Vec<ProbeSettings>,
+}
+
+/// An endpoint of a cluster that must be available: `"app/10.0.0.1:8000"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequiredEndpoint {
+    /// The cluster.
+    pub cluster: String,
+    /// One of its endpoints.
+    pub endpoint: EndpointAddress,
+}
+
+impl fmt::Display for RequiredEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.cluster, self.endpoint)
+    }
+}
+
+/// `[[readiness.probe]]`: a named dependency probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeSettings {
+    /// Unique name, in `/ready`, `/status`, metrics and events.
+    pub name: String,
+    /// What is probed and how. Probes with equal targets run once.
+    pub target: levee_probe::ProbeTarget,
+    /// A required probe that fails impairs the node; an optional one only
+    /// degrades it.
+    pub required: bool,
+    /// Interval, timeout, rise and fall (no separate transition interval and
+    /// no jitter: a failing dependency is seen within interval + timeout).
+    pub params: HealthCheckParams,
+}
+
+impl ProbeSettings {
+    /// Default probe interval.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+    /// Default probe timeout.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+    /// Default rise and fall.
+    pub const DEFAULT_RISE_FALL: u32 = 2;
+}
+
+/// `[[alert]]`: a webhook that gets a JSON document for each state change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertSettings {
+    /// `http://host:port/path`.
+    pub url: http::Uri,
+    /// Event kinds sent; `None`: every kind.
+    pub events: Option<Vec<String>>,
 }
 
 /// `[[cluster]]`: a set of interchangeable endpoints and how to talk to them.

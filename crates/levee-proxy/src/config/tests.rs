@@ -11,11 +11,14 @@ use levee_core::health::HealthCheckParams;
 use levee_core::outlier::OutlierParams;
 use levee_core::retry::{Backoff, RetryBudgetParams, RetryPolicy};
 
-use super::raw::{RawAdmin, RawCluster, RawListener, RawRuntime, RawTable, SECTIONS};
+use super::raw::{
+    RawAdmin, RawAlert, RawCluster, RawListener, RawReadiness, RawRuntime, RawTable, SECTIONS,
+};
 use super::*;
 
 mod admission;
 mod cache;
+mod readiness;
 mod retry;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -81,6 +84,8 @@ fn every_table() -> Vec<TableKeys> {
     walk::<RawRuntime>("runtime", &mut Vec::new(), &mut tables);
     walk::<RawListener>("listener", &mut Vec::new(), &mut tables);
     walk::<RawCluster>("cluster", &mut Vec::new(), &mut tables);
+    walk::<RawReadiness>("readiness", &mut Vec::new(), &mut tables);
+    walk::<RawAlert>("alert", &mut Vec::new(), &mut tables);
     tables
 }
 
@@ -205,14 +210,15 @@ fn every_key_is_documented_in_its_section() {
             "cluster.outlier",
             "cluster.retry",
             "cluster.admission",
-            "cluster.cache"
+            "cluster.cache",
+            "readiness.probe"
         ]
     );
     for table in &tables {
         // `## [admin]`, `## [[cluster]]`, `### cluster.health`.
         let heading = match table.name.as_str() {
             name if name.contains('.') => format!("### {name}"),
-            name @ ("listener" | "cluster") => format!("## [[{name}]]"),
+            name @ ("listener" | "cluster" | "alert") => format!("## [[{name}]]"),
             name => format!("## [{name}]"),
         };
         assert!(!table.keys.is_empty(), "no keys found for {heading}");
@@ -259,6 +265,7 @@ endpoints = ["10.0.0.1:8000"]
             protocol: Protocol::Http,
             cluster: "app".into(),
             tcp_replay: 0,
+            when_impaired: WhenImpaired::Serve,
         }],
         clusters: vec![ClusterSettings {
             name: "app".into(),
@@ -289,6 +296,8 @@ endpoints = ["10.0.0.1:8000"]
             admission: None,
             cache: None,
         }],
+        readiness: ReadinessSettings::default(),
+        alerts: Vec::new(),
     };
     assert_eq!(config, expected);
     // The constructors agree with the file's defaults.

@@ -10,6 +10,7 @@ mod admission;
 mod cache;
 mod health;
 mod outlier;
+mod readiness;
 mod retry;
 
 use std::net::SocketAddr;
@@ -25,7 +26,7 @@ use super::report::Report;
 use super::units::{parse_duration, parse_size};
 use super::{
     AdminSettings, ClusterSettings, Config, EndpointAddress, ListenerSettings, Protocol,
-    RetrySettings, RuntimeSettings,
+    RetrySettings, RuntimeSettings, WhenImpaired,
 };
 
 /// The settings of `raw`. Only meaningful if nothing was reported.
@@ -40,12 +41,20 @@ pub(super) fn config(raw: &RawConfig, report: &mut Report<'_>) -> Config {
     checks::unique_names("cluster", clusters.iter().filter_map(|c| c.name), report);
     checks::clusters_are_defined(&listeners, &clusters, report);
     checks::addresses_are_free(&admin, &listeners, report);
+    let readiness = readiness::readiness(raw.readiness.as_ref(), &clusters, report);
+    let alerts = raw
+        .alert
+        .iter()
+        .filter_map(|alert| readiness::alert(alert, report))
+        .collect();
 
     Config {
         admin: admin.settings,
         runtime,
         listeners: listeners.into_iter().filter_map(|l| l.settings).collect(),
         clusters: clusters.into_iter().filter_map(|c| c.settings).collect(),
+        readiness,
+        alerts,
     }
 }
 
@@ -126,16 +135,23 @@ fn listener<'r>(section: &'r Section<RawListener>, report: &mut Report<'_>) -> L
     };
     let cluster = required(section, raw.cluster.as_ref(), "cluster", report);
     let tcp_replay = tcp_replay(section, protocol, report);
-    let settings = match (name, &listen, protocol, cluster, tcp_replay) {
-        (Some(name), Some(listen), Some(protocol), Some(cluster), Some(tcp_replay)) => {
-            Some(ListenerSettings {
-                name: name.get_ref().clone(),
-                listen: *listen.get_ref(),
-                protocol,
-                cluster: cluster.get_ref().clone(),
-                tcp_replay,
-            })
-        }
+    let when_impaired = when_impaired(section, protocol, report);
+    let settings = match (name, &listen, protocol, cluster, tcp_replay, when_impaired) {
+        (
+            Some(name),
+            Some(listen),
+            Some(protocol),
+            Some(cluster),
+            Some(tcp_replay),
+            Some(when_impaired),
+        ) => Some(ListenerSettings {
+            name: name.get_ref().clone(),
+            listen: *listen.get_ref(),
+            protocol,
+            cluster: cluster.get_ref().clone(),
+            tcp_replay,
+            when_impaired,
+        }),
         _ => None,
     };
     Listener {
@@ -173,6 +189,36 @@ fn tcp_replay(
             None
         }
         Some(Protocol::Tcp) | None => Some(size),
+    }
+}
+
+/// `when_impaired`, default `serve`. A tcp listener has no requests to
+/// reject one by one, so `reject-*` there is an error rather than a silent
+/// `close`: the operator should choose.
+fn when_impaired(
+    section: &Section<RawListener>,
+    protocol: Option<Protocol>,
+    report: &mut Report<'_>,
+) -> Option<WhenImpaired> {
+    let Some(text) = &section.raw.when_impaired else {
+        return Some(WhenImpaired::default());
+    };
+    let value: WhenImpaired = text
+        .get_ref()
+        .parse()
+        .map_err(|error| report.error(text.span(), format!("{error}")))
+        .ok()?;
+    match (value, protocol) {
+        (WhenImpaired::RejectAll | WhenImpaired::RejectWrites, Some(Protocol::Tcp)) => {
+            let message = format!(
+                "when_impaired: {value:?} rejects HTTP requests; {} is a tcp listener: use \"close\" or \"serve\"",
+                section.label
+            )
+            .replace(&format!("{value:?}"), &format!("{:?}", value.as_str()));
+            report.error(text.span(), message);
+            None
+        }
+        _ => Some(value),
     }
 }
 

@@ -21,7 +21,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinSet};
 
@@ -155,7 +154,7 @@ impl fmt::Display for ReconnectReason {
 /// for open sessions to end. The caller bounds that wait; aborting this task
 /// drops every session still open, closing its sockets.
 pub async fn serve_tcp(
-    listener: TcpListener,
+    mut acceptor: crate::readiness::Acceptor,
     proxy: Arc<TcpProxy>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -164,7 +163,7 @@ pub async fn serve_tcp(
     let mut sessions = JoinSet::new();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
+            accepted = acceptor.accept() => {
                 let (stream, client) = match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
@@ -188,7 +187,7 @@ pub async fn serve_tcp(
             () = stop_requested(&mut shutdown) => break,
         }
     }
-    drop(listener);
+    drop(acceptor);
     tracing::info!(listener = %proxy.listener, sessions = sessions.len(), "stopped accepting; draining");
     while let Some(joined) = sessions.join_next().await {
         report_panic(&proxy, joined);

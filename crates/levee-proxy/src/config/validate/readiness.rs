@@ -1,0 +1,342 @@
+//! `[readiness]` and `[[alert]]`: criteria that name clusters and endpoints
+//! defined elsewhere in the file, dependency probes, and webhooks.
+
+use std::ops::Range;
+
+use levee_core::health::HealthCheckParams;
+use levee_probe::{ProbeKind, ProbeTarget};
+use toml::Spanned;
+
+use super::super::keys::did_you_mean;
+use super::super::raw::{RawAlert, RawProbe, RawReadiness, Section};
+use super::super::report::Report;
+use super::super::{
+    AlertSettings, EndpointAddress, ProbeSettings, ReadinessSettings, RequiredEndpoint,
+};
+use super::{Cluster, Zero, duration, required};
+use crate::events::EVENT_KINDS;
+
+/// `[readiness]`; `clusters` are the validated clusters (for names and
+/// endpoints). Bad parts are reported and left out.
+pub(super) fn readiness(
+    section: Option<&Section<RawReadiness>>,
+    clusters: &[Cluster<'_>],
+    report: &mut Report<'_>,
+) -> ReadinessSettings {
+    let Some(section) = section else {
+        return ReadinessSettings::default();
+    };
+    let raw = &section.raw;
+    let defined: Vec<&str> = clusters
+        .iter()
+        .filter_map(|cluster| cluster.name)
+        .map(|name| name.get_ref().as_str())
+        .collect();
+    let mut settings = ReadinessSettings::default();
+    if let Some(min_healthy) = &raw.min_healthy {
+        for (cluster_name, count) in min_healthy.get_ref() {
+            let span = count.span();
+            let Some(cluster) = find_cluster(
+                clusters,
+                &defined,
+                cluster_name,
+                span.clone(),
+                "min_healthy",
+                report,
+            ) else {
+                continue;
+            };
+            let endpoints = cluster.settings.as_ref().map(|s| s.endpoints.len());
+            match (usize::try_from(*count.get_ref()), endpoints) {
+                (Ok(0), _) => report.error(
+                    span,
+                    format!("min_healthy.{cluster_name}: must be at least 1"),
+                ),
+                (Ok(n), Some(total)) if n > total => report.error(
+                    span,
+                    format!(
+                        "min_healthy.{cluster_name}: {n} is more than the cluster's {total} endpoints: the node could never be ready"
+                    ),
+                ),
+                (Ok(n), _) => settings.min_healthy.push((cluster_name.clone(), n)),
+                (Err(_), _) => report.error(
+                    span,
+                    format!("min_healthy.{cluster_name}: must be at least 1, got {}", count.get_ref()),
+                ),
+            }
+        }
+    }
+    if let Some(endpoints) = &raw.required_endpoints {
+        for text in endpoints.get_ref() {
+            if let Some(endpoint) = required_endpoint(text, clusters, &defined, report) {
+                settings.required_endpoints.push(endpoint);
+            }
+        }
+    }
+    let mut names: Vec<&Spanned<String>> = Vec::new();
+    for probe_table in raw.probe.iter().flatten() {
+        if let Some(name) = &probe_table.get_ref().name {
+            if let Some(first) = names.iter().find(|first| first.get_ref() == name.get_ref()) {
+                let message = format!(
+                    "duplicate probe name {:?} (first defined at line {})",
+                    name.get_ref(),
+                    report.line(first.span().start)
+                );
+                report.error(name.span(), message);
+            } else {
+                names.push(name);
+            }
+        }
+        if let Some(probe) = probe(probe_table, report) {
+            settings.probes.push(probe);
+        }
+    }
+    settings
+}
+
+fn find_cluster<'c, 'r>(
+    clusters: &'c [Cluster<'r>],
+    defined: &[&str],
+    name: &str,
+    span: Range<usize>,
+    key: &str,
+    report: &mut Report<'_>,
+) -> Option<&'c Cluster<'r>> {
+    let found = clusters
+        .iter()
+        .find(|cluster| cluster.name.is_some_and(|n| n.get_ref() == name));
+    if found.is_none() {
+        let hint = did_you_mean(name, defined)
+            .map(|suggestion| format!(" (did you mean {suggestion:?}?)"))
+            .unwrap_or_default();
+        report.error(
+            span,
+            format!("{key}: cluster {name:?} is not defined{hint}"),
+        );
+    }
+    found
+}
+
+/// `"app/10.0.0.1:8000"`: a defined cluster and one of its endpoints.
+fn required_endpoint(
+    text: &Spanned<String>,
+    clusters: &[Cluster<'_>],
+    defined: &[&str],
+    report: &mut Report<'_>,
+) -> Option<RequiredEndpoint> {
+    let Some((cluster_name, endpoint)) = text.get_ref().split_once('/') else {
+        report.error(
+            text.span(),
+            format!(
+                "required_endpoints: {:?} is not \"<cluster>/<endpoint>\", e.g. \"app/10.0.0.1:8000\"",
+                text.get_ref()
+            ),
+        );
+        return None;
+    };
+    let cluster = find_cluster(
+        clusters,
+        defined,
+        cluster_name,
+        text.span(),
+        "required_endpoints",
+        report,
+    )?;
+    let endpoint: EndpointAddress = endpoint
+        .parse()
+        .map_err(|error| report.error(text.span(), format!("required_endpoints: {error}")))
+        .ok()?;
+    let settings = cluster.settings.as_ref()?;
+    if !settings.endpoints.contains(&endpoint) {
+        report.error(
+            text.span(),
+            format!(
+                "required_endpoints: cluster {cluster_name:?} has no endpoint {:?}",
+                endpoint.to_string()
+            ),
+        );
+        return None;
+    }
+    Some(RequiredEndpoint {
+        cluster: cluster_name.to_owned(),
+        endpoint,
+    })
+}
+
+/// One `[[readiness.probe]]`; `None` if any part is bad (reported).
+fn probe(table: &Spanned<RawProbe>, report: &mut Report<'_>) -> Option<ProbeSettings> {
+    let raw = table.get_ref();
+    let label = match &raw.name {
+        Some(name) => format!("[[readiness.probe]] {:?}", name.get_ref()),
+        None => "[[readiness.probe]]".to_owned(),
+    };
+    // A probe table is not a `Section`, so missing keys are reported here.
+    let missing = |report: &mut Report<'_>, key: &str| {
+        report.error(table.span(), format!("missing key {key:?} in {label}"));
+    };
+    let name = match &raw.name {
+        Some(name) if name.get_ref().trim().is_empty() => {
+            report.error(name.span(), "name: must not be empty");
+            None
+        }
+        Some(name) => Some(name.get_ref().clone()),
+        None => {
+            missing(report, "name");
+            None
+        }
+    };
+    let kind = match &raw.kind {
+        None => {
+            missing(report, "kind");
+            None
+        }
+        Some(kind) => match kind.get_ref().as_str() {
+            "http" | "tcp" | "redis" | "memcached" => Some(kind),
+            other => {
+                report.error(
+                    kind.span(),
+                    format!(
+                        "unknown probe kind {other:?}: expected \"http\", \"tcp\", \"redis\" or \"memcached\""
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let kind = match (kind.map(|k| k.get_ref().as_str()), &raw.path) {
+        (Some("http"), path) => {
+            let path = path.as_ref().map_or("/", |p| p.get_ref().as_str());
+            if !path.starts_with('/') {
+                if let Some(written) = &raw.path {
+                    report.error(
+                        written.span(),
+                        format!("path: {path:?} must start with \"/\""),
+                    );
+                }
+                None
+            } else {
+                Some(ProbeKind::Http {
+                    path: path.to_owned(),
+                })
+            }
+        }
+        (Some(other), Some(path)) => {
+            report.error(
+                path.span(),
+                format!("path: only an http probe has a path; this one is {other}"),
+            );
+            None
+        }
+        (Some("tcp"), None) => Some(ProbeKind::Tcp),
+        (Some("redis"), None) => Some(ProbeKind::Redis),
+        (Some("memcached"), None) => Some(ProbeKind::Memcached),
+        _ => None,
+    };
+    let address = match &raw.address {
+        None => {
+            missing(report, "address");
+            None
+        }
+        Some(address) => address
+            .get_ref()
+            .parse::<EndpointAddress>()
+            .map_err(|error| report.error(address.span(), format!("address: {error}")))
+            .ok(),
+    };
+    let interval = duration(
+        raw.interval.as_ref(),
+        "interval",
+        ProbeSettings::DEFAULT_INTERVAL,
+        Zero::Rejected { hint: "" },
+        report,
+    );
+    let timeout = duration(
+        raw.timeout.as_ref(),
+        "timeout",
+        ProbeSettings::DEFAULT_TIMEOUT,
+        Zero::Rejected { hint: "" },
+        report,
+    );
+    let count = |value: &Option<Spanned<u32>>, key: &str, report: &mut Report<'_>| match value {
+        None => Some(ProbeSettings::DEFAULT_RISE_FALL),
+        Some(value) if *value.get_ref() == 0 => {
+            report.error(value.span(), format!("{key}: must be at least 1"));
+            None
+        }
+        Some(value) => Some(*value.get_ref()),
+    };
+    let rise = count(&raw.rise, "rise", report);
+    let fall = count(&raw.fall, "fall", report);
+    let (
+        Some(name),
+        Some(kind),
+        Some(address),
+        Some(interval),
+        Some(timeout),
+        Some(rise),
+        Some(fall),
+    ) = (name, kind, address, interval, timeout, rise, fall)
+    else {
+        return None;
+    };
+    let params = HealthCheckParams::new(rise, fall, interval, interval, timeout, 0.0)
+        .map_err(|error| report.error(table.span(), format!("{label}: {error}")))
+        .ok()?;
+    Some(ProbeSettings {
+        name,
+        target: ProbeTarget {
+            kind,
+            address: address.to_string(),
+        },
+        required: raw.required.unwrap_or(true),
+        params,
+    })
+}
+
+/// One `[[alert]]`.
+pub(super) fn alert(section: &Section<RawAlert>, report: &mut Report<'_>) -> Option<AlertSettings> {
+    let raw = &section.raw;
+    let url = required(section, raw.url.as_ref(), "url", report).and_then(|url| {
+        match url.get_ref().parse::<http::Uri>() {
+            Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() => Some(uri),
+            _ => {
+                report.error(
+                    url.span(),
+                    format!(
+                        "url: {:?} is not an http:// URL with a host (https is not supported; put a local relay in front)",
+                        url.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    });
+    let mut events_ok = true;
+    let events = raw.events.as_ref().map(|events| {
+        events
+            .get_ref()
+            .iter()
+            .filter_map(|kind| {
+                if EVENT_KINDS.contains(&kind.get_ref().as_str()) {
+                    Some(kind.get_ref().clone())
+                } else {
+                    events_ok = false;
+                    let hint = did_you_mean(kind.get_ref(), EVENT_KINDS)
+                        .map(|suggestion| format!(" (did you mean {suggestion:?}?)"))
+                        .unwrap_or_default();
+                    report.error(
+                        kind.span(),
+                        format!(
+                            "events: unknown event kind {:?}{hint}; known: {}",
+                            kind.get_ref(),
+                            EVENT_KINDS.join(", ")
+                        ),
+                    );
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+    let url = url?;
+    events_ok.then_some(AlertSettings { url, events })
+}
