@@ -28,6 +28,9 @@ pub struct Breaker {
     since: Instant,
     /// Why the breaker is in its current state.
     reason: String,
+    /// Why it last opened: what a half-open breaker tells the calls it
+    /// turns away (more use to them than "trial calls in progress").
+    open_reason: String,
     /// Incremented at every transition; a permit from another period is a
     /// straggler and does not count.
     generation: u64,
@@ -49,6 +52,7 @@ impl Breaker {
             state: BreakerState::Closed { forced: false },
             since: now,
             reason: "initial state".to_owned(),
+            open_reason: String::new(),
             generation: 0,
             consecutive: 0,
             window,
@@ -123,7 +127,7 @@ impl Breaker {
                     return Err(Rejected {
                         retry_after: Some(Rejected::HALF_OPEN_RETRY_AFTER),
                         state: StateName::HalfOpen,
-                        reason: self.reason.clone(),
+                        reason: self.open_reason.clone(),
                     });
                 }
                 *in_flight += 1;
@@ -165,7 +169,9 @@ impl Breaker {
                 } else {
                     self.consecutive = 0;
                 }
-                if forced || !(outcome.failure || slow) {
+                // Judged after every call, successes too: the call that
+                // brings the window to `min_calls` may be a success.
+                if forced {
                     return None;
                 }
                 let reason = self.trip_verdict(now)?;
@@ -478,6 +484,9 @@ impl Breaker {
     ) -> Transition {
         let from = self.state.name();
         let to = state.name();
+        if let BreakerState::Open { reason, .. } = &state {
+            self.open_reason.clone_from(reason);
+        }
         self.state = state;
         self.since = now;
         self.reason.clone_from(&reason);

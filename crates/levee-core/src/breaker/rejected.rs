@@ -51,7 +51,8 @@ pub struct Rejected {
     pub retry_after: Option<Duration>,
     /// The breaker's state (open or half-open).
     pub state: StateName,
-    /// Why it is in that state.
+    /// Why the breaker opened ("5 consecutive failures"), also while it is
+    /// half-open.
     pub reason: String,
 }
 
