@@ -20,6 +20,26 @@ use crate::outlier::Human;
 /// Ask [`try_acquire`](Self::try_acquire) before a call, and give the
 /// [`Permit`] back with the call's outcome to [`record`](Self::record) (or to
 /// [`release`](Self::release) when the call says nothing about the upstream).
+///
+/// ```
+/// use std::time::Duration;
+/// use levee_core::breaker::{Breaker, BreakerParams, CallOutcome, StateName};
+/// use tokio::time::Instant;
+///
+/// let params = BreakerParams::builder().consecutive_failures(2).build()?;
+/// let start = Instant::now();
+/// let mut breaker = Breaker::new(params, start);
+/// for _ in 0..2 {
+///     let permit = breaker.try_acquire(start).expect("closed");
+///     if let Some(transition) = breaker.record(permit, CallOutcome::failure(Duration::ZERO), start) {
+///         assert_eq!(transition.to_string(), "closed → open for 5s: 2 consecutive failures");
+///     }
+/// }
+/// let rejected = breaker.try_acquire(start).expect_err("open");
+/// assert_eq!(rejected.retry_after, Some(Duration::from_secs(5)));
+/// assert_eq!(breaker.snapshot(start + Duration::from_secs(5)).state, StateName::HalfOpen);
+/// # Ok::<(), levee_core::breaker::BadBreakerParams>(())
+/// ```
 #[derive(Debug)]
 pub struct Breaker {
     params: BreakerParams,
