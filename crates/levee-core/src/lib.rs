@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod balance;
+pub mod breaker;
 pub mod cache;
 pub mod health;
 pub mod latency;
@@ -16,6 +17,7 @@ pub mod readiness;
 pub mod retry;
 
 pub use balance::{BalancePolicy, Balancer, EndpointLoad, InFlightGuard};
+pub use breaker::{Breaker, BreakerParams, BreakerState, CallOutcome, SharedBreaker};
 pub use cache::{CacheParams, CacheStatus, Loaded, RefreshingCache};
 pub use health::{
     BadHealthParams, CheckFailure, CheckResult, Health, HealthCheckParams, HealthTracker,

@@ -23,6 +23,7 @@ mod window;
 pub use blame::{Blame, blame, blame_reason};
 pub use detector::{EndpointStats, LATENCY_MIN_SAMPLES, OutlierDetector};
 pub use params::{BadOutlierParams, OutlierParams, OutlierParamsBuilder};
+pub(crate) use reason::Human;
 pub use reason::{Ejection, EjectionReason, Return};
 pub use routing::{PanicParams, Routing, routable};
 pub use slow_start::{SlowStart, admit};

@@ -124,7 +124,7 @@ pub struct Return {
 
 /// A duration written the way config files write them: "50ms", "1.5s", "10s",
 /// "5m".
-pub(super) struct Human(pub Duration);
+pub(crate) struct Human(pub Duration);
 
 impl fmt::Display for Human {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
