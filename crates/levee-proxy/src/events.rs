@@ -18,6 +18,7 @@ pub const EVENT_KINDS: &[&str] = &[
     "endpoint-returned",
     "cluster-panic",
     "poison-request",
+    "breaker",
     "readiness",
     "probe-health",
     "drain",

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use levee_core::breaker::StateName;
 use levee_core::{FailureKind, StatusClass};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -66,6 +67,17 @@ struct ClusterReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BreakerLabels {
+    breaker: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BreakerStateLabels {
+    breaker: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabels {
     listener: String,
 }
@@ -118,6 +130,9 @@ pub struct Metrics {
     admission_queue_depth: Family<ClusterLabels, Gauge>,
     admission_limit: Family<ClusterLabels, Gauge>,
     cache_responses: Family<ClusterKindLabels, Counter>,
+    breaker_state: Family<BreakerStateLabels, Gauge>,
+    breaker_transitions: Family<BreakerStateLabels, Counter>,
+    breaker_rejections: Family<BreakerLabels, Counter>,
     responses: Family<ListenerClassLabels, Counter>,
     request_duration: HistogramFamily<ListenerLabels>,
     connections: Family<ListenerLabels, Counter>,
@@ -160,6 +175,9 @@ impl Metrics {
             admission_queue_depth: Family::default(),
             admission_limit: Family::default(),
             cache_responses: Family::default(),
+            breaker_state: Family::default(),
+            breaker_transitions: Family::default(),
+            breaker_rejections: Family::default(),
             responses: Family::default(),
             request_duration: Family::new_with_constructor(latency_histogram),
             connections: Family::default(),
@@ -250,6 +268,21 @@ impl Metrics {
             "cache_responses",
             "Responses of cached clusters by how the cache served them (hit, miss, stale, bypass)",
             metrics.cache_responses.clone(),
+        );
+        registry.register(
+            "breaker_state",
+            "1 for the state each circuit breaker is in (closed, open, half-open), 0 for the others",
+            metrics.breaker_state.clone(),
+        );
+        registry.register(
+            "breaker_transitions",
+            "Circuit breaker state changes, by the state entered",
+            metrics.breaker_transitions.clone(),
+        );
+        registry.register(
+            "breaker_rejections",
+            "Requests answered 503 at once because their circuit breaker was open",
+            metrics.breaker_rejections.clone(),
         );
         registry.register(
             "http_responses",
@@ -427,6 +460,27 @@ impl Metrics {
         }
     }
 
+    /// Handles for one circuit breaker's series.
+    pub fn breaker(&self, breaker: &str) -> BreakerMetrics {
+        let state = |state: StateName| BreakerStateLabels {
+            breaker: breaker.to_owned(),
+            state: state.as_str(),
+        };
+        BreakerMetrics {
+            states: StateName::ALL
+                .map(|name| (name, self.breaker_state.get_or_create_owned(&state(name)))),
+            transitions: StateName::ALL.map(|name| {
+                (
+                    name,
+                    self.breaker_transitions.get_or_create_owned(&state(name)),
+                )
+            }),
+            rejections: self.breaker_rejections.get_or_create_owned(&BreakerLabels {
+                breaker: breaker.to_owned(),
+            }),
+        }
+    }
+
     /// Handles for one listener's series.
     pub fn listener(&self, listener: &str) -> ListenerMetrics {
         let labels = ListenerLabels {
@@ -566,6 +620,37 @@ impl ClusterMetrics {
                 reason,
             })
             .inc();
+    }
+}
+
+/// Pre-created series of one circuit breaker.
+#[derive(Clone)]
+pub struct BreakerMetrics {
+    states: [(StateName, Gauge); 3],
+    transitions: [(StateName, Counter); 3],
+    rejections: Counter,
+}
+
+impl BreakerMetrics {
+    /// The breaker is now in `state`.
+    pub fn record_state(&self, state: StateName) {
+        for (name, gauge) in &self.states {
+            gauge.set(i64::from(*name == state));
+        }
+    }
+
+    /// The breaker entered `state`.
+    pub fn record_transition(&self, state: StateName) {
+        for (name, counter) in &self.transitions {
+            if *name == state {
+                counter.inc();
+            }
+        }
+    }
+
+    /// A request was refused.
+    pub fn record_rejection(&self) {
+        self.rejections.inc();
     }
 }
 

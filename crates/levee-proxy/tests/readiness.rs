@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use http::Request;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use levee_core::HealthCheckParams;
 use levee_probe::{ProbeKind, ProbeTarget};
 use levee_proxy::config::{
@@ -19,7 +19,6 @@ use levee_proxy::config::{
 };
 use levee_testkit::backend::Mode;
 use levee_testkit::dependency::{FakeMemcached, RealServer};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 const INTERVAL: Duration = Duration::from_millis(200);
@@ -322,41 +321,6 @@ async fn reject_all_answers_503_to_everything_while_drained() {
     gateway.shutdown().await;
 }
 
-/// A tiny webhook receiver: every POSTed body goes to the channel.
-async fn webhook_receiver() -> (SocketAddr, mpsc::UnboundedReceiver<serde_json::Value>) {
-    let listener = tokio::net::TcpListener::bind(LOOPBACK).await.expect("bind");
-    let address = listener.local_addr().expect("addr");
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let tx = tx.clone();
-            let service =
-                hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let tx = tx.clone();
-                    async move {
-                        let body = request.into_body().collect().await?.to_bytes();
-                        if let Ok(value) = serde_json::from_slice(&body) {
-                            let _ = tx.send(value);
-                        }
-                        Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::new())))
-                    }
-                });
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
-            );
-        }
-    });
-    (address, rx)
-}
-
-async fn next(received: &mut mpsc::UnboundedReceiver<serde_json::Value>) -> serde_json::Value {
-    tokio::time::timeout(Duration::from_secs(5), received.recv())
-        .await
-        .expect("a webhook within 5s")
-        .expect("receiver open")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_get_impaired_and_ready_notifications() {
     let (hook, mut received) = webhook_receiver().await;
@@ -371,14 +335,14 @@ async fn webhooks_get_impaired_and_ready_notifications() {
     let client = client();
     post(&client, admin, "/drain?reason=deploy", "").await;
     post(&client, admin, "/undrain", "").await;
-    let impaired = next(&mut received).await;
+    let impaired = next_webhook(&mut received).await;
     assert_eq!(impaired["kind"], "readiness");
     assert_eq!(impaired["to"], "impaired");
     assert!(
         impaired["reason"].as_str().unwrap_or("").contains("deploy"),
         "{impaired}"
     );
-    let ready = next(&mut received).await;
+    let ready = next_webhook(&mut received).await;
     assert_eq!(ready["to"], "ready", "{ready}");
     gateway.shutdown().await;
 }

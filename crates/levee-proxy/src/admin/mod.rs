@@ -1,6 +1,7 @@
 //! The admin listener: liveness, readiness, status and metrics, on its own
 //! port so it stays reachable whatever the traffic listeners are doing.
 
+mod breakers;
 mod cache;
 mod status;
 
@@ -26,6 +27,9 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/events", get(events))
         .route("/cache", axum::routing::delete(cache::purge))
+        .route("/breakers", get(breakers::list))
+        .route("/breakers/{name}", get(breakers::one))
+        .route("/breakers/{name}/{action}", post(breakers::act))
         .route("/drain", post(drain))
         .route("/undrain", post(undrain))
         .with_state(state)

@@ -3,6 +3,7 @@
 //! health, outlier detection and breakers will plug in.
 
 mod admission;
+mod breaker;
 mod control;
 mod status;
 
@@ -19,6 +20,7 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 
 pub use admission::AdmissionStatus;
+pub use breaker::{BreakerCall, BreakerView, ClusterBreaker};
 pub use control::Routing;
 pub use status::{CheckView, ClusterStatus, EndpointStatus, RetryBudgetStatus};
 
@@ -88,6 +90,8 @@ pub struct Cluster {
     admission: Option<ClusterAdmission>,
     /// Response cache; `None` when the cluster has none.
     pub cache: Option<ResponseCache>,
+    /// Circuit breaker; `None` when the cluster has none.
+    pub breaker: Option<ClusterBreaker>,
 }
 
 /// Whole nanoseconds of `duration`, saturating.
@@ -173,7 +177,7 @@ impl Cluster {
             balancer: Balancer::new(settings.balance),
             endpoints,
             loads,
-            events,
+            events: Arc::clone(&events),
             created_at: now,
             panic_gauge: metrics.cluster_panic(&settings.name),
             slow_start: control_slow_start,
@@ -197,6 +201,15 @@ impl Cluster {
             cache: settings
                 .cache
                 .map(|cache| ResponseCache::new(cache, metrics.cache(&settings.name))),
+            breaker: settings.breaker.clone().map(|params| {
+                ClusterBreaker::new(
+                    &settings.name,
+                    params,
+                    metrics.breaker(&settings.name),
+                    Arc::clone(&events),
+                    now,
+                )
+            }),
         })
     }
 
@@ -401,6 +414,9 @@ impl Cluster {
         }
         if let Some(admission) = &self.admission {
             admission.sample();
+        }
+        if let Some(breaker) = &self.breaker {
+            breaker.tick(now);
         }
         // Slow starts end and ejections expire with time alone: always rebuild.
         self.refresh_routing(&mut control, now);

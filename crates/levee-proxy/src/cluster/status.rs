@@ -30,6 +30,9 @@ pub struct ClusterStatus {
     /// Admission control; absent when the cluster has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admission: Option<super::AdmissionStatus>,
+    /// The circuit breaker; absent when the cluster has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<super::BreakerView>,
     /// The response cache; absent when the cluster has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheStatusView>,
@@ -145,6 +148,7 @@ impl Cluster {
                 .hedge_delay(now)
                 .map(|delay| delay.as_secs_f64() * 1000.0),
             admission: self.admission_status(),
+            breaker: self.breaker.as_ref().map(|breaker| breaker.view(now)),
             cache: self.cache.as_ref().map(|cache| {
                 let stats = cache.stats();
                 CacheStatusView {

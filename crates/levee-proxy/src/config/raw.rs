@@ -50,6 +50,7 @@ impl RawTable for RawOutlier {}
 impl RawTable for RawRetry {}
 impl RawTable for RawAdmission {}
 impl RawTable for RawCache {}
+impl RawTable for RawBreaker {}
 impl RawTable for RawProbe {}
 impl RawTable for RawAlert {}
 
@@ -72,6 +73,7 @@ impl RawTable for RawCluster {
             ["retry", rest @ ..] => RawRetry::keys_at(rest),
             ["admission", rest @ ..] => RawAdmission::keys_at(rest),
             ["cache", rest @ ..] => RawCache::keys_at(rest),
+            ["breaker", rest @ ..] => RawBreaker::keys_at(rest),
             _ => &[],
         }
     }
@@ -225,6 +227,9 @@ pub(super) struct RawCluster {
     /// Response cache for GET and HEAD (`cache = { ... }` or
     /// `[cluster.cache]`). Default: off.
     pub cache: Option<Spanned<RawCache>>,
+    /// Circuit breaker (`breaker = { ... }` or `[cluster.breaker]`).
+    /// Default: none.
+    pub breaker: Option<Spanned<RawBreaker>>,
 }
 
 /// `health` in a `[[cluster]]`: how each endpoint is checked. Exactly one of
@@ -458,4 +463,39 @@ pub(super) struct RawAlert {
     pub url: Option<Spanned<String>>,
     /// Event kinds sent (`["readiness"]`). Default: every kind.
     pub events: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// `breaker` in a `[[cluster]]`: stop sending requests to a failing cluster
+/// for a while, then let a few trial requests decide.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawBreaker {
+    /// `false` turns the breaker off (the other keys are still checked).
+    /// Default `true` once the table is written.
+    pub enabled: Option<bool>,
+    /// Failed requests in a row that open it; 0 disables the rule. Default 5.
+    pub consecutive_failures: Option<Spanned<u32>>,
+    /// Share of failed requests in `window` that opens it, above 0 and at
+    /// most 1; 0 disables the rule. Default 0.5.
+    pub failure_rate: Option<Spanned<f64>>,
+    /// Share of slow requests in `window` that opens it, above 0 and at most
+    /// 1; 0 disables the rule. Default 0 (off).
+    pub slow_call_rate: Option<Spanned<f64>>,
+    /// A request slower than this to its response head is slow. Default
+    /// `"1s"`.
+    pub slow_call_duration: Option<Spanned<String>>,
+    /// Sliding window of the rate rules; more than 0. Default `"10s"`.
+    pub window: Option<Spanned<String>>,
+    /// Requests the window must hold before a rate is judged; at least 1.
+    /// Default 20.
+    pub min_calls: Option<Spanned<u32>>,
+    /// How long it stays open the first time; more than 0. Default `"5s"`.
+    pub open_for: Option<Spanned<String>>,
+    /// Each reopening after a failed trial multiplies the open period by
+    /// this, at least 1. Default 2.0.
+    pub open_multiplier: Option<Spanned<f64>>,
+    /// The open period never grows past this. Default `"60s"`.
+    pub max_open_for: Option<Spanned<String>>,
+    /// Trial requests let through while half-open, all of which must succeed
+    /// to close it; at least 1. Default 3.
+    pub half_open_trials: Option<Spanned<u32>>,
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use http::Method;
 use levee_core::admission::AdmissionParams;
+use levee_core::breaker::BreakerParams;
 use levee_core::health::HealthCheckParams;
 use levee_core::outlier::OutlierParams;
 use levee_core::retry::{Backoff, RetryBudgetParams, RetryPolicy};
@@ -362,6 +363,8 @@ pub struct ClusterSettings {
     pub admission: Option<AdmissionSettings>,
     /// Response cache for GET and HEAD; `None`: nothing is cached.
     pub cache: Option<CacheSettings>,
+    /// Circuit breaker of the cluster; `None`: none.
+    pub breaker: Option<BreakerParams>,
 }
 
 impl ClusterSettings {
@@ -402,6 +405,7 @@ impl ClusterSettings {
             retry: RetrySettings::default(),
             admission: None,
             cache: None,
+            breaker: None,
         }
     }
 }

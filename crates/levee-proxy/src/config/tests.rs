@@ -17,6 +17,7 @@ use super::raw::{
 use super::*;
 
 mod admission;
+mod breaker;
 mod cache;
 mod readiness;
 mod retry;
@@ -211,6 +212,7 @@ fn every_key_is_documented_in_its_section() {
             "cluster.retry",
             "cluster.admission",
             "cluster.cache",
+            "cluster.breaker",
             "readiness.probe"
         ]
     );
@@ -295,6 +297,7 @@ endpoints = ["10.0.0.1:8000"]
             },
             admission: None,
             cache: None,
+            breaker: None,
         }],
         readiness: ReadinessSettings::default(),
         alerts: Vec::new(),

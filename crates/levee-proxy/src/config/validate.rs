@@ -7,6 +7,7 @@
 //! their own: `validate/health.rs`, `validate/outlier.rs`.
 
 mod admission;
+mod breaker;
 mod cache;
 mod health;
 mod outlier;
@@ -303,6 +304,11 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         Some(written) => cache::cache(written, report),
         None => Some(None),
     };
+    // `Some(None)`: none (the default), `None`: bad.
+    let breaker = match &raw.breaker {
+        Some(written) => breaker::breaker(written, report),
+        None => Some(None),
+    };
     let (
         Some(name),
         Some(endpoints),
@@ -318,6 +324,7 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         Some(retry),
         Some(admission),
         Some(cache),
+        Some(breaker),
     ) = (
         name,
         endpoints,
@@ -333,6 +340,7 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         retry,
         admission,
         cache,
+        breaker,
     )
     else {
         return Cluster {
@@ -356,6 +364,7 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         retry,
         admission,
         cache,
+        breaker,
     };
     Cluster {
         name: Some(name),

@@ -7,6 +7,7 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use levee_core::FailureKind;
 use levee_core::admission::Rejected;
+use levee_core::breaker::Rejected as BreakerRejected;
 use levee_core::retry::NotRetried;
 use serde::Serialize;
 
@@ -48,6 +49,13 @@ pub enum ProxyError {
         cluster: String,
         /// Why it was not admitted.
         rejected: Rejected,
+    },
+    /// The cluster's circuit breaker is open: levee fails fast.
+    BreakerOpen {
+        /// The breaker (its cluster's name).
+        breaker: String,
+        /// Its state and why it opened.
+        rejected: BreakerRejected,
     },
     /// A cache fill this request waited for gave it nothing to answer with.
     CacheFill {
@@ -95,7 +103,9 @@ impl ProxyError {
                 _ => StatusCode::BAD_GATEWAY,
             },
             ProxyError::Deadline { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Overloaded { .. } | ProxyError::BreakerOpen { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::CacheFill {
                 timed_out: true, ..
             } => StatusCode::GATEWAY_TIMEOUT,
@@ -113,6 +123,7 @@ impl ProxyError {
             ProxyError::NoEndpoint { .. }
             | ProxyError::Overloaded { .. }
             | ProxyError::CacheFill { .. }
+            | ProxyError::BreakerOpen { .. }
             | ProxyError::BadRequest { .. } => 0,
         }
     }
@@ -121,6 +132,7 @@ impl ProxyError {
         match self {
             ProxyError::Overloaded { .. } => "overloaded: request shed by admission control",
             ProxyError::CacheFill { .. } => "the cache fill this request waited for failed",
+            ProxyError::BreakerOpen { .. } => "circuit breaker open: failing fast",
             ProxyError::NoEndpoint { .. } => "no endpoint available",
             ProxyError::Upstream { kind, .. } => match kind {
                 FailureKind::ConnectRefused => "upstream refused the connection",
@@ -178,6 +190,15 @@ impl ProxyError {
                 retry: None,
                 reason: Some(rejected.to_string()),
             },
+            ProxyError::BreakerOpen { breaker, rejected } => ErrorBody {
+                error: self.message(),
+                cluster: Some(breaker),
+                endpoint: None,
+                kind: Some(rejected.state.as_str()),
+                attempts: None,
+                retry: None,
+                reason: Some(rejected.to_string()),
+            },
             ProxyError::CacheFill {
                 cluster, reason, ..
             } => ErrorBody {
@@ -221,6 +242,15 @@ impl ProxyError {
                 header::RETRY_AFTER,
                 HeaderValue::from(rejected.retry_after().as_secs().max(1)),
             );
+        }
+        if let ProxyError::BreakerOpen { rejected, .. } = &self
+            && let Some(retry_after) = rejected.retry_after
+        {
+            // Whole seconds, rounded up: never tell a client to come back early.
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
         if attempts > 0 {
             response

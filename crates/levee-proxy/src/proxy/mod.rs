@@ -18,6 +18,8 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use levee_core::Outcome;
+use levee_core::breaker::CallOutcome;
 use levee_core::retry::is_idempotent;
 use tokio::time::Instant;
 
@@ -124,6 +126,66 @@ pub(crate) async fn forward(
             cluster: cluster.name.clone(),
             rejected,
         })?;
+    // After admission (shed requests never count), before any attempt.
+    let breaker = cluster
+        .breaker
+        .as_ref()
+        .map(|breaker| {
+            breaker
+                .acquire(Instant::now())
+                .map_err(|rejected| ProxyError::BreakerOpen {
+                    breaker: breaker.name().to_owned(),
+                    rejected,
+                })
+        })
+        .transpose()?;
+    let result = attempt(cluster, request, client, started, deadline).await;
+    if let Some(call) = breaker {
+        let outcome = breaker_outcome(&result, call.elapsed());
+        call.finish(outcome);
+    }
+    let answered = result?;
+    let (mut parts, mut body) = answered.response.into_parts();
+    body.hold_admission(admission);
+    headers::remove_hop_by_hop(&mut parts.headers);
+    parts.headers.insert(
+        X_LEVEE_ATTEMPTS.clone(),
+        HeaderValue::from(answered.attempts),
+    );
+    Ok(Response::from_parts(parts, body))
+}
+
+/// What a request's final result says about its cluster, for the breaker:
+/// the same blame rules as outlier detection; `None` when it says nothing.
+fn breaker_outcome(
+    result: &Result<attempts::Answered, ProxyError>,
+    elapsed: std::time::Duration,
+) -> Option<CallOutcome> {
+    // The endpoint does not matter to the blame rules.
+    let endpoint = levee_core::EndpointId(0);
+    let outcome = match result {
+        Ok(answered) => Outcome::response(endpoint, answered.response.status().as_u16(), elapsed),
+        Err(ProxyError::Upstream { kind, .. }) => Outcome::failure(endpoint, *kind, elapsed),
+        Err(ProxyError::Deadline { .. }) => {
+            Outcome::failure(endpoint, levee_core::FailureKind::Timeout, elapsed)
+        }
+        // No endpoint to send to: the cluster is down as far as clients see.
+        Err(ProxyError::NoEndpoint { .. }) => {
+            Outcome::failure(endpoint, levee_core::FailureKind::ConnectFailed, elapsed)
+        }
+        Err(_) => return None,
+    };
+    CallOutcome::from_outcome(&outcome, true)
+}
+
+/// The attempts of one admitted request, up to its response head.
+async fn attempt(
+    cluster: &Arc<Cluster>,
+    request: Request<Incoming>,
+    client: &ClientInfo,
+    started: Instant,
+    deadline: Instant,
+) -> Result<attempts::Answered, ProxyError> {
     // Picked before the body is read: no endpoint, no point reading it.
     let first = cluster
         .pick(started)
@@ -158,17 +220,9 @@ pub(crate) async fn forward(
         uri: parts.uri,
         headers: parts.headers,
     };
-    let answered = Attempts::new(Arc::clone(cluster), head, payload, idempotent, deadline)
+    Attempts::new(Arc::clone(cluster), head, payload, idempotent, deadline)
         .run(first)
-        .await?;
-    let (mut parts, mut body) = answered.response.into_parts();
-    body.hold_admission(admission);
-    headers::remove_hop_by_hop(&mut parts.headers);
-    parts.headers.insert(
-        X_LEVEE_ATTEMPTS.clone(),
-        HeaderValue::from(answered.attempts),
-    );
-    Ok(Response::from_parts(parts, body))
+        .await
 }
 
 /// Turn the client's request into the request sent upstream: origin-form

@@ -98,3 +98,43 @@ pub async fn get(client: &TestClient, addr: SocketAddr, path: &str) -> Answer {
         .expect("request");
     send(client, request).await
 }
+
+/// A tiny webhook receiver: every POSTed body goes to the channel.
+pub async fn webhook_receiver() -> (
+    SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+) {
+    let listener = tokio::net::TcpListener::bind(LOOPBACK).await.expect("bind");
+    let address = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            let service =
+                hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let tx = tx.clone();
+                    async move {
+                        let body = request.into_body().collect().await?.to_bytes();
+                        if let Ok(value) = serde_json::from_slice(&body) {
+                            let _ = tx.send(value);
+                        }
+                        Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::new())))
+                    }
+                });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    (address, rx)
+}
+
+pub async fn next_webhook(
+    received: &mut tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+) -> serde_json::Value {
+    tokio::time::timeout(Duration::from_secs(5), received.recv())
+        .await
+        .expect("a webhook within 5s")
+        .expect("receiver open")
+}
