@@ -37,10 +37,15 @@
 //!   its `on_unreachable` fallback; nothing reads "no failures" into it.
 //!
 //! The proxy applies the fleet view to its local breakers with
-//! [`FleetWatcher`] and [`FleetState::breaker_state`] into
+//! [`FleetWatcher`] (what changed) and [`remote_breaker_state`] (whether a
+//! change is to be adopted) into
 //! [`Breaker::apply_remote`](levee_core::breaker::Breaker::apply_remote).
+//! It reports only verdicts reached on local evidence: an open adopted
+//! from the fleet reported back as this instance's own would count towards
+//! the quorum and keep the fleet open on its own echo.
 
 mod aggregate;
+mod apply;
 mod error;
 mod health;
 mod mailbox;
@@ -52,6 +57,7 @@ mod store;
 mod watcher;
 
 pub use aggregate::{BreakerRecord, aggregate, aggregate_all};
+pub use apply::remote_breaker_state;
 pub use error::StoreError;
 pub use health::StoreHealth;
 pub use memory::MemoryStore;
@@ -59,4 +65,4 @@ pub use model::{FleetState, FleetVerdict, LocalReport, Override, StoredReport};
 pub use redis::{RedisStore, RedisStoreConfig};
 pub use rules::{DEFAULT_REPORT_TTL, FleetRules};
 pub use store::{BoxFuture, FleetMap, FleetSnapshot, StateStore};
-pub use watcher::FleetWatcher;
+pub use watcher::{FleetChange, FleetWatcher};

@@ -15,6 +15,17 @@ use tokio::sync::watch;
 use crate::FleetState;
 use crate::store::FleetMap;
 
+/// One breaker whose fleet state changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetChange {
+    /// The breaker's name.
+    pub breaker: String,
+    /// Its state before (`None`: not known before).
+    pub previous: Option<FleetState>,
+    /// Its state now (`None`: no longer known to the store).
+    pub current: Option<FleetState>,
+}
+
 /// Follows a store's fleet view, yielding what changed.
 pub struct FleetWatcher {
     rx: watch::Receiver<FleetMap>,
@@ -33,9 +44,8 @@ impl FleetWatcher {
     }
 
     /// Wait for the fleet view to change, then return the breakers whose
-    /// state changed (`None`: no longer known to the store). `None` when
-    /// the store is gone.
-    pub async fn changed(&mut self) -> Option<Vec<(String, Option<FleetState>)>> {
+    /// state changed, by name. `None` when the store is gone.
+    pub async fn changed(&mut self) -> Option<Vec<FleetChange>> {
         loop {
             self.rx.changed().await.ok()?;
             let current = self.rx.borrow_and_update().clone();
@@ -48,21 +58,26 @@ impl FleetWatcher {
     }
 }
 
-fn diff(
-    old: &HashMap<String, FleetState>,
-    new: &HashMap<String, FleetState>,
-) -> Vec<(String, Option<FleetState>)> {
-    let mut changes: Vec<(String, Option<FleetState>)> = new
+fn diff(old: &HashMap<String, FleetState>, new: &HashMap<String, FleetState>) -> Vec<FleetChange> {
+    let mut changes: Vec<FleetChange> = new
         .iter()
         .filter(|(name, state)| old.get(*name) != Some(*state))
-        .map(|(name, state)| (name.clone(), Some(state.clone())))
+        .map(|(name, state)| FleetChange {
+            breaker: name.clone(),
+            previous: old.get(name).cloned(),
+            current: Some(state.clone()),
+        })
         .collect();
     changes.extend(
-        old.keys()
-            .filter(|name| !new.contains_key(*name))
-            .map(|name| (name.clone(), None)),
+        old.iter()
+            .filter(|(name, _)| !new.contains_key(*name))
+            .map(|(name, state)| FleetChange {
+                breaker: name.clone(),
+                previous: Some(state.clone()),
+                current: None,
+            }),
     );
-    changes.sort_by(|a, b| a.0.cmp(&b.0));
+    changes.sort_by(|a, b| a.breaker.cmp(&b.breaker));
     changes
 }
 
@@ -93,7 +108,8 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(second.len(), 1);
-        assert_eq!(second[0].0, "cache");
-        assert!(second[0].1.as_ref().unwrap().is_open());
+        assert_eq!(second[0].breaker, "cache");
+        assert_eq!(second[0].previous, None);
+        assert!(second[0].current.as_ref().unwrap().is_open());
     }
 }
