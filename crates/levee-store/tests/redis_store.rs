@@ -336,3 +336,116 @@ async fn namespaces_keep_two_fleets_apart() {
     assert_eq!(state.reporting_instances, 1);
     assert!(blue.snapshot().breakers["payments"].is_open());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_started_without_redis_is_degraded_and_still_sees_its_own_reports() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .unwrap()
+        .port();
+    let config = RedisStoreConfig::new(format!("redis://127.0.0.1:{port}/"), "fleet", "a");
+    // Held as the proxy will hold it: chosen by configuration.
+    let store: std::sync::Arc<dyn StateStore> =
+        std::sync::Arc::new(RedisStore::start(config).unwrap());
+    let mut health = store.health();
+    wait_until(&mut health, Duration::from_secs(2), |health| {
+        matches!(health, StoreHealth::Degraded { error, .. } if error != "not connected yet")
+    })
+    .await
+    .unwrap_or_else(|last| panic!("the first failure was not reported: {last:?}"));
+    store.report("payments", open_report("5 consecutive failures"));
+    let mut fleet = store.subscribe();
+    wait_until(&mut fleet, Duration::from_secs(1), is_open("payments"))
+        .await
+        .unwrap_or_else(|last| panic!("own report missing from the view: {last:?}"));
+    let snapshot = store.snapshot();
+    assert!(snapshot.is_stale());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configuration_is_rejected_naming_the_key() {
+    let config = RedisStoreConfig::new("redis://127.0.0.1:1/", "", "a");
+    let error = RedisStore::start(config)
+        .err()
+        .expect("empty namespace accepted");
+    assert!(error.to_string().contains("namespace"), "{error}");
+    let config = RedisStoreConfig::new("not a url", "fleet", "a");
+    let error = RedisStore::start(config).err().expect("bad url accepted");
+    assert!(error.to_string().contains("url"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_without_an_announcement_is_healed_by_the_resync() {
+    let server = RealServer::redis().await;
+    let b = start(&server, "fleet", "b", 1).await;
+    // Written behind the store's back, with no PUBLISH: as if the message
+    // had been lost.
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let report = serde_json::json!({
+        "open_until_ms": now_ms + 60_000,
+        "reason": "timeouts",
+        "failures": 3,
+        "calls": 3,
+        "at_ms": now_ms,
+        "expires_ms": now_ms + 10_000,
+    })
+    .to_string();
+    let client = redis::Client::open(url(&server)).unwrap();
+    let mut raw = bounded(
+        Duration::from_secs(2),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .unwrap();
+    let () = bounded(
+        Duration::from_secs(2),
+        redis::pipe()
+            .cmd("HSET")
+            .arg("fleet:breaker:db:reports")
+            .arg("a")
+            .arg(report)
+            .ignore()
+            .cmd("SADD")
+            .arg("fleet:breaker-names")
+            .arg("db")
+            .ignore()
+            .query_async(&mut raw),
+    )
+    .await
+    .unwrap();
+    let mut fleet = b.subscribe();
+    wait_until(&mut fleet, PROPAGATION, is_open("db"))
+        .await
+        .unwrap_or_else(|last| panic!("the resync did not pick it up: {last:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_accepts_but_never_answers_degrades_the_store() {
+    // Accepts connections and holds them, silent: a hung server, not a
+    // dead one.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let config = RedisStoreConfig::new(format!("redis://{address}/"), "fleet", "a");
+    let store = RedisStore::start(config).unwrap();
+    let mut health = store.health();
+    wait_until(&mut health, Duration::from_secs(3), |health| {
+        matches!(health, StoreHealth::Degraded { error, .. } if error != "not connected yet")
+    })
+    .await
+    .unwrap_or_else(|last| panic!("a hung server was not reported: {last:?}"));
+    let started = Instant::now();
+    store.report("payments", open_report("timeouts"));
+    assert!(store.snapshot().is_stale());
+    assert!(started.elapsed() < Duration::from_millis(50));
+    hold.abort();
+}
