@@ -21,4 +21,8 @@ pub enum StoreError {
         /// What happened.
         detail: String,
     },
+    /// The Redis store was started outside a tokio runtime, which its
+    /// background task needs.
+    #[error("the Redis state store must be started within a tokio runtime")]
+    NoRuntime,
 }

@@ -159,8 +159,10 @@ impl StateStore for MemoryStore {
     }
 
     fn snapshot(&self) -> FleetSnapshot {
+        // The view as of the last write or tick: an `Arc` clone, so the
+        // request path never aggregates.
         FleetSnapshot {
-            breakers: self.shared.refresh(SystemTime::now()),
+            breakers: self.shared.fleet.borrow().clone(),
             health: self.shared.health.current(),
         }
     }

@@ -50,7 +50,9 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Record this instance's verdict on `breaker`. Never waits: the
     /// report is queued (only the latest per breaker is kept) and written
-    /// by a background task; it counts in this instance's own view at once.
+    /// by a background task, which also adds it to this instance's own
+    /// view without waiting for the store (so it counts even while the
+    /// store is unreachable).
     fn report(&self, breaker: &str, report: LocalReport);
 
     /// Set (`Some`) or clear (`None`) the operator override of `breaker`

@@ -54,8 +54,9 @@ impl RedisStore {
                 key: "url".to_owned(),
                 problem: error.to_string(),
             })?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| StoreError::NoRuntime)?;
         let shared = Arc::new(Shared::new(&config));
-        let task = tokio::spawn(driver::run(Arc::clone(&shared), client, config));
+        let task = runtime.spawn(driver::run(Arc::clone(&shared), client, config));
         Ok(RedisStore {
             inner: Arc::new(Inner { shared, task }),
         })
