@@ -26,6 +26,18 @@ use driver::Shared;
 
 /// Breaker state shared through Redis. Clones share one connection and one
 /// background task, which stops with the last clone.
+///
+/// Key layout, all under the configured namespace `{ns}`:
+///
+/// | key | type | holds |
+/// | --- | --- | --- |
+/// | `{ns}:breaker-names` | set | every breaker name written, for the full resync |
+/// | `{ns}:breaker:{name}:reports` | hash | field = instance id, value = JSON report with `expires_ms` |
+/// | `{ns}:breaker:{name}:override` | string | JSON override (`force_open`, `force_closed`, `reset`) |
+/// | channel `{ns}:breakers` | pub/sub | message = the name of a breaker that changed |
+///
+/// Report fields past their `expires_ms` are ignored and deleted by
+/// readers; the reports hash expires after three TTLs without a writer.
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
