@@ -36,6 +36,26 @@
 //!   state flagged stale ([`FleetSnapshot::is_stale`]): the caller applies
 //!   its `on_unreachable` fallback; nothing reads "no failures" into it.
 //!
+//! # Example
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//!
+//! use levee_store::{FleetRules, LocalReport, MemoryStore, StateStore};
+//!
+//! // Two workers of one process; the breaker opens for both only when
+//! // both see the upstream fail.
+//! let rules = FleetRules::new().with_quorum(2).unwrap();
+//! let worker_1 = MemoryStore::new("worker-1", rules);
+//! let worker_2 = worker_1.as_instance("worker-2");
+//! let now = SystemTime::now();
+//! let open = LocalReport::open(now + Duration::from_secs(5), "5 consecutive failures", now);
+//! worker_1.report("payments", open.clone());
+//! assert!(!worker_2.snapshot().breakers["payments"].is_open());
+//! worker_2.report("payments", open);
+//! assert!(worker_1.snapshot().breakers["payments"].is_open());
+//! ```
+//!
 //! The proxy applies the fleet view to its local breakers with
 //! [`FleetWatcher`] (what changed) and [`remote_breaker_state`] (whether a
 //! change is to be adopted) into
