@@ -1,0 +1,75 @@
+//! The interface the proxy (or a library user) talks to, the same for the
+//! memory and Redis stores.
+//!
+//! Split by who calls it. The request path calls [`StateStore::report`] and
+//! [`StateStore::snapshot`]: both are synchronous, so the type system, not
+//! a convention, guarantees they never wait on the network. The admin path
+//! calls [`StateStore::set_override`], which does wait for the store (an
+//! operator must learn whether the fleet heard them), bounded by a timeout.
+//! Futures are boxed so the trait stays object-safe: the proxy holds an
+//! `Arc<dyn StateStore>` chosen by configuration.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::{FleetState, LocalReport, Override, StoreError, StoreHealth};
+
+/// A boxed future, so [`StateStore`] is object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The fleet view of every breaker.
+pub type FleetMap = Arc<HashMap<String, FleetState>>;
+
+/// What [`StateStore::snapshot`] returns: the fleet state and whether it
+/// can be trusted.
+#[derive(Clone, Debug)]
+pub struct FleetSnapshot {
+    /// Per breaker, the fleet state (the last known one when degraded).
+    pub breakers: FleetMap,
+    /// The store's health when the snapshot was taken.
+    pub health: StoreHealth,
+}
+
+impl FleetSnapshot {
+    /// True when the store is unreachable: `breakers` is the last known
+    /// state, and the caller must apply its `on_unreachable` fallback
+    /// rather than read "no failures" into it.
+    pub fn is_stale(&self) -> bool {
+        self.health.is_degraded()
+    }
+}
+
+/// A fleet-shared breaker state store.
+pub trait StateStore: Send + Sync + 'static {
+    /// This instance's id: the field its reports are stored under.
+    fn instance_id(&self) -> &str;
+
+    /// Record this instance's verdict on `breaker`. Never waits: the
+    /// report is queued (only the latest per breaker is kept) and written
+    /// by a background task, which also adds it to this instance's own
+    /// view without waiting for the store (so it counts even while the
+    /// store is unreachable).
+    fn report(&self, breaker: &str, report: LocalReport);
+
+    /// Set (`Some`) or clear (`None`) the operator override of `breaker`
+    /// for the whole fleet. Waits for the store, at most its I/O timeout.
+    fn set_override<'a>(
+        &'a self,
+        breaker: &'a str,
+        override_: Option<Override>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// The current fleet state, from memory. Never waits.
+    fn snapshot(&self) -> FleetSnapshot;
+
+    /// The fleet state, updated on every change: what the proxy applies to
+    /// its local breakers (see [`FleetWatcher`](crate::FleetWatcher)).
+    fn subscribe(&self) -> watch::Receiver<FleetMap>;
+
+    /// The store's health, updated on every transition.
+    fn health(&self) -> watch::Receiver<StoreHealth>;
+}
