@@ -22,8 +22,10 @@ pub struct SlowStart {
 }
 
 impl SlowStart {
-    /// Default ramp length.
-    pub const DEFAULT_WINDOW: Duration = Duration::from_secs(30);
+    /// Default ramp length: long enough for a cold cache or JIT to warm on a
+    /// share of the traffic, short enough that a recovered node is fully back
+    /// within one outlier window. The proxy's `slow_start` default uses it.
+    pub const DEFAULT_WINDOW: Duration = Duration::from_secs(10);
     /// Default starting weight (Envoy's `min_weight_percent` default, 10%).
     pub const DEFAULT_MIN_WEIGHT: f64 = 0.1;
 

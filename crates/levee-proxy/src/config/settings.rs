@@ -385,7 +385,7 @@ impl ClusterSettings {
     /// Default [`ClusterSettings::panic_threshold_percent`] (Envoy's).
     pub const DEFAULT_PANIC_THRESHOLD_PERCENT: u8 = 50;
     /// Default [`ClusterSettings::slow_start`].
-    pub const DEFAULT_SLOW_START: Duration = Duration::from_secs(10);
+    pub const DEFAULT_SLOW_START: Duration = levee_core::outlier::SlowStart::DEFAULT_WINDOW;
 
     /// A cluster with every optional setting at its default.
     pub fn new(name: impl Into<String>, endpoints: Vec<EndpointAddress>) -> ClusterSettings {
