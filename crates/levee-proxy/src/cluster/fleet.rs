@@ -229,3 +229,95 @@ pub(super) fn wall_of(at: tokio::time::Instant, now: tokio::time::Instant) -> Sy
         wall.checked_sub(now - at).unwrap_or(wall)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use levee_core::breaker::{BreakerParams, CallOutcome, StateName};
+    use levee_store::{FleetRules, MemoryStore};
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::cluster::ClusterBreaker;
+    use crate::metrics::Metrics;
+
+    fn shared_breaker(
+        quorum: u32,
+        protect_locally: bool,
+        on_unreachable: OnUnreachable,
+    ) -> (ClusterBreaker, Arc<EventLog>) {
+        let events = Arc::new(EventLog::default());
+        let params = BreakerParams::builder()
+            .consecutive_failures(2)
+            .build()
+            .expect("params");
+        let breaker = ClusterBreaker::new(
+            "app",
+            params,
+            Metrics::new().breaker("app"),
+            Arc::clone(&events),
+            Instant::now(),
+        );
+        let rules = FleetRules::new().with_quorum(quorum).expect("rules");
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new("gw-a", rules));
+        let settings = FleetBreakerSettings {
+            shared: true,
+            quorum,
+            protect_locally,
+        };
+        breaker.share(FleetLink::new(store, settings, on_unreachable));
+        (breaker, events)
+    }
+
+    fn fail(breaker: &ClusterBreaker) {
+        let call = breaker.acquire(Instant::now()).expect("let through");
+        call.finish(Some(CallOutcome::failure(Duration::from_millis(1))));
+    }
+
+    #[tokio::test]
+    async fn below_the_quorum_without_protect_locally_a_local_trip_is_undone() {
+        let (breaker, events) = shared_breaker(2, false, OnUnreachable::Local);
+        fail(&breaker);
+        fail(&breaker);
+        let view = breaker.view(Instant::now());
+        assert_eq!(view.state, StateName::Closed.as_str(), "{view:?}");
+        let reasons: Vec<String> = events
+            .since(0, 100)
+            .into_iter()
+            .map(|event| event.reason)
+            .collect();
+        assert!(
+            reasons
+                .iter()
+                .any(|reason| reason.contains("below the quorum of 2")),
+            "{reasons:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn below_the_quorum_with_protect_locally_the_instance_stays_open() {
+        let (breaker, _events) = shared_breaker(2, true, OnUnreachable::Local);
+        fail(&breaker);
+        fail(&breaker);
+        assert!(breaker.view(Instant::now()).is_open);
+    }
+
+    #[tokio::test]
+    async fn while_the_store_is_unreachable_the_fallback_applies() {
+        let (open, _) = shared_breaker(1, true, OnUnreachable::Open);
+        let link = open.fleet().expect("shared");
+        link.stale.store(true, Ordering::Release);
+        let rejected = open.acquire(Instant::now()).err().expect("fails fast");
+        assert!(rejected.reason.contains("store unreachable"), "{rejected}");
+        link.stale.store(false, Ordering::Release);
+        assert!(open.acquire(Instant::now()).is_ok());
+
+        let (closed, _) = shared_breaker(1, true, OnUnreachable::Closed);
+        closed.force_open(Instant::now());
+        let link = closed.fleet().expect("shared");
+        link.stale.store(true, Ordering::Release);
+        let call = closed.acquire(Instant::now()).expect("let through");
+        call.finish(Some(CallOutcome::failure(Duration::from_millis(1))));
+    }
+}
