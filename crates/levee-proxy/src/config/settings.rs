@@ -259,9 +259,9 @@ impl FromStr for WhenImpaired {
 /// `[readiness]`: the criteria that decide whether this node is ready,
 /// degraded or impaired (see [`levee_core::readiness`]).
 ///
-/// A "shared store reachable" criterion belongs here once levee has a shared
-/// store (the shared breaker work adds `[store]`); until then there is
-/// nothing to check.
+/// When a breaker is shared, the gateway adds the optional criterion
+/// `store` (the shared breaker store is reachable) on its own: it needs no
+/// key here.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ReadinessSettings {
     /// Clusters that need at least this many available (healthy, not
