@@ -197,7 +197,10 @@ pub fn spawn_fleet_sync(
                             "{describe} unreachable since {}: {error}",
                             humantime::format_rfc3339_millis(*since)
                         ),
-                        Severity::Error,
+                        // levee-store already logs the degradation at
+                        // error level, once: the event's own log line stays
+                        // at warning so an outage is one error line.
+                        Severity::Warning,
                     ),
                 };
                 events.record(NewEvent {
