@@ -22,6 +22,7 @@ pub const EVENT_KINDS: &[&str] = &[
     "readiness",
     "probe-health",
     "drain",
+    "store",
 ];
 
 /// How many events `/events` remembers.

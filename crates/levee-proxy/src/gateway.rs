@@ -14,11 +14,14 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use levee_core::readiness::Readiness;
+use levee_store::{FleetRules, MemoryStore, RedisStore, RedisStoreConfig, StateStore, StoreError};
 
 use crate::admin;
 use crate::alerts;
-use crate::cluster::{Cluster, ClusterBuildError, ClusterStatus};
-use crate::config::{Config, Protocol};
+use crate::cluster::{
+    Cluster, ClusterBuildError, ClusterStatus, FleetLink, FleetStore, spawn_fleet_sync,
+};
+use crate::config::{Config, Protocol, StoreKind};
 use crate::events::EventLog;
 use crate::health;
 use crate::listener::{self, BindError};
@@ -36,6 +39,10 @@ pub enum StartError {
     /// A cluster could not be built from its settings.
     #[error(transparent)]
     Cluster(#[from] ClusterBuildError),
+    /// The shared breaker store could not be set up (its configuration;
+    /// an unreachable server is not an error, the store starts degraded).
+    #[error("[store]: {0}")]
+    Store(#[from] StoreError),
     /// A listener names a cluster the config does not define (validation
     /// normally catches this first).
     #[error("listener {listener:?} names cluster {cluster:?}, which is not defined")]
@@ -80,6 +87,8 @@ pub struct GatewayState {
     pub started_at: Instant,
     /// Self-health: `[readiness]` criteria, probes, drain.
     pub health: Arc<SelfHealth>,
+    /// The shared breaker store; `None` when no breaker is shared.
+    pub store: Option<FleetStore>,
 }
 
 impl GatewayState {
@@ -161,6 +170,7 @@ pub async fn start_with_admin_routes(
         clusters.insert(settings.name.clone(), Arc::clone(&cluster));
         cluster_list.push(cluster);
     }
+    let store = share_breakers(&config, &cluster_list)?;
 
     // Bind everything first: a gateway that can only open some of its ports
     // must not start half-way.
@@ -211,6 +221,7 @@ pub async fn start_with_admin_routes(
         metrics: Arc::clone(&metrics),
         events,
         started_at: Instant::now(),
+        store,
     });
 
     // Checks start now: the first verdict comes in as soon as each endpoint
@@ -219,6 +230,21 @@ pub async fn start_with_admin_routes(
     for cluster in &state.clusters {
         background.extend(health::spawn_health_checks(cluster).await);
         background.push(health::spawn_cluster_tick(cluster));
+    }
+    if let Some(store) = &state.store {
+        state.health.watch_store(store.store.health());
+        let health = Arc::downgrade(&state.health);
+        background.extend(spawn_fleet_sync(
+            store,
+            &state.clusters,
+            &state.events,
+            metrics.store_up(),
+            move || {
+                if let Some(health) = health.upgrade() {
+                    health.wake.notify_one();
+                }
+            },
+        ));
     }
     background.extend(alerts::spawn(&config.alerts, &state.events, &metrics));
     background.extend(readiness::spawn_probes(&state.health).await);
@@ -297,6 +323,54 @@ pub async fn start_with_admin_routes(
         admin_task,
         drain_timeout: config.runtime.drain_timeout,
     })
+}
+
+/// Build the store if a breaker is shared, and link every shared breaker
+/// to it. Never waits: a Redis store starts degraded and connects in the
+/// background.
+fn share_breakers(
+    config: &Config,
+    clusters: &[Arc<Cluster>],
+) -> Result<Option<FleetStore>, StoreError> {
+    let shared: Vec<&Arc<Cluster>> = clusters
+        .iter()
+        .filter(|cluster| cluster.breaker.is_some() && cluster.settings.breaker_fleet.shared)
+        .collect();
+    if shared.is_empty() {
+        return Ok(None);
+    }
+    let mut rules = FleetRules::new();
+    for cluster in &shared {
+        rules = rules.with_breaker_quorum(&cluster.name, cluster.settings.breaker_fleet.quorum)?;
+    }
+    let settings = &config.store;
+    let store: Arc<dyn StateStore> = match settings.kind {
+        StoreKind::Memory => Arc::new(MemoryStore::new(&settings.instance_id, rules)),
+        StoreKind::Redis => Arc::new(RedisStore::start(
+            RedisStoreConfig::new(&settings.url, &settings.namespace, &settings.instance_id)
+                .with_rules(rules),
+        )?),
+    };
+    for cluster in shared {
+        if let Some(breaker) = &cluster.breaker {
+            breaker.share(FleetLink::new(
+                Arc::clone(&store),
+                cluster.settings.breaker_fleet,
+                settings.on_unreachable,
+            ));
+        }
+    }
+    tracing::info!(
+        kind = settings.kind.as_str(),
+        instance_id = %settings.instance_id,
+        namespace = %settings.namespace,
+        "shared breaker store"
+    );
+    Ok(Some(FleetStore {
+        store,
+        kind: settings.kind,
+        on_unreachable: settings.on_unreachable,
+    }))
 }
 
 impl RunningGateway {

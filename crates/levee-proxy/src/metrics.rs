@@ -147,6 +147,7 @@ pub struct Metrics {
     alerts_sent: Counter,
     alerts_failed: Counter,
     alerts_dropped: Counter,
+    store_up: Gauge,
 }
 
 impl Default for Metrics {
@@ -192,6 +193,7 @@ impl Metrics {
             alerts_sent: Counter::default(),
             alerts_failed: Counter::default(),
             alerts_dropped: Counter::default(),
+            store_up: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -353,6 +355,11 @@ impl Metrics {
             "alerts_dropped",
             "Events not sent to webhooks because the alert queue was full",
             metrics.alerts_dropped.clone(),
+        );
+        registry.register(
+            "store_up",
+            "1 while the shared breaker store is reachable, 0 while it is degraded (also 0 when no breaker is shared)",
+            metrics.store_up.clone(),
         );
         for state in levee_core::readiness::Readiness::ALL {
             let labels = StateLabels {
@@ -538,6 +545,11 @@ impl Metrics {
                 self.readiness_transitions.get_or_create(&labels).inc();
             }
         }
+    }
+
+    /// The `levee_store_up` gauge.
+    pub fn store_up(&self) -> Gauge {
+        self.store_up.clone()
     }
 
     /// The `levee_probe_up` series of one probe.

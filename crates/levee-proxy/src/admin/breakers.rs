@@ -2,10 +2,12 @@
 //! `POST /breakers/{name}/force-open`, `/force-closed`, `/reset`.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
+use levee_store::Override;
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -49,7 +51,48 @@ pub(super) async fn act(
         }
     };
     tracing::info!(breaker = %name, %action, "breaker override by the admin API");
+    let link = find(&state, &name).and_then(ClusterBreaker::fleet);
+    if let Some(link) = link {
+        // A shared breaker: the override goes to the store, so that every
+        // instance applies it; an operator must learn if it did not.
+        let at = SystemTime::now();
+        let reason = "by the admin API".to_owned();
+        let override_ = match action.as_str() {
+            "force-open" => Override::ForceOpen { reason, at },
+            "force-closed" => Override::ForceClosed { reason, at },
+            _ => Override::Reset { at },
+        };
+        let written = tokio::time::timeout(
+            STORE_WAIT,
+            link.store.set_override(&name, Some(override_)),
+        )
+        .await;
+        let error = match written {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(error.to_string()),
+            Err(_) => Some(format!("no answer within {STORE_WAIT:?}")),
+        };
+        if let Some(error) = error {
+            tracing::error!(breaker = %name, %action, %error, "breaker override not stored");
+            let body = json!({
+                "error": format!("breaker store unreachable: the override was not applied ({error})"),
+                "breaker": name,
+            });
+            return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        }
+    }
     with_breaker(&state, &name, |breaker| act(breaker, now))
+}
+
+/// The longest the admin API waits for the store to take an override (the
+/// store's own I/O timeout is shorter; this bounds a store that hangs).
+const STORE_WAIT: Duration = Duration::from_secs(2);
+
+fn find<'s>(state: &'s GatewayState, name: &str) -> Option<&'s ClusterBreaker> {
+    state
+        .clusters
+        .iter()
+        .find_map(|cluster| cluster.breaker.as_ref().filter(|b| b.name() == name))
 }
 
 fn with_breaker(
@@ -57,11 +100,7 @@ fn with_breaker(
     name: &str,
     view: impl FnOnce(&ClusterBreaker) -> BreakerView,
 ) -> Response {
-    let breaker = state
-        .clusters
-        .iter()
-        .find_map(|cluster| cluster.breaker.as_ref().filter(|b| b.name() == name));
-    match breaker {
+    match find(state, name) {
         Some(breaker) => Json(view(breaker)).into_response(),
         None => (
             StatusCode::NOT_FOUND,

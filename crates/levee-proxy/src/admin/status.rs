@@ -21,6 +21,9 @@ pub(super) struct StatusDocument {
     uptime_seconds: f64,
     listeners: Vec<ListenerStatus>,
     clusters: Vec<ClusterStatus>,
+    /// The shared breaker store, when a breaker is shared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    store: Option<crate::cluster::StoreStatus>,
 }
 
 pub(super) async fn status(State(state): State<Arc<GatewayState>>) -> Json<StatusDocument> {
@@ -34,5 +37,6 @@ pub(super) async fn status(State(state): State<Arc<GatewayState>>) -> Json<Statu
         uptime_seconds: state.started_at.elapsed().as_secs_f64(),
         listeners: state.listeners.clone(),
         clusters: state.cluster_status(),
+        store: state.store.as_ref().map(crate::cluster::FleetStore::status),
     })
 }

@@ -2,18 +2,46 @@
 //! lock, and every transition turned into a metric, an event (and so a log
 //! line and a webhook).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use levee_core::breaker::{
-    Breaker, BreakerParams, BreakerSnapshot, CallOutcome, Permit, Rejected, StateName, Transition,
+    Breaker, BreakerParams, BreakerSnapshot, BreakerState, CallOutcome, Permit, Rejected,
+    StateName, Transition,
 };
+use levee_store::{FleetState, LocalReport, remote_breaker_state};
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::fleet::{FleetLink, wall_of};
+use crate::config::OnUnreachable;
 use crate::events::{EventLog, NewEvent, Severity};
 use crate::metrics::BreakerMetrics;
+
+/// How far a fleet opening may end after the local one and still be this
+/// instance's own opening coming back (wall-clock round trip through the
+/// store, to the millisecond).
+const ECHO_TOLERANCE: Duration = Duration::from_millis(50);
+
+/// How long a forced-open breaker is reported open: "until told otherwise".
+const FORCED_OPEN_REPORT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Where a transition came from, which decides whether it is published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// This instance's own evidence (or its own timer): published.
+    Local,
+    /// Adopted from the fleet: never published back (it would count
+    /// towards the quorum as this instance's own verdict).
+    Fleet,
+    /// An operator, through the admin API (shared through the store's
+    /// override, not a report).
+    Operator,
+    /// A local trip undone because the quorum is not met and
+    /// `protect_locally` is off: the open report stands.
+    BelowQuorum,
+}
 
 /// The breaker of one cluster.
 pub struct ClusterBreaker {
@@ -21,6 +49,8 @@ pub struct ClusterBreaker {
     machine: Mutex<Breaker>,
     metrics: BreakerMetrics,
     events: Arc<EventLog>,
+    /// Set once, at start, when the breaker is shared with the fleet.
+    fleet: OnceLock<FleetLink>,
 }
 
 /// A request let through by the breaker. Finish it with its outcome; dropped
@@ -58,6 +88,24 @@ pub struct BreakerView {
     pub failures: u32,
     /// Slow requests in the window.
     pub slow_calls: u32,
+    /// Shared with the fleet through the store.
+    pub shared: bool,
+    /// Shared only: instances that must trip to open it for the fleet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<u32>,
+    /// Shared only: instances whose live report says open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_instances: Option<Vec<String>>,
+    /// Shared only: whether the fleet's verdict is open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet_open: Option<bool>,
+    /// Shared only: open here on local evidence while the fleet is not
+    /// (below the quorum, `protect_locally`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_locally_only: Option<bool>,
+    /// Shared only: the store is unreachable and the state is stale.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_unreachable: Option<bool>,
 }
 
 impl ClusterBreaker {
@@ -74,7 +122,19 @@ impl ClusterBreaker {
             machine: Mutex::new(Breaker::new(params, now)),
             metrics,
             events,
+            fleet: OnceLock::new(),
         }
+    }
+
+    /// Share this breaker with the fleet (once, at start; later calls are
+    /// ignored).
+    pub fn share(&self, link: FleetLink) {
+        let _ = self.fleet.set(link);
+    }
+
+    /// The fleet link of a shared breaker.
+    pub fn fleet(&self) -> Option<&FleetLink> {
+        self.fleet.get()
     }
 
     /// The breaker's name.
@@ -84,11 +144,29 @@ impl ClusterBreaker {
 
     /// Let a request through, or say why not.
     pub fn acquire(&self, now: Instant) -> Result<BreakerCall<'_>, Rejected> {
+        match self.fleet().and_then(FleetLink::fallback) {
+            Some(OnUnreachable::Open) => {
+                self.metrics.record_rejection();
+                return Err(Rejected {
+                    retry_after: Some(Rejected::HALF_OPEN_RETRY_AFTER),
+                    state: StateName::Open,
+                    reason: "breaker store unreachable (on_unreachable = \"open\")".to_owned(),
+                });
+            }
+            Some(OnUnreachable::Closed) => {
+                return Ok(BreakerCall {
+                    breaker: self,
+                    permit: None,
+                    started: now,
+                });
+            }
+            _ => {}
+        }
         let acquired = self.machine.lock().try_acquire(now);
         match acquired {
             Ok(mut permit) => {
                 if let Some(transition) = permit.take_transition() {
-                    self.report(&transition);
+                    self.report(&transition, Origin::Local);
                 }
                 Ok(BreakerCall {
                     breaker: self,
@@ -107,35 +185,51 @@ impl ClusterBreaker {
     pub fn tick(&self, now: Instant) {
         let transition = self.machine.lock().tick(now);
         if let Some(transition) = transition {
-            self.report(&transition);
+            self.report(&transition, Origin::Local);
         }
     }
 
     /// Operator: open until told otherwise.
     pub fn force_open(&self, now: Instant) -> BreakerView {
         let transition = self.machine.lock().force_open(now);
-        self.report(&transition);
+        self.report(&transition, Origin::Operator);
         self.view(now)
     }
 
     /// Operator: closed until told otherwise.
     pub fn force_closed(&self, now: Instant) -> BreakerView {
         let transition = self.machine.lock().force_closed(now);
-        self.report(&transition);
+        self.report(&transition, Origin::Operator);
         self.view(now)
     }
 
     /// Operator: back to closed and counting, overrides lifted.
     pub fn reset(&self, now: Instant) -> BreakerView {
         let transition = self.machine.lock().reset(now);
-        self.report(&transition);
+        self.report(&transition, Origin::Operator);
         self.view(now)
     }
 
     /// The breaker as of `now`.
     pub fn view(&self, now: Instant) -> BreakerView {
         let snapshot: BreakerSnapshot = self.machine.lock().snapshot(now);
+        let link = self.fleet();
+        let fleet = link.map(|link| link.fleet.lock().clone());
+        let fleet_open = fleet
+            .as_ref()
+            .map(|state| state.as_ref().is_some_and(FleetState::is_open));
         BreakerView {
+            shared: link.is_some(),
+            quorum: link.map(|link| link.settings.quorum),
+            open_instances: fleet.as_ref().map(|state| {
+                state
+                    .as_ref()
+                    .map(|state| state.open_instances.clone())
+                    .unwrap_or_default()
+            }),
+            fleet_open,
+            open_locally_only: fleet_open.map(|fleet_open| snapshot.is_open && !fleet_open),
+            store_unreachable: link.map(FleetLink::is_stale),
             name: self.name.clone(),
             state: snapshot.state.as_str(),
             is_open: snapshot.is_open,
@@ -150,7 +244,102 @@ impl ClusterBreaker {
         }
     }
 
-    fn report(&self, transition: &Transition) {
+    /// Adopt the fleet's change of this breaker from `previous` to
+    /// `current` (see [`remote_breaker_state`] for which are adopted).
+    pub(super) fn apply_fleet(&self, previous: Option<&FleetState>, current: Option<&FleetState>) {
+        let Some(link) = self.fleet() else {
+            return;
+        };
+        *link.fleet.lock() = current.cloned();
+        let Some(current) = current else {
+            return;
+        };
+        let now = Instant::now();
+        let Some(state) = remote_breaker_state(previous, current, now, SystemTime::now()) else {
+            return;
+        };
+        let transition = {
+            let mut machine = self.machine.lock();
+            // This instance's own opening, back from the store: already in
+            // force here.
+            let echo = match (&state, machine.state()) {
+                (
+                    BreakerState::Open {
+                        until: Some(remote), ..
+                    },
+                    BreakerState::Open {
+                        until: Some(local), ..
+                    },
+                ) => *remote <= *local + ECHO_TOLERANCE,
+                (BreakerState::Open { until: None, .. }, BreakerState::Open { until: None, .. }) => {
+                    true
+                }
+                _ => false,
+            };
+            if echo {
+                return;
+            }
+            machine.apply_remote(state, now)
+        };
+        if let Some(mut transition) = transition {
+            if current.is_open() && !current.open_instances.is_empty() {
+                transition.reason = format!(
+                    "{} [open on {}]",
+                    transition.reason,
+                    current.open_instances.join(", ")
+                );
+            }
+            self.report(&transition, Origin::Fleet);
+        }
+    }
+
+    fn report(&self, transition: &Transition, origin: Origin) {
+        self.record(transition);
+        let Some(link) = self.fleet() else {
+            return;
+        };
+        if origin != Origin::Local {
+            return;
+        }
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let (state, snapshot) = {
+            let machine = self.machine.lock();
+            (machine.state().clone(), machine.snapshot(now))
+        };
+        let report = match &state {
+            BreakerState::Open { until, reason, .. } => {
+                let until = until.map_or(wall + FORCED_OPEN_REPORT, |until| wall_of(until, now));
+                LocalReport::open(until, reason.clone(), wall)
+            }
+            _ => LocalReport::closed(
+                transition.reason.clone(),
+                u64::from(snapshot.failures),
+                u64::from(snapshot.calls),
+                wall,
+            ),
+        };
+        let opened = matches!(state, BreakerState::Open { .. });
+        link.store.report(&self.name, report);
+        let quorum = usize::try_from(link.settings.quorum).unwrap_or(usize::MAX);
+        if opened && !link.settings.protect_locally && link.others_open() + 1 < quorum {
+            // The report stands (it counts towards the quorum); only the
+            // local breaker closes again.
+            let undone = self
+                .machine
+                .lock()
+                .apply_remote(BreakerState::Closed { forced: false }, now);
+            if let Some(mut undone) = undone {
+                undone.reason = format!(
+                    "open on this instance only, below the quorum of {} (protect_locally = false)",
+                    link.settings.quorum
+                );
+                self.report(&undone, Origin::BelowQuorum);
+            }
+        }
+    }
+
+    fn record(&self, transition: &Transition) {
         self.metrics.record_state(transition.to);
         self.metrics.record_transition(transition.to);
         self.events.record(NewEvent {
@@ -188,7 +377,7 @@ impl BreakerCall<'_> {
             }
         };
         if let Some(transition) = transition {
-            self.breaker.report(&transition);
+            self.breaker.report(&transition, Origin::Local);
         }
     }
 

@@ -5,6 +5,7 @@
 mod admission;
 mod breaker;
 mod control;
+mod fleet;
 mod status;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use tokio::time::Instant;
 pub use admission::AdmissionStatus;
 pub use breaker::{BreakerCall, BreakerView, ClusterBreaker};
 pub use control::Routing;
+pub use fleet::{FleetLink, FleetStore, StoreStatus, spawn_fleet_sync};
 pub use status::{CheckView, ClusterStatus, EndpointStatus, RetryBudgetStatus};
 
 use crate::cache::ResponseCache;

@@ -49,6 +49,7 @@ pub(super) fn read(source: &str, report: &mut Report<'_>) -> Option<RawConfig> {
             "cluster" => config.cluster = array_of_tables(key, value, report),
             "readiness" => config.readiness = table(key, value, "[readiness]", report),
             "alert" => config.alert = array_of_tables(key, value, report),
+            "store" => config.store = table(key, value, "[store]", report),
             other => report.error(
                 key.span(),
                 unknown_key("", other, "at the top level", &SECTIONS),

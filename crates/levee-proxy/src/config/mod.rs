@@ -41,9 +41,9 @@ pub use error::{ConfigError, ConfigErrors};
 pub use settings::{
     AdaptiveLimitSettings, AdminSettings, AdmissionSettings, AlertSettings, BadBalancePolicy,
     BadProtocol, BadWhenImpaired, BalancePolicy, CacheSettings, ClusterSettings, Config,
-    HealthCheckKind, HealthSettings, HedgeSettings, HttpCheckSettings, ListenerSettings,
-    ProbeSettings, Protocol, ReadinessSettings, RequiredEndpoint, RetrySettings, RuntimeSettings,
-    WhenImpaired,
+    FleetBreakerSettings, HealthCheckKind, HealthSettings, HedgeSettings, HttpCheckSettings,
+    ListenerSettings, OnUnreachable, ProbeSettings, Protocol, ReadinessSettings, RequiredEndpoint, RetrySettings, RuntimeSettings,
+    StoreKind, StoreSettings, WhenImpaired,
 };
 
 use report::Report;

@@ -20,13 +20,14 @@ use super::keys::fields_of;
 
 /// The top-level keys. Each is a section deserialized on its own, so that a
 /// bad value in one section does not hide problems in the others.
-pub(super) const SECTIONS: [&str; 6] = [
+pub(super) const SECTIONS: [&str; 7] = [
     "admin",
     "runtime",
     "listener",
     "cluster",
     "readiness",
     "alert",
+    "store",
 ];
 
 /// A table of the file, as serde reads it, and the tables nested in it.
@@ -53,6 +54,7 @@ impl RawTable for RawCache {}
 impl RawTable for RawBreaker {}
 impl RawTable for RawProbe {}
 impl RawTable for RawAlert {}
+impl RawTable for RawStore {}
 
 impl RawTable for RawReadiness {
     fn keys_at(path: &[&str]) -> &'static [&'static str] {
@@ -104,6 +106,8 @@ pub(super) struct RawConfig {
     pub readiness: Option<Section<RawReadiness>>,
     /// Every `[[alert]]`, in file order.
     pub alert: Vec<Section<RawAlert>>,
+    /// `[store]`, if written.
+    pub store: Option<Section<RawStore>>,
 }
 
 /// One table of the file, as far as serde could read it.
@@ -498,4 +502,29 @@ pub(super) struct RawBreaker {
     /// Trial requests let through while half-open, all of which must succeed
     /// to close it; at least 1. Default 3.
     pub half_open_trials: Option<Spanned<u32>>,
+    /// `true` shares the breaker's state with every levee using the same
+    /// `[store]`. Default `false`.
+    pub shared: Option<Spanned<bool>>,
+    /// Distinct instances that must trip before the breaker opens for the
+    /// fleet; at least 1. Default 1.
+    pub quorum: Option<Spanned<u32>>,
+    /// An instance that trips alone, below the quorum, still opens its own
+    /// breaker. Default `true`.
+    pub protect_locally: Option<Spanned<bool>>,
+}
+
+/// `[store]`: where shared breaker state lives.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawStore {
+    /// `"memory"` (this process) or `"redis"` (a fleet). Default `"memory"`.
+    pub kind: Option<Spanned<String>>,
+    /// Redis URL. Default `"redis://127.0.0.1:6379"`.
+    pub url: Option<Spanned<String>>,
+    /// Prefix of every key; non-empty, no spaces. Default `"levee"`.
+    pub namespace: Option<Spanned<String>>,
+    /// This instance's id in the fleet, unique. Default `"HOSTNAME:pid"`.
+    pub instance_id: Option<Spanned<String>>,
+    /// `"local"`, `"open"` or `"closed"`: what shared breakers do while the
+    /// store is unreachable. Default `"local"`.
+    pub on_unreachable: Option<Spanned<String>>,
 }

@@ -45,6 +45,8 @@ pub struct Config {
     pub readiness: ReadinessSettings,
     /// `[[alert]]`: webhooks that get state changes.
     pub alerts: Vec<AlertSettings>,
+    /// `[store]`: where shared breaker state lives.
+    pub store: StoreSettings,
 }
 
 impl Config {
@@ -257,9 +259,9 @@ impl FromStr for WhenImpaired {
 /// `[readiness]`: the criteria that decide whether this node is ready,
 /// degraded or impaired (see [`levee_core::readiness`]).
 ///
-/// A "shared store reachable" criterion belongs here once levee has a shared
-/// store (the shared breaker work adds `[store]`); until then there is
-/// nothing to check.
+/// When a breaker is shared, the gateway adds the optional criterion
+/// `store` (the shared breaker store is reachable) on its own: it needs no
+/// key here.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ReadinessSettings {
     /// Clusters that need at least this many available (healthy, not
@@ -365,6 +367,9 @@ pub struct ClusterSettings {
     pub cache: Option<CacheSettings>,
     /// Circuit breaker of the cluster; `None`: none.
     pub breaker: Option<BreakerParams>,
+    /// Whether the breaker's state is shared with the fleet through
+    /// `[store]`, and by which quorum.
+    pub breaker_fleet: FleetBreakerSettings,
 }
 
 impl ClusterSettings {
@@ -406,6 +411,7 @@ impl ClusterSettings {
             admission: None,
             cache: None,
             breaker: None,
+            breaker_fleet: FleetBreakerSettings::default(),
         }
     }
 }
@@ -662,5 +668,118 @@ mod tests {
             RuntimeSettings::default().drain_timeout,
             Duration::from_secs(30)
         );
+    }
+}
+
+/// `shared`, `quorum` and `protect_locally` of a cluster's `breaker`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FleetBreakerSettings {
+    /// Share the breaker's state with every levee using the same `[store]`
+    /// namespace.
+    pub shared: bool,
+    /// Distinct instances that must trip before the breaker opens for the
+    /// fleet; at least 1.
+    pub quorum: u32,
+    /// An instance that trips alone, below the quorum, still opens its own
+    /// breaker (and says so in `/status`).
+    pub protect_locally: bool,
+}
+
+impl Default for FleetBreakerSettings {
+    fn default() -> Self {
+        FleetBreakerSettings {
+            shared: false,
+            quorum: 1,
+            protect_locally: true,
+        }
+    }
+}
+
+/// `[store]`: where breakers marked `shared` keep their fleet state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// `memory` (this process only) or `redis` (a fleet).
+    pub kind: StoreKind,
+    /// `redis://host:port/db`, used when `kind = "redis"`.
+    pub url: String,
+    /// Prefix of every key: fleets sharing a Redis but not their breakers
+    /// use different namespaces.
+    pub namespace: String,
+    /// This instance's id in the fleet (what the quorum counts).
+    pub instance_id: String,
+    /// What shared breakers do while the store cannot be reached.
+    pub on_unreachable: OnUnreachable,
+}
+
+impl StoreSettings {
+    /// The default Redis URL.
+    pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+    /// The default namespace.
+    pub const DEFAULT_NAMESPACE: &str = "levee";
+
+    /// `HOSTNAME:pid`, or `levee:pid` without a host name.
+    pub fn default_instance_id() -> String {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|host| !host.is_empty())
+            .unwrap_or_else(|| "levee".to_owned());
+        format!("{host}:{}", std::process::id())
+    }
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            kind: StoreKind::Memory,
+            url: StoreSettings::DEFAULT_URL.to_owned(),
+            namespace: StoreSettings::DEFAULT_NAMESPACE.to_owned(),
+            instance_id: StoreSettings::default_instance_id(),
+            on_unreachable: OnUnreachable::Local,
+        }
+    }
+}
+
+/// `kind` of `[store]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoreKind {
+    /// In this process: shared breakers are shared by nobody else.
+    #[default]
+    Memory,
+    /// A Redis server shared by the fleet.
+    Redis,
+}
+
+impl StoreKind {
+    /// `memory` or `redis`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Memory => "memory",
+            StoreKind::Redis => "redis",
+        }
+    }
+}
+
+/// `on_unreachable` of `[store]`: how shared breakers behave while the
+/// store is down (its state is then stale).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnUnreachable {
+    /// Each instance follows its own local breaker (the default: an outage
+    /// of the store neither stops traffic nor removes protection).
+    #[default]
+    Local,
+    /// Every shared breaker fails fast as if open.
+    Open,
+    /// Every shared breaker lets everything through.
+    Closed,
+}
+
+impl OnUnreachable {
+    /// `local`, `open` or `closed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnUnreachable::Local => "local",
+            OnUnreachable::Open => "open",
+            OnUnreachable::Closed => "closed",
+        }
     }
 }

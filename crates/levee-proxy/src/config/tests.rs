@@ -12,7 +12,8 @@ use levee_core::outlier::OutlierParams;
 use levee_core::retry::{Backoff, RetryBudgetParams, RetryPolicy};
 
 use super::raw::{
-    RawAdmin, RawAlert, RawCluster, RawListener, RawReadiness, RawRuntime, RawTable, SECTIONS,
+    RawAdmin, RawAlert, RawCluster, RawListener, RawReadiness, RawRuntime, RawStore, RawTable,
+    SECTIONS,
 };
 use super::*;
 
@@ -87,6 +88,7 @@ fn every_table() -> Vec<TableKeys> {
     walk::<RawCluster>("cluster", &mut Vec::new(), &mut tables);
     walk::<RawReadiness>("readiness", &mut Vec::new(), &mut tables);
     walk::<RawAlert>("alert", &mut Vec::new(), &mut tables);
+    walk::<RawStore>("store", &mut Vec::new(), &mut tables);
     tables
 }
 
@@ -298,9 +300,11 @@ endpoints = ["10.0.0.1:8000"]
             admission: None,
             cache: None,
             breaker: None,
+            breaker_fleet: FleetBreakerSettings::default(),
         }],
         readiness: ReadinessSettings::default(),
         alerts: Vec::new(),
+        store: StoreSettings::default(),
     };
     assert_eq!(config, expected);
     // The constructors agree with the file's defaults.

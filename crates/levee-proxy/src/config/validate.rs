@@ -22,12 +22,12 @@ use levee_core::outlier::OutlierParams;
 use toml::Spanned;
 
 use super::checks;
-use super::raw::{RawAdmin, RawCluster, RawConfig, RawListener, RawRuntime, Section};
+use super::raw::{RawAdmin, RawCluster, RawConfig, RawListener, RawRuntime, RawStore, Section};
 use super::report::Report;
 use super::units::{parse_duration, parse_size};
 use super::{
     AdminSettings, ClusterSettings, Config, EndpointAddress, ListenerSettings, Protocol,
-    RetrySettings, RuntimeSettings, WhenImpaired,
+    OnUnreachable, RetrySettings, RuntimeSettings, StoreKind, StoreSettings, WhenImpaired,
 };
 
 /// The settings of `raw`. Only meaningful if nothing was reported.
@@ -49,7 +49,9 @@ pub(super) fn config(raw: &RawConfig, report: &mut Report<'_>) -> Config {
         .filter_map(|alert| readiness::alert(alert, report))
         .collect();
 
+    let store = store(raw.store.as_ref(), report);
     Config {
+        store,
         admin: admin.settings,
         runtime,
         listeners: listeners.into_iter().filter_map(|l| l.settings).collect(),
@@ -95,6 +97,70 @@ fn admin(section: Option<&Section<RawAdmin>>, report: &mut Report<'_>) -> Admin 
         },
         listen_span: listen.map(Spanned::span),
     }
+}
+
+fn store(section: Option<&Section<RawStore>>, report: &mut Report<'_>) -> StoreSettings {
+    let mut settings = StoreSettings::default();
+    let Some(Section { raw, .. }) = section else {
+        return settings;
+    };
+    if let Some(kind) = &raw.kind {
+        match kind.get_ref().as_str() {
+            "memory" => settings.kind = StoreKind::Memory,
+            "redis" => settings.kind = StoreKind::Redis,
+            other => report.error(
+                kind.span(),
+                format!("kind: {other:?} is not a store: expected \"memory\" or \"redis\""),
+            ),
+        }
+    }
+    if let Some(url) = &raw.url {
+        let text = url.get_ref();
+        if text.starts_with("redis://") || text.starts_with("rediss://") {
+            settings.url = text.clone();
+        } else {
+            report.error(
+                url.span(),
+                format!("url: {text:?} is not a Redis URL (redis://host:port)"),
+            );
+        }
+    }
+    if let Some(namespace) = &raw.namespace {
+        let text = namespace.get_ref();
+        if text.is_empty() || text.contains(char::is_whitespace) {
+            report.error(
+                namespace.span(),
+                "namespace: must be non-empty, without spaces",
+            );
+        } else {
+            settings.namespace = text.clone();
+        }
+    }
+    if let Some(id) = &raw.instance_id {
+        let text = id.get_ref();
+        if text.trim().is_empty() {
+            report.error(
+                id.span(),
+                "instance_id: must be non-empty (leave it unset for HOSTNAME:pid)",
+            );
+        } else {
+            settings.instance_id = text.clone();
+        }
+    }
+    if let Some(fallback) = &raw.on_unreachable {
+        match fallback.get_ref().as_str() {
+            "local" => settings.on_unreachable = OnUnreachable::Local,
+            "open" => settings.on_unreachable = OnUnreachable::Open,
+            "closed" => settings.on_unreachable = OnUnreachable::Closed,
+            other => report.error(
+                fallback.span(),
+                format!(
+                    "on_unreachable: {other:?}: expected \"local\", \"open\" or \"closed\""
+                ),
+            ),
+        }
+    }
+    settings
 }
 
 fn runtime(section: Option<&Section<RawRuntime>>, report: &mut Report<'_>) -> RuntimeSettings {
@@ -309,6 +375,17 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         Some(written) => breaker::breaker(written, report),
         None => Some(None),
     };
+    // Defaults when there is no breaker table; `None`: bad.
+    let breaker_fleet = match &raw.breaker {
+        Some(written) => breaker::fleet(written, report),
+        None => Some(super::FleetBreakerSettings::default()),
+    };
+    let Some(breaker_fleet) = breaker_fleet else {
+        return Cluster {
+            name,
+            settings: None,
+        };
+    };
     let (
         Some(name),
         Some(endpoints),
@@ -365,6 +442,7 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         admission,
         cache,
         breaker,
+        breaker_fleet,
     };
     Cluster {
         name: Some(name),

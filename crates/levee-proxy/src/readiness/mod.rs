@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use levee_core::health::{Health, HealthTracker};
 use levee_core::readiness::{CriterionResult, Readiness, ReadinessTracker, Verdict, evaluate};
+use levee_store::StoreHealth;
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
@@ -88,6 +89,8 @@ pub struct SelfHealth {
     pub(crate) metrics: Arc<Metrics>,
     /// Names this levee in cache probe keys.
     pub(crate) instance: String,
+    /// The shared breaker store's health, when a breaker is shared.
+    store: std::sync::OnceLock<watch::Receiver<StoreHealth>>,
 }
 
 impl SelfHealth {
@@ -126,7 +129,15 @@ impl SelfHealth {
             events,
             metrics,
             instance: instance_name(),
+            store: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Judge the shared breaker store's reachability too (criterion
+    /// `store`, optional: an unreachable store degrades the node, it does
+    /// not impair it, since traffic keeps flowing on local state).
+    pub fn watch_store(&self, health: watch::Receiver<StoreHealth>) {
+        let _ = self.store.set(health);
     }
 
     /// Follow the readiness state (listeners do, for `when_impaired`).
@@ -289,7 +300,19 @@ impl SelfHealth {
                 }
             });
         }
-        // Shared store reachable: added with the shared store (breaker issue).
+        if let Some(store) = self.store.get() {
+            criteria.push(match &*store.borrow() {
+                StoreHealth::Connected => CriterionResult::passing("store", false),
+                StoreHealth::Degraded { since, error } => CriterionResult::failing(
+                    "store",
+                    false,
+                    format!(
+                        "shared breaker store unreachable since {}: {error}",
+                        humantime::format_rfc3339_millis(*since)
+                    ),
+                ),
+            });
+        }
         criteria
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use levee_core::breaker::BreakerParams;
 
 use super::{cluster_with, errors};
-use crate::config::Config;
+use crate::config::{Config, FleetBreakerSettings, OnUnreachable, StoreKind};
 
 fn breaker_of(source: &str) -> Option<BreakerParams> {
     let config = Config::from_toml_str(source, "levee.toml").expect("valid config");
@@ -48,6 +48,53 @@ fn every_bad_breaker_value_is_reported() {
         "breaker.open_for",
         "breaker.open_multiplier",
         "breaker.half_open_trials",
+    ] {
+        assert!(
+            errors.iter().any(|error| error.contains(key)),
+            "{key}: {errors:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_shared_breaker_and_its_store_are_read() {
+    let source = format!(
+        "{}[store]\nkind = \"redis\"\nurl = \"redis://10.0.0.5:6379\"\nnamespace = \"shop\"\ninstance_id = \"gw-1\"\non_unreachable = \"open\"\n",
+        cluster_with("breaker = { shared = true, quorum = 2, protect_locally = false }\n")
+    );
+    let config = Config::from_toml_str(&source, "levee.toml").expect("valid config");
+    let fleet = config.clusters[0].breaker_fleet;
+    assert!(fleet.shared);
+    assert_eq!(fleet.quorum, 2);
+    assert!(!fleet.protect_locally);
+    assert_eq!(config.store.kind, StoreKind::Redis);
+    assert_eq!(config.store.url, "redis://10.0.0.5:6379");
+    assert_eq!(config.store.namespace, "shop");
+    assert_eq!(config.store.instance_id, "gw-1");
+    assert_eq!(config.store.on_unreachable, OnUnreachable::Open);
+
+    let defaults = Config::from_toml_str(&cluster_with("breaker = {}\n"), "levee.toml")
+        .expect("valid config");
+    assert_eq!(defaults.clusters[0].breaker_fleet, FleetBreakerSettings::default());
+    assert_eq!(defaults.store.kind, StoreKind::Memory);
+    assert_eq!(defaults.store.on_unreachable, OnUnreachable::Local);
+}
+
+#[test]
+fn every_bad_store_value_is_reported() {
+    let source = format!(
+        "{}[store]\nkind = \"etcd\"\nurl = \"http://x\"\nnamespace = \"a b\"\ninstance_id = \"\"\non_unreachable = \"maybe\"\n",
+        cluster_with("breaker = { quorum = 0 }\n")
+    );
+    let errors = errors(&source);
+    assert_eq!(errors.len(), 6, "{errors:#?}");
+    for key in [
+        "breaker.quorum",
+        "kind:",
+        "url:",
+        "namespace:",
+        "instance_id:",
+        "on_unreachable:",
     ] {
         assert!(
             errors.iter().any(|error| error.contains(key)),

@@ -9,6 +9,7 @@ use levee_core::breaker::BreakerParams;
 use toml::Spanned;
 
 use super::{Zero, duration};
+use crate::config::FleetBreakerSettings;
 use crate::config::raw::RawBreaker;
 use crate::config::report::Report;
 
@@ -81,6 +82,34 @@ pub(super) fn breaker(
     // Cannot fail: `problems` found none.
     let params = builder.build().ok()?;
     Some(raw.enabled.unwrap_or(true).then_some(params))
+}
+
+/// `shared`, `quorum` and `protect_locally`; `None` if any is bad (reported).
+pub(super) fn fleet(
+    breaker: &Spanned<RawBreaker>,
+    report: &mut Report<'_>,
+) -> Option<FleetBreakerSettings> {
+    let raw = breaker.get_ref();
+    let defaults = FleetBreakerSettings::default();
+    let quorum = match &raw.quorum {
+        Some(quorum) if *quorum.get_ref() == 0 => {
+            report.error(
+                quorum.span(),
+                "breaker.quorum: must be at least 1 (an instance)",
+            );
+            return None;
+        }
+        Some(quorum) => *quorum.get_ref(),
+        None => defaults.quorum,
+    };
+    Some(FleetBreakerSettings {
+        shared: raw.shared.as_ref().map_or(defaults.shared, |s| *s.get_ref()),
+        quorum,
+        protect_locally: raw
+            .protect_locally
+            .as_ref()
+            .map_or(defaults.protect_locally, |p| *p.get_ref()),
+    })
 }
 
 /// In the config, `0` turns a rate rule off; levee-core says so with `None`.
