@@ -248,3 +248,31 @@ async fn the_cache_stays_within_max_size() {
     assert!(cache["entries"].as_u64().expect("entries") < 20, "{cache}");
     gateway.shutdown().await;
 }
+
+#[tokio::test]
+async fn while_the_breaker_is_open_the_stale_copy_is_served() {
+    let backend = Backend::start("b1", LOOPBACK).await.expect("backend");
+    let cache = ttl(
+        Duration::from_millis(300),
+        Duration::ZERO,
+        Duration::from_secs(60),
+    );
+    let mut config = cached_config(&backend, cache);
+    config.clusters[0].breaker = Some(levee_core::breaker::BreakerParams::default());
+    let (gateway, addr) = start(config).await;
+    let client = client();
+    assert_eq!(get(&client, addr, "/").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let admin = gateway.admin_address();
+    let force = Request::post(format!("http://{admin}/breakers/app/force-open"))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    assert_eq!(send(&client, force).await.status, 200);
+    let answer = get(&client, addr, "/").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(cache_header(&answer), "stale");
+    // An uncached path gets the breaker's fast 503.
+    assert_eq!(get(&client, addr, "/other").await.status, 503);
+    assert_eq!(backend.requests_received(), 1);
+    gateway.shutdown().await;
+}

@@ -112,8 +112,22 @@ async fn a_trip_on_one_gateway_opens_the_breaker_on_the_other_within_a_second() 
     let backends = backends(1).await;
     let backend = &backends[0];
     let client = client();
-    let (a, a_web) = start(fleet_config(backend.addr(), redis.address(), "t1", "gw-a", 1)).await;
-    let (b, b_web) = start(fleet_config(backend.addr(), redis.address(), "t1", "gw-b", 1)).await;
+    let (a, a_web) = start(fleet_config(
+        backend.addr(),
+        redis.address(),
+        "t1",
+        "gw-a",
+        1,
+    ))
+    .await;
+    let (b, b_web) = start(fleet_config(
+        backend.addr(),
+        redis.address(),
+        "t1",
+        "gw-b",
+        1,
+    ))
+    .await;
     wait_connected(&client, &a).await;
     wait_connected(&client, &b).await;
     let status = json(&client, b.admin_address(), "/status").await;
@@ -151,7 +165,10 @@ async fn a_trip_on_one_gateway_opens_the_breaker_on_the_other_within_a_second() 
     let rejected = get(&client, b_web, "/").await;
     assert_eq!(rejected.status, 503);
     let body: Value = serde_json::from_str(&rejected.body).expect("JSON");
-    assert_eq!(body["error"], "circuit breaker open: failing fast", "{body}");
+    assert_eq!(
+        body["error"], "circuit breaker open: failing fast",
+        "{body}"
+    );
     assert!(rejected.headers.contains_key("retry-after"));
     assert_eq!(backend.requests_received(), received, "nothing sent by B");
 
@@ -170,8 +187,22 @@ async fn with_a_quorum_of_two_one_instance_alone_opens_only_its_own_breaker() {
     let backends = backends(1).await;
     let backend = &backends[0];
     let client = client();
-    let (a, a_web) = start(fleet_config(backend.addr(), redis.address(), "t2", "gw-a", 2)).await;
-    let (b, b_web) = start(fleet_config(backend.addr(), redis.address(), "t2", "gw-b", 2)).await;
+    let (a, a_web) = start(fleet_config(
+        backend.addr(),
+        redis.address(),
+        "t2",
+        "gw-a",
+        2,
+    ))
+    .await;
+    let (b, b_web) = start(fleet_config(
+        backend.addr(),
+        redis.address(),
+        "t2",
+        "gw-b",
+        2,
+    ))
+    .await;
     wait_connected(&client, &a).await;
     wait_connected(&client, &b).await;
 
@@ -245,8 +276,22 @@ async fn requests_never_wait_on_a_dead_redis_and_state_resyncs_after_it_returns(
     let backends = backends(1).await;
     let backend = &backends[0];
     let client = client();
-    let (a, a_web) = start(fleet_config(backend.addr(), redis.address(), "t3", "gw-a", 1)).await;
-    let (b, _b_web) = start(fleet_config(backend.addr(), redis.address(), "t3", "gw-b", 1)).await;
+    let (a, a_web) = start(fleet_config(
+        backend.addr(),
+        redis.address(),
+        "t3",
+        "gw-a",
+        1,
+    ))
+    .await;
+    let (b, _b_web) = start(fleet_config(
+        backend.addr(),
+        redis.address(),
+        "t3",
+        "gw-b",
+        1,
+    ))
+    .await;
     wait_connected(&client, &a).await;
     wait_connected(&client, &b).await;
 
@@ -282,7 +327,9 @@ async fn requests_never_wait_on_a_dead_redis_and_state_resyncs_after_it_returns(
     assert_eq!(status["readiness"], "degraded", "{status:#}");
     let metrics = get(&client, a.admin_address(), "/metrics").await.body;
     assert!(metrics.contains("levee_store_up 0"), "{metrics}");
-    let events = json(&client, a.admin_address(), "/events").await.to_string();
+    let events = json(&client, a.admin_address(), "/events")
+        .await
+        .to_string();
     assert!(events.contains("unreachable"), "{events}");
 
     // on_unreachable = "local": A still protects itself.
@@ -321,8 +368,22 @@ async fn an_override_on_one_gateway_reaches_the_other() {
     let backends = backends(1).await;
     let backend = &backends[0];
     let client = client();
-    let (a, _a_web) = start(fleet_config(backend.addr(), redis.address(), "t4", "gw-a", 1)).await;
-    let (b, b_web) = start(fleet_config(backend.addr(), redis.address(), "t4", "gw-b", 1)).await;
+    let (a, _a_web) = start(fleet_config(
+        backend.addr(),
+        redis.address(),
+        "t4",
+        "gw-a",
+        1,
+    ))
+    .await;
+    let (b, b_web) = start(fleet_config(
+        backend.addr(),
+        redis.address(),
+        "t4",
+        "gw-b",
+        1,
+    ))
+    .await;
     wait_connected(&client, &a).await;
     wait_connected(&client, &b).await;
 

@@ -62,11 +62,8 @@ pub(super) async fn act(
             "force-closed" => Override::ForceClosed { reason, at },
             _ => Override::Reset { at },
         };
-        let written = tokio::time::timeout(
-            STORE_WAIT,
-            link.store.set_override(&name, Some(override_)),
-        )
-        .await;
+        let written =
+            tokio::time::timeout(STORE_WAIT, link.store.set_override(&name, Some(override_))).await;
         let error = match written {
             Ok(Ok(())) => None,
             Ok(Err(error)) => Some(error.to_string()),

@@ -265,15 +265,17 @@ impl ClusterBreaker {
             let echo = match (&state, machine.state()) {
                 (
                     BreakerState::Open {
-                        until: Some(remote), ..
+                        until: Some(remote),
+                        ..
                     },
                     BreakerState::Open {
                         until: Some(local), ..
                     },
                 ) => *remote <= *local + ECHO_TOLERANCE,
-                (BreakerState::Open { until: None, .. }, BreakerState::Open { until: None, .. }) => {
-                    true
-                }
+                (
+                    BreakerState::Open { until: None, .. },
+                    BreakerState::Open { until: None, .. },
+                ) => true,
                 _ => false,
             };
             if echo {

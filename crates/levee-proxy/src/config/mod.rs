@@ -42,8 +42,8 @@ pub use settings::{
     AdaptiveLimitSettings, AdminSettings, AdmissionSettings, AlertSettings, BadBalancePolicy,
     BadProtocol, BadWhenImpaired, BalancePolicy, CacheSettings, ClusterSettings, Config,
     FleetBreakerSettings, HealthCheckKind, HealthSettings, HedgeSettings, HttpCheckSettings,
-    ListenerSettings, OnUnreachable, ProbeSettings, Protocol, ReadinessSettings, RequiredEndpoint, RetrySettings, RuntimeSettings,
-    StoreKind, StoreSettings, WhenImpaired,
+    ListenerSettings, OnUnreachable, ProbeSettings, Protocol, ReadinessSettings, RequiredEndpoint,
+    RetrySettings, RuntimeSettings, StoreKind, StoreSettings, WhenImpaired,
 };
 
 use report::Report;

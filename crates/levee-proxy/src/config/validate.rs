@@ -26,8 +26,8 @@ use super::raw::{RawAdmin, RawCluster, RawConfig, RawListener, RawRuntime, RawSt
 use super::report::Report;
 use super::units::{parse_duration, parse_size};
 use super::{
-    AdminSettings, ClusterSettings, Config, EndpointAddress, ListenerSettings, Protocol,
-    OnUnreachable, RetrySettings, RuntimeSettings, StoreKind, StoreSettings, WhenImpaired,
+    AdminSettings, ClusterSettings, Config, EndpointAddress, ListenerSettings, OnUnreachable,
+    Protocol, RetrySettings, RuntimeSettings, StoreKind, StoreSettings, WhenImpaired,
 };
 
 /// The settings of `raw`. Only meaningful if nothing was reported.
@@ -154,9 +154,7 @@ fn store(section: Option<&Section<RawStore>>, report: &mut Report<'_>) -> StoreS
             "closed" => settings.on_unreachable = OnUnreachable::Closed,
             other => report.error(
                 fallback.span(),
-                format!(
-                    "on_unreachable: {other:?}: expected \"local\", \"open\" or \"closed\""
-                ),
+                format!("on_unreachable: {other:?}: expected \"local\", \"open\" or \"closed\""),
             ),
         }
     }

@@ -73,9 +73,12 @@ fn a_shared_breaker_and_its_store_are_read() {
     assert_eq!(config.store.instance_id, "gw-1");
     assert_eq!(config.store.on_unreachable, OnUnreachable::Open);
 
-    let defaults = Config::from_toml_str(&cluster_with("breaker = {}\n"), "levee.toml")
-        .expect("valid config");
-    assert_eq!(defaults.clusters[0].breaker_fleet, FleetBreakerSettings::default());
+    let defaults =
+        Config::from_toml_str(&cluster_with("breaker = {}\n"), "levee.toml").expect("valid config");
+    assert_eq!(
+        defaults.clusters[0].breaker_fleet,
+        FleetBreakerSettings::default()
+    );
     assert_eq!(defaults.store.kind, StoreKind::Memory);
     assert_eq!(defaults.store.on_unreachable, OnUnreachable::Local);
 }

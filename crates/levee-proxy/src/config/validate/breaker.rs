@@ -103,7 +103,10 @@ pub(super) fn fleet(
         None => defaults.quorum,
     };
     Some(FleetBreakerSettings {
-        shared: raw.shared.as_ref().map_or(defaults.shared, |s| *s.get_ref()),
+        shared: raw
+            .shared
+            .as_ref()
+            .map_or(defaults.shared, |s| *s.get_ref()),
         quorum,
         protect_locally: raw
             .protect_locally
