@@ -144,3 +144,122 @@ async fn operators_can_force_and_reset_it() {
     assert_eq!(get(&client, admin, "/breakers/nope").await.status, 404);
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_breaker_takes_only_its_endpoint_out() {
+    let backends = backends(3).await;
+    backends[1].set_mode(Mode::Failing).await.expect("mode");
+    let mut config = config(
+        backends.iter().map(|backend| backend.addr()).collect(),
+        BalancePolicy::RoundRobin,
+    );
+    let cluster = &mut config.clusters[0];
+    cluster.breaker = Some(
+        BreakerParams::builder()
+            .consecutive_failures(3)
+            .open_for(Duration::from_secs(60))
+            .build()
+            .expect("params"),
+    );
+    cluster.breaker_per_endpoint = true;
+    cluster.retry.policy = levee_core::retry::RetryPolicy::new(1).expect("policy");
+    cluster.outlier = None;
+    let (gateway, addr) = start(config).await;
+    let admin = gateway.admin_address();
+    let client = client();
+
+    // Round-robin: every third request reaches the failing endpoint, whose
+    // own 503 is passed on (retries are off), until its breaker opens.
+    let mut requests = 0;
+    while backends[1].requests_received() < 3 {
+        get(&client, addr, "/").await;
+        requests += 1;
+        assert!(requests <= 12, "the failing endpoint is never picked");
+    }
+    for _ in 0..30 {
+        assert_eq!(get(&client, addr, "/").await.status, 200);
+    }
+    assert_eq!(
+        backends[1].requests_received(),
+        3,
+        "skipped while its breaker is open"
+    );
+
+    let name = format!("app/{}", backends[1].addr());
+    let list: serde_json::Value =
+        serde_json::from_str(&get(&client, admin, "/breakers").await.body).expect("JSON");
+    let listed = list
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|breaker| breaker["name"] == name.as_str())
+        .unwrap_or_else(|| panic!("{name} in {list}"));
+    assert_eq!(listed["state"], "open", "{listed}");
+    let cluster_breaker = list
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|breaker| breaker["name"] == "app")
+        .expect("the cluster's breaker");
+    assert_eq!(cluster_breaker["state"], "closed", "{cluster_breaker}");
+
+    // The name URL-encoded, decoded by the admin API.
+    let encoded = name.replace('/', "%2F").replace(':', "%3A");
+    let one = get(&client, admin, &format!("/breakers/{encoded}")).await;
+    assert_eq!(one.status, 200, "{}", one.body);
+    let one: serde_json::Value = serde_json::from_str(&one.body).expect("JSON");
+    assert_eq!(
+        (one["name"].as_str(), one["is_open"].as_bool()),
+        (Some(name.as_str()), Some(true))
+    );
+    let forced = post(&client, admin, &format!("/breakers/{encoded}/force-open")).await;
+    assert_eq!(forced.status, 200, "{}", forced.body);
+    assert_eq!(
+        post(&client, admin, &format!("/breakers/{encoded}/reset"))
+            .await
+            .status,
+        200
+    );
+    let one: serde_json::Value = serde_json::from_str(
+        &get(&client, admin, &format!("/breakers/{encoded}"))
+            .await
+            .body,
+    )
+    .expect("JSON");
+    assert_eq!(one["state"], "closed", "{one}");
+
+    let metrics = get(&client, admin, "/metrics").await.body;
+    let series = format!(r#"levee_breaker_transitions_total{{breaker="{name}",state="open"}} 2"#);
+    assert!(metrics.contains(&series), "{series} in:\n{metrics}");
+    let events = get(&client, admin, "/events").await.body;
+    let endpoint = format!(r#""endpoint":"{}""#, backends[1].addr());
+    assert!(events.contains(&endpoint), "{events}");
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_every_endpoint_breaker_open_the_request_fails_fast() {
+    let backends = backends(1).await;
+    let mut config = config(vec![backends[0].addr()], BalancePolicy::RoundRobin);
+    config.clusters[0].breaker = Some(BreakerParams::default());
+    config.clusters[0].breaker_per_endpoint = true;
+    let (gateway, addr) = start(config).await;
+    let admin = gateway.admin_address();
+    let client = client();
+    let encoded = format!("app%2F{}", backends[0].addr()).replace(':', "%3A");
+    let forced = post(&client, admin, &format!("/breakers/{encoded}/force-open")).await;
+    assert_eq!(forced.status, 200, "{}", forced.body);
+    let rejected = get(&client, addr, "/").await;
+    assert_eq!(rejected.status, 503);
+    let body: serde_json::Value = serde_json::from_str(&rejected.body).expect("JSON");
+    assert_eq!(body["error"], "circuit breaker open: failing fast");
+    assert_eq!(
+        body["cluster"],
+        format!("app/{}", backends[0].addr()),
+        "{body}"
+    );
+    assert_eq!(backends[0].requests_received(), 0);
+    // Not the cluster's fault: its own breaker stays closed.
+    assert_eq!(breaker_state(&client, admin).await["state"], "closed");
+    gateway.shutdown().await;
+}

@@ -1,5 +1,9 @@
 //! `GET /breakers`, `GET /breakers/{name}` and the operator overrides
 //! `POST /breakers/{name}/force-open`, `/force-closed`, `/reset`.
+//!
+//! An endpoint's breaker is named `<cluster>/<host:port>`: clients
+//! URL-encode it (`app%2F10.0.0.1%3A8000`) and the `Path` extractor decodes
+//! it after routing, so the `/` does not split the path.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -21,7 +25,8 @@ pub(super) async fn list(State(state): State<Arc<GatewayState>>) -> Json<Vec<Bre
         state
             .clusters
             .iter()
-            .filter_map(|cluster| Some(cluster.breaker.as_ref()?.view(now)))
+            .flat_map(|cluster| cluster.breaker.iter().chain(&cluster.endpoint_breakers))
+            .map(|breaker| breaker.view(now))
             .collect(),
     )
 }
@@ -89,7 +94,8 @@ fn find<'s>(state: &'s GatewayState, name: &str) -> Option<&'s ClusterBreaker> {
     state
         .clusters
         .iter()
-        .find_map(|cluster| cluster.breaker.as_ref().filter(|b| b.name() == name))
+        .flat_map(|cluster| cluster.breaker.iter().chain(&cluster.endpoint_breakers))
+        .find(|breaker| breaker.name() == name)
 }
 
 fn with_breaker(

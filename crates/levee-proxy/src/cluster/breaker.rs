@@ -5,6 +5,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use levee_core::EndpointId;
 use levee_core::breaker::{
     Breaker, BreakerParams, BreakerSnapshot, BreakerState, CallOutcome, Permit, Rejected,
     StateName, Transition,
@@ -14,6 +15,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::Cluster;
 use super::fleet::{FleetLink, wall_of};
 use crate::config::OnUnreachable;
 use crate::events::{EventLog, NewEvent, Severity};
@@ -43,9 +45,15 @@ enum Origin {
     BelowQuorum,
 }
 
-/// The breaker of one cluster.
+/// The breaker of one cluster, or of one of its endpoints.
 pub struct ClusterBreaker {
+    /// The cluster's name, or `<cluster>/<host:port>` for an endpoint's.
     name: String,
+    /// The cluster it protects (events name it).
+    cluster: String,
+    /// The endpoint (`host:port`) of an endpoint breaker; `None` for the
+    /// cluster's own.
+    endpoint: Option<String>,
     machine: Mutex<Breaker>,
     metrics: BreakerMetrics,
     events: Arc<EventLog>,
@@ -109,8 +117,11 @@ pub struct BreakerView {
 }
 
 impl ClusterBreaker {
+    /// The breaker of `cluster`, or of its `endpoint` (named
+    /// `<cluster>/<endpoint>`; metrics are labelled by that name).
     pub(super) fn new(
-        name: &str,
+        cluster: &str,
+        endpoint: Option<&str>,
         params: BreakerParams,
         metrics: BreakerMetrics,
         events: Arc<EventLog>,
@@ -118,7 +129,9 @@ impl ClusterBreaker {
     ) -> ClusterBreaker {
         metrics.record_state(StateName::Closed);
         ClusterBreaker {
-            name: name.to_owned(),
+            name: breaker_name(cluster, endpoint),
+            cluster: cluster.to_owned(),
+            endpoint: endpoint.map(str::to_owned),
             machine: Mutex::new(Breaker::new(params, now)),
             metrics,
             events,
@@ -162,22 +175,47 @@ impl ClusterBreaker {
             }
             _ => {}
         }
+        let permit = self.try_permit(now)?;
+        Ok(BreakerCall {
+            breaker: self,
+            permit: Some(permit),
+            started: now,
+        })
+    }
+
+    /// Let one attempt through (an endpoint breaker: never shared), or say
+    /// why not. The permit goes back through [`ClusterBreaker::settle`].
+    pub(crate) fn try_permit(&self, now: Instant) -> Result<Permit, Rejected> {
         let acquired = self.machine.lock().try_acquire(now);
         match acquired {
             Ok(mut permit) => {
                 if let Some(transition) = permit.take_transition() {
                     self.report(&transition, Origin::Local);
                 }
-                Ok(BreakerCall {
-                    breaker: self,
-                    permit: Some(permit),
-                    started: now,
-                })
+                Ok(permit)
             }
             Err(rejected) => {
                 self.metrics.record_rejection();
                 Err(rejected)
             }
+        }
+    }
+
+    /// A permit's call is over: `outcome` is what it says about the
+    /// upstream; `None` gives the permit back, counting for nothing.
+    pub(crate) fn settle(&self, permit: Permit, outcome: Option<CallOutcome>) {
+        let transition = {
+            let mut machine = self.machine.lock();
+            match outcome {
+                Some(outcome) => machine.record(permit, outcome, Instant::now()),
+                None => {
+                    machine.release(permit);
+                    None
+                }
+            }
+        };
+        if let Some(transition) = transition {
+            self.report(&transition, Origin::Local);
         }
     }
 
@@ -346,8 +384,8 @@ impl ClusterBreaker {
         self.metrics.record_transition(transition.to);
         self.events.record(NewEvent {
             kind: "breaker",
-            cluster: self.name.clone(),
-            endpoint: None,
+            cluster: self.cluster.clone(),
+            endpoint: self.endpoint.clone(),
             from: transition.from.as_str().to_owned(),
             to: transition.to.as_str().to_owned(),
             reason: transition.to_string(),
@@ -364,22 +402,8 @@ impl BreakerCall<'_> {
     /// The request is over; `outcome` is what it says about the upstream
     /// (`None`: nothing, e.g. the client's own error).
     pub fn finish(mut self, outcome: Option<CallOutcome>) {
-        let Some(permit) = self.permit.take() else {
-            return;
-        };
-        let now = Instant::now();
-        let transition = {
-            let mut machine = self.breaker.machine.lock();
-            match outcome {
-                Some(outcome) => machine.record(permit, outcome, now),
-                None => {
-                    machine.release(permit);
-                    None
-                }
-            }
-        };
-        if let Some(transition) = transition {
-            self.breaker.report(&transition, Origin::Local);
+        if let Some(permit) = self.permit.take() {
+            self.breaker.settle(permit, outcome);
         }
     }
 
@@ -394,6 +418,63 @@ impl Drop for BreakerCall<'_> {
         if let Some(permit) = self.permit.take() {
             self.breaker.machine.lock().release(permit);
         }
+    }
+}
+
+/// One attempt let through by its endpoint's breaker. Finish it with the
+/// attempt's outcome; dropped unfinished (a cancelled hedge loser), it
+/// counts for nothing and a half-open trial slot is given back.
+pub struct EndpointBreakerCall {
+    cluster: Arc<Cluster>,
+    endpoint: EndpointId,
+    permit: Option<Permit>,
+}
+
+impl EndpointBreakerCall {
+    /// Ask `endpoint`'s breaker to let an attempt through: `Ok(None)` when
+    /// the cluster has no endpoint breakers, `Err` with the breaker's name
+    /// when it rejects.
+    pub fn acquire(
+        cluster: &Arc<Cluster>,
+        endpoint: EndpointId,
+        now: Instant,
+    ) -> Result<Option<EndpointBreakerCall>, (String, Rejected)> {
+        let Some(breaker) = cluster.endpoint_breakers.get(endpoint.0) else {
+            return Ok(None);
+        };
+        match breaker.try_permit(now) {
+            Ok(permit) => Ok(Some(EndpointBreakerCall {
+                cluster: Arc::clone(cluster),
+                endpoint,
+                permit: Some(permit),
+            })),
+            Err(rejected) => Err((breaker.name().to_owned(), rejected)),
+        }
+    }
+
+    /// The attempt is over; `outcome` is what it says about the endpoint
+    /// (`None`: nothing).
+    pub fn finish(mut self, outcome: Option<CallOutcome>) {
+        if let Some(permit) = self.permit.take() {
+            self.cluster.endpoint_breakers[self.endpoint.0].settle(permit, outcome);
+        }
+    }
+}
+
+impl Drop for EndpointBreakerCall {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            self.cluster.endpoint_breakers[self.endpoint.0].settle(permit, None);
+        }
+    }
+}
+
+/// `<cluster>/<endpoint>` for an endpoint's breaker, the cluster's name for
+/// its own.
+fn breaker_name(cluster: &str, endpoint: Option<&str>) -> String {
+    match endpoint {
+        Some(endpoint) => format!("{cluster}/{endpoint}"),
+        None => cluster.to_owned(),
     }
 }
 

@@ -257,6 +257,7 @@ mod tests {
             .expect("params");
         let breaker = ClusterBreaker::new(
             "app",
+            None,
             params,
             Metrics::new().breaker("app"),
             Arc::clone(&events),

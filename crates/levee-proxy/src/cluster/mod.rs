@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 
 pub use admission::AdmissionStatus;
-pub use breaker::{BreakerCall, BreakerView, ClusterBreaker};
+pub use breaker::{BreakerCall, BreakerView, ClusterBreaker, EndpointBreakerCall};
 pub use control::Routing;
 pub use fleet::{FleetLink, FleetStore, StoreStatus, spawn_fleet_sync};
 pub use status::{CheckView, ClusterStatus, EndpointStatus, RetryBudgetStatus};
@@ -94,6 +94,9 @@ pub struct Cluster {
     pub cache: Option<ResponseCache>,
     /// Circuit breaker; `None` when the cluster has none.
     pub breaker: Option<ClusterBreaker>,
+    /// One breaker per endpoint, same order as `endpoints`; empty unless
+    /// `per_endpoint` is on. Local to this process, never shared.
+    pub endpoint_breakers: Vec<ClusterBreaker>,
 }
 
 /// Whole nanoseconds of `duration`, saturating.
@@ -171,6 +174,23 @@ impl Cluster {
         };
         let routing = control.routing(now);
         let control_slow_start = control.slow_start;
+        let endpoint_breakers = match &settings.breaker {
+            Some(params) if settings.breaker_per_endpoint => endpoints
+                .iter()
+                .map(|endpoint| {
+                    let name = format!("{}/{}", settings.name, endpoint.address);
+                    ClusterBreaker::new(
+                        &settings.name,
+                        Some(&endpoint.address),
+                        params.clone(),
+                        metrics.breaker(&name),
+                        Arc::clone(&events),
+                        now,
+                    )
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         Ok(Cluster {
             name: settings.name.clone(),
             settings: settings.clone(),
@@ -203,9 +223,11 @@ impl Cluster {
             cache: settings
                 .cache
                 .map(|cache| ResponseCache::new(cache, metrics.cache(&settings.name))),
+            endpoint_breakers,
             breaker: settings.breaker.clone().map(|params| {
                 ClusterBreaker::new(
                     &settings.name,
+                    None,
                     params,
                     metrics.breaker(&settings.name),
                     Arc::clone(&events),
@@ -417,7 +439,7 @@ impl Cluster {
         if let Some(admission) = &self.admission {
             admission.sample();
         }
-        if let Some(breaker) = &self.breaker {
+        for breaker in self.breaker.iter().chain(&self.endpoint_breakers) {
             breaker.tick(now);
         }
         // Slow starts end and ejections expire with time alone: always rebuild.

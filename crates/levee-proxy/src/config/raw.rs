@@ -511,6 +511,10 @@ pub(super) struct RawBreaker {
     /// An instance that trips alone, below the quorum, still opens its own
     /// breaker. Default `true`.
     pub protect_locally: Option<Spanned<bool>>,
+    /// `true` also gives every endpoint its own breaker, with the same
+    /// parameters, named `<cluster>/<host:port>`; always local to the
+    /// process. Default `false`.
+    pub per_endpoint: Option<Spanned<bool>>,
 }
 
 /// `[store]`: where shared breaker state lives.

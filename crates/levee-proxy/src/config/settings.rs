@@ -370,6 +370,10 @@ pub struct ClusterSettings {
     /// Whether the breaker's state is shared with the fleet through
     /// `[store]`, and by which quorum.
     pub breaker_fleet: FleetBreakerSettings,
+    /// Every endpoint also has a breaker of its own (same parameters, local
+    /// to this process): one failing endpoint stops getting requests
+    /// without the cluster's breaker opening for all of them.
+    pub breaker_per_endpoint: bool,
 }
 
 impl ClusterSettings {
@@ -412,6 +416,7 @@ impl ClusterSettings {
             cache: None,
             breaker: None,
             breaker_fleet: FleetBreakerSettings::default(),
+            breaker_per_endpoint: false,
         }
     }
 }

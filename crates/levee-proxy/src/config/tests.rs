@@ -301,6 +301,7 @@ endpoints = ["10.0.0.1:8000"]
             cache: None,
             breaker: None,
             breaker_fleet: FleetBreakerSettings::default(),
+            breaker_per_endpoint: false,
         }],
         readiness: ReadinessSettings::default(),
         alerts: Vec::new(),

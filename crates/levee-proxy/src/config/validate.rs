@@ -441,6 +441,11 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         cache,
         breaker,
         breaker_fleet,
+        breaker_per_endpoint: raw
+            .breaker
+            .as_ref()
+            .and_then(|written| written.get_ref().per_endpoint.as_ref())
+            .is_some_and(|per_endpoint| *per_endpoint.get_ref()),
     };
     Cluster {
         name: Some(name),

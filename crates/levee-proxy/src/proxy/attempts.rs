@@ -8,7 +8,10 @@
 //!   first usable response wins and the other is cancelled;
 //! - a failed attempt's verdict for outlier detection waits until the
 //!   request is over, because a poison request's failures must not count
-//!   against the endpoints it broke.
+//!   against the endpoints it broke;
+//! - with per-endpoint breakers, an endpoint whose breaker rejects is
+//!   skipped as if tried, and each attempt's outcome feeds its endpoint's
+//!   breaker (when the request is over for a failure, as above).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,6 +22,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
+use levee_core::breaker::{CallOutcome, Rejected};
 use levee_core::retry::{
     NotRetried, POISON_ENDPOINTS, PoisonClass, PoisonTracker, RequestFacts, RetryDecision, decide,
 };
@@ -28,7 +32,7 @@ use tokio::time::Instant;
 
 use super::body::{InFlight, UpstreamBody};
 use super::error::ProxyError;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, EndpointBreakerCall};
 use crate::upstream::{PooledConnection, ReplayCopy, RequestBody, SendFailure};
 
 /// The request body as this request's attempts see it.
@@ -81,6 +85,8 @@ struct Prepared {
     request: Request<RequestBody>,
     /// Per-try timeout, capped by the request's deadline.
     timeout_at: Instant,
+    /// The endpoint breaker's permit, if the cluster has endpoint breakers.
+    breaker: Option<EndpointBreakerCall>,
 }
 
 /// Send one attempt and wait for its response head.
@@ -90,6 +96,7 @@ async fn run_attempt(prepared: Prepared) -> Attempted {
         endpoint,
         request,
         timeout_at,
+        breaker,
     } = prepared;
     let in_flight = InFlight::start(&cluster, endpoint);
     let started = Instant::now();
@@ -108,6 +115,7 @@ async fn run_attempt(prepared: Prepared) -> Attempted {
         in_flight,
         latency: started.elapsed(),
         result,
+        breaker,
     }
 }
 
@@ -117,6 +125,7 @@ struct Attempted {
     in_flight: InFlight,
     latency: Duration,
     result: Result<(Response<Incoming>, PooledConnection), SendFailure>,
+    breaker: Option<EndpointBreakerCall>,
 }
 
 type AttemptFuture = Pin<Box<dyn Future<Output = Attempted> + Send>>;
@@ -135,12 +144,18 @@ pub struct Attempts {
     facts: RequestFacts,
     deadline: Instant,
     tried: SmallVec<[EndpointId; 3]>,
+    /// Endpoints whose breaker rejected this request: never picked again.
+    skipped: SmallVec<[EndpointId; 3]>,
+    /// The last endpoint breaker that rejected, for the 503 when no
+    /// endpoint is left.
+    rejected: Option<(String, Rejected)>,
     running: SmallVec<[Running; 2]>,
     /// Retries and hedges; created on the first one (most requests have none).
     futures: Option<FuturesUnordered<AttemptFuture>>,
     poison: PoisonTracker,
-    /// Failed attempts whose outlier verdict waits for the end of the request.
-    held_verdicts: SmallVec<[Outcome; 2]>,
+    /// Failed attempts whose outlier (and endpoint breaker) verdict waits
+    /// for the end of the request.
+    held_verdicts: SmallVec<[(Outcome, Option<EndpointBreakerCall>); 2]>,
 }
 
 /// A response head ready for the client, and how many attempts it took.
@@ -171,6 +186,8 @@ impl Attempts {
             facts,
             deadline,
             tried: SmallVec::new(),
+            skipped: SmallVec::new(),
+            rejected: None,
             running: SmallVec::new(),
             futures: None,
             poison: PoisonTracker::new(),
@@ -196,7 +213,11 @@ impl Attempts {
         // and this path was measured (callgrind) to cost a quarter of the
         // gateway's per-request instructions when every attempt was boxed.
         // A fresh payload can always be sent once.
-        let Some(prepared) = self.prepare(first, now) else {
+        let Some((first, breaker)) = self.admit(Some(first), now) else {
+            self.finish(now);
+            return Err(self.no_endpoint_error());
+        };
+        let Some(prepared) = self.prepare(first, breaker, now) else {
             return Err(self.deadline_error());
         };
         let first = run_attempt(prepared);
@@ -236,9 +257,42 @@ impl Attempts {
         self.tried.len() as u32
     }
 
+    /// The endpoint for the next attempt, `preferred` if given and its
+    /// breaker lets it through, else any endpoint not tried or skipped whose
+    /// breaker does; `None` when none is left.
+    fn admit(
+        &mut self,
+        preferred: Option<EndpointId>,
+        now: Instant,
+    ) -> Option<(EndpointId, Option<EndpointBreakerCall>)> {
+        let mut candidate = preferred;
+        loop {
+            let endpoint = match candidate.take() {
+                Some(endpoint) => endpoint,
+                None => {
+                    let excluded: SmallVec<[EndpointId; 6]> =
+                        self.tried.iter().chain(&self.skipped).copied().collect();
+                    self.cluster.pick_other(now, &excluded)?
+                }
+            };
+            match EndpointBreakerCall::acquire(&self.cluster, endpoint, now) {
+                Ok(breaker) => return Some((endpoint, breaker)),
+                Err(rejected) => {
+                    self.skipped.push(endpoint);
+                    self.rejected = Some(rejected);
+                }
+            }
+        }
+    }
+
     /// Book an attempt on `endpoint` and build its request; `None` if the
     /// body can no longer be sent (the callers check this beforehand).
-    fn prepare(&mut self, endpoint: EndpointId, now: Instant) -> Option<Prepared> {
+    fn prepare(
+        &mut self,
+        endpoint: EndpointId,
+        breaker: Option<EndpointBreakerCall>,
+        now: Instant,
+    ) -> Option<Prepared> {
         let body = self.payload.for_attempt()?;
         let request = self.head.request(body);
         self.tried.push(endpoint);
@@ -251,12 +305,13 @@ impl Attempts {
             endpoint,
             request,
             timeout_at: (now + self.cluster.settings.retry.per_try_timeout).min(self.deadline),
+            breaker,
         })
     }
 
     /// Start a further attempt (retry or hedge) on `endpoint`.
-    fn launch(&mut self, endpoint: EndpointId, now: Instant) {
-        if let Some(prepared) = self.prepare(endpoint, now) {
+    fn launch(&mut self, endpoint: EndpointId, breaker: Option<EndpointBreakerCall>, now: Instant) {
+        if let Some(prepared) = self.prepare(endpoint, breaker, now) {
             self.futures
                 .get_or_insert_with(FuturesUnordered::new)
                 .push(Box::pin(run_attempt(prepared)));
@@ -273,6 +328,7 @@ impl Attempts {
             in_flight,
             latency,
             result,
+            breaker,
         } = attempted;
         let (outcome, response) = match result {
             Ok((response, connection)) => {
@@ -295,7 +351,7 @@ impl Attempts {
             // Anything but 502/503/504 is the upstream's answer.
             Some((response, connection)) if !matches!(response.status().as_u16(), 502..=504) => {
                 return Step::Answer(Box::new(
-                    self.answer(response, connection, in_flight, outcome),
+                    self.answer(response, connection, in_flight, outcome, breaker),
                 ));
             }
             other => other,
@@ -303,17 +359,17 @@ impl Attempts {
         self.poison.record(endpoint.0, &outcome);
         if !self.running.is_empty() {
             // The hedge (or the attempt it was hedging) may still answer.
-            self.held_verdicts.push(outcome);
+            self.held_verdicts.push((outcome, breaker));
             return Step::Continue;
         }
         if now >= self.deadline {
             // No time left for another attempt.
             return match response {
                 Some((response, connection)) => Step::Answer(Box::new(
-                    self.answer(response, connection, in_flight, outcome),
+                    self.answer(response, connection, in_flight, outcome, breaker),
                 )),
                 None => {
-                    self.held_verdicts.push(outcome);
+                    self.held_verdicts.push((outcome, breaker));
                     Step::Stop(self.deadline_error())
                 }
             };
@@ -328,15 +384,15 @@ impl Attempts {
                 tracing::debug!(cluster = %self.cluster.name, status = %response.status(), reason = %stop, "upstream error status passed on");
                 self.cluster.retry_metrics.record_not_retried(stop.as_str());
                 Step::Answer(Box::new(
-                    self.answer(response, connection, in_flight, outcome),
+                    self.answer(response, connection, in_flight, outcome, breaker),
                 ))
             }
             (Some(stop), None) => {
-                self.held_verdicts.push(outcome);
+                self.held_verdicts.push((outcome, breaker));
                 Step::Stop(self.give_up(&outcome, stop))
             }
             (None, _) => {
-                self.held_verdicts.push(outcome);
+                self.held_verdicts.push((outcome, breaker));
                 drop(in_flight);
                 self.retry(&outcome, now).await
             }
@@ -358,7 +414,9 @@ impl Attempts {
         if matches!(self.payload, Payload::Once(None)) {
             return Some(NotRetried::BodyTooLarge);
         }
-        if self.cluster.pick_other(now, &self.tried).is_none() {
+        let excluded: SmallVec<[EndpointId; 6]> =
+            self.tried.iter().chain(&self.skipped).copied().collect();
+        if self.cluster.pick_other(now, &excluded).is_none() {
             return Some(NotRetried::NoOtherEndpoint);
         }
         None
@@ -376,7 +434,7 @@ impl Attempts {
         let resume = (now + wait).min(self.deadline);
         tokio::time::sleep_until(resume).await;
         let now = Instant::now();
-        let Some(next) = self.cluster.pick_other(now, &self.tried) else {
+        let Some((next, breaker)) = self.admit(None, now) else {
             return Step::Stop(self.give_up(last, NotRetried::NoOtherEndpoint));
         };
         tracing::debug!(
@@ -387,7 +445,7 @@ impl Attempts {
             "retrying"
         );
         self.cluster.retry_metrics.record_retry();
-        self.launch(next, now);
+        self.launch(next, breaker, now);
         Step::Continue
     }
 
@@ -398,8 +456,9 @@ impl Attempts {
         if self.attempts() >= max_attempts {
             return None;
         }
-        let next = self.cluster.pick_other(now, &self.tried)?;
         let delay = self.cluster.hedge_delay(now)?;
+        // A permit not used (no budget) is given back when dropped.
+        let (next, breaker) = self.admit(None, now)?;
         if !self.cluster.try_spend_retry(now) {
             return Some(now + delay);
         }
@@ -410,7 +469,7 @@ impl Attempts {
             "hedging a slow request"
         );
         self.cluster.retry_metrics.record_hedge();
-        self.launch(next, now);
+        self.launch(next, breaker, now);
         None
     }
 
@@ -421,6 +480,7 @@ impl Attempts {
         connection: PooledConnection,
         in_flight: InFlight,
         outcome: Outcome,
+        breaker: Option<EndpointBreakerCall>,
     ) -> Answered {
         let (parts, body) = response.into_parts();
         let mut body = UpstreamBody::new(
@@ -431,8 +491,16 @@ impl Attempts {
             outcome,
         );
         let poisoned = self.poison.poisoned();
-        if poisoned.is_some() && PoisonClass::of(&outcome) == poisoned {
+        let forgiven = poisoned.is_some() && PoisonClass::of(&outcome) == poisoned;
+        if forgiven {
             body.forgive();
+        }
+        if let Some(breaker) = breaker {
+            breaker.finish(
+                (!forgiven)
+                    .then(|| CallOutcome::from_outcome(&outcome, true))
+                    .flatten(),
+            );
         }
         Answered {
             response: Response::from_parts(parts, body),
@@ -460,6 +528,17 @@ impl Attempts {
         }
     }
 
+    /// No endpoint to start the request on: every one's breaker rejected
+    /// (the last one is named), or there was none to pick.
+    fn no_endpoint_error(&mut self) -> ProxyError {
+        match self.rejected.take() {
+            Some((breaker, rejected)) => ProxyError::BreakerOpen { breaker, rejected },
+            None => ProxyError::NoEndpoint {
+                cluster: self.cluster.name.clone(),
+            },
+        }
+    }
+
     /// The request's deadline passed without a usable answer.
     fn deadline_error(&self) -> ProxyError {
         ProxyError::Deadline {
@@ -484,11 +563,15 @@ impl Attempts {
             self.cluster
                 .report_poison(&self.head.describe(), class, POISON_ENDPOINTS);
         }
-        for outcome in self.held_verdicts.drain(..) {
+        for (outcome, breaker) in self.held_verdicts.drain(..) {
             if poisoned.is_some() && PoisonClass::of(&outcome) == poisoned {
+                // Dropped: the permit is given back, counting for nothing.
                 continue;
             }
             self.cluster.record_passive(&outcome, now);
+            if let Some(breaker) = breaker {
+                breaker.finish(CallOutcome::from_outcome(&outcome, true));
+            }
         }
     }
 }

@@ -105,3 +105,19 @@ fn every_bad_store_value_is_reported() {
         );
     }
 }
+
+#[test]
+fn per_endpoint_breakers_are_off_unless_asked_for() {
+    let per_endpoint = |lines: &str| {
+        let config = Config::from_toml_str(&cluster_with(lines), "levee.toml").expect("valid");
+        config.clusters[0].breaker_per_endpoint
+    };
+    assert!(!per_endpoint(""));
+    assert!(!per_endpoint("breaker = {}\n"));
+    assert!(per_endpoint("breaker = { per_endpoint = true }\n"));
+    assert!(!per_endpoint("breaker = { per_endpoint = false }\n"));
+    assert_eq!(
+        errors(&cluster_with("breaker = { per_endpoint = 1 }\n")).len(),
+        1
+    );
+}
