@@ -32,8 +32,9 @@ struct Instance {
     breaker: FleetBreaker,
 }
 
-/// GET `uri` through `instance`'s breaker and print what happened.
-async fn get(instance: &Instance, client: &HttpClient, uri: &Uri, others: &[&Instance]) {
+/// GET `uri` through `instance`'s breaker and print what happened, with
+/// the state of every instance's breaker after the call.
+async fn get(instance: &Instance, client: &HttpClient, uri: &Uri, fleet: &[&Instance]) {
     let answer = instance
         .breaker
         .call(
@@ -50,8 +51,8 @@ async fn get(instance: &Instance, client: &HttpClient, uri: &Uri, others: &[&Ins
         Ok(Err(error)) => format!("transport error: {error}"),
         Err(rejected) => format!("rejected without calling: {rejected}"),
     };
-    let states: Vec<String> = std::iter::once(instance)
-        .chain(others.iter().copied())
+    let states: Vec<String> = fleet
+        .iter()
         .map(|i| format!("{}={}", i.name, i.breaker.snapshot().state.as_str()))
         .collect();
     println!("{:<11} {outcome:<75} [{}]", instance.name, states.join(" "));
@@ -84,20 +85,22 @@ async fn main() -> Result<(), Box<dyn Error>> {
         ),
     };
 
+    let fleet = [&a, &b];
+
     println!("-- the service is healthy");
-    get(&a, &client, &uri, &[&b]).await;
-    get(&b, &client, &uri, &[&a]).await;
+    get(&a, &client, &uri, &fleet).await;
+    get(&b, &client, &uri, &fleet).await;
 
     println!("-- the service fails: instance-a trips the shared breaker");
     backend.set_mode(Mode::Failing).await?;
     for _ in 0..4 {
-        get(&a, &client, &uri, &[&b]).await;
+        get(&a, &client, &uri, &fleet).await;
     }
     // The fleet's verdict reaches instance-b in the background.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let before = backend.requests_received();
     for _ in 0..3 {
-        get(&b, &client, &uri, &[&a]).await;
+        get(&b, &client, &uri, &fleet).await;
     }
     println!(
         "   requests instance-b sent to the failing service: {}",
@@ -107,9 +110,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     println!("-- the service recovers; after the open period a trial call closes each breaker");
     backend.set_mode(Mode::Healthy).await?;
     tokio::time::sleep(Duration::from_millis(2_100)).await;
-    get(&b, &client, &uri, &[&a]).await;
-    get(&a, &client, &uri, &[&b]).await;
-    get(&b, &client, &uri, &[&a]).await;
+    get(&b, &client, &uri, &fleet).await;
+    get(&a, &client, &uri, &fleet).await;
+    get(&b, &client, &uri, &fleet).await;
 
     backend.shutdown().await;
     Ok(())
