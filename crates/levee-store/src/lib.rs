@@ -56,6 +56,36 @@
 //! assert!(worker_1.snapshot().breakers["payments"].is_open());
 //! ```
 //!
+//! # Library use
+//!
+//! [`FleetBreaker`] is the whole loop for any async Rust program, without
+//! the proxy: `breaker.call(async { ... }, |result| result.is_err())` runs
+//! the call through a local breaker (never waiting on the store), reports
+//! the transitions it reaches on its own evidence, and applies the fleet's
+//! verdicts in a background task. `examples/fleet_breaker.rs` wraps calls
+//! to an HTTP service with one breaker shared by two instances.
+//!
+//! ```
+//! # async fn demo() {
+//! use std::sync::Arc;
+//!
+//! use levee_core::breaker::BreakerParams;
+//! use levee_store::{FleetBreaker, FleetRules, MemoryStore};
+//!
+//! let store = MemoryStore::new("instance-a", FleetRules::new());
+//! let a = FleetBreaker::new("inventory", BreakerParams::default(), Arc::new(store.clone()));
+//! let b = FleetBreaker::new(
+//!     "inventory",
+//!     BreakerParams::default(),
+//!     Arc::new(store.as_instance("instance-b")),
+//! );
+//! // Calls through `a` that fail open `b` too, within milliseconds.
+//! let answer = b.call(async { Ok::<_, std::io::Error>("stock: 3") }, |r| r.is_err()).await;
+//! assert_eq!(answer.expect("closed").expect("no error"), "stock: 3");
+//! # drop(a);
+//! # }
+//! ```
+//!
 //! The proxy applies the fleet view to its local breakers with
 //! [`FleetWatcher`] (what changed) and [`remote_breaker_state`] (whether a
 //! change is to be adopted) into
@@ -67,6 +97,7 @@
 mod aggregate;
 mod apply;
 mod error;
+mod fleet_breaker;
 mod health;
 mod mailbox;
 mod memory;
@@ -79,6 +110,7 @@ mod watcher;
 pub use aggregate::{BreakerRecord, aggregate, aggregate_all};
 pub use apply::remote_breaker_state;
 pub use error::StoreError;
+pub use fleet_breaker::FleetBreaker;
 pub use health::StoreHealth;
 pub use memory::MemoryStore;
 pub use model::{FleetState, FleetVerdict, LocalReport, Override, StoredReport};
