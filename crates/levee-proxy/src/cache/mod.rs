@@ -108,9 +108,14 @@ impl ResponseCache {
             Ok(served) => {
                 if !policy::matches(&served.value.policy, &head, SystemTime::now()) {
                     // Another variant is stored (`Vary`): ask the upstream.
+                    // The request is gone only when it started the stale
+                    // copy's background refresh, which stores this variant.
                     return match slots.take_request() {
                         Some(request) => self.pass(cluster, request, client, started).await,
-                        None => Err(fill_failed(cluster, "request used by the fill")),
+                        None => Err(fill_failed(
+                            cluster,
+                            "the stored response is another variant (Vary) and this request is refreshing it in the background; try again",
+                        )),
                     };
                 }
                 self.metrics.record(served.status.as_str());
@@ -128,7 +133,9 @@ impl ResponseCache {
                 match error.downcast_ref::<FillError>() {
                     Some(FillError::NotStored(_)) => match slots.take_request() {
                         Some(request) => self.pass(cluster, request, client, started).await,
-                        None => Err(fill_failed(cluster, "request used by the fill")),
+                        // Only the request that ran the fill lacks its
+                        // request, and it has its own answer (above).
+                        None => Err(fill_failed(cluster, "cache fill lost this request")),
                     },
                     Some(FillError::Proxy(error)) => Err(error.clone()),
                     Some(FillError::Status(status)) => Err(fill_failed(
