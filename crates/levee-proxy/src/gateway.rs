@@ -24,10 +24,13 @@ use crate::cluster::{
 use crate::config::{Config, Protocol, StoreKind};
 use crate::events::EventLog;
 use crate::health;
-use crate::listener::{self, BindError};
+use crate::listener::{
+    self, Acceptor, BindError, ConnectionLimits, Connections, default_max_connections,
+    descriptor_limit,
+};
 use crate::metrics::Metrics;
 use crate::proxy::HttpProxy;
-use crate::readiness::{self, Acceptor, ListenerGate, SelfHealth};
+use crate::readiness::{self, ListenerGate, SelfHealth};
 use crate::tcp::{self, TcpProxy};
 
 /// Why a gateway did not start. Nothing is left listening when this is returned.
@@ -67,6 +70,10 @@ pub struct ListenerStatus {
     pub cluster: String,
     /// What it does while the node is impaired.
     pub when_impaired: &'static str,
+    /// Client connections open at once, at most.
+    pub max_connections: usize,
+    /// Client connections open now (filled in by `/status`).
+    pub open_connections: usize,
 }
 
 /// What the admin API reads.
@@ -77,6 +84,8 @@ pub struct GatewayState {
     draining: AtomicBool,
     /// Bound traffic listeners.
     pub listeners: Vec<ListenerStatus>,
+    /// Each traffic listener's connections, in the order of `listeners`.
+    connections: Vec<Arc<Connections>>,
     /// Clusters, in config order.
     pub clusters: Vec<Arc<Cluster>>,
     /// Every metric.
@@ -117,6 +126,18 @@ impl GatewayState {
     /// The self-health state: `ready`, `degraded` or `impaired`.
     pub fn readiness_state(&self) -> Readiness {
         self.health.verdict().state
+    }
+
+    /// Listeners for `/status`, with their open connections.
+    pub fn listener_status(&self) -> Vec<ListenerStatus> {
+        self.listeners
+            .iter()
+            .zip(&self.connections)
+            .map(|(listener, connections)| ListenerStatus {
+                open_connections: connections.open(),
+                ..listener.clone()
+            })
+            .collect()
     }
 
     /// Cluster snapshots for `/status`.
@@ -174,6 +195,10 @@ pub async fn start_with_admin_routes(
 
     // Bind everything first: a gateway that can only open some of its ports
     // must not start half-way.
+    let fd_limit = descriptor_limit();
+    let endpoint_count = config.clusters.iter().map(|c| c.endpoints.len()).sum();
+    let derived_max = default_max_connections(fd_limit, config.listeners.len(), endpoint_count);
+    warn_if_over_descriptor_limit(&config, fd_limit, derived_max);
     let mut bound = Vec::with_capacity(config.listeners.len());
     for settings in &config.listeners {
         let cluster =
@@ -209,6 +234,19 @@ pub async fn start_with_admin_routes(
                 protocol: settings.protocol.as_str(),
                 cluster: settings.cluster.clone(),
                 when_impaired: settings.when_impaired.as_str(),
+                max_connections: settings.max_connections.unwrap_or(derived_max),
+                open_connections: 0,
+            })
+            .collect(),
+        connections: bound
+            .iter()
+            .map(|(settings, _, _, _)| {
+                Connections::new(
+                    &settings.name,
+                    settings.max_connections.unwrap_or(derived_max),
+                    metrics.listener_connections(&settings.name),
+                    Arc::clone(&events),
+                )
             })
             .collect(),
         health: Arc::new(SelfHealth::new(
@@ -270,25 +308,41 @@ pub async fn start_with_admin_routes(
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut listener_tasks = JoinSet::new();
-    for (settings, cluster, socket, address) in bound {
+    for ((settings, cluster, socket, address), connections) in
+        bound.into_iter().zip(&state.connections)
+    {
         let name = settings.name.clone();
         let listener_metrics = metrics.listener(&name);
         let gate = ListenerGate::new(&name, settings.when_impaired, &state.health);
-        let acceptor = Acceptor::new(socket, gate.clone(), metrics.listener_open(&name)).map_err(
-            |source| BindError {
-                what: format!("listener {name:?}"),
-                address,
-                source,
-            },
-        )?;
-        tracing::info!(listener = %name, %address, protocol = %settings.protocol, cluster = %settings.cluster, "listening");
+        let acceptor = Acceptor::new(
+            &name,
+            socket,
+            Some(gate.clone()),
+            metrics.listener_open(&name),
+            connections.metrics().clone(),
+            Arc::clone(&state.events),
+        )
+        .map_err(|source| BindError {
+            what: format!("listener {name:?}"),
+            address,
+            source,
+        })?;
+        tracing::info!(listener = %name, %address, protocol = %settings.protocol, cluster = %settings.cluster, max_connections = connections.limit(), "listening");
+        let connections = Arc::clone(connections);
         match settings.protocol {
             Protocol::Http => {
                 let proxy = Arc::new(HttpProxy::new(name, cluster, listener_metrics));
+                let limits = ConnectionLimits {
+                    header_read_timeout: settings.header_read_timeout,
+                    idle_timeout: settings.idle_timeout,
+                    max_connections: connections.limit(),
+                };
                 listener_tasks.spawn(listener::serve_http(
                     acceptor,
                     proxy,
                     gate,
+                    connections,
+                    limits,
                     shutdown_rx.clone(),
                 ));
             }
@@ -301,13 +355,42 @@ pub async fn start_with_admin_routes(
                     tcp_metrics,
                     settings.tcp_replay,
                 ));
-                listener_tasks.spawn(tcp::serve_tcp(acceptor, proxy, shutdown_rx.clone()));
+                listener_tasks.spawn(tcp::serve_tcp(
+                    acceptor,
+                    proxy,
+                    connections,
+                    shutdown_rx.clone(),
+                ));
             }
         }
     }
     let router = admin::router(Arc::clone(&state)).merge(extra_admin);
     let (admin_shutdown, admin_shutdown_rx) = watch::channel(false);
-    let admin_task = tokio::spawn(admin::serve(admin_tcp, router, admin_shutdown_rx));
+    let admin_connections = Connections::new(
+        "admin",
+        ConnectionLimits::ADMIN_MAX_CONNECTIONS,
+        metrics.listener_connections("admin"),
+        Arc::clone(&state.events),
+    );
+    let admin_acceptor = Acceptor::new(
+        "admin",
+        admin_tcp,
+        None,
+        prometheus_client::metrics::gauge::Gauge::default(),
+        admin_connections.metrics().clone(),
+        Arc::clone(&state.events),
+    )
+    .map_err(|source| BindError {
+        what: "admin".to_owned(),
+        address: admin_address,
+        source,
+    })?;
+    let admin_task = tokio::spawn(listener::serve_admin(
+        admin_acceptor,
+        router,
+        admin_connections,
+        admin_shutdown_rx,
+    ));
     tracing::info!(address = %admin_address, "admin listening");
 
     state.ready.store(true, Ordering::Release);
@@ -323,6 +406,29 @@ pub async fn start_with_admin_routes(
         admin_task,
         drain_timeout: config.runtime.drain_timeout,
     })
+}
+
+/// Say so at start when the listeners' explicit `max_connections` need more
+/// descriptors than the process may open (two per proxied connection).
+fn warn_if_over_descriptor_limit(config: &Config, fd_limit: Option<u64>, derived: usize) {
+    let Some(fd_limit) = fd_limit else {
+        return;
+    };
+    let wanted: u64 = config
+        .listeners
+        .iter()
+        .map(|listener| listener.max_connections.unwrap_or(derived) as u64 * 2)
+        .sum::<u64>()
+        + ConnectionLimits::ADMIN_MAX_CONNECTIONS as u64;
+    if wanted > fd_limit {
+        tracing::warn!(
+            fd_limit,
+            needed = wanted,
+            "max_connections of all listeners needs more file descriptors than the limit (2 per connection: client and upstream); connections past the limit are closed at once: raise the limit (ulimit -n, LimitNOFILE=) or lower max_connections"
+        );
+    } else {
+        tracing::info!(fd_limit, "file descriptor limit");
+    }
 }
 
 /// Build the store if a breaker is shared, and link every shared breaker

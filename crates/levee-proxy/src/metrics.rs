@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::listener::metrics::{ConnectionFamilies, ConnectionMetrics};
 use crate::tcp::{ReconnectReason, SessionOutcome};
 
 /// Latency buckets: 250 µs doubling up to ~16 s.
@@ -148,6 +149,8 @@ pub struct Metrics {
     alerts_failed: Counter,
     alerts_dropped: Counter,
     store_up: Gauge,
+    /// Client connections per listener (their own file).
+    client_connections: ConnectionFamilies,
 }
 
 impl Default for Metrics {
@@ -194,6 +197,7 @@ impl Metrics {
             alerts_failed: Counter::default(),
             alerts_dropped: Counter::default(),
             store_up: Gauge::default(),
+            client_connections: ConnectionFamilies::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -368,10 +372,18 @@ impl Metrics {
             let _ = metrics.readiness_state.get_or_create(&labels);
             let _ = metrics.readiness_transitions.get_or_create(&labels);
         }
+        let client_connections = ConnectionFamilies::register(&mut registry);
         Metrics {
             registry,
+            client_connections,
             ..metrics
         }
+    }
+
+    /// Handles for one listener's client connection series (`admin` for
+    /// the admin listener).
+    pub fn listener_connections(&self, listener: &str) -> ConnectionMetrics {
+        self.client_connections.listener(listener)
     }
 
     /// Handles for one endpoint's series.

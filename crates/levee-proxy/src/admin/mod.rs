@@ -13,8 +13,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::gateway::GatewayState;
 
@@ -33,16 +31,6 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .route("/drain", post(drain))
         .route("/undrain", post(undrain))
         .with_state(state)
-}
-
-/// Serve the admin API until shutdown.
-pub async fn serve(listener: TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) {
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(async move { crate::listener::stop_requested(&mut shutdown).await })
-        .await;
-    if let Err(error) = result {
-        tracing::error!(%error, "admin listener failed");
-    }
 }
 
 /// The process is up and serving its admin port.

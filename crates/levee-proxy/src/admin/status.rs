@@ -35,7 +35,7 @@ pub(super) async fn status(State(state): State<Arc<GatewayState>>) -> Json<Statu
         failing: state.health.failing(),
         probes: state.health.probe_status(),
         uptime_seconds: state.started_at.elapsed().as_secs_f64(),
-        listeners: state.listeners.clone(),
+        listeners: state.listener_status(),
         clusters: state.cluster_status(),
         store: state.store.as_ref().map(crate::cluster::FleetStore::status),
     })

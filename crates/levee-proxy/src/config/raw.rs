@@ -178,6 +178,20 @@ pub(super) struct RawListener {
     /// OPTIONS). The `reject-*` values are for http listeners only. Default
     /// `"serve"`.
     pub when_impaired: Option<Spanned<String>>,
+    /// `http` listeners only: a client has this long from connecting (or,
+    /// on a kept-alive connection, from the first byte of a request) to
+    /// send the whole request head; then it gets 408, or is closed if it
+    /// sent nothing. At least `"100ms"`. Default `"10s"`.
+    pub header_read_timeout: Option<Spanned<String>>,
+    /// `http` listeners only: a kept-alive connection with no request in
+    /// progress is closed after this long; more than 0. Default `"60s"`.
+    pub idle_timeout: Option<Spanned<String>>,
+    /// Client connections open at once, at least 1. At the limit a new
+    /// connection replaces the oldest one with no request in progress
+    /// (http listeners), or is closed at once. Default: derived from the
+    /// process's file descriptor limit (half of what is left after levee's
+    /// own reserve, shared between the listeners, at most 65536).
+    pub max_connections: Option<Spanned<i64>>,
 }
 
 /// `[[cluster]]`: interchangeable endpoints and how to talk to them.

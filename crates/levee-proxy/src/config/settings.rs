@@ -123,6 +123,14 @@ pub struct ListenerSettings {
     pub tcp_replay: u64,
     /// What the listener does while the node is impaired.
     pub when_impaired: WhenImpaired,
+    /// HTTP listeners: time from accept (or a later request's first byte)
+    /// to a complete request head.
+    pub header_read_timeout: Duration,
+    /// HTTP listeners: a kept-alive connection idle this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections open at once; `None`: derived from the file descriptor
+    /// limit when the gateway starts.
+    pub max_connections: Option<usize>,
 }
 
 impl ListenerSettings {
@@ -130,6 +138,13 @@ impl ListenerSettings {
     /// bytes is only safe for protocols where an endpoint that closed without
     /// answering has not acted on them (the operator has to know that).
     pub const DEFAULT_TCP_REPLAY: u64 = 0;
+    /// Default [`ListenerSettings::header_read_timeout`].
+    pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Default [`ListenerSettings::idle_timeout`].
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// The shortest `header_read_timeout` accepted: below it a client on a
+    /// real network could not send a head at all.
+    pub const MIN_HEADER_READ_TIMEOUT: Duration = Duration::from_millis(100);
 
     /// A listener with every optional setting at its default.
     pub fn new(
@@ -144,6 +159,9 @@ impl ListenerSettings {
             cluster: cluster.into(),
             tcp_replay: ListenerSettings::DEFAULT_TCP_REPLAY,
             when_impaired: WhenImpaired::default(),
+            header_read_timeout: ListenerSettings::DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: ListenerSettings::DEFAULT_IDLE_TIMEOUT,
+            max_connections: None,
         }
     }
 }

@@ -270,6 +270,9 @@ endpoints = ["10.0.0.1:8000"]
             cluster: "app".into(),
             tcp_replay: 0,
             when_impaired: WhenImpaired::Serve,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: None,
         }],
         clusters: vec![ClusterSettings {
             name: "app".into(),

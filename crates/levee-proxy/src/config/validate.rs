@@ -201,7 +201,16 @@ fn listener<'r>(section: &'r Section<RawListener>, report: &mut Report<'_>) -> L
     let cluster = required(section, raw.cluster.as_ref(), "cluster", report);
     let tcp_replay = tcp_replay(section, protocol, report);
     let when_impaired = when_impaired(section, protocol, report);
-    let settings = match (name, &listen, protocol, cluster, tcp_replay, when_impaired) {
+    let client_limits = client_limits(section, protocol, report);
+    let settings = match (
+        name,
+        &listen,
+        protocol,
+        cluster,
+        tcp_replay,
+        when_impaired,
+        client_limits,
+    ) {
         (
             Some(name),
             Some(listen),
@@ -209,6 +218,7 @@ fn listener<'r>(section: &'r Section<RawListener>, report: &mut Report<'_>) -> L
             Some(cluster),
             Some(tcp_replay),
             Some(when_impaired),
+            Some((header_read_timeout, idle_timeout, max_connections)),
         ) => Some(ListenerSettings {
             name: name.get_ref().clone(),
             listen: *listen.get_ref(),
@@ -216,6 +226,9 @@ fn listener<'r>(section: &'r Section<RawListener>, report: &mut Report<'_>) -> L
             cluster: cluster.get_ref().clone(),
             tcp_replay,
             when_impaired,
+            header_read_timeout,
+            idle_timeout,
+            max_connections,
         }),
         _ => None,
     };
@@ -254,6 +267,74 @@ fn tcp_replay(
             None
         }
         Some(Protocol::Tcp) | None => Some(size),
+    }
+}
+
+/// `header_read_timeout`, `idle_timeout` and `max_connections`. The
+/// timeouts concern HTTP requests: on a tcp listener (whose protocol may
+/// well be silent for minutes, or server-first) they are an error rather
+/// than silently ignored. `None` if any is bad (reported).
+fn client_limits(
+    section: &Section<RawListener>,
+    protocol: Option<Protocol>,
+    report: &mut Report<'_>,
+) -> Option<(Duration, Duration, Option<usize>)> {
+    let raw = &section.raw;
+    let mut ok = true;
+    for (key, value) in [
+        ("header_read_timeout", &raw.header_read_timeout),
+        ("idle_timeout", &raw.idle_timeout),
+    ] {
+        if let (Some(value), Some(Protocol::Tcp)) = (value, protocol) {
+            let message = format!(
+                "{key}: only http listeners read requests; {} is a tcp listener",
+                section.label
+            );
+            report.error(value.span(), message);
+            ok = false;
+        }
+    }
+    let header_read_timeout = duration(
+        raw.header_read_timeout.as_ref(),
+        "header_read_timeout",
+        ListenerSettings::DEFAULT_HEADER_READ_TIMEOUT,
+        Zero::Rejected { hint: "" },
+        report,
+    );
+    if let (Some(timeout), Some(text)) = (header_read_timeout, &raw.header_read_timeout) {
+        if !timeout.is_zero() && timeout < ListenerSettings::MIN_HEADER_READ_TIMEOUT {
+            let message = format!(
+                "header_read_timeout: must be at least 100ms, got {}",
+                text.get_ref()
+            );
+            report.error(text.span(), message);
+            ok = false;
+        }
+    }
+    let idle_timeout = duration(
+        raw.idle_timeout.as_ref(),
+        "idle_timeout",
+        ListenerSettings::DEFAULT_IDLE_TIMEOUT,
+        Zero::Rejected { hint: "" },
+        report,
+    );
+    let max_connections = match &raw.max_connections {
+        None => Some(None),
+        Some(value) => match usize::try_from(*value.get_ref()) {
+            Ok(limit) if limit >= 1 => Some(Some(limit)),
+            _ => {
+                let message = format!(
+                    "max_connections: must be at least 1, got {}",
+                    value.get_ref()
+                );
+                report.error(value.span(), message);
+                None
+            }
+        },
+    };
+    match (ok, header_read_timeout, idle_timeout, max_connections) {
+        (true, Some(header), Some(idle), Some(max)) => Some((header, idle, max)),
+        _ => None,
     }
 }
 

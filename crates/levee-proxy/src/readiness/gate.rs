@@ -2,35 +2,25 @@
 //! (`when_impaired`): close its socket and reopen it on recovery, or answer
 //! 503 to every request or to writes only.
 
-use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 use levee_core::readiness::Readiness;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::SelfHealth;
 use crate::config::WhenImpaired;
-use crate::listener;
 use crate::proxy::ProxyBody;
 
 /// `Retry-After` on an impaired 503: about how soon a recovery is seen.
 const RETRY_AFTER_SECONDS: &str = "5";
-/// Pause between attempts to bind a socket again after recovery.
-const REBIND_RETRY: Duration = Duration::from_secs(1);
 
 /// One listener's view of the node's readiness and its `when_impaired`.
 #[derive(Clone)]
 pub struct ListenerGate {
-    /// Listener name (logs).
-    name: String,
     policy: WhenImpaired,
     state: watch::Receiver<Readiness>,
     health: Arc<SelfHealth>,
@@ -41,7 +31,6 @@ impl ListenerGate {
     /// The gate of listener `name`.
     pub fn new(name: &str, policy: WhenImpaired, health: &Arc<SelfHealth>) -> ListenerGate {
         ListenerGate {
-            name: name.to_owned(),
             policy,
             state: health.subscribe(),
             health: Arc::clone(health),
@@ -66,7 +55,9 @@ impl ListenerGate {
         Some(impaired_response(&self.health, self.policy).map(Either::Right))
     }
 
-    async fn until_close(&mut self) {
+    /// Resolves when the listener must close its socket (never, unless
+    /// `when_impaired = close`).
+    pub(crate) async fn until_close(&mut self) {
         if self.policy != WhenImpaired::Close
             || self
                 .state
@@ -78,7 +69,8 @@ impl ListenerGate {
         }
     }
 
-    async fn until_open(&mut self) {
+    /// Resolves once the node is no longer impaired.
+    pub(crate) async fn until_open(&mut self) {
         if self
             .state
             .wait_for(|s| *s != Readiness::Impaired)
@@ -109,67 +101,4 @@ pub fn impaired_response(health: &SelfHealth, policy: WhenImpaired) -> Response<
         header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
     );
     response
-}
-
-/// A listening socket that follows its gate: with `when_impaired = close`
-/// it is closed while the node is impaired (new connections are refused,
-/// open ones finish) and bound again on recovery.
-pub struct Acceptor {
-    socket: Option<TcpListener>,
-    /// The address actually bound, so a port 0 listener reopens on the same
-    /// port.
-    address: SocketAddr,
-    gate: ListenerGate,
-    open: Gauge,
-}
-
-impl Acceptor {
-    /// Accept on `socket` under `gate`.
-    pub fn new(socket: TcpListener, gate: ListenerGate, open: Gauge) -> io::Result<Acceptor> {
-        Ok(Acceptor {
-            address: socket.local_addr()?,
-            socket: Some(socket),
-            gate,
-            open,
-        })
-    }
-
-    /// The next connection. While closed, waits for recovery. Cancel-safe:
-    /// the open or closed state lives in `self`.
-    pub async fn accept(&mut self) -> io::Result<(TcpStream, SocketAddr)> {
-        loop {
-            let Acceptor {
-                socket,
-                address,
-                gate,
-                open,
-            } = self;
-            match socket {
-                Some(listening) => {
-                    tokio::select! {
-                        accepted = listening.accept() => return accepted,
-                        () = gate.until_close() => {
-                            *socket = None;
-                            open.set(0);
-                            tracing::error!(listener = %gate.name, %address, "node impaired: listening socket closed (when_impaired = close)");
-                        }
-                    }
-                }
-                None => {
-                    gate.until_open().await;
-                    match listener::bind(&format!("listener {:?}", gate.name), *address) {
-                        Ok(listening) => {
-                            *socket = Some(listening);
-                            open.set(1);
-                            tracing::info!(listener = %gate.name, %address, "node recovered: listening again");
-                        }
-                        Err(error) => {
-                            tracing::error!(listener = %gate.name, %error, "cannot reopen listener; retrying");
-                            tokio::time::sleep(REBIND_RETRY).await;
-                        }
-                    }
-                }
-            }
-        }
-    }
 }

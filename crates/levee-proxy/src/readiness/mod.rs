@@ -22,7 +22,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-pub use gate::{Acceptor, ListenerGate, impaired_response};
+pub use gate::{ListenerGate, impaired_response};
 pub use probes::spawn_probes;
 
 use crate::cluster::Cluster;

@@ -19,13 +19,12 @@ mod session;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinSet};
 
 use crate::cluster::Cluster;
-use crate::listener::stop_requested;
+use crate::listener::{Acceptor, Connections, stop_requested};
 use crate::metrics::{ListenerMetrics, TcpListenerMetrics};
 
 /// Forwards one `tcp` listener's connections to its cluster.
@@ -153,9 +152,10 @@ impl fmt::Display for ReconnectReason {
 /// `shutdown` turns true; then stop accepting (closing the socket) and wait
 /// for open sessions to end. The caller bounds that wait; aborting this task
 /// drops every session still open, closing its sockets.
-pub async fn serve_tcp(
-    mut acceptor: crate::readiness::Acceptor,
+pub(crate) async fn serve_tcp(
+    mut acceptor: Acceptor,
     proxy: Arc<TcpProxy>,
+    connections: Arc<Connections>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     // Sessions live in this set, not in detached tasks, so that a drain
@@ -163,22 +163,22 @@ pub async fn serve_tcp(
     let mut sessions = JoinSet::new();
     loop {
         tokio::select! {
-            accepted = acceptor.accept() => {
-                let (stream, client) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Usually EMFILE: back off briefly instead of spinning.
-                        tracing::warn!(listener = %proxy.listener, %error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
+            (stream, client) = acceptor.accept() => {
+                proxy.metrics.record_connection();
+                // A session is never idle in the HTTP sense: at the limit
+                // the new connection is closed at once.
+                let Ok(guard) = connections.admit(false) else {
+                    drop(stream);
+                    continue;
                 };
                 // Interactive protocols (SSH) must not wait for Nagle;
                 // failure only costs latency.
                 let _ = stream.set_nodelay(true);
-                proxy.metrics.record_connection();
                 let proxy = Arc::clone(&proxy);
-                sessions.spawn(async move { session::serve(&proxy, stream, client).await });
+                sessions.spawn(async move {
+                    session::serve(&proxy, stream, client).await;
+                    drop(guard);
+                });
             }
             // Reap finished sessions so the set does not grow.
             Some(joined) = sessions.join_next(), if !sessions.is_empty() => {

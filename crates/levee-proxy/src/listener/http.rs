@@ -1,0 +1,448 @@
+//! One client connection of an HTTP listener (or of the admin listener),
+//! from accept to close.
+//!
+//! - The first bytes tell HTTP/2 (its preface) from HTTP/1, within
+//!   `header_read_timeout` of accept: a client that connects and stays
+//!   silent is closed (hyper-util's `auto` server waits for them forever).
+//! - HTTP/1 is served by hyper while requests keep coming. Once the
+//!   connection has been quiet for a moment (`park_after`) it is *parked*:
+//!   hyper gives the socket back and its buffers (16 KiB) are freed, and
+//!   levee waits for the next request's first byte on the bare socket, up
+//!   to `idle_timeout`. Busy connections never pay for this; an idle one
+//!   costs a few hundred bytes instead of tens of kilobytes.
+//! - HTTP/2 is served by hyper; levee sends GOAWAY when the connection has
+//!   had no stream for `idle_timeout`, or none within `header_read_timeout`.
+//! - A request head begun but not finished within `header_read_timeout`
+//!   gets a 408 (HTTP/1); a silent connection is closed without a word.
+//! - Evicted (the listener is full): closed if no request is in progress.
+//!   Draining (shutdown): HTTP/1 responses say `Connection: close` and a
+//!   connection is closed only once quiet, between requests; HTTP/2 gets a
+//!   GOAWAY and finishes its streams.
+
+use std::error::Error as StdError;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::Service;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::io::{ClientIo, LINGER};
+use super::limits::ConnectionLimits;
+use super::metrics::CloseReason;
+use super::registry::{ConnectionGuard, ConnectionState};
+use super::stop_requested;
+use super::tracked::Tracked;
+
+/// What HTTP/2 clients send first (RFC 9113 §3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// After shutdown begins, an HTTP/1 connection quiet for this long is
+/// closed (a client in a request loop sends within it and is told
+/// `Connection: close` instead).
+const DRAIN_QUIET: Duration = Duration::from_millis(100);
+
+/// Everything one connection needs besides its socket.
+pub(crate) struct HttpConnection<F> {
+    /// Its place in the listener (and the state it shares).
+    pub guard: ConnectionGuard,
+    /// The listener's limits.
+    pub limits: ConnectionLimits,
+    /// Builds the connection's service (once, or again after parking).
+    pub make_service: F,
+    /// Turns true when the gateway shuts down.
+    pub shutdown: watch::Receiver<bool>,
+    /// When the connection was accepted.
+    pub accepted: Instant,
+}
+
+/// How hyper's turn on an HTTP/1 connection ended.
+enum Http1End {
+    /// Idle, socket given back: wait for the next request.
+    Parked,
+    /// Closed by hyper (the client asked, or the request could not be
+    /// followed by another); the socket is shut down already.
+    Closed,
+    /// Failed: a head not received in time, a malformed request, an I/O
+    /// error.
+    Failed(hyper::Error),
+}
+
+/// What woke a parked connection.
+enum Wake {
+    Readable,
+    IdleTimeout,
+    Close,
+}
+
+impl<F, S, B> HttpConnection<F>
+where
+    F: Fn(Arc<ConnectionState>) -> S,
+    S: Service<Request<Incoming>, Response = Response<B>> + Unpin + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    /// Serve the connection until it closes.
+    pub async fn serve(mut self, mut stream: TcpStream) {
+        let state = Arc::clone(self.guard.state());
+        let head_deadline = self.accepted + self.limits.header_read_timeout;
+        let detected = tokio::select! {
+            detected = detect(&mut stream, head_deadline) => detected,
+            () = state.evict.notified() => return,
+            () = stop_requested(&mut self.shutdown) => return,
+        };
+        match detected {
+            Detected::Http1(prefix) => {
+                count_read(&state, prefix.len());
+                let io = ClientIo::new(stream, prefix, Arc::clone(&state));
+                self.http1(io, head_deadline).await;
+            }
+            Detected::Http2(prefix) => {
+                count_read(&state, prefix.len());
+                let io = ClientIo::new(stream, prefix, Arc::clone(&state));
+                self.http2(io).await;
+            }
+            Detected::TimedOut => {
+                // Silent (or a partial preface): nothing to answer.
+                self.record_close(CloseReason::HeaderTimeout);
+            }
+            Detected::Closed => {}
+        }
+    }
+
+    async fn http1(&mut self, mut io: ClientIo, mut head_deadline: Instant) {
+        let state = Arc::clone(self.guard.state());
+        loop {
+            let timeout = head_deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(timeout);
+            let service = Tracked::new(
+                (self.make_service)(Arc::clone(&state)),
+                Arc::clone(&state),
+                true,
+            );
+            let mut connection = builder.serve_connection(TokioIo::new(io), service);
+            let ended = self.drive_http1(&mut connection).await;
+            let parts = connection.into_parts();
+            io = parts.io.into_inner();
+            io.unread(parts.read_buf);
+            state.parking.store(false, Ordering::Relaxed);
+            match ended {
+                Http1End::Parked => {}
+                Http1End::Closed => return,
+                Http1End::Failed(error) => {
+                    if error.is_timeout() {
+                        self.record_close(CloseReason::HeaderTimeout);
+                        if io.has_prefix() {
+                            send_408(&mut io, self.limits.header_read_timeout).await;
+                        }
+                    } else {
+                        tracing::debug!(%error, "client connection ended with an error");
+                    }
+                    close(&mut io).await;
+                    return;
+                }
+            }
+            if !io.has_prefix() {
+                match self.wait_parked(&io).await {
+                    Wake::Readable => {}
+                    Wake::IdleTimeout => {
+                        self.record_close(CloseReason::IdleTimeout);
+                        close(&mut io).await;
+                        return;
+                    }
+                    Wake::Close => {
+                        close(&mut io).await;
+                        return;
+                    }
+                }
+            }
+            head_deadline = Instant::now() + self.limits.header_read_timeout;
+        }
+    }
+
+    /// Poll hyper until the connection ends, parks, or is closed.
+    async fn drive_http1(
+        &mut self,
+        connection: &mut http1::Connection<TokioIo<ClientIo>, Tracked<S>>,
+    ) -> Http1End {
+        let state = Arc::clone(self.guard.state());
+        let park_after = self.limits.park_after();
+        let check = tokio::time::sleep(park_after);
+        tokio::pin!(check);
+        let mut seen = Activity::of(&state);
+        let mut closing = false;
+        let mut draining = state.draining.load(Ordering::Relaxed);
+        loop {
+            tokio::select! {
+                result = &mut *connection => {
+                    return match result {
+                        Ok(()) if state.parking.load(Ordering::Relaxed) => Http1End::Parked,
+                        Ok(()) => Http1End::Closed,
+                        Err(error) => Http1End::Failed(error),
+                    };
+                }
+                () = &mut check => {
+                    let now = Activity::of(&state);
+                    if !closing && now == seen && is_between_requests(&state) {
+                        closing = true;
+                        if draining {
+                            // Quiet while draining: close it.
+                            Pin::new(&mut *connection).graceful_shutdown();
+                        } else if let Some(end) = park(connection, &state).await {
+                            return end;
+                        }
+                    }
+                    seen = now;
+                    let period = if draining { DRAIN_QUIET } else { park_after };
+                    check.as_mut().reset(Instant::now() + period);
+                }
+                () = state.evict.notified(), if !closing => {
+                    // Busy connections stay: the new one took the slot
+                    // already and this one ends when its client is done.
+                    if state.in_flight() == 0 {
+                        closing = true;
+                        Pin::new(&mut *connection).graceful_shutdown();
+                    }
+                }
+                () = stop_requested(&mut self.shutdown), if !draining => {
+                    draining = true;
+                    state.draining.store(true, Ordering::Relaxed);
+                    check.as_mut().reset(Instant::now() + DRAIN_QUIET);
+                    seen = Activity::of(&state);
+                }
+            }
+        }
+    }
+
+    /// Wait on a parked connection's socket for the next request.
+    async fn wait_parked(&mut self, io: &ClientIo) -> Wake {
+        let state = Arc::clone(self.guard.state());
+        if *self.shutdown.borrow() {
+            return Wake::Close;
+        }
+        // It was quiet for `park_after` already.
+        let idle_until = Instant::now()
+            + self
+                .limits
+                .idle_timeout
+                .saturating_sub(self.limits.park_after());
+        tokio::select! {
+            readable = io.stream().readable() => match readable {
+                Ok(()) => Wake::Readable,
+                Err(_) => Wake::Close,
+            },
+            () = tokio::time::sleep_until(idle_until) => Wake::IdleTimeout,
+            () = state.evict.notified() => Wake::Close,
+            () = stop_requested(&mut self.shutdown) => Wake::Close,
+        }
+    }
+
+    async fn http2(&mut self, io: ClientIo) {
+        let state = Arc::clone(self.guard.state());
+        let service = Tracked::new(
+            (self.make_service)(Arc::clone(&state)),
+            Arc::clone(&state),
+            false,
+        );
+        let connection = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .serve_connection(TokioIo::new(io), service);
+        tokio::pin!(connection);
+        let period = (self
+            .limits
+            .header_read_timeout
+            .min(self.limits.idle_timeout)
+            / 4)
+        .clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let check = tokio::time::sleep(period);
+        tokio::pin!(check);
+        let mut streams = (
+            state.started.load(Ordering::Relaxed),
+            state.finished.load(Ordering::Relaxed),
+        );
+        let mut quiet_since = Instant::now();
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "HTTP/2 client connection ended with an error");
+                    }
+                    return;
+                }
+                () = &mut check => {
+                    let now = Instant::now();
+                    let current = (state.started.load(Ordering::Relaxed), state.finished.load(Ordering::Relaxed));
+                    if current != streams || state.in_flight() > 0 {
+                        quiet_since = now;
+                        streams = current;
+                    }
+                    if !closing {
+                        let reason = if state.never_served() && now >= self.accepted + self.limits.header_read_timeout {
+                            Some(CloseReason::HeaderTimeout)
+                        } else if state.in_flight() == 0 && now.saturating_duration_since(quiet_since) >= self.limits.idle_timeout {
+                            Some(CloseReason::IdleTimeout)
+                        } else {
+                            None
+                        };
+                        if let Some(reason) = reason {
+                            closing = true;
+                            self.record_close(reason);
+                            connection.as_mut().graceful_shutdown();
+                        }
+                    }
+                    check.as_mut().reset(now + period);
+                }
+                () = state.evict.notified(), if !closing => {
+                    if state.in_flight() == 0 {
+                        closing = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
+                () = stop_requested(&mut self.shutdown), if !closing => {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+
+    fn record_close(&self, reason: CloseReason) {
+        self.guard.connections().metrics().record_close(reason);
+    }
+}
+
+/// What the first bytes said.
+enum Detected {
+    Http1(Bytes),
+    Http2(Bytes),
+    TimedOut,
+    Closed,
+}
+
+/// Read until the bytes either stop matching the HTTP/2 preface (HTTP/1)
+/// or complete it (HTTP/2), by `deadline`.
+async fn detect(stream: &mut TcpStream, deadline: Instant) -> Detected {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    let mut filled = 0;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf[filled..])).await {
+            Err(_elapsed) => return Detected::TimedOut,
+            Ok(Ok(0) | Err(_)) => return Detected::Closed,
+            Ok(Ok(read)) => filled += read,
+        }
+        let seen = &buf[..filled];
+        if !H2_PREFACE.starts_with(seen) {
+            return Detected::Http1(Bytes::copy_from_slice(seen));
+        }
+        if filled == H2_PREFACE.len() {
+            return Detected::Http2(Bytes::copy_from_slice(seen));
+        }
+    }
+}
+
+/// Bytes read outside [`ClientIo`] count too.
+fn count_read(state: &ConnectionState, read: usize) {
+    state.bytes_read.fetch_add(read as u64, Ordering::Relaxed);
+}
+
+/// No request in progress, its response written, and nothing of the next
+/// one received (a connection that never completed a head has read bytes
+/// since its last "finish", so it is not between requests).
+fn is_between_requests(state: &ConnectionState) -> bool {
+    state.in_flight() == 0
+        && !state.write_pending.load(Ordering::Relaxed)
+        && state.bytes_read.load(Ordering::Relaxed) == state.bytes_at_finish.load(Ordering::Relaxed)
+}
+
+/// Ask hyper to end a quiet connection without closing the socket. hyper
+/// ends an idle connection at once, on the very next poll; if it does not,
+/// it is still reading a request body (its response went out before the
+/// body was in), and must not be reused for a request: it is closed once
+/// the body is in instead. `Some` when the connection ended.
+async fn park<S, B>(
+    connection: &mut http1::Connection<TokioIo<ClientIo>, Tracked<S>>,
+    state: &ConnectionState,
+) -> Option<Http1End>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Unpin,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: Body + 'static,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    state.parking.store(true, Ordering::Relaxed);
+    Pin::new(&mut *connection).graceful_shutdown();
+    let polled = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *connection).poll(cx))).await;
+    match polled {
+        Poll::Ready(Ok(())) => Some(Http1End::Parked),
+        Poll::Ready(Err(error)) => Some(Http1End::Failed(error)),
+        Poll::Pending => {
+            state.parking.store(false, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+/// A snapshot of what a connection did, to tell whether anything happened
+/// during a period.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Activity {
+    bytes_read: u64,
+    started: u64,
+    finished: u64,
+}
+
+impl Activity {
+    fn of(state: &ConnectionState) -> Activity {
+        Activity {
+            bytes_read: state.bytes_read.load(Ordering::Relaxed),
+            started: state.started.load(Ordering::Relaxed),
+            finished: state.finished.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Answer a request head that did not arrive in time (RFC 9110 §15.5.9).
+async fn send_408(io: &mut ClientIo, header_read_timeout: Duration) {
+    let body = serde_json::json!({
+        "error": "request timeout",
+        "reason": format!(
+            "the request head did not arrive within header_read_timeout ({})",
+            humantime::format_duration(header_read_timeout)
+        ),
+    })
+    .to_string();
+    let response = format!(
+        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(LINGER, async {
+        io.write_all(response.as_bytes()).await?;
+        io.flush().await
+    })
+    .await;
+}
+
+/// Shut the socket down, lingering (see `io.rs`), and give up after a bound.
+async fn close(io: &mut ClientIo) {
+    let _ = tokio::time::timeout(LINGER * 2, io.shutdown()).await;
+}

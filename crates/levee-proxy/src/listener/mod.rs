@@ -1,0 +1,185 @@
+//! Listeners: bind, accept, and serve client connections within the
+//! listener's limits, then drain gracefully on shutdown.
+//!
+//! One file per concept:
+//! - here: binding, and the accept loop of HTTP listeners (the admin
+//!   listener uses it too);
+//! - `acceptor.rs`: the listening socket, closed and reopened with
+//!   readiness, steady when file descriptors run out;
+//! - `registry.rs`: the connections a listener holds and `max_connections`
+//!   (eviction of idle connections at the limit);
+//! - `http.rs`: one HTTP connection from accept to close (protocol
+//!   detection, header and idle timeouts, parking idle HTTP/1 connections,
+//!   drain);
+//! - `io.rs`: the socket as hyper reads it (replayed bytes, activity,
+//!   lingering close);
+//! - `tracked.rs`: the connection's service, counting requests in and out;
+//! - `limits.rs`, `metrics.rs`: the settings and the series.
+
+mod acceptor;
+mod http;
+mod io;
+mod limits;
+pub mod metrics;
+mod registry;
+mod tracked;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use hyper::service::service_fn;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+pub use acceptor::Acceptor;
+pub use limits::{ConnectionLimits, default_max_connections, descriptor_limit};
+pub(crate) use registry::Connections;
+
+use crate::proxy::{ClientInfo, HttpProxy};
+use crate::readiness::ListenerGate;
+use http::HttpConnection;
+
+/// A socket that could not be bound: names the address and the OS error.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {address} ({what}): {source}")]
+pub struct BindError {
+    /// What the socket was for, e.g. `listener "web"` or `admin`.
+    pub what: String,
+    /// The address asked for.
+    pub address: SocketAddr,
+    /// The OS error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Bind a listening TCP socket. SO_REUSEADDR lets a restarted levee bind at
+/// once even while old connections sit in TIME_WAIT.
+pub fn bind(what: &str, address: SocketAddr) -> Result<TcpListener, BindError> {
+    let bind = || -> std::io::Result<TcpListener> {
+        let socket = if address.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(address)?;
+        socket.listen(1024)
+    };
+    bind().map_err(|source| BindError {
+        what: what.to_owned(),
+        address,
+        source,
+    })
+}
+
+/// Accept connections on `acceptor` and proxy their requests until
+/// `shutdown` turns true; then stop accepting (closing the socket) and wait
+/// for open connections to finish. The caller bounds that wait; aborting
+/// this task closes every connection still open.
+pub(crate) async fn serve_http(
+    mut acceptor: Acceptor,
+    proxy: Arc<HttpProxy>,
+    gate: ListenerGate,
+    connections: Arc<Connections>,
+    limits: ConnectionLimits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            (stream, client) = acceptor.accept() => {
+                proxy.metrics().record_connection();
+                let Ok(guard) = connections.admit(true) else {
+                    // Full of busy connections: closed at once, never left
+                    // hanging.
+                    drop(stream);
+                    continue;
+                };
+                // Small writes must not wait for Nagle; failure only costs latency.
+                let _ = stream.set_nodelay(true);
+                let proxy = Arc::clone(&proxy);
+                let client_info = Arc::new(ClientInfo::new(client));
+                let gate = gate.clone();
+                let make_service = move |_state| {
+                    let proxy = Arc::clone(&proxy);
+                    let client_info = Arc::clone(&client_info);
+                    let gate = gate.clone();
+                    service_fn(move |request: ::http::Request<hyper::body::Incoming>| {
+                        let proxy = Arc::clone(&proxy);
+                        let client_info = Arc::clone(&client_info);
+                        // `when_impaired = reject-*`: answered here, before the proxy.
+                        let rejected = gate.reject(request.method());
+                        async move {
+                            let response = match rejected {
+                                Some(response) => response,
+                                None => proxy.handle(request, &client_info).await,
+                            };
+                            Ok::<_, Infallible>(response)
+                        }
+                    })
+                };
+                let connection = HttpConnection {
+                    guard,
+                    limits,
+                    make_service,
+                    shutdown: shutdown.clone(),
+                    accepted: Instant::now(),
+                };
+                tasks.spawn(connection.serve(stream));
+            }
+            // Reap finished connections so the set does not grow.
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            () = stop_requested(&mut shutdown) => break,
+        }
+    }
+    drop(acceptor);
+    tracing::info!(listener = %proxy.listener, connections = connections.open(), "stopped accepting; draining");
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Serve the admin API on its own listener, within its own limits, until
+/// `shutdown`.
+pub(crate) async fn serve_admin(
+    mut acceptor: Acceptor,
+    router: Router,
+    connections: Arc<Connections>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limits = ConnectionLimits::admin();
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            (stream, _client) = acceptor.accept() => {
+                let Ok(guard) = connections.admit(true) else {
+                    drop(stream);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let router = router.clone();
+                let connection = HttpConnection {
+                    guard,
+                    limits,
+                    make_service: move |_state| TowerToHyperService::new(router.clone()),
+                    shutdown: shutdown.clone(),
+                    accepted: Instant::now(),
+                };
+                tasks.spawn(connection.serve(stream));
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            () = stop_requested(&mut shutdown) => break,
+        }
+    }
+    drop(acceptor);
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Resolves once shutdown is requested (or the gateway is gone).
+pub(crate) async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not Send: drop it before returning.
+    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
+}
