@@ -35,23 +35,23 @@ use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::attention::{CHECK, DRAIN, EVICT};
 use super::io::{ClientIo, LINGER};
 use super::limits::ConnectionLimits;
 use super::metrics::CloseReason;
 use super::registry::{ConnectionGuard, ConnectionState};
-use super::stop_requested;
-use super::tracked::Tracked;
+use super::tracked::TrackedBody;
 
 /// What HTTP/2 clients send first (RFC 9113 §3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// After shutdown begins, an HTTP/1 connection quiet for this long is
 /// closed (a client in a request loop sends within it and is told
-/// `Connection: close` instead).
-const DRAIN_QUIET: Duration = Duration::from_millis(100);
+/// `Connection: close` instead): the listener ticks at this period while
+/// it drains.
+pub(crate) const DRAIN_QUIET: Duration = Duration::from_millis(100);
 
 /// Everything one connection needs besides its socket.
 pub(crate) struct HttpConnection<F> {
@@ -59,10 +59,9 @@ pub(crate) struct HttpConnection<F> {
     pub guard: ConnectionGuard,
     /// The listener's limits.
     pub limits: ConnectionLimits,
-    /// Builds the connection's service (once, or again after parking).
+    /// Builds the connection's service (once, or again after parking; the
+    /// flag says HTTP/1), which tracks its requests (`tracked.rs`).
     pub make_service: F,
-    /// Turns true when the gateway shuts down.
-    pub shutdown: watch::Receiver<bool>,
     /// When the connection was accepted.
     pub accepted: Instant,
 }
@@ -88,8 +87,12 @@ enum Wake {
 
 impl<F, S, B> HttpConnection<F>
 where
-    F: Fn(Arc<ConnectionState>) -> S,
-    S: Service<Request<Incoming>, Response = Response<B>> + Unpin + Send + Sync + 'static,
+    F: Fn(&Arc<ConnectionState>, bool) -> S,
+    S: Service<Request<Incoming>, Response = Response<TrackedBody<B>>>
+        + Unpin
+        + Send
+        + Sync
+        + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn StdError + Send + Sync>>,
     B: Body + Send + 'static,
@@ -102,8 +105,8 @@ where
         let head_deadline = self.accepted + self.limits.header_read_timeout;
         let detected = tokio::select! {
             detected = detect(&mut stream, head_deadline) => detected,
-            () = state.evict.notified() => return,
-            () = stop_requested(&mut self.shutdown) => return,
+            // Evicted or drained before it said anything.
+            _ = state.signals.next() => return,
         };
         match detected {
             Detected::Http1(prefix) => {
@@ -134,11 +137,7 @@ where
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(timeout);
-            let service = Tracked::new(
-                (self.make_service)(Arc::clone(&state)),
-                Arc::clone(&state),
-                true,
-            );
+            let service = (self.make_service)(&state, true);
             let mut connection = builder.serve_connection(TokioIo::new(io), service);
             let ended = self.drive_http1(&mut connection).await;
             let parts = connection.into_parts();
@@ -182,61 +181,61 @@ where
     /// Poll hyper until the connection ends, parks, or is closed.
     async fn drive_http1(
         &mut self,
-        connection: &mut http1::Connection<TokioIo<ClientIo>, Tracked<S>>,
+        connection: &mut http1::Connection<TokioIo<ClientIo>, S>,
     ) -> Http1End {
         let state = Arc::clone(self.guard.state());
-        let park_after = self.limits.park_after();
-        let check = tokio::time::sleep(park_after);
-        tokio::pin!(check);
+        state.hot.store(true, Ordering::Relaxed);
         let mut seen = Activity::of(&state);
         let mut closing = false;
         let mut draining = state.draining.load(Ordering::Relaxed);
-        loop {
+        let mut signals = state.signals.next();
+        let ended = loop {
             tokio::select! {
+                // The connection first: it is what wakes this task nearly
+                // every time.
+                biased;
                 result = &mut *connection => {
-                    return match result {
+                    break match result {
                         Ok(()) if state.parking.load(Ordering::Relaxed) => Http1End::Parked,
                         Ok(()) => Http1End::Closed,
                         Err(error) => Http1End::Failed(error),
                     };
                 }
-                () = &mut check => {
-                    let now = Activity::of(&state);
-                    if !closing && now == seen && is_between_requests(&state) {
-                        closing = true;
-                        if draining {
-                            // Quiet while draining: close it.
-                            Pin::new(&mut *connection).graceful_shutdown();
-                        } else if let Some(end) = park(connection, &state).await {
-                            return end;
-                        }
+                flags = &mut signals => {
+                    if flags & DRAIN != 0 && !draining {
+                        draining = true;
+                        state.draining.store(true, Ordering::Relaxed);
+                        // Quiet from now on for a whole check period:
+                        // closed between requests.
+                        seen = Activity::of(&state);
                     }
-                    seen = now;
-                    let period = if draining { DRAIN_QUIET } else { park_after };
-                    check.as_mut().reset(Instant::now() + period);
-                }
-                () = state.evict.notified(), if !closing => {
-                    // Busy connections stay: the new one took the slot
-                    // already and this one ends when its client is done.
-                    if state.in_flight() == 0 {
+                    if flags & EVICT != 0 && !closing && state.in_flight() == 0 {
                         closing = true;
                         Pin::new(&mut *connection).graceful_shutdown();
                     }
-                }
-                () = stop_requested(&mut self.shutdown), if !draining => {
-                    draining = true;
-                    state.draining.store(true, Ordering::Relaxed);
-                    check.as_mut().reset(Instant::now() + DRAIN_QUIET);
-                    seen = Activity::of(&state);
+                    if flags & CHECK != 0 {
+                        let now = Activity::of(&state);
+                        if !closing && now == seen && is_between_requests(&state) {
+                            closing = true;
+                            if draining {
+                                Pin::new(&mut *connection).graceful_shutdown();
+                            } else if let Some(end) = park(connection, &state).await {
+                                break end;
+                            }
+                        }
+                        seen = now;
+                    }
                 }
             }
-        }
+        };
+        state.hot.store(false, Ordering::Relaxed);
+        ended
     }
 
     /// Wait on a parked connection's socket for the next request.
     async fn wait_parked(&mut self, io: &ClientIo) -> Wake {
         let state = Arc::clone(self.guard.state());
-        if *self.shutdown.borrow() {
+        if state.draining.load(Ordering::Relaxed) {
             return Wake::Close;
         }
         // It was quiet for `park_after` already.
@@ -245,82 +244,82 @@ where
                 .limits
                 .idle_timeout
                 .saturating_sub(self.limits.park_after());
-        tokio::select! {
-            readable = io.stream().readable() => match readable {
-                Ok(()) => Wake::Readable,
-                Err(_) => Wake::Close,
-            },
-            () = tokio::time::sleep_until(idle_until) => Wake::IdleTimeout,
-            () = state.evict.notified() => Wake::Close,
-            () = stop_requested(&mut self.shutdown) => Wake::Close,
+        let sleep = tokio::time::sleep_until(idle_until);
+        tokio::pin!(sleep);
+        let mut signals = state.signals.next();
+        loop {
+            tokio::select! {
+                readable = io.stream().readable() => {
+                    return match readable {
+                        Ok(()) => Wake::Readable,
+                        Err(_) => Wake::Close,
+                    };
+                }
+                () = &mut sleep => return Wake::IdleTimeout,
+                flags = &mut signals => {
+                    if flags & (EVICT | DRAIN) != 0 {
+                        return Wake::Close;
+                    }
+                }
+            }
         }
     }
 
     async fn http2(&mut self, io: ClientIo) {
         let state = Arc::clone(self.guard.state());
-        let service = Tracked::new(
-            (self.make_service)(Arc::clone(&state)),
-            Arc::clone(&state),
-            false,
-        );
+        let service = (self.make_service)(&state, false);
         let connection = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .serve_connection(TokioIo::new(io), service);
         tokio::pin!(connection);
-        let period = (self
-            .limits
-            .header_read_timeout
-            .min(self.limits.idle_timeout)
-            / 4)
-        .clamp(Duration::from_millis(100), Duration::from_secs(5));
-        let check = tokio::time::sleep(period);
-        tokio::pin!(check);
+        state.hot.store(true, Ordering::Relaxed);
         let mut streams = (
             state.started.load(Ordering::Relaxed),
             state.finished.load(Ordering::Relaxed),
         );
         let mut quiet_since = Instant::now();
         let mut closing = false;
+        let mut signals = state.signals.next();
         loop {
             tokio::select! {
+                biased;
                 result = connection.as_mut() => {
                     if let Err(error) = result {
                         tracing::debug!(%error, "HTTP/2 client connection ended with an error");
                     }
                     return;
                 }
-                () = &mut check => {
+                flags = &mut signals => {
+                    if closing {
+                        continue;
+                    }
                     let now = Instant::now();
-                    let current = (state.started.load(Ordering::Relaxed), state.finished.load(Ordering::Relaxed));
+                    let current = (
+                        state.started.load(Ordering::Relaxed),
+                        state.finished.load(Ordering::Relaxed),
+                    );
                     if current != streams || state.in_flight() > 0 {
                         quiet_since = now;
                         streams = current;
                     }
-                    if !closing {
-                        let reason = if state.never_served() && now >= self.accepted + self.limits.header_read_timeout {
-                            Some(CloseReason::HeaderTimeout)
-                        } else if state.in_flight() == 0 && now.saturating_duration_since(quiet_since) >= self.limits.idle_timeout {
-                            Some(CloseReason::IdleTimeout)
-                        } else {
-                            None
-                        };
-                        if let Some(reason) = reason {
-                            closing = true;
-                            self.record_close(reason);
-                            connection.as_mut().graceful_shutdown();
-                        }
-                    }
-                    check.as_mut().reset(now + period);
-                }
-                () = state.evict.notified(), if !closing => {
-                    if state.in_flight() == 0 {
+                    let idle = state.in_flight() == 0;
+                    let reason = if state.never_served() && now >= self.accepted + self.limits.header_read_timeout {
+                        Some(Some(CloseReason::HeaderTimeout))
+                    } else if idle && now.saturating_duration_since(quiet_since) >= self.limits.idle_timeout {
+                        Some(Some(CloseReason::IdleTimeout))
+                    } else if flags & DRAIN != 0 || (flags & EVICT != 0 && idle) {
+                        Some(None)
+                    } else {
+                        None
+                    };
+                    if let Some(reason) = reason {
                         closing = true;
+                        if let Some(reason) = reason {
+                            self.record_close(reason);
+                        }
+                        // GOAWAY; streams in progress finish.
                         connection.as_mut().graceful_shutdown();
                     }
-                }
-                () = stop_requested(&mut self.shutdown), if !closing => {
-                    closing = true;
-                    connection.as_mut().graceful_shutdown();
                 }
             }
         }
@@ -380,7 +379,7 @@ fn is_between_requests(state: &ConnectionState) -> bool {
 /// body was in), and must not be reused for a request: it is closed once
 /// the body is in instead. `Some` when the connection ended.
 async fn park<S, B>(
-    connection: &mut http1::Connection<TokioIo<ClientIo>, Tracked<S>>,
+    connection: &mut http1::Connection<TokioIo<ClientIo>, S>,
     state: &ConnectionState,
 ) -> Option<Http1End>
 where

@@ -17,6 +17,7 @@
 //! - `limits.rs`, `metrics.rs`: the settings and the series.
 
 mod acceptor;
+mod attention;
 mod http;
 mod io;
 mod limits;
@@ -38,7 +39,9 @@ use tokio::time::Instant;
 
 pub use acceptor::Acceptor;
 pub use limits::{ConnectionLimits, default_max_connections, descriptor_limit};
+use registry::ConnectionState;
 pub(crate) use registry::Connections;
+use tracked::Tracked;
 
 use crate::proxy::{ClientInfo, HttpProxy};
 use crate::readiness::ListenerGate;
@@ -90,6 +93,7 @@ pub(crate) async fn serve_http(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut tasks = JoinSet::new();
+    let mut ticks = check_ticks(&limits);
     loop {
         tokio::select! {
             (stream, client) = acceptor.accept() => {
@@ -105,11 +109,13 @@ pub(crate) async fn serve_http(
                 let proxy = Arc::clone(&proxy);
                 let client_info = Arc::new(ClientInfo::new(client));
                 let gate = gate.clone();
-                let make_service = move |_state| {
+                let make_service = move |state: &Arc<ConnectionState>, http1: bool| {
                     let proxy = Arc::clone(&proxy);
                     let client_info = Arc::clone(&client_info);
                     let gate = gate.clone();
+                    let state = Arc::clone(state);
                     service_fn(move |request: ::http::Request<hyper::body::Incoming>| {
+                        let finished = tracked::begin(&state);
                         let proxy = Arc::clone(&proxy);
                         let client_info = Arc::clone(&client_info);
                         // `when_impaired = reject-*`: answered here, before the proxy.
@@ -119,7 +125,7 @@ pub(crate) async fn serve_http(
                                 Some(response) => response,
                                 None => proxy.handle(request, &client_info).await,
                             };
-                            Ok::<_, Infallible>(response)
+                            Ok::<_, Infallible>(tracked::respond(response, finished, http1))
                         }
                     })
                 };
@@ -127,19 +133,40 @@ pub(crate) async fn serve_http(
                     guard,
                     limits,
                     make_service,
-                    shutdown: shutdown.clone(),
                     accepted: Instant::now(),
                 };
                 tasks.spawn(connection.serve(stream));
             }
             // Reap finished connections so the set does not grow.
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            _ = ticks.tick() => connections.tick(),
             () = stop_requested(&mut shutdown) => break,
         }
     }
     drop(acceptor);
     tracing::info!(listener = %proxy.listener, connections = connections.open(), "stopped accepting; draining");
-    while tasks.join_next().await.is_some() {}
+    drain(&connections, &mut tasks).await;
+}
+
+/// Tell every connection that shutdown has begun, and wait for them all,
+/// checking them often so that idle ones close soon.
+async fn drain(connections: &Connections, tasks: &mut JoinSet<()>) {
+    connections.drain();
+    let mut ticks = tokio::time::interval(http::DRAIN_QUIET);
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => if joined.is_none() { return },
+            _ = ticks.tick() => connections.tick(),
+        }
+    }
+}
+
+/// The periodic check of a listener's connections (`attention.rs`).
+fn check_ticks(limits: &ConnectionLimits) -> tokio::time::Interval {
+    let period = limits.park_after();
+    let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks
 }
 
 /// Serve the admin API on its own listener, within its own limits, until
@@ -152,6 +179,7 @@ pub(crate) async fn serve_admin(
 ) {
     let limits = ConnectionLimits::admin();
     let mut tasks = JoinSet::new();
+    let mut ticks = check_ticks(&limits);
     loop {
         tokio::select! {
             (stream, _client) = acceptor.accept() => {
@@ -164,18 +192,20 @@ pub(crate) async fn serve_admin(
                 let connection = HttpConnection {
                     guard,
                     limits,
-                    make_service: move |_state| TowerToHyperService::new(router.clone()),
-                    shutdown: shutdown.clone(),
+                    make_service: move |state: &Arc<ConnectionState>, http1| {
+                        Tracked::new(TowerToHyperService::new(router.clone()), Arc::clone(state), http1)
+                    },
                     accepted: Instant::now(),
                 };
                 tasks.spawn(connection.serve(stream));
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            _ = ticks.tick() => connections.tick(),
             () = stop_requested(&mut shutdown) => break,
         }
     }
     drop(acceptor);
-    while tasks.join_next().await.is_some() {}
+    drain(&connections, &mut tasks).await;
 }
 
 /// Resolves once shutdown is requested (or the gateway is gone).

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 
+use super::attention::{CHECK, DRAIN, EVICT, Signals};
 use super::metrics::{CloseReason, ConnectionMetrics};
 use crate::events::{EventLog, NewEvent, Severity};
 
@@ -42,8 +42,10 @@ pub(crate) struct ConnectionState {
     pub(crate) bytes_at_finish: AtomicU64,
     /// Shutdown has begun: HTTP/1 responses carry `Connection: close`.
     pub(crate) draining: AtomicBool,
-    /// The registry asks the connection to close if it is idle.
-    pub(crate) evict: Notify,
+    /// Being served by hyper: the listener's periodic check concerns it.
+    pub(crate) hot: AtomicBool,
+    /// Eviction, drain and the periodic check (`attention.rs`).
+    pub(crate) signals: Signals,
 }
 
 impl ConnectionState {
@@ -137,7 +139,7 @@ impl Connections {
                 Some(id) => {
                     burst.evicted += 1;
                     if let Some(state) = live.connections.remove(&id) {
-                        state.evict.notify_one();
+                        state.signals.raise(EVICT);
                     }
                     self.metrics.record_close(CloseReason::Evicted);
                 }
@@ -187,6 +189,22 @@ impl Connections {
             connections: Arc::clone(self),
             state,
         })
+    }
+
+    /// Ask every connection served by hyper to look at its activity.
+    pub(crate) fn tick(&self) {
+        for state in self.live.lock().connections.values() {
+            if state.hot.load(Ordering::Relaxed) {
+                state.signals.raise(CHECK);
+            }
+        }
+    }
+
+    /// Tell every connection that shutdown has begun.
+    pub(crate) fn drain(&self) {
+        for state in self.live.lock().connections.values() {
+            state.signals.raise(DRAIN);
+        }
     }
 
     fn release(&self, id: u64) {

@@ -1,7 +1,12 @@
-//! The service of one client connection, wrapped so the connection knows
-//! whether a request is in progress (for its timeouts, parking and
-//! eviction), and so that responses sent while levee drains say
-//! `Connection: close`.
+//! A connection's requests, counted in and out, so that the connection
+//! knows whether a request is in progress (for its timeouts, parking and
+//! eviction); and responses sent while levee drains say `Connection:
+//! close`.
+//!
+//! [`begin`] and [`respond`] are called by the service itself, inside its
+//! own future: a wrapper future around the request path would make hyper
+//! copy the request path's (large) future once more per request.
+//! [`Tracked`] wraps services where that does not matter (the admin API).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,12 +22,38 @@ use hyper::service::Service;
 
 use super::registry::ConnectionState;
 
-/// A connection's service, counting requests in and responses out.
+/// A request has started on the connection; the guard counts it as
+/// finished when dropped (or when its response body ends, see
+/// [`respond`]).
+pub(crate) fn begin(state: &Arc<ConnectionState>) -> Finished {
+    // HTTP/2 runs each request in a task of its own: atomic adds.
+    state.started.fetch_add(1, Ordering::Relaxed);
+    Finished(Arc::clone(state))
+}
+
+/// The response of the request `finished` tracks: its body carries the
+/// guard, and while draining an HTTP/1 response says `Connection: close`
+/// (HTTP/2 says it with GOAWAY instead).
+pub(crate) fn respond<B>(
+    mut response: Response<B>,
+    finished: Finished,
+    http1: bool,
+) -> Response<TrackedBody<B>> {
+    if http1 && finished.0.draining.load(Ordering::Relaxed) {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response.map(|inner| TrackedBody {
+        inner,
+        finished: Some(finished),
+    })
+}
+
+/// A connection's service wrapped in [`begin`] / [`respond`].
 pub(crate) struct Tracked<S> {
     inner: S,
     state: Arc<ConnectionState>,
-    /// HTTP/1: a draining response gets `Connection: close` (HTTP/2 says
-    /// it with GOAWAY instead).
     http1: bool,
 }
 
@@ -45,35 +76,21 @@ where
     type Future = TrackedFuture<S::Future>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        let state = &self.state;
-        // HTTP/2 runs each request in a task of its own: atomic adds.
-        state.started.fetch_add(1, Ordering::Relaxed);
         TrackedFuture {
+            finished: Some(begin(&self.state)),
             inner: self.inner.call(request),
-            state: Some(Arc::clone(state)),
             http1: self.http1,
         }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// The service's future; its response's body carries the guard that
-    /// counts the response as finished.
+    /// The wrapped service's future.
     pub(crate) struct TrackedFuture<F> {
         #[pin]
         inner: F,
-        state: Option<Arc<ConnectionState>>,
+        finished: Option<Finished>,
         http1: bool,
-    }
-
-    impl<F> PinnedDrop for TrackedFuture<F> {
-        fn drop(this: Pin<&mut Self>) {
-            // Dropped before answering (the connection closed): the
-            // request is over all the same.
-            if let Some(state) = this.project().state.take() {
-                finish(&state);
-            }
-        }
     }
 }
 
@@ -86,21 +103,13 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
-        let state = this.state.take();
-        Poll::Ready(result.map(|mut response| {
-            if *this.http1
-                && state
-                    .as_ref()
-                    .is_some_and(|state| state.draining.load(Ordering::Relaxed))
-            {
-                response
-                    .headers_mut()
-                    .insert(CONNECTION, HeaderValue::from_static("close"));
-            }
-            response.map(|inner| TrackedBody {
+        let http1 = *this.http1;
+        Poll::Ready(result.map(|response| match this.finished.take() {
+            Some(finished) => respond(response, finished, http1),
+            None => response.map(|inner| TrackedBody {
                 inner,
-                finished: state.map(Finished),
-            })
+                finished: None,
+            }),
         }))
     }
 }
@@ -115,20 +124,17 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// Counts a response as finished once, when dropped.
+/// Counts a request as finished once, when dropped.
 pub(crate) struct Finished(Arc<ConnectionState>);
 
 impl Drop for Finished {
     fn drop(&mut self) {
-        finish(&self.0);
+        let state = &self.0;
+        state
+            .bytes_at_finish
+            .store(state.bytes_read.load(Ordering::Relaxed), Ordering::Relaxed);
+        state.finished.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-fn finish(state: &ConnectionState) {
-    state
-        .bytes_at_finish
-        .store(state.bytes_read.load(Ordering::Relaxed), Ordering::Relaxed);
-    state.finished.fetch_add(1, Ordering::Relaxed);
 }
 
 impl<B: Body> Body for TrackedBody<B> {
