@@ -314,6 +314,13 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         Zero::Rejected { hint: "" },
         report,
     );
+    let body_idle_timeout = duration(
+        raw.body_idle_timeout.as_ref(),
+        "body_idle_timeout",
+        ClusterSettings::DEFAULT_BODY_IDLE_TIMEOUT,
+        Zero::Rejected { hint: "" },
+        report,
+    );
     let idle_timeout = duration(
         raw.idle_timeout.as_ref(),
         "idle_timeout",
@@ -390,6 +397,7 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         Some(balance),
         Some(connect_timeout),
         Some(request_timeout),
+        Some(body_idle_timeout),
         Some(idle_timeout),
         Some(ewma_decay),
         Some(health),
@@ -406,6 +414,7 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         balance,
         connect_timeout,
         request_timeout,
+        body_idle_timeout,
         idle_timeout,
         ewma_decay,
         health,
@@ -429,6 +438,7 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         balance,
         connect_timeout,
         request_timeout,
+        body_idle_timeout,
         idle_timeout,
         max_idle_per_endpoint,
         ewma_decay,
