@@ -126,6 +126,7 @@ pub struct Metrics {
     retries: Family<ClusterKindLabels, Counter>,
     not_retried: Family<ClusterReasonLabels, Counter>,
     poison_requests: Family<ClusterLabels, Counter>,
+    client_body_failures: Family<ClusterReasonLabels, Counter>,
     admission_shed: Family<ClusterReasonLabels, Counter>,
     admission_wait: HistogramFamily<ClusterLabels>,
     admission_queue_depth: Family<ClusterLabels, Gauge>,
@@ -174,6 +175,7 @@ impl Metrics {
             retries: Family::default(),
             not_retried: Family::default(),
             poison_requests: Family::default(),
+            client_body_failures: Family::default(),
             admission_shed: Family::default(),
             admission_wait: Family::new_with_constructor(latency_histogram),
             admission_queue_depth: Family::default(),
@@ -249,6 +251,11 @@ impl Metrics {
             "poison_requests",
             "Requests that failed the same way on several endpoints and were stopped as poison",
             metrics.poison_requests.clone(),
+        );
+        registry.register(
+            "client_body_failures",
+            "Requests whose body failed on the client's side, by reason (stalled: 408 after body_idle_timeout; broken: 400), never counted against an endpoint",
+            metrics.client_body_failures.clone(),
         );
         registry.register(
             "admission_shed",
@@ -435,6 +442,7 @@ impl Metrics {
                 cluster: cluster.to_owned(),
             }),
             not_retried: self.not_retried.clone(),
+            client_body_failures: self.client_body_failures.clone(),
             cluster: cluster.to_owned(),
         }
     }
@@ -617,6 +625,8 @@ pub struct ClusterMetrics {
     poison: Counter,
     /// Reasons are looked up by label when a request gives up: rare.
     not_retried: Family<ClusterReasonLabels, Counter>,
+    /// Looked up by label too: rare.
+    client_body_failures: Family<ClusterReasonLabels, Counter>,
     cluster: String,
 }
 
@@ -639,6 +649,17 @@ impl ClusterMetrics {
     /// A failed request not tried again, for `reason` (a `NotRetried` label).
     pub fn record_not_retried(&self, reason: &'static str) {
         self.not_retried
+            .get_or_create(&ClusterReasonLabels {
+                cluster: self.cluster.clone(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// A request whose body failed on the client's side, for `reason`
+    /// (`stalled`, `broken`).
+    pub fn record_client_body_failure(&self, reason: &'static str) {
+        self.client_body_failures
             .get_or_create(&ClusterReasonLabels {
                 cluster: self.cluster.clone(),
                 reason,

@@ -96,6 +96,38 @@ async fn echo_with_a_known_length() {
 }
 
 #[tokio::test]
+async fn count_answers_only_after_the_whole_body() {
+    bounded(async {
+        let backend = Backend::start("b1", loopback()).await.unwrap();
+        let stream = tokio::net::TcpStream::connect(backend.addr())
+            .await
+            .unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let (tx, rx) = mpsc::channel::<Bytes>(4);
+        let request = http::Request::post("/count")
+            .header("host", "backend.test")
+            .body(ChannelBody(rx))
+            .unwrap();
+        tx.send(Bytes::from(vec![b'x'; 1000])).await.unwrap();
+        let response = tokio::spawn(sender.send_request(request));
+        // No answer while the body is still coming.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!response.is_finished());
+        tx.send(Bytes::from(vec![b'y'; 234])).await.unwrap();
+        drop(tx);
+        let response = response.await.unwrap().unwrap();
+        assert_eq!(response.status(), 200);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "1234\n");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn status_route_answers_the_requested_status() {
     bounded(async {
         let backend = Backend::start("b1", loopback()).await.unwrap();

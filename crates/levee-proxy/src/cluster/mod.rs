@@ -30,7 +30,7 @@ use crate::cache::ResponseCache;
 use crate::config::ClusterSettings;
 use crate::events::{EventLog, NewEvent, Severity};
 use crate::metrics::{ClusterMetrics, EndpointMetrics, Metrics};
-use crate::upstream::{EndpointPool, PoolSettings};
+use crate::upstream::{ClientBodyFailed, EndpointPool, PoolSettings};
 use admission::ClusterAdmission;
 use control::{Control, EndpointControl};
 use levee_core::admission::{Permit, Rejected};
@@ -474,6 +474,20 @@ impl Cluster {
         let endpoint = &self.endpoints[id.0];
         endpoint.metrics.record_failure(kind);
         tracing::debug!(cluster = %self.name, endpoint = %endpoint.address, kind = %kind, "upstream response body failed");
+    }
+
+    /// A request's body failed on the client's side (`endpoint`: the one it
+    /// was streaming to, if any). Counted on the cluster, never on the
+    /// endpoint: no attempt metric, latency sample or verdict.
+    pub fn record_client_body_failure(
+        &self,
+        endpoint: Option<EndpointId>,
+        failure: ClientBodyFailed,
+    ) {
+        self.retry_metrics
+            .record_client_body_failure(failure.as_str());
+        let endpoint = endpoint.map(|id| self.endpoints[id.0].address.as_str());
+        tracing::debug!(cluster = %self.name, endpoint, reason = %failure.reason(self.settings.body_idle_timeout), "client request body failed; not counted against the endpoint");
     }
 
     /// How many endpoints may take traffic now (not failing checks, not

@@ -212,6 +212,12 @@ pub(super) struct RawCluster {
     /// (retries and hedges included); on expiry the client gets 504. More
     /// than 0. Default `"15s"`.
     pub request_timeout: Option<Spanned<String>>,
+    /// Longest time a request body may go without progress, more than 0.
+    /// A client that sends no byte of it for this long gets 408 (never
+    /// counted against the endpoint); an endpoint that takes no byte of it
+    /// for this long counts as a timeout. The response-head timeouts start
+    /// once the body is sent. Default `"30s"`.
+    pub body_idle_timeout: Option<Spanned<String>>,
     /// How long an idle pooled upstream connection is kept; more than 0.
     /// Default `"90s"`.
     pub idle_timeout: Option<Spanned<String>>,

@@ -353,8 +353,14 @@ pub struct ClusterSettings {
     /// failure is always safe to retry elsewhere, so this is kept short.
     pub connect_timeout: Duration,
     /// The request's deadline for a response head, across every attempt
-    /// (retries and hedges included); on expiry the client gets 504.
+    /// (retries and hedges included); on expiry the client gets 504. Time
+    /// spent receiving or uploading the client's body is not counted.
     pub request_timeout: Duration,
+    /// Longest a request body may go without progress. Waiting for the
+    /// client: 408, not the endpoint's fault. Waiting for the endpoint to
+    /// take it: a timeout of the endpoint. Replaces the response-head
+    /// timeouts while a body streams up, so a long upload is not cut.
+    pub body_idle_timeout: Duration,
     /// How long an idle pooled upstream connection is kept.
     pub idle_timeout: Duration,
     /// At most this many idle pooled connections per endpoint; 0 disables
@@ -401,6 +407,10 @@ impl ClusterSettings {
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
     /// Default [`ClusterSettings::request_timeout`].
     pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+    /// Default [`ClusterSettings::body_idle_timeout`] (nginx's
+    /// `client_body_timeout` is 60 s, HAProxy's `timeout client` is often
+    /// 30 s).
+    pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
     /// Default [`ClusterSettings::idle_timeout`] (as hyper-util's pooled client).
     /// An upstream that closes idle connections sooner (nginx: 75 s, Node.js:
     /// 5 s) needs a lower value, or pooled requests meet closed connections.
@@ -422,6 +432,7 @@ impl ClusterSettings {
             balance: ClusterSettings::DEFAULT_BALANCE,
             connect_timeout: ClusterSettings::DEFAULT_CONNECT_TIMEOUT,
             request_timeout: ClusterSettings::DEFAULT_REQUEST_TIMEOUT,
+            body_idle_timeout: ClusterSettings::DEFAULT_BODY_IDLE_TIMEOUT,
             idle_timeout: ClusterSettings::DEFAULT_IDLE_TIMEOUT,
             max_idle_per_endpoint: ClusterSettings::DEFAULT_MAX_IDLE_PER_ENDPOINT,
             ewma_decay: ClusterSettings::DEFAULT_EWMA_DECAY,
@@ -516,8 +527,9 @@ impl AdaptiveLimitSettings {
 pub struct RetrySettings {
     /// Attempts in all, the first included (1: never retry).
     pub policy: RetryPolicy,
-    /// Limit on one attempt's wait for a response head; the request's own
-    /// deadline is [`ClusterSettings::request_timeout`].
+    /// Limit on one attempt's wait for a response head, from the moment its
+    /// body has been sent whole; the request's own deadline is
+    /// [`ClusterSettings::request_timeout`].
     pub per_try_timeout: Duration,
     /// Full-jitter wait between attempts.
     pub backoff: Backoff,

@@ -280,6 +280,7 @@ endpoints = ["10.0.0.1:8000"]
             balance: BalancePolicy::P2cEwma,
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(15),
+            body_idle_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(90),
             max_idle_per_endpoint: 128,
             ewma_decay: Duration::from_secs(10),
@@ -747,15 +748,16 @@ fn zero_worker_threads() {
 #[test]
 fn zero_timeouts() {
     let source = format!(
-        "[[cluster]]\nname = \"app\"\nendpoints = [\"a:1\"]\nconnect_timeout = \"0s\"\nrequest_timeout = \"0ms\"\nidle_timeout = \"0s\"\newma_decay = \"0s\"\n{VALID_TAIL}"
+        "[[cluster]]\nname = \"app\"\nendpoints = [\"a:1\"]\nconnect_timeout = \"0s\"\nrequest_timeout = \"0ms\"\nbody_idle_timeout = \"0s\"\nidle_timeout = \"0s\"\newma_decay = \"0s\"\n{VALID_TAIL}"
     );
     assert_eq!(
         errors(&source),
         [
             "levee.toml:4:19: connect_timeout: must be more than 0",
             "levee.toml:5:19: request_timeout: must be more than 0",
-            "levee.toml:6:16: idle_timeout: must be more than 0 (to disable pooling, set max_idle_per_endpoint = 0)",
-            "levee.toml:7:14: ewma_decay: must be more than 0",
+            "levee.toml:6:21: body_idle_timeout: must be more than 0",
+            "levee.toml:7:16: idle_timeout: must be more than 0 (to disable pooling, set max_idle_per_endpoint = 0)",
+            "levee.toml:8:14: ewma_decay: must be more than 0",
         ]
     );
 }

@@ -395,6 +395,13 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         Zero::Rejected { hint: "" },
         report,
     );
+    let body_idle_timeout = duration(
+        raw.body_idle_timeout.as_ref(),
+        "body_idle_timeout",
+        ClusterSettings::DEFAULT_BODY_IDLE_TIMEOUT,
+        Zero::Rejected { hint: "" },
+        report,
+    );
     let idle_timeout = duration(
         raw.idle_timeout.as_ref(),
         "idle_timeout",
@@ -471,6 +478,7 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         Some(balance),
         Some(connect_timeout),
         Some(request_timeout),
+        Some(body_idle_timeout),
         Some(idle_timeout),
         Some(ewma_decay),
         Some(health),
@@ -487,6 +495,7 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         balance,
         connect_timeout,
         request_timeout,
+        body_idle_timeout,
         idle_timeout,
         ewma_decay,
         health,
@@ -510,6 +519,7 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         balance,
         connect_timeout,
         request_timeout,
+        body_idle_timeout,
         idle_timeout,
         max_idle_per_endpoint,
         ewma_decay,

@@ -11,7 +11,11 @@
 //!   against the endpoints it broke;
 //! - with per-endpoint breakers, an endpoint whose breaker rejects is
 //!   skipped as if tried, and each attempt's outcome feeds its endpoint's
-//!   breaker (when the request is over for a failure, as above).
+//!   breaker (when the request is over for a failure, as above);
+//! - a body streaming from the client is watched while it goes up
+//!   (`upstream::send_streamed`): the response-head timeouts start once it
+//!   is sent, and a client body that stalls or breaks ends the request
+//!   without any verdict on the endpoint.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -33,7 +37,10 @@ use tokio::time::Instant;
 use super::body::{InFlight, UpstreamBody};
 use super::error::ProxyError;
 use crate::cluster::{Cluster, EndpointBreakerCall};
-use crate::upstream::{PooledConnection, ReplayCopy, RequestBody, SendFailure};
+use crate::upstream::{
+    ClientBodyFailed, PooledConnection, ReplayCopy, RequestBody, SendFailure, UploadWatch,
+    send_streamed,
+};
 
 /// The request body as this request's attempts see it.
 pub enum Payload {
@@ -83,7 +90,8 @@ struct Prepared {
     cluster: Arc<Cluster>,
     endpoint: EndpointId,
     request: Request<RequestBody>,
-    /// Per-try timeout, capped by the request's deadline.
+    /// Per-try timeout, capped by the request's deadline (both shifted by
+    /// the upload's duration for a body streaming from the client).
     timeout_at: Instant,
     /// The endpoint breaker's permit, if the cluster has endpoint breakers.
     breaker: Option<EndpointBreakerCall>,
@@ -101,21 +109,55 @@ async fn run_attempt(prepared: Prepared) -> Attempted {
     let in_flight = InFlight::start(&cluster, endpoint);
     let started = Instant::now();
     let pool = &cluster.endpoint(endpoint).pool;
+    let request = match watch_upload(request, started) {
+        Sending::Held(request) => request,
+        Sending::Streamed(request, watch) => {
+            let idle = cluster.settings.body_idle_timeout;
+            // Boxed: inline, its state would grow every request's future
+            // (which hyper moves whole) for the few that stream a body.
+            let uploaded = Box::pin(send_streamed(pool, request, watch, idle, timeout_at)).await;
+            return Attempted {
+                endpoint,
+                in_flight,
+                latency: uploaded.latency,
+                upload: uploaded.upload,
+                result: uploaded.result,
+                breaker,
+            };
+        }
+    };
+    // A body levee holds goes out at once: the head is due from now.
     let result = match tokio::time::timeout_at(timeout_at, pool.send(request)).await {
         Ok(result) => result,
         // Dropping the attempt closes its connection: a hung endpoint keeps
         // no pooled connection.
-        Err(_elapsed) => Err(SendFailure {
-            kind: FailureKind::Timeout,
-            unsent: None,
-        }),
+        Err(_elapsed) => Err(SendFailure::new(FailureKind::Timeout)),
     };
     Attempted {
         endpoint,
         in_flight,
         latency: started.elapsed(),
+        upload: Duration::ZERO,
         result,
         breaker,
+    }
+}
+
+/// How an attempt's request goes out.
+enum Sending {
+    /// With a body levee holds: at once, from memory.
+    Held(Request<RequestBody>),
+    /// With a body streaming from the client, watched from the start.
+    Streamed(Request<RequestBody>, UploadWatch),
+}
+
+/// `request`, and a watch on its upload from `now` if its body streams from
+/// the client. Not inline in `run_attempt`: a borrow of the request there
+/// would keep a copy of it in every attempt's future.
+fn watch_upload(mut request: Request<RequestBody>, now: Instant) -> Sending {
+    match request.body_mut().watch_upload(now) {
+        Some(watch) => Sending::Streamed(request, watch),
+        None => Sending::Held(request),
     }
 }
 
@@ -123,7 +165,11 @@ async fn run_attempt(prepared: Prepared) -> Attempted {
 struct Attempted {
     endpoint: EndpointId,
     in_flight: InFlight,
+    /// How long the endpoint kept it waiting (the upload not included).
     latency: Duration,
+    /// How long its body streamed up from the client (zero for a body levee
+    /// holds): time that is not the endpoint's answer time.
+    upload: Duration,
     result: Result<(Response<Incoming>, PooledConnection), SendFailure>,
     breaker: Option<EndpointBreakerCall>,
 }
@@ -143,6 +189,9 @@ pub struct Attempts {
     payload: Payload,
     facts: RequestFacts,
     deadline: Instant,
+    /// Time spent on the client's body so far, reading it before the first
+    /// attempt or streaming it up (the deadline has been moved by as much).
+    client_time: Duration,
     tried: SmallVec<[EndpointId; 3]>,
     /// Endpoints whose breaker rejected this request: never picked again.
     skipped: SmallVec<[EndpointId; 3]>,
@@ -158,6 +207,15 @@ pub struct Attempts {
     held_verdicts: SmallVec<[(Outcome, Option<EndpointBreakerCall>); 2]>,
 }
 
+/// How a request's attempts ended.
+pub struct Finished {
+    /// The response for the client, or levee's error.
+    pub result: Result<Answered, ProxyError>,
+    /// Time spent on the client's body (reading it, streaming it up): not
+    /// part of the upstream's answer time.
+    pub client_time: Duration,
+}
+
 /// A response head ready for the client, and how many attempts it took.
 pub struct Answered {
     /// The winning response, body still streaming.
@@ -167,13 +225,15 @@ pub struct Answered {
 }
 
 impl Attempts {
-    /// Prepare the attempts of one request, which must answer by `deadline`.
+    /// Prepare the attempts of one request, which must answer by `deadline`
+    /// and already spent `client_time` waiting for its body.
     pub fn new(
         cluster: Arc<Cluster>,
         head: RequestHead,
         payload: Payload,
         idempotent: bool,
         deadline: Instant,
+        client_time: Duration,
     ) -> Attempts {
         let facts = RequestFacts {
             idempotent,
@@ -185,6 +245,7 @@ impl Attempts {
             payload,
             facts,
             deadline,
+            client_time,
             tried: SmallVec::new(),
             skipped: SmallVec::new(),
             rejected: None,
@@ -197,9 +258,11 @@ impl Attempts {
 
     /// Run attempts, the first on `first`, until one gives a response the
     /// client should get, or a rule stops the request.
-    pub async fn run(mut self, first: EndpointId) -> Result<Answered, ProxyError> {
+    pub async fn run(mut self, first: EndpointId) -> Finished {
         let now = Instant::now();
         self.cluster.record_request(now);
+        // Only a body levee holds is hedged: it is all there before the
+        // first attempt, so a hedge never fires while a body is uploading.
         let hedging = self.facts.idempotent
             && self.facts.body_replayable
             && self.cluster.settings.retry.policy.max_attempts() > 1;
@@ -215,10 +278,11 @@ impl Attempts {
         // A fresh payload can always be sent once.
         let Some((first, breaker)) = self.admit(Some(first), now) else {
             self.finish(now);
-            return Err(self.no_endpoint_error());
+            let error = self.no_endpoint_error();
+            return self.finished(Err(error));
         };
         let Some(prepared) = self.prepare(first, breaker, now) else {
-            return Err(self.deadline_error());
+            return self.finished(Err(self.deadline_error()));
         };
         let first = run_attempt(prepared);
         tokio::pin!(first);
@@ -250,7 +314,14 @@ impl Attempts {
             }
         };
         self.finish(Instant::now());
-        result
+        self.finished(result)
+    }
+
+    fn finished(&self, result: Result<Answered, ProxyError>) -> Finished {
+        Finished {
+            result,
+            client_time: self.client_time,
+        }
     }
 
     fn attempts(&self) -> u32 {
@@ -323,10 +394,17 @@ impl Attempts {
         let now = Instant::now();
         self.running
             .retain(|running| running.endpoint != attempted.endpoint);
+        if !attempted.upload.is_zero() {
+            // The request's deadline counts from the body's end, as the
+            // attempt's own timeout did.
+            self.client_time += attempted.upload;
+            self.deadline += attempted.upload;
+        }
         let Attempted {
             endpoint,
             in_flight,
             latency,
+            upload: _,
             result,
             breaker,
         } = attempted;
@@ -339,6 +417,9 @@ impl Attempts {
                 )
             }
             Err(failure) => {
+                if let Some(client_body) = failure.client_body {
+                    return Step::Stop(self.client_body_failed(endpoint, client_body, breaker));
+                }
                 if let (Some(unsent), Payload::Once(slot)) = (failure.unsent, &mut self.payload) {
                     // Never sent: the streaming body can still go elsewhere.
                     *slot = Some(unsent.into_body());
@@ -536,6 +617,32 @@ impl Attempts {
             None => ProxyError::NoEndpoint {
                 cluster: self.cluster.name.clone(),
             },
+        }
+    }
+
+    /// The client's body failed while it streamed to `endpoint`: the request
+    /// is over, and says nothing about the endpoint (no attempt metric,
+    /// latency sample, outlier or breaker verdict), nor can another endpoint
+    /// get the body.
+    fn client_body_failed(
+        &self,
+        endpoint: EndpointId,
+        failure: ClientBodyFailed,
+        breaker: Option<EndpointBreakerCall>,
+    ) -> ProxyError {
+        if let Some(breaker) = breaker {
+            breaker.finish(None);
+        }
+        self.cluster
+            .record_client_body_failure(Some(endpoint), failure);
+        self.cluster
+            .retry_metrics
+            .record_not_retried(NotRetried::ClientBody.as_str());
+        ProxyError::ClientBody {
+            cluster: self.cluster.name.clone(),
+            failure,
+            idle: self.cluster.settings.body_idle_timeout,
+            attempts: self.attempts(),
         }
     }
 

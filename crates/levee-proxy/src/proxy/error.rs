@@ -1,6 +1,8 @@
 //! levee's own error responses: a status, a short JSON body saying which rule
 //! fired, never internals.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
@@ -10,6 +12,8 @@ use levee_core::admission::Rejected;
 use levee_core::breaker::Rejected as BreakerRejected;
 use levee_core::retry::NotRetried;
 use serde::Serialize;
+
+use crate::upstream::ClientBodyFailed;
 
 /// How many attempts served (or failed) a request: on every response.
 pub static X_LEVEE_ATTEMPTS: HeaderName = HeaderName::from_static("x-levee-attempts");
@@ -66,6 +70,19 @@ pub enum ProxyError {
         /// True when it waited `fill_wait` in vain (504), false otherwise (502).
         timed_out: bool,
     },
+    /// The client's request body failed: it stopped arriving (408) or
+    /// broke off (400). The client's doing: never counted against an
+    /// endpoint.
+    ClientBody {
+        /// Cluster name.
+        cluster: String,
+        /// How it failed.
+        failure: ClientBodyFailed,
+        /// The cluster's `body_idle_timeout`, for the reason given.
+        idle: Duration,
+        /// Attempts made (0: it failed before any).
+        attempts: u32,
+    },
     /// The client's request could not be turned into an upstream request.
     BadRequest {
         /// What is wrong with it.
@@ -110,6 +127,10 @@ impl ProxyError {
                 timed_out: true, ..
             } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::CacheFill { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::ClientBody { failure, .. } => match failure {
+                ClientBodyFailed::Stalled => StatusCode::REQUEST_TIMEOUT,
+                ClientBodyFailed::Broken => StatusCode::BAD_REQUEST,
+            },
             ProxyError::BadRequest { .. } => StatusCode::BAD_REQUEST,
         }
     }
@@ -117,9 +138,9 @@ impl ProxyError {
     /// Attempts made before levee answered itself (0: none was made).
     pub fn attempts(&self) -> u32 {
         match self {
-            ProxyError::Upstream { attempts, .. } | ProxyError::Deadline { attempts, .. } => {
-                *attempts
-            }
+            ProxyError::Upstream { attempts, .. }
+            | ProxyError::Deadline { attempts, .. }
+            | ProxyError::ClientBody { attempts, .. } => *attempts,
             ProxyError::NoEndpoint { .. }
             | ProxyError::Overloaded { .. }
             | ProxyError::CacheFill { .. }
@@ -150,6 +171,12 @@ impl ProxyError {
             ProxyError::Deadline { .. } => {
                 "no upstream response within the request timeout (request_timeout)"
             }
+            ProxyError::ClientBody { failure, .. } => match failure {
+                ClientBodyFailed::Stalled => {
+                    "request body stopped arriving from the client (body_idle_timeout)"
+                }
+                ClientBodyFailed::Broken => "request body could not be read from the client",
+            },
             ProxyError::BadRequest { reason } => reason,
         }
     }
@@ -219,6 +246,20 @@ impl ProxyError {
                 retry: None,
                 reason: None,
             },
+            ProxyError::ClientBody {
+                cluster,
+                failure,
+                idle,
+                attempts,
+            } => ErrorBody {
+                error: self.message(),
+                cluster: Some(cluster),
+                endpoint: None,
+                kind: Some(FailureKind::ClientBody.as_str()),
+                attempts: (*attempts > 0).then_some(*attempts),
+                retry: None,
+                reason: Some(failure.reason(*idle)),
+            },
             ProxyError::BadRequest { .. } => ErrorBody {
                 error: self.message(),
                 cluster: None,
@@ -251,6 +292,17 @@ impl ProxyError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        if let ProxyError::ClientBody {
+            failure: ClientBodyFailed::Stalled,
+            ..
+        } = &self
+        {
+            // The rest of the body may still come: this connection cannot
+            // carry another request (RFC 9110, 408).
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if attempts > 0 {
             response
@@ -290,6 +342,38 @@ mod tests {
 mod body_tests {
     use super::*;
     use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn a_stalled_client_body_is_408_and_says_why() {
+        let error = ProxyError::ClientBody {
+            cluster: "app".into(),
+            failure: ClientBodyFailed::Stalled,
+            idle: Duration::from_secs(30),
+            attempts: 1,
+        };
+        let response = error.into_response();
+        assert_eq!(response.status(), 408);
+        assert_eq!(response.headers()[header::CONNECTION], "close");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["kind"], "client-body");
+        assert_eq!(
+            json["reason"],
+            "no byte of the request body arrived for 30s (body_idle_timeout)"
+        );
+    }
+
+    #[test]
+    fn a_broken_client_body_is_400() {
+        let error = ProxyError::ClientBody {
+            cluster: "app".into(),
+            failure: ClientBodyFailed::Broken,
+            idle: Duration::from_secs(30),
+            attempts: 0,
+        };
+        assert_eq!(error.status(), 400);
+        assert_eq!(error.attempts(), 0);
+    }
 
     #[tokio::test]
     async fn says_why_it_was_not_retried_and_how_often_it_was_tried() {

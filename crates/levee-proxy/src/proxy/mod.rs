@@ -1,6 +1,6 @@
 //! The HTTP request path, in one straight line:
 //! client request → admission (slot or 503) → rewrite headers → body held
-//! for replay (if small) →
+//! for replay (if small; a client that stops sending it gets 408) →
 //! attempts (pick endpoint, per-try timeout, retry or hedge elsewhere;
 //! `attempts.rs`) → outcomes recorded on the cluster → response streamed back.
 
@@ -29,8 +29,8 @@ pub use headers::client_ip_value;
 
 use crate::cluster::Cluster;
 use crate::metrics::ListenerMetrics;
-use crate::upstream::{ClientBodyFailed, read_for_replay};
-use attempts::{Attempts, Payload, RequestHead};
+use crate::upstream::{BodyRead, read_for_replay};
+use attempts::{Attempts, Finished, Payload, RequestHead};
 
 /// Body of every response a listener sends: a streamed upstream body or one of
 /// levee's own short answers.
@@ -139,9 +139,13 @@ pub(crate) async fn forward(
                 })
         })
         .transpose()?;
-    let result = attempt(cluster, request, client, started, deadline).await;
+    let Finished {
+        result,
+        client_time,
+    } = attempt(cluster, request, client, started, deadline).await;
     if let Some(call) = breaker {
-        let outcome = breaker_outcome(&result, call.elapsed());
+        // A slow upload is the client's time, not a slow call.
+        let outcome = breaker_outcome(&result, call.elapsed().saturating_sub(client_time));
         call.finish(outcome);
     }
     let answered = result?;
@@ -185,14 +189,21 @@ async fn attempt(
     client: &ClientInfo,
     started: Instant,
     deadline: Instant,
-) -> Result<attempts::Answered, ProxyError> {
+) -> Finished {
+    let early = |error| Finished {
+        result: Err(error),
+        client_time: std::time::Duration::ZERO,
+    };
     // Picked before the body is read: no endpoint, no point reading it.
-    let first = cluster
-        .pick(started)
-        .ok_or_else(|| ProxyError::NoEndpoint {
+    let Some(first) = cluster.pick(started) else {
+        return early(ProxyError::NoEndpoint {
             cluster: cluster.name.clone(),
-        })?;
-    let request = upstream_request(request, client, &cluster.endpoint(first).host_header)?;
+        });
+    };
+    let request = match upstream_request(request, client, &cluster.endpoint(first).host_header) {
+        Ok(request) => request,
+        Err(error) => return early(error),
+    };
     let (parts, body) = request.into_parts();
     let retry = &cluster.settings.retry;
     let idempotent = is_idempotent(
@@ -200,29 +211,54 @@ async fn attempt(
         parts.headers.contains_key(&IDEMPOTENCY_KEY),
         retry.idempotent,
     );
-    let payload =
-        match tokio::time::timeout_at(deadline, read_for_replay(body, retry.replay_buffer)).await {
-            Ok(Ok(Ok(copy))) => Payload::Replayable(copy),
-            Ok(Ok(Err(streaming))) => Payload::Once(Some(streaming)),
-            Ok(Err(ClientBodyFailed)) => {
-                return Err(ProxyError::BadRequest {
-                    reason: "request body could not be read from the client",
-                });
-            }
-            Err(_elapsed) => {
-                return Err(ProxyError::BadRequest {
-                    reason: "request body did not arrive within the request timeout",
-                });
-            }
-        };
+    // Bounded by the client's progress, not by the deadline: a slow but
+    // steady client is served, a stalled one gets 408.
+    let idle = cluster.settings.body_idle_timeout;
+    // Matched whole, not bound: a binding would be kept in the future
+    // across the attempts.
+    let (payload, waited_since) = match read_for_replay(body, retry.replay_buffer, idle).await {
+        Ok(BodyRead {
+            body: Ok(copy),
+            waited_since,
+        }) => (Payload::Replayable(copy), waited_since),
+        Ok(BodyRead {
+            body: Err(streaming),
+            waited_since,
+        }) => (Payload::Once(Some(streaming)), waited_since),
+        Err(failure) => {
+            cluster.record_client_body_failure(None, failure);
+            return early(ProxyError::ClientBody {
+                cluster: cluster.name.clone(),
+                failure,
+                idle,
+                attempts: 0,
+            });
+        }
+    };
+    // The time spent waiting for the client's body is not the upstream's:
+    // the deadline for its answer moves by as much.
+    let (deadline, waited) = match waited_since {
+        Some(since) => {
+            let waited = since.elapsed();
+            (deadline + waited, waited)
+        }
+        None => (deadline, std::time::Duration::ZERO),
+    };
     let head = RequestHead {
         method: parts.method,
         uri: parts.uri,
         headers: parts.headers,
     };
-    Attempts::new(Arc::clone(cluster), head, payload, idempotent, deadline)
-        .run(first)
-        .await
+    Attempts::new(
+        Arc::clone(cluster),
+        head,
+        payload,
+        idempotent,
+        deadline,
+        waited,
+    )
+    .run(first)
+    .await
 }
 
 /// Turn the client's request into the request sent upstream: origin-form

@@ -1,11 +1,13 @@
 //! Talking to upstream endpoints: per-endpoint keep-alive pools, the request
-//! body held for replay, and the translation of their errors into
-//! [`levee_core::FailureKind`].
+//! body held for replay or streamed up (with its progress watched), and the
+//! translation of their errors into [`levee_core::FailureKind`].
 
 mod classify;
 mod pool;
 mod request_body;
+mod upload;
 
 pub use classify::classify_body_error;
 pub use pool::{ConnectError, EndpointPool, PoolSettings, PooledConnection, SendFailure};
-pub use request_body::{ClientBodyFailed, ReplayCopy, RequestBody, read_for_replay};
+pub use request_body::{BodyRead, ClientBodyFailed, ReplayCopy, RequestBody, read_for_replay};
+pub use upload::{UploadWatch, Uploaded, send_streamed};

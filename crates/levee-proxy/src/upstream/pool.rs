@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::classify::classify_send_error;
-use super::request_body::RequestBody;
+use super::request_body::{ClientBodyFailed, RequestBody};
 
 /// How one endpoint's connections are made and kept.
 #[derive(Clone, Copy, Debug)]
@@ -45,11 +45,37 @@ pub struct SendFailure {
     /// The request, handed back when it was never sent (a streaming body can
     /// then still go to another endpoint).
     pub unsent: Option<Request<RequestBody>>,
+    /// With [`FailureKind::ClientBody`]: how the client's body failed.
+    pub client_body: Option<ClientBodyFailed>,
 }
 
 impl SendFailure {
-    fn new(kind: FailureKind) -> SendFailure {
-        SendFailure { kind, unsent: None }
+    /// A failure of `kind`; a [`FailureKind::ClientBody`] one is taken to be
+    /// a body that broke (hyper's only way of reporting it).
+    pub fn new(kind: FailureKind) -> SendFailure {
+        SendFailure {
+            kind,
+            unsent: None,
+            client_body: (kind == FailureKind::ClientBody).then_some(ClientBodyFailed::Broken),
+        }
+    }
+
+    /// The client's body failed this way while it was being sent.
+    pub fn client_body(failure: ClientBodyFailed) -> SendFailure {
+        SendFailure {
+            kind: FailureKind::ClientBody,
+            unsent: None,
+            client_body: Some(failure),
+        }
+    }
+
+    /// Nothing was sent; `request` may go elsewhere.
+    fn unsent(kind: FailureKind, request: Request<RequestBody>) -> SendFailure {
+        SendFailure {
+            kind,
+            unsent: Some(request),
+            client_body: None,
+        }
     }
 }
 
@@ -134,12 +160,7 @@ impl EndpointPool {
                 Some(sender) => (sender, true),
                 None => match self.connect().await {
                     Ok(sender) => (sender, false),
-                    Err(kind) => {
-                        return Err(SendFailure {
-                            kind,
-                            unsent: Some(request),
-                        });
-                    }
+                    Err(kind) => return Err(SendFailure::unsent(kind, request)),
                 },
             };
             match sender.try_send_request(request).await {
@@ -157,10 +178,7 @@ impl EndpointPool {
                     }
                     // Handed back by a connection just made: still never sent.
                     Some(unsent) => {
-                        return Err(SendFailure {
-                            kind: FailureKind::ConnectFailed,
-                            unsent: Some(unsent),
-                        });
+                        return Err(SendFailure::unsent(FailureKind::ConnectFailed, unsent));
                     }
                     None => return Err(SendFailure::new(classify_send_error(error.error()))),
                 },

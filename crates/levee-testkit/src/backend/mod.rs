@@ -14,7 +14,8 @@
 //!
 //! Routes when healthy: any path answers `200 hello from <name>`;
 //! `GET /drip?chunks=N&interval=MS` streams numbered chunks; `POST|PUT /echo`
-//! streams the request body back; `/status/CODE` answers that status;
+//! streams the request body back; `POST|PUT /count` reads the whole request
+//! body, then answers its length in bytes; `/status/CODE` answers that status;
 //! `GET /slow?ms=MS` answers after a pause; `/reset` reads the request and
 //! resets the connection (a "query of death" that breaks any healthy node).
 //! Every answer carries `x-backend: <name>`.

@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::futures::OwnedNotified;
 use tokio::time::Sleep;
@@ -143,6 +144,29 @@ impl BackendService {
         }))
     }
 
+    /// `/count`: read the whole request body, then answer its length in
+    /// bytes (`"<n>\n"`), so a test knows the node got all of it, and that
+    /// it answered only after the last byte. A body that breaks off gets a
+    /// 400 saying how far it got (nobody is left to read it).
+    fn count(&self, request: Request<Incoming>) -> ResponseFuture {
+        let service = self.clone();
+        ResponseFuture::Queued(Box::pin(async move {
+            let mut body = request.into_body();
+            let mut received = 0u64;
+            while let Some(frame) = body.frame().await {
+                let Ok(frame) = frame else {
+                    let text = Bytes::from(format!("body broke off after {received} bytes\n"));
+                    return Ok(service.response(StatusCode::BAD_REQUEST, ResponseBody::full(text)));
+                };
+                if let Some(data) = frame.data_ref() {
+                    received += data.len() as u64;
+                }
+            }
+            let text = Bytes::from(format!("{received}\n"));
+            Ok(service.response(StatusCode::OK, ResponseBody::full(text)))
+        }))
+    }
+
     fn failing(&self) -> Response<ResponseBody> {
         let body = ResponseBody::full(Bytes::from_static(FAILING_BODY.as_bytes()));
         let mut response = self.response(StatusCode::SERVICE_UNAVAILABLE, body);
@@ -172,6 +196,12 @@ impl hyper::service::Service<Request<Incoming>> for BackendService {
         match mode {
             // A request that kills whichever node gets it, however healthy.
             Mode::Healthy if request.uri().path() == "/reset" => self.take_over(Takeover::Reset),
+            Mode::Healthy
+                if request.uri().path() == "/count"
+                    && matches!(*request.method(), Method::POST | Method::PUT) =>
+            {
+                self.count(request)
+            }
             Mode::Healthy => self.serve(self.route(request)),
             Mode::Slow(delay) => {
                 let (extra, response) = self.route(request);
@@ -198,7 +228,8 @@ pub(crate) enum ResponseFuture {
         pause: Pin<Box<Sleep>>,
         response: Option<Response<ResponseBody>>,
     },
-    /// Waiting for a worker, then the pause (a backend with a capacity).
+    /// Waiting for a worker, then the pause (a backend with a capacity), or
+    /// reading a whole request body first (`/count`).
     Queued(Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, TakenOver>> + Send>>),
     /// The connection was handed to the raw fault code; resolves (with an
     /// error nobody sees) once hyper's side of the connection is gone, so that
