@@ -88,6 +88,7 @@ fn main() -> ExitCode {
                 Err(errors) => return report_config_errors(&errors),
             };
             let threads = worker_threads.or(config.runtime.worker_threads);
+            raise_descriptor_limit();
             run_in_runtime(threads, async move {
                 let gateway = levee_proxy::start(config).await?;
                 for listener in &gateway.state().listeners {
@@ -119,6 +120,24 @@ fn main() -> ExitCode {
             demo.shutdown().await;
             Ok(())
         }),
+    }
+}
+
+/// A gateway holds two descriptors per proxied connection. The usual soft
+/// limit (1024, systemd's default) is meant for programs that never need
+/// more; programs that do are expected to raise it up to the hard limit
+/// themselves, as nginx (`worker_rlimit_nofile`) and HAProxy do. Listeners
+/// derive their default `max_connections` from the result.
+fn raise_descriptor_limit() {
+    let before = levee_proxy::listener::descriptor_limit();
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(now) if Some(now) != before => {
+            tracing::info!(from = ?before, to = now, "file descriptor limit raised to the hard limit");
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(%error, "cannot raise the file descriptor limit; keeping it");
+        }
     }
 }
 

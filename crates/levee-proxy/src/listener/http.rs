@@ -213,7 +213,9 @@ where
                         closing = true;
                         Pin::new(&mut *connection).graceful_shutdown();
                     }
-                    if flags & CHECK != 0 {
+                    // A check in the same batch as the drain would find
+                    // the activity it just took: wait for the next one.
+                    if flags & CHECK != 0 && flags & DRAIN == 0 {
                         let now = Activity::of(&state);
                         if !closing && now == seen && is_between_requests(&state) {
                             closing = true;
@@ -279,6 +281,7 @@ where
         );
         let mut quiet_since = Instant::now();
         let mut closing = false;
+        let mut give_up_at = None;
         let mut signals = state.signals.next();
         loop {
             tokio::select! {
@@ -290,10 +293,13 @@ where
                     return;
                 }
                 flags = &mut signals => {
+                    let now = Instant::now();
+                    if give_up_at.is_some_and(|at| now >= at) {
+                        return;
+                    }
                     if closing {
                         continue;
                     }
-                    let now = Instant::now();
                     let current = (
                         state.started.load(Ordering::Relaxed),
                         state.finished.load(Ordering::Relaxed),
@@ -317,8 +323,18 @@ where
                         if let Some(reason) = reason {
                             self.record_close(reason);
                         }
+                        if state.never_served() {
+                            // Not even a stream (perhaps not even its
+                            // SETTINGS): nothing to say GOAWAY to.
+                            return;
+                        }
                         // GOAWAY; streams in progress finish.
                         connection.as_mut().graceful_shutdown();
+                        if idle {
+                            // A client that never closes its side must not
+                            // hold the connection.
+                            give_up_at = Some(now + LINGER * 2);
+                        }
                     }
                 }
             }

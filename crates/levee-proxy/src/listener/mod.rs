@@ -152,7 +152,7 @@ pub(crate) async fn serve_http(
 /// checking them often so that idle ones close soon.
 async fn drain(connections: &Connections, tasks: &mut JoinSet<()>) {
     connections.drain();
-    let mut ticks = tokio::time::interval(http::DRAIN_QUIET);
+    let mut ticks = tokio::time::interval_at(Instant::now() + http::DRAIN_QUIET, http::DRAIN_QUIET);
     loop {
         tokio::select! {
             joined = tasks.join_next() => if joined.is_none() { return },
