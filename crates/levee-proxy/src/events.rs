@@ -23,6 +23,7 @@ pub const EVENT_KINDS: &[&str] = &[
     "probe-health",
     "drain",
     "store",
+    "listener-limit",
 ];
 
 /// How many events `/events` remembers.
