@@ -165,6 +165,54 @@ fn validate_prints_fifty_problems_and_counts_the_rest() {
 }
 
 #[test]
+fn validate_warns_about_a_name_that_does_not_resolve_and_run_logs_it() {
+    let admin = free_port();
+    let path = write_config(
+        "unresolvable",
+        &format!(
+            "[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\ncluster = \"app\"\n\n[[cluster]]\nname = \"app\"\nendpoints = [\"127.0.0.1:8000\", \"no-such-host.invalid:80\"]\n"
+        ),
+    );
+    let mut command = levee();
+    command.args(["validate", "-c"]).arg(&path);
+    let output = output_within(command, Duration::from_secs(30));
+    // levee starts with such a name (it may appear later): not an error.
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let warnings: Vec<&str> = stderr.lines().collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].starts_with(&format!("{}: warning: ", path.display()))
+            && warnings[0].contains("\"no-such-host.invalid:80\" does not resolve"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).ends_with(": ok\n"));
+
+    // `run` starts, and logs an error naming the endpoint.
+    let mut child = Running(
+        levee()
+            .args(["run", "-c"])
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    wait_for_line(&mut child.0, "admin on");
+    let _ = child.0.kill();
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.0.stderr.take() {
+        use std::io::Read;
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    let error = stderr
+        .lines()
+        .find(|line| line.contains("ERROR") && line.contains("no-such-host.invalid:80"))
+        .unwrap_or_else(|| panic!("no error line about the name: {stderr}"));
+    assert!(error.contains("does not resolve"), "{error}");
+}
+
+#[test]
 fn run_refuses_a_bad_config_before_binding_anything() {
     let port = free_port();
     let path = write_config(

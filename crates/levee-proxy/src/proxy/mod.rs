@@ -191,6 +191,7 @@ async fn attempt(
         .pick(started)
         .ok_or_else(|| ProxyError::NoEndpoint {
             cluster: cluster.name.clone(),
+            reason: cluster.no_endpoint_reason(started),
         })?;
     let request = upstream_request(request, client, &cluster.endpoint(first).host_header)?;
     let (parts, body) = request.into_parts();

@@ -1,10 +1,11 @@
 //! Talking to upstream endpoints: per-endpoint keep-alive pools, the request
-//! body held for replay, and the translation of their errors into
-//! [`levee_core::FailureKind`].
+//! body held for replay, what endpoint names resolve to, and the translation
+//! of their errors into [`levee_core::FailureKind`].
 
 mod classify;
 mod pool;
 mod request_body;
+pub mod resolve;
 
 pub use classify::classify_body_error;
 pub use pool::{ConnectError, EndpointPool, PoolSettings, PooledConnection, SendFailure};
