@@ -1,5 +1,5 @@
 //! Evidence that an endpoint takes no connections at all, which panic mode
-//! does not overrule.
+//! does not overrule (see [`Standing`](super::Standing)).
 //!
 //! Panic mode sends traffic to endpoints that fail their checks because
 //! checks can be wrong (a shared dependency blip fails every probe). A name

@@ -55,11 +55,21 @@ pub enum Standing {
     /// Failing its checks or ejected: out of rotation, but panic mode still
     /// sends to it, because checks can be wrong.
     Unavailable,
-    /// Not available, and known to take no connections: its name does not
-    /// resolve, or it refuses connections (see
-    /// [`Reachability`](super::Reachability)). Out even in panic mode: a
-    /// request sent there fails at once.
-    Unreachable,
+    /// Not available, and refusing connections (see
+    /// [`Reachability`](super::Reachability)): out even in panic mode, since
+    /// a request sent there fails at once. Only when every endpoint that
+    /// resolves refuses are they tried anyway: a refusal may be over (the
+    /// whole cluster restarting), and a request sent nowhere cannot succeed.
+    Refusing,
+    /// Its name does not resolve: never a candidate, there is no address.
+    Unresolved,
+}
+
+impl Standing {
+    /// Known to take no connections: refusing or unresolved.
+    pub fn is_unreachable(self) -> bool {
+        matches!(self, Standing::Refusing | Standing::Unresolved)
+    }
 }
 
 /// The balancer's candidates for the next request.
@@ -110,9 +120,10 @@ impl Routing {
 /// Panics (in the routing sense) when the available share is below the
 /// threshold, and whenever no endpoint is available at all: a request sent
 /// to a maybe-broken node may succeed, a request sent nowhere cannot. In
-/// panic every endpoint that is not [`Standing::Unreachable`] is a
-/// candidate; when every one is unreachable there is none. An empty cluster
-/// has no candidates and no panic.
+/// panic every endpoint that is available or [`Standing::Unavailable`] is a
+/// candidate; if there is none, the [`Standing::Refusing`] ones are; an
+/// unresolved endpoint never is. An empty cluster has no candidates and no
+/// panic.
 pub fn routable(standings: &[Standing], panic: PanicParams) -> Routing {
     let indices_where = |wanted: fn(Standing) -> bool| -> Vec<usize> {
         (0..standings.len())
@@ -122,13 +133,17 @@ pub fn routable(standings: &[Standing], panic: PanicParams) -> Routing {
     let available = indices_where(|standing| standing == Standing::Available);
     let unreachable = standings
         .iter()
-        .filter(|&&standing| standing == Standing::Unreachable)
+        .filter(|standing| standing.is_unreachable())
         .count();
     let total = standings.len();
     let too_few = available.len() * 100 < usize::from(panic.threshold_percent) * total;
     if total > 0 && (available.is_empty() || too_few) {
+        let mut candidates = indices_where(|standing| !standing.is_unreachable());
+        if candidates.is_empty() {
+            candidates = indices_where(|standing| standing == Standing::Refusing);
+        }
         Routing {
-            candidates: indices_where(|standing| standing != Standing::Unreachable),
+            candidates,
             panic: true,
             available,
             unreachable,
@@ -149,7 +164,8 @@ mod tests {
 
     const A: Standing = Standing::Available;
     const U: Standing = Standing::Unavailable;
-    const X: Standing = Standing::Unreachable;
+    const X: Standing = Standing::Refusing;
+    const N: Standing = Standing::Unresolved;
 
     fn routing(available: &[bool], threshold: u8) -> Routing {
         let standings: Vec<Standing> = available.iter().map(|&a| if a { A } else { U }).collect();
@@ -212,20 +228,22 @@ mod tests {
         assert_eq!(r.candidates, r.available);
         assert_eq!(r.unreachable, 490);
         // Unavailable but reachable endpoints are still spread over.
-        let r = of(&[A, U, X, U, X], 50);
+        let r = of(&[A, U, X, U, N], 50);
+        let summary = (r.candidates, r.panic, r.unreachable);
+        assert_eq!(summary, (vec![0, 1, 3], true, 2));
+        // Every endpoint that resolves refuses: they are tried anyway (the
+        // whole cluster may just have restarted); never an unresolved one.
+        let r = of(&[X, N, X], 50);
         assert_eq!(
             (r.candidates, r.panic, r.unreachable),
-            (vec![0, 1, 3], true, 2)
+            (vec![0, 2], true, 3)
         );
-        // Nothing reachable: no candidate at all.
-        let r = of(&[X, X], 50);
+        let r = of(&[N, N], 50);
         assert_eq!((r.candidates, r.panic, r.unreachable), (vec![], true, 2));
         // Outside panic an unreachable endpoint is just not available.
-        let r = of(&[A, A, X], 50);
-        assert_eq!(
-            (r.candidates, r.panic, r.unreachable),
-            (vec![0, 1], false, 1)
-        );
+        let r = of(&[A, A, X, N], 25);
+        let summary = (r.candidates, r.panic, r.unreachable);
+        assert_eq!(summary, (vec![0, 1], false, 2));
     }
 
     #[test]

@@ -129,11 +129,12 @@ impl Control {
     /// How routing sees `endpoint`.
     pub fn standing(&self, endpoint: usize, now: Instant) -> Standing {
         if self.is_available(endpoint, now) {
-            Standing::Available
-        } else if self.unreachable(endpoint, now).is_some() {
-            Standing::Unreachable
-        } else {
-            Standing::Unavailable
+            return Standing::Available;
+        }
+        match self.unreachable(endpoint, now) {
+            Some(Unreachable::Unresolved) => Standing::Unresolved,
+            Some(Unreachable::CheckRefused | Unreachable::TrafficRefused) => Standing::Refusing,
+            None => Standing::Unavailable,
         }
     }
 
