@@ -51,6 +51,9 @@ pub enum FailureKind {
     ConnectTimeout,
     /// Any other connect failure (unreachable network, reset during connect).
     ConnectFailed,
+    /// The endpoint's name did not resolve to an address (no connection was
+    /// tried).
+    Unresolved,
     /// The connection was reset or closed before a response head arrived.
     ResetBeforeResponse,
     /// No response head within the request timeout (a hung endpoint).
@@ -73,6 +76,7 @@ impl FailureKind {
             FailureKind::ConnectRefused => "connect-refused",
             FailureKind::ConnectTimeout => "connect-timeout",
             FailureKind::ConnectFailed => "connect-failed",
+            FailureKind::Unresolved => "unresolved",
             FailureKind::ResetBeforeResponse => "reset-before-response",
             FailureKind::Timeout => "timeout",
             FailureKind::Protocol => "protocol-error",
@@ -87,7 +91,8 @@ impl FailureKind {
         match self {
             FailureKind::ConnectRefused
             | FailureKind::ConnectTimeout
-            | FailureKind::ConnectFailed => SendPhase::NotSent,
+            | FailureKind::ConnectFailed
+            | FailureKind::Unresolved => SendPhase::NotSent,
             FailureKind::ResetBeforeResponse
             | FailureKind::Timeout
             | FailureKind::Protocol
@@ -233,6 +238,7 @@ mod tests {
             FailureKind::ConnectRefused,
             FailureKind::ConnectTimeout,
             FailureKind::ConnectFailed,
+            FailureKind::Unresolved,
         ] {
             let outcome = Outcome::failure(EndpointId(0), kind, Duration::ZERO);
             assert_eq!(outcome.phase, SendPhase::NotSent, "{kind}");

@@ -14,7 +14,7 @@
 //! results mean over time (rise/fall) is levee-core's
 //! [`HealthTracker`](levee_core::HealthTracker).
 
-mod http;
+pub mod http;
 mod memcached;
 mod redis;
 
@@ -35,7 +35,8 @@ pub const PROBE_KEY_TTL: Duration = Duration::from_secs(10);
 /// What a probe does.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ProbeKind {
-    /// `GET path`; any 2xx status passes.
+    /// `GET path`; any 2xx status whose body arrives whole (up to
+    /// [`http::MAX_BODY`] bytes are read) passes.
     Http {
         /// Path and query, starting with `/`.
         path: String,
@@ -94,6 +95,9 @@ pub enum ProbeError {
     /// An HTTP probe got a status other than 2xx.
     #[error("unexpected status {0}")]
     Status(u16),
+    /// An HTTP probe's response body broke off before its end.
+    #[error("{0}")]
+    BodyInterrupted(String),
     /// The server answered something the protocol does not allow, or an
     /// error reply.
     #[error("bad answer: {0}")]
@@ -123,6 +127,7 @@ impl ProbeError {
             ProbeError::Connect(_) => CheckFailure::ConnectFailed,
             ProbeError::Io(_) => CheckFailure::Reset,
             ProbeError::Status(status) => CheckFailure::UnexpectedStatus(*status),
+            ProbeError::BodyInterrupted(_) => CheckFailure::BodyInterrupted,
             ProbeError::Protocol(_) => CheckFailure::Protocol,
             ProbeError::Miss { .. } | ProbeError::WrongValue { .. } => CheckFailure::ReadBack,
         }

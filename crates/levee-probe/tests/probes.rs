@@ -95,3 +95,34 @@ async fn http_probes_want_a_2xx() {
     let tcp = target(ProbeKind::Tcp, backend.addr());
     assert!(run(&tcp, "t", TIMEOUT).await.result.passed());
 }
+
+#[tokio::test]
+async fn an_http_probe_whose_body_breaks_off_fails() {
+    let backend = Backend::start("b", "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("backend");
+    backend
+        .set_mode(Mode::PartialThenReset { bytes: 16 })
+        .await
+        .expect("partial reset");
+    let probe = target(ProbeKind::Http { path: "/".into() }, backend.addr());
+    let outcome = run(&probe, "t", TIMEOUT).await;
+    assert_eq!(
+        outcome.result,
+        CheckResult::Failed(CheckFailure::BodyInterrupted),
+        "{:?}",
+        outcome.error
+    );
+    let error = outcome.error.expect("an error").to_string();
+    assert!(error.contains("broke off after 16 bytes"), "{error}");
+    // A body far longer than what is read passes.
+    backend.set_mode(Mode::Healthy).await.expect("healthy");
+    let big = target(
+        ProbeKind::Http {
+            path: "/bytes?n=1048576".into(),
+        },
+        backend.addr(),
+    );
+    let outcome = run(&big, "t", TIMEOUT).await;
+    assert!(outcome.result.passed(), "{:?}", outcome.error);
+}

@@ -16,6 +16,7 @@ pub const EVENT_KINDS: &[&str] = &[
     "endpoint-health",
     "endpoint-ejected",
     "endpoint-returned",
+    "endpoint-resolution",
     "cluster-panic",
     "poison-request",
     "breaker",
@@ -49,7 +50,7 @@ pub struct Event {
     /// Wall-clock time, RFC 3339.
     pub at: String,
     /// What changed: `endpoint-health`, `endpoint-ejected`,
-    /// `endpoint-returned`, `cluster-panic`.
+    /// `endpoint-returned`, `endpoint-resolution`, `cluster-panic`, ...
     pub kind: &'static str,
     /// Cluster concerned (empty for node-wide events: readiness, probes,
     /// drain).

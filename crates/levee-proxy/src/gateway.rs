@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use futures_util::future::join_all;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -19,7 +20,8 @@ use levee_store::{FleetRules, MemoryStore, RedisStore, RedisStoreConfig, StateSt
 use crate::admin;
 use crate::alerts;
 use crate::cluster::{
-    Cluster, ClusterBuildError, ClusterStatus, FleetLink, FleetStore, spawn_fleet_sync,
+    Cluster, ClusterBuildError, ClusterStatus, FleetLink, FleetStore, resolve_names,
+    spawn_fleet_sync, spawn_resolver,
 };
 use crate::config::{Config, Protocol, StoreKind};
 use crate::events::EventLog;
@@ -262,12 +264,16 @@ pub async fn start_with_admin_routes(
         store,
     });
 
-    // Checks start now: the first verdict comes in as soon as each endpoint
-    // answers (or fails to).
+    // Names are looked up before anything is served, all clusters at once:
+    // a name that does not resolve is out of rotation from the first
+    // request (and logged). Then checks start: the first verdict comes in as
+    // soon as each endpoint answers (or fails to).
+    join_all(state.clusters.iter().map(|cluster| resolve_names(cluster))).await;
     let mut background = Vec::new();
     for cluster in &state.clusters {
-        background.extend(health::spawn_health_checks(cluster).await);
+        background.extend(health::spawn_health_checks(cluster));
         background.push(health::spawn_cluster_tick(cluster));
+        background.extend(spawn_resolver(cluster));
     }
     if let Some(store) = &state.store {
         state.health.watch_store(store.store.health());

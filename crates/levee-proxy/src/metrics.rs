@@ -123,6 +123,7 @@ pub struct Metrics {
     endpoint_available: Family<EndpointLabels, Gauge>,
     endpoint_transitions: Family<EndpointStateLabels, Counter>,
     cluster_panic: Family<ClusterLabels, Gauge>,
+    cluster_unreachable: Family<ClusterLabels, Gauge>,
     retries: Family<ClusterKindLabels, Counter>,
     not_retried: Family<ClusterReasonLabels, Counter>,
     poison_requests: Family<ClusterLabels, Counter>,
@@ -172,6 +173,7 @@ impl Metrics {
             endpoint_available: Family::default(),
             endpoint_transitions: Family::default(),
             cluster_panic: Family::default(),
+            cluster_unreachable: Family::default(),
             retries: Family::default(),
             not_retried: Family::default(),
             poison_requests: Family::default(),
@@ -236,6 +238,11 @@ impl Metrics {
             "cluster_panic",
             "1 while too few endpoints are available and the cluster balances over all of them",
             metrics.cluster_panic.clone(),
+        );
+        registry.register(
+            "cluster_unreachable_endpoints",
+            "Endpoints known to take no connections (name unresolved, connection refused), left out even in panic mode",
+            metrics.cluster_unreachable.clone(),
         );
         registry.register(
             "upstream_retries",
@@ -425,6 +432,14 @@ impl Metrics {
         self.cluster_panic.get_or_create_owned(&ClusterLabels {
             cluster: cluster.to_owned(),
         })
+    }
+
+    /// The unreachable-endpoints gauge of one cluster.
+    pub fn cluster_unreachable(&self, cluster: &str) -> Gauge {
+        self.cluster_unreachable
+            .get_or_create_owned(&ClusterLabels {
+                cluster: cluster.to_owned(),
+            })
     }
 
     /// Handles for one cluster's retry series.

@@ -277,3 +277,76 @@ async fn tcp_checks_and_body_expectations_judge_endpoints() {
     );
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_whose_check_body_breaks_off_leaves_rotation_and_says_why() {
+    let backends = backends(2).await;
+    let addrs: Vec<_> = backends.iter().map(|b| b.addr()).collect();
+    // `200`, `content-length: 1000000`, 16 bytes, reset: for checks and
+    // requests alike. The status alone would pass the check.
+    backends[1]
+        .set_mode(Mode::PartialThenReset { bytes: 16 })
+        .await
+        .expect("partial reset");
+    let (gateway, addr) = start(checked_config(addrs.clone())).await;
+    let client = client();
+    tokio::time::sleep(DETECTION).await;
+    let status = fetch_status(&client, gateway.admin_address()).await;
+    let broken = endpoint_state(&status, &addrs[1].to_string());
+    assert_eq!(broken["state"], "unhealthy", "{status}");
+    assert!(
+        broken["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("response body broke off"),
+        "{broken}"
+    );
+    let last_check = &broken["recent_checks"]
+        .as_array()
+        .and_then(|checks| checks.last().cloned())
+        .expect("a check");
+    assert_eq!(
+        last_check["result"], "response body broke off before its end",
+        "{broken}"
+    );
+    assert_eq!(
+        endpoint_state(&status, &addrs[0].to_string())["state"],
+        "healthy",
+        "{status}"
+    );
+    // Requests no longer reach it, so none breaks.
+    backends[1].reset_counters();
+    assert_eq!(errors_in(&client, addr, 20).await, 0);
+    assert_eq!(
+        backends[1].requests_received(),
+        0,
+        "only checks, no traffic"
+    );
+    gateway.shutdown().await;
+    backends[1].set_mode(Mode::Healthy).await.expect("heal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_body_larger_than_what_is_read_is_healthy() {
+    let backends = backends(2).await;
+    let addrs: Vec<_> = backends.iter().map(|b| b.addr()).collect();
+    let mut config = checked_config(addrs.clone());
+    if let Some(health) = config.clusters[0].health.as_mut() {
+        // 1 MiB: far past the 64 KiB a check reads.
+        health.check = HealthCheckKind::Http(HttpCheckSettings::new("/bytes?n=1048576"));
+    }
+    let (gateway, _addr) = start(config).await;
+    let client = client();
+    tokio::time::sleep(DETECTION).await;
+    let status = fetch_status(&client, gateway.admin_address()).await;
+    for address in &addrs {
+        let endpoint = endpoint_state(&status, &address.to_string());
+        assert_eq!(endpoint["state"], "healthy", "{status}");
+        let checks = endpoint["recent_checks"].as_array().expect("checks");
+        assert!(
+            checks.len() >= 3 && checks.iter().all(|check| check["passed"] == true),
+            "{endpoint}"
+        );
+    }
+    gateway.shutdown().await;
+}

@@ -1,5 +1,5 @@
-//! The healthy backend's routes: streaming, echo, chosen statuses, slow
-//! requests.
+//! The healthy backend's routes: streaming, large bodies, echo, chosen
+//! statuses, slow requests.
 
 mod common;
 
@@ -40,6 +40,24 @@ async fn drip_streams_chunks_with_pauses() {
             chunks[2].1 - chunks[0].1 >= Duration::from_millis(100),
             "{chunks:?}"
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bytes_answers_that_many_bytes_with_a_length() {
+    bounded(async {
+        let backend = Backend::start("b1", loopback()).await.unwrap();
+        let mut sender = connect(backend.addr()).await;
+        let response = sender
+            .send_request(request("GET", "/bytes?n=100000", ""))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-length"], "100000");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body.len(), 100_000);
+        assert!(body.iter().all(|&byte| byte == b'x'));
     })
     .await;
 }

@@ -54,7 +54,9 @@ enum Command {
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
-    /// Check a config file: exit 0, or 2 with every problem as `file:line:col: message`.
+    /// Check a config file: exit 0, or 2 with every problem as
+    /// `file:line:col: message`. Endpoint names that do not resolve are
+    /// warned about (exit 0: levee starts anyway).
     Validate {
         /// Config file (TOML).
         #[arg(short, long)]
@@ -72,9 +74,14 @@ fn main() -> ExitCode {
     init_logging();
     match cli.command {
         Command::Check { admin, timeout } => check::run(&admin, timeout),
-        Command::Validate { config } => match Config::load(&config) {
-            Ok(_) => {
-                println!("{}: ok", config.display());
+        Command::Validate { config: path } => match Config::load(&path) {
+            Ok(config) => {
+                // A name that does not resolve is not an error (it may
+                // appear later, and levee starts anyway), but worth a word.
+                for name in unresolvable_names(&config) {
+                    eprintln!("{}: warning: {name}", path.display());
+                }
+                println!("{}: ok", path.display());
                 ExitCode::SUCCESS
             }
             Err(errors) => report_config_errors(&errors),
@@ -137,6 +144,20 @@ fn raise_descriptor_limit() {
         Ok(_) => {}
         Err(error) => {
             tracing::warn!(%error, "cannot raise the file descriptor limit; keeping it");
+        }
+    }
+}
+
+/// The endpoint names of `config` that do not resolve now.
+fn unresolvable_names(config: &Config) -> Vec<levee_proxy::upstream::resolve::Unresolvable> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(levee_proxy::upstream::resolve::unresolvable(config)),
+        Err(error) => {
+            eprintln!("levee: cannot look endpoint names up: {error}");
+            Vec::new()
         }
     }
 }

@@ -88,6 +88,130 @@ connect_timeout = \"10 parsecs\"
     }
 }
 
+/// Run `command` to its end, or kill it and fail after `limit`: a config
+/// that took quadratic time once kept `validate` busy for minutes.
+fn output_within(mut command: Command, limit: Duration) -> std::process::Output {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(output) => output.expect("output"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("still running after {limit:?}");
+        }
+    }
+}
+
+#[test]
+fn validate_answers_five_megabytes_of_random_text_with_one_line() {
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut rng = SmallRng::seed_from_u64(7);
+    let mut text = String::new();
+    while text.len() < 5 << 20 {
+        text.extend((0..76).map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())])));
+        text.push('\n');
+    }
+    let path = write_config("garbage", &text);
+    let mut command = levee();
+    command.args(["validate", "-c"]).arg(&path);
+    let output = output_within(command, Duration::from_secs(30));
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!("{}:1:", path.display()))
+            && lines[0].contains("invalid TOML"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn validate_prints_fifty_problems_and_counts_the_rest() {
+    let text: String = (0..3000)
+        .map(|i| format!("[[cluster]]\nname = \"c{i}\"\nendpoints = [\"10.0.0.1:80\"]\ncolour = \"blue\"\nconnect_timeout = 5\n"))
+        .collect();
+    let path = write_config("thousands", &text);
+    let mut command = levee();
+    command.args(["validate", "-c"]).arg(&path);
+    let output = output_within(command, Duration::from_secs(30));
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 51, "{stderr}");
+    let file = path.display().to_string();
+    assert!(
+        lines[..50].iter().all(|line| line.starts_with(&file)),
+        "{stderr}"
+    );
+    assert_eq!(
+        lines[1],
+        format!("{file}:4:1: unknown key \"colour\" in [[cluster]] \"c0\"")
+    );
+    // Two problems per cluster and the missing listener.
+    assert_eq!(lines[50], "… and 5951 more problems");
+}
+
+#[test]
+fn validate_warns_about_a_name_that_does_not_resolve_and_run_logs_it() {
+    let admin = free_port();
+    let path = write_config(
+        "unresolvable",
+        &format!(
+            "[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\ncluster = \"app\"\n\n[[cluster]]\nname = \"app\"\nendpoints = [\"127.0.0.1:8000\", \"no-such-host.invalid:80\"]\n"
+        ),
+    );
+    let mut command = levee();
+    command.args(["validate", "-c"]).arg(&path);
+    let output = output_within(command, Duration::from_secs(30));
+    // levee starts with such a name (it may appear later): not an error.
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let warnings: Vec<&str> = stderr.lines().collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].starts_with(&format!("{}: warning: ", path.display()))
+            && warnings[0].contains("\"no-such-host.invalid:80\" does not resolve"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).ends_with(": ok\n"));
+
+    // `run` starts, and logs an error naming the endpoint.
+    let mut child = Running(
+        levee()
+            .args(["run", "-c"])
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    wait_for_line(&mut child.0, "admin on");
+    let _ = child.0.kill();
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.0.stderr.take() {
+        use std::io::Read;
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    let error = stderr
+        .lines()
+        .find(|line| line.contains("ERROR") && line.contains("no-such-host.invalid:80"))
+        .unwrap_or_else(|| panic!("no error line about the name: {stderr}"));
+    assert!(error.contains("does not resolve"), "{error}");
+}
+
 #[test]
 fn run_refuses_a_bad_config_before_binding_anything() {
     let port = free_port();

@@ -54,6 +54,10 @@ pub enum CheckFailure {
     /// An HTTP check got the expected status, but the body did not contain the
     /// expected text (an endpoint that answers 200 with an error page).
     BodyMismatch,
+    /// An HTTP check got the expected status, but the body broke off before
+    /// its end: a reset, or fewer bytes than its `content-length` (a node
+    /// that breaks every response after the head).
+    BodyInterrupted,
     /// The endpoint answered with something that is not valid for the protocol.
     Protocol,
     /// A dependency probe read back a miss, or another value than the one it
@@ -73,6 +77,7 @@ impl CheckFailure {
             CheckFailure::Reset => "reset",
             CheckFailure::UnexpectedStatus(_) => "unexpected-status",
             CheckFailure::BodyMismatch => "body-mismatch",
+            CheckFailure::BodyInterrupted => "body-interrupted",
             CheckFailure::Protocol => "protocol-error",
             CheckFailure::ReadBack => "read-back",
         }
@@ -90,6 +95,7 @@ impl fmt::Display for CheckFailure {
             CheckFailure::Reset => f.write_str("connection reset"),
             CheckFailure::UnexpectedStatus(status) => write!(f, "unexpected status {status}"),
             CheckFailure::BodyMismatch => f.write_str("body did not contain the expected text"),
+            CheckFailure::BodyInterrupted => f.write_str("response body broke off before its end"),
             CheckFailure::Protocol => f.write_str("invalid response"),
             CheckFailure::ReadBack => f.write_str("did not read back the value it wrote"),
         }
@@ -168,6 +174,11 @@ mod tests {
                 CheckFailure::BodyMismatch,
                 "body did not contain the expected text",
                 "body-mismatch",
+            ),
+            (
+                CheckFailure::BodyInterrupted,
+                "response body broke off before its end",
+                "body-interrupted",
             ),
             (CheckFailure::Protocol, "invalid response", "protocol-error"),
         ];

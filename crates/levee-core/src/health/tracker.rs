@@ -262,6 +262,7 @@ fn failed_how(failure: CheckFailure) -> String {
         CheckFailure::Reset => "had its connection reset".to_owned(),
         CheckFailure::UnexpectedStatus(status) => format!("got status {status} (unexpected)"),
         CheckFailure::BodyMismatch => "got a body without the expected text".to_owned(),
+        CheckFailure::BodyInterrupted => "got a response body that broke off".to_owned(),
         CheckFailure::Protocol => "got an invalid response".to_owned(),
         CheckFailure::ReadBack => "did not read back the value it wrote".to_owned(),
     }

@@ -35,7 +35,8 @@ impl Blame {
 
 /// Whether `outcome` counts for or against its endpoint.
 ///
-/// - Connect refused/timed out/failed, reset before the response, timeout,
+/// - Connect refused/timed out/failed, a name that does not resolve, reset
+///   before the response, timeout,
 ///   protocol garbage, a body that breaks midway, and 502/503/504 are
 ///   [`Blame::Failure`]: each is the node (or its path) not doing its job.
 /// - Any other 5xx (500, 501, 505, …, and nonsense codes above 599) is a
@@ -62,6 +63,7 @@ pub fn blame(outcome: &Outcome, count_other_5xx: bool) -> Blame {
             FailureKind::ConnectRefused
             | FailureKind::ConnectTimeout
             | FailureKind::ConnectFailed
+            | FailureKind::Unresolved
             | FailureKind::ResetBeforeResponse
             | FailureKind::Timeout
             | FailureKind::Protocol
@@ -85,6 +87,7 @@ pub fn blame_reason(outcome: &Outcome) -> &'static str {
             FailureKind::ConnectRefused
             | FailureKind::ConnectTimeout
             | FailureKind::ConnectFailed => "connect failures",
+            FailureKind::Unresolved => "failed name lookups",
             FailureKind::ResetBeforeResponse => "connection resets",
             FailureKind::Timeout => "timeouts",
             FailureKind::Protocol => "protocol errors",

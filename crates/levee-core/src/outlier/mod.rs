@@ -5,8 +5,9 @@
 //! - [`OutlierDetector`]: one per cluster; ejects endpoints on consecutive
 //!   failures, a failure rate over a window, or latency far above their
 //!   peers', for a growing duration, never more than a share of the cluster.
-//! - [`routable`]: the balancer's candidates from health and ejection, with a
-//!   panic threshold.
+//! - [`routable`]: the balancer's candidates from health, ejection and
+//!   [`Reachability`], with a panic threshold that never sends to an
+//!   endpoint known to take no connections.
 //! - [`SlowStart`] and [`admit`]: a returning endpoint's share ramps up.
 //!
 //! All of it is pure: the proxy feeds outcomes and the time, and acts on the
@@ -15,6 +16,7 @@
 mod blame;
 mod detector;
 mod params;
+mod reachability;
 mod reason;
 mod routing;
 mod slow_start;
@@ -23,7 +25,8 @@ mod window;
 pub use blame::{Blame, blame, blame_reason};
 pub use detector::{EndpointStats, LATENCY_MIN_SAMPLES, OutlierDetector};
 pub use params::{BadOutlierParams, OutlierParams, OutlierParamsBuilder};
+pub use reachability::{REFUSAL_MEMORY, Reachability, Unreachable};
 pub(crate) use reason::Human;
 pub use reason::{Ejection, EjectionReason, Return};
-pub use routing::{PanicParams, Routing, routable};
+pub use routing::{PanicParams, Routing, Standing, routable};
 pub use slow_start::{SlowStart, admit};

@@ -1,23 +1,25 @@
 //! The changing state of a cluster's endpoints (active health, outlier
-//! ejection, slow start) and the routing view derived from it, behind one
-//! lock that checks, outcomes and the periodic tick take. The request path
-//! reads the routing view lock-free.
+//! ejection, reachability, slow start) and the routing view derived from it,
+//! behind one lock that checks, resolutions, outcomes and the periodic tick
+//! take. The request path reads the routing view lock-free.
 
 use std::time::Duration;
 
 use levee_core::Outcome;
 use levee_core::health::{CheckResult, Health, HealthTracker, Transition};
-use levee_core::outlier::{Ejection, OutlierDetector, PanicParams, Return, SlowStart, routable};
+use levee_core::outlier::{
+    Ejection, OutlierDetector, PanicParams, Reachability, Return, SlowStart, Standing, Unreachable,
+    routable,
+};
 use tokio::time::Instant;
 
 /// What the balancer may pick from, rebuilt on every state change.
 #[derive(Clone, Debug, Default)]
 pub struct Routing {
-    /// Endpoint indices the balancer chooses among.
-    pub candidates: Vec<usize>,
-    /// True when too few endpoints are available and levee spreads over all
-    /// of them rather than crush the survivors.
-    pub panic: bool,
+    /// The candidates, whether the cluster panics, the available endpoints
+    /// (where retries go first in panic) and how many are unreachable, as
+    /// levee-core decides them.
+    pub view: levee_core::outlier::Routing,
     /// When each endpoint came back into service, while it may still be
     /// ramping up (slow start).
     pub returned_at: Vec<Option<Instant>>,
@@ -29,6 +31,9 @@ pub(super) struct EndpointControl {
     pub tracker: Option<HealthTracker>,
     /// When it last came back into service (slow start ramps from here).
     pub returned_at: Option<Instant>,
+    /// Whether it is known to take no connections (its name does not
+    /// resolve, it refuses them).
+    pub reachability: Reachability,
 }
 
 /// Every endpoint's changing state.
@@ -52,6 +57,7 @@ impl Control {
         now: Instant,
     ) -> Option<Transition> {
         let state = &mut self.endpoints[endpoint];
+        state.reachability.record_check(result);
         let transition = state.tracker.as_mut()?.record(result, now)?;
         if transition.from == Health::Unhealthy && transition.to == Health::Healthy {
             state.returned_at = Some(now);
@@ -62,6 +68,29 @@ impl Control {
     /// Feed one attempt outcome to the outlier detector.
     pub fn record_outcome(&mut self, outcome: &Outcome, now: Instant) -> Option<Ejection> {
         self.outlier.as_mut()?.record(outcome, now)
+    }
+
+    /// A request's connection to `endpoint` was refused. Returns whether
+    /// that changes the routing view: the endpoint was not known to refuse,
+    /// and is out of rotation (so panic mode would have sent to it).
+    pub fn record_refusal(&mut self, endpoint: usize, outcome: &Outcome, now: Instant) -> bool {
+        let newly = self.endpoints[endpoint]
+            .reachability
+            .record_outcome(outcome, now);
+        newly && !self.is_available(endpoint, now)
+    }
+
+    /// The latest lookup of `endpoint`'s name succeeded or failed. Returns
+    /// whether that changed anything.
+    pub fn record_resolution(&mut self, endpoint: usize, resolved: bool) -> bool {
+        self.endpoints[endpoint]
+            .reachability
+            .record_resolution(resolved)
+    }
+
+    /// Why `endpoint` is known to take no connections, if it is.
+    pub fn unreachable(&self, endpoint: usize, now: Instant) -> Option<Unreachable> {
+        self.endpoints[endpoint].reachability.unreachable(now)
     }
 
     /// Periodic work: expire ejections (starting slow start for the
@@ -86,13 +115,27 @@ impl Control {
             .is_some_and(|outlier| outlier.is_ejected(endpoint, now))
     }
 
-    /// Whether `endpoint` may take traffic: not failing its checks, not ejected.
+    /// Whether `endpoint` may take traffic: its name resolved, not failing
+    /// its checks, not ejected.
     pub fn is_available(&self, endpoint: usize, now: Instant) -> bool {
-        let healthy = match &self.endpoints[endpoint].tracker {
+        let state = &self.endpoints[endpoint];
+        let healthy = match &state.tracker {
             Some(tracker) => tracker.health() != Health::Unhealthy,
             None => true,
         };
-        healthy && !self.is_ejected(endpoint, now)
+        !state.reachability.is_unresolved() && healthy && !self.is_ejected(endpoint, now)
+    }
+
+    /// How routing sees `endpoint`.
+    pub fn standing(&self, endpoint: usize, now: Instant) -> Standing {
+        if self.is_available(endpoint, now) {
+            return Standing::Available;
+        }
+        match self.unreachable(endpoint, now) {
+            Some(Unreachable::Unresolved) => Standing::Unresolved,
+            Some(Unreachable::CheckRefused | Unreachable::TrafficRefused) => Standing::Refusing,
+            None => Standing::Unavailable,
+        }
     }
 
     /// Whether `endpoint` is still ramping up after coming back.
@@ -105,13 +148,11 @@ impl Control {
 
     /// The routing view as of `now`.
     pub fn routing(&self, now: Instant) -> Routing {
-        let available: Vec<bool> = (0..self.endpoints.len())
-            .map(|i| self.is_available(i, now))
+        let standings: Vec<Standing> = (0..self.endpoints.len())
+            .map(|i| self.standing(i, now))
             .collect();
-        let view = routable(&available, self.panic_params);
         Routing {
-            candidates: view.candidates,
-            panic: view.panic,
+            view: routable(&standings, self.panic_params),
             returned_at: (0..self.endpoints.len())
                 .map(|i| {
                     self.is_ramping(i, now)

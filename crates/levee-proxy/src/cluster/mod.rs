@@ -6,6 +6,7 @@ mod admission;
 mod breaker;
 mod control;
 mod fleet;
+mod resolution;
 mod status;
 
 use std::sync::Arc;
@@ -24,12 +25,14 @@ pub use admission::AdmissionStatus;
 pub use breaker::{BreakerCall, BreakerView, ClusterBreaker, EndpointBreakerCall};
 pub use control::Routing;
 pub use fleet::{FleetLink, FleetStore, StoreStatus, spawn_fleet_sync};
+pub use resolution::{resolve_names, spawn_resolver};
 pub use status::{CheckView, ClusterStatus, EndpointStatus, RetryBudgetStatus};
 
 use crate::cache::ResponseCache;
 use crate::config::ClusterSettings;
 use crate::events::{EventLog, NewEvent, Severity};
 use crate::metrics::{ClusterMetrics, EndpointMetrics, Metrics};
+use crate::upstream::resolve::{EndpointResolution, Lookup, NameState};
 use crate::upstream::{ClientBodyFailed, EndpointPool, PoolSettings};
 use admission::ClusterAdmission;
 use control::{Control, EndpointControl};
@@ -50,6 +53,8 @@ pub struct Endpoint {
     pub pool: Arc<EndpointPool>,
     /// This endpoint's metric series.
     pub metrics: EndpointMetrics,
+    /// What its name resolves to.
+    pub resolution: EndpointResolution,
 }
 
 /// A cluster ready to serve requests.
@@ -74,6 +79,8 @@ pub struct Cluster {
     created_at: Instant,
     /// 1 while in panic mode.
     panic_gauge: prometheus_client::metrics::gauge::Gauge,
+    /// Endpoints known to take no connections (left out even in panic).
+    unreachable_gauge: prometheus_client::metrics::gauge::Gauge,
     /// Ramp for endpoints coming back (read by `pick`).
     slow_start: Option<SlowStart>,
     /// How many retries and hedges the cluster may still take.
@@ -140,6 +147,7 @@ impl Cluster {
             })?;
             endpoints.push(Endpoint {
                 metrics: metrics.endpoint(&settings.name, &text),
+                resolution: EndpointResolution::new(address),
                 pool: EndpointPool::new(address.host.clone(), address.port, pool_settings),
                 host_header,
                 address: text,
@@ -158,6 +166,7 @@ impl Cluster {
                         .as_ref()
                         .map(|health| HealthTracker::new(health.params, now)),
                     returned_at: None,
+                    reachability: Default::default(),
                 })
                 .collect(),
             outlier: settings
@@ -202,6 +211,7 @@ impl Cluster {
             events: Arc::clone(&events),
             created_at: now,
             panic_gauge: metrics.cluster_panic(&settings.name),
+            unreachable_gauge: metrics.cluster_unreachable(&settings.name),
             slow_start: control_slow_start,
             retry_budget: RetryBudget::new(settings.retry.budget, now),
             head_latency: settings
@@ -240,23 +250,21 @@ impl Cluster {
     /// Choose the endpoint for a request's first attempt.
     pub fn pick(&self, now: Instant) -> Option<EndpointId> {
         let routing = self.routing.load();
-        self.pick_among(&routing, &routing.candidates, now)
+        self.pick_among(&routing, &routing.view.candidates, now)
     }
 
-    /// Choose an endpoint for a retry, hedge or TCP reconnect: any routable
-    /// endpoint not in `tried`. `None` when every one has been tried.
+    /// Choose an endpoint for a retry, hedge or TCP reconnect: a routable
+    /// endpoint not in `tried`, an available one first in panic mode. `None`
+    /// when every one has been tried.
     pub fn pick_other(&self, now: Instant, tried: &[EndpointId]) -> Option<EndpointId> {
         let routing = self.routing.load();
         if tried.is_empty() {
-            return self.pick_among(&routing, &routing.candidates, now);
+            return self.pick_among(&routing, &routing.view.candidates, now);
         }
         // Only retries get here, so the small allocation is off the hot path.
-        let untried: Vec<usize> = routing
-            .candidates
-            .iter()
-            .copied()
-            .filter(|candidate| !tried.iter().any(|id| id.0 == *candidate))
-            .collect();
+        let untried = routing
+            .view
+            .untried(|candidate| tried.iter().any(|id| id.0 == candidate));
         self.pick_among(&routing, &untried, now)
     }
 
@@ -319,6 +327,9 @@ impl Cluster {
             .metrics
             .record_attempt(outcome.status_class(), outcome.latency.as_secs_f64());
         if let AttemptResult::Failed(kind) = outcome.result {
+            if kind == levee_core::FailureKind::ConnectRefused {
+                self.record_refusal(outcome, now);
+            }
             endpoint.metrics.record_failure(kind);
             tracing::debug!(
                 cluster = %self.name,
@@ -328,6 +339,93 @@ impl Cluster {
                 "upstream attempt failed"
             );
         }
+    }
+
+    /// A request's connection was refused: in panic mode the endpoint is
+    /// left out for a while (see [`levee_core::outlier::Reachability`]).
+    fn record_refusal(&self, outcome: &Outcome, now: Instant) {
+        let mut control = self.control.lock();
+        if control.record_refusal(outcome.endpoint.0, outcome, now) {
+            self.refresh_routing(&mut control, now);
+        }
+    }
+
+    /// The answer of a lookup of `endpoint`'s name (`before`: where it stood
+    /// until now). A name that stops or starts resolving is a change of
+    /// state: logged, counted and reported as an event, and the routing
+    /// view is rebuilt.
+    pub fn record_resolution(
+        &self,
+        endpoint: EndpointId,
+        before: &NameState,
+        found: &Lookup,
+        now: Instant,
+    ) {
+        let resolved = matches!(found, Lookup::Resolved(_));
+        let mut control = self.control.lock();
+        let changed = control.record_resolution(endpoint.0, resolved);
+        // Resolving at start, as expected, changes nothing and is no news.
+        if changed {
+            let from = match before {
+                NameState::Pending => "unknown",
+                NameState::Resolved => "resolved",
+                NameState::Unresolved(_) => "unresolved",
+            };
+            let to = if resolved { "resolved" } else { "unresolved" };
+            let state = &self.endpoints[endpoint.0];
+            state
+                .metrics
+                .record_state(to, control.is_available(endpoint.0, now));
+            let reason = match found {
+                Lookup::Resolved(_) => format!("the name {found}"),
+                Lookup::Failed(_) => format!(
+                    "the name {found}; not routable until it resolves (looked up again every {})",
+                    humantime::format_duration(crate::upstream::resolve::period(&self.settings))
+                ),
+            };
+            self.events.record(NewEvent {
+                kind: "endpoint-resolution",
+                cluster: self.name.clone(),
+                endpoint: Some(state.address.clone()),
+                from: from.to_owned(),
+                to: to.to_owned(),
+                reason,
+                severity: if resolved {
+                    Severity::Info
+                } else {
+                    Severity::Error
+                },
+            });
+        }
+        if changed {
+            self.refresh_routing(&mut control, now);
+        }
+    }
+
+    /// Why no endpoint can be picked, when the cluster can say: each
+    /// endpoint known to take no connections and why (the first few).
+    pub fn no_endpoint_reason(&self, now: Instant) -> Option<String> {
+        const NAMED: usize = 3;
+        let control = self.control.lock();
+        let unreachable: Vec<String> = (0..self.endpoints.len())
+            .filter_map(|index| {
+                let why = control.unreachable(index, now)?;
+                Some(format!("{} {why}", self.endpoints[index].address))
+            })
+            .collect();
+        if unreachable.is_empty() {
+            return None;
+        }
+        let mut reason = unreachable
+            .iter()
+            .take(NAMED)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ");
+        if unreachable.len() > NAMED {
+            reason.push_str(&format!("; and {} more", unreachable.len() - NAMED));
+        }
+        Some(reason)
     }
 
     /// Passive outlier detection on an attempt's final outcome.
@@ -558,27 +656,32 @@ impl Cluster {
     /// when it starts or ends.
     fn refresh_routing(&self, control: &mut Control, now: Instant) {
         let routing = control.routing(now);
-        if routing.panic != control.panic {
-            control.panic = routing.panic;
-            self.panic_gauge.set(i64::from(routing.panic));
+        let view = &routing.view;
+        self.unreachable_gauge
+            .set(i64::try_from(view.unreachable).unwrap_or(i64::MAX));
+        if view.panic != control.panic {
+            control.panic = view.panic;
+            self.panic_gauge.set(i64::from(view.panic));
             let available = control.available_count(now);
+            let action = match (view.panic, view.unreachable) {
+                (false, _) => "routing to available endpoints only".to_owned(),
+                (true, 0) => "spreading over all endpoints".to_owned(),
+                (true, unreachable) => format!(
+                    "spreading over all endpoints but {unreachable} that take no connections (refused or unresolved)"
+                ),
+            };
             self.events.record(NewEvent {
                 kind: "cluster-panic",
                 cluster: self.name.clone(),
                 endpoint: None,
-                from: if routing.panic { "normal" } else { "panic" }.to_owned(),
-                to: if routing.panic { "panic" } else { "normal" }.to_owned(),
+                from: if view.panic { "normal" } else { "panic" }.to_owned(),
+                to: if view.panic { "panic" } else { "normal" }.to_owned(),
                 reason: format!(
-                    "{available} of {} endpoints available (panic below {}%): {}",
+                    "{available} of {} endpoints available (panic below {}%): {action}",
                     self.endpoints.len(),
                     self.settings.panic_threshold_percent,
-                    if routing.panic {
-                        "spreading over all endpoints"
-                    } else {
-                        "routing to available endpoints only"
-                    }
                 ),
-                severity: if routing.panic {
+                severity: if view.panic {
                     Severity::Error
                 } else {
                     Severity::Info

@@ -8,6 +8,8 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::Cluster;
+use super::control::Control;
+use crate::upstream::resolve::NameState;
 
 /// A cluster in `/status`.
 #[derive(Debug, Serialize)]
@@ -21,6 +23,9 @@ pub struct ClusterStatus {
     pub panic: bool,
     /// Endpoints the balancer currently picks from.
     pub routable_endpoints: usize,
+    /// Endpoints known to take no connections (name unresolved, connection
+    /// refused): left out even in panic mode.
+    pub unreachable_endpoints: usize,
     /// The retry budget over its window.
     pub retry_budget: RetryBudgetStatus,
     /// How long an idempotent request now waits before it is hedged,
@@ -82,8 +87,8 @@ pub struct EndpointStatus {
     /// `host:port`.
     pub address: String,
     /// `healthy`, `unhealthy` (failing its checks), `ejected` (by outlier
-    /// detection), `slow-start` (back, ramping up) or `unknown` (before the
-    /// first check).
+    /// detection), `unresolved` (its name does not resolve), `slow-start`
+    /// (back, ramping up) or `unknown` (before the first check).
     pub state: &'static str,
     /// When the state last changed (RFC 3339).
     pub since: String,
@@ -93,6 +98,10 @@ pub struct EndpointStatus {
     /// When an ejection ends (RFC 3339), while ejected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ejected_until: Option<String>,
+    /// Why it is known to take no connections, if it is ("refused the
+    /// connection of its last check"): then panic mode leaves it out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreachable: Option<String>,
     /// How many times it was ejected recently (ejections grow with it).
     pub recent_ejections: u32,
     /// Most recent active check results, oldest first.
@@ -133,8 +142,9 @@ impl Cluster {
         ClusterStatus {
             name: self.name.clone(),
             balance: self.balancer.policy().as_str(),
-            panic: routing.panic,
-            routable_endpoints: routing.candidates.len(),
+            panic: routing.view.panic,
+            routable_endpoints: routing.view.candidates.len(),
+            unreachable_endpoints: routing.view.unreachable,
             retry_budget: {
                 let budget = self.retry_budget(now);
                 RetryBudgetStatus {
@@ -170,51 +180,30 @@ impl Cluster {
                 .zip(&control.endpoints)
                 .enumerate()
                 .map(|(index, ((endpoint, load), state))| {
-                    let (health, since, reason, recent_checks) = match &state.tracker {
-                        Some(tracker) => (
-                            tracker.health(),
-                            tracker.since(),
-                            tracker.reason().map(str::to_owned),
-                            tracker
-                                .recent()
-                                .map(|(at, result)| CheckView {
-                                    at: wall_clock(*at, now),
-                                    result: result.to_string(),
-                                    passed: matches!(result, CheckResult::Passed { .. }),
-                                })
-                                .collect(),
-                        ),
-                        // Without active checks an endpoint is healthy until
-                        // traffic says otherwise.
-                        None => (Health::Healthy, self.created_at, None, Vec::new()),
-                    };
-                    let ejection = control
-                        .outlier
-                        .as_ref()
-                        .filter(|outlier| outlier.is_ejected(index, now))
-                        .and_then(|outlier| outlier.ejected_until(index));
-                    let (label, reason, ejected_until) = match ejection {
-                        Some((until, why)) => (
-                            "ejected",
-                            Some(why.to_string()),
-                            Some(wall_clock_ahead(until, now)),
-                        ),
-                        None if health == Health::Healthy && control.is_ramping(index, now) => {
-                            ("slow-start", reason, None)
-                        }
-                        None => (health.as_str(), reason, None),
-                    };
+                    let current = self.state_of(&control, index, now);
                     EndpointStatus {
                         address: endpoint.address.clone(),
-                        state: label,
-                        since: wall_clock(since, now),
-                        reason,
-                        ejected_until,
+                        state: current.label,
+                        since: wall_clock(current.since, now),
+                        reason: current.reason,
+                        ejected_until: current
+                            .ejected_until
+                            .map(|until| wall_clock_ahead(until, now)),
+                        unreachable: control.unreachable(index, now).map(|why| why.to_string()),
                         recent_ejections: control
                             .outlier
                             .as_ref()
                             .map_or(0, |outlier| outlier.ejection_count(index)),
-                        recent_checks,
+                        recent_checks: state
+                            .tracker
+                            .iter()
+                            .flat_map(|tracker| tracker.recent())
+                            .map(|(at, result)| CheckView {
+                                at: wall_clock(*at, now),
+                                result: result.to_string(),
+                                passed: matches!(result, CheckResult::Passed { .. }),
+                            })
+                            .collect(),
                         in_flight: load.in_flight(),
                         idle_connections: endpoint.pool.idle_count(),
                         ewma_latency_ms: duration_ms(load.latency_estimate(now)),
@@ -223,6 +212,77 @@ impl Cluster {
                 .collect(),
         }
     }
+
+    /// Every endpoint that may not take traffic now, with its state
+    /// (`"no-such-host.invalid:80 unresolved"`), for readiness reasons.
+    pub fn unavailable_endpoints(&self, now: Instant) -> Vec<String> {
+        let control = self.control.lock();
+        (0..self.endpoints.len())
+            .filter(|&index| !control.is_available(index, now))
+            .map(|index| {
+                let state = self.state_of(&control, index, now);
+                format!("{} {}", self.endpoints[index].address, state.label)
+            })
+            .collect()
+    }
+
+    /// The state of endpoint `index` as `/status` names it, and why. A name
+    /// that does not resolve comes first (nothing else can be known of an
+    /// endpoint without an address), then an ejection, then the checks.
+    fn state_of(&self, control: &Control, index: usize, now: Instant) -> EndpointState {
+        let resolution = &self.endpoints[index].resolution;
+        if let NameState::Unresolved(why) = resolution.state() {
+            return EndpointState {
+                label: "unresolved",
+                since: resolution.since(),
+                reason: Some(format!("the name does not resolve: {why}")),
+                ejected_until: None,
+            };
+        }
+        let (health, since, reason) = match &control.endpoints[index].tracker {
+            Some(tracker) => (
+                tracker.health(),
+                tracker.since(),
+                tracker.reason().map(str::to_owned),
+            ),
+            // Without active checks an endpoint is healthy until traffic says
+            // otherwise.
+            None => (Health::Healthy, self.created_at, None),
+        };
+        let ejection = control
+            .outlier
+            .as_ref()
+            .filter(|outlier| outlier.is_ejected(index, now))
+            .and_then(|outlier| outlier.ejected_until(index));
+        match ejection {
+            Some((until, why)) => EndpointState {
+                label: "ejected",
+                since,
+                reason: Some(why.to_string()),
+                ejected_until: Some(until),
+            },
+            None if health == Health::Healthy && control.is_ramping(index, now) => EndpointState {
+                label: "slow-start",
+                since,
+                reason,
+                ejected_until: None,
+            },
+            None => EndpointState {
+                label: health.as_str(),
+                since,
+                reason,
+                ejected_until: None,
+            },
+        }
+    }
+}
+
+/// One endpoint's state, as `/status` shows it.
+struct EndpointState {
+    label: &'static str,
+    since: Instant,
+    reason: Option<String>,
+    ejected_until: Option<Instant>,
 }
 
 /// Wall-clock time of a monotonic instant in the future.

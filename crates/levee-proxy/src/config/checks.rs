@@ -3,11 +3,13 @@
 //! address. Each problem is reported at the later of the two places, naming
 //! the earlier one.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::net::{IpAddr, SocketAddr};
 
 use toml::Spanned;
 
-use super::keys::did_you_mean;
+use super::keys::DefinedNames;
 use super::report::Report;
 use super::validate::{Admin, Cluster, Listener};
 
@@ -25,18 +27,20 @@ pub(super) fn unique_names<'r>(
     names: impl Iterator<Item = &'r Spanned<String>>,
     report: &mut Report<'_>,
 ) {
-    let mut seen: Vec<&Spanned<String>> = Vec::new();
+    let mut seen: HashMap<&str, &Spanned<String>> = HashMap::new();
     for name in names {
-        match seen.iter().find(|first| first.get_ref() == name.get_ref()) {
-            Some(first) => {
+        match seen.entry(name.get_ref()) {
+            Entry::Occupied(first) => {
                 let message = format!(
                     "duplicate {kind} name {:?} (first defined at line {})",
                     name.get_ref(),
-                    report.line(first.span().start)
+                    report.line(first.get().span().start)
                 );
                 report.error(name.span(), message);
             }
-            None => seen.push(name),
+            Entry::Vacant(slot) => {
+                slot.insert(name);
+            }
         }
     }
 }
@@ -46,22 +50,21 @@ pub(super) fn clusters_are_defined(
     clusters: &[Cluster<'_>],
     report: &mut Report<'_>,
 ) {
-    let defined: Vec<&str> = clusters
-        .iter()
-        .filter_map(|cluster| cluster.name)
-        .map(|name| name.get_ref().as_str())
-        .collect();
+    let mut defined = DefinedNames::new(
+        clusters
+            .iter()
+            .filter_map(|cluster| cluster.name)
+            .map(|name| (name.get_ref().as_str(), ())),
+    );
     for listener in listeners {
         let Some(cluster) = listener.cluster else {
             continue;
         };
         let cluster_name = cluster.get_ref().as_str();
-        if defined.contains(&cluster_name) {
+        if defined.get(cluster_name).is_some() {
             continue;
         }
-        let hint = did_you_mean(cluster_name, &defined)
-            .map(|suggestion| format!(" (did you mean {suggestion:?}?)"))
-            .unwrap_or_default();
+        let hint = defined.hint(cluster_name);
         let message = format!(
             "{} names cluster {cluster_name:?}, which is not defined{hint}",
             who(listener)
@@ -81,16 +84,14 @@ pub(super) fn addresses_are_free(
         Some(span) => format!("the admin listener (line {})", report.line(span.start)),
         None => "the admin listener (by default)".to_owned(),
     };
-    let mut taken: Vec<(SocketAddr, String)> = vec![(admin.settings.listen, admin_place)];
+    let mut taken = Taken::default();
+    taken.insert(admin.settings.listen, admin_place);
     for listener in listeners {
         let Some(listen) = &listener.listen else {
             continue;
         };
         let address = *listen.get_ref();
-        match taken
-            .iter()
-            .find(|(other, _)| would_collide(*other, address))
-        {
+        match taken.collision(address) {
             Some((other, other_place)) => {
                 let message = format!(
                     "{} cannot listen on {address}: {other_place} already listens on {other}",
@@ -104,9 +105,57 @@ pub(super) fn addresses_are_free(
                     who(listener),
                     report.line(listen.span().start)
                 );
-                taken.push((address, place));
+                taken.insert(address, place);
             }
         }
+    }
+}
+
+/// The addresses listened on so far, by port, so that finding a collision
+/// does not compare every pair of listeners (a file can have thousands).
+#[derive(Default)]
+struct Taken {
+    /// In the order taken; the places name them in messages.
+    addresses: Vec<(SocketAddr, String)>,
+    ports: HashMap<u16, Port>,
+}
+
+/// The addresses taken on one port, as indices into `Taken::addresses`.
+#[derive(Default)]
+struct Port {
+    by_ip: HashMap<IpAddr, usize>,
+    /// The first address of each family ([IPv4, IPv6]), and the first
+    /// wildcard of each: what a wildcard, or an address beside a wildcard,
+    /// collides with.
+    first: [Option<usize>; 2],
+    wildcard: [Option<usize>; 2],
+}
+
+impl Taken {
+    fn insert(&mut self, address: SocketAddr, place: String) {
+        let index = self.addresses.len();
+        self.addresses.push((address, place));
+        let port = self.ports.entry(address.port()).or_default();
+        let family = usize::from(address.is_ipv6());
+        port.by_ip.entry(address.ip()).or_insert(index);
+        port.first[family].get_or_insert(index);
+        if address.ip().is_unspecified() {
+            port.wildcard[family].get_or_insert(index);
+        }
+    }
+
+    /// The earliest address taken that `address` would collide with.
+    fn collision(&self, address: SocketAddr) -> Option<(SocketAddr, &str)> {
+        let port = self.ports.get(&address.port())?;
+        let family = usize::from(address.is_ipv6());
+        let same_ip = port.by_ip.get(&address.ip()).copied();
+        let beside_wildcard = match address.ip().is_unspecified() {
+            true => port.first[family],
+            false => port.wildcard[family],
+        };
+        let index = same_ip.into_iter().chain(beside_wildcard).min()?;
+        let (other, place) = &self.addresses[index];
+        would_collide(*other, address).then_some((*other, place.as_str()))
     }
 }
 

@@ -1,17 +1,22 @@
 //! From TOML text to raw sections, reporting syntax errors, misshapen
 //! sections, values of the wrong type and unknown keys at their positions.
 //!
-//! Serde stops at the first error, so one typo would hide everything after
-//! it. To report every problem in one go:
+//! A syntax error stops everything: after one, the parser can only guess
+//! what was meant, and a file that is not TOML at all (random text, a binary)
+//! would get an error per line. Once the file parses, serde would still stop
+//! at the first error, so one typo would hide everything after it. To report
+//! every problem in one go:
 //! - each top-level section and each `[[listener]]` / `[[cluster]]` element
 //!   is deserialized on its own;
 //! - inside a table, a key whose value has the wrong type is reported, taken
 //!   out (only the innermost key, if the value is in a nested table such as
-//!   `health`), and the table deserialized again without it;
+//!   `health`), and the table deserialized again without it, a bounded
+//!   number of times per table (see [`passes_allowed`]);
 //! - unknown keys are collected with `serde_ignored` (serde's
 //!   `deny_unknown_fields` would stop at the first) and located by walking
 //!   the spanned parse of the document.
 
+use std::collections::HashSet;
 use std::ops::Range;
 
 use serde_ignored::Path;
@@ -22,12 +27,46 @@ use super::keys::did_you_mean;
 use super::raw::{RawConfig, RawTable, SECTIONS, Section};
 use super::report::Report;
 
+/// Deserializations of one table, at most: the first, and one more after
+/// each value of the wrong type. Real mistakes are a handful per table.
+const MAX_PASSES: usize = 16;
+
+/// Unknown keys of one table that get a "did you mean" hint: those shown
+/// (see [`ConfigErrors::SHOWN`](super::ConfigErrors::SHOWN)). A hint costs an
+/// edit distance per known key, which adds up over a table of 500 000 keys.
+const HINTED_UNKNOWN_KEYS: usize = super::ConfigErrors::SHOWN;
+
+/// Values that the passes over one table may read in all. Each pass reads
+/// the whole table, so without this a huge table of bad values
+/// (`min_healthy` with 500 000 entries) would take seconds.
+const PASS_BUDGET: usize = 1_000_000;
+
+/// How often `table` may be deserialized: [`MAX_PASSES`], fewer for a table
+/// so large that this many passes would exceed [`PASS_BUDGET`], and at least
+/// two (the first error is always followed by a look at the rest).
+fn passes_allowed(table: &DeTable<'_>) -> usize {
+    (PASS_BUDGET / values_in(table).max(1)).clamp(2, MAX_PASSES)
+}
+
+/// How many values `table` holds, nested ones included.
+fn values_in(table: &DeTable<'_>) -> usize {
+    fn count(value: &DeValue<'_>) -> usize {
+        1 + match value {
+            DeValue::Table(table) => values_in(table),
+            DeValue::Array(items) => items.iter().map(|item| count(item.get_ref())).sum(),
+            _ => 0,
+        }
+    }
+    table.values().map(|value| count(value.get_ref())).sum()
+}
+
 /// The raw sections of `source`, or `None` if it is not valid TOML (then
-/// nothing else can be checked).
+/// nothing else can be checked, and the first syntax error is the one
+/// reported).
 pub(super) fn read(source: &str, report: &mut Report<'_>) -> Option<RawConfig> {
-    let (root, syntax_errors) = DeTable::parse_recoverable(source);
-    if !syntax_errors.is_empty() {
-        for error in syntax_errors {
+    let root = match DeTable::parse(source) {
+        Ok(root) => root,
+        Err(error) => {
             let span = error.span().unwrap_or(0..0);
             // toml says "duplicate key" without saying which.
             let culprit = match source.get(span.clone()) {
@@ -37,10 +76,11 @@ pub(super) fn read(source: &str, report: &mut Report<'_>) -> Option<RawConfig> {
                 _ => String::new(),
             };
             report.error(span, format!("invalid TOML: {}{culprit}", error.message()));
+            return None;
         }
-        return None;
-    }
+    };
     let mut config = RawConfig::default();
+    let mut unknown_sections = Vec::new();
     for (key, value) in root.get_ref().iter() {
         match key.get_ref().as_ref() {
             "admin" => config.admin = table(key, value, "[admin]", report),
@@ -50,11 +90,18 @@ pub(super) fn read(source: &str, report: &mut Report<'_>) -> Option<RawConfig> {
             "readiness" => config.readiness = table(key, value, "[readiness]", report),
             "alert" => config.alert = array_of_tables(key, value, report),
             "store" => config.store = table(key, value, "[store]", report),
-            other => report.error(
-                key.span(),
-                unknown_key("", other, "at the top level", &SECTIONS),
-            ),
+            other => unknown_sections.push((key.span(), other)),
         }
+    }
+    // In file order, so that the keys that get hints are the first ones.
+    unknown_sections.sort_by_key(|(span, _)| span.start);
+    for (index, (span, key)) in unknown_sections.into_iter().enumerate() {
+        let known: &[&str] = if index < HINTED_UNKNOWN_KEYS {
+            &SECTIONS
+        } else {
+            &[]
+        };
+        report.error(span, unknown_key("", key, "at the top level", known));
     }
     Some(config)
 }
@@ -134,15 +181,25 @@ fn section<T: RawTable>(
     label: String,
     report: &mut Report<'_>,
 ) -> Section<T> {
-    let mut remaining = table.clone();
+    // What is left to read; the table itself until a pass fails.
+    let mut remaining: Option<DeTable<'_>> = None;
     let mut unreadable = Vec::new();
     let mut unknown: Vec<Vec<Step>> = Vec::new();
+    // After a failed pass the unknown keys met are taken out of `remaining`,
+    // so the next pass does not meet them again; those inside arrays stay,
+    // and are kept here so that they are recorded once.
+    let mut left_in: HashSet<Vec<Step>> = HashSet::new();
+    let mut passes = 0;
+    let max_passes = passes_allowed(table);
     let raw = loop {
-        let input = Spanned::new(span.clone(), DeValue::Table(remaining.clone()));
+        passes += 1;
+        let met_before = unknown.len();
+        let input = remaining.as_ref().unwrap_or(table).clone();
+        let input = Spanned::new(span.clone(), DeValue::Table(input));
         let result = serde_ignored::deserialize(ValueDeserializer::from(input), |path| {
             let mut steps = Vec::new();
             path_steps(&path, &mut steps);
-            if !unknown.contains(&steps) {
+            if !left_in.contains(&steps) {
                 unknown.push(steps);
             }
         });
@@ -150,33 +207,61 @@ fn section<T: RawTable>(
             Ok(raw) => break raw,
             Err(error) => error,
         };
+        let remaining = remaining.get_or_insert_with(|| table.clone());
+        for steps in &unknown[met_before..] {
+            if !remove_path(remaining, steps) {
+                left_in.insert(steps.clone());
+            }
+        }
         // Every type error lies inside one key's value: take that key out
         // and try again, so the keys after it are checked too.
         let error_span = error.span().unwrap_or_else(|| span.clone());
-        match take_out(&mut remaining, &error_span) {
-            Some(culprit) => {
-                let culprit = culprit.join(".");
-                let message = plain_types(error.message());
-                report.error(error_span, format!("{culprit}: {message}"));
-                unreadable.push(culprit);
-            }
-            None => {
-                // Not expected with all-optional raw structs; stay safe: no
-                // key of this table is reported missing on top of this.
-                report.error(error_span, format!("{label}: {}", error.message()));
-                unreadable.extend(remaining.keys().map(|key| key.get_ref().to_string()));
-                break T::default();
-            }
+        let culprit = take_out(remaining, &error_span);
+        if let Some(culprit) = &culprit {
+            let culprit = culprit.join(".");
+            let message = plain_types(error.message());
+            report.error(error_span.clone(), format!("{culprit}: {message}"));
+            unreadable.push(culprit);
+        }
+        if culprit.is_none() || passes == max_passes {
+            let message = match culprit {
+                Some(_) => format!(
+                    "{label}: stopped after {passes} values of the wrong type; the rest of this table is not checked"
+                ),
+                // Not expected with all-optional raw structs.
+                None => format!("{label}: {}", error.message()),
+            };
+            let at = if culprit.is_some() {
+                span.clone()
+            } else {
+                error_span
+            };
+            report.error(at, message);
+            // Stay safe: no key of this table is reported missing on top.
+            unreadable.extend(remaining.keys().map(|key| key.get_ref().to_string()));
+            break T::default();
         }
     };
-    for steps in &unknown {
-        let key_span = locate(table, steps).unwrap_or_else(|| span.clone());
-        let place = format!("in {label}");
+    let mut located: Vec<(Range<usize>, &[Step])> = unknown
+        .iter()
+        .map(|steps| {
+            (
+                locate(table, steps).unwrap_or_else(|| span.clone()),
+                &steps[..],
+            )
+        })
+        .collect();
+    // In file order, so that the keys that get hints are the first ones.
+    located.sort_by_key(|(key_span, _)| key_span.start);
+    let place = format!("in {label}");
+    for (index, (key_span, steps)) in located.into_iter().enumerate() {
+        let hinted = index < HINTED_UNKNOWN_KEYS;
         let message = match key_path(steps) {
             // `health.htp`: suggest among the keys of `health`.
             Some((parent, key)) => {
                 let prefix: String = parent.iter().map(|table| format!("{table}.")).collect();
-                unknown_key(&prefix, key, &place, T::keys_at(&parent))
+                let known = if hinted { T::keys_at(&parent) } else { &[] };
+                unknown_key(&prefix, key, &place, known)
             }
             None => unknown_key("", &render(steps), &place, &[]),
         };
@@ -224,29 +309,44 @@ fn take_out(table: &mut DeTable<'_>, error_span: &Range<usize>) -> Option<Vec<St
     Some(vec![key])
 }
 
-/// Serde names Rust types in its messages ("expected usize", "expected
-/// struct RawHealth"); say what a TOML writer would.
-fn plain_types(message: &str) -> String {
-    let message = ["usize", "u64", "u32", "u16", "u8", "i64"]
-        .iter()
-        .fold(message.to_owned(), |message, rust_type| {
-            let plain = match *rust_type {
-                "i64" => "an integer",
-                _ => "a non-negative integer",
-            };
-            message.replace(
-                &format!("expected {rust_type}"),
-                &format!("expected {plain}"),
-            )
-        })
-        .replace("expected f64", "expected a number");
-    match message.split_once("expected struct ") {
-        Some((before, after)) => {
-            let rest = after.trim_start_matches(|c: char| c.is_alphanumeric() || c == '_');
-            format!("{before}expected a table{rest}")
-        }
-        None => message,
+/// Remove the key at `steps` from `table`, if the path leads through tables
+/// only (an element of an array stays: removing it would renumber the rest).
+/// Whether it was removed.
+fn remove_path(table: &mut DeTable<'_>, steps: &[Step]) -> bool {
+    match steps {
+        [Step::Key(key)] => table.remove(key.as_str()).is_some(),
+        [Step::Key(key), rest @ ..] => match table.get_mut(key.as_str()).map(Spanned::get_mut) {
+            Some(DeValue::Table(nested)) => remove_path(nested, rest),
+            _ => false,
+        },
+        _ => false,
     }
+}
+
+/// Serde names Rust types in its messages ("expected usize", "expected
+/// struct RawHealth"); say what a TOML writer would. Serde's "expected" is
+/// the last one in the message (a quoted value before it may say anything).
+fn plain_types(message: &str) -> String {
+    let Some((before, after)) = message.rsplit_once("expected ") else {
+        return message.to_owned();
+    };
+    let word_end = after
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(after.len());
+    let (word, rest) = after.split_at(word_end);
+    let plain = match word {
+        "usize" | "u64" | "u32" | "u16" | "u8" => "a non-negative integer",
+        "i64" => "an integer",
+        "f64" => "a number",
+        "struct" => {
+            let rest = rest
+                .trim_start_matches(' ')
+                .trim_start_matches(|c: char| c.is_alphanumeric() || c == '_');
+            return format!("{before}expected a table{rest}");
+        }
+        _ => return message.to_owned(),
+    };
+    format!("{before}expected {plain}{rest}")
 }
 
 /// `unknown key "balanc" in [[cluster]] "app" (did you mean "balance"?)`;
@@ -278,7 +378,7 @@ fn key_path(steps: &[Step]) -> Option<(Vec<&str>, &str)> {
 }
 
 /// One step of the path to an ignored key.
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Step {
     Key(String),
     Index(usize),
@@ -349,4 +449,39 @@ fn locate(table: &DeTable<'_>, steps: &[Step]) -> Option<Range<usize>> {
 
 fn contains(outer: &Range<usize>, inner: &Range<usize>) -> bool {
     outer.start <= inner.start && inner.end <= outer.end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_types;
+
+    #[test]
+    fn rust_types_are_named_as_toml_writers_would() {
+        for (serde, plain) in [
+            (
+                "invalid type: string \"two\", expected u32",
+                "invalid type: string \"two\", expected a non-negative integer",
+            ),
+            (
+                "invalid type: float `0.5`, expected i64",
+                "invalid type: float `0.5`, expected an integer",
+            ),
+            (
+                "invalid type: string \"x\", expected f64",
+                "invalid type: string \"x\", expected a number",
+            ),
+            (
+                "invalid type: boolean `false`, expected struct RawOutlier",
+                "invalid type: boolean `false`, expected a table",
+            ),
+            // Only serde's own words change, not a quoted value.
+            (
+                "invalid type: string \"expected u8\", expected a boolean",
+                "invalid type: string \"expected u8\", expected a boolean",
+            ),
+            ("something else", "something else"),
+        ] {
+            assert_eq!(plain_types(serde), plain);
+        }
+    }
 }

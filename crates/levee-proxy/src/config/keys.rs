@@ -1,6 +1,8 @@
 //! Which keys a table accepts, asked of serde itself, and which of them a
 //! misspelt key was probably meant to be.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, Visitor};
@@ -18,29 +20,131 @@ pub(super) fn fields_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
 /// The candidate `key` is most likely a typo of: at most two edits away and
 /// not mostly different (`"x"` is not a typo of `"n"`).
 pub(super) fn did_you_mean<'a>(key: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    let key = key.to_ascii_lowercase();
+    let key: Vec<char> = key.to_ascii_lowercase().chars().collect();
+    let key_letters = letters(key.iter().copied());
+    let mut rows = EditRows::default();
     candidates
         .iter()
-        .map(|&candidate| (edit_distance(&key, candidate), candidate))
+        // Two edits change the length by two at most, and bring in or take
+        // away two kinds of character at most: a key that fails either
+        // test (a megabyte of text written as a key, `k123` against
+        // `balance`) costs no distance.
+        .filter(|candidate| {
+            let candidate_letters = letters(candidate.chars());
+            candidate.chars().count().abs_diff(key.len()) <= 2
+                && (key_letters & !candidate_letters).count_ones() <= 2
+                && (candidate_letters & !key_letters).count_ones() <= 2
+        })
+        .map(|&candidate| (rows.distance(&key, candidate), candidate))
         .filter(|&(distance, candidate)| distance <= 2 && 3 * distance <= candidate.len())
         .min_by_key(|&(distance, _)| distance)
         .map(|(_, candidate)| candidate)
 }
 
-/// Levenshtein distance (insertions, deletions, substitutions), over
-/// characters. Small enough not to need a crate.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, a_char) in a.chars().enumerate() {
-        let mut current = vec![i + 1; b.len() + 1];
-        for (j, &b_char) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(a_char != b_char);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+/// Names the file defines (clusters), looked up by references elsewhere in
+/// it: a hash lookup each, and a "did you mean" hint for the first
+/// [`ConfigErrors::SHOWN`](super::ConfigErrors::SHOWN) misses only. A hint
+/// compares the name with every defined one, so hinting every miss of a
+/// file with thousands of clusters and references would take quadratic time
+/// for lines nobody is shown.
+pub(super) struct DefinedNames<'a, T> {
+    by_name: HashMap<&'a str, T>,
+    /// In file order, for hints.
+    names: Vec<&'a str>,
+    hints_left: usize,
+}
+
+impl<'a, T> DefinedNames<'a, T> {
+    /// The first definition of a name wins (a second one is reported as a
+    /// duplicate elsewhere).
+    pub(super) fn new(defined: impl IntoIterator<Item = (&'a str, T)>) -> DefinedNames<'a, T> {
+        let mut by_name = HashMap::new();
+        let mut names = Vec::new();
+        for (name, value) in defined {
+            names.push(name);
+            if let Entry::Vacant(slot) = by_name.entry(name) {
+                slot.insert(value);
+            }
         }
-        previous = current;
+        DefinedNames {
+            by_name,
+            names,
+            hints_left: super::ConfigErrors::SHOWN,
+        }
     }
-    previous[b.len()]
+
+    /// What `name` is defined as, if it is.
+    pub(super) fn get(&self, name: &str) -> Option<&T> {
+        self.by_name.get(name)
+    }
+
+    /// ` (did you mean "app"?)` for a name that is not defined, or nothing.
+    pub(super) fn hint(&mut self, name: &str) -> String {
+        if self.hints_left == 0 {
+            return String::new();
+        }
+        self.hints_left -= 1;
+        did_you_mean(name, &self.names)
+            .map(|suggestion| format!(" (did you mean {suggestion:?}?)"))
+            .unwrap_or_default()
+    }
+}
+
+/// Which kinds of character `text` has: a bit per letter, digit and `_`,
+/// one for everything else.
+fn letters(text: impl Iterator<Item = char>) -> u64 {
+    text.fold(0, |set, c| {
+        let bit = match c {
+            'a'..='z' => u32::from(c) - u32::from('a'),
+            'A'..='Z' => u32::from(c) - u32::from('A'),
+            '0'..='9' => 26 + u32::from(c) - u32::from('0'),
+            '_' => 36,
+            _ => 37,
+        };
+        set | 1 << bit
+    })
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions), over
+/// characters, up to [`EditRows::ENOUGH`]: a larger one is never a typo, so
+/// the work stops there. Small enough not to need a crate; the two rows are
+/// kept between calls, since a file with many unknown keys asks for many
+/// distances.
+#[derive(Default)]
+struct EditRows {
+    previous: Vec<usize>,
+    current: Vec<usize>,
+}
+
+impl EditRows {
+    /// Distances from here on are all the same: too far for a typo.
+    const ENOUGH: usize = 3;
+
+    fn distance(&mut self, a: &[char], b: &str) -> usize {
+        self.previous.clear();
+        self.previous.extend(0..=a.len());
+        for (j, b_char) in b.chars().enumerate() {
+            self.current.clear();
+            self.current.push(j + 1);
+            for (i, &a_char) in a.iter().enumerate() {
+                let substitution = self.previous[i] + usize::from(a_char != b_char);
+                let next = substitution
+                    .min(self.previous[i + 1] + 1)
+                    .min(self.current[i] + 1);
+                self.current.push(next);
+            }
+            std::mem::swap(&mut self.previous, &mut self.current);
+            // Distances never shrink from one row to the next.
+            if self
+                .previous
+                .iter()
+                .all(|&distance| distance >= Self::ENOUGH)
+            {
+                return Self::ENOUGH;
+            }
+        }
+        self.previous[a.len()].min(Self::ENOUGH)
+    }
 }
 
 /// A deserializer that holds no data: asked for a struct, it answers with
@@ -129,8 +233,22 @@ mod tests {
 
     #[test]
     fn edit_distances() {
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("same", "same"), 0);
+        let mut rows = EditRows::default();
+        let mut distance = |a: &str, b: &str| rows.distance(&a.chars().collect::<Vec<_>>(), b);
+        assert_eq!(distance("", "ab"), 2);
+        assert_eq!(distance("ab", ""), 2);
+        assert_eq!(distance("kitten", "sittin"), 2);
+        assert_eq!(distance("same", "same"), 0);
+        assert_eq!(distance("çà", "ca"), 2);
+        // Beyond two edits the exact number does not matter.
+        assert_eq!(distance("kitten", "sitting"), EditRows::ENOUGH);
+        assert_eq!(distance("abcdef", "uvwxyz"), EditRows::ENOUGH);
+        assert_eq!(distance("", "abcdef"), EditRows::ENOUGH);
+    }
+
+    #[test]
+    fn a_huge_key_gets_no_hint_and_costs_little() {
+        let key = "n".repeat(1 << 20);
+        assert_eq!(did_you_mean(&key, &["name", "endpoints"]), None);
     }
 }

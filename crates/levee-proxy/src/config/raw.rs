@@ -195,6 +195,10 @@ pub(super) struct RawListener {
 }
 
 /// `[[cluster]]`: interchangeable endpoints and how to talk to them.
+///
+/// The nested tables are boxed: most clusters leave most of them out, and
+/// inline they would make every cluster kilobytes large (a file of many
+/// clusters then spends its time copying them).
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct RawCluster {
     /// Unique name, referenced by listeners. Required.
@@ -230,10 +234,10 @@ pub(super) struct RawCluster {
     pub ewma_decay: Option<Spanned<String>>,
     /// Active health checks of every endpoint (`health = { ... }` or
     /// `[cluster.health]`). Default: none.
-    pub health: Option<Spanned<RawHealth>>,
+    pub health: Option<Box<Spanned<RawHealth>>>,
     /// Passive outlier detection from real traffic (`outlier = { ... }` or
     /// `[cluster.outlier]`). Default: on, with every default.
-    pub outlier: Option<Spanned<RawOutlier>>,
+    pub outlier: Option<Box<Spanned<RawOutlier>>>,
     /// Percent of endpoints, 0 to 100, that must be available; below it
     /// levee balances over every endpoint, so the few survivors are not
     /// crushed. Default 50.
@@ -244,16 +248,16 @@ pub(super) struct RawCluster {
     pub slow_start: Option<Spanned<String>>,
     /// Retries and hedging (`retry = { ... }` or `[cluster.retry]`).
     /// Default: on, with every default.
-    pub retry: Option<Spanned<RawRetry>>,
+    pub retry: Option<Box<Spanned<RawRetry>>>,
     /// Overload protection (`admission = { ... }` or `[cluster.admission]`).
     /// Default: off.
-    pub admission: Option<Spanned<RawAdmission>>,
+    pub admission: Option<Box<Spanned<RawAdmission>>>,
     /// Response cache for GET and HEAD (`cache = { ... }` or
     /// `[cluster.cache]`). Default: off.
-    pub cache: Option<Spanned<RawCache>>,
+    pub cache: Option<Box<Spanned<RawCache>>>,
     /// Circuit breaker (`breaker = { ... }` or `[cluster.breaker]`).
     /// Default: none.
-    pub breaker: Option<Spanned<RawBreaker>>,
+    pub breaker: Option<Box<Spanned<RawBreaker>>>,
 }
 
 /// `health` in a `[[cluster]]`: how each endpoint is checked. Exactly one of

@@ -20,6 +20,8 @@ use super::*;
 mod admission;
 mod breaker;
 mod cache;
+mod large;
+mod properties;
 mod readiness;
 mod retry;
 
@@ -343,13 +345,12 @@ fn syntax_error() {
 }
 
 #[test]
-fn several_syntax_errors_are_all_reported() {
+fn only_the_first_syntax_error_is_reported() {
+    // After one syntax error the parser can only guess; the second line's
+    // error could be a consequence of the first.
     assert_eq!(
         errors("a = \nb = \"x"),
-        [
-            "levee.toml:1:5: invalid TOML: string values must be quoted, expected literal string",
-            "levee.toml:2:7: invalid TOML: invalid basic string, expected `\"`",
-        ]
+        ["levee.toml:1:5: invalid TOML: string values must be quoted, expected literal string"]
     );
 }
 

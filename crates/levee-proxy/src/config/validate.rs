@@ -14,6 +14,7 @@ mod outlier;
 mod readiness;
 mod retry;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::Duration;
@@ -558,17 +559,21 @@ fn endpoint_list(
         return None;
     }
     let mut parsed: Vec<EndpointAddress> = Vec::new();
+    let mut seen: HashSet<EndpointAddress> = HashSet::new();
     let mut all_valid = true;
     for text in endpoints.get_ref() {
         match text.get_ref().parse::<EndpointAddress>() {
             // A duplicate would get twice the traffic and share its health
             // with itself: almost certainly a copy-paste slip.
-            Ok(address) if parsed.contains(&address) => {
+            Ok(address) if seen.contains(&address) => {
                 let message = format!("endpoints: {:?} is listed twice", address.to_string());
                 report.error(text.span(), message);
                 all_valid = false;
             }
-            Ok(address) => parsed.push(address),
+            Ok(address) => {
+                seen.insert(address.clone());
+                parsed.push(address);
+            }
             Err(error) => {
                 report.error(text.span(), format!("endpoints: {error}"));
                 all_valid = false;

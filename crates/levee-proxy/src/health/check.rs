@@ -3,7 +3,10 @@
 //! Each check opens a fresh connection: a check that reused a pooled
 //! connection would not notice a node that stopped accepting. An HTTP check
 //! must get a response head within its timeout, so a kernel that completes
-//! the TCP handshake for a stopped (or hung) process does not fool it.
+//! the TCP handshake for a stopped (or hung) process does not fool it, and
+//! its body whole (up to 64 KiB, see [`levee_probe::http`], which the
+//! dependency probes share), so a node that breaks every body after the
+//! head does not either.
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,17 +14,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, header};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
+use http_body_util::Empty;
 use levee_core::health::{CheckFailure, CheckResult};
+use levee_probe::http::{ExchangeError, exchange};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::config::{HealthCheckKind, HttpCheckSettings};
-
-/// How much of a check response's body is read when looking for the expected
-/// text. Health endpoints answer small documents.
-const MAX_CHECK_BODY: usize = 64 * 1024;
 
 /// Run one check against `target` (whose configured name is `host`), bounded
 /// by `timeout` from connect to verdict.
@@ -55,10 +54,6 @@ async fn http_check(
     host: &str,
 ) -> Result<(), CheckFailure> {
     let _ = stream.set_nodelay(true);
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|_| CheckFailure::ConnectFailed)?;
-    let connection = tokio::spawn(connection);
     let host = HeaderValue::from_str(check.host.as_deref().unwrap_or(host))
         .map_err(|_| CheckFailure::Protocol)?;
     let request = Request::builder()
@@ -69,27 +64,16 @@ async fn http_check(
         .header(header::CONNECTION, "close")
         .body(Empty::<Bytes>::new())
         .map_err(|_| CheckFailure::Protocol)?;
-    let result = async {
-        let response = sender.send_request(request).await.map_err(send_failure)?;
-        let status = response.status();
-        if !check.expect_status.contains(&status.as_u16()) {
-            return Err(CheckFailure::UnexpectedStatus(status.as_u16()));
-        }
-        if let Some(expected) = &check.expect_body {
-            let body = Limited::new(response.into_body(), MAX_CHECK_BODY)
-                .collect()
-                .await
-                .map_err(|_| CheckFailure::BodyMismatch)?
-                .to_bytes();
-            if !contains(&body, expected.as_bytes()) {
-                return Err(CheckFailure::BodyMismatch);
-            }
-        }
-        Ok(())
+    let answer = exchange(stream, request).await.map_err(exchange_failure)?;
+    if !check.expect_status.contains(&answer.status.as_u16()) {
+        return Err(CheckFailure::UnexpectedStatus(answer.status.as_u16()));
     }
-    .await;
-    connection.abort();
-    result
+    if let Some(expected) = &check.expect_body
+        && !contains(&answer.body, expected.as_bytes())
+    {
+        return Err(CheckFailure::BodyMismatch);
+    }
+    Ok(())
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -107,10 +91,11 @@ fn connect_failure(error: io::Error) -> CheckFailure {
     }
 }
 
-fn send_failure(error: hyper::Error) -> CheckFailure {
-    if error.is_parse() || error.is_parse_status() {
-        CheckFailure::Protocol
-    } else {
-        CheckFailure::Reset
+fn exchange_failure(error: ExchangeError) -> CheckFailure {
+    match error {
+        _ if error.is_protocol() => CheckFailure::Protocol,
+        ExchangeError::Handshake(_) => CheckFailure::ConnectFailed,
+        ExchangeError::NoResponse(_) => CheckFailure::Reset,
+        ExchangeError::BodyInterrupted { .. } => CheckFailure::BodyInterrupted,
     }
 }

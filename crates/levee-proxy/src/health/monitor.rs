@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use levee_core::EndpointId;
-use levee_core::health::{CheckFailure, CheckResult};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -14,62 +13,55 @@ use crate::cluster::Cluster;
 use crate::config::HealthSettings;
 
 /// Start checking every endpoint of `cluster` (nothing when it has no
-/// `health` config). Endpoints that resolve to the same address are checked
-/// once and the verdict is recorded for each of them: two names for one node
-/// must not double its check load. Addresses are resolved once, at start.
-pub async fn spawn_health_checks(cluster: &Arc<Cluster>) -> Vec<JoinHandle<()>> {
+/// `health` config). Endpoints whose names resolve to the same address are
+/// checked once and the verdict is recorded for each of them: two names for
+/// one node must not double its check load. The grouping is made from the
+/// addresses resolved before the start (`cluster::resolve_names`); each
+/// check goes to the group's current address, and is skipped while its name
+/// does not resolve (the endpoint is `unresolved` then, not unhealthy).
+pub fn spawn_health_checks(cluster: &Arc<Cluster>) -> Vec<JoinHandle<()>> {
     let Some(health) = cluster.settings.health.clone() else {
         return Vec::new();
     };
     let mut groups: BTreeMap<Target, Vec<usize>> = BTreeMap::new();
-    for (index, address) in cluster.settings.endpoints.iter().enumerate() {
-        let resolved = tokio::net::lookup_host((address.host.as_str(), address.port))
-            .await
-            .ok()
-            .and_then(|mut addresses| addresses.next());
-        let target = match resolved {
-            Some(socket) => Target::Resolved(socket),
-            None => Target::Unresolved(address.to_string()),
+    for index in 0..cluster.len() {
+        let target = match cluster.endpoint(EndpointId(index)).resolution.address() {
+            Some(socket) => Target::Address(socket),
+            None => Target::Alone(index),
         };
         groups.entry(target).or_default().push(index);
     }
     groups
-        .into_iter()
-        .map(|(target, members)| {
+        .into_values()
+        .map(|members| {
             let cluster = Arc::clone(cluster);
             let health = health.clone();
-            tokio::spawn(check_loop(cluster, health, target, members))
+            tokio::spawn(check_loop(cluster, health, members))
         })
         .collect()
 }
 
-/// Where a check loop sends its checks.
+/// How endpoints are grouped for checks.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Target {
-    Resolved(SocketAddr),
-    /// A name that did not resolve at start: checked as a failure to connect.
-    Unresolved(String),
+    /// Every endpoint that resolved to this address at start.
+    Address(SocketAddr),
+    /// An endpoint whose name did not resolve at start: checked on its own.
+    Alone(usize),
 }
 
-async fn check_loop(
-    cluster: Arc<Cluster>,
-    health: HealthSettings,
-    target: Target,
-    members: Vec<usize>,
-) {
+async fn check_loop(cluster: Arc<Cluster>, health: HealthSettings, members: Vec<usize>) {
+    let first = cluster.endpoint(EndpointId(members[0]));
     // The configured name of the first member (e.g. "backend:8000") is the
     // Host header unless the check sets one.
-    let host = cluster.endpoint(EndpointId(members[0])).address.clone();
+    let host = first.address.clone();
     loop {
-        let result = match &target {
-            Target::Resolved(socket) => {
-                run_check(&health.check, *socket, &host, health.params.timeout()).await
+        if let Some(target) = first.resolution.address() {
+            let result = run_check(&health.check, target, &host, health.params.timeout()).await;
+            let now = Instant::now();
+            for &member in &members {
+                cluster.record_check(EndpointId(member), result, now);
             }
-            Target::Unresolved(_) => CheckResult::Failed(CheckFailure::ConnectFailed),
-        };
-        let now = Instant::now();
-        for &member in &members {
-            cluster.record_check(EndpointId(member), result, now);
         }
         tokio::time::sleep(cluster.next_check_delay(EndpointId(members[0]))).await;
     }

@@ -616,6 +616,7 @@ impl Attempts {
             Some((breaker, rejected)) => ProxyError::BreakerOpen { breaker, rejected },
             None => ProxyError::NoEndpoint {
                 cluster: self.cluster.name.clone(),
+                reason: self.cluster.no_endpoint_reason(Instant::now()),
             },
         }
     }

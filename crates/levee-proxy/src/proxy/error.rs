@@ -25,6 +25,9 @@ pub enum ProxyError {
     NoEndpoint {
         /// Cluster name.
         cluster: String,
+        /// Why, when the cluster can say (every endpoint is known to take
+        /// no connections: "no-such-host.invalid:80 does not resolve").
+        reason: Option<String>,
     },
     /// The attempt failed before a response head arrived.
     Upstream {
@@ -104,7 +107,8 @@ struct ErrorBody<'a> {
     /// Which retry rule stopped the request, in words.
     #[serde(skip_serializing_if = "Option::is_none")]
     retry: Option<String>,
-    /// Details of levee's own decision (admission control).
+    /// Details of levee's own decision (admission control, why no endpoint
+    /// could be picked).
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
 }
@@ -159,6 +163,7 @@ impl ProxyError {
                 FailureKind::ConnectRefused => "upstream refused the connection",
                 FailureKind::ConnectTimeout => "upstream connect timed out",
                 FailureKind::ConnectFailed => "upstream connect failed",
+                FailureKind::Unresolved => "upstream name does not resolve",
                 FailureKind::ResetBeforeResponse => {
                     "upstream closed the connection before responding"
                 }
@@ -184,14 +189,14 @@ impl ProxyError {
     /// The JSON response for the client.
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let body = match &self {
-            ProxyError::NoEndpoint { cluster } => ErrorBody {
+            ProxyError::NoEndpoint { cluster, reason } => ErrorBody {
                 error: self.message(),
                 cluster: Some(cluster),
                 endpoint: None,
                 kind: None,
                 attempts: None,
                 retry: None,
-                reason: None,
+                reason: reason.clone(),
             },
             ProxyError::Upstream {
                 cluster,
@@ -330,11 +335,13 @@ mod tests {
         assert_eq!(upstream(FailureKind::ConnectRefused).status(), 502);
         assert_eq!(
             ProxyError::NoEndpoint {
-                cluster: "app".into()
+                cluster: "app".into(),
+                reason: None,
             }
             .status(),
             502
         );
+        assert_eq!(upstream(FailureKind::Unresolved).status(), 502);
     }
 }
 

@@ -198,6 +198,7 @@ async fn attempt(
     let Some(first) = cluster.pick(started) else {
         return early(ProxyError::NoEndpoint {
             cluster: cluster.name.clone(),
+            reason: cluster.no_endpoint_reason(started),
         });
     };
     let request = match upstream_request(request, client, &cluster.endpoint(first).host_header) {

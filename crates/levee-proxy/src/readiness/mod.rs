@@ -263,24 +263,34 @@ impl SelfHealth {
                     name,
                     true,
                     format!(
-                        "{available} of {} endpoints available, need {needed}",
-                        cluster.len()
+                        "{available} of {} endpoints available, need {needed} (out: {})",
+                        cluster.len(),
+                        named(&cluster.unavailable_endpoints(now))
                     ),
                 )
             });
         }
         for required in &self.settings.required_endpoints {
             let name = format!("endpoint:{required}");
-            let available = self
-                .cluster(&required.cluster)
-                .and_then(|cluster| {
-                    cluster.is_endpoint_available(&required.endpoint.to_string(), now)
-                })
+            let address = required.endpoint.to_string();
+            let cluster = self.cluster(&required.cluster);
+            let available = cluster
+                .and_then(|cluster| cluster.is_endpoint_available(&address, now))
                 .unwrap_or(false);
             criteria.push(if available {
                 CriterionResult::passing(name, true)
             } else {
-                CriterionResult::failing(name, true, "endpoint is unhealthy or ejected")
+                // "endpoint is unresolved", "endpoint is ejected", ...
+                let state = cluster
+                    .and_then(|cluster| {
+                        let prefix = format!("{address} ");
+                        cluster
+                            .unavailable_endpoints(now)
+                            .into_iter()
+                            .find_map(|out| out.strip_prefix(&prefix).map(str::to_owned))
+                    })
+                    .unwrap_or_else(|| "unavailable".to_owned());
+                CriterionResult::failing(name, true, format!("endpoint is {state}"))
             });
         }
         for probe in &self.probes {
@@ -346,4 +356,20 @@ fn instance_name() -> String {
         Ok(host) if !host.is_empty() => format!("{host}-{}", std::process::id()),
         _ => format!("levee-{}", std::process::id()),
     }
+}
+
+/// The first few of `endpoints`, joined: "a:80 unresolved, b:80 unhealthy
+/// and 3 more".
+fn named(endpoints: &[String]) -> String {
+    const NAMED: usize = 3;
+    let mut text = endpoints
+        .iter()
+        .take(NAMED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if endpoints.len() > NAMED {
+        text.push_str(&format!(" and {} more", endpoints.len() - NAMED));
+    }
+    text
 }

@@ -86,7 +86,16 @@ pub enum ConnectError {
     /// No connection within the connect timeout.
     #[error("no connection within {0:?}")]
     TimedOut(Duration),
-    /// The OS said no: refused, unreachable, no address.
+    /// The endpoint's name resolved to no address.
+    #[error("{host} does not resolve: {source}")]
+    Unresolved {
+        /// The name.
+        host: String,
+        /// What the resolver said.
+        #[source]
+        source: io::Error,
+    },
+    /// The OS said no: refused, unreachable.
     #[error("{0}")]
     Io(#[source] io::Error),
 }
@@ -96,6 +105,7 @@ impl ConnectError {
     pub fn kind(&self) -> FailureKind {
         match self {
             ConnectError::TimedOut(_) => FailureKind::ConnectTimeout,
+            ConnectError::Unresolved { .. } => FailureKind::Unresolved,
             ConnectError::Io(error) => match error.kind() {
                 io::ErrorKind::ConnectionRefused => FailureKind::ConnectRefused,
                 io::ErrorKind::TimedOut => FailureKind::ConnectTimeout,
@@ -209,8 +219,7 @@ impl EndpointPool {
         let timeout = self.settings.connect_timeout;
         let stream = tokio::time::timeout(timeout, self.connect_tcp())
             .await
-            .map_err(|_| ConnectError::TimedOut(timeout))?
-            .map_err(ConnectError::Io)?;
+            .map_err(|_| ConnectError::TimedOut(timeout))??;
         // Small exchanges must not wait for Nagle; failure only costs latency.
         let _ = stream.set_nodelay(true);
         Ok(stream)
@@ -234,21 +243,27 @@ impl EndpointPool {
     }
 
     /// Resolve (IP literals need no lookup) and connect to the first address
-    /// that accepts.
-    async fn connect_tcp(&self) -> io::Result<TcpStream> {
+    /// that accepts. A failed lookup is told apart from a failed connect:
+    /// "does not resolve" is the first thing to fix.
+    async fn connect_tcp(&self) -> Result<TcpStream, ConnectError> {
+        let unresolved = |source| ConnectError::Unresolved {
+            host: self.host.clone(),
+            source,
+        };
+        let addresses = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(unresolved)?;
         let mut last_error = None;
-        for address in tokio::net::lookup_host((self.host.as_str(), self.port)).await? {
+        for address in addresses {
             match TcpStream::connect(address).await {
                 Ok(stream) => return Ok(stream),
                 Err(error) => last_error = Some(error),
             }
         }
-        Err(last_error.unwrap_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{} resolved to no address", self.host),
-            )
-        }))
+        Err(match last_error {
+            Some(error) => ConnectError::Io(error),
+            None => unresolved(io::Error::new(io::ErrorKind::NotFound, "no address")),
+        })
     }
 
     fn release(&self, sender: SendRequest<RequestBody>) {
@@ -303,5 +318,45 @@ impl std::fmt::Debug for EndpointPool {
             self.port,
             self.idle_count()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(host: &str, port: u16) -> Arc<EndpointPool> {
+        EndpointPool::new(
+            host.to_owned(),
+            port,
+            PoolSettings {
+                connect_timeout: Duration::from_secs(5),
+                idle_timeout: Duration::from_secs(5),
+                max_idle: 1,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_name_that_does_not_resolve_is_not_a_refused_connect() {
+        let error = pool("no-such-host.invalid", 80)
+            .open_stream()
+            .await
+            .expect_err("no such host");
+        assert_eq!(error.kind(), FailureKind::Unresolved);
+        assert!(
+            error
+                .to_string()
+                .starts_with("no-such-host.invalid does not resolve: "),
+            "{error}"
+        );
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a port");
+        let error = pool("127.0.0.1", closed.port())
+            .open_stream()
+            .await
+            .expect_err("refused");
+        assert_eq!(error.kind(), FailureKind::ConnectRefused);
     }
 }

@@ -13,7 +13,8 @@
 //! ```
 //!
 //! Routes when healthy: any path answers `200 hello from <name>`;
-//! `GET /drip?chunks=N&interval=MS` streams numbered chunks; `POST|PUT /echo`
+//! `GET /drip?chunks=N&interval=MS` streams numbered chunks; `GET /bytes?n=N`
+//! answers N bytes (`x`, with `content-length`, at most 64 MiB); `POST|PUT /echo`
 //! streams the request body back; `POST|PUT /count` reads the whole request
 //! body, then answers its length in bytes; `/status/CODE` answers that status;
 //! `GET /slow?ms=MS` answers after a pause; `/reset` reads the request and

@@ -25,9 +25,11 @@ use super::mode::Mode;
 /// Body of every [`Mode::Failing`] answer.
 const FAILING_BODY: &str = r#"{"error":"demo backend failing"}"#;
 
-/// Upper bounds on query parameters, so a typo cannot park a test for hours.
+/// Upper bounds on query parameters, so a typo cannot park a test for hours
+/// (or fill its memory).
 const MAX_DRIP_CHUNKS: u64 = 100_000;
 const MAX_QUERY_MILLIS: u64 = 60_000;
+const MAX_BYTES: u64 = 64 << 20;
 
 /// Chunks and pause of `/drip` when the query does not say.
 const DEFAULT_DRIP_CHUNKS: u64 = 5;
@@ -96,6 +98,14 @@ impl BackendService {
                     .min(MAX_QUERY_MILLIS);
                 let body = ResponseBody::drip(chunks, Duration::from_millis(interval));
                 (Duration::ZERO, self.response(StatusCode::OK, body))
+            }
+            "/bytes" if method == Method::GET => {
+                let n = query_param(query, "n").unwrap_or(0).min(MAX_BYTES);
+                let body = Bytes::from(vec![b'x'; usize::try_from(n).unwrap_or(0)]);
+                (
+                    Duration::ZERO,
+                    self.response(StatusCode::OK, ResponseBody::full(body)),
+                )
             }
             "/echo" if method == Method::POST || method == Method::PUT => {
                 let body = ResponseBody::Echo(request.into_body());

@@ -1,13 +1,14 @@
 //! `[readiness]` and `[[alert]]`: criteria that name clusters and endpoints
 //! defined elsewhere in the file, dependency probes, and webhooks.
 
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use levee_core::health::HealthCheckParams;
 use levee_probe::{ProbeKind, ProbeTarget};
 use toml::Spanned;
 
-use super::super::keys::did_you_mean;
+use super::super::keys::{DefinedNames, did_you_mean};
 use super::super::raw::{RawAlert, RawProbe, RawReadiness, Section};
 use super::super::report::Report;
 use super::super::{
@@ -27,18 +28,19 @@ pub(super) fn readiness(
         return ReadinessSettings::default();
     };
     let raw = &section.raw;
-    let defined: Vec<&str> = clusters
-        .iter()
-        .filter_map(|cluster| cluster.name)
-        .map(|name| name.get_ref().as_str())
-        .collect();
+    // Cluster name → index in `clusters`.
+    let mut defined = DefinedNames::new(
+        clusters
+            .iter()
+            .enumerate()
+            .filter_map(|(index, cluster)| Some((cluster.name?.get_ref().as_str(), index))),
+    );
     let mut settings = ReadinessSettings::default();
     if let Some(min_healthy) = &raw.min_healthy {
         for (cluster_name, count) in min_healthy.get_ref() {
             let span = count.span();
-            let Some(cluster) = find_cluster(
-                clusters,
-                &defined,
+            let Some(index) = find_cluster(
+                &mut defined,
                 cluster_name,
                 span.clone(),
                 "min_healthy",
@@ -46,6 +48,7 @@ pub(super) fn readiness(
             ) else {
                 continue;
             };
+            let cluster = &clusters[index];
             let endpoints = cluster.settings.as_ref().map(|s| s.endpoints.len());
             match (usize::try_from(*count.get_ref()), endpoints) {
                 (Ok(0), _) => report.error(
@@ -67,16 +70,36 @@ pub(super) fn readiness(
         }
     }
     if let Some(endpoints) = &raw.required_endpoints {
+        // Each cluster's endpoints as a set, made when first needed: a
+        // list searched for every required endpoint would be quadratic.
+        let mut endpoint_sets: Vec<Option<HashSet<&EndpointAddress>>> = vec![None; clusters.len()];
         for text in endpoints.get_ref() {
-            if let Some(endpoint) = required_endpoint(text, clusters, &defined, report) {
+            let Some((index, endpoint)) = required_endpoint(text, &mut defined, report) else {
+                continue;
+            };
+            let Some(cluster_settings) = &clusters[index].settings else {
+                continue;
+            };
+            let set = endpoint_sets[index]
+                .get_or_insert_with(|| cluster_settings.endpoints.iter().collect());
+            if set.contains(&endpoint.endpoint) {
                 settings.required_endpoints.push(endpoint);
+            } else {
+                report.error(
+                    text.span(),
+                    format!(
+                        "required_endpoints: cluster {:?} has no endpoint {:?}",
+                        endpoint.cluster,
+                        endpoint.endpoint.to_string()
+                    ),
+                );
             }
         }
     }
-    let mut names: Vec<&Spanned<String>> = Vec::new();
+    let mut names: HashMap<&str, &Spanned<String>> = HashMap::new();
     for probe_table in raw.probe.iter().flatten() {
         if let Some(name) = &probe_table.get_ref().name {
-            if let Some(first) = names.iter().find(|first| first.get_ref() == name.get_ref()) {
+            if let Some(first) = names.get(name.get_ref().as_str()) {
                 let message = format!(
                     "duplicate probe name {:?} (first defined at line {})",
                     name.get_ref(),
@@ -84,7 +107,7 @@ pub(super) fn readiness(
                 );
                 report.error(name.span(), message);
             } else {
-                names.push(name);
+                names.insert(name.get_ref(), name);
             }
         }
         if let Some(probe) = probe(probe_table, report) {
@@ -94,21 +117,17 @@ pub(super) fn readiness(
     settings
 }
 
-fn find_cluster<'c, 'r>(
-    clusters: &'c [Cluster<'r>],
-    defined: &[&str],
+/// The index of the cluster called `name`, or `None` (reported at `span`).
+fn find_cluster(
+    defined: &mut DefinedNames<'_, usize>,
     name: &str,
     span: Range<usize>,
     key: &str,
     report: &mut Report<'_>,
-) -> Option<&'c Cluster<'r>> {
-    let found = clusters
-        .iter()
-        .find(|cluster| cluster.name.is_some_and(|n| n.get_ref() == name));
+) -> Option<usize> {
+    let found = defined.get(name).copied();
     if found.is_none() {
-        let hint = did_you_mean(name, defined)
-            .map(|suggestion| format!(" (did you mean {suggestion:?}?)"))
-            .unwrap_or_default();
+        let hint = defined.hint(name);
         report.error(
             span,
             format!("{key}: cluster {name:?} is not defined{hint}"),
@@ -117,13 +136,13 @@ fn find_cluster<'c, 'r>(
     found
 }
 
-/// `"app/10.0.0.1:8000"`: a defined cluster and one of its endpoints.
+/// `"app/10.0.0.1:8000"`: a defined cluster (its index) and an endpoint,
+/// which the caller looks for in the cluster.
 fn required_endpoint(
     text: &Spanned<String>,
-    clusters: &[Cluster<'_>],
-    defined: &[&str],
+    defined: &mut DefinedNames<'_, usize>,
     report: &mut Report<'_>,
-) -> Option<RequiredEndpoint> {
+) -> Option<(usize, RequiredEndpoint)> {
     let Some((cluster_name, endpoint)) = text.get_ref().split_once('/') else {
         report.error(
             text.span(),
@@ -134,8 +153,7 @@ fn required_endpoint(
         );
         return None;
     };
-    let cluster = find_cluster(
-        clusters,
+    let index = find_cluster(
         defined,
         cluster_name,
         text.span(),
@@ -146,21 +164,13 @@ fn required_endpoint(
         .parse()
         .map_err(|error| report.error(text.span(), format!("required_endpoints: {error}")))
         .ok()?;
-    let settings = cluster.settings.as_ref()?;
-    if !settings.endpoints.contains(&endpoint) {
-        report.error(
-            text.span(),
-            format!(
-                "required_endpoints: cluster {cluster_name:?} has no endpoint {:?}",
-                endpoint.to_string()
-            ),
-        );
-        return None;
-    }
-    Some(RequiredEndpoint {
-        cluster: cluster_name.to_owned(),
-        endpoint,
-    })
+    Some((
+        index,
+        RequiredEndpoint {
+            cluster: cluster_name.to_owned(),
+            endpoint,
+        },
+    ))
 }
 
 /// One `[[readiness.probe]]`; `None` if any part is bad (reported).
