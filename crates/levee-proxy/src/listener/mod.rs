@@ -30,6 +30,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use futures_util::future::Either;
 use hyper::service::service_fn;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket};
@@ -116,16 +117,20 @@ pub(crate) async fn serve_http(
                     let state = Arc::clone(state);
                     service_fn(move |request: ::http::Request<hyper::body::Incoming>| {
                         let finished = tracked::begin(&state);
-                        let proxy = Arc::clone(&proxy);
-                        let client_info = Arc::clone(&client_info);
                         // `when_impaired = reject-*`: answered here, before the proxy.
-                        let rejected = gate.reject(request.method());
-                        async move {
-                            let response = match rejected {
-                                Some(response) => response,
-                                None => proxy.handle(request, &client_info).await,
-                            };
-                            Ok::<_, Infallible>(tracked::respond(response, finished, http1))
+                        match gate.reject(request.method()) {
+                            Some(response) => Either::Left(std::future::ready(Ok::<_, Infallible>(
+                                tracked::respond(response, finished, http1),
+                            ))),
+                            // The proxy's own future, not one wrapping it:
+                            // hyper moves it whole into its slot, and a
+                            // wrapper doubles its size (callgrind: 16 KB
+                            // instead of 7.7 KB copied per request).
+                            None => Either::Right(Arc::clone(&proxy).handle(
+                                request,
+                                Arc::clone(&client_info),
+                                move |response| Ok(tracked::respond(response, finished, http1)),
+                            )),
                         }
                     })
                 };

@@ -82,15 +82,23 @@ impl HttpProxy {
         &self.metrics
     }
 
-    /// Serve one client request.
-    pub async fn handle(
-        &self,
+    /// Serve one client request; `then` turns the response into what the
+    /// caller returns (it runs inside this future, so that the caller needs
+    /// no future of its own around this one).
+    pub async fn handle<R>(
+        self: Arc<Self>,
         request: Request<Incoming>,
-        client: &ClientInfo,
-    ) -> Response<ProxyBody> {
+        client: Arc<ClientInfo>,
+        then: impl FnOnce(Response<ProxyBody>) -> R,
+    ) -> R {
+        let client = &*client;
         let started = Instant::now();
         let served = match &self.cluster.cache {
-            Some(cache) => cache.serve(&self.cluster, request, client, started).await,
+            // Boxed: the cache's future is twice the size of `forward`'s,
+            // and this future is moved whole into hyper's slot for every
+            // request, cached or not (callgrind: memcpy of 18 KB, a fifth
+            // of the request's instructions).
+            Some(cache) => Box::pin(cache.serve(&self.cluster, request, client, started)).await,
             None => forward(&self.cluster, request, client, started)
                 .await
                 .map(|response| response.map(Either::Left)),
@@ -104,7 +112,7 @@ impl HttpProxy {
         };
         self.metrics
             .record_response(response.status().as_u16(), started.elapsed().as_secs_f64());
-        response
+        then(response)
     }
 }
 
