@@ -219,7 +219,7 @@ measure_idle() {
 
 # ---------------------------------------------------------------- part: back
 
-declare -A B_STATUS B_BASE B_PEAK B_END B_AFTER B_SERIES B_LOAD
+declare -A B_STATUS B_BASE B_PEAK B_END B_AFTER B_SERIES B_LOAD B_FDS
 BACK_ORDER=()
 measure_back() {
     local t=$1 dir=$TMP/back/$1 rc=0
@@ -235,8 +235,8 @@ measure_back() {
         return
     fi
     sleep 2
-    local base peak rss round=0 c loads=""
-    base=$(rss_kb "$PROXY_PID")
+    local base peak rss round=0 c loads="" base_fds
+    base=$(rss_kb "$PROXY_PID") base_fds=$(fd_count "$PROXY_PID")
     peak=$base
     for c in $LOAD_ROUNDS; do
         round=$((round + 1))
@@ -254,15 +254,18 @@ measure_back() {
         { echo "== back: $t round $round ($c connections)"; cat "$dir/load$round.out"; echo; } >>"$RAW_OUT"
     done
     # Every client has closed: watch what is given back.
-    local end series="" s last
+    # fds: descriptors the proxy still holds (kept-alive upstream
+    # connections among them), against its baseline.
+    local end series="" s last fds
     end=$(rss_kb "$PROXY_PID")
     for ((s = 0; s <= AFTER; s += SAMPLE_EVERY)); do
         ((s > 0)) && sleep "$SAMPLE_EVERY"
-        last=$(rss_kb "$PROXY_PID")
-        series+="${series:+, }{\"t_s\": $s, \"rss_kb\": ${last:-null}}"
-        log "$t: ${s}s after load: RSS $(mb "$last")"
+        last=$(rss_kb "$PROXY_PID") fds=$(fd_count "$PROXY_PID")
+        series+="${series:+, }{\"t_s\": $s, \"rss_kb\": ${last:-null}, \"fds\": $fds}"
+        log "$t: ${s}s after load: RSS $(mb "$last"), $fds fds (baseline $base_fds)"
     done
     B_BASE[$t]=$base B_PEAK[$t]=$peak B_END[$t]=$end B_AFTER[$t]=$last B_SERIES[$t]=$series B_LOAD[$t]=$loads
+    B_FDS[$t]="$base_fds $fds"
     if [[ -n $base && -n $last ]]; then B_STATUS[$t]=ok; else B_STATUS[$t]="no figures"; fi
     stop_pid "$PROXY_PID"
     for f in "$dir"/*.log; do [[ -s $f ]] && { echo "== back: $t: $(basename "$f")"; tail -n 30 "$f"; echo; } >>"$RAW_OUT"; done
@@ -319,12 +322,13 @@ if ((${#IDLE_ORDER[@]})); then
 fi
 if ((${#BACK_ORDER[@]})); then
     echo "memory given back: load rounds of ($LOAD_ROUNDS) connections x ${LOAD_DURATION}s, then ${AFTER}s without clients"
-    printf '%-9s %10s %10s %12s %10s %10s %11s\n' target baseline peak end-of-load "after ${AFTER}s" peak/base after/base
+    printf '%-9s %10s %10s %12s %10s %10s %11s %9s\n' target baseline peak end-of-load "after ${AFTER}s" peak/base after/base fds
     for t in "${BACK_ORDER[@]}"; do
         if [[ ${B_STATUS[$t]} == ok ]]; then
-            printf '%-9s %10s %10s %12s %10s %10s %11s\n' "$t" "$(mb "${B_BASE[$t]}")" "$(mb "${B_PEAK[$t]}")" \
+            read -r f0 f1 <<<"${B_FDS[$t]}"
+            printf '%-9s %10s %10s %12s %10s %10s %11s %9s\n' "$t" "$(mb "${B_BASE[$t]}")" "$(mb "${B_PEAK[$t]}")" \
                 "$(mb "${B_END[$t]}")" "$(mb "${B_AFTER[$t]}")" \
-                "$(ratio "${B_PEAK[$t]}" "${B_BASE[$t]}")" "$(ratio "${B_AFTER[$t]}" "${B_BASE[$t]}")"
+                "$(ratio "${B_PEAK[$t]}" "${B_BASE[$t]}")" "$(ratio "${B_AFTER[$t]}" "${B_BASE[$t]}")" "$f0->$f1"
         else
             printf '%-9s %s\n' "$t" "${B_STATUS[$t]}"
         fi
@@ -368,9 +372,9 @@ fi
     for t in "${BACK_ORDER[@]+"${BACK_ORDER[@]}"}"; do
         ((n++)) && echo ","
         if [[ ${B_STATUS[$t]} == ok ]]; then
-            printf '    {"target": %s, "status": "ok", "baseline_kb": %s, "peak_kb": %s, "end_of_load_kb": %s, "after_kb": %s, "peak_ratio": %s, "after_ratio": %s, "loads": [%s], "after_load": [%s]}' \
+            printf '    {"target": %s, "status": "ok", "baseline_kb": %s, "peak_kb": %s, "end_of_load_kb": %s, "after_kb": %s, "peak_ratio": %s, "after_ratio": %s, "fds_baseline_after": [%s], "loads": [%s], "after_load": [%s]}' \
                 "$(json_str "$t")" "${B_BASE[$t]}" "${B_PEAK[$t]}" "${B_END[$t]}" "${B_AFTER[$t]}" \
-                "$(ratio "${B_PEAK[$t]}" "${B_BASE[$t]}")" "$(ratio "${B_AFTER[$t]}" "${B_BASE[$t]}")" "${B_LOAD[$t]}" "${B_SERIES[$t]}"
+                "$(ratio "${B_PEAK[$t]}" "${B_BASE[$t]}")" "$(ratio "${B_AFTER[$t]}" "${B_BASE[$t]}")" "${B_FDS[$t]/ /, }" "${B_LOAD[$t]}" "${B_SERIES[$t]}"
         else
             printf '    {"target": %s, "status": %s}' "$(json_str "$t")" "$(json_str "${B_STATUS[$t]}")"
         fi
