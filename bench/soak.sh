@@ -146,8 +146,9 @@ for ((m = 0; m < MINUTES; m++)); do
         post_pid=$LAST_PID
     fi
     rss_max=0 fd_max=0
+    # Samples 5 s into each 10 s, so the generators' connections are open.
     for ((s = 0; s < MINUTE; s += SAMPLE_EVERY)); do
-        ((s > 0)) && sleep "$SAMPLE_EVERY"
+        sleep $((s == 0 ? SAMPLE_EVERY / 2 : SAMPLE_EVERY))
         kill -0 "$LEVEE_PID" 2>/dev/null || { log "levee exited during minute $m"; tail -n 30 "$TMP/levee.log" >&2; exit 1; }
         rss=$(rss_kb "$LEVEE_PID") fds=$(fd_count "$LEVEE_PID")
         SAMPLES+=("$(($(date +%s) - START)) $rss $fds")
@@ -158,6 +159,11 @@ for ((m = 0; m < MINUTES; m++)); do
         wait "$pid" || log "a load generator of minute $m exited with an error"
         forget_pid "$pid"
     done
+    # What each backend received so far (a fault that no request met shows
+    # as a counter that stood still).
+    for b in "${BACKENDS[@]}"; do
+        echo "== minute $m: backend $b: $(curl -s --max-time 2 --noproxy '*' "http://127.0.0.1:${CPORT[$b]}/stats" || echo unreachable)"
+    done >>"$RAW_OUT"
     # Per minute: requests, errors by kind, p99 of each kind of request.
     requests=0 errors=0 kinds="" p99s=()
     declare -A BY_KIND=()
