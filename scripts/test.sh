@@ -11,6 +11,9 @@ for binary in redis-server memcached; do
         need_apt+=("$binary")
     fi
 done
+# The levee binary builds jemalloc's C source (tikv-jemalloc-sys).
+command -v make >/dev/null 2>&1 || need_apt+=(make)
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 if ((${#need_apt[@]})); then
     echo "test.sh: installing ${need_apt[*]}"
     apt-get update -qq

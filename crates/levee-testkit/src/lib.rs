@@ -1,6 +1,7 @@
 //! Test and benchmark tools for levee: a fault-injecting HTTP backend
-//! ([`backend`]), its raw TCP counterpart ([`tcp_backend`]) and a
-//! closed-loop HTTP load generator ([`load`]), and dependencies for
+//! ([`backend`]), its raw TCP counterpart ([`tcp_backend`]), a
+//! closed-loop HTTP load generator ([`load`]), a holder of idle keep-alive
+//! connections ([`idle`]), and dependencies for
 //! self-health tests: a lying memcached and real Redis and memcached
 //! servers ([`dependency`]).
 //!
@@ -12,5 +13,6 @@
 
 pub mod backend;
 pub mod dependency;
+pub mod idle;
 pub mod load;
 pub mod tcp_backend;

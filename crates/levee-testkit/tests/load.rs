@@ -149,3 +149,47 @@ async fn invalid_specs_are_rejected() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn extra_headers_are_sent_with_every_request() {
+    bounded(async {
+        let backend = Backend::start("b1", loopback()).await.unwrap();
+        let mut spec = spec(&backend, "/echo");
+        spec.method = http::Method::POST;
+        spec.body = Some(bytes::Bytes::from_static(b"{}"));
+        spec.headers
+            .insert("idempotency-key", "soak-1".parse().unwrap());
+        spec.max_requests = Some(3);
+        let report = load::run(spec).await;
+        assert_eq!(report.successes, 3, "{report}");
+        let headers = backend.last_request_headers().unwrap();
+        assert_eq!(headers["idempotency-key"], "soak-1");
+        assert_eq!(headers["host"], backend.addr().to_string());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_rate_limit_paces_the_requests() {
+    bounded(async {
+        let backend = Backend::start("b1", loopback()).await.unwrap();
+        let mut spec = spec(&backend, "/");
+        spec.concurrency = 4;
+        spec.rate = Some(40.0);
+        spec.duration = Some(Duration::from_millis(500));
+        let report = load::run(spec).await;
+        // 40/s for 0.5 s: 20 requests, 5 per connection; an unpaced run
+        // would send thousands. A busy machine can only make it fewer.
+        assert!((4..=22).contains(&report.sent), "{report}");
+        assert_eq!(report.successes, report.sent, "{report}");
+        assert_eq!(backend.connections_accepted(), 4);
+
+        let mut bad = LoadSpec::new(format!("http://{}/", backend.addr()).parse().unwrap());
+        bad.rate = Some(0.0);
+        assert!(matches!(
+            load::try_run(bad).await,
+            Err(LoadSpecError::BadRate)
+        ));
+    })
+    .await;
+}

@@ -20,9 +20,13 @@
 //! `GET /slow?ms=MS` answers after a pause; `/reset` reads the request and
 //! resets the connection (a "query of death" that breaks any healthy node).
 //! Every answer carries `x-backend: <name>`.
+//!
+//! A backend run as its own process can be switched from outside through a
+//! [`control::ControlPort`].
 
 mod body;
 mod connection;
+pub mod control;
 mod mode;
 mod service;
 

@@ -1,4 +1,5 @@
-//! `levee-testkit`: run a fault-injecting backend, or generate load.
+//! `levee-testkit`: run a fault-injecting backend, generate load, or hold
+//! idle connections.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -7,7 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
+use http::{HeaderName, HeaderValue};
+use levee_testkit::backend::control::ControlPort;
 use levee_testkit::backend::{Backend, Mode};
+use levee_testkit::idle::{self, IdleSpec};
 use levee_testkit::load::{self, LoadSpec};
 
 /// Test tools for levee: a fault-injecting HTTP backend and a closed-loop
@@ -25,6 +29,9 @@ enum Command {
     Backend(BackendArgs),
     /// Send closed-loop HTTP/1.1 load and print a report.
     Load(LoadArgs),
+    /// Open many keep-alive connections, one GET on each, then hold them
+    /// idle (for memory-per-connection measurements).
+    Idle(IdleArgs),
 }
 
 #[derive(Args)]
@@ -42,6 +49,10 @@ struct BackendArgs {
     /// Runtime worker threads (default: one per CPU).
     #[arg(long)]
     threads: Option<usize>,
+    /// Also serve a control API on this address (GET /mode, PUT /mode with
+    /// a mode as the body, GET /stats), to switch modes from a script.
+    #[arg(long)]
+    control: Option<SocketAddr>,
 }
 
 #[derive(Args)]
@@ -67,6 +78,14 @@ struct LoadArgs {
     /// Request body, sent with every request.
     #[arg(long)]
     body: Option<String>,
+    /// Extra request header `NAME: VALUE`, sent with every request
+    /// (repeatable).
+    #[arg(short = 'H', long = "header", value_parser = parse_header)]
+    headers: Vec<(HeaderName, HeaderValue)>,
+    /// At most this many requests per second in all, spread evenly over the
+    /// connections (default: as fast as the answers come).
+    #[arg(long)]
+    rate: Option<f64>,
     /// Runtime worker threads (default: one per CPU).
     #[arg(long)]
     threads: Option<usize>,
@@ -75,11 +94,43 @@ struct LoadArgs {
     json: bool,
 }
 
+#[derive(Args)]
+struct IdleArgs {
+    /// Target URL, `http://HOST:PORT/path`, fetched once per connection.
+    #[arg(long)]
+    url: http::Uri,
+    /// Connections to open.
+    #[arg(short = 'c', long, default_value_t = 1000)]
+    connections: usize,
+    /// Hold them this long after they are open (SIGINT/SIGTERM ends it
+    /// sooner), then close them all.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    hold: Duration,
+    /// Time per connection to connect and get the first answer.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    deadline: Duration,
+    /// Print JSON lines instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| format!("`{text}` is not `NAME: VALUE`"))?;
+    let name = HeaderName::try_from(name.trim()).map_err(|e| format!("bad header name: {e}"))?;
+    let value =
+        HeaderValue::try_from(value.trim()).map_err(|e| format!("bad header value: {e}"))?;
+    Ok((name, value))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let threads = match &cli.command {
         Command::Backend(args) => args.threads,
         Command::Load(args) => args.threads,
+        // Opening thousands of connections is no work for more than one.
+        Command::Idle(_) => Some(1),
     };
     let runtime = match runtime(threads) {
         Ok(runtime) => runtime,
@@ -92,6 +143,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Backend(args) => backend(args).await,
             Command::Load(args) => load(args).await,
+            Command::Idle(args) => idle(args).await,
         }
     })
 }
@@ -123,9 +175,22 @@ async fn backend(args: BackendArgs) -> ExitCode {
         eprintln!("levee-testkit: cannot enter mode {}: {error}", args.mode);
         return ExitCode::FAILURE;
     }
+    let control = match args.control {
+        Some(addr) => match ControlPort::start(backend.clone(), addr).await {
+            Ok(control) => Some(control),
+            Err(error) => {
+                eprintln!("levee-testkit: cannot listen on {addr} (control): {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     // Scripts wait for this line before they start sending.
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "listening on {}", backend.addr());
+    if let Some(control) = &control {
+        let _ = writeln!(stdout, "control on {}", control.addr());
+    }
     let _ = stdout.flush();
     wait_for_signal().await;
     backend.shutdown().await;
@@ -141,6 +206,8 @@ async fn load(args: LoadArgs) -> ExitCode {
         max_requests: args.max_requests,
         deadline: args.deadline,
         body: args.body.map(Bytes::from),
+        headers: args.headers.into_iter().collect(),
+        rate: args.rate,
     };
     match load::try_run(spec).await {
         Ok(report) => {
@@ -160,6 +227,83 @@ async fn load(args: LoadArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+async fn idle(args: IdleArgs) -> ExitCode {
+    // Thousands of sockets: take the whole descriptor allowance.
+    if let Ok((soft, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        if soft < hard {
+            let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, hard, hard);
+        }
+    }
+    let mut spec = IdleSpec::new(args.url);
+    spec.connections = args.connections;
+    spec.deadline = args.deadline;
+    let held = match idle::open(spec).await {
+        Ok(held) => held,
+        Err(error) => {
+            eprintln!("levee-testkit: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let errors = held
+        .errors()
+        .iter()
+        .map(|(kind, n)| format!("{kind} {n}"))
+        .collect::<Vec<_>>();
+    // Scripts wait for this first line, then measure.
+    if args.json {
+        let errors: serde_json::Map<_, _> = held
+            .errors()
+            .iter()
+            .map(|(kind, n)| (kind.as_str().to_owned(), (*n).into()))
+            .collect();
+        say(&serde_json::json!({
+            "phase": "holding",
+            "requested": args.connections,
+            "opened": held.opened(),
+            "failed": held.failed(),
+            "errors": errors,
+        })
+        .to_string());
+    } else {
+        say(&format!(
+            "holding {} of {} connections ({} failed{})",
+            held.opened(),
+            args.connections,
+            held.failed(),
+            if errors.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", errors.join(", "))
+            }
+        ));
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(args.hold) => {}
+        _ = wait_for_signal() => {}
+    }
+    let (opened, closed) = (held.opened(), held.closed_by_server());
+    held.close().await;
+    if args.json {
+        say(
+            &serde_json::json!({"phase": "done", "opened": opened, "closed_by_server": closed})
+                .to_string(),
+        );
+    } else {
+        say(&format!(
+            "done: {closed} of {opened} were closed by the server while held"
+        ));
+    }
+    ExitCode::SUCCESS
+}
+
+/// One line on stdout, flushed at once (a script is waiting for it); a
+/// closed pipe is ignored.
+fn say(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
 }
 
 /// Returns at SIGINT or SIGTERM.

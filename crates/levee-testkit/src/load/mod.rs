@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Uri};
+use http::{HeaderMap, HeaderValue, Method, Uri};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
@@ -70,6 +70,14 @@ pub struct LoadSpec {
     pub deadline: Duration,
     /// Body of every request, if any.
     pub body: Option<Bytes>,
+    /// Extra headers of every request (e.g. `Idempotency-Key`), added after
+    /// `Host`.
+    pub headers: HeaderMap,
+    /// At most this many requests per second in all (`None`: as fast as the
+    /// answers come). Each worker sends its share, `rate / concurrency`, at
+    /// a steady pace; a slow answer delays only that worker's next request,
+    /// and the lost time is not made up later with a burst.
+    pub rate: Option<f64>,
 }
 
 impl LoadSpec {
@@ -85,6 +93,8 @@ impl LoadSpec {
             max_requests: None,
             deadline: DEFAULT_DEADLINE,
             body: None,
+            headers: HeaderMap::new(),
+            rate: None,
         }
     }
 }
@@ -118,6 +128,9 @@ pub enum LoadSpecError {
     /// `deadline` is zero.
     #[error("the per-request deadline must be greater than zero")]
     ZeroDeadline,
+    /// `rate` is zero, negative or not a number.
+    #[error("the request rate must be a positive number of requests per second")]
+    BadRate,
 }
 
 /// Runs the load described by `spec` and reports what happened.
@@ -146,7 +159,10 @@ pub async fn try_run(spec: LoadSpec) -> Result<LoadReport, LoadSpecError> {
     let histograms = Arc::clone(&plan.histograms);
     let started = Instant::now();
     let workers: Vec<_> = (0..spec.concurrency)
-        .map(|_| tokio::spawn(worker::run(Arc::clone(&plan), started)))
+        .map(|i| {
+            let offset = i as f64 / spec.concurrency as f64;
+            tokio::spawn(worker::run(Arc::clone(&plan), started, offset))
+        })
         .collect();
     let mut tallies = Vec::with_capacity(workers.len());
     for worker in workers {
@@ -161,58 +177,90 @@ pub async fn try_run(spec: LoadSpec) -> Result<LoadReport, LoadSpecError> {
     Ok(summarise(tallies, &histograms, elapsed, None))
 }
 
+/// Where requests go: the resolved address, the `Host` header and the
+/// origin-form path, from a URL (shared with [`crate::idle`]).
+pub(crate) struct Target {
+    pub(crate) addr: SocketAddr,
+    pub(crate) host_header: HeaderValue,
+    pub(crate) path: Uri,
+}
+
+impl Target {
+    /// Checks that `url` is plain `http://HOST[:PORT]/...` and resolves the
+    /// host once.
+    pub(crate) async fn resolve(url: &Uri) -> Result<Target, LoadSpecError> {
+        let text = url.to_string();
+        match url.scheme_str() {
+            Some("http") | None => {}
+            Some(_) => return Err(LoadSpecError::UnsupportedScheme { url: text }),
+        }
+        let Some(authority) = url.authority() else {
+            return Err(LoadSpecError::MissingHost { url: text });
+        };
+        let port = authority.port_u16().unwrap_or(80);
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let lookup = format!("{host}:{port}");
+        let addr: SocketAddr = tokio::net::lookup_host(&lookup)
+            .await
+            .and_then(|mut addrs| {
+                addrs
+                    .next()
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))
+            })
+            .map_err(|source| LoadSpecError::Resolve {
+                authority: lookup.clone(),
+                source,
+            })?;
+        let host_header = HeaderValue::from_str(authority.as_str())
+            .map_err(|_| LoadSpecError::MissingHost { url: text })?;
+        let path = url
+            .path_and_query()
+            .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+        Ok(Target {
+            addr,
+            host_header,
+            path,
+        })
+    }
+}
+
 /// Validates the spec and resolves the target once.
 async fn plan(spec: &LoadSpec) -> Result<Plan, LoadSpecError> {
-    let url = spec.url.to_string();
-    match spec.url.scheme_str() {
-        Some("http") | None => {}
-        Some(_) => return Err(LoadSpecError::UnsupportedScheme { url }),
-    }
-    let Some(authority) = spec.url.authority() else {
-        return Err(LoadSpecError::MissingHost { url });
-    };
     if spec.concurrency == 0 {
         return Err(LoadSpecError::ZeroConcurrency);
     }
     if spec.deadline.is_zero() {
         return Err(LoadSpecError::ZeroDeadline);
     }
-    let port = authority.port_u16().unwrap_or(80);
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let lookup = format!("{host}:{port}");
-    let addr: SocketAddr = tokio::net::lookup_host(&lookup)
-        .await
-        .and_then(|mut addrs| {
-            addrs
-                .next()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))
-        })
-        .map_err(|source| LoadSpecError::Resolve {
-            authority: lookup.clone(),
-            source,
-        })?;
-    let host_header = HeaderValue::from_str(authority.as_str())
-        .map_err(|_| LoadSpecError::MissingHost { url: url.clone() })?;
-    let path = spec
-        .url
-        .path_and_query()
-        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    if spec
+        .rate
+        .is_some_and(|rate| !(rate.is_finite() && rate > 0.0))
+    {
+        return Err(LoadSpecError::BadRate);
+    }
+    let target = Target::resolve(&spec.url).await?;
     let duration = match (spec.duration, spec.max_requests) {
         (None, None) => Some(DEFAULT_DURATION),
         (duration, _) => duration,
     };
+    // Each worker's share of the rate: one request per `pace`.
+    let pace = spec
+        .rate
+        .map(|rate| Duration::from_secs_f64(spec.concurrency as f64 / rate));
     Ok(Plan {
-        addr,
-        host_header,
-        path,
+        addr: target.addr,
+        host_header: target.host_header,
+        path: target.path,
         method: spec.method.clone(),
+        headers: spec.headers.clone(),
         body: spec.body.clone().unwrap_or_default(),
         deadline: spec.deadline,
         duration,
         max_requests: spec.max_requests,
+        pace,
         tickets: Default::default(),
         histograms: Arc::new(Mutex::new(Histograms::new())),
     })

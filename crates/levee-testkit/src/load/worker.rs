@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::HOST;
-use http::{HeaderValue, Method, Request, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -33,12 +33,16 @@ pub(crate) struct Plan {
     /// Origin-form request target (`/path?query`).
     pub(crate) path: Uri,
     pub(crate) method: Method,
+    /// Extra headers of every request.
+    pub(crate) headers: HeaderMap,
     /// Request body (empty for none); cloning `Bytes` only bumps a count.
     pub(crate) body: Bytes,
     pub(crate) deadline: Duration,
     /// Stop starting requests this long after the start.
     pub(crate) duration: Option<Duration>,
     pub(crate) max_requests: Option<u64>,
+    /// With a rate limit: one request per `pace` on each worker.
+    pub(crate) pace: Option<Duration>,
     /// Requests claimed so far, when `max_requests` is set.
     pub(crate) tickets: AtomicU64,
     pub(crate) histograms: Arc<Mutex<Histograms>>,
@@ -60,7 +64,11 @@ impl Plan {
         let mut request = Request::new(Full::new(self.body.clone()));
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.path.clone();
-        request.headers_mut().insert(HOST, self.host_header.clone());
+        let headers = request.headers_mut();
+        headers.insert(HOST, self.host_header.clone());
+        for (name, value) in &self.headers {
+            headers.append(name, value.clone());
+        }
         request
     }
 }
@@ -148,13 +156,25 @@ async fn drive<F: Future>(driver: &mut Driver, work: F) -> F::Output {
     }
 }
 
-/// The worker loop; returns its tally when the run is over.
-pub(crate) async fn run(plan: Arc<Plan>, started: Instant) -> WorkerTally {
+/// The worker loop; returns its tally when the run is over. `offset` (in
+/// `[0, 1)`) staggers the first request of paced workers over one pace, so
+/// they do not all send at the same instant.
+pub(crate) async fn run(plan: Arc<Plan>, started: Instant, offset: f64) -> WorkerTally {
     let end = plan.duration.map(|duration| started + duration);
     let mut tally = WorkerTally::new();
     let mut latencies = LatencyBuffer::new(Arc::clone(&plan.histograms));
     let mut conn: Option<Conn> = None;
+    let mut next_send = plan.pace.map(|pace| started + pace.mul_f64(offset));
     loop {
+        if let (Some(pace), Some(at)) = (plan.pace, next_send) {
+            if end.is_some_and(|end| at >= end) {
+                break;
+            }
+            tokio::time::sleep_until(at).await;
+            // A late worker starts again from now: no burst to catch up.
+            let floor = Instant::now().checked_sub(pace).unwrap_or(at);
+            next_send = Some(at.max(floor) + pace);
+        }
         let start = Instant::now();
         if !plan.claim(start, end) {
             break;
