@@ -117,7 +117,8 @@ where
             Detected::Http2(prefix) => {
                 count_read(&state, prefix.len());
                 let io = ClientIo::new(stream, prefix, Arc::clone(&state));
-                self.http2(io).await;
+                // Boxed for the same reason as an HTTP/1 hyper turn.
+                Box::pin(self.http2(io)).await;
             }
             Detected::TimedOut => {
                 // Silent (or a partial preface): nothing to answer.
@@ -130,19 +131,11 @@ where
     async fn http1(&mut self, mut io: ClientIo, mut head_deadline: Instant) {
         let state = Arc::clone(self.guard.state());
         loop {
-            let timeout = head_deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(1));
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(timeout);
-            let service = (self.make_service)(&state, true);
-            let mut connection = builder.serve_connection(TokioIo::new(io), service);
-            let ended = self.drive_http1(&mut connection).await;
-            let parts = connection.into_parts();
-            io = parts.io.into_inner();
-            io.unread(parts.read_buf);
+            // Boxed: hyper's connection lives on the heap while it serves,
+            // so that a parked connection's task is only what it needs to
+            // wait (bench/memory.sh: 2.3 KB less per idle connection).
+            let (ended, back) = Box::pin(self.hyper_turn(io, head_deadline)).await;
+            io = back;
             state.parking.store(false, Ordering::Relaxed);
             match ended {
                 Http1End::Parked => {}
@@ -176,6 +169,26 @@ where
             }
             head_deadline = Instant::now() + self.limits.header_read_timeout;
         }
+    }
+
+    /// Serve requests with a fresh hyper connection until it ends or parks;
+    /// the socket comes back with whatever hyper read and did not use.
+    async fn hyper_turn(&mut self, io: ClientIo, head_deadline: Instant) -> (Http1End, ClientIo) {
+        let state = Arc::clone(self.guard.state());
+        let timeout = head_deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(timeout);
+        let service = (self.make_service)(&state, true);
+        let mut connection = builder.serve_connection(TokioIo::new(io), service);
+        let ended = self.drive_http1(&mut connection).await;
+        let parts = connection.into_parts();
+        let mut io = parts.io.into_inner();
+        io.unread(parts.read_buf);
+        (ended, io)
     }
 
     /// Poll hyper until the connection ends, parks, or is closed.
