@@ -279,12 +279,38 @@ impl EndpointPool {
         }
     }
 
-    fn close_expired(&self) {
+    /// Close connections idle past `idle_timeout`, and half of those that
+    /// were not used during the last `period` (see [`surplus_to_close`]).
+    fn close_expired(&self, period: Duration) {
         let timeout = self.settings.idle_timeout;
-        self.idle
-            .lock()
-            .retain(|idle| idle.since.elapsed() < timeout && !idle.sender.is_closed());
+        let now = Instant::now();
+        let mut idle = self.idle.lock();
+        idle.retain(|idle| now.duration_since(idle.since) < timeout && !idle.sender.is_closed());
+        let close = surplus_to_close(idle.iter().map(|idle| idle.since), now, period);
+        // Oldest first: the front of the list.
+        idle.drain(..close);
     }
+}
+
+/// How often unused idle connections are trimmed.
+const PURGE_PERIOD: Duration = Duration::from_secs(5);
+
+/// How many of the idle connections (given by when each was last used,
+/// oldest first) to close: half, rounded up, of those unused for a whole
+/// `period`. A burst leaves more idle connections than steady traffic
+/// needs, each holding buffers and a descriptor; closing half of the
+/// unused ones per period (HAProxy's `pool-purge-delay` does the same)
+/// gives them back within seconds of the burst, while a pool that steady
+/// traffic keeps using is not touched.
+fn surplus_to_close(
+    last_used: impl Iterator<Item = Instant>,
+    now: Instant,
+    period: Duration,
+) -> usize {
+    last_used
+        .take_while(|since| now.duration_since(*since) >= period)
+        .count()
+        .div_ceil(2)
 }
 
 impl PooledConnection {
@@ -296,13 +322,14 @@ impl PooledConnection {
     }
 }
 
-/// Close idle connections past their idle timeout, until the pool is gone.
+/// Close idle connections past their idle timeout, and trim unused ones,
+/// until the pool is gone.
 async fn reap_idle(pool: Weak<EndpointPool>, idle_timeout: Duration) {
-    let period = (idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    let period = (idle_timeout / 2).clamp(Duration::from_millis(100), PURGE_PERIOD);
     loop {
         tokio::time::sleep(period).await;
         match pool.upgrade() {
-            Some(pool) => pool.close_expired(),
+            Some(pool) => pool.close_expired(period),
             None => return,
         }
     }
