@@ -169,7 +169,7 @@ async fn an_idle_keep_alive_connection_is_parked_served_again_and_closed_at_the_
     let request = b"GET / HTTP/1.1\r\nhost: example\r\n\r\n";
     stream.write_all(request).await.expect("write");
     assert!(read_response(&mut stream).await.starts_with("HTTP/1.1 200"));
-    // Quiet for longer than it takes to park (half the header timeout),
+    // Quiet for longer than it takes to park (a quarter of the header timeout),
     // then two pipelined requests and a POST on the same connection.
     tokio::time::sleep(Duration::from_millis(700)).await;
     stream

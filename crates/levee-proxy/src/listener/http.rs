@@ -141,11 +141,14 @@ where
                 Http1End::Parked => {}
                 Http1End::Closed => return,
                 Http1End::Failed(error) => {
-                    if error.is_timeout() {
+                    if error.is_timeout() && io.has_prefix() {
                         self.record_close(CloseReason::HeaderTimeout);
-                        if io.has_prefix() {
-                            send_408(&mut io, self.limits.header_read_timeout).await;
-                        }
+                        send_408(&mut io, self.limits.header_read_timeout).await;
+                    } else if error.is_timeout() {
+                        // hyper's head timer fired with nothing of a head
+                        // received: an idle client (parking normally comes
+                        // first; a starved task may miss it).
+                        self.record_close(CloseReason::IdleTimeout);
                     } else {
                         tracing::debug!(%error, "client connection ended with an error");
                     }

@@ -37,11 +37,12 @@ impl ConnectionLimits {
     }
 
     /// How long an HTTP/1 connection must be quiet before it is parked
-    /// (its request buffers freed until the next request). Below half the
-    /// header timeout: hyper's own head timer also runs while a connection
-    /// waits for its next request, and must not fire on an idle one.
+    /// (its request buffers freed until the next request). A quarter of
+    /// the header timeout at most: hyper's own head timer also runs while a
+    /// connection waits for its next request, and parking (after one to two
+    /// quiet periods) must always come first.
     pub(crate) fn park_after(&self) -> Duration {
-        (self.header_read_timeout / 2)
+        (self.header_read_timeout / 4)
             .min(Duration::from_secs(1))
             .max(Duration::from_millis(10))
     }
@@ -106,7 +107,7 @@ mod tests {
             ..ConnectionLimits::admin()
         };
         assert_eq!(limits(10_000).park_after(), Duration::from_secs(1));
-        assert_eq!(limits(500).park_after(), Duration::from_millis(250));
+        assert_eq!(limits(500).park_after(), Duration::from_millis(125));
         assert_eq!(limits(1).park_after(), Duration::from_millis(10));
     }
 }
