@@ -314,14 +314,9 @@ async fn an_endpoint_whose_check_body_breaks_off_leaves_rotation_and_says_why() 
         "healthy",
         "{status}"
     );
-    // Requests no longer reach it, so none breaks.
-    backends[1].reset_counters();
+    // Requests no longer reach it: every one it got would break off. (Its
+    // request counter also counts the checks, which go on.)
     assert_eq!(errors_in(&client, addr, 20).await, 0);
-    assert_eq!(
-        backends[1].requests_received(),
-        0,
-        "only checks, no traffic"
-    );
     gateway.shutdown().await;
     backends[1].set_mode(Mode::Healthy).await.expect("heal");
 }
