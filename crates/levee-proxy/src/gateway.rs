@@ -33,6 +33,7 @@ use crate::listener::{
 use crate::metrics::Metrics;
 use crate::proxy::HttpProxy;
 use crate::readiness::{self, ListenerGate, SelfHealth};
+use crate::route::{self, Route};
 use crate::tcp::{self, TcpProxy};
 
 /// Why a gateway did not start. Nothing is left listening when this is returned.
@@ -68,14 +69,25 @@ pub struct ListenerStatus {
     pub address: SocketAddr,
     /// `http` or `tcp`.
     pub protocol: &'static str,
-    /// Cluster it forwards to.
-    pub cluster: String,
+    /// Cluster of the requests no route takes (`None`: they get 404).
+    pub cluster: Option<String>,
+    /// Its routes, in order: name and cluster.
+    pub routes: Vec<RouteStatus>,
     /// What it does while the node is impaired.
     pub when_impaired: &'static str,
     /// Client connections open at once, at most.
     pub max_connections: usize,
     /// Client connections open now (filled in by `/status`).
     pub open_connections: usize,
+}
+
+/// A route as `/status` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct RouteStatus {
+    /// Route name.
+    pub name: String,
+    /// Cluster it sends to.
+    pub cluster: String,
 }
 
 /// What the admin API reads.
@@ -184,6 +196,9 @@ pub async fn start_with_admin_routes(
     config: Config,
     extra_admin: Router,
 ) -> Result<RunningGateway, StartError> {
+    for warning in &config.warnings {
+        tracing::warn!(%warning, "config warning");
+    }
     let metrics = Arc::new(Metrics::new());
     let events = Arc::new(EventLog::default());
     let mut clusters = HashMap::new();
@@ -203,20 +218,14 @@ pub async fn start_with_admin_routes(
     warn_if_over_descriptor_limit(&config, fd_limit, derived_max);
     let mut bound = Vec::with_capacity(config.listeners.len());
     for settings in &config.listeners {
-        let cluster =
-            clusters
-                .get(&settings.cluster)
-                .ok_or_else(|| StartError::UnknownCluster {
-                    listener: settings.name.clone(),
-                    cluster: settings.cluster.clone(),
-                })?;
+        let router = router(settings, &clusters)?;
         let socket = listener::bind(&format!("listener {:?}", settings.name), settings.listen)?;
         let address = socket.local_addr().map_err(|source| BindError {
             what: format!("listener {:?}", settings.name),
             address: settings.listen,
             source,
         })?;
-        bound.push((settings, Arc::clone(cluster), socket, address));
+        bound.push((settings, router, socket, address));
     }
     let admin_tcp = listener::bind("admin", config.admin.listen)?;
     let admin_address = admin_tcp.local_addr().map_err(|source| BindError {
@@ -235,6 +244,14 @@ pub async fn start_with_admin_routes(
                 address: *address,
                 protocol: settings.protocol.as_str(),
                 cluster: settings.cluster.clone(),
+                routes: settings
+                    .routes
+                    .iter()
+                    .map(|route| RouteStatus {
+                        name: route.name.clone(),
+                        cluster: route.cluster.clone(),
+                    })
+                    .collect(),
                 when_impaired: settings.when_impaired.as_str(),
                 max_connections: settings.max_connections.unwrap_or(derived_max),
                 open_connections: 0,
@@ -314,7 +331,7 @@ pub async fn start_with_admin_routes(
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut listener_tasks = JoinSet::new();
-    for ((settings, cluster, socket, address), connections) in
+    for ((settings, router, socket, address), connections) in
         bound.into_iter().zip(&state.connections)
     {
         let name = settings.name.clone();
@@ -333,11 +350,11 @@ pub async fn start_with_admin_routes(
             address,
             source,
         })?;
-        tracing::info!(listener = %name, %address, protocol = %settings.protocol, cluster = %settings.cluster, max_connections = connections.limit(), "listening");
+        tracing::info!(listener = %name, %address, protocol = %settings.protocol, cluster = settings.cluster.as_deref().unwrap_or("-"), routes = settings.routes.len(), max_connections = connections.limit(), "listening");
         let connections = Arc::clone(connections);
         match settings.protocol {
             Protocol::Http => {
-                let proxy = Arc::new(HttpProxy::new(name, cluster, listener_metrics));
+                let proxy = Arc::new(HttpProxy::new(name, router, listener_metrics));
                 let limits = ConnectionLimits {
                     header_read_timeout: settings.header_read_timeout,
                     idle_timeout: settings.idle_timeout,
@@ -354,9 +371,16 @@ pub async fn start_with_admin_routes(
             }
             Protocol::Tcp => {
                 let tcp_metrics = metrics.tcp_listener(&name);
+                // Validation gives a tcp listener its cluster and no routes.
+                let Some(default) = router.targets().next() else {
+                    return Err(StartError::UnknownCluster {
+                        listener: name,
+                        cluster: String::new(),
+                    });
+                };
                 let proxy = Arc::new(TcpProxy::new(
                     name,
-                    cluster,
+                    Arc::clone(&default.cluster),
                     listener_metrics,
                     tcp_metrics,
                     settings.tcp_replay,
@@ -412,6 +436,38 @@ pub async fn start_with_admin_routes(
         admin_task,
         drain_timeout: config.runtime.drain_timeout,
     })
+}
+
+/// The routes of a listener, each with its cluster, and its default.
+fn router(
+    settings: &crate::config::ListenerSettings,
+    clusters: &HashMap<String, Arc<Cluster>>,
+) -> Result<route::Router<Arc<Route>>, StartError> {
+    let cluster = |name: &str| {
+        clusters
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StartError::UnknownCluster {
+                listener: settings.name.clone(),
+                cluster: name.to_owned(),
+            })
+    };
+    let routes = settings
+        .routes
+        .iter()
+        .map(|route| {
+            let target = Route::configured(&settings.name, route, cluster(&route.cluster)?);
+            Ok((route.matches.clone(), Arc::new(target)))
+        })
+        .collect::<Result<Vec<_>, StartError>>()?;
+    let default = settings
+        .cluster
+        .as_deref()
+        .map(|name| {
+            cluster(name).map(|cluster| Arc::new(Route::default_for(&settings.name, cluster)))
+        })
+        .transpose()?;
+    Ok(route::Router::new(routes, default))
 }
 
 /// Say so at start when the listeners' explicit `max_connections` need more

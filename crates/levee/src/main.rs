@@ -116,6 +116,12 @@ fn main() -> ExitCode {
         Command::Check { admin, timeout } => check::run(&admin, timeout),
         Command::Validate { config: path } => match Config::load(&path) {
             Ok(config) => {
+                for warning in &config.warnings {
+                    eprintln!(
+                        "{}:{}:{}: warning: {}",
+                        warning.origin, warning.line, warning.column, warning.message
+                    );
+                }
                 // A name that does not resolve is not an error (it may
                 // appear later, and levee starts anyway), but worth a word.
                 for name in unresolvable_names(&config) {

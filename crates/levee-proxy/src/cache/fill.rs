@@ -15,9 +15,9 @@ use tokio::time::Instant;
 
 use super::policy::{self, Verdict};
 use super::stored::StoredResponse;
-use crate::cluster::Cluster;
 use crate::config::CacheSettings;
 use crate::proxy::{ClientInfo, ProxyError, UpstreamBody, forward};
+use crate::route::Route;
 
 /// Why a fill stored nothing, as every waiting request sees it.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +77,7 @@ pub(super) fn head_of<B>(request: &Request<B>) -> request::Parts {
 /// Fetch the response for the request in `slots` and keep it if the rules
 /// allow.
 pub(super) async fn fill(
-    cluster: Arc<Cluster>,
+    route: Arc<Route>,
     slots: Slots,
     client: ClientInfo,
     settings: CacheSettings,
@@ -87,7 +87,8 @@ pub(super) async fn fill(
     };
     let head = head_of(&request);
     let started = Instant::now();
-    let response = forward(&cluster, request, &client, started)
+    let cluster = &route.cluster;
+    let response = forward(&route, request, &client, started)
         .await
         .map_err(FillError::Proxy)?;
     let (parts, mut body) = response.into_parts();
@@ -111,7 +112,7 @@ pub(super) async fn fill(
         slots.keep_own(Response::from_parts(parts, body));
         return Err(FillError::NotStored("larger than max_entry_size"));
     }
-    let deadline = started + cluster.settings.request_timeout;
+    let deadline = started + route.request_timeout;
     let mut buffer = BytesMut::new();
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {

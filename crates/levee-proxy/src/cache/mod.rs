@@ -35,6 +35,7 @@ use crate::cluster::Cluster;
 use crate::config::CacheSettings;
 use crate::metrics::CacheMetrics;
 use crate::proxy::{ClientInfo, ProxyBody, ProxyError, UpstreamBody, forward};
+use crate::route::Route;
 use fill::{FillError, Slots};
 
 /// The response cache of one cluster.
@@ -80,18 +81,20 @@ impl ResponseCache {
         self.store.stats()
     }
 
-    /// Answer `request` from the cache, filling it from `cluster` when needed.
+    /// Answer `request` from the cache, filling it through `route` when
+    /// needed.
     pub async fn serve(
         &self,
-        cluster: &Arc<Cluster>,
+        route: &Arc<Route>,
         request: Request<Incoming>,
         client: &ClientInfo,
         started: Instant,
     ) -> Result<Response<ProxyBody>, ProxyError> {
+        let cluster = &route.cluster;
         let cacheable_request = matches!(*request.method(), Method::GET | Method::HEAD)
             && !request.headers().contains_key(AUTHORIZATION);
         if !cacheable_request {
-            return self.pass(cluster, request, client, started).await;
+            return self.pass(route, request, client, started).await;
         }
         let key = CacheKey::of(&request);
         let method = request.method().clone();
@@ -99,10 +102,10 @@ impl ResponseCache {
         let slots = Slots::new(request);
         let loader = {
             let slots = slots.clone();
-            let cluster = Arc::clone(cluster);
+            let route = Arc::clone(route);
             let client = client.clone();
             let settings = self.settings;
-            move || fill::fill(cluster, slots, client, settings)
+            move || fill::fill(route, slots, client, settings)
         };
         match self.store.get(key, loader).await {
             Ok(served) => {
@@ -111,7 +114,7 @@ impl ResponseCache {
                     // The request is gone only when it started the stale
                     // copy's background refresh, which stores this variant.
                     return match slots.take_request() {
-                        Some(request) => self.pass(cluster, request, client, started).await,
+                        Some(request) => self.pass(route, request, client, started).await,
                         None => Err(fill_failed(
                             cluster,
                             "the stored response is another variant (Vary) and this request is refreshing it in the background; try again",
@@ -132,7 +135,7 @@ impl ResponseCache {
                 }
                 match error.downcast_ref::<FillError>() {
                     Some(FillError::NotStored(_)) => match slots.take_request() {
-                        Some(request) => self.pass(cluster, request, client, started).await,
+                        Some(request) => self.pass(route, request, client, started).await,
                         // Only the request that ran the fill lacks its
                         // request, and it has its own answer (above).
                         None => Err(fill_failed(cluster, "cache fill lost this request")),
@@ -160,13 +163,13 @@ impl ResponseCache {
     /// Forward without the cache (marked `miss`: it did not come from it).
     async fn pass(
         &self,
-        cluster: &Arc<Cluster>,
+        route: &Route,
         request: Request<Incoming>,
         client: &ClientInfo,
         started: Instant,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         self.metrics.record("bypass");
-        let response = forward(cluster, request, client, started).await?;
+        let response = forward(route, request, client, started).await?;
         Ok(marked(response, CacheStatus::Miss))
     }
 }

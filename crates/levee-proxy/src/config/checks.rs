@@ -57,19 +57,18 @@ pub(super) fn clusters_are_defined(
             .map(|name| (name.get_ref().as_str(), ())),
     );
     for listener in listeners {
-        let Some(cluster) = listener.cluster else {
-            continue;
-        };
-        let cluster_name = cluster.get_ref().as_str();
-        if defined.get(cluster_name).is_some() {
-            continue;
+        for cluster in listener.cluster.iter().chain(&listener.route_clusters) {
+            let cluster_name = cluster.get_ref().as_str();
+            if defined.get(cluster_name).is_some() {
+                continue;
+            }
+            let hint = defined.hint(cluster_name);
+            let message = format!(
+                "{} names cluster {cluster_name:?}, which is not defined{hint}",
+                who(listener)
+            );
+            report.error(cluster.span(), message);
         }
-        let hint = defined.hint(cluster_name);
-        let message = format!(
-            "{} names cluster {cluster_name:?}, which is not defined{hint}",
-            who(listener)
-        );
-        report.error(cluster.span(), message);
     }
 }
 

@@ -259,7 +259,11 @@ fn section<T: RawTable>(
         let message = match key_path(steps) {
             // `health.htp`: suggest among the keys of `health`.
             Some((parent, key)) => {
-                let prefix: String = parent.iter().map(|table| format!("{table}.")).collect();
+                // Shown as written, array positions included: `route[1].`.
+                let prefix = match steps.len() {
+                    0 | 1 => String::new(),
+                    n => format!("{}.", render(&steps[..n - 1])),
+                };
                 let known = if hinted { T::keys_at(&parent) } else { &[] };
                 unknown_key(&prefix, key, &place, known)
             }
@@ -366,13 +370,15 @@ fn unknown_key(prefix: &str, key: &str, place: &str, known: &[&'static str]) -> 
 /// `health.htp` → (`["health"]`, `"htp"`); `None` if the path goes through
 /// an array.
 fn key_path(steps: &[Step]) -> Option<(Vec<&str>, &str)> {
-    let mut keys = steps
+    // An element of an array of tables (`[[listener.route]]`) has the keys
+    // of the array's table type: the index says nothing about them.
+    let mut keys: Vec<&str> = steps
         .iter()
-        .map(|step| match step {
+        .filter_map(|step| match step {
             Step::Key(key) => Some(key.as_str()),
             Step::Index(_) => None,
         })
-        .collect::<Option<Vec<&str>>>()?;
+        .collect();
     let key = keys.pop()?;
     Some((keys, key))
 }

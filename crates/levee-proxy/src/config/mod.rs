@@ -43,7 +43,8 @@ pub use settings::{
     BadProtocol, BadWhenImpaired, BalancePolicy, CacheSettings, ClusterSettings, Config,
     FleetBreakerSettings, HealthCheckKind, HealthSettings, HedgeSettings, HttpCheckSettings,
     ListenerSettings, OnUnreachable, ProbeSettings, Protocol, ReadinessSettings, RequiredEndpoint,
-    RetrySettings, RuntimeSettings, StoreKind, StoreSettings, WhenImpaired,
+    RetrySettings, RouteRetry, RouteSettings, RuntimeSettings, StoreKind, StoreSettings,
+    WhenImpaired,
 };
 
 use report::Report;
@@ -56,7 +57,8 @@ impl Config {
         let Some(raw) = document::read(source, &mut report) else {
             return Err(report.into_errors());
         };
-        let config = validate::config(&raw, &mut report);
+        let mut config = validate::config(&raw, &mut report);
+        config.warnings = report.take_warnings();
         report.finish(config)
     }
 

@@ -45,7 +45,29 @@ pub(super) trait RawTable: DeserializeOwned + Default {
 
 impl RawTable for RawAdmin {}
 impl RawTable for RawRuntime {}
-impl RawTable for RawListener {}
+impl RawTable for RawHeaderMatch {}
+impl RawTable for RawRouteRetry {}
+
+impl RawTable for RawListener {
+    fn keys_at(path: &[&str]) -> &'static [&'static str] {
+        match path {
+            [] => fields_of::<Self>(),
+            ["route", rest @ ..] => RawRoute::keys_at(rest),
+            _ => &[],
+        }
+    }
+}
+
+impl RawTable for RawRoute {
+    fn keys_at(path: &[&str]) -> &'static [&'static str] {
+        match path {
+            [] => fields_of::<Self>(),
+            ["header", rest @ ..] => RawHeaderMatch::keys_at(rest),
+            ["retry", rest @ ..] => RawRouteRetry::keys_at(rest),
+            _ => &[],
+        }
+    }
+}
 impl RawTable for RawHttpCheck {}
 impl RawTable for RawOutlier {}
 impl RawTable for RawRetry {}
@@ -165,7 +187,9 @@ pub(super) struct RawListener {
     pub listen: Option<Spanned<String>>,
     /// What the listener speaks: `"http"` or `"tcp"`. Default `"http"`.
     pub protocol: Option<Spanned<String>>,
-    /// Name of the `[[cluster]]` that serves this listener. Required.
+    /// Name of the `[[cluster]]` that serves this listener's requests (the
+    /// ones no route matches, if it has routes). Required, unless the
+    /// listener has routes: then requests no route matches get 404.
     pub cluster: Option<Spanned<String>>,
     /// `tcp` listeners only: a size (`"64KiB"`); up to this many of the
     /// client's first bytes are kept while the endpoint has sent nothing
@@ -186,12 +210,81 @@ pub(super) struct RawListener {
     /// `http` listeners only: a kept-alive connection with no request in
     /// progress is closed after this long; more than 0. Default `"60s"`.
     pub idle_timeout: Option<Spanned<String>>,
+    /// `http` listeners only: routes, tried in file order
+    /// (`[[listener.route]]`); the first that matches a request chooses its
+    /// cluster, requests no route matches go to `cluster`. Default: none.
+    pub route: Option<Vec<Spanned<RawRoute>>>,
     /// Client connections open at once, at least 1. At the limit a new
     /// connection replaces the oldest one with no request in progress
     /// (http listeners), or is closed at once. Default: derived from the
     /// process's file descriptor limit (half of what is left after levee's
     /// own reserve, shared between the listeners, at most 65536).
     pub max_connections: Option<Spanned<i64>>,
+}
+
+/// `[[listener.route]]`: which requests go to which cluster. A request
+/// must meet every condition written; a route with none takes everything.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawRoute {
+    /// Name in logs, metrics and `/status`, unique in its listener. Default
+    /// `"route-N"` (its position, from 1).
+    pub name: Option<Spanned<String>>,
+    /// Host(s) the request's `Host` (or HTTP/2 `:authority`) must be, port
+    /// aside, case aside: a string or an array; `"*.example.com"` takes any
+    /// subdomain. Default: any host.
+    pub host: Option<Spanned<RawHosts>>,
+    /// The path must be exactly this (the query aside), starting with `/`.
+    /// Default: any path.
+    pub path: Option<Spanned<String>>,
+    /// The path must start with this, at a `/` boundary (`"/api"` takes
+    /// `/api` and `/api/v1`, not `/apis`). Not with `path`. Default: any.
+    pub path_prefix: Option<Spanned<String>>,
+    /// Methods the request may have (`["GET", "HEAD"]`). Default: any.
+    pub methods: Option<Spanned<Vec<Spanned<String>>>>,
+    /// A header the request must carry: `{ name = "x-canary" }`, or with
+    /// an exact value `{ name = "x-canary", value = "1" }`. Default: none.
+    pub header: Option<Spanned<RawHeaderMatch>>,
+    /// The `[[cluster]]` that serves these requests. Required.
+    pub cluster: Option<Spanned<String>>,
+    /// Replaces the cluster's `request_timeout` for these requests; more
+    /// than 0. Default: the cluster's.
+    pub request_timeout: Option<Spanned<String>>,
+    /// Replaces parts of the cluster's `retry` for these requests.
+    /// Default: the cluster's.
+    pub retry: Option<Spanned<RawRouteRetry>>,
+    /// `false`: these requests bypass the cluster's cache. Default `true`.
+    pub cache: Option<Spanned<bool>>,
+}
+
+/// `host` of a route: one host or several.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawHosts {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `header` of a route.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawHeaderMatch {
+    /// Header name. Required.
+    pub name: Option<Spanned<String>>,
+    /// Exact value it must have. Default: any value.
+    pub value: Option<Spanned<String>>,
+}
+
+/// `retry` of a route: what it replaces of its cluster's retry settings.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawRouteRetry {
+    /// Attempts in all, the first included, at least 1.
+    pub max_attempts: Option<Spanned<u32>>,
+    /// Limit on one attempt's wait for a response head; more than 0.
+    pub per_try_timeout: Option<Spanned<String>>,
+    /// `true`: every request of the route may be repeated safely.
+    pub idempotent: Option<bool>,
+    /// `"off"`: never hedge these requests; `"p95"`: hedge them as the
+    /// cluster does (its `retry.hedge` must not be off).
+    pub hedge: Option<Spanned<String>>,
 }
 
 /// `[[cluster]]`: interchangeable endpoints and how to talk to them.

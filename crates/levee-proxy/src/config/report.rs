@@ -18,6 +18,8 @@ pub(super) struct Report<'s> {
     /// [`Report::line`].
     line_starts: Option<Vec<usize>>,
     problems: Vec<Problem>,
+    /// Allowed, but probably not what the writer meant.
+    warnings: Vec<Problem>,
 }
 
 /// A problem before its position is known in lines and columns.
@@ -35,6 +37,7 @@ impl<'s> Report<'s> {
             source,
             line_starts: None,
             problems: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -45,6 +48,36 @@ impl<'s> Report<'s> {
             offset,
             message: one_line(message.into()),
         });
+    }
+
+    /// Record a warning at the start of `span`: the config is valid, but
+    /// this is probably a mistake.
+    pub(super) fn warning(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let offset = char_boundary(self.source, span.start);
+        self.warnings.push(Problem {
+            offset,
+            message: one_line(message.into()),
+        });
+    }
+
+    /// The warnings, sorted by position, with their lines and columns.
+    pub(super) fn take_warnings(&mut self) -> Vec<ConfigError> {
+        let mut warnings = std::mem::take(&mut self.warnings);
+        warnings.sort_by_key(|warning| warning.offset);
+        warnings.dedup();
+        let mut cursor = Cursor::new(self.source);
+        warnings
+            .into_iter()
+            .map(|warning| {
+                let (line, column) = cursor.advance_to(warning.offset);
+                ConfigError {
+                    origin: self.origin.to_owned(),
+                    line,
+                    column,
+                    message: warning.message,
+                }
+            })
+            .collect()
     }
 
     /// 1-based line of a byte offset, for messages such as "first defined at

@@ -47,6 +47,10 @@ pub struct Config {
     pub alerts: Vec<AlertSettings>,
     /// `[store]`: where shared breaker state lives.
     pub store: StoreSettings,
+    /// What is allowed but probably not meant (a route no request can
+    /// reach), at its place in the file; `levee validate` prints them and
+    /// `levee run` logs them.
+    pub warnings: Vec<super::ConfigError>,
 }
 
 impl Config {
@@ -113,8 +117,13 @@ pub struct ListenerSettings {
     pub listen: SocketAddr,
     /// What the listener speaks.
     pub protocol: Protocol,
-    /// Name of the cluster that serves its traffic (always defined).
-    pub cluster: String,
+    /// The cluster that serves requests no route matches (always defined
+    /// when set); `None`: such requests get 404. A tcp listener always has
+    /// one.
+    pub cluster: Option<String>,
+    /// `[[listener.route]]`, in file order: the first that matches a
+    /// request chooses its cluster (http listeners only).
+    pub routes: Vec<RouteSettings>,
     /// TCP listeners only: up to this many of the client's first bytes are
     /// kept while the upstream has sent nothing back, so that an endpoint
     /// that closes before answering can be replaced by another one, which
@@ -156,13 +165,67 @@ impl ListenerSettings {
             name: name.into(),
             listen,
             protocol: Protocol::default(),
-            cluster: cluster.into(),
+            cluster: Some(cluster.into()),
+            routes: Vec::new(),
             tcp_replay: ListenerSettings::DEFAULT_TCP_REPLAY,
             when_impaired: WhenImpaired::default(),
             header_read_timeout: ListenerSettings::DEFAULT_HEADER_READ_TIMEOUT,
             idle_timeout: ListenerSettings::DEFAULT_IDLE_TIMEOUT,
             max_connections: None,
         }
+    }
+}
+
+/// `[[listener.route]]`: the requests a route takes, the cluster that
+/// serves them, and what it changes of that cluster's settings for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSettings {
+    /// Name in logs, metrics and `/status`: the `name` key, else
+    /// `route-<n>` (1-based position in its listener).
+    pub name: String,
+    /// What a request must look like.
+    pub matches: crate::route::RouteMatch,
+    /// The cluster that serves it (always defined).
+    pub cluster: String,
+    /// Replaces the cluster's `request_timeout`.
+    pub request_timeout: Option<Duration>,
+    /// Replaces parts of the cluster's `retry`.
+    pub retry: RouteRetry,
+    /// `Some(false)`: the cluster's cache is not used for this route.
+    pub cache: Option<bool>,
+}
+
+/// The parts of a cluster's retry settings a route may replace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteRetry {
+    /// Attempts in all, the first included.
+    pub max_attempts: Option<RetryPolicy>,
+    /// One attempt's limit on its response head.
+    pub per_try_timeout: Option<Duration>,
+    /// Every request of the route may be repeated safely.
+    pub idempotent: Option<bool>,
+    /// `Some(false)`: never hedge; `Some(true)`: hedge as the cluster does
+    /// (which must hedge).
+    pub hedge: Option<bool>,
+}
+
+impl RouteRetry {
+    /// The cluster's retry settings with this route's replacements.
+    pub fn apply(&self, cluster: &RetrySettings) -> RetrySettings {
+        let mut retry = cluster.clone();
+        if let Some(policy) = self.max_attempts {
+            retry.policy = policy;
+        }
+        if let Some(timeout) = self.per_try_timeout {
+            retry.per_try_timeout = timeout;
+        }
+        if let Some(idempotent) = self.idempotent {
+            retry.idempotent = idempotent;
+        }
+        if self.hedge == Some(false) {
+            retry.hedge = None;
+        }
+        retry
     }
 }
 

@@ -24,6 +24,7 @@ mod large;
 mod properties;
 mod readiness;
 mod retry;
+mod route;
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -210,6 +211,9 @@ fn every_key_is_documented_in_its_section() {
     assert_eq!(
         nested,
         [
+            "listener.route",
+            "listener.route.header",
+            "listener.route.retry",
             "cluster.health",
             "cluster.health.http",
             "cluster.outlier",
@@ -269,7 +273,8 @@ endpoints = ["10.0.0.1:8000"]
             name: "web".into(),
             listen: "0.0.0.0:8080".parse().unwrap(),
             protocol: Protocol::Http,
-            cluster: "app".into(),
+            cluster: Some("app".into()),
+            routes: Vec::new(),
             tcp_replay: 0,
             when_impaired: WhenImpaired::Serve,
             header_read_timeout: Duration::from_secs(10),
@@ -312,6 +317,7 @@ endpoints = ["10.0.0.1:8000"]
         readiness: ReadinessSettings::default(),
         alerts: Vec::new(),
         store: StoreSettings::default(),
+        warnings: Vec::new(),
     };
     assert_eq!(config, expected);
     // The constructors agree with the file's defaults.

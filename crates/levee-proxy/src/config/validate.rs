@@ -13,6 +13,7 @@ mod health;
 mod outlier;
 mod readiness;
 mod retry;
+mod route;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -59,6 +60,7 @@ pub(super) fn config(raw: &RawConfig, report: &mut Report<'_>) -> Config {
         clusters: clusters.into_iter().filter_map(|c| c.settings).collect(),
         readiness,
         alerts,
+        warnings: Vec::new(),
     }
 }
 
@@ -77,6 +79,8 @@ pub(super) struct Listener<'r> {
     pub name: Option<&'r Spanned<String>>,
     pub listen: Option<Spanned<SocketAddr>>,
     pub cluster: Option<&'r Spanned<String>>,
+    /// The `cluster` of each of its routes.
+    pub route_clusters: Vec<&'r Spanned<String>>,
     /// Only if every part is valid.
     pub settings: Option<ListenerSettings>,
 }
@@ -199,15 +203,36 @@ fn listener<'r>(section: &'r Section<RawListener>, report: &mut Report<'_>) -> L
             .map_err(|error| report.error(protocol.span(), format!("{error}")))
             .ok(),
     };
-    let cluster = required(section, raw.cluster.as_ref(), "cluster", report);
+    let (routes, route_clusters) = match &raw.route {
+        None => (Some(Vec::new()), Vec::new()),
+        Some(routes) => route::routes(routes, &section.label, report),
+    };
+    if let (Some(first), Some(Protocol::Tcp)) =
+        (raw.route.as_ref().and_then(|r| r.first()), protocol)
+    {
+        let message = format!(
+            "route: only http listeners route requests; {} is a tcp listener",
+            section.label
+        );
+        report.error(first.span(), message);
+    }
+    // With routes, requests no route takes may simply get 404.
+    let has_routes = raw.route.as_ref().is_some_and(|routes| !routes.is_empty());
+    let cluster = if has_routes {
+        raw.cluster.as_ref()
+    } else {
+        required(section, raw.cluster.as_ref(), "cluster", report)
+    };
     let tcp_replay = tcp_replay(section, protocol, report);
     let when_impaired = when_impaired(section, protocol, report);
     let client_limits = client_limits(section, protocol, report);
+    let cluster_ok = cluster.is_some() || has_routes;
     let settings = match (
         name,
         &listen,
         protocol,
-        cluster,
+        cluster_ok,
+        routes,
         tcp_replay,
         when_impaired,
         client_limits,
@@ -216,15 +241,17 @@ fn listener<'r>(section: &'r Section<RawListener>, report: &mut Report<'_>) -> L
             Some(name),
             Some(listen),
             Some(protocol),
-            Some(cluster),
+            true,
+            Some(routes),
             Some(tcp_replay),
             Some(when_impaired),
             Some((header_read_timeout, idle_timeout, max_connections)),
-        ) => Some(ListenerSettings {
+        ) if protocol == Protocol::Http || routes.is_empty() => Some(ListenerSettings {
             name: name.get_ref().clone(),
             listen: *listen.get_ref(),
             protocol,
-            cluster: cluster.get_ref().clone(),
+            cluster: cluster.map(|cluster| cluster.get_ref().clone()),
+            routes,
             tcp_replay,
             when_impaired,
             header_read_timeout,
@@ -238,6 +265,7 @@ fn listener<'r>(section: &'r Section<RawListener>, report: &mut Report<'_>) -> L
         name,
         listen,
         cluster,
+        route_clusters,
         settings,
     }
 }

@@ -37,6 +37,7 @@ use tokio::time::Instant;
 use super::body::{InFlight, UpstreamBody};
 use super::error::ProxyError;
 use crate::cluster::{Cluster, EndpointBreakerCall};
+use crate::config::RetrySettings;
 use crate::upstream::{
     ClientBodyFailed, PooledConnection, ReplayCopy, RequestBody, SendFailure, UploadWatch,
     send_streamed,
@@ -183,8 +184,10 @@ struct Running {
 }
 
 /// The state of one request's attempts.
-pub struct Attempts {
+pub struct Attempts<'r> {
     cluster: Arc<Cluster>,
+    /// The route's retry settings (its cluster's, with what it replaces).
+    retry: &'r RetrySettings,
     head: RequestHead,
     payload: Payload,
     facts: RequestFacts,
@@ -224,23 +227,25 @@ pub struct Answered {
     pub attempts: u32,
 }
 
-impl Attempts {
+impl<'r> Attempts<'r> {
     /// Prepare the attempts of one request, which must answer by `deadline`
     /// and already spent `client_time` waiting for its body.
     pub fn new(
         cluster: Arc<Cluster>,
+        retry: &'r RetrySettings,
         head: RequestHead,
         payload: Payload,
         idempotent: bool,
         deadline: Instant,
         client_time: Duration,
-    ) -> Attempts {
+    ) -> Attempts<'r> {
         let facts = RequestFacts {
             idempotent,
             body_replayable: matches!(payload, Payload::Replayable(_)),
         };
         Attempts {
             cluster,
+            retry,
             head,
             payload,
             facts,
@@ -265,7 +270,8 @@ impl Attempts {
         // first attempt, so a hedge never fires while a body is uploading.
         let hedging = self.facts.idempotent
             && self.facts.body_replayable
-            && self.cluster.settings.retry.policy.max_attempts() > 1;
+            && self.retry.hedge.is_some()
+            && self.retry.policy.max_attempts() > 1;
         let mut hedge_at = if hedging {
             self.cluster.hedge_delay(now).map(|delay| now + delay)
         } else {
@@ -375,7 +381,7 @@ impl Attempts {
             cluster: Arc::clone(&self.cluster),
             endpoint,
             request,
-            timeout_at: (now + self.cluster.settings.retry.per_try_timeout).min(self.deadline),
+            timeout_at: (now + self.retry.per_try_timeout).min(self.deadline),
             breaker,
         })
     }
@@ -488,7 +494,7 @@ impl Attempts {
                 endpoints: POISON_ENDPOINTS,
             });
         }
-        let policy = &self.cluster.settings.retry.policy;
+        let policy = &self.retry.policy;
         if let RetryDecision::Stop(reason) = decide(policy, &self.facts, self.attempts(), outcome) {
             return Some(reason);
         }
@@ -533,10 +539,12 @@ impl Attempts {
     /// The hedge timer fired: send a copy to another endpoint if the rules
     /// allow. Returns when to try again (the budget may refill), if ever.
     fn hedge(&mut self, now: Instant) -> Option<Instant> {
-        let max_attempts = self.cluster.settings.retry.policy.max_attempts();
+        let max_attempts = self.retry.policy.max_attempts();
         if self.attempts() >= max_attempts {
             return None;
         }
+        // A route may turn hedging off for its requests.
+        self.retry.hedge?;
         let delay = self.cluster.hedge_delay(now)?;
         // A permit not used (no budget) is given back when dropped.
         let (next, breaker) = self.admit(None, now)?;

@@ -91,6 +91,12 @@ pub enum ProxyError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// No route of the listener takes the request, and the listener has no
+    /// default cluster.
+    NoRoute {
+        /// Listener name.
+        listener: String,
+    },
 }
 
 #[derive(Serialize)]
@@ -136,6 +142,7 @@ impl ProxyError {
                 ClientBodyFailed::Broken => StatusCode::BAD_REQUEST,
             },
             ProxyError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
         }
     }
 
@@ -149,7 +156,8 @@ impl ProxyError {
             | ProxyError::Overloaded { .. }
             | ProxyError::CacheFill { .. }
             | ProxyError::BreakerOpen { .. }
-            | ProxyError::BadRequest { .. } => 0,
+            | ProxyError::BadRequest { .. }
+            | ProxyError::NoRoute { .. } => 0,
         }
     }
 
@@ -183,6 +191,7 @@ impl ProxyError {
                 ClientBodyFailed::Broken => "request body could not be read from the client",
             },
             ProxyError::BadRequest { reason } => reason,
+            ProxyError::NoRoute { .. } => "no route for this request",
         }
     }
 
@@ -273,6 +282,17 @@ impl ProxyError {
                 attempts: None,
                 retry: None,
                 reason: None,
+            },
+            ProxyError::NoRoute { listener } => ErrorBody {
+                error: self.message(),
+                cluster: None,
+                endpoint: None,
+                kind: None,
+                attempts: None,
+                retry: None,
+                reason: Some(format!(
+                    "no route of listener {listener:?} matches its host, path, method and headers, and the listener has no default cluster"
+                )),
             },
         };
         let attempts = self.attempts();

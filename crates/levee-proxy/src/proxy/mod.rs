@@ -27,8 +27,8 @@ pub use body::{InFlight, UpstreamBody};
 pub use error::{ProxyError, X_LEVEE_ATTEMPTS};
 pub use headers::client_ip_value;
 
-use crate::cluster::Cluster;
 use crate::metrics::ListenerMetrics;
+use crate::route::{Route, Router};
 use crate::upstream::{BodyRead, read_for_replay};
 use attempts::{Attempts, Finished, Payload, RequestHead};
 
@@ -59,20 +59,24 @@ impl ClientInfo {
     }
 }
 
-/// Forwards one listener's requests to its cluster.
+/// Forwards one listener's requests to the cluster their route names.
 pub struct HttpProxy {
     /// Listener name (logs, metrics).
     pub listener: String,
-    cluster: Arc<Cluster>,
+    router: Router<Arc<Route>>,
     metrics: ListenerMetrics,
 }
 
 impl HttpProxy {
-    /// A proxy from a listener to `cluster`.
-    pub fn new(listener: String, cluster: Arc<Cluster>, metrics: ListenerMetrics) -> HttpProxy {
+    /// A proxy from a listener through `router`.
+    pub fn new(
+        listener: String,
+        router: Router<Arc<Route>>,
+        metrics: ListenerMetrics,
+    ) -> HttpProxy {
         HttpProxy {
             listener,
-            cluster,
+            router,
             metrics,
         }
     }
@@ -93,15 +97,23 @@ impl HttpProxy {
     ) -> R {
         let client = &*client;
         let started = Instant::now();
-        let served = match &self.cluster.cache {
-            // Boxed: the cache's future is twice the size of `forward`'s,
-            // and this future is moved whole into hyper's slot for every
-            // request, cached or not (callgrind: memcpy of 18 KB, a fifth
-            // of the request's instructions).
-            Some(cache) => Box::pin(cache.serve(&self.cluster, request, client, started)).await,
-            None => forward(&self.cluster, request, client, started)
-                .await
-                .map(|response| response.map(Either::Left)),
+        let route = self
+            .router
+            .route(request.method(), request.uri(), request.headers());
+        let served = match route {
+            None => Err(ProxyError::NoRoute {
+                listener: self.listener.clone(),
+            }),
+            Some(route) => match (&route.cluster.cache, route.cache) {
+                // Boxed: the cache's future is twice the size of `forward`'s,
+                // and this future is moved whole into hyper's slot for every
+                // request, cached or not (callgrind: memcpy of 18 KB, a fifth
+                // of the request's instructions).
+                (Some(cache), true) => Box::pin(cache.serve(route, request, client, started)).await,
+                _ => forward(route, request, client, started)
+                    .await
+                    .map(|response| response.map(Either::Left)),
+            },
         };
         let response = match served {
             Ok(response) => response,
@@ -119,12 +131,13 @@ impl HttpProxy {
 /// Forward one request to `cluster` (admission, attempts) and return the
 /// response head with its body still streaming, or levee's own error.
 pub(crate) async fn forward(
-    cluster: &Arc<Cluster>,
+    route: &Route,
     request: Request<Incoming>,
     client: &ClientInfo,
     started: Instant,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
-    let deadline = started + cluster.settings.request_timeout;
+    let cluster = &route.cluster;
+    let deadline = started + route.request_timeout;
     // Shed before anything else: a shed request costs no upstream work,
     // never counts against an endpoint and is never retried.
     let admission = cluster
@@ -150,7 +163,7 @@ pub(crate) async fn forward(
     let Finished {
         result,
         client_time,
-    } = attempt(cluster, request, client, started, deadline).await;
+    } = attempt(route, request, client, started, deadline).await;
     if let Some(call) = breaker {
         // A slow upload is the client's time, not a slow call.
         let outcome = breaker_outcome(&result, call.elapsed().saturating_sub(client_time));
@@ -192,12 +205,13 @@ fn breaker_outcome(
 
 /// The attempts of one admitted request, up to its response head.
 async fn attempt(
-    cluster: &Arc<Cluster>,
+    route: &Route,
     request: Request<Incoming>,
     client: &ClientInfo,
     started: Instant,
     deadline: Instant,
 ) -> Finished {
+    let cluster = &route.cluster;
     let early = |error| Finished {
         result: Err(error),
         client_time: std::time::Duration::ZERO,
@@ -214,7 +228,7 @@ async fn attempt(
         Err(error) => return early(error),
     };
     let (parts, body) = request.into_parts();
-    let retry = &cluster.settings.retry;
+    let retry = &route.retry;
     let idempotent = is_idempotent(
         parts.method.as_str(),
         parts.headers.contains_key(&IDEMPOTENCY_KEY),
@@ -260,6 +274,7 @@ async fn attempt(
     };
     Attempts::new(
         Arc::clone(cluster),
+        retry,
         head,
         payload,
         idempotent,

@@ -1,0 +1,95 @@
+//! Routes: which cluster serves a request, and with which request timeout,
+//! retry policy and cache. A listener's [`Router`] is built once from its
+//! config (and again on reload); the first route whose [`RouteMatch`]
+//! holds wins, else the listener's default, else levee answers 404.
+//!
+//! - `matcher.rs`: what a route matches (pure, no allocation);
+//! - here: the router and what a chosen route carries.
+
+pub mod matcher;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, Method, Uri};
+
+pub use matcher::{HeaderMatch, HostPattern, PathPattern, RequestView, RouteMatch};
+
+use crate::cluster::Cluster;
+use crate::config::{ClusterSettings, RetrySettings, RouteSettings};
+
+/// Routes in order, and what requests no route takes get.
+pub struct Router<T> {
+    routes: Vec<(RouteMatch, T)>,
+    default: Option<T>,
+}
+
+impl<T> Router<T> {
+    /// A router trying `routes` in order, then `default`.
+    pub fn new(routes: Vec<(RouteMatch, T)>, default: Option<T>) -> Router<T> {
+        Router { routes, default }
+    }
+
+    /// The target of a request. A listener without routes answers without
+    /// looking at the request at all.
+    pub fn route(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Option<&T> {
+        if self.routes.is_empty() {
+            return self.default.as_ref();
+        }
+        let view = RequestView::of(method, uri, headers);
+        self.routes
+            .iter()
+            .find(|(matches, _)| matches.matches(&view))
+            .map(|(_, target)| target)
+            .or(self.default.as_ref())
+    }
+
+    /// Every target, routes first, the default last.
+    pub fn targets(&self) -> impl Iterator<Item = &T> {
+        self.routes
+            .iter()
+            .map(|(_, target)| target)
+            .chain(self.default.as_ref())
+    }
+}
+
+/// Where a routed request goes, and the settings it is served with: its
+/// cluster's, with what the route replaces.
+pub struct Route {
+    /// `<listener>/<route>`, or the listener's name for its default.
+    pub name: String,
+    /// The cluster that serves it.
+    pub cluster: Arc<Cluster>,
+    /// Retries, hedging and the per-try timeout.
+    pub retry: RetrySettings,
+    /// Deadline for the response head across all attempts.
+    pub request_timeout: Duration,
+    /// Whether the cluster's cache (if it has one) is used.
+    pub cache: bool,
+}
+
+impl Route {
+    /// A listener's default: the cluster as configured.
+    pub fn default_for(listener: &str, cluster: Arc<Cluster>) -> Route {
+        let settings: &ClusterSettings = &cluster.settings;
+        Route {
+            name: listener.to_owned(),
+            retry: settings.retry.clone(),
+            request_timeout: settings.request_timeout,
+            cache: true,
+            cluster,
+        }
+    }
+
+    /// A configured route of `listener`, served by `cluster`.
+    pub fn configured(listener: &str, route: &RouteSettings, cluster: Arc<Cluster>) -> Route {
+        let settings: &ClusterSettings = &cluster.settings;
+        Route {
+            name: format!("{listener}/{}", route.name),
+            retry: route.retry.apply(&settings.retry),
+            request_timeout: route.request_timeout.unwrap_or(settings.request_timeout),
+            cache: route.cache.unwrap_or(true),
+            cluster,
+        }
+    }
+}
