@@ -25,6 +25,7 @@ pub const EVENT_KINDS: &[&str] = &[
     "drain",
     "store",
     "listener-limit",
+    "config",
 ];
 
 /// How many events `/events` remembers.

@@ -107,6 +107,11 @@ struct StateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProbeLabels {
     probe: String,
 }
@@ -151,6 +156,7 @@ pub struct Metrics {
     alerts_failed: Counter,
     alerts_dropped: Counter,
     store_up: Gauge,
+    config_reloads: Family<ResultLabels, Counter>,
     /// Client connections per listener (their own file).
     client_connections: ConnectionFamilies,
 }
@@ -201,6 +207,7 @@ impl Metrics {
             alerts_failed: Counter::default(),
             alerts_dropped: Counter::default(),
             store_up: Gauge::default(),
+            config_reloads: Family::default(),
             client_connections: ConnectionFamilies::default(),
             registry: Registry::default(),
         };
@@ -379,6 +386,16 @@ impl Metrics {
             "1 while the shared breaker store is reachable, 0 while it is degraded (also 0 when no breaker is shared)",
             metrics.store_up.clone(),
         );
+        registry.register(
+            "config_reloads",
+            "Config reloads by result: ok (the new config is in force) or error (rejected; the running config stays)",
+            metrics.config_reloads.clone(),
+        );
+        for result in ["ok", "error"] {
+            let _ = metrics
+                .config_reloads
+                .get_or_create(&ResultLabels { result });
+        }
         for state in levee_core::readiness::Readiness::ALL {
             let labels = StateLabels {
                 state: state.as_str(),
@@ -559,6 +576,14 @@ impl Metrics {
                     })
             }),
         }
+    }
+
+    /// Count a config reload that was applied (`ok`) or rejected.
+    pub fn record_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.config_reloads
+            .get_or_create(&ResultLabels { result })
+            .inc();
     }
 
     /// Record the node's readiness (and, if `changed`, count the change).

@@ -133,10 +133,10 @@ fn main() -> ExitCode {
             Err(errors) => report_config_errors(&errors),
         },
         Command::Run {
-            config,
+            config: path,
             worker_threads,
         } => {
-            let config = match Config::load(&config) {
+            let config = match Config::load(&path) {
                 Ok(config) => config,
                 Err(errors) => return report_config_errors(&errors),
             };
@@ -144,16 +144,22 @@ fn main() -> ExitCode {
             raise_descriptor_limit();
             run_in_runtime(threads, async move {
                 let gateway = levee_proxy::start(config).await?;
-                for listener in &gateway.state().listeners {
+                // `POST /reload`, SIGHUP and `watch_config` read this file.
+                gateway.reload_from(path.clone());
+                for listener in gateway.state().listener_status() {
+                    let cluster = listener.cluster.as_deref().unwrap_or("-");
                     println!(
-                        "levee: listener {:?} on {}://{} -> cluster {:?}",
-                        listener.name, listener.protocol, listener.address, listener.cluster
+                        "levee: listener {:?} on {}://{} -> cluster {cluster:?} ({} routes)",
+                        listener.name,
+                        listener.protocol,
+                        listener.address,
+                        listener.routes.len()
                     );
                 }
                 println!("levee: admin on http://{}", gateway.admin_address());
                 // Every listener is bound: tell systemd (Type=notify).
                 notify::ready();
-                wait_for_signal().await;
+                wait_for_signal(Some(&gateway)).await;
                 tracing::info!("shutdown signal received");
                 notify::stopping();
                 let outcome = gateway.shutdown().await;
@@ -168,7 +174,7 @@ fn main() -> ExitCode {
         } => run_in_runtime::<_, levee_proxy::demo::DemoError>(worker_threads, async move {
             let demo = levee_proxy::demo::Demo::start(listen, admin).await?;
             println!("{}", demo.banner());
-            wait_for_signal().await;
+            wait_for_signal(None).await;
             tracing::info!("shutdown signal received");
             demo.shutdown().await;
             Ok(())
@@ -252,27 +258,57 @@ where
     }
 }
 
-/// Resolve on SIGINT or SIGTERM.
-async fn wait_for_signal() {
+/// Resolve on SIGINT or SIGTERM. With a gateway, SIGHUP reloads its config
+/// file meanwhile (a reload that fails keeps the running config; either way
+/// it is logged and recorded as a `config` event).
+async fn wait_for_signal(gateway: Option<&levee_proxy::RunningGateway>) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => Some(hangup),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGHUP; reload with POST /reload");
+                None
             }
+        };
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(term) => Some(term),
             Err(error) => {
                 tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops levee");
-                let _ = ctrl_c.await;
+                None
+            }
+        };
+        tokio::pin!(ctrl_c);
+        loop {
+            tokio::select! {
+                _ = &mut ctrl_c => return,
+                Some(()) = next_signal(&mut term) => return,
+                Some(()) = next_signal(&mut hangup) => match gateway {
+                    Some(gateway) => {
+                        tracing::info!("SIGHUP: reloading the config file");
+                        match gateway.state().reload_from_file().await {
+                            Ok(reloaded) => tracing::info!(generation = reloaded.generation, changes = ?reloaded.changes, "reloaded"),
+                            Err(error) => tracing::error!(%error, "reload failed; the running config stays"),
+                        }
+                    }
+                    None => tracing::info!("SIGHUP ignored: nothing to reload"),
+                },
             }
         }
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// The next delivery of `signal`, or never if it could not be set up.
+#[cfg(unix)]
+async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signal {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn init_logging() {

@@ -24,6 +24,21 @@ pub struct EndpointLoad {
 }
 
 impl EndpointLoad {
+    /// The same endpoint's load under new settings (a config reload): the
+    /// requests in flight stay counted (a request started before the reload
+    /// ends on the shared counter), the latency estimate is kept, and only
+    /// its decay changes.
+    pub fn continued(&self, ewma_decay: Duration, now: Instant) -> EndpointLoad {
+        // Seeded with the current estimate: the same value, decaying at the
+        // new rate from now on.
+        let estimate = self.latency.lock().estimate(now);
+        let latency = PeakEwma::new(ewma_decay, estimate, now);
+        EndpointLoad {
+            in_flight: Arc::clone(&self.in_flight),
+            latency: Mutex::new(latency),
+        }
+    }
+
     /// A fresh endpoint with no requests and the initial latency estimate.
     pub fn new(ewma_decay: Duration, now: Instant) -> EndpointLoad {
         EndpointLoad {
@@ -101,5 +116,27 @@ mod tests {
         assert!(load.cost(now) > idle);
         load.observe_latency(Duration::from_millis(50), now);
         assert!(load.cost(now) > 50_000_000.0);
+    }
+}
+
+#[cfg(test)]
+mod continued_tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_continued_load_shares_requests_in_flight_and_keeps_the_estimate() {
+        let now = Instant::now();
+        let old = EndpointLoad::new(Duration::from_secs(10), now);
+        old.observe_latency(Duration::from_millis(300), now);
+        let request = old.start_request();
+        let new = old.continued(Duration::from_secs(5), now);
+        assert_eq!(new.in_flight(), 1);
+        assert_eq!(new.latency_estimate(now), Duration::from_millis(300));
+        drop(request);
+        assert_eq!(
+            new.in_flight(),
+            0,
+            "a request started before the reload ends on both"
+        );
     }
 }

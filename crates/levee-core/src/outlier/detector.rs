@@ -39,7 +39,7 @@ pub struct OutlierDetector {
 }
 
 /// What the detector knows about one endpoint.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct EndpointState {
     /// Blamed failures since the last success (neutral outcomes skip).
     consecutive: u32,
@@ -58,7 +58,7 @@ struct EndpointState {
     forgive_from: Instant,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Active {
     until: Instant,
     reason: EjectionReason,
@@ -127,7 +127,33 @@ impl EndpointState {
     }
 }
 
+/// What a detector knows of one endpoint (its streak, window, ejection and
+/// how often it was ejected lately), to carry into a detector rebuilt for a
+/// new config, so that a reload neither returns an ejected endpoint early
+/// nor forgets that it keeps failing.
+#[derive(Clone, Debug)]
+pub struct EndpointHistory(EndpointState);
+
 impl OutlierDetector {
+    /// What the detector knows of `endpoint`.
+    pub fn history(&self, endpoint: usize) -> Option<EndpointHistory> {
+        self.endpoints.get(endpoint).cloned().map(EndpointHistory)
+    }
+
+    /// Take over what another detector knew of an endpoint, now `endpoint`
+    /// here. Its window starts afresh if this detector's window is another
+    /// length.
+    pub fn restore(&mut self, endpoint: usize, history: EndpointHistory, now: Instant) {
+        let Some(slot) = self.endpoints.get_mut(endpoint) else {
+            return;
+        };
+        let mut state = history.0;
+        if !state.window.covers(self.params.window()) {
+            state.window = Window::new(self.params.window(), now);
+        }
+        *slot = state;
+    }
+
     /// A detector for a cluster of `endpoints` endpoints, all in service.
     pub fn new(params: OutlierParams, endpoints: usize, now: Instant) -> OutlierDetector {
         let states = (0..endpoints)

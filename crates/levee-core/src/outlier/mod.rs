@@ -23,7 +23,7 @@ mod slow_start;
 mod window;
 
 pub use blame::{Blame, blame, blame_reason};
-pub use detector::{EndpointStats, LATENCY_MIN_SAMPLES, OutlierDetector};
+pub use detector::{EndpointHistory, EndpointStats, LATENCY_MIN_SAMPLES, OutlierDetector};
 pub use params::{BadOutlierParams, OutlierParams, OutlierParamsBuilder};
 pub use reachability::{REFUSAL_MEMORY, Reachability, Unreachable};
 pub(crate) use reason::Human;

@@ -59,6 +59,11 @@ impl Window {
         }
     }
 
+    /// Whether this window covers `length` (as built by `new(length, ..)`).
+    pub fn covers(&self, length: Duration) -> bool {
+        self.bucket_ns == (length.as_nanos() / BUCKETS as u128).max(1)
+    }
+
     /// Count one outcome at `now`.
     pub fn record(&mut self, blame: Blame, latency: Duration, now: Instant) {
         if blame == Blame::Neutral {

@@ -23,7 +23,7 @@ pub(super) async fn list(State(state): State<Arc<GatewayState>>) -> Json<Vec<Bre
     let now = Instant::now();
     Json(
         state
-            .clusters
+            .clusters()
             .iter()
             .flat_map(|cluster| cluster.breaker.iter().chain(&cluster.endpoint_breakers))
             .map(|breaker| breaker.view(now))
@@ -56,8 +56,8 @@ pub(super) async fn act(
         }
     };
     tracing::info!(breaker = %name, %action, "breaker override by the admin API");
-    let link = find(&state, &name).and_then(ClusterBreaker::fleet);
-    if let Some(link) = link {
+    let breaker = find(&state, &name);
+    if let Some(link) = breaker.as_ref().and_then(|breaker| breaker.fleet()) {
         // A shared breaker: the override goes to the store, so that every
         // instance applies it; an operator must learn if it did not.
         let at = SystemTime::now();
@@ -90,12 +90,13 @@ pub(super) async fn act(
 /// store's own I/O timeout is shorter; this bounds a store that hangs).
 const STORE_WAIT: Duration = Duration::from_secs(2);
 
-fn find<'s>(state: &'s GatewayState, name: &str) -> Option<&'s ClusterBreaker> {
+fn find(state: &GatewayState, name: &str) -> Option<Arc<ClusterBreaker>> {
     state
-        .clusters
+        .clusters()
         .iter()
         .flat_map(|cluster| cluster.breaker.iter().chain(&cluster.endpoint_breakers))
         .find(|breaker| breaker.name() == name)
+        .cloned()
 }
 
 fn with_breaker(
@@ -104,7 +105,7 @@ fn with_breaker(
     view: impl FnOnce(&ClusterBreaker) -> BreakerView,
 ) -> Response {
     match find(state, name) {
-        Some(breaker) => Json(view(breaker)).into_response(),
+        Some(breaker) => Json(view(&breaker)).into_response(),
         None => (
             StatusCode::NOT_FOUND,
             Json(json!({ "error": format!("no breaker named {name:?}") })),

@@ -27,8 +27,8 @@ pub(super) async fn purge(
     let bad = |status: StatusCode, error: String| {
         (status, Json(json!({ "error": error }))).into_response()
     };
-    let caches: Vec<_> = state
-        .clusters
+    let clusters = state.clusters();
+    let caches: Vec<_> = clusters
         .iter()
         .filter(|cluster| {
             query

@@ -30,6 +30,7 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .route("/breakers/{name}/{action}", post(breakers::act))
         .route("/drain", post(drain))
         .route("/undrain", post(undrain))
+        .route("/reload", post(reload))
         .with_state(state)
 }
 
@@ -79,6 +80,27 @@ async fn drain(
     let newly = state.health.drain(query.reason.or(from_body));
     Json(json!({ "drained": true, "was_drained": !newly, "failing": state.health.failing() }))
         .into_response()
+}
+
+/// `POST /reload`: read the config file again and apply it. 200 with what
+/// changed (and what takes a restart), or 400 with every problem: the
+/// running config stays.
+async fn reload(State(state): State<Arc<GatewayState>>) -> Response {
+    match state.reload_from_file().await {
+        Ok(reloaded) => Json(json!({ "reloaded": true, "result": reloaded })).into_response(),
+        Err(error) => {
+            let status = match error {
+                crate::gateway::ReloadError::NoFile => StatusCode::CONFLICT,
+                crate::gateway::ReloadError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            (
+                status,
+                Json(json!({ "reloaded": false, "errors": error.problems() })),
+            )
+                .into_response()
+        }
+    }
 }
 
 /// `POST /undrain`: end a drain.

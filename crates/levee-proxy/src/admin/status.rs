@@ -19,6 +19,8 @@ pub(super) struct StatusDocument {
     failing: Vec<crate::readiness::FailingCriterion>,
     probes: Vec<crate::readiness::ProbeStatus>,
     uptime_seconds: f64,
+    /// The config in force: its generation and when it was loaded.
+    config: crate::gateway::ConfigStatus,
     listeners: Vec<ListenerStatus>,
     clusters: Vec<ClusterStatus>,
     /// The shared breaker store, when a breaker is shared.
@@ -35,6 +37,7 @@ pub(super) async fn status(State(state): State<Arc<GatewayState>>) -> Json<Statu
         failing: state.health.failing(),
         probes: state.health.probe_status(),
         uptime_seconds: state.started_at.elapsed().as_secs_f64(),
+        config: state.config_status(),
         listeners: state.listener_status(),
         clusters: state.cluster_status(),
         store: state.store.as_ref().map(crate::cluster::FleetStore::status),

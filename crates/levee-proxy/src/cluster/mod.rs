@@ -53,8 +53,9 @@ pub struct Endpoint {
     pub pool: Arc<EndpointPool>,
     /// This endpoint's metric series.
     pub metrics: EndpointMetrics,
-    /// What its name resolves to.
-    pub resolution: EndpointResolution,
+    /// What its name resolves to (shared with the same endpoint of the
+    /// cluster this one replaced at a reload).
+    pub resolution: Arc<EndpointResolution>,
 }
 
 /// A cluster ready to serve requests.
@@ -84,10 +85,10 @@ pub struct Cluster {
     /// Ramp for endpoints coming back (read by `pick`).
     slow_start: Option<SlowStart>,
     /// How many retries and hedges the cluster may still take.
-    retry_budget: RetryBudget,
+    retry_budget: Arc<RetryBudget>,
     /// Recent response-head latencies, for the hedging delay; `None` when
     /// hedging is off.
-    head_latency: Option<Mutex<LatencyQuantile>>,
+    head_latency: Option<Arc<Mutex<LatencyQuantile>>>,
     /// The hedging delay last computed from `head_latency` (nanoseconds) and
     /// when (nanoseconds since `created_at`): a p95 sums a whole histogram,
     /// too much work for every request.
@@ -96,14 +97,14 @@ pub struct Cluster {
     /// Retry, hedge and poison counters.
     pub retry_metrics: ClusterMetrics,
     /// Overload protection; `None` when the cluster has none.
-    admission: Option<ClusterAdmission>,
+    admission: Option<Arc<ClusterAdmission>>,
     /// Response cache; `None` when the cluster has none.
-    pub cache: Option<ResponseCache>,
+    pub cache: Option<Arc<ResponseCache>>,
     /// Circuit breaker; `None` when the cluster has none.
-    pub breaker: Option<ClusterBreaker>,
+    pub breaker: Option<Arc<ClusterBreaker>>,
     /// One breaker per endpoint, same order as `endpoints`; empty unless
     /// `per_endpoint` is on. Local to this process, never shared.
-    pub endpoint_breakers: Vec<ClusterBreaker>,
+    pub endpoint_breakers: Vec<Arc<ClusterBreaker>>,
 }
 
 /// Whole nanoseconds of `duration`, saturating.
@@ -132,74 +133,180 @@ impl Cluster {
         metrics: &Metrics,
         events: Arc<EventLog>,
     ) -> Result<Cluster, ClusterBuildError> {
+        Cluster::build(settings, metrics, events, None)
+    }
+
+    /// The cluster under new settings (a config reload), carrying over what
+    /// this one learned. An endpoint that stays (same `host:port`) keeps its
+    /// health, ejection, refusal history, latency estimate, requests in
+    /// flight, pooled connections and breaker; an added endpoint starts in
+    /// slow start; a removed one is simply not there (requests on it finish
+    /// on this cluster, which its holders keep alive until then). The retry
+    /// budget, hedging latencies, admission queue, cache and breaker carry
+    /// over when their own settings did not change.
+    pub fn continued(
+        &self,
+        settings: &ClusterSettings,
+        metrics: &Metrics,
+        events: Arc<EventLog>,
+    ) -> Result<Cluster, ClusterBuildError> {
+        Cluster::build(settings, metrics, events, Some(self))
+    }
+
+    fn build(
+        settings: &ClusterSettings,
+        metrics: &Metrics,
+        events: Arc<EventLog>,
+        previous: Option<&Cluster>,
+    ) -> Result<Cluster, ClusterBuildError> {
         let now = Instant::now();
         let pool_settings = PoolSettings {
             connect_timeout: settings.connect_timeout,
             idle_timeout: settings.idle_timeout,
             max_idle: settings.max_idle_per_endpoint,
         };
+        let before = previous.map(|previous| &previous.settings);
+        let same = |changed: fn(&ClusterSettings, &ClusterSettings) -> bool| {
+            before.is_some_and(|before| !changed(before, settings))
+        };
+        let same_pools = same(|a, b| {
+            a.connect_timeout != b.connect_timeout
+                || a.idle_timeout != b.idle_timeout
+                || a.max_idle_per_endpoint != b.max_idle_per_endpoint
+        });
+        // Where each endpoint was in the previous cluster, if it was.
+        let old_index: Vec<Option<usize>> = settings
+            .endpoints
+            .iter()
+            .map(|address| {
+                let text = address.to_string();
+                previous
+                    .and_then(|previous| previous.endpoints.iter().position(|e| e.address == text))
+            })
+            .collect();
         let mut endpoints = Vec::with_capacity(settings.endpoints.len());
-        for address in &settings.endpoints {
+        for (address, old) in settings.endpoints.iter().zip(&old_index) {
             let text = address.to_string();
             let host_header = HeaderValue::from_str(&text).map_err(|_| ClusterBuildError {
                 cluster: settings.name.clone(),
                 endpoint: text.clone(),
             })?;
+            let kept = old
+                .zip(previous)
+                .map(|(old, previous)| &previous.endpoints[old]);
             endpoints.push(Endpoint {
                 metrics: metrics.endpoint(&settings.name, &text),
-                resolution: EndpointResolution::new(address),
-                pool: EndpointPool::new(address.host.clone(), address.port, pool_settings),
+                resolution: kept.map_or_else(
+                    || Arc::new(EndpointResolution::new(address)),
+                    |kept| Arc::clone(&kept.resolution),
+                ),
+                pool: match kept {
+                    Some(kept) if same_pools => Arc::clone(&kept.pool),
+                    _ => EndpointPool::new(address.host.clone(), address.port, pool_settings),
+                },
                 host_header,
                 address: text,
             });
         }
-        let loads = endpoints
+        let loads = old_index
             .iter()
-            .map(|_| EndpointLoad::new(settings.ewma_decay, now))
+            .map(|old| match old.zip(previous) {
+                Some((old, previous)) => previous.loads[old].continued(settings.ewma_decay, now),
+                None => EndpointLoad::new(settings.ewma_decay, now),
+            })
             .collect();
+        let previous_control = previous.map(|previous| previous.control.lock());
+        let same_checks =
+            same(|a, b| a.health.as_ref().map(|h| h.params) != b.health.as_ref().map(|h| h.params));
         let control = Control {
-            endpoints: endpoints
+            endpoints: old_index
                 .iter()
-                .map(|_| EndpointControl {
-                    tracker: settings
-                        .health
-                        .as_ref()
-                        .map(|health| HealthTracker::new(health.params, now)),
-                    returned_at: None,
-                    reachability: Default::default(),
+                .map(|old| {
+                    let kept = old
+                        .zip(previous_control.as_ref())
+                        .map(|(old, control)| &control.endpoints[old]);
+                    EndpointControl {
+                        tracker: match kept.and_then(|kept| kept.tracker.clone()) {
+                            Some(tracker) if same_checks => Some(tracker),
+                            _ => settings
+                                .health
+                                .as_ref()
+                                .map(|health| HealthTracker::new(health.params, now)),
+                        },
+                        // An endpoint added by a reload ramps up like one
+                        // coming back (only at a reload, not at start).
+                        returned_at: match kept {
+                            Some(kept) => kept.returned_at,
+                            None => previous.map(|_| now),
+                        },
+                        reachability: kept
+                            .map(|kept| kept.reachability.clone())
+                            .unwrap_or_default(),
+                    }
                 })
                 .collect(),
-            outlier: settings
-                .outlier
-                .clone()
-                .map(|params| OutlierDetector::new(params, endpoints.len(), now)),
+            outlier: settings.outlier.clone().map(|params| {
+                let mut detector = OutlierDetector::new(params, endpoints.len(), now);
+                let old_detector = previous_control
+                    .as_ref()
+                    .and_then(|control| control.outlier.as_ref());
+                for (index, old) in old_index.iter().enumerate() {
+                    if let Some(history) = old
+                        .zip(old_detector)
+                        .and_then(|(old, detector)| detector.history(old))
+                    {
+                        detector.restore(index, history, now);
+                    }
+                }
+                detector
+            }),
             // Validation has checked the range; an impossible value falls back
             // to the default rather than failing a running gateway.
             panic_params: PanicParams::new(settings.panic_threshold_percent).unwrap_or_default(),
             slow_start: (!settings.slow_start.is_zero())
                 .then(|| SlowStart::new(settings.slow_start, SLOW_START_MIN_WEIGHT).ok())
                 .flatten(),
-            panic: false,
+            // Carried so that a reload does not announce a panic that was
+            // already going on.
+            panic: previous_control
+                .as_ref()
+                .is_some_and(|control| control.panic),
         };
+        drop(previous_control);
         let routing = control.routing(now);
         let control_slow_start = control.slow_start;
+        let same_breaker =
+            same(|a, b| a.breaker != b.breaker || a.breaker_fleet != b.breaker_fleet);
         let endpoint_breakers = match &settings.breaker {
             Some(params) if settings.breaker_per_endpoint => endpoints
                 .iter()
-                .map(|endpoint| {
-                    let name = format!("{}/{}", settings.name, endpoint.address);
-                    ClusterBreaker::new(
-                        &settings.name,
-                        Some(&endpoint.address),
-                        params.clone(),
-                        metrics.breaker(&name),
-                        Arc::clone(&events),
-                        now,
-                    )
+                .zip(&old_index)
+                .map(|(endpoint, old)| {
+                    let kept = old
+                        .zip(previous)
+                        .and_then(|(old, previous)| previous.endpoint_breakers.get(old));
+                    match kept {
+                        Some(kept) if same_breaker => Arc::clone(kept),
+                        _ => {
+                            let name = format!("{}/{}", settings.name, endpoint.address);
+                            Arc::new(ClusterBreaker::new(
+                                &settings.name,
+                                Some(&endpoint.address),
+                                params.clone(),
+                                metrics.breaker(&name),
+                                Arc::clone(&events),
+                                now,
+                            ))
+                        }
+                    }
                 })
                 .collect(),
             _ => Vec::new(),
         };
+        let same_budget = same(|a, b| a.retry.budget != b.retry.budget);
+        let same_hedge = same(|a, b| a.retry.hedge.is_some() != b.retry.hedge.is_some());
+        let same_admission = same(|a, b| a.admission != b.admission);
+        let same_cache = same(|a, b| a.cache != b.cache);
         Ok(Cluster {
             name: settings.name.clone(),
             settings: settings.clone(),
@@ -209,16 +316,22 @@ impl Cluster {
             endpoints,
             loads,
             events: Arc::clone(&events),
-            created_at: now,
+            created_at: previous.map_or(now, |previous| previous.created_at),
             panic_gauge: metrics.cluster_panic(&settings.name),
             unreachable_gauge: metrics.cluster_unreachable(&settings.name),
             slow_start: control_slow_start,
-            retry_budget: RetryBudget::new(settings.retry.budget, now),
-            head_latency: settings
-                .retry
-                .hedge
-                .and_then(|_| LatencyQuantile::new(HEDGE_LATENCY_WINDOW, now).ok())
-                .map(Mutex::new),
+            retry_budget: match previous {
+                Some(previous) if same_budget => Arc::clone(&previous.retry_budget),
+                _ => Arc::new(RetryBudget::new(settings.retry.budget, now)),
+            },
+            head_latency: match previous.and_then(|previous| previous.head_latency.as_ref()) {
+                Some(kept) if same_hedge => Some(Arc::clone(kept)),
+                _ => settings
+                    .retry
+                    .hedge
+                    .and_then(|_| LatencyQuantile::new(HEDGE_LATENCY_WINDOW, now).ok())
+                    .map(|quantile| Arc::new(Mutex::new(quantile))),
+            },
             retry_metrics: metrics.cluster(&settings.name),
             hedge_after_ns: AtomicU64::new(nanos(
                 settings
@@ -227,23 +340,35 @@ impl Cluster {
                     .map_or(std::time::Duration::ZERO, |hedge| hedge.ceiling),
             )),
             hedge_computed_at_ns: AtomicU64::new(0),
-            admission: settings.admission.as_ref().map(|admission| {
-                ClusterAdmission::new(admission, metrics.admission(&settings.name))
-            }),
-            cache: settings
-                .cache
-                .map(|cache| ResponseCache::new(cache, metrics.cache(&settings.name))),
+            admission: match previous.and_then(|previous| previous.admission.as_ref()) {
+                Some(kept) if same_admission => Some(Arc::clone(kept)),
+                _ => settings.admission.as_ref().map(|admission| {
+                    Arc::new(ClusterAdmission::new(
+                        admission,
+                        metrics.admission(&settings.name),
+                    ))
+                }),
+            },
+            cache: match previous.and_then(|previous| previous.cache.as_ref()) {
+                Some(kept) if same_cache => Some(Arc::clone(kept)),
+                _ => settings.cache.map(|cache| {
+                    Arc::new(ResponseCache::new(cache, metrics.cache(&settings.name)))
+                }),
+            },
             endpoint_breakers,
-            breaker: settings.breaker.clone().map(|params| {
-                ClusterBreaker::new(
-                    &settings.name,
-                    None,
-                    params,
-                    metrics.breaker(&settings.name),
-                    Arc::clone(&events),
-                    now,
-                )
-            }),
+            breaker: match previous.and_then(|previous| previous.breaker.as_ref()) {
+                Some(kept) if same_breaker => Some(Arc::clone(kept)),
+                _ => settings.breaker.clone().map(|params| {
+                    Arc::new(ClusterBreaker::new(
+                        &settings.name,
+                        None,
+                        params,
+                        metrics.breaker(&settings.name),
+                        Arc::clone(&events),
+                        now,
+                    ))
+                }),
+            },
         })
     }
 
@@ -452,7 +577,7 @@ impl Cluster {
 
     /// Admission control as `/status` shows it.
     pub fn admission_status(&self) -> Option<AdmissionStatus> {
-        self.admission.as_ref().map(ClusterAdmission::status)
+        self.admission.as_ref().map(|admission| admission.status())
     }
 
     /// Count one client request towards the retry budget.

@@ -175,6 +175,9 @@ pub(super) struct RawRuntime {
     /// On shutdown, how long to wait for in-flight requests to finish before
     /// closing their connections. Default `"30s"`.
     pub drain_timeout: Option<Spanned<String>>,
+    /// `true`: reload whenever the config file changes (looked at every
+    /// second), as on SIGHUP. Default `false`.
+    pub watch_config: Option<bool>,
 }
 
 /// `[[listener]]`: a socket accepting client traffic for one cluster.

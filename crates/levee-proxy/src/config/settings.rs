@@ -91,6 +91,8 @@ pub struct RuntimeSettings {
     /// On shutdown, how long to wait for in-flight requests before closing
     /// their connections.
     pub drain_timeout: Duration,
+    /// Reload when the config file changes.
+    pub watch_config: bool,
 }
 
 impl RuntimeSettings {
@@ -104,6 +106,7 @@ impl Default for RuntimeSettings {
         RuntimeSettings {
             worker_threads: None,
             drain_timeout: RuntimeSettings::DEFAULT_DRAIN_TIMEOUT,
+            watch_config: false,
         }
     }
 }

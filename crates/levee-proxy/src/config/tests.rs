@@ -268,6 +268,7 @@ endpoints = ["10.0.0.1:8000"]
         runtime: RuntimeSettings {
             worker_threads: None,
             drain_timeout: Duration::from_secs(30),
+            watch_config: false,
         },
         listeners: vec![ListenerSettings {
             name: "web".into(),

@@ -187,6 +187,7 @@ fn runtime(section: Option<&Section<RawRuntime>>, report: &mut Report<'_>) -> Ru
     RuntimeSettings {
         worker_threads,
         drain_timeout: drain_timeout.unwrap_or(RuntimeSettings::DEFAULT_DRAIN_TIMEOUT),
+        watch_config: raw.watch_config.unwrap_or(false),
     }
 }
 

@@ -90,11 +90,10 @@ pub(crate) async fn serve_http(
     proxy: Arc<HttpProxy>,
     gate: ListenerGate,
     connections: Arc<Connections>,
-    limits: ConnectionLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut tasks = JoinSet::new();
-    let mut ticks = check_ticks(&limits);
+    let mut ticks = check_ticks(&connections.limits());
     loop {
         tokio::select! {
             (stream, client) = acceptor.accept() => {
@@ -136,7 +135,8 @@ pub(crate) async fn serve_http(
                 };
                 let connection = HttpConnection {
                     guard,
-                    limits,
+                    // Read per connection: a reload may have changed them.
+                    limits: connections.limits(),
                     make_service,
                     accepted: Instant::now(),
                 };

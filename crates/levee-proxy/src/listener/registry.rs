@@ -14,9 +14,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use super::attention::{CHECK, DRAIN, EVICT, Signals};
+use super::limits::ConnectionLimits;
 use super::metrics::{CloseReason, ConnectionMetrics};
 use crate::events::{EventLog, NewEvent, Severity};
 
@@ -69,7 +71,8 @@ pub(crate) struct Full;
 /// A listener's live connections.
 pub(crate) struct Connections {
     listener: String,
-    limit: usize,
+    /// Its limits, replaced by a config reload.
+    limits: ArcSwap<ConnectionLimits>,
     /// In accept order, so the oldest candidates for eviction come first.
     live: Mutex<Live>,
     metrics: ConnectionMetrics,
@@ -91,17 +94,17 @@ struct Burst {
 }
 
 impl Connections {
-    /// Connections of `listener`, at most `limit` at once.
+    /// Connections of `listener`, within `limits`.
     pub(crate) fn new(
         listener: &str,
-        limit: usize,
+        limits: ConnectionLimits,
         metrics: ConnectionMetrics,
         events: Arc<EventLog>,
     ) -> Arc<Connections> {
-        metrics.set_limit(limit);
+        metrics.set_limit(limits.max_connections);
         Arc::new(Connections {
             listener: listener.to_owned(),
-            limit,
+            limits: ArcSwap::from_pointee(limits),
             live: Mutex::new(Live {
                 next_id: 0,
                 connections: BTreeMap::new(),
@@ -112,9 +115,21 @@ impl Connections {
         })
     }
 
-    /// The listener's limit.
+    /// The listener's most connections at once.
     pub(crate) fn limit(&self) -> usize {
-        self.limit
+        self.limits.load().max_connections
+    }
+
+    /// The listener's limits.
+    pub(crate) fn limits(&self) -> ConnectionLimits {
+        **self.limits.load()
+    }
+
+    /// New limits (a config reload): for new connections, and for the
+    /// count of open ones from now on.
+    pub(crate) fn set_limits(&self, limits: ConnectionLimits) {
+        self.metrics.set_limit(limits.max_connections);
+        self.limits.store(Arc::new(limits));
     }
 
     /// Connections open now.
@@ -131,7 +146,8 @@ impl Connections {
     /// `evict` allows it (HTTP; a TCP session is never idle in that sense).
     pub(crate) fn admit(self: &Arc<Self>, evict: bool) -> Result<ConnectionGuard, Full> {
         let mut live = self.live.lock();
-        if live.connections.len() >= self.limit {
+        let limit = self.limit();
+        if live.connections.len() >= limit {
             let victim = evict.then(|| pick_victim(&live.connections)).flatten();
             let started = live.burst.is_none();
             let burst = live.burst.get_or_insert_with(Burst::default);
@@ -158,7 +174,7 @@ impl Connections {
                         "listener {:?} has {} connections open (max_connections {}): new connections replace the oldest ones with no request in progress, or are closed at once",
                         self.listener,
                         live.connections.len() + usize::from(victim.is_some()),
-                        self.limit
+                        limit
                     ),
                     severity: Severity::Warning,
                 });
@@ -213,7 +229,8 @@ impl Connections {
         let open = live.connections.len();
         self.metrics.set_open(open);
         // The burst is over once a tenth of the slots are free again.
-        let ended = (open < self.limit - self.limit / 10)
+        let limit = self.limit();
+        let ended = (open < limit - limit / 10)
             .then(|| live.burst.take())
             .flatten();
         drop(live);
@@ -226,7 +243,7 @@ impl Connections {
                     to: "accepting".to_owned(),
                     reason: format!(
                         "listener {:?} is below max_connections ({}) again: {} idle connections were closed to make room and {} new ones refused",
-                        self.listener, self.limit, burst.evicted, burst.refused
+                        self.listener, limit, burst.evicted, burst.refused
                     ),
                     severity: Severity::Info,
                 });

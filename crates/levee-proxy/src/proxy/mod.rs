@@ -28,6 +28,8 @@ pub use error::{ProxyError, X_LEVEE_ATTEMPTS};
 pub use headers::client_ip_value;
 
 use crate::metrics::ListenerMetrics;
+use arc_swap::ArcSwap;
+
 use crate::route::{Route, Router};
 use crate::upstream::{BodyRead, read_for_replay};
 use attempts::{Attempts, Finished, Payload, RequestHead};
@@ -63,7 +65,9 @@ impl ClientInfo {
 pub struct HttpProxy {
     /// Listener name (logs, metrics).
     pub listener: String,
-    router: Router<Arc<Route>>,
+    /// Replaced whole by a config reload; a request keeps the route it
+    /// was given.
+    router: ArcSwap<Router<Arc<Route>>>,
     metrics: ListenerMetrics,
 }
 
@@ -76,9 +80,14 @@ impl HttpProxy {
     ) -> HttpProxy {
         HttpProxy {
             listener,
-            router,
+            router: ArcSwap::from_pointee(router),
             metrics,
         }
+    }
+
+    /// Route new requests with `router` (a config reload).
+    pub fn set_router(&self, router: Router<Arc<Route>>) {
+        self.router.store(Arc::new(router));
     }
 
     /// The listener's metric series.
@@ -99,8 +108,10 @@ impl HttpProxy {
         let started = Instant::now();
         let route = self
             .router
-            .route(request.method(), request.uri(), request.headers());
-        let served = match route {
+            .load()
+            .route(request.method(), request.uri(), request.headers())
+            .cloned();
+        let served = match &route {
             None => Err(ProxyError::NoRoute {
                 listener: self.listener.clone(),
             }),

@@ -76,8 +76,8 @@ pub struct FailingCriterion {
 
 /// The node's self-health.
 pub struct SelfHealth {
-    settings: ReadinessSettings,
-    clusters: Vec<Arc<Cluster>>,
+    /// The criteria and the clusters they measure, replaced by a reload.
+    criteria: arc_swap::ArcSwap<Criteria>,
     pub(crate) probes: Vec<Arc<ProbeState>>,
     /// The reason of a manual drain, while drained.
     drain: Mutex<Option<String>>,
@@ -93,7 +93,30 @@ pub struct SelfHealth {
     store: std::sync::OnceLock<watch::Receiver<StoreHealth>>,
 }
 
+/// What readiness measures: the `[readiness]` criteria over the clusters.
+struct Criteria {
+    settings: ReadinessSettings,
+    clusters: Vec<Arc<Cluster>>,
+}
+
 impl SelfHealth {
+    /// Judge `settings` over `clusters` from now on (a config reload).
+    /// Probes are started once, with the gateway: a change of them takes a
+    /// restart.
+    pub fn update(&self, settings: ReadinessSettings, clusters: Vec<Arc<Cluster>>) {
+        self.criteria
+            .store(Arc::new(Criteria { settings, clusters }));
+        self.wake.notify_one();
+    }
+
+    /// The probes in force (to tell a reload that changes them).
+    pub fn probe_settings(&self) -> Vec<ProbeSettings> {
+        self.probes
+            .iter()
+            .map(|probe| probe.settings.clone())
+            .collect()
+    }
+
     /// Self-health over `settings`, measuring `clusters`.
     pub fn new(
         settings: ReadinessSettings,
@@ -119,8 +142,7 @@ impl SelfHealth {
         // `levee_ready` stays 0 until the gateway has bound every listener.
         metrics.record_readiness(Readiness::Ready, false, false);
         SelfHealth {
-            settings,
-            clusters,
+            criteria: arc_swap::ArcSwap::from_pointee(Criteria { settings, clusters }),
             probes,
             drain: Mutex::new(None),
             tracker: Mutex::new(ReadinessTracker::new(now)),
@@ -249,10 +271,17 @@ impl SelfHealth {
 
     /// Every criterion's current result.
     fn measure(&self, now: Instant) -> Vec<CriterionResult> {
+        let measured = self.criteria.load();
+        let cluster_named = |name: &str| {
+            measured
+                .clusters
+                .iter()
+                .find(|cluster| cluster.name == name)
+        };
         let mut criteria = Vec::new();
-        for (cluster_name, needed) in &self.settings.min_healthy {
+        for (cluster_name, needed) in &measured.settings.min_healthy {
             let name = format!("min_healthy:{cluster_name}");
-            let Some(cluster) = self.cluster(cluster_name) else {
+            let Some(cluster) = cluster_named(cluster_name) else {
                 continue;
             };
             let available = cluster.available_count(now);
@@ -270,10 +299,10 @@ impl SelfHealth {
                 )
             });
         }
-        for required in &self.settings.required_endpoints {
+        for required in &measured.settings.required_endpoints {
             let name = format!("endpoint:{required}");
             let address = required.endpoint.to_string();
-            let cluster = self.cluster(&required.cluster);
+            let cluster = cluster_named(&required.cluster);
             let available = cluster
                 .and_then(|cluster| cluster.is_endpoint_available(&address, now))
                 .unwrap_or(false);
@@ -324,10 +353,6 @@ impl SelfHealth {
             });
         }
         criteria
-    }
-
-    fn cluster(&self, name: &str) -> Option<&Arc<Cluster>> {
-        self.clusters.iter().find(|cluster| cluster.name == name)
     }
 
     /// Whether every probe has a first result.

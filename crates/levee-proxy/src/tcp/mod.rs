@@ -23,6 +23,8 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinSet};
 
+use arc_swap::ArcSwap;
+
 use crate::cluster::Cluster;
 use crate::listener::{Acceptor, Connections, stop_requested};
 use crate::metrics::{ListenerMetrics, TcpListenerMetrics};
@@ -31,7 +33,8 @@ use crate::metrics::{ListenerMetrics, TcpListenerMetrics};
 pub struct TcpProxy {
     /// Listener name (logs, metrics).
     pub listener: String,
-    cluster: Arc<Cluster>,
+    /// Replaced by a config reload; a session keeps the one it started on.
+    cluster: ArcSwap<Cluster>,
     /// Connections accepted (shared with HTTP listeners' series).
     metrics: ListenerMetrics,
     /// Sessions by outcome, reconnects by reason.
@@ -52,11 +55,23 @@ impl TcpProxy {
     ) -> TcpProxy {
         TcpProxy {
             listener,
-            cluster,
+            cluster: ArcSwap::new(cluster),
             metrics,
             tcp_metrics,
             replay_limit: usize::try_from(tcp_replay).unwrap_or(usize::MAX),
         }
+    }
+}
+
+impl TcpProxy {
+    /// The cluster new sessions go to.
+    pub fn cluster(&self) -> Arc<Cluster> {
+        self.cluster.load_full()
+    }
+
+    /// Send new sessions to `cluster` (a config reload).
+    pub fn set_cluster(&self, cluster: Arc<Cluster>) {
+        self.cluster.store(cluster);
     }
 }
 

@@ -7,6 +7,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use levee_core::{EndpointId, FailureKind, Outcome};
@@ -16,6 +17,7 @@ use tokio::time::Instant;
 
 use super::replay::{self, Buffers, FirstByte, ReplayBuffer};
 use super::{ReconnectReason, SessionOutcome, TcpProxy};
+use crate::cluster::Cluster;
 use crate::proxy::InFlight;
 
 /// Size of each buffer of the replay wait (the relay that follows has its
@@ -25,14 +27,17 @@ const REPLAY_READ_BUFFER: usize = 16 * 1024;
 /// Serve the client connection `client` from `peer`, count how it ended,
 /// and return that.
 pub(super) async fn serve(proxy: &TcpProxy, client: TcpStream, peer: SocketAddr) -> SessionOutcome {
+    // The session stays with the cluster it started on, whatever a reload
+    // does meanwhile.
+    let cluster = proxy.cluster();
     let mut session = Session {
         proxy,
+        cluster: Arc::clone(&cluster),
         peer,
         tried: Vec::new(),
         // The cluster's `retry.max_attempts`, as for HTTP: a failing cluster
         // sees at most this many connects per client connection.
-        max_attempts: usize::try_from(proxy.cluster.settings.retry.policy.max_attempts())
-            .unwrap_or(1),
+        max_attempts: usize::try_from(cluster.settings.retry.policy.max_attempts()).unwrap_or(1),
         failures: Vec::new(),
     };
     let outcome = match session.connect(None).await {
@@ -52,7 +57,7 @@ pub(super) async fn serve(proxy: &TcpProxy, client: TcpStream, peer: SocketAddr)
         tracing::debug!(
             listener = %proxy.listener,
             client = %peer,
-            cluster = %proxy.cluster.name,
+            cluster = %cluster.name,
             %outcome,
             failures = ?session.failures,
             "tcp connection closed: no endpoint took it"
@@ -65,6 +70,8 @@ pub(super) async fn serve(proxy: &TcpProxy, client: TcpStream, peer: SocketAddr)
 /// The state of one client connection.
 struct Session<'p> {
     proxy: &'p TcpProxy,
+    /// The cluster the session started on.
+    cluster: Arc<Cluster>,
     peer: SocketAddr,
     /// Endpoints tried so far, in order: a move goes to one not in here.
     tried: Vec<EndpointId>,
@@ -93,7 +100,7 @@ impl Session<'_> {
         &mut self,
         mut moving: Option<ReconnectReason>,
     ) -> Result<Upstream, SessionOutcome> {
-        let cluster = &self.proxy.cluster;
+        let cluster = Arc::clone(&self.cluster);
         loop {
             if self.tried.len() >= self.max_attempts {
                 return Err(SessionOutcome::AllFailed);
@@ -125,7 +132,7 @@ impl Session<'_> {
                 );
             }
             self.tried.push(id);
-            let in_flight = InFlight::start(cluster, id);
+            let in_flight = InFlight::start(&cluster, id);
             let started = Instant::now();
             match endpoint.pool.open_stream().await {
                 Ok(stream) => {
@@ -267,7 +274,7 @@ impl Session<'_> {
         // byte would include the client's own think time in protocols where
         // the client speaks first, and judge endpoints by their clients.
         let outcome = Outcome::response(upstream.id, 200, upstream.connect_latency);
-        self.proxy.cluster.record(&outcome, Instant::now());
+        self.cluster.record(&outcome, Instant::now());
     }
 
     /// An attempt failed: record it (the cluster logs it too) and remember
@@ -281,8 +288,8 @@ impl Session<'_> {
     ) {
         let now = Instant::now();
         let outcome = Outcome::failure(id, kind, now.saturating_duration_since(since));
-        self.proxy.cluster.record(&outcome, now);
-        let address = &self.proxy.cluster.endpoint(id).address;
+        self.cluster.record(&outcome, now);
+        let address = &self.cluster.endpoint(id).address;
         self.failures.push(format!("{address}: {kind} ({error})"));
     }
 }

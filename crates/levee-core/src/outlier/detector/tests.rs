@@ -492,3 +492,25 @@ fn median_leaves_out_the_endpoint_judged() {
     assert_eq!(median_without(&[d(10), d(20), d(30)], d(20)), d(20));
     assert_eq!(median_without(&[d(10), d(1000)], d(1000)), d(10));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_ejection_carried_into_a_rebuilt_detector_keeps_its_end() {
+    let now = Instant::now();
+    let mut old = OutlierDetector::new(consecutive_only(), 3, now);
+    let ejections = feed(&mut old, &failed(2, FailureKind::ConnectRefused), 5, now);
+    assert_eq!(ejections.len(), 1);
+    let until = old
+        .ejected_until(2)
+        .map(|(until, _)| until)
+        .expect("ejected");
+    // The endpoint is number 0 of the new cluster (others were removed).
+    let mut rebuilt = OutlierDetector::new(consecutive_only(), 1, now);
+    rebuilt.restore(0, old.history(2).expect("known"), now);
+    assert!(rebuilt.is_ejected(0, now + SEC));
+    assert_eq!(rebuilt.ejected_until(0).map(|(at, _)| at), Some(until));
+    assert_eq!(rebuilt.ejection_count(0), 1);
+    assert!(!rebuilt.is_ejected(0, until));
+    // Out of range: ignored.
+    rebuilt.restore(5, old.history(0).expect("known"), now);
+    assert!(old.history(9).is_none());
+}

@@ -1,0 +1,124 @@
+//! The gateway's clusters and the work each runs in the background (name
+//! resolution, health checks, the periodic tick), built at start and again
+//! at a reload, where an unchanged cluster is kept whole and a changed one
+//! continues what the old one learned.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use tokio::task::JoinHandle;
+
+use crate::cluster::{Cluster, ClusterBuildError, resolve_names, spawn_resolver};
+use crate::config::ClusterSettings;
+use crate::events::EventLog;
+use crate::health;
+use crate::metrics::Metrics;
+
+/// A cluster and its background work.
+pub(super) struct LiveCluster {
+    pub cluster: Arc<Cluster>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl LiveCluster {
+    /// Stop its background work (requests in flight on it finish).
+    pub fn stop(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// What a set of cluster settings becomes against the running clusters.
+pub(super) struct ClusterPlan {
+    /// In config order: each cluster, and whether it is new (built or
+    /// rebuilt, its background work to be started).
+    pub clusters: Vec<(Arc<Cluster>, bool)>,
+}
+
+impl ClusterPlan {
+    /// Build what `settings` needs: a running cluster whose settings did not
+    /// change is kept as it is; a changed one continues the old one's state;
+    /// a new name is built fresh.
+    pub fn build(
+        settings: &[ClusterSettings],
+        running: &[LiveCluster],
+        metrics: &Metrics,
+        events: &Arc<EventLog>,
+    ) -> Result<ClusterPlan, ClusterBuildError> {
+        let running: HashMap<&str, &Arc<Cluster>> = running
+            .iter()
+            .map(|live| (live.cluster.name.as_str(), &live.cluster))
+            .collect();
+        let mut clusters = Vec::with_capacity(settings.len());
+        for wanted in settings {
+            clusters.push(match running.get(wanted.name.as_str()) {
+                Some(cluster) if cluster.settings == *wanted => (Arc::clone(cluster), false),
+                Some(cluster) => (
+                    Arc::new(cluster.continued(wanted, metrics, Arc::clone(events))?),
+                    true,
+                ),
+                None => (
+                    Arc::new(Cluster::new(wanted, metrics, Arc::clone(events))?),
+                    true,
+                ),
+            });
+        }
+        Ok(ClusterPlan { clusters })
+    }
+
+    /// The clusters by name.
+    pub fn by_name(&self) -> HashMap<String, Arc<Cluster>> {
+        self.clusters
+            .iter()
+            .map(|(cluster, _)| (cluster.name.clone(), Arc::clone(cluster)))
+            .collect()
+    }
+
+    /// The clusters, in config order.
+    pub fn list(&self) -> Vec<Arc<Cluster>> {
+        self.clusters
+            .iter()
+            .map(|(cluster, _)| Arc::clone(cluster))
+            .collect()
+    }
+
+    /// Start the background work of the new clusters and keep the running
+    /// ones' (stopping the work of those replaced or removed). Names are
+    /// looked up before anything is served, all at once: a name that does
+    /// not resolve is out of rotation from its first request (and logged).
+    pub async fn start(self, running: Vec<LiveCluster>) -> Vec<LiveCluster> {
+        let fresh: Vec<&Arc<Cluster>> = self
+            .clusters
+            .iter()
+            .filter(|(_, new)| *new)
+            .map(|(cluster, _)| cluster)
+            .collect();
+        join_all(fresh.iter().map(|cluster| resolve_names(cluster))).await;
+        let mut running: HashMap<String, LiveCluster> = running
+            .into_iter()
+            .map(|live| (live.cluster.name.clone(), live))
+            .collect();
+        let mut live = Vec::with_capacity(self.clusters.len());
+        for (cluster, new) in self.clusters {
+            let previous = running.remove(&cluster.name);
+            if !new && let Some(previous) = previous {
+                live.push(previous);
+                continue;
+            }
+            if let Some(previous) = previous {
+                previous.stop();
+            }
+            let mut tasks = health::spawn_health_checks(&cluster);
+            tasks.push(health::spawn_cluster_tick(&cluster));
+            tasks.extend(spawn_resolver(&cluster));
+            live.push(LiveCluster { cluster, tasks });
+        }
+        // Removed from the config.
+        for removed in running.into_values() {
+            removed.stop();
+        }
+        live
+    }
+}

@@ -1,0 +1,251 @@
+//! The gateway's traffic listeners while they run: bound once, given new
+//! routes (or a new cluster) by a reload without closing their socket, and
+//! stopped one by one when a reload removes them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{ListenerStatus, RouteStatus, StartError};
+use crate::cluster::Cluster;
+use crate::config::{ListenerSettings, Protocol};
+use crate::events::EventLog;
+use crate::listener::{self, Acceptor, BindError, ConnectionLimits, Connections};
+use crate::metrics::Metrics;
+use crate::proxy::HttpProxy;
+use crate::readiness::{ListenerGate, SelfHealth};
+use crate::route::{Route, Router};
+use crate::tcp::{self, TcpProxy};
+
+/// What a listener hands its traffic to.
+enum Proxy {
+    Http(Arc<HttpProxy>),
+    Tcp(Arc<TcpProxy>),
+}
+
+/// A listener that is serving.
+pub(super) struct LiveListener {
+    pub settings: ListenerSettings,
+    /// The address actually bound (the real port when the config said 0).
+    pub address: SocketAddr,
+    pub connections: Arc<Connections>,
+    proxy: Proxy,
+    shutdown: watch::Sender<bool>,
+    pub task: JoinHandle<()>,
+}
+
+/// A listener bound but not serving yet.
+pub(super) struct BoundListener {
+    pub settings: ListenerSettings,
+    socket: TcpListener,
+    pub address: SocketAddr,
+}
+
+/// Bind `settings`' socket.
+pub(super) fn bind(settings: &ListenerSettings) -> Result<BoundListener, BindError> {
+    let what = format!("listener {:?}", settings.name);
+    let socket = listener::bind(&what, settings.listen)?;
+    let address = socket.local_addr().map_err(|source| BindError {
+        what,
+        address: settings.listen,
+        source,
+    })?;
+    Ok(BoundListener {
+        settings: settings.clone(),
+        socket,
+        address,
+    })
+}
+
+/// The routes of a listener, each with its cluster, and its default.
+pub(super) fn router(
+    settings: &ListenerSettings,
+    clusters: &HashMap<String, Arc<Cluster>>,
+) -> Result<Router<Arc<Route>>, StartError> {
+    let cluster = |name: &str| {
+        clusters
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StartError::UnknownCluster {
+                listener: settings.name.clone(),
+                cluster: name.to_owned(),
+            })
+    };
+    let routes = settings
+        .routes
+        .iter()
+        .map(|route| {
+            let target = Route::configured(&settings.name, route, cluster(&route.cluster)?);
+            Ok((route.matches.clone(), Arc::new(target)))
+        })
+        .collect::<Result<Vec<_>, StartError>>()?;
+    let default = settings
+        .cluster
+        .as_deref()
+        .map(|name| {
+            cluster(name).map(|cluster| Arc::new(Route::default_for(&settings.name, cluster)))
+        })
+        .transpose()?;
+    Ok(Router::new(routes, default))
+}
+
+/// A listener's limits from its settings (`derived` when it sets no
+/// `max_connections`).
+pub(super) fn limits(settings: &ListenerSettings, derived: usize) -> ConnectionLimits {
+    ConnectionLimits {
+        header_read_timeout: settings.header_read_timeout,
+        idle_timeout: settings.idle_timeout,
+        max_connections: settings.max_connections.unwrap_or(derived),
+    }
+}
+
+/// Everything a listener needs from the gateway to serve.
+pub(super) struct Serving<'a> {
+    pub metrics: &'a Metrics,
+    pub events: &'a Arc<EventLog>,
+    pub health: &'a Arc<SelfHealth>,
+    pub derived_max: usize,
+}
+
+impl BoundListener {
+    /// Start serving through `router`.
+    pub fn serve(
+        self,
+        router: Router<Arc<Route>>,
+        serving: &Serving<'_>,
+    ) -> Result<LiveListener, StartError> {
+        let BoundListener {
+            settings,
+            socket,
+            address,
+        } = self;
+        let name = settings.name.clone();
+        let connections = Connections::new(
+            &name,
+            limits(&settings, serving.derived_max),
+            serving.metrics.listener_connections(&name),
+            Arc::clone(serving.events),
+        );
+        let gate = ListenerGate::new(&name, settings.when_impaired, serving.health);
+        let acceptor = Acceptor::new(
+            &name,
+            socket,
+            Some(gate.clone()),
+            serving.metrics.listener_open(&name),
+            connections.metrics().clone(),
+            Arc::clone(serving.events),
+        )
+        .map_err(|source| BindError {
+            what: format!("listener {name:?}"),
+            address,
+            source,
+        })?;
+        tracing::info!(listener = %name, %address, protocol = %settings.protocol, cluster = settings.cluster.as_deref().unwrap_or("-"), routes = settings.routes.len(), max_connections = connections.limit(), "listening");
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let listener_metrics = serving.metrics.listener(&name);
+        let (proxy, task) = match settings.protocol {
+            Protocol::Http => {
+                let proxy = Arc::new(HttpProxy::new(name, router, listener_metrics));
+                let task = tokio::spawn(listener::serve_http(
+                    acceptor,
+                    Arc::clone(&proxy),
+                    gate,
+                    Arc::clone(&connections),
+                    shutdown_rx,
+                ));
+                (Proxy::Http(proxy), task)
+            }
+            Protocol::Tcp => {
+                let cluster = default_cluster(&name, &router)?;
+                let proxy = Arc::new(TcpProxy::new(
+                    name,
+                    cluster,
+                    listener_metrics,
+                    serving.metrics.tcp_listener(&settings.name),
+                    settings.tcp_replay,
+                ));
+                let task = tokio::spawn(tcp::serve_tcp(
+                    acceptor,
+                    Arc::clone(&proxy),
+                    Arc::clone(&connections),
+                    shutdown_rx,
+                ));
+                (Proxy::Tcp(proxy), task)
+            }
+        };
+        Ok(LiveListener {
+            settings,
+            address,
+            connections,
+            proxy,
+            shutdown,
+            task,
+        })
+    }
+}
+
+/// Validation gives a tcp listener a cluster and no routes.
+fn default_cluster(
+    listener: &str,
+    router: &Router<Arc<Route>>,
+) -> Result<Arc<Cluster>, StartError> {
+    router
+        .targets()
+        .next()
+        .map(|route| Arc::clone(&route.cluster))
+        .ok_or_else(|| StartError::UnknownCluster {
+            listener: listener.to_owned(),
+            cluster: String::new(),
+        })
+}
+
+impl LiveListener {
+    /// Serve new requests (or sessions) with `router` and `settings` from
+    /// now on; the socket and open connections stay.
+    pub fn update(
+        &mut self,
+        settings: &ListenerSettings,
+        router: Router<Arc<Route>>,
+        derived_max: usize,
+    ) -> Result<(), StartError> {
+        match &self.proxy {
+            Proxy::Http(proxy) => proxy.set_router(router),
+            Proxy::Tcp(proxy) => proxy.set_cluster(default_cluster(&settings.name, &router)?),
+        }
+        self.connections.set_limits(limits(settings, derived_max));
+        self.settings = settings.clone();
+        Ok(())
+    }
+
+    /// Stop accepting; open connections drain (the task ends when they
+    /// have).
+    pub fn stop(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// The listener as `/status` shows it.
+    pub fn status(&self) -> ListenerStatus {
+        let settings = &self.settings;
+        ListenerStatus {
+            name: settings.name.clone(),
+            address: self.address,
+            protocol: settings.protocol.as_str(),
+            cluster: settings.cluster.clone(),
+            routes: settings
+                .routes
+                .iter()
+                .map(|route| RouteStatus {
+                    name: route.name.clone(),
+                    cluster: route.cluster.clone(),
+                })
+                .collect(),
+            when_impaired: settings.when_impaired.as_str(),
+            max_connections: self.connections.limit(),
+            open_connections: 0,
+        }
+    }
+}
