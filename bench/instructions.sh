@@ -42,6 +42,9 @@ N1=${BENCH_N1:-2000}
 N2=${BENCH_N2:-12000}
 CONNECTIONS=${BENCH_CONNECTIONS:-4}
 TARGETS=${BENCH_TARGETS:-levee levee-resilience levee-2threads haproxy nginx}
+# 1: also count system calls per request (strace -c, same two runs), which
+# callgrind does not see: the kernel's share of the work.
+SYSCALLS=${BENCH_SYSCALLS:-0}
 OUT_DIR=${BENCH_OUT:-$BENCH_DIR/out}
 # Upstream keep-alive pool of levee (its default) and nginx: far above the
 # connections used, so no proxy has to open upstream connections per request.
@@ -69,6 +72,8 @@ RESILIENCE_TARGET=1.15
 ((N1 >= CONNECTIONS)) || die "BENCH_N1 must be at least BENCH_CONNECTIONS"
 have valgrind || die "valgrind is not installed (apt-get install valgrind)"
 have curl || die "curl is needed to wait for the proxies"
+[[ $SYSCALLS == 0 ]] || have strace || die "BENCH_SYSCALLS=1 needs strace"
+[[ $SYSCALLS == 0 || $SYSCALLS == 1 ]] || die "BENCH_SYSCALLS must be 0 or 1"
 
 ORDER=()
 for t in $TARGETS; do
@@ -113,12 +118,18 @@ version_of() {
     esac
 }
 
-# start_proxy TARGET DIR: starts TARGET under callgrind with its config in
-# DIR; sets PROXY_PID, PROXY_URL, STOP_SIGNAL. Returns 2 if not installed.
+# start_proxy TARGET DIR TOOL: starts TARGET under TOOL (callgrind or strace)
+# with its config in DIR; sets PROXY_PID (the tool's process), SIGNAL_PID
+# (the proxy's), PROXY_URL and STOP_SIGNAL. Returns 2 if not installed.
 start_proxy() {
-    local target=$1 dir=$2 port admin ready
-    local callgrind=(valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out")
-    PROXY_PID=""
+    local target=$1 dir=$2 tool=$3 port admin ready wrap
+    if [[ $tool == strace ]]; then
+        # -f: every thread; -c: a count per syscall, written when the proxy exits.
+        wrap=(strace -f -c -o "$dir/strace.out")
+    else
+        wrap=(valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out")
+    fi
+    PROXY_PID="" SIGNAL_PID=""
     free_port port || return 1
     PROXY_URL="http://127.0.0.1:$port/"
     ready=$PROXY_URL
@@ -133,7 +144,7 @@ start_proxy() {
             # levee drains on SIGTERM (drain_timeout 1s) and exits 0.
             STOP_SIGNAL=TERM
             start_bg "$dir/proxy.log" env LEVEE_LOG="${LEVEE_LOG:-warn}" \
-                "${callgrind[@]}" "$LEVEE" run -c "$dir/levee.toml" --worker-threads "$threads"
+                "${wrap[@]}" "$LEVEE" run -c "$dir/levee.toml" --worker-threads "$threads"
             ready="http://127.0.0.1:$admin/ready"
             ;;
         haproxy)
@@ -144,7 +155,7 @@ start_proxy() {
             # it closes its listeners, ends idle connections and returns
             # from main(), so callgrind writes its totals at exit.
             STOP_SIGNAL=USR1
-            start_bg "$dir/proxy.log" "${callgrind[@]}" haproxy -db -f "$dir/haproxy.cfg"
+            start_bg "$dir/proxy.log" "${wrap[@]}" haproxy -db -f "$dir/haproxy.cfg"
             ;;
         nginx)
             have nginx || return 2
@@ -156,19 +167,25 @@ start_proxy() {
             # master_process off: the one process serves (no master/worker
             # fork for callgrind to follow). SIGQUIT is its graceful stop.
             STOP_SIGNAL=QUIT
-            start_bg "$dir/proxy.log" "${callgrind[@]}" \
+            start_bg "$dir/proxy.log" "${wrap[@]}" \
                 nginx -p "$dir/" -e "$dir/error.log" -c "$dir/nginx.conf" -g 'daemon off; master_process off;'
             ;;
     esac
-    PROXY_PID=$LAST_PID
-    wait_ready "$PROXY_PID" "$ready" "$START_LIMIT"
+    PROXY_PID=$LAST_PID SIGNAL_PID=$LAST_PID
+    wait_ready "$PROXY_PID" "$ready" "$START_LIMIT" || return 1
+    # valgrind runs the proxy in its own process; strace runs it as a child
+    # and exits with its status once it has exited.
+    if [[ $tool == strace ]]; then
+        SIGNAL_PID=$(ps -o pid= --ppid "$PROXY_PID" | head -n 1 | tr -d ' ')
+        [[ -n $SIGNAL_PID ]] || return 1
+    fi
 }
 
 # stop_proxy: sends STOP_SIGNAL and waits for the proxy to exit by itself
 # (a SIGKILL would lose callgrind's output). Sets PROXY_STATUS.
 stop_proxy() {
     local i
-    kill -"$STOP_SIGNAL" "$PROXY_PID" 2>/dev/null || true
+    kill -"$STOP_SIGNAL" "${SIGNAL_PID:-$PROXY_PID}" 2>/dev/null || true
     for ((i = 0; i < STOP_LIMIT * 10; i++)); do
         kill -0 "$PROXY_PID" 2>/dev/null || break
         sleep 0.1
@@ -185,22 +202,23 @@ stop_proxy() {
 # json_field NAME FILE: a number from the load generator's one-line JSON.
 json_field() { grep -m1 '^{' "$2" | sed -n "s/.*\"$1\":\\([0-9.]*\\).*/\\1/p"; }
 
-# measure_run TARGET N DIR: one fresh start of TARGET under callgrind, N
-# requests, stop. Sets R_IR (instructions), R_SECONDS (load wall time),
-# R_UP_REQUESTS and R_UP_CONNECTIONS (what the backend received during the
-# load). On failure returns 1 with FAIL_REASON set, or 2 if not installed.
+# measure_run TARGET N DIR TOOL: one fresh start of TARGET under TOOL
+# (callgrind or strace), N requests, stop. Sets R_COUNT (instructions, or
+# system calls), R_SECONDS (load wall time), R_UP_REQUESTS and
+# R_UP_CONNECTIONS (what the backend received during the load). On failure
+# returns 1 with FAIL_REASON set, or 2 if not installed.
 measure_run() {
-    local target=$1 n=$2 dir=$3 rc=0 attempt
+    local target=$1 n=$2 dir=$3 tool=$4 rc=0 attempt
     mkdir -p "$dir"
-    R_IR="" R_SECONDS="" R_UP_REQUESTS="" R_UP_CONNECTIONS="" FAIL_REASON=""
+    R_COUNT="" R_SECONDS="" R_UP_REQUESTS="" R_UP_CONNECTIONS="" FAIL_REASON=""
     # Another benchmark may take a port between the probe and the bind:
     # then start again on new ports.
     for attempt in 1 2 3; do
         rc=0
-        start_proxy "$target" "$dir" || rc=$?
+        start_proxy "$target" "$dir" "$tool" || rc=$?
         ((rc == 2)) && return 2
         ((rc == 0)) && break
-        [[ -n $PROXY_PID ]] && { STOP_SIGNAL=KILL; stop_proxy; }
+        [[ -n $PROXY_PID ]] && { STOP_SIGNAL=KILL SIGNAL_PID=$PROXY_PID; stop_proxy; }
         if grep -qiE 'address (already )?in use|cannot bind' "$dir/proxy.log" 2>/dev/null && ((attempt < 3)); then
             log "$target: port taken, starting again on other ports"
             continue
@@ -220,7 +238,7 @@ measure_run() {
     read -r req1 conn1 <<<"$(backend_stats)"
     stop_proxy
     {
-        echo "== $target, $n requests"
+        echo "== $target, $n requests, $tool"
         cat "$dir/load.out"
         grep -v '^==[0-9]*==' "$dir/proxy.log" | tail -n 20 || true
         [[ -s $dir/error.log ]] && tail -n 20 "$dir/error.log"
@@ -242,16 +260,20 @@ measure_run() {
     elif ((PROXY_STATUS != 0)); then
         FAIL_REASON="exited with status $PROXY_STATUS after SIG$STOP_SIGNAL"
     fi
-    if [[ -z $FAIL_REASON ]]; then
-        R_IR=$(awk '/^(summary|totals):/ { print $2; exit }' "$dir/callgrind.out" 2>/dev/null || true)
-        [[ $R_IR =~ ^[0-9]+$ ]] || FAIL_REASON="no callgrind totals in $dir/callgrind.out"
+    if [[ -z $FAIL_REASON && $tool == strace ]]; then
+        # The last line of strace -c: "100.00 SECONDS USECS/CALL CALLS [ERRORS] total".
+        R_COUNT=$(awk '$NF == "total" { print $4 }' "$dir/strace.out" 2>/dev/null || true)
+        [[ $R_COUNT =~ ^[0-9]+$ ]] || FAIL_REASON="no strace summary in $dir/strace.out"
+    elif [[ -z $FAIL_REASON ]]; then
+        R_COUNT=$(awk '/^(summary|totals):/ { print $2; exit }' "$dir/callgrind.out" 2>/dev/null || true)
+        [[ $R_COUNT =~ ^[0-9]+$ ]] || FAIL_REASON="no callgrind totals in $dir/callgrind.out"
     fi
     if [[ -n $FAIL_REASON ]]; then
         log "$target: $FAIL_REASON"
         grep -v '^==[0-9]*==' "$dir/proxy.log" | tail -n 10 >&2 || true
         return 1
     fi
-    log "$target: $n requests in ${R_SECONDS}s, $R_IR instructions; backend got $R_UP_REQUESTS requests on $R_UP_CONNECTIONS new connections"
+    log "$target: $n requests in ${R_SECONDS}s, $R_COUNT $([[ $tool == strace ]] && echo syscalls || echo instructions); backend got $R_UP_REQUESTS requests on $R_UP_CONNECTIONS new connections"
 }
 
 # ---------------------------------------------------------------- run
@@ -261,40 +283,50 @@ mkdir -p "$OUT_DIR"
 JSON_OUT=$OUT_DIR/instructions-$TIMESTAMP.json
 RAW_OUT=$OUT_DIR/instructions-$TIMESTAMP.log
 : >"$RAW_OUT"
-log "callgrind, $CONNECTIONS keep-alive connections, $N1 and $N2 requests per target; targets: ${ORDER[*]}"
+TOOLS=(callgrind)
+((SYSCALLS)) && TOOLS+=(strace)
+log "${TOOLS[*]}, $CONNECTIONS keep-alive connections, $N1 and $N2 requests per target; targets: ${ORDER[*]}"
 
-declare -A STATUS REASON PER_REQUEST RUNS_JSON FIXED
+declare -A STATUS REASON PER_REQUEST RUNS_JSON FIXED SYSCALLS_PER_REQUEST
 for target in "${ORDER[@]}"; do
     log "== $target"
-    irs=() ok=1
+    ok=1
     RUNS_JSON[$target]=""
-    for n in "$N1" "$N2"; do
-        rc=0
-        measure_run "$target" "$n" "$TMP/$target-$n" || rc=$?
-        if ((rc == 2)); then
-            STATUS[$target]=skipped REASON[$target]="$target not installed"
-            log "skipped: ${REASON[$target]}"
-            ok=0
-            break
-        elif ((rc != 0)); then
-            STATUS[$target]=failed REASON[$target]=$FAIL_REASON
-            ok=0
-            break
-        fi
-        irs+=("$R_IR")
-        RUNS_JSON[$target]+="${RUNS_JSON[$target]:+, }{\"requests\": $n, \"instructions\": $R_IR, \"seconds\": $R_SECONDS, \"upstream_requests\": $R_UP_REQUESTS, \"upstream_connections\": $R_UP_CONNECTIONS}"
-        # The resilience config's health checks reach the backend too; more
-        # than that means the proxy sent requests twice.
-        if ((R_UP_REQUESTS > n + n / 100 + 100)); then
-            log "note: $target sent $R_UP_REQUESTS upstream requests for $n client requests"
+    for tool in "${TOOLS[@]}"; do
+        counts=()
+        for n in "$N1" "$N2"; do
+            rc=0
+            measure_run "$target" "$n" "$TMP/$target-$tool-$n" "$tool" || rc=$?
+            if ((rc == 2)); then
+                STATUS[$target]=skipped REASON[$target]="$target not installed"
+                log "skipped: ${REASON[$target]}"
+                ok=0
+                break 2
+            elif ((rc != 0)); then
+                STATUS[$target]=failed REASON[$target]="$tool, $n requests: $FAIL_REASON"
+                ok=0
+                break 2
+            fi
+            counts+=("$R_COUNT")
+            RUNS_JSON[$target]+="${RUNS_JSON[$target]:+, }{\"tool\": \"$tool\", \"requests\": $n, \"$([[ $tool == strace ]] && echo syscalls || echo instructions)\": $R_COUNT, \"seconds\": $R_SECONDS, \"upstream_requests\": $R_UP_REQUESTS, \"upstream_connections\": $R_UP_CONNECTIONS}"
+            # The resilience config's health checks reach the backend too
+            # (one a second); more than that means requests were sent twice.
+            if ((R_UP_REQUESTS > n + n / 100 + 100)); then
+                log "note: $target sent $R_UP_REQUESTS upstream requests for $n client requests"
+            fi
+        done
+        if [[ $tool == strace ]]; then
+            SYSCALLS_PER_REQUEST[$target]=$(awk -v a="${counts[0]}" -v b="${counts[1]}" -v n=$((N2 - N1)) \
+                'BEGIN { printf "%.2f", (b - a) / n }')
+            log "$target: ${SYSCALLS_PER_REQUEST[$target]} system calls per request"
+        else
+            PER_REQUEST[$target]=$(((counts[1] - counts[0]) / (N2 - N1)))
+            # What a run costs besides its requests: startup, shutdown, timers.
+            FIXED[$target]=$((counts[0] - PER_REQUEST[$target] * N1))
+            log "$target: ${PER_REQUEST[$target]} instructions per request"
         fi
     done
-    ((ok)) || continue
-    STATUS[$target]=ok
-    PER_REQUEST[$target]=$(((irs[1] - irs[0]) / (N2 - N1)))
-    # What a run costs besides its requests: startup, shutdown, idle timers.
-    FIXED[$target]=$((irs[0] - PER_REQUEST[$target] * N1))
-    log "$target: ${PER_REQUEST[$target]} instructions per request"
+    ((ok)) && STATUS[$target]=ok
 done
 stop_pid "$BACKEND_PID"
 
@@ -304,13 +336,14 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 ok_target() { [[ ${STATUS[$1]:-} == ok ]]; }
 
 echo
-printf '%-18s %12s %12s %10s\n' target instr/req vs-haproxy vs-nginx
+printf '%-18s %12s %12s %10s%s\n' target instr/req vs-haproxy vs-nginx "$( ((SYSCALLS)) && printf ' %14s' syscalls/req)"
 for t in "${ORDER[@]}"; do
     if ok_target "$t"; then
         rh="-" rn="-"
         ok_target haproxy && rh=$(ratio "${PER_REQUEST[$t]}" "${PER_REQUEST[haproxy]}")
         ok_target nginx && rn=$(ratio "${PER_REQUEST[$t]}" "${PER_REQUEST[nginx]}")
-        printf '%-18s %12s %12s %10s\n' "$t" "${PER_REQUEST[$t]}" "$rh" "$rn"
+        printf '%-18s %12s %12s %10s%s\n' "$t" "${PER_REQUEST[$t]}" "$rh" "$rn" \
+            "$( ((SYSCALLS)) && printf ' %14s' "${SYSCALLS_PER_REQUEST[$t]}")"
     else
         printf '%-18s %s (%s)\n' "$t" "${STATUS[$t]}" "${REASON[$t]}"
     fi
@@ -339,8 +372,9 @@ for t in "${ORDER[@]}"; do
         rh=null rn=null
         ok_target haproxy && rh=$(ratio "${PER_REQUEST[$t]}" "${PER_REQUEST[haproxy]}")
         ok_target nginx && rn=$(ratio "${PER_REQUEST[$t]}" "${PER_REQUEST[nginx]}")
-        rows+=("$(printf '    {"target": %s, "status": "ok", "version": %s, "instructions_per_request": %s, "fixed_instructions": %s, "ratio_haproxy": %s, "ratio_nginx": %s, "runs": [%s]}' \
-            "$(json_str "$t")" "$(json_str "$(version_of "$t")")" "${PER_REQUEST[$t]}" "${FIXED[$t]}" "$rh" "$rn" "${RUNS_JSON[$t]}")")
+        rows+=("$(printf '    {"target": %s, "status": "ok", "version": %s, "instructions_per_request": %s, "fixed_instructions": %s, "ratio_haproxy": %s, "ratio_nginx": %s, "syscalls_per_request": %s, "runs": [%s]}' \
+            "$(json_str "$t")" "$(json_str "$(version_of "$t")")" "${PER_REQUEST[$t]}" "${FIXED[$t]}" "$rh" "$rn" \
+            "${SYSCALLS_PER_REQUEST[$t]:-null}" "${RUNS_JSON[$t]}")")
     else
         rows+=("$(printf '    {"target": %s, "status": %s, "reason": %s}' \
             "$(json_str "$t")" "$(json_str "${STATUS[$t]}")" "$(json_str "${REASON[$t]}")")")
@@ -353,7 +387,7 @@ done
     echo "  \"host\": {\"nproc\": $(nproc 2>/dev/null || echo 0), \"loadavg\": $(json_str "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || true)")},"
     echo "  \"settings\": {\"n1\": $N1, \"n2\": $N2, \"connections\": $CONNECTIONS, \"deadline\": $(json_str "$DEADLINE"),"
     echo "    \"levee_binary\": $(json_str "$LEVEE"), \"valgrind\": $(json_str "$(valgrind --version 2>/dev/null)"),"
-    echo "    \"upstream_pool\": $POOL, \"haproxy_maxconn\": $HAPROXY_MAXCONN, \"resilience_target\": $RESILIENCE_TARGET},"
+    echo "    \"upstream_pool\": $POOL, \"haproxy_maxconn\": $HAPROXY_MAXCONN, \"resilience_target\": $RESILIENCE_TARGET, \"syscalls\": $( ((SYSCALLS)) && echo true || echo false)},"
     echo "  \"results\": ["
     for row in "${rows[@]}"; do
         ((n++)) && echo ","
