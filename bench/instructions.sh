@@ -350,20 +350,24 @@ for t in "${ORDER[@]}"; do
 done
 
 RATIO_JSON=()
+RATIO_LINES=()
 if ok_target levee; then
     for t in levee-resilience levee-2threads; do
         ok_target "$t" || continue
         r=$(ratio "${PER_REQUEST[$t]}" "${PER_REQUEST[levee]}")
         RATIO_JSON+=("\"$t/levee\": $r")
+        line=$(printf '%-22s %s' "$t/levee" "$r")
         if [[ $t == levee-resilience ]]; then
             verdict=met
             awk -v r="$r" -v m="$RESILIENCE_TARGET" 'BEGIN { exit !(r > m) }' && verdict=MISSED
-            printf '\n%-22s %s  (target <= %s: %s)' "$t/levee" "$r" "$RESILIENCE_TARGET" "$verdict"
-        else
-            printf '\n%-22s %s' "$t/levee" "$r"
+            line+="  (target <= $RESILIENCE_TARGET: $verdict)"
         fi
+        RATIO_LINES+=("$line")
     done
+fi
+if ((${#RATIO_LINES[@]})); then
     echo
+    printf '%s\n' "${RATIO_LINES[@]}"
 fi
 
 rows=() n=0
