@@ -101,7 +101,7 @@ start_proxy() {
                 ((maxconn > cap)) && maxconn=$cap
             fi
             fill "$TEMPLATES/haproxy.cfg.tmpl" "$dir/haproxy.cfg" \
-                LISTEN_PORT="$port" BACKEND_PORT="$BACKEND_PORT" MAXCONN="$maxconn" || return 1
+                LISTEN_PORT="$port" BACKEND_PORT="$BACKEND_PORT" MAXCONN="$maxconn" THREADS=1 || return 1
             start_bg "$dir/haproxy.log" haproxy -db -f "$dir/haproxy.cfg"
             PROXY_PID=$LAST_PID
             ;;
@@ -110,7 +110,7 @@ start_proxy() {
             local user_line=""
             ((EUID == 0)) && user_line="user root;"
             fill "$TEMPLATES/nginx.conf.tmpl" "$dir/nginx.conf" \
-                TMP="$dir" LISTEN_PORT="$port" BACKEND_PORT="$BACKEND_PORT" POOL=64 USER_LINE="$user_line" || return 1
+                TMP="$dir" LISTEN_PORT="$port" BACKEND_PORT="$BACKEND_PORT" POOL=64 USER_LINE="$user_line" THREADS=1 || return 1
             start_bg "$dir/nginx.log" nginx -p "$dir/" -e "$dir/error.log" -c "$dir/nginx.conf" -g 'daemon off;'
             PROXY_PID=$LAST_PID
             ;;

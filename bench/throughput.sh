@@ -4,9 +4,11 @@
 #
 # Targets, each measured in turn with the same load generator settings:
 #   direct   the load generator talks to the backend itself (harness ceiling)
-#   levee    levee run --worker-threads 1
-#   haproxy  nbthread 1, keep-alive + http-reuse always, no logging
-#   nginx    worker_processes 1, upstream keepalive, access_log off
+#   levee    levee run --worker-threads N
+#   haproxy  nbthread N, keep-alive + http-reuse always, no logging
+#   nginx    worker_processes N, upstream keepalive, access_log off
+# N is BENCH_PROXY_THREADS (default 1); BENCH_PROXY_THREADS=2 compares the
+# three at two threads (levee alone: BENCH_LEVEE_THREADS).
 # A proxy that is not installed is skipped. Each proxy is started fresh on free
 # loopback ports, waited for, warmed up, measured, and stopped.
 #
@@ -14,7 +16,8 @@
 # Env:   BENCH_DURATION=10s BENCH_WARMUP=2s BENCH_CONNECTIONS=64
 #        BENCH_LOAD=auto|wrk|testkit BENCH_TARGETS="direct levee haproxy nginx"
 #        BENCH_PIN=auto|0 BENCH_CPU_BACKEND, BENCH_CPU_LOAD, BENCH_CPU_PROXY
-#        BENCH_LEVEE_THREADS=1 BENCH_LOAD_THREADS=1 BENCH_BUILD=1 BENCH_OUT=bench/out
+#        BENCH_PROXY_THREADS=1 BENCH_LEVEE_THREADS=$BENCH_PROXY_THREADS
+#        BENCH_LOAD_THREADS=1 BENCH_BUILD=1 BENCH_OUT=bench/out
 #        BENCH_ROUNDS=1 BENCH_KEEP_TMP=0
 #
 # Only 127.0.0.1 is ever contacted.
@@ -47,7 +50,10 @@ CONNECTIONS=${BENCH_CONNECTIONS:-64}
 LOAD=${BENCH_LOAD:-auto}
 TARGETS=${BENCH_TARGETS:-direct levee haproxy nginx}
 PIN=${BENCH_PIN:-auto}
-LEVEE_THREADS=${BENCH_LEVEE_THREADS:-1}
+# Threads (HAProxy nbthread, nginx worker_processes, levee --worker-threads)
+# of every proxy; BENCH_LEVEE_THREADS sets levee's alone.
+PROXY_THREADS=${BENCH_PROXY_THREADS:-1}
+LEVEE_THREADS=${BENCH_LEVEE_THREADS:-$PROXY_THREADS}
 LOAD_THREADS=${BENCH_LOAD_THREADS:-1}
 BUILD=${BENCH_BUILD:-1}
 OUT_DIR=${BENCH_OUT:-$BENCH_DIR/out}
@@ -58,6 +64,8 @@ REQUEST_TIMEOUT=2s
 
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "throughput.sh: BENCH_ROUNDS must be a positive integer" >&2; exit 2; }
 [[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || { echo "throughput.sh: BENCH_CONNECTIONS must be a positive integer" >&2; exit 2; }
+[[ $PROXY_THREADS =~ ^[1-9][0-9]*$ && $LEVEE_THREADS =~ ^[1-9][0-9]*$ ]] ||
+    { echo "throughput.sh: BENCH_PROXY_THREADS and BENCH_LEVEE_THREADS must be positive integers" >&2; exit 2; }
 ((CONNECTIONS >= LOAD_THREADS)) || { echo "throughput.sh: BENCH_CONNECTIONS must be >= BENCH_LOAD_THREADS" >&2; exit 2; }
 # Upstream keep-alive pool of the proxies: 64 (nginx's usual setting), or the
 # connection count when it is larger, so no proxy has to open and close
@@ -128,6 +136,11 @@ trap 'log "terminated"; exit 143' TERM
 # Override with BENCH_CPU_BACKEND / BENCH_CPU_LOAD / BENCH_CPU_PROXY (taskset
 # lists such as "0" or "2,3"), or turn pinning off with BENCH_PIN=0. Pinning
 # is also off without taskset or with fewer than two usable CPUs.
+# With more than one proxy thread (BENCH_PROXY_THREADS, BENCH_LEVEE_THREADS)
+# the proxy gets the CPUs after the first, one per thread; if there are not
+# that many (2 threads on a 2-CPU machine), nothing is pinned unless
+# BENCH_CPU_PROXY says where: every process then shares every CPU, and
+# req/cpu-s, not req/s, is the figure to compare.
 
 allowed_cpus() {
     # The CPUs this shell may run on, expanded ("0-2,5" -> "0 1 2 5").
@@ -148,11 +161,14 @@ PINNING=0
 CPU_BACKEND="" CPU_LOAD="" CPU_PROXY=""
 if [[ $PIN != 0 ]] && have taskset; then
     read -ra CPUS <<<"$(allowed_cpus)"
-    if ((${#CPUS[@]} >= 2)); then
+    MAX_THREADS=$((PROXY_THREADS > LEVEE_THREADS ? PROXY_THREADS : LEVEE_THREADS))
+    if ((${#CPUS[@]} >= 2)) && [[ -z ${BENCH_CPU_PROXY:-} ]] && ((${#CPUS[@]} < MAX_THREADS + 1)); then
+        log "$MAX_THREADS proxy threads and ${#CPUS[@]} CPUs: not pinning (set BENCH_CPU_PROXY to pin anyway)"
+    elif ((${#CPUS[@]} >= 2)); then
         PINNING=1
         CPU_BACKEND=${BENCH_CPU_BACKEND:-${CPUS[0]}}
         CPU_LOAD=${BENCH_CPU_LOAD:-${CPUS[0]}}
-        CPU_PROXY=${BENCH_CPU_PROXY:-${CPUS[1]}}
+        CPU_PROXY=${BENCH_CPU_PROXY:-$(IFS=,; echo "${CPUS[*]:1:MAX_THREADS}")}
     else
         log "fewer than two usable CPUs: not pinning"
     fi
@@ -409,7 +425,8 @@ start_target() {
             have haproxy || { SKIP_REASON="haproxy not installed"; return 2; }
             free_port port || return 1
             fill "$TEMPLATES/haproxy.cfg.tmpl" "$dir/haproxy.cfg" \
-                LISTEN_PORT="$port" BACKEND_PORT="$BACKEND_PORT" MAXCONN="$(haproxy_maxconn)" || return 1
+                LISTEN_PORT="$port" BACKEND_PORT="$BACKEND_PORT" MAXCONN="$(haproxy_maxconn)" \
+                THREADS="$PROXY_THREADS" || return 1
             start_bg "$CPU_PROXY" "$dir/haproxy.log" haproxy -db -f "$dir/haproxy.cfg"
             TARGET_PID=$LAST_PID
             ;;
@@ -421,7 +438,8 @@ start_target() {
             # use the temp dir; stay the current user.
             ((EUID == 0)) && user_line="user root;"
             fill "$TEMPLATES/nginx.conf.tmpl" "$dir/nginx.conf" \
-                TMP="$dir" LISTEN_PORT="$port" BACKEND_PORT="$BACKEND_PORT" POOL="$POOL" USER_LINE="$user_line" || return 1
+                TMP="$dir" LISTEN_PORT="$port" BACKEND_PORT="$BACKEND_PORT" POOL="$POOL" USER_LINE="$user_line" \
+                THREADS="$PROXY_THREADS" || return 1
             start_bg "$CPU_PROXY" "$dir/nginx.log" \
                 nginx -p "$dir/" -e "$dir/error.log" -c "$dir/nginx.conf" -g 'daemon off;'
             TARGET_PID=$LAST_PID
@@ -453,7 +471,7 @@ RAW_OUT=$OUT_DIR/throughput-$TIMESTAMP.log
 : >"$RAW_OUT"
 LOADAVG_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "")
 
-log "load: $LOAD, $CONNECTIONS connections, warm-up $WARMUP, measure $DURATION, $ROUNDS round(s)"
+log "load: $LOAD, $CONNECTIONS connections, warm-up $WARMUP, measure $DURATION, $ROUNDS round(s); proxy threads: $PROXY_THREADS (levee $LEVEE_THREADS)"
 if ((PINNING)); then
     log "pinning: backend -> CPU $CPU_BACKEND, load generator -> CPU $CPU_LOAD, proxy -> CPU $CPU_PROXY"
 fi
@@ -661,7 +679,7 @@ GIT_DIRTY=false
     echo "    \"load_generator\": $(json_str "$LOAD"), \"load_generator_version\": $(json_str "$([[ $LOAD == wrk ]] && version_of wrk)"),"
     echo "    \"load_threads\": $LOAD_THREADS, \"connections\": $CONNECTIONS, \"rounds\": $ROUNDS,"
     echo "    \"duration_s\": $(duration_seconds "$DURATION"), \"warmup_s\": $(duration_seconds "$WARMUP"),"
-    echo "    \"request_timeout\": $(json_str "$REQUEST_TIMEOUT"), \"upstream_pool\": $POOL, \"levee_worker_threads\": $LEVEE_THREADS,"
+    echo "    \"request_timeout\": $(json_str "$REQUEST_TIMEOUT"), \"upstream_pool\": $POOL, \"levee_worker_threads\": $LEVEE_THREADS, \"proxy_threads\": $PROXY_THREADS,"
     echo "    \"pinning\": {\"enabled\": $( ((PINNING)) && echo true || echo false), \"backend\": $(json_str "$CPU_BACKEND"), \"load\": $(json_str "$CPU_LOAD"), \"proxy\": $(json_str "$CPU_PROXY")}"
     echo "  },"
     echo "  \"results\": ["
