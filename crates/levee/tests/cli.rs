@@ -495,3 +495,70 @@ fn run_tells_systemd_ready_after_binding_and_stopping_on_shutdown() {
     let read = socket.recv(&mut message).expect("STOPPING=1 within 20 s");
     assert!(String::from_utf8_lossy(&message[..read]).contains("STOPPING=1"));
 }
+
+/// The config generation `/status` reports.
+fn generation(admin: &str) -> u64 {
+    let response = http_get(admin, "/status");
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let status: serde_json::Value = serde_json::from_str(body).expect("status JSON");
+    status["config"]["generation"].as_u64().expect("generation")
+}
+
+#[test]
+// A plain blocking test driving a child process: no tokio clock to pause here.
+#[allow(clippy::disallowed_types, clippy::disallowed_methods)]
+fn sighup_reloads_the_file_and_a_broken_one_keeps_the_running_config() {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let extra = format!("127.0.0.1:{}", free_port());
+    let config = format!(
+        "[admin]\nlisten = \"{admin}\"\n\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:0\"\ncluster = \"app\"\n\n[[cluster]]\nname = \"app\"\nendpoints = [\"127.0.0.1:9\"]\n"
+    );
+    let path = write_config("sighup", &config);
+    let mut child = Running(
+        levee()
+            .args(["run", "-c"])
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    wait_for_line(&mut child.0, "admin on");
+    assert_eq!(generation(&admin), 1);
+    let hup = || {
+        let sent = Command::new("kill")
+            .args(["-HUP", &child.0.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+    };
+
+    // A second listener.
+    let with_extra = format!(
+        "{config}\n[[listener]]\nname = \"extra\"\nlisten = \"{extra}\"\ncluster = \"app\"\n"
+    );
+    std::fs::write(&path, with_extra).expect("write config");
+    hup();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while generation(&admin) != 2 {
+        assert!(std::time::Instant::now() < deadline, "no reload on SIGHUP");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Its only endpoint refuses: levee's own 502 proves the listener is up.
+    let response = http_get(&extra, "/");
+    assert!(response.starts_with("HTTP/1.1 502"), "{response}");
+
+    // A broken file: levee keeps running the second generation.
+    std::fs::write(&path, "[[listener]]\nname = 3\n").expect("write config");
+    hup();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(child.0.try_wait().expect("wait").is_none(), "still running");
+    assert_eq!(generation(&admin), 2);
+    let response = http_get(&extra, "/");
+    assert!(response.starts_with("HTTP/1.1 502"), "{response}");
+    let metrics = http_get(&admin, "/metrics");
+    assert!(
+        metrics.contains(r#"levee_config_reloads_total{result="error"} 1"#),
+        "{metrics}"
+    );
+}
