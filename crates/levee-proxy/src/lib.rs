@@ -17,6 +17,7 @@ pub mod listener;
 pub mod metrics;
 pub mod proxy;
 pub mod readiness;
+pub mod resolve;
 pub mod route;
 pub mod tcp;
 pub mod upstream;

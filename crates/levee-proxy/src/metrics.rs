@@ -16,6 +16,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::listener::metrics::{ConnectionFamilies, ConnectionMetrics};
+use crate::resolve::metrics::NameFamilies;
 use crate::tcp::{ReconnectReason, SessionOutcome};
 
 /// Latency buckets: 250 µs doubling up to ~16 s.
@@ -159,6 +160,8 @@ pub struct Metrics {
     config_reloads: Family<ResultLabels, Counter>,
     /// Client connections per listener (their own file).
     client_connections: ConnectionFamilies,
+    /// Endpoint names (their own file).
+    names: NameFamilies,
 }
 
 impl Default for Metrics {
@@ -209,6 +212,7 @@ impl Metrics {
             store_up: Gauge::default(),
             config_reloads: Family::default(),
             client_connections: ConnectionFamilies::default(),
+            names: NameFamilies::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -404,11 +408,18 @@ impl Metrics {
             let _ = metrics.readiness_transitions.get_or_create(&labels);
         }
         let client_connections = ConnectionFamilies::register(&mut registry);
+        let names = NameFamilies::register(&mut registry);
         Metrics {
             registry,
             client_connections,
+            names,
             ..metrics
         }
+    }
+
+    /// The endpoint name series.
+    pub fn names(&self) -> &NameFamilies {
+        &self.names
     }
 
     /// Handles for one listener's client connection series (`admin` for

@@ -201,12 +201,12 @@ fn raise_descriptor_limit() {
 }
 
 /// The endpoint names of `config` that do not resolve now.
-fn unresolvable_names(config: &Config) -> Vec<levee_proxy::upstream::resolve::Unresolvable> {
+fn unresolvable_names(config: &Config) -> Vec<levee_proxy::resolve::Unresolvable> {
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(levee_proxy::upstream::resolve::unresolvable(config)),
+        Ok(runtime) => runtime.block_on(levee_proxy::resolve::unresolvable(config)),
         Err(error) => {
             eprintln!("levee: cannot look endpoint names up: {error}");
             Vec::new()

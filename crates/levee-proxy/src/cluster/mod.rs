@@ -6,7 +6,7 @@ mod admission;
 mod breaker;
 mod control;
 mod fleet;
-mod resolution;
+mod members;
 mod status;
 
 use std::sync::Arc;
@@ -25,14 +25,13 @@ pub use admission::AdmissionStatus;
 pub use breaker::{BreakerCall, BreakerView, ClusterBreaker, EndpointBreakerCall};
 pub use control::Routing;
 pub use fleet::{FleetLink, FleetStore, StoreStatus, spawn_fleet_sync};
-pub use resolution::{resolve_names, spawn_resolver};
+pub use members::{Member, members};
 pub use status::{CheckView, ClusterStatus, EndpointStatus, RetryBudgetStatus};
 
 use crate::cache::ResponseCache;
 use crate::config::ClusterSettings;
 use crate::events::{EventLog, NewEvent, Severity};
 use crate::metrics::{ClusterMetrics, EndpointMetrics, Metrics};
-use crate::upstream::resolve::{EndpointResolution, Lookup, NameState};
 use crate::upstream::{ClientBodyFailed, EndpointPool, PoolSettings};
 use admission::ClusterAdmission;
 use control::{Control, EndpointControl};
@@ -45,17 +44,24 @@ const SLOW_START_REDRAWS: usize = 3;
 
 /// One upstream endpoint of a cluster.
 pub struct Endpoint {
-    /// `host:port` as configured (used in logs, metrics and `/status`).
+    /// `ip:port` it connects to, as configured or as its name resolved; the
+    /// name itself while it has no address (used in logs, metrics and
+    /// `/status`).
     pub address: String,
-    /// `Host` for requests that arrive without one (HTTP/1.0 clients).
+    /// The configured `host:port` when the address came from a name.
+    pub name: Option<String>,
+    /// The address to connect to and check; `None` while its name does not
+    /// resolve (it is never picked then).
+    pub socket: Option<std::net::SocketAddr>,
+    /// For a name without addresses: why, and since when.
+    pub unresolved: Option<(String, Instant)>,
+    /// `Host` for requests that arrive without one (HTTP/1.0 clients) and
+    /// for health checks: the configured `host:port`.
     pub host_header: HeaderValue,
     /// Keep-alive connections to this endpoint.
     pub pool: Arc<EndpointPool>,
     /// This endpoint's metric series.
     pub metrics: EndpointMetrics,
-    /// What its name resolves to (shared with the same endpoint of the
-    /// cluster this one replaced at a reload).
-    pub resolution: Arc<EndpointResolution>,
 }
 
 /// A cluster ready to serve requests.
@@ -130,10 +136,11 @@ impl Cluster {
     /// Build the runtime cluster from validated settings.
     pub fn new(
         settings: &ClusterSettings,
+        members: Vec<Member>,
         metrics: &Metrics,
         events: Arc<EventLog>,
     ) -> Result<Cluster, ClusterBuildError> {
-        Cluster::build(settings, metrics, events, None)
+        Cluster::build(settings, members, metrics, events, None)
     }
 
     /// The cluster under new settings (a config reload), carrying over what
@@ -147,14 +154,29 @@ impl Cluster {
     pub fn continued(
         &self,
         settings: &ClusterSettings,
+        members: Vec<Member>,
         metrics: &Metrics,
         events: Arc<EventLog>,
     ) -> Result<Cluster, ClusterBuildError> {
-        Cluster::build(settings, metrics, events, Some(self))
+        Cluster::build(settings, members, metrics, events, Some(self))
+    }
+
+    /// Whether this cluster has exactly these members (else a rebuild is
+    /// due: a name resolves to other addresses, or starts to).
+    pub fn has_members(&self, members: &[Member]) -> bool {
+        self.endpoints.len() == members.len()
+            && self
+                .endpoints
+                .iter()
+                .zip(members)
+                .all(|(endpoint, member)| {
+                    member.same_as(&endpoint.address, endpoint.name.as_deref())
+                })
     }
 
     fn build(
         settings: &ClusterSettings,
+        members: Vec<Member>,
         metrics: &Metrics,
         events: Arc<EventLog>,
         previous: Option<&Cluster>,
@@ -175,37 +197,44 @@ impl Cluster {
                 || a.max_idle_per_endpoint != b.max_idle_per_endpoint
         });
         // Where each endpoint was in the previous cluster, if it was.
-        let old_index: Vec<Option<usize>> = settings
-            .endpoints
+        let old_index: Vec<Option<usize>> = members
             .iter()
-            .map(|address| {
-                let text = address.to_string();
-                previous
-                    .and_then(|previous| previous.endpoints.iter().position(|e| e.address == text))
+            .map(|member| {
+                previous.and_then(|previous| {
+                    previous
+                        .endpoints
+                        .iter()
+                        .position(|e| member.same_as(&e.address, e.name.as_deref()))
+                })
             })
             .collect();
-        let mut endpoints = Vec::with_capacity(settings.endpoints.len());
-        for (address, old) in settings.endpoints.iter().zip(&old_index) {
-            let text = address.to_string();
-            let host_header = HeaderValue::from_str(&text).map_err(|_| ClusterBuildError {
-                cluster: settings.name.clone(),
-                endpoint: text.clone(),
-            })?;
+        let mut endpoints = Vec::with_capacity(members.len());
+        for (member, old) in members.into_iter().zip(&old_index) {
+            let host_header =
+                HeaderValue::from_str(&member.configured).map_err(|_| ClusterBuildError {
+                    cluster: settings.name.clone(),
+                    endpoint: member.configured.clone(),
+                })?;
             let kept = old
                 .zip(previous)
                 .map(|(old, previous)| &previous.endpoints[old]);
+            // The pool connects to the resolved address; a name without one
+            // is never picked, so its pool is never asked.
+            let (pool_host, pool_port) = match member.socket {
+                Some(socket) => (socket.ip().to_string(), socket.port()),
+                None => (member.configured.clone(), 0),
+            };
             endpoints.push(Endpoint {
-                metrics: metrics.endpoint(&settings.name, &text),
-                resolution: kept.map_or_else(
-                    || Arc::new(EndpointResolution::new(address)),
-                    |kept| Arc::clone(&kept.resolution),
-                ),
+                metrics: metrics.endpoint(&settings.name, &member.address),
                 pool: match kept {
                     Some(kept) if same_pools => Arc::clone(&kept.pool),
-                    _ => EndpointPool::new(address.host.clone(), address.port, pool_settings),
+                    _ => EndpointPool::new(pool_host, pool_port, pool_settings),
                 },
                 host_header,
-                address: text,
+                address: member.address,
+                name: member.name,
+                socket: member.socket,
+                unresolved: member.unresolved,
             });
         }
         let loads = old_index
@@ -273,6 +302,11 @@ impl Cluster {
                 .is_some_and(|control| control.panic),
         };
         drop(previous_control);
+        let mut control = control;
+        for (index, endpoint) in endpoints.iter().enumerate() {
+            control.record_resolution(index, endpoint.socket.is_some());
+        }
+        report_names(&settings.name, &endpoints, previous, &events, now, &control);
         let routing = control.routing(now);
         let control_slow_start = control.slow_start;
         let same_breaker =
@@ -475,58 +509,6 @@ impl Cluster {
         }
     }
 
-    /// The answer of a lookup of `endpoint`'s name (`before`: where it stood
-    /// until now). A name that stops or starts resolving is a change of
-    /// state: logged, counted and reported as an event, and the routing
-    /// view is rebuilt.
-    pub fn record_resolution(
-        &self,
-        endpoint: EndpointId,
-        before: &NameState,
-        found: &Lookup,
-        now: Instant,
-    ) {
-        let resolved = matches!(found, Lookup::Resolved(_));
-        let mut control = self.control.lock();
-        let changed = control.record_resolution(endpoint.0, resolved);
-        // Resolving at start, as expected, changes nothing and is no news.
-        if changed {
-            let from = match before {
-                NameState::Pending => "unknown",
-                NameState::Resolved => "resolved",
-                NameState::Unresolved(_) => "unresolved",
-            };
-            let to = if resolved { "resolved" } else { "unresolved" };
-            let state = &self.endpoints[endpoint.0];
-            state
-                .metrics
-                .record_state(to, control.is_available(endpoint.0, now));
-            let reason = match found {
-                Lookup::Resolved(_) => format!("the name {found}"),
-                Lookup::Failed(_) => format!(
-                    "the name {found}; not routable until it resolves (looked up again every {})",
-                    humantime::format_duration(crate::upstream::resolve::period(&self.settings))
-                ),
-            };
-            self.events.record(NewEvent {
-                kind: "endpoint-resolution",
-                cluster: self.name.clone(),
-                endpoint: Some(state.address.clone()),
-                from: from.to_owned(),
-                to: to.to_owned(),
-                reason,
-                severity: if resolved {
-                    Severity::Info
-                } else {
-                    Severity::Error
-                },
-            });
-        }
-        if changed {
-            self.refresh_routing(&mut control, now);
-        }
-    }
-
     /// Why no endpoint can be picked, when the cluster can say: each
     /// endpoint known to take no connections and why (the first few).
     pub fn no_endpoint_reason(&self, now: Instant) -> Option<String> {
@@ -722,8 +704,16 @@ impl Cluster {
     /// Whether the endpoint configured as `address` may take traffic now;
     /// `None` if the cluster has no such endpoint.
     pub fn is_endpoint_available(&self, address: &str, now: Instant) -> Option<bool> {
-        let index = self.endpoints.iter().position(|e| e.address == address)?;
-        Some(self.control.lock().is_available(index, now))
+        // A name stands for each of its addresses: available if one is.
+        let control = self.control.lock();
+        let mut found = None;
+        for (index, endpoint) in self.endpoints.iter().enumerate() {
+            if endpoint.address == address || endpoint.name.as_deref() == Some(address) {
+                let available = control.is_available(index, now);
+                found = Some(found.unwrap_or(false) || available);
+            }
+        }
+        found
     }
 
     /// Number of endpoints.
@@ -814,5 +804,85 @@ impl Cluster {
             });
         }
         self.routing.store(Arc::new(routing));
+    }
+}
+
+/// Names that start or stop having addresses with this build (at start: the
+/// ones that have none): logged, counted and reported as
+/// `endpoint-resolution` events. Changes among the addresses of a name that
+/// keeps some are the name table's news (`gateway::names`).
+fn report_names(
+    cluster: &str,
+    endpoints: &[Endpoint],
+    previous: Option<&Cluster>,
+    events: &EventLog,
+    now: Instant,
+    control: &Control,
+) {
+    let before = |configured: &str| -> Option<bool> {
+        let previous = previous?;
+        let mut found = None;
+        for endpoint in &previous.endpoints {
+            let of_name = endpoint.name.as_deref() == Some(configured)
+                || (endpoint.unresolved.is_some() && endpoint.address == configured);
+            if of_name {
+                found = Some(endpoint.socket.is_some());
+            }
+        }
+        found
+    };
+    let mut reported: Vec<&str> = Vec::new();
+    for (index, endpoint) in endpoints.iter().enumerate() {
+        let configured = endpoint.name.as_deref().unwrap_or(&endpoint.address);
+        if reported.contains(&configured) {
+            continue;
+        }
+        let resolved = endpoint.socket.is_some();
+        let was = before(configured);
+        let is_name = endpoint.name.is_some() || endpoint.unresolved.is_some();
+        // A name that resolves at start, as expected, is no news.
+        if !is_name || was == Some(resolved) || (was.is_none() && resolved) {
+            continue;
+        }
+        reported.push(configured);
+        let from = match was {
+            None => "unknown",
+            Some(true) => "resolved",
+            Some(false) => "unresolved",
+        };
+        let to = if resolved { "resolved" } else { "unresolved" };
+        endpoint
+            .metrics
+            .record_state(to, control.is_available(index, now));
+        let (reason, severity) = match &endpoint.unresolved {
+            Some((why, _)) => (
+                format!(
+                    "the name does not resolve: {why}; not routable until it resolves (looked up again within {})",
+                    humantime::format_duration(crate::resolve::RETRY_FAILED)
+                ),
+                Severity::Error,
+            ),
+            None => {
+                let addresses: Vec<&str> = endpoints
+                    .iter()
+                    .filter(|e| e.name.as_deref() == Some(configured))
+                    .map(|e| e.address.as_str())
+                    .collect();
+                (
+                    format!("the name resolves to {}", addresses.join(", ")),
+                    Severity::Info,
+                )
+            }
+        };
+        tracing::info!(cluster, endpoint = configured, from, to, %reason, "endpoint name");
+        events.record(NewEvent {
+            kind: "endpoint-resolution",
+            cluster: cluster.to_owned(),
+            endpoint: Some(configured.to_owned()),
+            from: from.to_owned(),
+            to: to.to_owned(),
+            reason,
+            severity,
+        });
     }
 }

@@ -9,7 +9,6 @@ use tokio::time::Instant;
 
 use super::Cluster;
 use super::control::Control;
-use crate::upstream::resolve::NameState;
 
 /// A cluster in `/status`.
 #[derive(Debug, Serialize)]
@@ -84,8 +83,11 @@ pub struct RetryBudgetStatus {
 /// An endpoint in `/status`.
 #[derive(Debug, Serialize)]
 pub struct EndpointStatus {
-    /// `host:port`.
+    /// `ip:port` it connects to (the name itself while it has no address).
     pub address: String,
+    /// The configured `host:port` when the address came from a name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// `healthy`, `unhealthy` (failing its checks), `ejected` (by outlier
     /// detection), `unresolved` (its name does not resolve), `slow-start`
     /// (back, ramping up) or `unknown` (before the first check).
@@ -183,6 +185,7 @@ impl Cluster {
                     let current = self.state_of(&control, index, now);
                     EndpointStatus {
                         address: endpoint.address.clone(),
+                        name: endpoint.name.clone(),
                         state: current.label,
                         since: wall_clock(current.since, now),
                         reason: current.reason,
@@ -230,11 +233,10 @@ impl Cluster {
     /// that does not resolve comes first (nothing else can be known of an
     /// endpoint without an address), then an ejection, then the checks.
     fn state_of(&self, control: &Control, index: usize, now: Instant) -> EndpointState {
-        let resolution = &self.endpoints[index].resolution;
-        if let NameState::Unresolved(why) = resolution.state() {
+        if let Some((why, since)) = &self.endpoints[index].unresolved {
             return EndpointState {
                 label: "unresolved",
-                since: resolution.since(),
+                since: *since,
                 reason: Some(format!("the name does not resolve: {why}")),
                 ejected_until: None,
             };

@@ -178,6 +178,12 @@ pub(super) struct RawRuntime {
     /// `true`: reload whenever the config file changes (looked at every
     /// second), as on SIGHUP. Default `false`.
     pub watch_config: Option<bool>,
+    /// DNS servers endpoint names are looked up on, `"ip:port"` (`"ip"`:
+    /// port 53), tried in order; answers are followed for as long as their
+    /// TTL says (within each cluster's `resolve_interval`). Default: unset,
+    /// the system resolver (`/etc/hosts`, `/etc/resolv.conf`, as other
+    /// programs on the host see names; it gives no TTL).
+    pub dns_servers: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `[[listener]]`: a socket accepting client traffic for one cluster.
@@ -342,6 +348,12 @@ pub(super) struct RawCluster {
     /// gradually over this long, so cold caches and JITs are not flooded;
     /// `"0s"` disables. Default `"10s"`.
     pub slow_start: Option<Spanned<String>>,
+    /// How often endpoint names are looked up again; each address a name
+    /// resolves to is an endpoint of its own, and an address that
+    /// disappears drains. A shorter TTL from `[runtime] dns_servers` is
+    /// followed; a failed lookup keeps the last addresses and is tried again
+    /// within 5 s. Default `"30s"`.
+    pub resolve_interval: Option<Spanned<String>>,
     /// Retries and hedging (`retry = { ... }` or `[cluster.retry]`).
     /// Default: on, with every default.
     pub retry: Option<Box<Spanned<RawRetry>>>,

@@ -93,6 +93,8 @@ pub struct RuntimeSettings {
     pub drain_timeout: Duration,
     /// Reload when the config file changes.
     pub watch_config: bool,
+    /// DNS servers for endpoint names; empty: the system resolver.
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 impl RuntimeSettings {
@@ -107,6 +109,7 @@ impl Default for RuntimeSettings {
             worker_threads: None,
             drain_timeout: RuntimeSettings::DEFAULT_DRAIN_TIMEOUT,
             watch_config: false,
+            dns_servers: Vec::new(),
         }
     }
 }
@@ -449,6 +452,8 @@ pub struct ClusterSettings {
     /// traffic over this long (cold caches, JITs, connection pools);
     /// [`Duration::ZERO`] gives it its full share at once.
     pub slow_start: Duration,
+    /// How often endpoint names are looked up again (a shorter DNS TTL wins).
+    pub resolve_interval: Duration,
     /// Retries and hedging.
     pub retry: RetrySettings,
     /// Overload protection; `None`: every request goes straight through.
@@ -489,6 +494,8 @@ impl ClusterSettings {
     pub const DEFAULT_PANIC_THRESHOLD_PERCENT: u8 = 50;
     /// Default [`ClusterSettings::slow_start`].
     pub const DEFAULT_SLOW_START: Duration = levee_core::outlier::SlowStart::DEFAULT_WINDOW;
+    /// Default [`ClusterSettings::resolve_interval`].
+    pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
 
     /// A cluster with every optional setting at its default.
     pub fn new(name: impl Into<String>, endpoints: Vec<EndpointAddress>) -> ClusterSettings {
@@ -506,6 +513,7 @@ impl ClusterSettings {
             outlier: Some(OutlierParams::default()),
             panic_threshold_percent: ClusterSettings::DEFAULT_PANIC_THRESHOLD_PERCENT,
             slow_start: ClusterSettings::DEFAULT_SLOW_START,
+            resolve_interval: ClusterSettings::DEFAULT_RESOLVE_INTERVAL,
             retry: RetrySettings::default(),
             admission: None,
             cache: None,

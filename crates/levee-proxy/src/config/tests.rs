@@ -269,6 +269,7 @@ endpoints = ["10.0.0.1:8000"]
             worker_threads: None,
             drain_timeout: Duration::from_secs(30),
             watch_config: false,
+            dns_servers: Vec::new(),
         },
         listeners: vec![ListenerSettings {
             name: "web".into(),
@@ -296,6 +297,7 @@ endpoints = ["10.0.0.1:8000"]
             outlier: Some(OutlierParams::default()),
             panic_threshold_percent: 50,
             slow_start: Duration::from_secs(10),
+            resolve_interval: Duration::from_secs(30),
             retry: RetrySettings {
                 policy: RetryPolicy::new(3).unwrap(),
                 per_try_timeout: Duration::from_secs(5),

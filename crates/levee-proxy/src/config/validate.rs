@@ -184,10 +184,38 @@ fn runtime(section: Option<&Section<RawRuntime>>, report: &mut Report<'_>) -> Ru
         Zero::Allowed,
         report,
     );
+    let dns_servers = raw.dns_servers.as_ref().map_or_else(Vec::new, |servers| {
+        servers
+            .get_ref()
+            .iter()
+            .filter_map(|server| dns_server(server, report))
+            .collect()
+    });
     RuntimeSettings {
         worker_threads,
         drain_timeout: drain_timeout.unwrap_or(RuntimeSettings::DEFAULT_DRAIN_TIMEOUT),
         watch_config: raw.watch_config.unwrap_or(false),
+        dns_servers,
+    }
+}
+
+/// A DNS server, `"ip:port"` or `"ip"` (port 53).
+fn dns_server(text: &Spanned<String>, report: &mut Report<'_>) -> Option<SocketAddr> {
+    const DNS_PORT: u16 = 53;
+    let written = text.get_ref();
+    if let Ok(ip) = written.parse::<std::net::IpAddr>() {
+        return Some(SocketAddr::new(ip, DNS_PORT));
+    }
+    match written.parse::<SocketAddr>() {
+        Ok(address) => Some(address),
+        Err(_) => {
+            let message = format!(
+                "dns_servers: bad server {written:?}: expected an IP address, with a port if not 53, \
+                 e.g. \"10.0.0.2\" or \"127.0.0.1:5353\""
+            );
+            report.error(text.span(), message);
+            None
+        }
     }
 }
 
@@ -472,6 +500,13 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         Zero::Allowed,
         report,
     );
+    let resolve_interval = duration(
+        raw.resolve_interval.as_ref(),
+        "resolve_interval",
+        ClusterSettings::DEFAULT_RESOLVE_INTERVAL,
+        Zero::Rejected { hint: "" },
+        report,
+    );
     let retry = match &raw.retry {
         Some(written) => retry::retry(written, report),
         None => Some(RetrySettings::default()),
@@ -515,6 +550,7 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         Some(outlier),
         Some(panic_threshold_percent),
         Some(slow_start),
+        Some(resolve_interval),
         Some(retry),
         Some(admission),
         Some(cache),
@@ -532,6 +568,7 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         outlier,
         panic_threshold_percent,
         slow_start,
+        resolve_interval,
         retry,
         admission,
         cache,
@@ -557,6 +594,7 @@ fn cluster<'r>(section: &'r Section<RawCluster>, report: &mut Report<'_>) -> Clu
         outlier,
         panic_threshold_percent,
         slow_start,
+        resolve_interval,
         retry,
         admission,
         cache,

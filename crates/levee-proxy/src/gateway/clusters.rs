@@ -1,19 +1,19 @@
-//! The gateway's clusters and the work each runs in the background (name
-//! resolution, health checks, the periodic tick), built at start and again
-//! at a reload, where an unchanged cluster is kept whole and a changed one
-//! continues what the old one learned.
+//! The gateway's clusters and the work each runs in the background (health
+//! checks, the periodic tick), built at start and again at a reload or when
+//! a name resolves to other addresses, where an unchanged cluster is kept
+//! whole and a changed one continues what the old one learned.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use futures_util::future::join_all;
 use tokio::task::JoinHandle;
 
-use crate::cluster::{Cluster, ClusterBuildError, resolve_names, spawn_resolver};
+use crate::cluster::{Cluster, ClusterBuildError, members};
 use crate::config::ClusterSettings;
 use crate::events::EventLog;
 use crate::health;
 use crate::metrics::Metrics;
+use crate::resolve::NameTable;
 
 /// A cluster and its background work.
 pub(super) struct LiveCluster {
@@ -38,11 +38,13 @@ pub(super) struct ClusterPlan {
 }
 
 impl ClusterPlan {
-    /// Build what `settings` needs: a running cluster whose settings did not
-    /// change is kept as it is; a changed one continues the old one's state;
-    /// a new name is built fresh.
+    /// Build what `settings` needs, its names expanded from `names`: a
+    /// running cluster whose settings and endpoints did not change is kept
+    /// as it is; a changed one continues the old one's state; a new name is
+    /// built fresh.
     pub fn build(
         settings: &[ClusterSettings],
+        names: &NameTable,
         running: &[LiveCluster],
         metrics: &Metrics,
         events: &Arc<EventLog>,
@@ -53,14 +55,17 @@ impl ClusterPlan {
             .collect();
         let mut clusters = Vec::with_capacity(settings.len());
         for wanted in settings {
+            let members = members(wanted, names);
             clusters.push(match running.get(wanted.name.as_str()) {
-                Some(cluster) if cluster.settings == *wanted => (Arc::clone(cluster), false),
+                Some(cluster) if cluster.settings == *wanted && cluster.has_members(&members) => {
+                    (Arc::clone(cluster), false)
+                }
                 Some(cluster) => (
-                    Arc::new(cluster.continued(wanted, metrics, Arc::clone(events))?),
+                    Arc::new(cluster.continued(wanted, members, metrics, Arc::clone(events))?),
                     true,
                 ),
                 None => (
-                    Arc::new(Cluster::new(wanted, metrics, Arc::clone(events))?),
+                    Arc::new(Cluster::new(wanted, members, metrics, Arc::clone(events))?),
                     true,
                 ),
             });
@@ -85,17 +90,8 @@ impl ClusterPlan {
     }
 
     /// Start the background work of the new clusters and keep the running
-    /// ones' (stopping the work of those replaced or removed). Names are
-    /// looked up before anything is served, all at once: a name that does
-    /// not resolve is out of rotation from its first request (and logged).
-    pub async fn start(self, running: Vec<LiveCluster>) -> Vec<LiveCluster> {
-        let fresh: Vec<&Arc<Cluster>> = self
-            .clusters
-            .iter()
-            .filter(|(_, new)| *new)
-            .map(|(cluster, _)| cluster)
-            .collect();
-        join_all(fresh.iter().map(|cluster| resolve_names(cluster))).await;
+    /// ones' (stopping the work of those replaced or removed).
+    pub fn start(self, running: Vec<LiveCluster>) -> Vec<LiveCluster> {
         let mut running: HashMap<String, LiveCluster> = running
             .into_iter()
             .map(|live| (live.cluster.name.clone(), live))
@@ -112,7 +108,6 @@ impl ClusterPlan {
             }
             let mut tasks = health::spawn_health_checks(&cluster);
             tasks.push(health::spawn_cluster_tick(&cluster));
-            tasks.extend(spawn_resolver(&cluster));
             live.push(LiveCluster { cluster, tasks });
         }
         // Removed from the config.

@@ -11,6 +11,7 @@
 
 mod clusters;
 mod listeners;
+mod names;
 mod reload;
 mod store;
 
@@ -43,6 +44,7 @@ use crate::listener::{
 };
 use crate::metrics::Metrics;
 use crate::readiness::{self, SelfHealth};
+use crate::resolve::{NameTable, Resolver};
 use clusters::{ClusterPlan, LiveCluster};
 use listeners::{LiveListener, Serving};
 
@@ -129,6 +131,8 @@ pub struct GatewayState {
     listeners: ArcSwap<Vec<ListenerView>>,
     /// Clusters in config order, replaced by a reload.
     clusters: ArcSwap<Vec<Arc<Cluster>>>,
+    /// Endpoint names and what they resolve to.
+    names: Arc<NameTable>,
     /// Every metric.
     pub metrics: Arc<Metrics>,
     /// Recent state changes (`/events`).
@@ -279,7 +283,13 @@ pub async fn start_with_admin_routes(
     }
     let metrics = Arc::new(Metrics::new());
     let events = Arc::new(EventLog::default());
-    let plan = ClusterPlan::build(&config.clusters, &[], &metrics, &events)?;
+    // Names are looked up before anything is served, all at once: a name
+    // that does not resolve is out of rotation from the first request.
+    let names = Arc::new(NameTable::new(Resolver::new(&config.runtime.dns_servers)));
+    names.add(&config.clusters);
+    names.retain(&config.clusters);
+    names::report(&names.resolve_pending().await, &metrics, &events);
+    let plan = ClusterPlan::build(&config.clusters, &names, &[], &metrics, &events)?;
     let cluster_list = plan.list();
     let store = store::share_breakers(&config, &cluster_list)?;
 
@@ -310,6 +320,7 @@ pub async fn start_with_admin_routes(
             Arc::clone(&metrics),
         )),
         clusters: ArcSwap::from_pointee(cluster_list),
+        names,
         metrics: Arc::clone(&metrics),
         events,
         started_at: Instant::now(),
@@ -321,14 +332,14 @@ pub async fn start_with_admin_routes(
 
     // Checks start now: the first verdict comes in as soon as each endpoint
     // answers (or fails to).
-    let clusters = plan.start(Vec::new()).await;
+    let clusters = plan.start(Vec::new());
     if let Some(store) = &state.store {
         state.health.watch_store(store.store.health());
     }
     let fleet_tasks = spawn_fleet(&state);
     let mut background = Vec::new();
     background.extend(alerts::spawn(&config.alerts, &state.events, &metrics));
-    background.extend(readiness::spawn_probes(&state.health).await);
+    background.extend(readiness::spawn_probes(&state.health, &state.names).await);
     // Give every probe its first verdict before judging readiness, so a
     // `close` listener does not close and reopen at start for want of a
     // result (bounded by the slowest probe timeout).
@@ -405,6 +416,10 @@ pub async fn start_with_admin_routes(
     let _ = state
         .reloader
         .set(reload::Reloader::new(Arc::downgrade(&live)));
+    live.lock()
+        .await
+        .background
+        .push(names::spawn_follower(&state, &live));
     Ok(RunningGateway {
         state,
         live,

@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 
 use super::clusters::ClusterPlan;
 use super::listeners::{self, Serving};
-use super::{GatewayState, Live, StartError, spawn_fleet, store};
+use super::{GatewayState, Live, StartError, names, spawn_fleet, store};
 use crate::config::{Config, ConfigErrors};
 use crate::events::{NewEvent, Severity};
 
@@ -192,6 +192,29 @@ enum ListenerPlan {
     Bind,
 }
 
+/// Why the gateway's clusters are being rebuilt.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// A new config.
+    Reload,
+    /// The same config; endpoint names resolve to other addresses.
+    Names,
+}
+
+/// Rebuild the clusters whose names resolve to other addresses than their
+/// endpoints have, under the config in force (not a reload: no new
+/// generation, no `config` event; the name changes were reported).
+pub(super) async fn apply_names(
+    state: &GatewayState,
+    live: &mut Live,
+) -> Result<Reloaded, ReloadError> {
+    if state.draining.load(Ordering::Acquire) {
+        return Err(ReloadError::Stopped);
+    }
+    let config = live.config.clone();
+    prepare_and_swap(state, live, config, Cause::Names).await
+}
+
 /// Apply `config` to the running gateway.
 pub(super) async fn apply(
     state: &GatewayState,
@@ -202,7 +225,7 @@ pub(super) async fn apply(
         return Err(ReloadError::Stopped);
     }
     let generation = state.generation.load(Ordering::Acquire);
-    match prepare_and_swap(state, live, config).await {
+    match prepare_and_swap(state, live, config, Cause::Reload).await {
         Ok(reloaded) => Ok(reloaded),
         Err(error) => {
             rejected(state, &error, generation);
@@ -215,11 +238,25 @@ async fn prepare_and_swap(
     state: &GatewayState,
     live: &mut Live,
     config: Config,
+    cause: Cause,
 ) -> Result<Reloaded, ReloadError> {
-    let mut needs_restart = restart_only(&live.config, &config, state);
-    let warnings: Vec<String> = config.warnings.iter().map(ToString::to_string).collect();
-    for warning in &config.warnings {
-        tracing::warn!(%warning, "config warning");
+    let mut needs_restart = Vec::new();
+    let mut warnings = Vec::new();
+    if cause == Cause::Reload {
+        needs_restart = restart_only(&live.config, &config, state);
+        warnings = config.warnings.iter().map(ToString::to_string).collect();
+        for warning in &config.warnings {
+            tracing::warn!(%warning, "config warning");
+        }
+        // New names are looked up before the clusters that use them are
+        // built; the running config's names stay followed until the swap.
+        state.names.set_servers(&config.runtime.dns_servers);
+        state.names.add(&config.clusters);
+        names::report(
+            &state.names.resolve_pending().await,
+            &state.metrics,
+            &state.events,
+        );
     }
 
     // Everything that can fail, before anything changes.
@@ -239,6 +276,7 @@ async fn prepare_and_swap(
         .collect();
     let clusters = ClusterPlan::build(
         &config.clusters,
+        &state.names,
         &live.clusters,
         &state.metrics,
         &state.events,
@@ -329,7 +367,7 @@ async fn prepare_and_swap(
         needs_restart
             .push("a breaker newly shared through the store (no store runs yet)".to_owned());
     }
-    live.clusters = clusters.start(std::mem::take(&mut live.clusters)).await;
+    live.clusters = clusters.start(std::mem::take(&mut live.clusters));
     state.clusters.store(Arc::new(list.clone()));
     for task in live.fleet_tasks.drain(..) {
         task.abort();
@@ -337,7 +375,18 @@ async fn prepare_and_swap(
     live.fleet_tasks = spawn_fleet(state);
     state.set_listeners(&live.listeners);
     state.health.update(config.readiness.clone(), list);
+    state.names.retain(&config.clusters);
 
+    if cause == Cause::Names {
+        tracing::info!(changes = %changes.join("; "), "clusters rebuilt for endpoint names that resolve to other addresses");
+        live.config = config;
+        return Ok(Reloaded {
+            generation: state.generation.load(Ordering::Acquire),
+            changes,
+            needs_restart,
+            warnings,
+        });
+    }
     let generation = state.generation.fetch_add(1, Ordering::AcqRel) + 1;
     *state.loaded_at.lock() = SystemTime::now();
     live.config = config;

@@ -13,55 +13,47 @@ use crate::cluster::Cluster;
 use crate::config::HealthSettings;
 
 /// Start checking every endpoint of `cluster` (nothing when it has no
-/// `health` config). Endpoints whose names resolve to the same address are
-/// checked once and the verdict is recorded for each of them: two names for
-/// one node must not double its check load. The grouping is made from the
-/// addresses resolved before the start (`cluster::resolve_names`); each
-/// check goes to the group's current address, and is skipped while its name
-/// does not resolve (the endpoint is `unresolved` then, not unhealthy).
+/// `health` config). Endpoints at the same address (two names for one node)
+/// are checked once and the verdict is recorded for each of them: two names
+/// must not double a node's check load. An endpoint whose name has no
+/// address is not checked (it is `unresolved`, not unhealthy). When a name
+/// resolves to other addresses the cluster is rebuilt, and its checks with
+/// it: checks always go where traffic goes.
 pub fn spawn_health_checks(cluster: &Arc<Cluster>) -> Vec<JoinHandle<()>> {
     let Some(health) = cluster.settings.health.clone() else {
         return Vec::new();
     };
-    let mut groups: BTreeMap<Target, Vec<usize>> = BTreeMap::new();
+    let mut groups: BTreeMap<SocketAddr, Vec<usize>> = BTreeMap::new();
     for index in 0..cluster.len() {
-        let target = match cluster.endpoint(EndpointId(index)).resolution.address() {
-            Some(socket) => Target::Address(socket),
-            None => Target::Alone(index),
-        };
-        groups.entry(target).or_default().push(index);
+        if let Some(socket) = cluster.endpoint(EndpointId(index)).socket {
+            groups.entry(socket).or_default().push(index);
+        }
     }
     groups
-        .into_values()
-        .map(|members| {
+        .into_iter()
+        .map(|(target, members)| {
             let cluster = Arc::clone(cluster);
             let health = health.clone();
-            tokio::spawn(check_loop(cluster, health, members))
+            tokio::spawn(check_loop(cluster, health, target, members))
         })
         .collect()
 }
 
-/// How endpoints are grouped for checks.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Target {
-    /// Every endpoint that resolved to this address at start.
-    Address(SocketAddr),
-    /// An endpoint whose name did not resolve at start: checked on its own.
-    Alone(usize),
-}
-
-async fn check_loop(cluster: Arc<Cluster>, health: HealthSettings, members: Vec<usize>) {
+async fn check_loop(
+    cluster: Arc<Cluster>,
+    health: HealthSettings,
+    target: SocketAddr,
+    members: Vec<usize>,
+) {
     let first = cluster.endpoint(EndpointId(members[0]));
     // The configured name of the first member (e.g. "backend:8000") is the
     // Host header unless the check sets one.
-    let host = first.address.clone();
+    let host = first.host_header.to_str().unwrap_or_default().to_owned();
     loop {
-        if let Some(target) = first.resolution.address() {
-            let result = run_check(&health.check, target, &host, health.params.timeout()).await;
-            let now = Instant::now();
-            for &member in &members {
-                cluster.record_check(EndpointId(member), result, now);
-            }
+        let result = run_check(&health.check, target, &host, health.params.timeout()).await;
+        let now = Instant::now();
+        for &member in &members {
+            cluster.record_check(EndpointId(member), result, now);
         }
         tokio::time::sleep(cluster.next_check_delay(EndpointId(members[0]))).await;
     }

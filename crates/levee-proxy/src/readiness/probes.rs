@@ -2,6 +2,7 @@
 //! the same kind and target run once and report under every name.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use levee_core::Health;
@@ -11,36 +12,71 @@ use tokio::time::Instant;
 
 use super::{ProbeState, SelfHealth};
 use crate::events::{NewEvent, Severity};
+use crate::resolve::{Lookup, NameTable};
 
-/// Start probing. Addresses are resolved once, at start (as for endpoint
-/// health checks), and probes whose kind and resolved address are equal run
+/// Start probing. Probes whose kind and address are equal at start run
 /// once: two names for one cache must not double its probe load. A target
 /// probed under several names runs on the schedule and timeout of the first
-/// of them; each name keeps its own rise/fall. A name that does not resolve
-/// is probed by name (and fails to connect until it resolves).
-pub async fn spawn_probes(health: &Arc<SelfHealth>) -> Vec<JoinHandle<()>> {
+/// of them; each name keeps its own rise/fall. A name is looked up again
+/// before every probe (on the resolver endpoint names use), so a dependency
+/// that moves is followed; one that does not resolve is probed by name (and
+/// fails to connect until it resolves).
+pub async fn spawn_probes(health: &Arc<SelfHealth>, names: &Arc<NameTable>) -> Vec<JoinHandle<()>> {
     let mut groups: BTreeMap<ProbeTarget, Vec<Arc<ProbeState>>> = BTreeMap::new();
     for probe in &health.probes {
         let written = &probe.settings.target;
-        let resolved = tokio::net::lookup_host(written.address.as_str())
-            .await
-            .ok()
-            .and_then(|mut addresses| addresses.next());
         let target = ProbeTarget {
             kind: written.kind.clone(),
-            address: resolved.map_or_else(|| written.address.clone(), |a| a.to_string()),
+            address: current_address(names, &written.address).await,
         };
         groups.entry(target).or_default().push(Arc::clone(probe));
     }
     groups
         .into_iter()
-        .map(|(target, members)| tokio::spawn(probe_loop(Arc::clone(health), target, members)))
+        .map(|(target, members)| {
+            tokio::spawn(probe_loop(
+                Arc::clone(health),
+                Arc::clone(names),
+                target,
+                members,
+            ))
+        })
         .collect()
 }
 
-async fn probe_loop(health: Arc<SelfHealth>, target: ProbeTarget, members: Vec<Arc<ProbeState>>) {
+/// `written` (`host:port`) with its name looked up: the first address
+/// found, or `written` itself if it is an address or does not resolve.
+async fn current_address(names: &NameTable, written: &str) -> String {
+    if written.parse::<SocketAddr>().is_ok() {
+        return written.to_owned();
+    }
+    let Some((host, port)) = written
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+    else {
+        return written.to_owned();
+    };
+    match names.lookup(host, port).await {
+        Lookup::Resolved(addresses, _) => addresses
+            .first()
+            .map_or_else(|| written.to_owned(), ToString::to_string),
+        Lookup::Failed(_) => written.to_owned(),
+    }
+}
+
+async fn probe_loop(
+    health: Arc<SelfHealth>,
+    names: Arc<NameTable>,
+    mut target: ProbeTarget,
+    members: Vec<Arc<ProbeState>>,
+) {
     let timeout = members[0].settings.params.timeout();
+    let written = members[0].settings.target.address.clone();
+    let mut first = true;
     loop {
+        if !std::mem::take(&mut first) {
+            target.address = current_address(&names, &written).await;
+        }
         let outcome = levee_probe::run(&target, &health.instance, timeout).await;
         let now = Instant::now();
         let detail = outcome.error.as_ref().map(ToString::to_string);

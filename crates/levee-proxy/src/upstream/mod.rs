@@ -1,12 +1,10 @@
 //! Talking to upstream endpoints: per-endpoint keep-alive pools, the request
-//! body held for replay or streamed up (with its progress watched), what
-//! endpoint names resolve to, and the translation of their errors into
-//! [`levee_core::FailureKind`].
+//! body held for replay or streamed up (with its progress watched), and the
+//! translation of their errors into [`levee_core::FailureKind`].
 
 mod classify;
 mod pool;
 mod request_body;
-pub mod resolve;
 mod upload;
 
 pub use classify::classify_body_error;
