@@ -6,7 +6,6 @@
 
 pub mod admin;
 pub mod alerts;
-pub mod cache;
 pub mod cluster;
 pub mod config;
 pub mod demo;
@@ -23,4 +22,11 @@ pub mod tcp;
 pub mod upstream;
 
 pub use config::Config;
-pub use gateway::{RunningGateway, ShutdownOutcome, StartError, start};
+pub use gateway::{RunningGateway, ShutdownOutcome, StartError};
+
+/// Start a gateway with the admin API: build clusters, bind every traffic
+/// listener and the admin listener, then start serving and report ready. Any
+/// bind failure aborts the start before anything serves.
+pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
+    gateway::start_with_admin(config, admin::router).await
+}

@@ -17,7 +17,7 @@ use prometheus_client::registry::Registry;
 
 use crate::listener::metrics::{ConnectionFamilies, ConnectionMetrics};
 use crate::resolve::metrics::NameFamilies;
-use crate::tcp::{ReconnectReason, SessionOutcome};
+use crate::tcp::metrics::{TcpFamilies, TcpListenerMetrics};
 
 /// Latency buckets: 250 µs doubling up to ~16 s.
 fn latency_histogram() -> Histogram {
@@ -91,18 +91,6 @@ struct ListenerClassLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ListenerOutcomeLabels {
-    listener: String,
-    outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ListenerReasonLabels {
-    listener: String,
-    reason: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
 }
@@ -145,8 +133,6 @@ pub struct Metrics {
     responses: Family<ListenerClassLabels, Counter>,
     request_duration: HistogramFamily<ListenerLabels>,
     connections: Family<ListenerLabels, Counter>,
-    tcp_sessions: Family<ListenerOutcomeLabels, Counter>,
-    tcp_reconnects: Family<ListenerReasonLabels, Counter>,
     ready: Gauge,
     readiness_state: Family<StateLabels, Gauge>,
     readiness_transitions: Family<StateLabels, Counter>,
@@ -160,6 +146,8 @@ pub struct Metrics {
     config_reloads: Family<ResultLabels, Counter>,
     /// Client connections per listener (their own file).
     client_connections: ConnectionFamilies,
+    /// TCP listeners' sessions (their own file).
+    tcp: TcpFamilies,
     /// Endpoint names (their own file).
     names: NameFamilies,
 }
@@ -198,8 +186,6 @@ impl Metrics {
             responses: Family::default(),
             request_duration: Family::new_with_constructor(latency_histogram),
             connections: Family::default(),
-            tcp_sessions: Family::default(),
-            tcp_reconnects: Family::default(),
             ready: Gauge::default(),
             readiness_state: Family::default(),
             readiness_transitions: Family::default(),
@@ -212,6 +198,7 @@ impl Metrics {
             store_up: Gauge::default(),
             config_reloads: Family::default(),
             client_connections: ConnectionFamilies::default(),
+            tcp: TcpFamilies::default(),
             names: NameFamilies::default(),
             registry: Registry::default(),
         };
@@ -331,16 +318,6 @@ impl Metrics {
             metrics.connections.clone(),
         );
         registry.register(
-            "tcp_sessions",
-            "Client connections of tcp listeners by how they ended: served (an endpoint took the connection), no-endpoint, all-failed (no attempt worked), client-gone (the client left before the endpoint answered)",
-            metrics.tcp_sessions.clone(),
-        );
-        registry.register(
-            "tcp_reconnects",
-            "TCP sessions moved to another endpoint, by reason: connect-failed (nothing was sent) or closed-before-answer (the client's kept bytes were replayed)",
-            metrics.tcp_reconnects.clone(),
-        );
-        registry.register(
             "ready",
             "1 while /ready answers 200 (ready or degraded), 0 while impaired, starting or draining",
             metrics.ready.clone(),
@@ -408,13 +385,21 @@ impl Metrics {
             let _ = metrics.readiness_transitions.get_or_create(&labels);
         }
         let client_connections = ConnectionFamilies::register(&mut registry);
+        let tcp = TcpFamilies::register(&mut registry);
         let names = NameFamilies::register(&mut registry);
         Metrics {
             registry,
             client_connections,
+            tcp,
             names,
             ..metrics
         }
+    }
+
+    /// Handles for the TCP series of one `tcp` listener (its connection
+    /// count is in [`Metrics::listener`]'s).
+    pub fn tcp_listener(&self, listener: &str) -> TcpListenerMetrics {
+        self.tcp.listener(listener)
     }
 
     /// The endpoint name series.
@@ -565,27 +550,6 @@ impl Metrics {
             }),
             duration: self.request_duration.get_or_create_owned(&labels),
             connections: self.connections.get_or_create_owned(&labels),
-        }
-    }
-
-    /// Handles for the TCP series of one `tcp` listener (its connection
-    /// count is in [`Metrics::listener`]'s).
-    pub fn tcp_listener(&self, listener: &str) -> TcpListenerMetrics {
-        TcpListenerMetrics {
-            sessions: SessionOutcome::ALL.map(|outcome| {
-                self.tcp_sessions
-                    .get_or_create_owned(&ListenerOutcomeLabels {
-                        listener: listener.to_owned(),
-                        outcome: outcome.as_str(),
-                    })
-            }),
-            reconnects: ReconnectReason::ALL.map(|reason| {
-                self.tcp_reconnects
-                    .get_or_create_owned(&ListenerReasonLabels {
-                        listener: listener.to_owned(),
-                        reason: reason.as_str(),
-                    })
-            }),
         }
     }
 
@@ -874,25 +838,6 @@ impl ListenerMetrics {
     }
 }
 
-/// Pre-created TCP series of one `tcp` listener.
-#[derive(Clone)]
-pub struct TcpListenerMetrics {
-    sessions: [Counter; SessionOutcome::ALL.len()],
-    reconnects: [Counter; ReconnectReason::ALL.len()],
-}
-
-impl TcpListenerMetrics {
-    /// Count a client connection that ended.
-    pub fn record_session(&self, outcome: SessionOutcome) {
-        self.sessions[outcome.index()].inc();
-    }
-
-    /// Count a session moved to another endpoint.
-    pub fn record_reconnect(&self, reason: ReconnectReason) {
-        self.reconnects[reason.index()].inc();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -920,22 +865,5 @@ mod tests {
             text.contains("levee_upstream_response_seconds_bucket"),
             "{text}"
         );
-    }
-
-    #[test]
-    fn tcp_series_exist_before_anything_happens() {
-        let metrics = Metrics::new();
-        let tcp = metrics.tcp_listener("git");
-        tcp.record_session(SessionOutcome::Served);
-        tcp.record_reconnect(ReconnectReason::ClosedBeforeAnswer);
-        let text = metrics.encode();
-        for line in [
-            r#"levee_tcp_sessions_total{listener="git",outcome="served"} 1"#,
-            r#"levee_tcp_sessions_total{listener="git",outcome="all-failed"} 0"#,
-            r#"levee_tcp_reconnects_total{listener="git",reason="closed-before-answer"} 1"#,
-            r#"levee_tcp_reconnects_total{listener="git",reason="connect-failed"} 0"#,
-        ] {
-            assert!(text.contains(line), "{line} missing from\n{text}");
-        }
     }
 }

@@ -91,6 +91,24 @@ fn endpoints(status: &serde_json::Value) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// Assert the endpoints become `expected` within 3 s (checks take a moment).
+async fn assert_endpoints(
+    client: &TestClient,
+    admin: SocketAddr,
+    expected: impl AsRef<[(String, String, String)]>,
+) {
+    let expected = expected.as_ref();
+    let mut listed = Vec::new();
+    for _ in 0..60 {
+        listed = endpoints(&status(client, admin).await);
+        if listed == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(listed, expected);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traffic_and_checks_move_when_the_answer_changes() {
     let nodes = backends_on(&["127.0.0.2", "127.0.0.3"]).await;
@@ -108,14 +126,16 @@ async fn traffic_and_checks_move_when_the_answer_changes() {
         "127.0.0.2"
     );
     let named = format!("{NAME}:{port}");
-    assert_eq!(
-        endpoints(&status(&client, admin).await),
+    assert_endpoints(
+        &client,
+        admin,
         [(
             format!("127.0.0.2:{port}"),
             named.clone(),
-            "healthy".to_owned()
-        )]
-    );
+            "healthy".to_owned(),
+        )],
+    )
+    .await;
     assert!(nodes[1].requests_received() == 0, "not checked yet");
 
     // The node moves. With a 1 s TTL levee follows within about 2 s, and
@@ -144,16 +164,16 @@ async fn traffic_and_checks_move_when_the_answer_changes() {
         nodes[1].requests_received() >= 2,
         "the new address is checked"
     );
-    let status = status(&client, admin).await;
-    assert_eq!(
-        endpoints(&status),
+    assert_endpoints(
+        &client,
+        admin,
         [(
             format!("127.0.0.3:{port}"),
             named.clone(),
-            "healthy".to_owned()
+            "healthy".to_owned(),
         )],
-        "{status}"
-    );
+    )
+    .await;
     let events = get(&client, admin, "/events").await.body;
     assert!(
         events.contains(&format!(
@@ -186,7 +206,7 @@ async fn each_address_is_an_endpoint_and_a_failed_lookup_keeps_them() {
             ),
         ]
     };
-    assert_eq!(endpoints(&status(&client, admin).await), both("healthy"));
+    assert_endpoints(&client, admin, both("healthy")).await;
     for _ in 0..10 {
         assert_eq!(get(&client, addr, "/").await.status, 200);
     }
@@ -194,8 +214,7 @@ async fn each_address_is_an_endpoint_and_a_failed_lookup_keeps_them() {
 
     // Each address has its own health.
     nodes[0].set_mode(Mode::Failing).await.expect("mode");
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(endpoints(&status(&client, admin).await), both("unhealthy"));
+    assert_endpoints(&client, admin, both("unhealthy")).await;
     nodes[0].set_mode(Mode::Healthy).await.expect("mode");
 
     // The name disappears from DNS: levee keeps both addresses, says so
@@ -234,14 +253,16 @@ async fn each_address_is_an_endpoint_and_a_failed_lookup_keeps_them() {
         assert_eq!(get(&client, addr, "/").await.status, 200);
     }
     assert_eq!(nodes[0].requests_received(), 0);
-    assert_eq!(
-        endpoints(&status(&client, admin).await),
+    assert_endpoints(
+        &client,
+        admin,
         [(
             format!("127.0.0.3:{port}"),
             named.clone(),
-            "healthy".to_owned()
-        )]
-    );
+            "healthy".to_owned(),
+        )],
+    )
+    .await;
     gateway.shutdown().await;
 }
 
@@ -255,15 +276,20 @@ async fn a_name_the_system_resolver_knows_is_followed_too() {
         let answer = get(&client, addr, "/").await;
         assert_eq!(answer.status, 200, "{}", answer.body);
     }
-    let listed = endpoints(&status(&client, gateway.admin_address()).await);
     // localhost may also resolve to ::1, where nothing listens.
-    assert!(
-        listed.contains(&(
-            format!("127.0.0.1:{port}"),
-            format!("localhost:{port}"),
-            "healthy".to_owned()
-        )),
-        "{listed:?}"
+    let wanted = (
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "healthy".to_owned(),
     );
+    let mut listed = Vec::new();
+    for _ in 0..60 {
+        listed = endpoints(&status(&client, gateway.admin_address()).await);
+        if listed.contains(&wanted) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(listed.contains(&wanted), "{listed:?}");
     gateway.shutdown().await;
 }

@@ -579,3 +579,40 @@ async fn watch_config_reloads_when_the_file_changes() {
     gateway.shutdown().await;
     let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_keeps_its_contents_across_a_reload_while_its_settings_stay() {
+    let backends = backends(1).await;
+    let mut config = config(vec![backends[0].addr()], BalancePolicy::RoundRobin);
+    config.clusters[0].retry.hedge = None;
+    config.clusters[0].cache = Some(levee_proxy::config::CacheSettings {
+        default_ttl: Duration::from_secs(60),
+        ..levee_proxy::config::CacheSettings::default()
+    });
+    let (gateway, addr) = start(config.clone()).await;
+    let client = client();
+    let cached = |answer: &Answer| {
+        answer.headers["x-levee-cache"]
+            .to_str()
+            .unwrap_or("?")
+            .to_owned()
+    };
+    assert_eq!(cached(&get(&client, addr, "/page").await), "miss");
+    assert_eq!(cached(&get(&client, addr, "/page").await), "hit");
+
+    // The cluster changes (a new timeout), its cache does not: still a hit.
+    config.clusters[0].request_timeout = Duration::from_secs(4);
+    gateway.reload(config.clone()).await.expect("reload");
+    assert_eq!(cached(&get(&client, addr, "/page").await), "hit");
+    assert_eq!(backends[0].requests_received(), 1);
+
+    // New cache settings: a new, empty cache.
+    config.clusters[0].cache = Some(levee_proxy::config::CacheSettings {
+        default_ttl: Duration::from_secs(30),
+        ..levee_proxy::config::CacheSettings::default()
+    });
+    gateway.reload(config).await.expect("reload");
+    assert_eq!(cached(&get(&client, addr, "/page").await), "miss");
+    assert_eq!(backends[0].requests_received(), 2);
+    gateway.shutdown().await;
+}

@@ -27,16 +27,10 @@ pub(super) async fn purge(
     let bad = |status: StatusCode, error: String| {
         (status, Json(json!({ "error": error }))).into_response()
     };
-    let clusters = state.clusters();
-    let caches: Vec<_> = clusters
+    let all = state.caches();
+    let caches: Vec<_> = all
         .iter()
-        .filter(|cluster| {
-            query
-                .cluster
-                .as_ref()
-                .is_none_or(|name| *name == cluster.name)
-        })
-        .filter_map(|cluster| Some((cluster.name.clone(), cluster.cache.as_ref()?)))
+        .filter(|(cluster, _)| query.cluster.as_ref().is_none_or(|name| name == cluster))
         .collect();
     if caches.is_empty() {
         let what = match &query.cluster {

@@ -26,9 +26,8 @@ pub use breaker::{BreakerCall, BreakerView, ClusterBreaker, EndpointBreakerCall}
 pub use control::Routing;
 pub use fleet::{FleetLink, FleetStore, StoreStatus, spawn_fleet_sync};
 pub use members::{Member, members};
-pub use status::{CheckView, ClusterStatus, EndpointStatus, RetryBudgetStatus};
+pub use status::{CacheStatusView, CheckView, ClusterStatus, EndpointStatus, RetryBudgetStatus};
 
-use crate::cache::ResponseCache;
 use crate::config::ClusterSettings;
 use crate::events::{EventLog, NewEvent, Severity};
 use crate::metrics::{ClusterMetrics, EndpointMetrics, Metrics};
@@ -104,8 +103,6 @@ pub struct Cluster {
     pub retry_metrics: ClusterMetrics,
     /// Overload protection; `None` when the cluster has none.
     admission: Option<Arc<ClusterAdmission>>,
-    /// Response cache; `None` when the cluster has none.
-    pub cache: Option<Arc<ResponseCache>>,
     /// Circuit breaker; `None` when the cluster has none.
     pub breaker: Option<Arc<ClusterBreaker>>,
     /// One breaker per endpoint, same order as `endpoints`; empty unless
@@ -340,7 +337,6 @@ impl Cluster {
         let same_budget = same(|a, b| a.retry.budget != b.retry.budget);
         let same_hedge = same(|a, b| a.retry.hedge.is_some() != b.retry.hedge.is_some());
         let same_admission = same(|a, b| a.admission != b.admission);
-        let same_cache = same(|a, b| a.cache != b.cache);
         Ok(Cluster {
             name: settings.name.clone(),
             settings: settings.clone(),
@@ -381,12 +377,6 @@ impl Cluster {
                         admission,
                         metrics.admission(&settings.name),
                     ))
-                }),
-            },
-            cache: match previous.and_then(|previous| previous.cache.as_ref()) {
-                Some(kept) if same_cache => Some(Arc::clone(kept)),
-                _ => settings.cache.map(|cache| {
-                    Arc::new(ResponseCache::new(cache, metrics.cache(&settings.name)))
                 }),
             },
             endpoint_breakers,

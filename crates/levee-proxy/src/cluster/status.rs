@@ -161,20 +161,8 @@ impl Cluster {
                 .map(|delay| delay.as_secs_f64() * 1000.0),
             admission: self.admission_status(),
             breaker: self.breaker.as_ref().map(|breaker| breaker.view(now)),
-            cache: self.cache.as_ref().map(|cache| {
-                let stats = cache.stats();
-                CacheStatusView {
-                    entries: stats.entries,
-                    bytes: stats.weight,
-                    max_bytes: self.settings.cache.map_or(0, |settings| settings.max_size),
-                    hits: stats.hits,
-                    misses: stats.misses,
-                    stale: stats.stale,
-                    loads: stats.loads,
-                    load_errors: stats.load_errors,
-                    evictions: stats.evictions,
-                }
-            }),
+            // Filled in by whoever holds the cluster's cache stage.
+            cache: None,
             endpoints: self
                 .endpoints
                 .iter()

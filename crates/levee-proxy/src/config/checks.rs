@@ -6,12 +6,41 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 
 use toml::Spanned;
 
 use super::keys::DefinedNames;
 use super::report::Report;
-use super::validate::{Admin, Cluster, Listener};
+use super::settings::{AdminSettings, ClusterSettings, ListenerSettings};
+
+/// `[admin]` after validation.
+pub(super) struct Admin {
+    pub settings: AdminSettings,
+    /// Where `listen` is written, if it is.
+    pub listen_span: Option<Range<usize>>,
+}
+
+/// A `[[listener]]` after validation, with what the checks between sections
+/// need: a field is `None` if it is missing or bad (already reported).
+pub(super) struct Listener<'r> {
+    /// `[[listener]] "web"` or `[[listener]] #2`.
+    pub label: &'r str,
+    pub name: Option<&'r Spanned<String>>,
+    pub listen: Option<Spanned<SocketAddr>>,
+    pub cluster: Option<&'r Spanned<String>>,
+    /// The `cluster` of each of its routes.
+    pub route_clusters: Vec<&'r Spanned<String>>,
+    /// Only if every part is valid.
+    pub settings: Option<ListenerSettings>,
+}
+
+/// A `[[cluster]]` after validation.
+pub(super) struct Cluster<'r> {
+    pub name: Option<&'r Spanned<String>>,
+    /// Only if every part is valid.
+    pub settings: Option<ClusterSettings>,
+}
 
 /// Without a listener levee would start and serve nothing.
 pub(super) fn at_least_one_listener(listeners: &[Listener<'_>], report: &mut Report<'_>) {

@@ -190,7 +190,7 @@ pub struct RouteSettings {
     /// `route-<n>` (1-based position in its listener).
     pub name: String,
     /// What a request must look like.
-    pub matches: crate::route::RouteMatch,
+    pub matches: crate::route::matcher::RouteMatch,
     /// The cluster that serves it (always defined).
     pub cluster: String,
     /// Replaces the cluster's `request_timeout`.

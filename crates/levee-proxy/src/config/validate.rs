@@ -17,13 +17,12 @@ mod route;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::ops::Range;
 use std::time::Duration;
 
 use levee_core::outlier::OutlierParams;
 use toml::Spanned;
 
-use super::checks;
+use super::checks::{self, Admin, Cluster, Listener};
 use super::raw::{RawAdmin, RawCluster, RawConfig, RawListener, RawRuntime, RawStore, Section};
 use super::report::Report;
 use super::units::{parse_duration, parse_size};
@@ -62,34 +61,6 @@ pub(super) fn config(raw: &RawConfig, report: &mut Report<'_>) -> Config {
         alerts,
         warnings: Vec::new(),
     }
-}
-
-/// `[admin]` after validation.
-pub(super) struct Admin {
-    pub settings: AdminSettings,
-    /// Where `listen` is written, if it is.
-    pub listen_span: Option<Range<usize>>,
-}
-
-/// A `[[listener]]` after validation, with what the checks between sections
-/// need: a field is `None` if it is missing or bad (already reported).
-pub(super) struct Listener<'r> {
-    /// `[[listener]] "web"` or `[[listener]] #2`.
-    pub label: &'r str,
-    pub name: Option<&'r Spanned<String>>,
-    pub listen: Option<Spanned<SocketAddr>>,
-    pub cluster: Option<&'r Spanned<String>>,
-    /// The `cluster` of each of its routes.
-    pub route_clusters: Vec<&'r Spanned<String>>,
-    /// Only if every part is valid.
-    pub settings: Option<ListenerSettings>,
-}
-
-/// A `[[cluster]]` after validation.
-pub(super) struct Cluster<'r> {
-    pub name: Option<&'r Spanned<String>>,
-    /// Only if every part is valid.
-    pub settings: Option<ClusterSettings>,
 }
 
 fn admin(section: Option<&Section<RawAdmin>>, report: &mut Report<'_>) -> Admin {

@@ -16,6 +16,7 @@ use levee_testkit::backend::Backend;
 use levee_core::HealthCheckParams;
 use levee_core::outlier::OutlierParams;
 
+use crate::admin;
 use crate::config::{
     ClusterSettings, Config, EndpointAddress, HealthCheckKind, HealthSettings, HttpCheckSettings,
     ListenerSettings,
@@ -69,7 +70,8 @@ impl Demo {
         let traffic = Arc::new(traffic::Traffic::default());
         let routes =
             routes::router(Arc::clone(&backends), Arc::clone(&traffic)).merge(dashboard::router());
-        let gateway = gateway::start_with_admin_routes(config, routes).await?;
+        let gateway =
+            gateway::start_with_admin(config, |state| admin::router(state).merge(routes)).await?;
         let traffic_task = match gateway.listener_address(DEMO_CLUSTER) {
             Some(address) => tokio::spawn(traffic::run(address, traffic)),
             None => tokio::spawn(async {}),

@@ -13,11 +13,20 @@ use crate::config::ClusterSettings;
 use crate::events::EventLog;
 use crate::health;
 use crate::metrics::Metrics;
+use crate::proxy::cache::ResponseCache;
 use crate::resolve::NameTable;
 
-/// A cluster and its background work.
+/// A cluster and the stage in front of it that is its own: its cache.
+#[derive(Clone)]
+pub(super) struct Served {
+    pub cluster: Arc<Cluster>,
+    pub cache: Option<Arc<ResponseCache>>,
+}
+
+/// A cluster, its cache and its background work.
 pub(super) struct LiveCluster {
     pub cluster: Arc<Cluster>,
+    pub cache: Option<Arc<ResponseCache>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -34,14 +43,15 @@ impl LiveCluster {
 pub(super) struct ClusterPlan {
     /// In config order: each cluster, and whether it is new (built or
     /// rebuilt, its background work to be started).
-    pub clusters: Vec<(Arc<Cluster>, bool)>,
+    pub clusters: Vec<(Served, bool)>,
 }
 
 impl ClusterPlan {
     /// Build what `settings` needs, its names expanded from `names`: a
     /// running cluster whose settings and endpoints did not change is kept
     /// as it is; a changed one continues the old one's state; a new name is
-    /// built fresh.
+    /// built fresh. A cache is kept, contents and all, while its settings
+    /// stay.
     pub fn build(
         settings: &[ClusterSettings],
         names: &NameTable,
@@ -49,14 +59,23 @@ impl ClusterPlan {
         metrics: &Metrics,
         events: &Arc<EventLog>,
     ) -> Result<ClusterPlan, ClusterBuildError> {
-        let running: HashMap<&str, &Arc<Cluster>> = running
+        let running: HashMap<&str, &LiveCluster> = running
             .iter()
-            .map(|live| (live.cluster.name.as_str(), &live.cluster))
+            .map(|live| (live.cluster.name.as_str(), live))
             .collect();
         let mut clusters = Vec::with_capacity(settings.len());
         for wanted in settings {
             let members = members(wanted, names);
-            clusters.push(match running.get(wanted.name.as_str()) {
+            let before = running.get(wanted.name.as_str());
+            let cache = match (before.and_then(|live| live.cache.as_ref()), wanted.cache) {
+                (Some(kept), Some(settings)) if *kept.settings() == settings => {
+                    Some(Arc::clone(kept))
+                }
+                (_, settings) => settings.map(|settings| {
+                    Arc::new(ResponseCache::new(settings, metrics.cache(&wanted.name)))
+                }),
+            };
+            let (cluster, new) = match before.map(|live| &live.cluster) {
                 Some(cluster) if cluster.settings == *wanted && cluster.has_members(&members) => {
                     (Arc::clone(cluster), false)
                 }
@@ -68,16 +87,17 @@ impl ClusterPlan {
                     Arc::new(Cluster::new(wanted, members, metrics, Arc::clone(events))?),
                     true,
                 ),
-            });
+            };
+            clusters.push((Served { cluster, cache }, new));
         }
         Ok(ClusterPlan { clusters })
     }
 
-    /// The clusters by name.
-    pub fn by_name(&self) -> HashMap<String, Arc<Cluster>> {
+    /// The clusters, with their caches, by name.
+    pub fn by_name(&self) -> HashMap<String, Served> {
         self.clusters
             .iter()
-            .map(|(cluster, _)| (cluster.name.clone(), Arc::clone(cluster)))
+            .map(|(served, _)| (served.cluster.name.clone(), served.clone()))
             .collect()
     }
 
@@ -85,7 +105,18 @@ impl ClusterPlan {
     pub fn list(&self) -> Vec<Arc<Cluster>> {
         self.clusters
             .iter()
-            .map(|(cluster, _)| Arc::clone(cluster))
+            .map(|(served, _)| Arc::clone(&served.cluster))
+            .collect()
+    }
+
+    /// The caches, by cluster name, in config order.
+    pub fn caches(&self) -> Vec<(String, Arc<ResponseCache>)> {
+        self.clusters
+            .iter()
+            .filter_map(|(served, _)| {
+                let cache = served.cache.as_ref()?;
+                Some((served.cluster.name.clone(), Arc::clone(cache)))
+            })
             .collect()
     }
 
@@ -97,9 +128,10 @@ impl ClusterPlan {
             .map(|live| (live.cluster.name.clone(), live))
             .collect();
         let mut live = Vec::with_capacity(self.clusters.len());
-        for (cluster, new) in self.clusters {
+        for (Served { cluster, cache }, new) in self.clusters {
             let previous = running.remove(&cluster.name);
-            if !new && let Some(previous) = previous {
+            if !new && let Some(mut previous) = previous {
+                previous.cache = cache;
                 live.push(previous);
                 continue;
             }
@@ -108,7 +140,11 @@ impl ClusterPlan {
             }
             let mut tasks = health::spawn_health_checks(&cluster);
             tasks.push(health::spawn_cluster_tick(&cluster));
-            live.push(LiveCluster { cluster, tasks });
+            live.push(LiveCluster {
+                cluster,
+                cache,
+                tasks,
+            });
         }
         // Removed from the config.
         for removed in running.into_values() {

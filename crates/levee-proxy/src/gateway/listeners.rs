@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::clusters::Served;
 use super::{ListenerStatus, RouteStatus, StartError};
 use crate::cluster::Cluster;
 use crate::config::{ListenerSettings, Protocol};
@@ -64,9 +65,9 @@ pub(super) fn bind(settings: &ListenerSettings) -> Result<BoundListener, BindErr
 /// The routes of a listener, each with its cluster, and its default.
 pub(super) fn router(
     settings: &ListenerSettings,
-    clusters: &HashMap<String, Arc<Cluster>>,
+    clusters: &HashMap<String, Served>,
 ) -> Result<Router<Arc<Route>>, StartError> {
-    let cluster = |name: &str| {
+    let served = |name: &str| {
         clusters
             .get(name)
             .cloned()
@@ -79,7 +80,8 @@ pub(super) fn router(
         .routes
         .iter()
         .map(|route| {
-            let target = Route::configured(&settings.name, route, cluster(&route.cluster)?);
+            let Served { cluster, cache } = served(&route.cluster)?;
+            let target = Route::configured(&settings.name, route, cluster, cache);
             Ok((route.matches.clone(), Arc::new(target)))
         })
         .collect::<Result<Vec<_>, StartError>>()?;
@@ -87,7 +89,9 @@ pub(super) fn router(
         .cluster
         .as_deref()
         .map(|name| {
-            cluster(name).map(|cluster| Arc::new(Route::default_for(&settings.name, cluster)))
+            served(name).map(|Served { cluster, cache }| {
+                Arc::new(Route::default_for(&settings.name, cluster, cache))
+            })
         })
         .transpose()?;
     Ok(Router::new(routes, default))

@@ -33,7 +33,6 @@ use levee_store::StoreError;
 
 pub use reload::{ReloadError, Reloaded};
 
-use crate::admin;
 use crate::alerts;
 use crate::cluster::{Cluster, ClusterBuildError, ClusterStatus, FleetStore, spawn_fleet_sync};
 use crate::config::Config;
@@ -43,6 +42,7 @@ use crate::listener::{
     descriptor_limit,
 };
 use crate::metrics::Metrics;
+use crate::proxy::cache::ResponseCache;
 use crate::readiness::{self, SelfHealth};
 use crate::resolve::{NameTable, Resolver};
 use clusters::{ClusterPlan, LiveCluster};
@@ -131,6 +131,8 @@ pub struct GatewayState {
     listeners: ArcSwap<Vec<ListenerView>>,
     /// Clusters in config order, replaced by a reload.
     clusters: ArcSwap<Vec<Arc<Cluster>>>,
+    /// The clusters' caches, by cluster name, replaced by a reload.
+    caches: ArcSwap<Vec<(String, Arc<ResponseCache>)>>,
     /// Endpoint names and what they resolve to.
     names: Arc<NameTable>,
     /// Every metric.
@@ -198,7 +200,23 @@ impl GatewayState {
     /// Cluster snapshots for `/status`.
     pub fn cluster_status(&self) -> Vec<ClusterStatus> {
         let now = Instant::now();
-        self.clusters().iter().map(|c| c.status(now)).collect()
+        let caches = self.caches.load();
+        self.clusters()
+            .iter()
+            .map(|cluster| {
+                let mut status = cluster.status(now);
+                status.cache = caches
+                    .iter()
+                    .find(|(name, _)| *name == cluster.name)
+                    .map(|(_, cache)| cache.status());
+                status
+            })
+            .collect()
+    }
+
+    /// The clusters' caches, by cluster name, in config order.
+    pub fn caches(&self) -> Arc<Vec<(String, Arc<ResponseCache>)>> {
+        self.caches.load_full()
     }
 
     /// The config in force, for `/status`.
@@ -266,17 +284,11 @@ pub enum ShutdownOutcome {
     DrainTimedOut,
 }
 
-/// Start a gateway: build clusters, bind every traffic listener and the admin
-/// listener, then start serving and report ready. Any bind failure aborts the
-/// start before anything serves.
-pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
-    start_with_admin_routes(config, Router::new()).await
-}
-
-/// Like [`start`], with extra admin routes (the demo adds its controls).
-pub async fn start_with_admin_routes(
+/// Start a gateway whose admin listener serves `admin`'s routes (the admin
+/// API is built on the state the gateway hands it; see `levee_proxy::start`).
+pub async fn start_with_admin(
     config: Config,
-    extra_admin: Router,
+    admin: impl FnOnce(Arc<GatewayState>) -> Router,
 ) -> Result<RunningGateway, StartError> {
     for warning in &config.warnings {
         tracing::warn!(%warning, "config warning");
@@ -288,7 +300,7 @@ pub async fn start_with_admin_routes(
     let names = Arc::new(NameTable::new(Resolver::new(&config.runtime.dns_servers)));
     names.add(&config.clusters);
     names.retain(&config.clusters);
-    names::report(&names.resolve_pending().await, &metrics, &events);
+    crate::resolve::report(&names.resolve_pending().await, metrics.names(), &events);
     let plan = ClusterPlan::build(&config.clusters, &names, &[], &metrics, &events)?;
     let cluster_list = plan.list();
     let store = store::share_breakers(&config, &cluster_list)?;
@@ -320,6 +332,7 @@ pub async fn start_with_admin_routes(
             Arc::clone(&metrics),
         )),
         clusters: ArcSwap::from_pointee(cluster_list),
+        caches: ArcSwap::from_pointee(plan.caches()),
         names,
         metrics: Arc::clone(&metrics),
         events,
@@ -372,7 +385,7 @@ pub async fn start_with_admin_routes(
     }
     state.set_listeners(&live_listeners);
 
-    let router = admin::router(Arc::clone(&state)).merge(extra_admin);
+    let router = admin(Arc::clone(&state));
     let (admin_shutdown, admin_shutdown_rx) = watch::channel(false);
     let admin_connections = Connections::new(
         "admin",

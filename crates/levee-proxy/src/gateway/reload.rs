@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 
 use super::clusters::ClusterPlan;
 use super::listeners::{self, Serving};
-use super::{GatewayState, Live, StartError, names, spawn_fleet, store};
+use super::{GatewayState, Live, StartError, spawn_fleet, store};
 use crate::config::{Config, ConfigErrors};
 use crate::events::{NewEvent, Severity};
 
@@ -252,9 +252,9 @@ async fn prepare_and_swap(
         // built; the running config's names stay followed until the swap.
         state.names.set_servers(&config.runtime.dns_servers);
         state.names.add(&config.clusters);
-        names::report(
+        crate::resolve::report(
             &state.names.resolve_pending().await,
-            &state.metrics,
+            state.metrics.names(),
             &state.events,
         );
     }
@@ -341,7 +341,8 @@ async fn prepare_and_swap(
     live.retired.retain(|listener| !listener.task.is_finished());
     live.listeners = serving_now;
 
-    for (cluster, new) in &clusters.clusters {
+    for (served, new) in &clusters.clusters {
+        let cluster = &served.cluster;
         if *new {
             let what = if live.clusters.iter().any(|c| c.cluster.name == cluster.name) {
                 "changed (what it learned carries over)"
@@ -367,6 +368,7 @@ async fn prepare_and_swap(
         needs_restart
             .push("a breaker newly shared through the store (no store runs yet)".to_owned());
     }
+    state.caches.store(Arc::new(clusters.caches()));
     live.clusters = clusters.start(std::mem::take(&mut live.clusters));
     state.clusters.store(Arc::new(list.clone()));
     for task in live.fleet_tasks.drain(..) {

@@ -14,6 +14,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Instant;
 
 use crate::cluster::Cluster;
+
+/// Body of every response a listener sends: a streamed upstream body or one of
+/// levee's own short answers.
+pub type ProxyBody = http_body_util::Either<UpstreamBody, http_body_util::Full<Bytes>>;
 use crate::upstream::{PooledConnection, classify_body_error};
 
 /// Counts a request in flight (balancer load and the metric gauge) until dropped.

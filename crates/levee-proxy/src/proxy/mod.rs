@@ -5,25 +5,26 @@
 //! `attempts.rs`) → outcomes recorded on the cluster → response streamed back.
 
 mod attempts;
-mod body;
-mod error;
+pub mod body;
+pub mod cache;
+pub mod client;
+pub mod error;
 mod headers;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, Version};
-use http_body_util::{Either, Full};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use levee_core::Outcome;
 use levee_core::breaker::CallOutcome;
 use levee_core::retry::is_idempotent;
 use tokio::time::Instant;
 
-pub use body::{InFlight, UpstreamBody};
+pub use body::{InFlight, ProxyBody, UpstreamBody};
+pub use client::ClientInfo;
 pub use error::{ProxyError, X_LEVEE_ATTEMPTS};
 pub use headers::client_ip_value;
 
@@ -34,32 +35,8 @@ use crate::route::{Route, Router};
 use crate::upstream::{BodyRead, read_for_replay};
 use attempts::{Attempts, Finished, Payload, RequestHead};
 
-/// Body of every response a listener sends: a streamed upstream body or one of
-/// levee's own short answers.
-pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
-
 /// A client's promise that repeating the request is harmless.
 static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
-
-/// Who is on the other end of a client connection, computed once per
-/// connection rather than per request.
-#[derive(Clone, Debug)]
-pub struct ClientInfo {
-    /// Peer address.
-    pub address: SocketAddr,
-    /// Peer IP as a header value, for `x-forwarded-for`.
-    pub ip_header: HeaderValue,
-}
-
-impl ClientInfo {
-    /// Describe the peer at `address`.
-    pub fn new(address: SocketAddr) -> ClientInfo {
-        ClientInfo {
-            address,
-            ip_header: headers::client_ip_value(address.ip()),
-        }
-    }
-}
 
 /// Forwards one listener's requests to the cluster their route names.
 pub struct HttpProxy {
@@ -115,13 +92,13 @@ impl HttpProxy {
             None => Err(ProxyError::NoRoute {
                 listener: self.listener.clone(),
             }),
-            Some(route) => match (&route.cluster.cache, route.cache) {
+            Some(route) => match &route.cache {
                 // Boxed: the cache's future is twice the size of `forward`'s,
                 // and this future is moved whole into hyper's slot for every
                 // request, cached or not (callgrind: memcpy of 18 KB, a fifth
                 // of the request's instructions).
-                (Some(cache), true) => Box::pin(cache.serve(route, request, client, started)).await,
-                _ => forward(route, request, client, started)
+                Some(cache) => Box::pin(cache.serve(route, request, client, started)).await,
+                None => forward(route, request, client, started)
                     .await
                     .map(|response| response.map(Either::Left)),
             },
@@ -136,6 +113,26 @@ impl HttpProxy {
         self.metrics
             .record_response(response.status().as_u16(), started.elapsed().as_secs_f64());
         then(response)
+    }
+}
+
+/// The stages after the cache: what a route sends on.
+impl cache::Upstream for Route {
+    fn cluster_name(&self) -> &str {
+        &self.cluster.name
+    }
+
+    fn request_timeout(&self) -> std::time::Duration {
+        self.request_timeout
+    }
+
+    fn forward(
+        &self,
+        request: Request<Incoming>,
+        client: &ClientInfo,
+        started: Instant,
+    ) -> impl std::future::Future<Output = Result<Response<UpstreamBody>, ProxyError>> + Send {
+        forward(self, request, client, started)
     }
 }
 

@@ -16,6 +16,7 @@
 
 pub mod metrics;
 mod names;
+mod report;
 mod resolver;
 
 use std::fmt;
@@ -23,6 +24,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 pub use names::{NameChange, NameKey, NameRecord, NameState, NameTable, Refreshed};
+pub use report::report;
 pub use resolver::Resolver;
 
 use crate::config::Config;

@@ -17,6 +17,7 @@ pub use matcher::{HeaderMatch, HostPattern, PathPattern, RequestView, RouteMatch
 
 use crate::cluster::Cluster;
 use crate::config::{ClusterSettings, RetrySettings, RouteSettings};
+use crate::proxy::cache::ResponseCache;
 
 /// Routes in order, and what requests no route takes get.
 pub struct Router<T> {
@@ -64,31 +65,41 @@ pub struct Route {
     pub retry: RetrySettings,
     /// Deadline for the response head across all attempts.
     pub request_timeout: Duration,
-    /// Whether the cluster's cache (if it has one) is used.
-    pub cache: bool,
+    /// The cluster's cache, unless it has none or the route turns it off.
+    pub cache: Option<Arc<ResponseCache>>,
 }
 
 impl Route {
-    /// A listener's default: the cluster as configured.
-    pub fn default_for(listener: &str, cluster: Arc<Cluster>) -> Route {
+    /// A listener's default: the cluster (and its cache) as configured.
+    pub fn default_for(
+        listener: &str,
+        cluster: Arc<Cluster>,
+        cache: Option<Arc<ResponseCache>>,
+    ) -> Route {
         let settings: &ClusterSettings = &cluster.settings;
         Route {
             name: listener.to_owned(),
             retry: settings.retry.clone(),
             request_timeout: settings.request_timeout,
-            cache: true,
+            cache,
             cluster,
         }
     }
 
-    /// A configured route of `listener`, served by `cluster`.
-    pub fn configured(listener: &str, route: &RouteSettings, cluster: Arc<Cluster>) -> Route {
+    /// A configured route of `listener`, served by `cluster` (and its
+    /// cache, unless the route turns it off).
+    pub fn configured(
+        listener: &str,
+        route: &RouteSettings,
+        cluster: Arc<Cluster>,
+        cache: Option<Arc<ResponseCache>>,
+    ) -> Route {
         let settings: &ClusterSettings = &cluster.settings;
         Route {
             name: format!("{listener}/{}", route.name),
             retry: route.retry.apply(&settings.retry),
             request_timeout: route.request_timeout.unwrap_or(settings.request_timeout),
-            cache: route.cache.unwrap_or(true),
+            cache: cache.filter(|_| route.cache.unwrap_or(true)),
             cluster,
         }
     }

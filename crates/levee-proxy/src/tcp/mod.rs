@@ -14,10 +14,12 @@
 //! anything may, in replay mode, if the client's bytes so far were kept;
 //! once any endpoint byte has reached the client, never.
 
+pub mod metrics;
 mod replay;
 mod session;
 
-use std::fmt;
+pub use metrics::{ReconnectReason, SessionOutcome, TcpListenerMetrics};
+
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -27,7 +29,7 @@ use arc_swap::ArcSwap;
 
 use crate::cluster::Cluster;
 use crate::listener::{Acceptor, Connections, stop_requested};
-use crate::metrics::{ListenerMetrics, TcpListenerMetrics};
+use crate::metrics::ListenerMetrics;
 
 /// Forwards one `tcp` listener's connections to its cluster.
 pub struct TcpProxy {
@@ -72,94 +74,6 @@ impl TcpProxy {
     /// Send new sessions to `cluster` (a config reload).
     pub fn set_cluster(&self, cluster: Arc<Cluster>) {
         self.cluster.store(cluster);
-    }
-}
-
-/// How a client connection of a `tcp` listener ended (the `outcome` label
-/// of `levee_tcp_sessions_total`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SessionOutcome {
-    /// An endpoint took the connection and relayed it until one side
-    /// closed.
-    Served,
-    /// The cluster had no endpoint to pick: the client connection was closed
-    /// at once.
-    NoEndpoint,
-    /// Every attempt failed (connect failures, or endpoints that closed
-    /// before answering) and no attempt or untried endpoint was left: the
-    /// client connection was closed.
-    AllFailed,
-    /// The client failed or reset before any endpoint answered (replay mode
-    /// only): says nothing about the endpoint.
-    ClientGone,
-}
-
-impl SessionOutcome {
-    /// Every outcome, in label order (for pre-creating metric series).
-    pub const ALL: [SessionOutcome; 4] = [
-        SessionOutcome::Served,
-        SessionOutcome::NoEndpoint,
-        SessionOutcome::AllFailed,
-        SessionOutcome::ClientGone,
-    ];
-
-    /// Position in [`SessionOutcome::ALL`].
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// Metric label and log spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionOutcome::Served => "served",
-            SessionOutcome::NoEndpoint => "no-endpoint",
-            SessionOutcome::AllFailed => "all-failed",
-            SessionOutcome::ClientGone => "client-gone",
-        }
-    }
-}
-
-impl fmt::Display for SessionOutcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Why a session moved to another endpoint (the `reason` label of
-/// `levee_tcp_reconnects_total`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ReconnectReason {
-    /// The connect was refused, timed out or failed: nothing had been sent.
-    ConnectFailed,
-    /// The endpoint closed or reset before sending anything back; the
-    /// client's kept bytes go to the next endpoint first (replay mode).
-    ClosedBeforeAnswer,
-}
-
-impl ReconnectReason {
-    /// Every reason, in label order (for pre-creating metric series).
-    pub const ALL: [ReconnectReason; 2] = [
-        ReconnectReason::ConnectFailed,
-        ReconnectReason::ClosedBeforeAnswer,
-    ];
-
-    /// Position in [`ReconnectReason::ALL`].
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// Metric label and log spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReconnectReason::ConnectFailed => "connect-failed",
-            ReconnectReason::ClosedBeforeAnswer => "closed-before-answer",
-        }
-    }
-}
-
-impl fmt::Display for ReconnectReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

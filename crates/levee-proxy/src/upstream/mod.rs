@@ -4,10 +4,12 @@
 
 mod classify;
 mod pool;
+mod progress;
 mod request_body;
 mod upload;
 
 pub use classify::classify_body_error;
 pub use pool::{ConnectError, EndpointPool, PoolSettings, PooledConnection, SendFailure};
+pub use progress::UploadWatch;
 pub use request_body::{BodyRead, ClientBodyFailed, ReplayCopy, RequestBody, read_for_replay};
-pub use upload::{UploadWatch, Uploaded, send_streamed};
+pub use upload::{Uploaded, send_streamed};

@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::upload::{self, UploadProgress, UploadWatch};
+use super::progress::{self, UploadProgress, UploadWatch};
 
 pin_project_lite::pin_project! {
     /// A request body on its way upstream.
@@ -119,7 +119,7 @@ impl RequestBody {
         match self {
             RequestBody::Replayable { .. } => None,
             RequestBody::Streaming { progress, .. } => {
-                let (body_side, attempt_side) = upload::watch(now);
+                let (body_side, attempt_side) = progress::watch(now);
                 *progress = Some(body_side);
                 Some(attempt_side)
             }

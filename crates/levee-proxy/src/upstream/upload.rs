@@ -27,119 +27,11 @@ use hyper::Request;
 use hyper::Response;
 use hyper::body::Incoming;
 use levee_core::FailureKind;
-use parking_lot::Mutex;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::pool::{EndpointPool, PooledConnection, SendFailure};
+use super::progress::{UploadWatch, Waiting};
 use super::request_body::{ClientBodyFailed, RequestBody};
-
-/// Who a streamed upload is waiting for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Waiting {
-    /// hyper asked for the next frame; the client has not sent it.
-    Client,
-    /// A frame went to hyper (or the connection is still being set up), and
-    /// hyper has not asked for the next: the endpoint is not taking bytes.
-    Endpoint,
-}
-
-/// What the body and the attempt share about one upload.
-#[derive(Debug)]
-struct Shared {
-    progress: Mutex<Progress>,
-    /// Woken once the last frame has gone to hyper.
-    sent: Notify,
-}
-
-#[derive(Debug)]
-struct Progress {
-    waiting: Waiting,
-    /// Since when (the last time the body moved, either way).
-    since: Instant,
-    /// When the last frame went to hyper.
-    sent_at: Option<Instant>,
-}
-
-/// The body's side: told of every frame it hands to hyper.
-#[derive(Debug)]
-pub(super) struct UploadProgress {
-    shared: Arc<Shared>,
-}
-
-/// The attempt's side: knows when the body was sent whole and who a stalled
-/// upload was waiting for.
-#[derive(Debug)]
-pub struct UploadWatch {
-    shared: Arc<Shared>,
-    started: Instant,
-}
-
-/// A new upload starting at `now`: its body side and its attempt side.
-pub(super) fn watch(now: Instant) -> (UploadProgress, UploadWatch) {
-    let shared = Arc::new(Shared {
-        progress: Mutex::new(Progress {
-            waiting: Waiting::Endpoint,
-            since: now,
-            sent_at: None,
-        }),
-        sent: Notify::new(),
-    });
-    let progress = UploadProgress {
-        shared: Arc::clone(&shared),
-    };
-    (
-        progress,
-        UploadWatch {
-            shared,
-            started: now,
-        },
-    )
-}
-
-impl UploadProgress {
-    /// hyper asked for a frame and the client has none yet. The clock is
-    /// read only when the wait changes hands, not on every spurious poll.
-    pub(super) fn waiting_for_client(&self) {
-        let mut progress = self.shared.progress.lock();
-        if progress.waiting != Waiting::Client {
-            progress.waiting = Waiting::Client;
-            progress.since = Instant::now();
-        }
-    }
-
-    /// A frame went to hyper; `last` when it was the body's last.
-    pub(super) fn handed_over(&self, last: bool) {
-        let now = Instant::now();
-        let mut progress = self.shared.progress.lock();
-        progress.waiting = Waiting::Endpoint;
-        progress.since = now;
-        if last && progress.sent_at.is_none() {
-            progress.sent_at = Some(now);
-            drop(progress);
-            self.shared.sent.notify_one();
-        }
-    }
-}
-
-impl UploadWatch {
-    /// When the body's last frame went to hyper. One waiter only (the
-    /// attempt): `notify_one` keeps the wake-up if it comes first.
-    async fn sent(&self) -> Instant {
-        loop {
-            if let Some(sent_at) = self.shared.progress.lock().sent_at {
-                return sent_at;
-            }
-            self.shared.sent.notified().await;
-        }
-    }
-
-    /// Who the upload waits for, and since when.
-    fn waiting(&self) -> (Waiting, Instant) {
-        let progress = self.shared.progress.lock();
-        (progress.waiting, progress.since)
-    }
-}
 
 /// What a streamed attempt came back with.
 pub struct Uploaded {
@@ -225,6 +117,7 @@ pub async fn send_streamed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::progress::watch;
 
     const MS: Duration = Duration::from_millis(1);
 

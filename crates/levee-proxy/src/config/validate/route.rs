@@ -11,7 +11,7 @@ use super::{Zero, duration};
 use crate::config::raw::{RawHosts, RawRoute, RawRouteRetry};
 use crate::config::report::Report;
 use crate::config::{RouteRetry, RouteSettings};
-use crate::route::{HeaderMatch, HostPattern, PathPattern, RouteMatch};
+use crate::route::matcher::{HeaderMatch, HostPattern, PathPattern, RouteMatch};
 
 /// The routes of a listener labelled `listener`; `None` if any is bad
 /// (reported). Also returns each route's `cluster` for the cross-section

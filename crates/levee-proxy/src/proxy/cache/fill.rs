@@ -13,11 +13,13 @@ use levee_core::cache::Loaded;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
+use super::Upstream;
 use super::policy::{self, Verdict};
 use super::stored::StoredResponse;
 use crate::config::CacheSettings;
-use crate::proxy::{ClientInfo, ProxyError, UpstreamBody, forward};
-use crate::route::Route;
+use crate::proxy::body::UpstreamBody;
+use crate::proxy::client::ClientInfo;
+use crate::proxy::error::ProxyError;
 
 /// Why a fill stored nothing, as every waiting request sees it.
 #[derive(Debug, thiserror::Error)]
@@ -76,8 +78,8 @@ pub(super) fn head_of<B>(request: &Request<B>) -> request::Parts {
 
 /// Fetch the response for the request in `slots` and keep it if the rules
 /// allow.
-pub(super) async fn fill(
-    route: Arc<Route>,
+pub(super) async fn fill<U: Upstream>(
+    next: Arc<U>,
     slots: Slots,
     client: ClientInfo,
     settings: CacheSettings,
@@ -87,8 +89,8 @@ pub(super) async fn fill(
     };
     let head = head_of(&request);
     let started = Instant::now();
-    let cluster = &route.cluster;
-    let response = forward(&route, request, &client, started)
+    let response = next
+        .forward(request, &client, started)
         .await
         .map_err(FillError::Proxy)?;
     let (parts, mut body) = response.into_parts();
@@ -112,7 +114,7 @@ pub(super) async fn fill(
         slots.keep_own(Response::from_parts(parts, body));
         return Err(FillError::NotStored("larger than max_entry_size"));
     }
-    let deadline = started + route.request_timeout;
+    let deadline = started + next.request_timeout();
     let mut buffer = BytesMut::new();
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
@@ -120,7 +122,7 @@ pub(super) async fn fill(
             Ok(None) => break,
             Ok(Some(Err(_))) | Err(_) => {
                 return Err(FillError::Proxy(ProxyError::CacheFill {
-                    cluster: cluster.name.clone(),
+                    cluster: next.cluster_name().to_owned(),
                     reason: "upstream response body failed or stalled".to_owned(),
                     timed_out: false,
                 }));

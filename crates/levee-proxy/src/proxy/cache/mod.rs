@@ -1,8 +1,9 @@
-//! A cluster's response cache for GET and HEAD, in front of the request path:
-//! a hit never reaches admission or the upstream; a miss is filled once for
-//! every concurrent request of the same key (levee-core's
-//! [`RefreshingCache`]), which also serves stale copies while a refresh runs
-//! or while the upstream fails.
+//! A cluster's response cache for GET and HEAD, the request path's first
+//! stage after the route: a hit never reaches admission or the upstream
+//! ([`Upstream`], the next stage); a miss is filled once for every
+//! concurrent request of the same key (levee-core's [`RefreshingCache`]),
+//! which also serves stale copies while a refresh runs or while the
+//! upstream fails.
 //!
 //! What a fill that cannot be stored gives the waiting requests:
 //! - not storable (`no-store`, `private`, too large, no freshness): the
@@ -18,8 +19,9 @@ mod key;
 pub mod policy;
 mod stored;
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use http::header::AUTHORIZATION;
 use http::{Method, Request, Response};
@@ -31,12 +33,29 @@ use tokio::time::Instant;
 pub use key::CacheKey;
 pub use stored::{StoredResponse, X_LEVEE_CACHE};
 
-use crate::cluster::Cluster;
+use super::body::{ProxyBody, UpstreamBody};
+use super::client::ClientInfo;
+use super::error::ProxyError;
+use crate::cluster::CacheStatusView;
 use crate::config::CacheSettings;
 use crate::metrics::CacheMetrics;
-use crate::proxy::{ClientInfo, ProxyBody, ProxyError, UpstreamBody, forward};
-use crate::route::Route;
 use fill::{FillError, Slots};
+
+/// The rest of the request path, where the cache sends what it cannot
+/// answer (the next stage: admission, breaker, attempts).
+pub trait Upstream: Send + Sync + 'static {
+    /// The cluster behind it, for levee's own errors.
+    fn cluster_name(&self) -> &str;
+    /// Deadline for a response head; a fill reads the body within it too.
+    fn request_timeout(&self) -> Duration;
+    /// Send `request` on.
+    fn forward(
+        &self,
+        request: Request<Incoming>,
+        client: &ClientInfo,
+        started: Instant,
+    ) -> impl Future<Output = Result<Response<UpstreamBody>, ProxyError>> + Send;
+}
 
 /// The response cache of one cluster.
 pub struct ResponseCache {
@@ -76,25 +95,46 @@ impl ResponseCache {
             .invalidate_where(|key| key.target().starts_with(prefix))
     }
 
-    /// Counters and size, for `/status`.
+    /// Counters and size.
     pub fn stats(&self) -> CacheStats {
         self.store.stats()
     }
 
-    /// Answer `request` from the cache, filling it through `route` when
+    /// The settings it was built with (a reload keeps it if they stay).
+    pub fn settings(&self) -> &CacheSettings {
+        &self.settings
+    }
+
+    /// As `/status` shows it.
+    pub fn status(&self) -> CacheStatusView {
+        let stats = self.stats();
+        CacheStatusView {
+            entries: stats.entries,
+            bytes: stats.weight,
+            max_bytes: self.settings.max_size,
+            hits: stats.hits,
+            misses: stats.misses,
+            stale: stats.stale,
+            loads: stats.loads,
+            load_errors: stats.load_errors,
+            evictions: stats.evictions,
+        }
+    }
+
+    /// Answer `request` from the cache, filling it through `next` when
     /// needed.
-    pub async fn serve(
+    pub async fn serve<U: Upstream>(
         &self,
-        route: &Arc<Route>,
+        next: &Arc<U>,
         request: Request<Incoming>,
         client: &ClientInfo,
         started: Instant,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        let cluster = &route.cluster;
+        let cluster = next.cluster_name();
         let cacheable_request = matches!(*request.method(), Method::GET | Method::HEAD)
             && !request.headers().contains_key(AUTHORIZATION);
         if !cacheable_request {
-            return self.pass(route, request, client, started).await;
+            return self.pass(&**next, request, client, started).await;
         }
         let key = CacheKey::of(&request);
         let method = request.method().clone();
@@ -102,10 +142,10 @@ impl ResponseCache {
         let slots = Slots::new(request);
         let loader = {
             let slots = slots.clone();
-            let route = Arc::clone(route);
+            let next = Arc::clone(next);
             let client = client.clone();
             let settings = self.settings;
-            move || fill::fill(route, slots, client, settings)
+            move || fill::fill(next, slots, client, settings)
         };
         match self.store.get(key, loader).await {
             Ok(served) => {
@@ -114,7 +154,7 @@ impl ResponseCache {
                     // The request is gone only when it started the stale
                     // copy's background refresh, which stores this variant.
                     return match slots.take_request() {
-                        Some(request) => self.pass(route, request, client, started).await,
+                        Some(request) => self.pass(&**next, request, client, started).await,
                         None => Err(fill_failed(
                             cluster,
                             "the stored response is another variant (Vary) and this request is refreshing it in the background; try again",
@@ -135,7 +175,7 @@ impl ResponseCache {
                 }
                 match error.downcast_ref::<FillError>() {
                     Some(FillError::NotStored(_)) => match slots.take_request() {
-                        Some(request) => self.pass(route, request, client, started).await,
+                        Some(request) => self.pass(&**next, request, client, started).await,
                         // Only the request that ran the fill lacks its
                         // request, and it has its own answer (above).
                         None => Err(fill_failed(cluster, "cache fill lost this request")),
@@ -149,7 +189,7 @@ impl ResponseCache {
                 }
             }
             Err(CacheError::FillTimeout { waited }) => Err(ProxyError::CacheFill {
-                cluster: cluster.name.clone(),
+                cluster: cluster.to_owned(),
                 reason: format!(
                     "no response within fill_wait ({})",
                     humantime::format_duration(waited)
@@ -161,15 +201,15 @@ impl ResponseCache {
     }
 
     /// Forward without the cache (marked `miss`: it did not come from it).
-    async fn pass(
+    async fn pass<U: Upstream>(
         &self,
-        route: &Route,
+        next: &U,
         request: Request<Incoming>,
         client: &ClientInfo,
         started: Instant,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         self.metrics.record("bypass");
-        let response = forward(route, request, client, started).await?;
+        let response = next.forward(request, client, started).await?;
         Ok(marked(response, CacheStatus::Miss))
     }
 }
@@ -181,9 +221,9 @@ fn marked(mut response: Response<UpstreamBody>, status: CacheStatus) -> Response
     response.map(Either::Left)
 }
 
-fn fill_failed(cluster: &Cluster, reason: &str) -> ProxyError {
+fn fill_failed(cluster: &str, reason: &str) -> ProxyError {
     ProxyError::CacheFill {
-        cluster: cluster.name.clone(),
+        cluster: cluster.to_owned(),
         reason: reason.to_owned(),
         timed_out: false,
     }

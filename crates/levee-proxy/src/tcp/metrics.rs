@@ -1,0 +1,194 @@
+//! Metrics of `tcp` listeners: how each client connection ended and why a
+//! session moved to another endpoint.
+
+use std::fmt;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+/// How a client connection of a `tcp` listener ended (the `outcome` label
+/// of `levee_tcp_sessions_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SessionOutcome {
+    /// An endpoint took the connection and relayed it until one side
+    /// closed.
+    Served,
+    /// The cluster had no endpoint to pick: the client connection was closed
+    /// at once.
+    NoEndpoint,
+    /// Every attempt failed (connect failures, or endpoints that closed
+    /// before answering) and no attempt or untried endpoint was left: the
+    /// client connection was closed.
+    AllFailed,
+    /// The client failed or reset before any endpoint answered (replay mode
+    /// only): says nothing about the endpoint.
+    ClientGone,
+}
+
+impl SessionOutcome {
+    /// Every outcome, in label order (for pre-creating metric series).
+    pub const ALL: [SessionOutcome; 4] = [
+        SessionOutcome::Served,
+        SessionOutcome::NoEndpoint,
+        SessionOutcome::AllFailed,
+        SessionOutcome::ClientGone,
+    ];
+
+    /// Position in [`SessionOutcome::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Metric label and log spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionOutcome::Served => "served",
+            SessionOutcome::NoEndpoint => "no-endpoint",
+            SessionOutcome::AllFailed => "all-failed",
+            SessionOutcome::ClientGone => "client-gone",
+        }
+    }
+}
+
+impl fmt::Display for SessionOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a session moved to another endpoint (the `reason` label of
+/// `levee_tcp_reconnects_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReconnectReason {
+    /// The connect was refused, timed out or failed: nothing had been sent.
+    ConnectFailed,
+    /// The endpoint closed or reset before sending anything back; the
+    /// client's kept bytes go to the next endpoint first (replay mode).
+    ClosedBeforeAnswer,
+}
+
+impl ReconnectReason {
+    /// Every reason, in label order (for pre-creating metric series).
+    pub const ALL: [ReconnectReason; 2] = [
+        ReconnectReason::ConnectFailed,
+        ReconnectReason::ClosedBeforeAnswer,
+    ];
+
+    /// Position in [`ReconnectReason::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Metric label and log spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReconnectReason::ConnectFailed => "connect-failed",
+            ReconnectReason::ClosedBeforeAnswer => "closed-before-answer",
+        }
+    }
+}
+
+impl fmt::Display for ReconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerOutcomeLabels {
+    listener: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerReasonLabels {
+    listener: String,
+    reason: &'static str,
+}
+
+/// The TCP metric families, registered once.
+#[derive(Default)]
+pub struct TcpFamilies {
+    sessions: Family<ListenerOutcomeLabels, Counter>,
+    reconnects: Family<ListenerReasonLabels, Counter>,
+}
+
+impl TcpFamilies {
+    /// Register the families in `registry`.
+    pub fn register(registry: &mut Registry) -> TcpFamilies {
+        let families = TcpFamilies::default();
+        registry.register(
+            "tcp_sessions",
+            "Client connections of tcp listeners by how they ended: served (an endpoint took the connection), no-endpoint, all-failed (no attempt worked), client-gone (the client left before the endpoint answered)",
+            families.sessions.clone(),
+        );
+        registry.register(
+            "tcp_reconnects",
+            "TCP sessions moved to another endpoint, by reason: connect-failed (nothing was sent) or closed-before-answer (the client's kept bytes were replayed)",
+            families.reconnects.clone(),
+        );
+        families
+    }
+
+    /// Handles for one `tcp` listener, every series created at once.
+    pub fn listener(&self, listener: &str) -> TcpListenerMetrics {
+        TcpListenerMetrics {
+            sessions: SessionOutcome::ALL.map(|outcome| {
+                self.sessions.get_or_create_owned(&ListenerOutcomeLabels {
+                    listener: listener.to_owned(),
+                    outcome: outcome.as_str(),
+                })
+            }),
+            reconnects: ReconnectReason::ALL.map(|reason| {
+                self.reconnects.get_or_create_owned(&ListenerReasonLabels {
+                    listener: listener.to_owned(),
+                    reason: reason.as_str(),
+                })
+            }),
+        }
+    }
+}
+
+/// Pre-created TCP series of one `tcp` listener.
+#[derive(Clone)]
+pub struct TcpListenerMetrics {
+    sessions: [Counter; SessionOutcome::ALL.len()],
+    reconnects: [Counter; ReconnectReason::ALL.len()],
+}
+
+impl TcpListenerMetrics {
+    /// Count a client connection that ended.
+    pub fn record_session(&self, outcome: SessionOutcome) {
+        self.sessions[outcome.index()].inc();
+    }
+
+    /// Count a session moved to another endpoint.
+    pub fn record_reconnect(&self, reason: ReconnectReason) {
+        self.reconnects[reason.index()].inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+
+    #[test]
+    fn tcp_series_exist_before_anything_happens() {
+        let metrics = Metrics::new();
+        let tcp = metrics.tcp_listener("git");
+        tcp.record_session(SessionOutcome::Served);
+        tcp.record_reconnect(ReconnectReason::ClosedBeforeAnswer);
+        let text = metrics.encode();
+        for line in [
+            r#"levee_tcp_sessions_total{listener="git",outcome="served"} 1"#,
+            r#"levee_tcp_sessions_total{listener="git",outcome="all-failed"} 0"#,
+            r#"levee_tcp_reconnects_total{listener="git",reason="closed-before-answer"} 1"#,
+            r#"levee_tcp_reconnects_total{listener="git",reason="connect-failed"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
+}
