@@ -2,7 +2,6 @@
 //! pooled client. Every attempt's [`Outcome`] comes back here, which is where
 //! health, outlier detection and breakers will plug in.
 
-mod admission;
 mod breaker;
 mod control;
 mod fleet;
@@ -21,20 +20,19 @@ use levee_core::{AttemptResult, Balancer, EndpointId, EndpointLoad, Outcome};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-pub use admission::AdmissionStatus;
 pub use breaker::{BreakerCall, BreakerView, ClusterBreaker, EndpointBreakerCall};
 pub use control::Routing;
 pub use fleet::{FleetLink, FleetStore, StoreStatus, spawn_fleet_sync};
 pub use members::{Member, members};
-pub use status::{CacheStatusView, CheckView, ClusterStatus, EndpointStatus, RetryBudgetStatus};
+pub use status::{
+    AdmissionStatus, CacheStatusView, CheckView, ClusterStatus, EndpointStatus, RetryBudgetStatus,
+};
 
 use crate::config::ClusterSettings;
 use crate::events::{EventLog, NewEvent, Severity};
 use crate::metrics::{ClusterMetrics, EndpointMetrics, Metrics};
 use crate::upstream::{ClientBodyFailed, EndpointPool, PoolSettings};
-use admission::ClusterAdmission;
 use control::{Control, EndpointControl};
-use levee_core::admission::{Permit, Rejected};
 
 /// Weight of an endpoint at the very start of its slow start.
 const SLOW_START_MIN_WEIGHT: f64 = 0.1;
@@ -101,8 +99,6 @@ pub struct Cluster {
     hedge_computed_at_ns: AtomicU64,
     /// Retry, hedge and poison counters.
     pub retry_metrics: ClusterMetrics,
-    /// Overload protection; `None` when the cluster has none.
-    admission: Option<Arc<ClusterAdmission>>,
     /// Circuit breaker; `None` when the cluster has none.
     pub breaker: Option<Arc<ClusterBreaker>>,
     /// One breaker per endpoint, same order as `endpoints`; empty unless
@@ -336,7 +332,6 @@ impl Cluster {
         };
         let same_budget = same(|a, b| a.retry.budget != b.retry.budget);
         let same_hedge = same(|a, b| a.retry.hedge.is_some() != b.retry.hedge.is_some());
-        let same_admission = same(|a, b| a.admission != b.admission);
         Ok(Cluster {
             name: settings.name.clone(),
             settings: settings.clone(),
@@ -370,15 +365,6 @@ impl Cluster {
                     .map_or(std::time::Duration::ZERO, |hedge| hedge.ceiling),
             )),
             hedge_computed_at_ns: AtomicU64::new(0),
-            admission: match previous.and_then(|previous| previous.admission.as_ref()) {
-                Some(kept) if same_admission => Some(Arc::clone(kept)),
-                _ => settings.admission.as_ref().map(|admission| {
-                    Arc::new(ClusterAdmission::new(
-                        admission,
-                        metrics.admission(&settings.name),
-                    ))
-                }),
-            },
             endpoint_breakers,
             breaker: match previous.and_then(|previous| previous.breaker.as_ref()) {
                 Some(kept) if same_breaker => Some(Arc::clone(kept)),
@@ -468,9 +454,6 @@ impl Cluster {
             if let Some(quantile) = &self.head_latency {
                 quantile.lock().record(outcome.latency, now);
             }
-            if let Some(admission) = &self.admission {
-                admission.observe_latency(outcome.latency, now);
-            }
         }
         endpoint
             .metrics
@@ -535,21 +518,6 @@ impl Cluster {
             self.report_ejection(&control, &ejection, now);
             self.refresh_routing(&mut control, now);
         }
-    }
-
-    /// Wait for an admission slot, if the cluster limits concurrency:
-    /// `Ok(None)` when it does not. The permit is held until the response
-    /// ends.
-    pub async fn admit(&self) -> Result<Option<Permit>, Rejected> {
-        match &self.admission {
-            None => Ok(None),
-            Some(admission) => admission.admit().await.map(Some),
-        }
-    }
-
-    /// Admission control as `/status` shows it.
-    pub fn admission_status(&self) -> Option<AdmissionStatus> {
-        self.admission.as_ref().map(|admission| admission.status())
     }
 
     /// Count one client request towards the retry budget.
@@ -630,9 +598,6 @@ impl Cluster {
                 reason: format!("ejection expired{ramp}"),
                 severity: Severity::Info,
             });
-        }
-        if let Some(admission) = &self.admission {
-            admission.sample();
         }
         for breaker in self.breaker.iter().chain(&self.endpoint_breakers) {
             breaker.tick(now);

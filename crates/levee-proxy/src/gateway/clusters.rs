@@ -1,7 +1,8 @@
-//! The gateway's clusters and the work each runs in the background (health
-//! checks, the periodic tick), built at start and again at a reload or when
-//! a name resolves to other addresses, where an unchanged cluster is kept
-//! whole and a changed one continues what the old one learned.
+//! The gateway's clusters, the stages in front of each that are its own
+//! (cache, admission control), and the work each runs in the background
+//! (health checks, the periodic tick), built at start and again at a reload
+//! or when a name resolves to other addresses, where an unchanged cluster is
+//! kept whole and a changed one continues what the old one learned.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,20 +14,22 @@ use crate::config::ClusterSettings;
 use crate::events::EventLog;
 use crate::health;
 use crate::metrics::Metrics;
+use crate::proxy::admission::ClusterAdmission;
 use crate::proxy::cache::ResponseCache;
 use crate::resolve::NameTable;
+use crate::route::ClusterStages;
 
-/// A cluster and the stage in front of it that is its own: its cache.
+/// A cluster and the stages in front of it that are its own.
 #[derive(Clone)]
 pub(super) struct Served {
     pub cluster: Arc<Cluster>,
-    pub cache: Option<Arc<ResponseCache>>,
+    pub stages: ClusterStages,
 }
 
-/// A cluster, its cache and its background work.
+/// A cluster, its stages and its background work.
 pub(super) struct LiveCluster {
     pub cluster: Arc<Cluster>,
-    pub cache: Option<Arc<ResponseCache>>,
+    pub stages: ClusterStages,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -50,8 +53,8 @@ impl ClusterPlan {
     /// Build what `settings` needs, its names expanded from `names`: a
     /// running cluster whose settings and endpoints did not change is kept
     /// as it is; a changed one continues the old one's state; a new name is
-    /// built fresh. A cache is kept, contents and all, while its settings
-    /// stay.
+    /// built fresh. A cache (contents and all) and an admission queue
+    /// (waiters and all) are kept while their own settings stay.
     pub fn build(
         settings: &[ClusterSettings],
         names: &NameTable,
@@ -67,7 +70,8 @@ impl ClusterPlan {
         for wanted in settings {
             let members = members(wanted, names);
             let before = running.get(wanted.name.as_str());
-            let cache = match (before.and_then(|live| live.cache.as_ref()), wanted.cache) {
+            let kept = before.map(|live| &live.stages);
+            let cache = match (kept.and_then(|stages| stages.cache.as_ref()), wanted.cache) {
                 (Some(kept), Some(settings)) if *kept.settings() == settings => {
                     Some(Arc::clone(kept))
                 }
@@ -75,6 +79,19 @@ impl ClusterPlan {
                     Arc::new(ResponseCache::new(settings, metrics.cache(&wanted.name)))
                 }),
             };
+            let kept_admission = kept.and_then(|stages| stages.admission.as_ref());
+            let admission = match (kept_admission, &wanted.admission) {
+                (Some(kept), Some(settings)) if kept.settings() == settings => {
+                    Some(Arc::clone(kept))
+                }
+                (_, settings) => settings.as_ref().map(|settings| {
+                    Arc::new(ClusterAdmission::new(
+                        settings,
+                        metrics.admission(&wanted.name),
+                    ))
+                }),
+            };
+            let stages = ClusterStages { cache, admission };
             let (cluster, new) = match before.map(|live| &live.cluster) {
                 Some(cluster) if cluster.settings == *wanted && cluster.has_members(&members) => {
                     (Arc::clone(cluster), false)
@@ -88,7 +105,7 @@ impl ClusterPlan {
                     true,
                 ),
             };
-            clusters.push((Served { cluster, cache }, new));
+            clusters.push((Served { cluster, stages }, new));
         }
         Ok(ClusterPlan { clusters })
     }
@@ -109,14 +126,11 @@ impl ClusterPlan {
             .collect()
     }
 
-    /// The caches, by cluster name, in config order.
-    pub fn caches(&self) -> Vec<(String, Arc<ResponseCache>)> {
+    /// The clusters with their stages, in config order.
+    pub fn served(&self) -> Vec<Served> {
         self.clusters
             .iter()
-            .filter_map(|(served, _)| {
-                let cache = served.cache.as_ref()?;
-                Some((served.cluster.name.clone(), Arc::clone(cache)))
-            })
+            .map(|(served, _)| served.clone())
             .collect()
     }
 
@@ -128,10 +142,10 @@ impl ClusterPlan {
             .map(|live| (live.cluster.name.clone(), live))
             .collect();
         let mut live = Vec::with_capacity(self.clusters.len());
-        for (Served { cluster, cache }, new) in self.clusters {
+        for (Served { cluster, stages }, new) in self.clusters {
             let previous = running.remove(&cluster.name);
             if !new && let Some(mut previous) = previous {
-                previous.cache = cache;
+                previous.stages = stages;
                 live.push(previous);
                 continue;
             }
@@ -140,9 +154,10 @@ impl ClusterPlan {
             }
             let mut tasks = health::spawn_health_checks(&cluster);
             tasks.push(health::spawn_cluster_tick(&cluster));
+            tasks.extend(stages.admission.as_ref().map(spawn_admission_sampler));
             live.push(LiveCluster {
                 cluster,
-                cache,
+                stages,
                 tasks,
             });
         }
@@ -152,4 +167,18 @@ impl ClusterPlan {
         }
         live
     }
+}
+
+/// Publish an admission queue's depth and limit about once a second, until
+/// aborted.
+fn spawn_admission_sampler(admission: &Arc<ClusterAdmission>) -> JoinHandle<()> {
+    let admission = Arc::clone(admission);
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            admission.sample();
+        }
+    })
 }

@@ -80,8 +80,8 @@ pub(super) fn router(
         .routes
         .iter()
         .map(|route| {
-            let Served { cluster, cache } = served(&route.cluster)?;
-            let target = Route::configured(&settings.name, route, cluster, cache);
+            let Served { cluster, stages } = served(&route.cluster)?;
+            let target = Route::configured(&settings.name, route, cluster, stages);
             Ok((route.matches.clone(), Arc::new(target)))
         })
         .collect::<Result<Vec<_>, StartError>>()?;
@@ -89,8 +89,8 @@ pub(super) fn router(
         .cluster
         .as_deref()
         .map(|name| {
-            served(name).map(|Served { cluster, cache }| {
-                Arc::new(Route::default_for(&settings.name, cluster, cache))
+            served(name).map(|Served { cluster, stages }| {
+                Arc::new(Route::default_for(&settings.name, cluster, stages))
             })
         })
         .transpose()?;

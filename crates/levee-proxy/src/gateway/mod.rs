@@ -45,7 +45,7 @@ use crate::metrics::Metrics;
 use crate::proxy::cache::ResponseCache;
 use crate::readiness::{self, SelfHealth};
 use crate::resolve::{NameTable, Resolver};
-use clusters::{ClusterPlan, LiveCluster};
+use clusters::{ClusterPlan, LiveCluster, Served};
 use listeners::{LiveListener, Serving};
 
 /// Why a gateway did not start (or a reload did not happen). Nothing is
@@ -131,8 +131,8 @@ pub struct GatewayState {
     listeners: ArcSwap<Vec<ListenerView>>,
     /// Clusters in config order, replaced by a reload.
     clusters: ArcSwap<Vec<Arc<Cluster>>>,
-    /// The clusters' caches, by cluster name, replaced by a reload.
-    caches: ArcSwap<Vec<(String, Arc<ResponseCache>)>>,
+    /// The clusters with the stages in front of them, replaced by a reload.
+    served: ArcSwap<Vec<Served>>,
     /// Endpoint names and what they resolve to.
     names: Arc<NameTable>,
     /// Every metric.
@@ -200,23 +200,28 @@ impl GatewayState {
     /// Cluster snapshots for `/status`.
     pub fn cluster_status(&self) -> Vec<ClusterStatus> {
         let now = Instant::now();
-        let caches = self.caches.load();
-        self.clusters()
+        self.served
+            .load()
             .iter()
-            .map(|cluster| {
-                let mut status = cluster.status(now);
-                status.cache = caches
-                    .iter()
-                    .find(|(name, _)| *name == cluster.name)
-                    .map(|(_, cache)| cache.status());
+            .map(|served| {
+                let mut status = served.cluster.status(now);
+                status.cache = served.stages.cache.as_ref().map(|cache| cache.status());
+                status.admission = served.stages.admission.as_ref().map(|a| a.status());
                 status
             })
             .collect()
     }
 
     /// The clusters' caches, by cluster name, in config order.
-    pub fn caches(&self) -> Arc<Vec<(String, Arc<ResponseCache>)>> {
-        self.caches.load_full()
+    pub fn caches(&self) -> Vec<(String, Arc<ResponseCache>)> {
+        self.served
+            .load()
+            .iter()
+            .filter_map(|served| {
+                let cache = served.stages.cache.as_ref()?;
+                Some((served.cluster.name.clone(), Arc::clone(cache)))
+            })
+            .collect()
     }
 
     /// The config in force, for `/status`.
@@ -332,7 +337,7 @@ pub async fn start_with_admin(
             Arc::clone(&metrics),
         )),
         clusters: ArcSwap::from_pointee(cluster_list),
-        caches: ArcSwap::from_pointee(plan.caches()),
+        served: ArcSwap::from_pointee(plan.served()),
         names,
         metrics: Arc::clone(&metrics),
         events,

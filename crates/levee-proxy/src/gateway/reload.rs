@@ -368,7 +368,7 @@ async fn prepare_and_swap(
         needs_restart
             .push("a breaker newly shared through the store (no store runs yet)".to_owned());
     }
-    state.caches.store(Arc::new(clusters.caches()));
+    state.served.store(Arc::new(clusters.served()));
     live.clusters = clusters.start(std::mem::take(&mut live.clusters));
     state.clusters.store(Arc::new(list.clone()));
     for task in live.fleet_tasks.drain(..) {

@@ -17,6 +17,7 @@ pub use matcher::{HeaderMatch, HostPattern, PathPattern, RequestView, RouteMatch
 
 use crate::cluster::Cluster;
 use crate::config::{ClusterSettings, RetrySettings, RouteSettings};
+use crate::proxy::admission::ClusterAdmission;
 use crate::proxy::cache::ResponseCache;
 
 /// Routes in order, and what requests no route takes get.
@@ -67,39 +68,49 @@ pub struct Route {
     pub request_timeout: Duration,
     /// The cluster's cache, unless it has none or the route turns it off.
     pub cache: Option<Arc<ResponseCache>>,
+    /// The cluster's admission control, if it has one.
+    pub admission: Option<Arc<ClusterAdmission>>,
+}
+
+/// The stages in front of a cluster that are its own (one each, shared by
+/// every route to it).
+#[derive(Clone, Default)]
+pub struct ClusterStages {
+    /// Its response cache.
+    pub cache: Option<Arc<ResponseCache>>,
+    /// Its admission control.
+    pub admission: Option<Arc<ClusterAdmission>>,
 }
 
 impl Route {
-    /// A listener's default: the cluster (and its cache) as configured.
-    pub fn default_for(
-        listener: &str,
-        cluster: Arc<Cluster>,
-        cache: Option<Arc<ResponseCache>>,
-    ) -> Route {
+    /// A listener's default: the cluster (and its stages) as configured.
+    pub fn default_for(listener: &str, cluster: Arc<Cluster>, stages: ClusterStages) -> Route {
         let settings: &ClusterSettings = &cluster.settings;
         Route {
             name: listener.to_owned(),
             retry: settings.retry.clone(),
             request_timeout: settings.request_timeout,
-            cache,
+            cache: stages.cache,
+            admission: stages.admission,
             cluster,
         }
     }
 
     /// A configured route of `listener`, served by `cluster` (and its
-    /// cache, unless the route turns it off).
+    /// stages; its cache unless the route turns it off).
     pub fn configured(
         listener: &str,
         route: &RouteSettings,
         cluster: Arc<Cluster>,
-        cache: Option<Arc<ResponseCache>>,
+        stages: ClusterStages,
     ) -> Route {
         let settings: &ClusterSettings = &cluster.settings;
         Route {
             name: format!("{listener}/{}", route.name),
             retry: route.retry.apply(&settings.retry),
             request_timeout: route.request_timeout.unwrap_or(settings.request_timeout),
-            cache: cache.filter(|_| route.cache.unwrap_or(true)),
+            cache: stages.cache.filter(|_| route.cache.unwrap_or(true)),
+            admission: stages.admission,
             cluster,
         }
     }

@@ -1,39 +1,30 @@
-//! A cluster's admission control at run time: levee-core's [`Admission`]
-//! queue, the adaptive limit fed from upstream latencies, and their metrics.
+//! Admission control, the request path's stage after the cache: a cluster's
+//! levee-core [`Admission`] queue (a slot, or 503 at once), the adaptive
+//! limit fed from its requests' latencies, and their metrics. One per
+//! cluster, owned by the gateway and shared by every route to the cluster.
 
 use std::time::Duration;
 
 use levee_core::admission::{Admission, GradientLimit, Permit, Rejected};
 use parking_lot::Mutex;
-use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::cluster::AdmissionStatus;
 use crate::config::AdmissionSettings;
 use crate::metrics::AdmissionMetrics;
 
 /// Admission control of one cluster.
-pub(super) struct ClusterAdmission {
+pub struct ClusterAdmission {
+    settings: AdmissionSettings,
     queue: Admission,
     /// The adaptive limit, when configured.
     gradient: Option<Mutex<GradientLimit>>,
     metrics: AdmissionMetrics,
 }
 
-/// Admission control in `/status`.
-#[derive(Debug, Serialize)]
-pub struct AdmissionStatus {
-    /// Requests holding a slot.
-    pub in_flight: usize,
-    /// Requests waiting for one.
-    pub queued: usize,
-    /// Slots in all now.
-    pub limit: usize,
-    /// Whether the limit adapts to latency.
-    pub adaptive: bool,
-}
-
 impl ClusterAdmission {
-    pub(super) fn new(settings: &AdmissionSettings, metrics: AdmissionMetrics) -> ClusterAdmission {
+    /// A queue as `settings` say, empty.
+    pub fn new(settings: &AdmissionSettings, metrics: AdmissionMetrics) -> ClusterAdmission {
         let queue = Admission::new(settings.params.clone());
         let max = settings.params.max_concurrency();
         let gradient = settings.adaptive.and_then(|adaptive| {
@@ -47,6 +38,7 @@ impl ClusterAdmission {
             queue.set_limit(gradient.lock().limit());
         }
         let admission = ClusterAdmission {
+            settings: settings.clone(),
             queue,
             gradient,
             metrics,
@@ -55,7 +47,13 @@ impl ClusterAdmission {
         admission
     }
 
-    pub(super) async fn admit(&self) -> Result<Permit, Rejected> {
+    /// The settings it was built with (a reload keeps it if they stay).
+    pub fn settings(&self) -> &AdmissionSettings {
+        &self.settings
+    }
+
+    /// Wait for a slot (or be shed).
+    pub async fn admit(&self) -> Result<Permit, Rejected> {
         let started = Instant::now();
         match self.queue.acquire().await {
             Ok(permit) => {
@@ -72,7 +70,7 @@ impl ClusterAdmission {
     }
 
     /// An upstream answered after `latency`: the adaptive limit learns.
-    pub(super) fn observe_latency(&self, latency: Duration, now: Instant) {
+    pub fn observe_latency(&self, latency: Duration, now: Instant) {
         let Some(gradient) = &self.gradient else {
             return;
         };
@@ -83,12 +81,13 @@ impl ClusterAdmission {
     }
 
     /// Publish queue depth and limit.
-    pub(super) fn sample(&self) {
+    pub fn sample(&self) {
         self.metrics
             .record_state(self.queue.queued(), self.queue.limit());
     }
 
-    pub(super) fn status(&self) -> AdmissionStatus {
+    /// As `/status` shows it.
+    pub fn status(&self) -> AdmissionStatus {
         AdmissionStatus {
             in_flight: self.queue.in_flight(),
             queued: self.queue.queued(),
