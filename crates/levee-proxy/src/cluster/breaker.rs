@@ -16,10 +16,10 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::Cluster;
+use super::breaker_metrics::BreakerMetrics;
 use super::fleet::{FleetLink, wall_of};
 use crate::config::OnUnreachable;
 use crate::events::{EventLog, NewEvent, Severity};
-use crate::metrics::BreakerMetrics;
 
 /// How far a fleet opening may end after the local one and still be this
 /// instance's own opening coming back (wall-clock round trip through the

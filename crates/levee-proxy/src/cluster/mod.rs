@@ -3,6 +3,7 @@
 //! health, outlier detection and breakers will plug in.
 
 mod breaker;
+pub mod breaker_metrics;
 mod control;
 mod fleet;
 mod members;

@@ -16,6 +16,7 @@
 
 mod fill;
 mod key;
+pub mod metrics;
 pub mod policy;
 mod stored;
 
@@ -38,8 +39,8 @@ use super::client::ClientInfo;
 use super::error::ProxyError;
 use crate::cluster::CacheStatusView;
 use crate::config::CacheSettings;
-use crate::metrics::CacheMetrics;
 use fill::{FillError, Slots};
+use metrics::CacheMetrics;
 
 /// The rest of the request path, where the cache sends what it cannot
 /// answer (the next stage: admission, breaker, attempts).

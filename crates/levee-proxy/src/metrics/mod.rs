@@ -1,28 +1,34 @@
-//! Prometheus metrics.
+//! Prometheus metrics: the registry levee exports, and the families of the
+//! concerns without a metrics file of their own (endpoints, retries,
+//! listeners' responses, readiness, alerts, reloads). The others live beside
+//! what they measure: `listener/metrics.rs`, `tcp/metrics.rs`,
+//! `resolve/metrics.rs`, `cluster/breaker_metrics.rs`,
+//! `proxy/admission/metrics.rs`, `proxy/cache/metrics.rs`; each registers
+//! its families here once.
 //!
 //! Series for every listener and endpoint are created once at startup and
 //! their handles kept beside the objects they describe, so the request path
 //! only touches atomics (no label hashing or map lookups per request).
 
+pub mod buckets;
+
 use std::sync::Arc;
 
-use levee_core::breaker::StateName;
 use levee_core::{FailureKind, StatusClass};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::cluster::breaker_metrics::{BreakerFamilies, BreakerMetrics};
 use crate::listener::metrics::{ConnectionFamilies, ConnectionMetrics};
+use crate::proxy::admission::metrics::{AdmissionFamilies, AdmissionMetrics};
+use crate::proxy::cache::metrics::{CacheFamilies, CacheMetrics};
 use crate::resolve::metrics::NameFamilies;
 use crate::tcp::metrics::{TcpFamilies, TcpListenerMetrics};
-
-/// Latency buckets: 250 µs doubling up to ~16 s.
-fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.000_25, 2.0, 17))
-}
+use buckets::{HistogramFamily, latency_histogram};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
@@ -69,17 +75,6 @@ struct ClusterReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct BreakerLabels {
-    breaker: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct BreakerStateLabels {
-    breaker: String,
-    state: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabels {
     listener: String,
 }
@@ -105,8 +100,6 @@ struct ProbeLabels {
     probe: String,
 }
 
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
-
 /// All of levee's metric families and the registry that exports them.
 pub struct Metrics {
     registry: Registry,
@@ -122,14 +115,6 @@ pub struct Metrics {
     not_retried: Family<ClusterReasonLabels, Counter>,
     poison_requests: Family<ClusterLabels, Counter>,
     client_body_failures: Family<ClusterReasonLabels, Counter>,
-    admission_shed: Family<ClusterReasonLabels, Counter>,
-    admission_wait: HistogramFamily<ClusterLabels>,
-    admission_queue_depth: Family<ClusterLabels, Gauge>,
-    admission_limit: Family<ClusterLabels, Gauge>,
-    cache_responses: Family<ClusterKindLabels, Counter>,
-    breaker_state: Family<BreakerStateLabels, Gauge>,
-    breaker_transitions: Family<BreakerStateLabels, Counter>,
-    breaker_rejections: Family<BreakerLabels, Counter>,
     responses: Family<ListenerClassLabels, Counter>,
     request_duration: HistogramFamily<ListenerLabels>,
     connections: Family<ListenerLabels, Counter>,
@@ -150,6 +135,12 @@ pub struct Metrics {
     tcp: TcpFamilies,
     /// Endpoint names (their own file).
     names: NameFamilies,
+    /// Circuit breakers (their own file).
+    breaker_families: BreakerFamilies,
+    /// Admission control (its own file).
+    admission_families: AdmissionFamilies,
+    /// Response caches (their own file).
+    cache_families: CacheFamilies,
 }
 
 impl Default for Metrics {
@@ -175,14 +166,6 @@ impl Metrics {
             not_retried: Family::default(),
             poison_requests: Family::default(),
             client_body_failures: Family::default(),
-            admission_shed: Family::default(),
-            admission_wait: Family::new_with_constructor(latency_histogram),
-            admission_queue_depth: Family::default(),
-            admission_limit: Family::default(),
-            cache_responses: Family::default(),
-            breaker_state: Family::default(),
-            breaker_transitions: Family::default(),
-            breaker_rejections: Family::default(),
             responses: Family::default(),
             request_duration: Family::new_with_constructor(latency_histogram),
             connections: Family::default(),
@@ -200,6 +183,9 @@ impl Metrics {
             client_connections: ConnectionFamilies::default(),
             tcp: TcpFamilies::default(),
             names: NameFamilies::default(),
+            breaker_families: BreakerFamilies::default(),
+            admission_families: AdmissionFamilies::default(),
+            cache_families: CacheFamilies::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -261,46 +247,6 @@ impl Metrics {
             "client_body_failures",
             "Requests whose body failed on the client's side, by reason (stalled: 408 after body_idle_timeout; broken: 400), never counted against an endpoint",
             metrics.client_body_failures.clone(),
-        );
-        registry.register(
-            "admission_shed",
-            "Requests rejected by admission control, by reason (queue_full, timeout)",
-            metrics.admission_shed.clone(),
-        );
-        registry.register(
-            "admission_wait_seconds",
-            "Time admitted requests waited for an admission slot",
-            metrics.admission_wait.clone(),
-        );
-        registry.register(
-            "admission_queue_depth",
-            "Requests waiting for an admission slot (sampled each second and on every rejection)",
-            metrics.admission_queue_depth.clone(),
-        );
-        registry.register(
-            "admission_limit",
-            "Current concurrency limit of admission control (changes when adaptive)",
-            metrics.admission_limit.clone(),
-        );
-        registry.register(
-            "cache_responses",
-            "Responses of cached clusters by how the cache served them (hit, miss, stale, bypass)",
-            metrics.cache_responses.clone(),
-        );
-        registry.register(
-            "breaker_state",
-            "1 for the state each circuit breaker is in (closed, open, half-open), 0 for the others",
-            metrics.breaker_state.clone(),
-        );
-        registry.register(
-            "breaker_transitions",
-            "Circuit breaker state changes, by the state entered",
-            metrics.breaker_transitions.clone(),
-        );
-        registry.register(
-            "breaker_rejections",
-            "Requests answered 503 at once because their circuit breaker was open",
-            metrics.breaker_rejections.clone(),
         );
         registry.register(
             "http_responses",
@@ -387,11 +333,17 @@ impl Metrics {
         let client_connections = ConnectionFamilies::register(&mut registry);
         let tcp = TcpFamilies::register(&mut registry);
         let names = NameFamilies::register(&mut registry);
+        let breaker_families = BreakerFamilies::register(&mut registry);
+        let admission_families = AdmissionFamilies::register(&mut registry);
+        let cache_families = CacheFamilies::register(&mut registry);
         Metrics {
             registry,
             client_connections,
             tcp,
             names,
+            breaker_families,
+            admission_families,
+            cache_families,
             ..metrics
         }
     }
@@ -400,6 +352,23 @@ impl Metrics {
     /// count is in [`Metrics::listener`]'s).
     pub fn tcp_listener(&self, listener: &str) -> TcpListenerMetrics {
         self.tcp.listener(listener)
+    }
+
+    /// Handles for one cluster's cache series (only for clusters with a
+    /// cache).
+    pub fn cache(&self, cluster: &str) -> CacheMetrics {
+        self.cache_families.handles(cluster)
+    }
+
+    /// Handles for one cluster's admission series (only for clusters with
+    /// admission control, so others show none).
+    pub fn admission(&self, cluster: &str) -> AdmissionMetrics {
+        self.admission_families.handles(cluster)
+    }
+
+    /// Handles for one circuit breaker's series.
+    pub fn breaker(&self, breaker: &str) -> BreakerMetrics {
+        self.breaker_families.handles(breaker)
     }
 
     /// The endpoint name series.
@@ -472,67 +441,6 @@ impl Metrics {
             not_retried: self.not_retried.clone(),
             client_body_failures: self.client_body_failures.clone(),
             cluster: cluster.to_owned(),
-        }
-    }
-
-    /// Handles for one cluster's admission series (only for clusters with
-    /// admission control, so others show none).
-    pub fn admission(&self, cluster: &str) -> AdmissionMetrics {
-        let labels = ClusterLabels {
-            cluster: cluster.to_owned(),
-        };
-        let shed = |reason| {
-            self.admission_shed
-                .get_or_create_owned(&ClusterReasonLabels {
-                    cluster: cluster.to_owned(),
-                    reason,
-                })
-        };
-        AdmissionMetrics {
-            shed_queue_full: shed("queue_full"),
-            shed_timeout: shed("timeout"),
-            wait: self.admission_wait.get_or_create_owned(&labels),
-            queue_depth: self.admission_queue_depth.get_or_create_owned(&labels),
-            limit: self.admission_limit.get_or_create_owned(&labels),
-        }
-    }
-
-    /// Handles for one cluster's cache series (only for clusters with a
-    /// cache).
-    pub fn cache(&self, cluster: &str) -> CacheMetrics {
-        let kind = |kind| {
-            self.cache_responses
-                .get_or_create_owned(&ClusterKindLabels {
-                    cluster: cluster.to_owned(),
-                    kind,
-                })
-        };
-        CacheMetrics {
-            hit: kind("hit"),
-            miss: kind("miss"),
-            stale: kind("stale"),
-            bypass: kind("bypass"),
-        }
-    }
-
-    /// Handles for one circuit breaker's series.
-    pub fn breaker(&self, breaker: &str) -> BreakerMetrics {
-        let state = |state: StateName| BreakerStateLabels {
-            breaker: breaker.to_owned(),
-            state: state.as_str(),
-        };
-        BreakerMetrics {
-            states: StateName::ALL
-                .map(|name| (name, self.breaker_state.get_or_create_owned(&state(name)))),
-            transitions: StateName::ALL.map(|name| {
-                (
-                    name,
-                    self.breaker_transitions.get_or_create_owned(&state(name)),
-                )
-            }),
-            rejections: self.breaker_rejections.get_or_create_owned(&BreakerLabels {
-                breaker: breaker.to_owned(),
-            }),
         }
     }
 
@@ -680,90 +588,6 @@ impl ClusterMetrics {
                 reason,
             })
             .inc();
-    }
-}
-
-/// Pre-created series of one circuit breaker.
-#[derive(Clone)]
-pub struct BreakerMetrics {
-    states: [(StateName, Gauge); 3],
-    transitions: [(StateName, Counter); 3],
-    rejections: Counter,
-}
-
-impl BreakerMetrics {
-    /// The breaker is now in `state`.
-    pub fn record_state(&self, state: StateName) {
-        for (name, gauge) in &self.states {
-            gauge.set(i64::from(*name == state));
-        }
-    }
-
-    /// The breaker entered `state`.
-    pub fn record_transition(&self, state: StateName) {
-        for (name, counter) in &self.transitions {
-            if *name == state {
-                counter.inc();
-            }
-        }
-    }
-
-    /// A request was refused.
-    pub fn record_rejection(&self) {
-        self.rejections.inc();
-    }
-}
-
-/// Pre-created cache series of one cluster.
-#[derive(Clone)]
-pub struct CacheMetrics {
-    hit: Counter,
-    miss: Counter,
-    stale: Counter,
-    bypass: Counter,
-}
-
-impl CacheMetrics {
-    /// One response served as `result`: `hit`, `miss`, `stale` or `bypass`.
-    pub fn record(&self, result: &str) {
-        match result {
-            "hit" => self.hit.inc(),
-            "stale" => self.stale.inc(),
-            "bypass" => self.bypass.inc(),
-            _ => self.miss.inc(),
-        };
-    }
-}
-
-/// Pre-created admission series of one cluster.
-#[derive(Clone)]
-pub struct AdmissionMetrics {
-    shed_queue_full: Counter,
-    shed_timeout: Counter,
-    wait: Histogram,
-    queue_depth: Gauge,
-    limit: Gauge,
-}
-
-impl AdmissionMetrics {
-    /// A request was admitted after waiting this long.
-    pub fn record_admitted(&self, waited_seconds: f64) {
-        self.wait.observe(waited_seconds);
-    }
-
-    /// A request was shed; `reason` is `Rejected::reason()`.
-    pub fn record_shed(&self, reason: &'static str) {
-        match reason {
-            "queue_full" => self.shed_queue_full.inc(),
-            _ => self.shed_timeout.inc(),
-        };
-    }
-
-    /// The queue's depth and limit as of now.
-    pub fn record_state(&self, queued: usize, limit: usize) {
-        self.queue_depth
-            .set(i64::try_from(queued).unwrap_or(i64::MAX));
-        self.limit.set(i64::try_from(limit).unwrap_or(i64::MAX));
     }
 }
 

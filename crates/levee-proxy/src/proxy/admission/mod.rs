@@ -3,6 +3,8 @@
 //! limit fed from its requests' latencies, and their metrics. One per
 //! cluster, owned by the gateway and shared by every route to the cluster.
 
+pub mod metrics;
+
 use std::time::Duration;
 
 use levee_core::admission::{Admission, GradientLimit, Permit, Rejected};
@@ -11,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::cluster::AdmissionStatus;
 use crate::config::AdmissionSettings;
-use crate::metrics::AdmissionMetrics;
+use metrics::AdmissionMetrics;
 
 /// Admission control of one cluster.
 pub struct ClusterAdmission {
