@@ -12,7 +12,7 @@ use toml::Spanned;
 
 use super::keys::DefinedNames;
 use super::report::Report;
-use super::settings::{AdminSettings, ClusterSettings, ListenerSettings};
+use super::{AdminSettings, ClusterSettings, ListenerSettings};
 
 /// `[admin]` after validation.
 pub(super) struct Admin {

@@ -24,8 +24,9 @@ use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue, ValueDeserializer};
 
 use super::keys::did_you_mean;
-use super::raw::{RawConfig, RawTable, SECTIONS, Section};
+use super::raw::{RawConfig, SECTIONS};
 use super::report::Report;
+use super::table::{RawTable, Section};
 
 /// Deserializations of one table, at most: the first, and one more after
 /// each value of the wrong type. Real mistakes are a handful per table.

@@ -4,48 +4,76 @@
 //! every problem is reported at once, each as `file:line:col: message` at the
 //! offending key or value (see `docs/config.md` for the keys).
 //!
-//! The way through, one file per step:
-//! - `document.rs`: TOML text → the raw sections of `raw.rs` (syntax
-//!   errors, wrong types, unknown keys), each section read on its own so one
-//!   error does not hide the next;
-//! - `validate.rs`: raw sections → settings (values parsed with
-//!   [`units`] and [`EndpointAddress`], defaults filled in, per-key rules;
-//!   a cluster's `health` and `outlier` tables in `validate/`, checked by
-//!   levee-core's own parameter constructors);
+//! One module per section, holding its raw form (serde's view of the
+//! table), its validation and its settings: `admin.rs`, `runtime.rs`,
+//! `listener.rs` (with `route.rs`), `cluster.rs` (with `health.rs`,
+//! `outlier.rs`, `retry.rs`, `admission.rs`, `cache.rs`, `breaker.rs`),
+//! `readiness.rs`, `alert.rs`, `store.rs`. Around them, the steps:
+//! - `document.rs`: TOML text → the raw sections (syntax errors, wrong
+//!   types, unknown keys), each section read on its own so one error does
+//!   not hide the next; `raw.rs` holds the whole, `table.rs` what the
+//!   raw tables share;
+//! - `validate.rs`: raw sections → settings, one section at a time, with
+//!   the shared value parsers (`values.rs`, [`units`], [`EndpointAddress`]);
+//!   levee-core's
+//!   parameter constructors check their own parameters;
 //! - `checks.rs`: rules between sections (unique names, cluster references,
 //!   listen address conflicts);
-//! - `report.rs` collects the problems; [`ConfigErrors`] holds them sorted.
+//! - `report.rs` collects the problems; [`ConfigErrors`] holds them sorted;
+//!   `settings.rs` is the whole [`Config`].
 //!
 //! Code can also build a [`Config`] directly from its public fields (the
 //! demo does); [`ListenerSettings::new`] and [`ClusterSettings::new`] fill in
 //! the defaults.
 
+mod admin;
+mod admission;
+mod alert;
+mod breaker;
+mod cache;
 mod checks;
+mod cluster;
 mod document;
 mod endpoint;
 mod error;
+mod health;
 mod keys;
+mod listener;
+mod outlier;
 mod raw;
+mod readiness;
 mod report;
+mod retry;
+mod route;
+mod runtime;
 mod settings;
+mod store;
+mod table;
 pub mod units;
 mod validate;
+mod values;
 
 #[cfg(test)]
 mod tests;
 
 use std::path::Path;
 
+pub use admin::AdminSettings;
+pub use admission::{AdaptiveLimitSettings, AdmissionSettings};
+pub use alert::AlertSettings;
+pub use breaker::FleetBreakerSettings;
+pub use cache::CacheSettings;
+pub use cluster::ClusterSettings;
 pub use endpoint::{BadEndpointAddress, EndpointAddress};
 pub use error::{ConfigError, ConfigErrors};
-pub use settings::{
-    AdaptiveLimitSettings, AdminSettings, AdmissionSettings, AlertSettings, BadBalancePolicy,
-    BadProtocol, BadWhenImpaired, BalancePolicy, CacheSettings, ClusterSettings, Config,
-    FleetBreakerSettings, HealthCheckKind, HealthSettings, HedgeSettings, HttpCheckSettings,
-    ListenerSettings, OnUnreachable, ProbeSettings, Protocol, ReadinessSettings, RequiredEndpoint,
-    RetrySettings, RouteRetry, RouteSettings, RuntimeSettings, StoreKind, StoreSettings,
-    WhenImpaired,
-};
+pub use health::{HealthCheckKind, HealthSettings, HttpCheckSettings};
+pub use listener::{BadProtocol, BadWhenImpaired, ListenerSettings, Protocol, WhenImpaired};
+pub use readiness::{ProbeSettings, ReadinessSettings, RequiredEndpoint};
+pub use retry::{HedgeSettings, RetrySettings};
+pub use route::{RouteRetry, RouteSettings};
+pub use runtime::RuntimeSettings;
+pub use settings::{BadBalancePolicy, BalancePolicy, Config};
+pub use store::{OnUnreachable, StoreKind, StoreSettings};
 
 use report::Report;
 

@@ -11,10 +11,15 @@ use levee_core::health::HealthCheckParams;
 use levee_core::outlier::OutlierParams;
 use levee_core::retry::{Backoff, RetryBudgetParams, RetryPolicy};
 
-use super::raw::{
-    RawAdmin, RawAlert, RawCluster, RawListener, RawReadiness, RawRuntime, RawStore, RawTable,
-    SECTIONS,
-};
+use super::admin::RawAdmin;
+use super::alert::RawAlert;
+use super::cluster::RawCluster;
+use super::listener::RawListener;
+use super::raw::SECTIONS;
+use super::readiness::RawReadiness;
+use super::runtime::RawRuntime;
+use super::store::RawStore;
+use super::table::RawTable;
 use super::*;
 
 mod admission;

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -229,6 +230,13 @@ impl LiveListener {
     /// have).
     pub fn stop(&self) {
         let _ = self.shutdown.send(true);
+    }
+
+    /// Stop accepting and wait (up to a second) until the socket is closed:
+    /// once a reload that removes a listener returns, its port refuses.
+    pub async fn stop_accepting(&self) {
+        self.stop();
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.shutdown.closed()).await;
     }
 
     /// The listener as `/status` shows it.

@@ -523,7 +523,8 @@ impl RunningGateway {
         }
     }
 
-    /// Apply `config` to the running gateway (see [`reload`](reload)).
+    /// Apply `config` to the running gateway, as a reload from the file does:
+    /// validated first, then swapped in without dropping a connection.
     pub async fn reload(&self, config: Config) -> Result<Reloaded, ReloadError> {
         let mut live = self.live.lock().await;
         reload::apply(&self.state, &mut live, config).await

@@ -335,7 +335,7 @@ async fn prepare_and_swap(
             "listener {:?} removed (its connections drain)",
             retired.settings.name
         ));
-        retired.stop();
+        retired.stop_accepting().await;
         live.retired.push(retired);
     }
     live.retired.retain(|listener| !listener.task.is_finished());

@@ -149,6 +149,8 @@ pub(crate) async fn serve_http(
         }
     }
     drop(acceptor);
+    // Tells whoever stopped us that the socket is closed.
+    drop(shutdown);
     tracing::info!(listener = %proxy.listener, connections = connections.open(), "stopped accepting; draining");
     drain(&connections, &mut tasks).await;
 }

@@ -117,6 +117,8 @@ pub(crate) async fn serve_tcp(
         }
     }
     drop(acceptor);
+    // Tells whoever stopped us that the socket is closed.
+    drop(shutdown);
     tracing::info!(listener = %proxy.listener, sessions = sessions.len(), "stopped accepting; draining");
     while let Some(joined) = sessions.join_next().await {
         report_panic(&proxy, joined);

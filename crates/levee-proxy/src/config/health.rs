@@ -1,3 +1,6 @@
+//! Active health checks of a cluster (`[cluster.health]`): its raw tables,
+//! validation and settings.
+//!
 //! `health` of a `[[cluster]]`: which check, what an HTTP check sends and
 //! expects, and the timing, checked by levee-core's [`HealthCheckParams`].
 
@@ -7,17 +10,132 @@ use std::time::Duration;
 use http::Method;
 use http::uri::{Authority, PathAndQuery};
 use levee_core::health::{BadHealthParams, HealthCheckParams};
+use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Zero, duration};
-use crate::config::raw::{RawCluster, RawHealth, RawHttpCheck, Section};
-use crate::config::report::Report;
-use crate::config::{HealthCheckKind, HealthSettings, HttpCheckSettings};
+use super::keys::fields_of;
+use super::report::Report;
+use super::table::RawTable;
+use super::table::Section;
+use super::values::{Zero, duration};
 
-/// The settings of a written `health` table; `None` if anything in it is bad
-/// (reported).
-pub(super) fn health(
-    section: &Section<RawCluster>,
+/// `health` in a `[[cluster]]`: how each endpoint is checked. Exactly one of
+/// `http` and `tcp = true`.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawHealth {
+    /// An HTTP check: the request to send and the answer that counts as
+    /// healthy.
+    pub http: Option<Spanned<RawHttpCheck>>,
+    /// `true` for a TCP check: a connection that opens counts as healthy.
+    pub tcp: Option<Spanned<bool>>,
+    /// Time between checks while an endpoint's health is settled; more
+    /// than 0. Default `"5s"`.
+    pub interval: Option<Spanned<String>>,
+    /// Time between checks while the health is changing or not yet known, so
+    /// a failing node leaves rotation after `fall` quick checks; more than 0.
+    /// Default `"1s"`.
+    pub transition_interval: Option<Spanned<String>>,
+    /// How long one check may take before it counts as failed; more than 0.
+    /// Default `"2s"`.
+    pub timeout: Option<Spanned<String>>,
+    /// Passes in a row that bring an unhealthy endpoint back; at least 1.
+    /// Default 2.
+    pub rise: Option<Spanned<u32>>,
+    /// Failures in a row that take a healthy endpoint out; at least 1.
+    /// Default 2.
+    pub fall: Option<Spanned<u32>>,
+    /// Random spread of each delay as a fraction of it, 0.0 to 1.0, so many
+    /// levee instances do not check a node in lockstep. Default 0.1.
+    pub jitter: Option<Spanned<f64>>,
+}
+
+impl RawTable for RawHealth {
+    fn keys_at(path: &[&str]) -> &'static [&'static str] {
+        match path {
+            [] => fields_of::<Self>(),
+            ["http", rest @ ..] => RawHttpCheck::keys_at(rest),
+            _ => &[],
+        }
+    }
+}
+
+/// `health.http` in a `[[cluster]]`: an HTTP health check.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawHttpCheck {
+    /// Request path (and query), starting with `/`. Required.
+    pub path: Option<Spanned<String>>,
+    /// Request method, case-sensitive. Default `"GET"`.
+    pub method: Option<Spanned<String>>,
+    /// `Host` header of the check. Default: the endpoint's `host:port`.
+    pub host: Option<Spanned<String>>,
+    /// Response statuses that count as healthy, each 100 to 599. Default
+    /// `[200]`.
+    pub expect_status: Option<Spanned<Vec<Spanned<i64>>>>,
+    /// Text the response body must contain to count as healthy. Default:
+    /// any body.
+    pub expect_body: Option<Spanned<String>>,
+}
+
+impl RawTable for RawHttpCheck {}
+/// `health` of a `[[cluster]]`: how levee actively checks each endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthSettings {
+    /// What one check does.
+    pub check: HealthCheckKind,
+    /// How often checks run and how many results in a row change an
+    /// endpoint's health.
+    pub params: HealthCheckParams,
+}
+
+/// What one active health check does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheckKind {
+    /// Open a TCP connection, then close it: the port accepts connections.
+    /// Cheap, but a hung process whose kernel still accepts passes it.
+    Tcp,
+    /// Send an HTTP request and judge the response.
+    Http(HttpCheckSettings),
+}
+
+/// An HTTP health check: the request sent and the answer that counts as
+/// healthy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCheckSettings {
+    /// Request method (a valid method token).
+    pub method: Method,
+    /// Path and query, starting with `/`.
+    pub path: String,
+    /// `Host` header; `None`: the endpoint's `host:port`.
+    pub host: Option<String>,
+    /// Statuses that count as healthy, each 100 to 599; never empty.
+    pub expect_status: Vec<u16>,
+    /// Text the response body must contain; `None`: any body. Never empty.
+    pub expect_body: Option<String>,
+}
+
+impl HttpCheckSettings {
+    /// Default [`HttpCheckSettings::method`].
+    pub const DEFAULT_METHOD: Method = Method::GET;
+    /// Default [`HttpCheckSettings::expect_status`].
+    pub const DEFAULT_EXPECT_STATUS: [u16; 1] = [200];
+
+    /// A check of `path` with every other setting at its default: `GET`,
+    /// expecting 200, any body.
+    pub fn new(path: impl Into<String>) -> HttpCheckSettings {
+        HttpCheckSettings {
+            method: HttpCheckSettings::DEFAULT_METHOD,
+            path: path.into(),
+            host: None,
+            expect_status: HttpCheckSettings::DEFAULT_EXPECT_STATUS.to_vec(),
+            expect_body: None,
+        }
+    }
+}
+
+/// The settings of a written `health` table of the cluster `section`; `None`
+/// if anything in it is bad (reported).
+pub(super) fn health<T>(
+    section: &Section<T>,
     health: &Spanned<RawHealth>,
     report: &mut Report<'_>,
 ) -> Option<HealthSettings> {
@@ -53,8 +171,8 @@ pub(super) fn health(
 }
 
 /// `health.http`; `None` if anything in it is bad (reported).
-fn http_check(
-    section: &Section<RawCluster>,
+fn http_check<T>(
+    section: &Section<T>,
     http: &Spanned<RawHttpCheck>,
     report: &mut Report<'_>,
 ) -> Option<HttpCheckSettings> {

@@ -1,21 +1,133 @@
+//! When this node is ready (`[readiness]`, `[[readiness.probe]]`): the raw
+//! tables, validation and settings.
+//!
 //! `[readiness]` and `[[alert]]`: criteria that name clusters and endpoints
 //! defined elsewhere in the file, dependency probes, and webhooks.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::ops::Range;
+use std::time::Duration;
 
 use levee_core::health::HealthCheckParams;
 use levee_probe::{ProbeKind, ProbeTarget};
+use serde::Deserialize;
 use toml::Spanned;
 
-use super::super::keys::{DefinedNames, did_you_mean};
-use super::super::raw::{RawAlert, RawProbe, RawReadiness, Section};
-use super::super::report::Report;
-use super::super::{
-    AlertSettings, EndpointAddress, ProbeSettings, ReadinessSettings, RequiredEndpoint,
-};
-use super::{Cluster, Zero, duration, required};
-use crate::events::EVENT_KINDS;
+use super::EndpointAddress;
+use super::checks::Cluster;
+use super::keys::DefinedNames;
+use super::keys::fields_of;
+use super::report::Report;
+use super::table::RawTable;
+use super::table::Section;
+use super::values::{Zero, duration};
+
+/// `[readiness]`: when this node counts as ready, degraded or impaired.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawReadiness {
+    /// Cluster name → least number of available endpoints, each at least 1
+    /// and at most the cluster's endpoint count (`{ app = 2 }`). Default:
+    /// none.
+    pub min_healthy: Option<Spanned<std::collections::BTreeMap<String, Spanned<i64>>>>,
+    /// Endpoints that must each be available, written
+    /// `"<cluster>/<endpoint>"` (`"app/10.0.0.1:8000"`). Default: none.
+    pub required_endpoints: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Dependency probes (`[[readiness.probe]]`). Default: none.
+    pub probe: Option<Vec<Spanned<RawProbe>>>,
+}
+
+impl RawTable for RawReadiness {
+    fn keys_at(path: &[&str]) -> &'static [&'static str] {
+        match path {
+            [] => fields_of::<Self>(),
+            ["probe", rest @ ..] => RawProbe::keys_at(rest),
+            _ => &[],
+        }
+    }
+}
+
+/// `[[readiness.probe]]`: a named dependency probe.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawProbe {
+    /// Unique name. Required.
+    pub name: Option<Spanned<String>>,
+    /// `"http"`, `"tcp"`, `"redis"` or `"memcached"`. Required.
+    pub kind: Option<Spanned<String>>,
+    /// `"host:port"` of the dependency. Required.
+    pub address: Option<Spanned<String>>,
+    /// `false`: a failing probe only degrades the node. Default `true`.
+    pub required: Option<bool>,
+    /// Time between probes; more than 0. Default `"5s"`.
+    pub interval: Option<Spanned<String>>,
+    /// Limit on one probe; more than 0. Default `"2s"`.
+    pub timeout: Option<Spanned<String>>,
+    /// Passes in a row that make a failed probe pass again; at least 1.
+    /// Default 2.
+    pub rise: Option<Spanned<u32>>,
+    /// Failures in a row that fail a passing probe; at least 1. Default 2.
+    pub fall: Option<Spanned<u32>>,
+    /// `http` probes only: the path requested; any 2xx passes. Default
+    /// `"/"`.
+    pub path: Option<Spanned<String>>,
+}
+
+impl RawTable for RawProbe {}
+/// `[readiness]`: the criteria that decide whether this node is ready,
+/// degraded or impaired (see [`levee_core::readiness`]).
+///
+/// When a breaker is shared, the gateway adds the optional criterion
+/// `store` (the shared breaker store is reachable) on its own: it needs no
+/// key here.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ReadinessSettings {
+    /// Clusters that need at least this many available (healthy, not
+    /// ejected) endpoints, in file order.
+    pub min_healthy: Vec<(String, usize)>,
+    /// Endpoints that must each be available.
+    pub required_endpoints: Vec<RequiredEndpoint>,
+    /// Dependency probes, in file order; names are unique.
+    pub probes: Vec<ProbeSettings>,
+}
+
+/// An endpoint of a cluster that must be available: `"app/10.0.0.1:8000"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequiredEndpoint {
+    /// The cluster.
+    pub cluster: String,
+    /// One of its endpoints.
+    pub endpoint: EndpointAddress,
+}
+
+impl fmt::Display for RequiredEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.cluster, self.endpoint)
+    }
+}
+
+/// `[[readiness.probe]]`: a named dependency probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeSettings {
+    /// Unique name, in `/ready`, `/status`, metrics and events.
+    pub name: String,
+    /// What is probed and how. Probes with equal targets run once.
+    pub target: levee_probe::ProbeTarget,
+    /// A required probe that fails impairs the node; an optional one only
+    /// degrades it.
+    pub required: bool,
+    /// Interval, timeout, rise and fall (no separate transition interval and
+    /// no jitter: a failing dependency is seen within interval + timeout).
+    pub params: HealthCheckParams,
+}
+
+impl ProbeSettings {
+    /// Default probe interval.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+    /// Default probe timeout.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+    /// Default rise and fall.
+    pub const DEFAULT_RISE_FALL: u32 = 2;
+}
 
 /// `[readiness]`; `clusters` are the validated clusters (for names and
 /// endpoints). Bad parts are reported and left out.
@@ -301,52 +413,4 @@ fn probe(table: &Spanned<RawProbe>, report: &mut Report<'_>) -> Option<ProbeSett
         required: raw.required.unwrap_or(true),
         params,
     })
-}
-
-/// One `[[alert]]`.
-pub(super) fn alert(section: &Section<RawAlert>, report: &mut Report<'_>) -> Option<AlertSettings> {
-    let raw = &section.raw;
-    let url = required(section, raw.url.as_ref(), "url", report).and_then(|url| {
-        match url.get_ref().parse::<http::Uri>() {
-            Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() => Some(uri),
-            _ => {
-                report.error(
-                    url.span(),
-                    format!(
-                        "url: {:?} is not an http:// URL with a host (https is not supported; put a local relay in front)",
-                        url.get_ref()
-                    ),
-                );
-                None
-            }
-        }
-    });
-    let mut events_ok = true;
-    let events = raw.events.as_ref().map(|events| {
-        events
-            .get_ref()
-            .iter()
-            .filter_map(|kind| {
-                if EVENT_KINDS.contains(&kind.get_ref().as_str()) {
-                    Some(kind.get_ref().clone())
-                } else {
-                    events_ok = false;
-                    let hint = did_you_mean(kind.get_ref(), EVENT_KINDS)
-                        .map(|suggestion| format!(" (did you mean {suggestion:?}?)"))
-                        .unwrap_or_default();
-                    report.error(
-                        kind.span(),
-                        format!(
-                            "events: unknown event kind {:?}{hint}; known: {}",
-                            kind.get_ref(),
-                            EVENT_KINDS.join(", ")
-                        ),
-                    );
-                    None
-                }
-            })
-            .collect::<Vec<_>>()
-    });
-    let url = url?;
-    events_ok.then_some(AlertSettings { url, events })
 }

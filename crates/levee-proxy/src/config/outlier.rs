@@ -1,3 +1,6 @@
+//! Passive outlier detection of a cluster (`[cluster.outlier]`): its raw table
+//! and validation (the settings are levee-core's `OutlierParams`).
+//!
 //! `outlier` of a `[[cluster]]`: passive outlier detection, checked by
 //! levee-core's [`OutlierParamsBuilder`], which lists every problem with the
 //! key at fault.
@@ -7,12 +10,51 @@
 use std::ops::Range;
 
 use levee_core::outlier::OutlierParams;
+use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Zero, duration, percent};
-use crate::config::raw::RawOutlier;
-use crate::config::report::Report;
+use super::report::Report;
+use super::table::RawTable;
+use super::values::{Zero, duration, percent};
 
+/// `outlier` in a `[[cluster]]`: passive outlier detection, which ejects an
+/// endpoint that fails real requests.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawOutlier {
+    /// `false` turns passive outlier detection off for the cluster. Default
+    /// `true`.
+    pub enabled: Option<bool>,
+    /// Failures in a row that eject an endpoint; 0 disables the rule.
+    /// Default 5.
+    pub consecutive_failures: Option<Spanned<u32>>,
+    /// Share of failed requests in `window` that ejects an endpoint, above 0
+    /// and at most 1; 0 disables the rule. Default 0.5.
+    pub failure_rate: Option<Spanned<f64>>,
+    /// Sliding window for the failure rate and latency; more than 0.
+    /// Default `"10s"`.
+    pub window: Option<Spanned<String>>,
+    /// Requests an endpoint needs in the window before its failure rate or
+    /// latency is judged; at least 1. Default 20.
+    pub min_requests: Option<Spanned<u32>>,
+    /// Whether 5xx answers other than 502, 503 and 504 count as failures.
+    /// Default `true`.
+    pub count_other_5xx: Option<bool>,
+    /// An endpoint whose mean latency exceeds this multiple of the median of
+    /// the others is ejected; above 1; 0 disables the rule. Default 3.0.
+    pub latency_factor: Option<Spanned<f64>>,
+    /// Never a latency outlier at or below this latency. Default `"100ms"`.
+    pub latency_floor: Option<Spanned<String>>,
+    /// Length of a first ejection; later ones are multiples of it. More than
+    /// 0. Default `"10s"`.
+    pub base_ejection: Option<Spanned<String>>,
+    /// Longest ejection; at least `base_ejection`. Default `"5m"`.
+    pub max_ejection: Option<Spanned<String>>,
+    /// Largest percent of the cluster's endpoints ejected at once, 0 to 100
+    /// (0: never eject). Default 50.
+    pub max_ejected_percent: Option<Spanned<i64>>,
+}
+
+impl RawTable for RawOutlier {}
 /// The parameters of a written `outlier` table: `Some(None)` if it turns
 /// detection off, `None` if anything in it is bad (reported; checked even
 /// with `enabled = false`, so a mistake does not wait for the day it is

@@ -1,17 +1,155 @@
+//! A listener's routes (`[[listener.route]]`): their raw tables, validation and
+//! settings.
+//!
 //! `[[listener.route]]`: what each route matches, the cluster it names and
 //! what it replaces of that cluster's settings; routes that can never match
 //! are warned about.
 
+use std::time::Duration;
+
 use http::Method;
 use http::header::{HeaderName, HeaderValue};
 use levee_core::retry::RetryPolicy;
+use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Zero, duration};
-use crate::config::raw::{RawHosts, RawRoute, RawRouteRetry};
-use crate::config::report::Report;
-use crate::config::{RouteRetry, RouteSettings};
+use super::RetrySettings;
+use super::keys::fields_of;
+use super::report::Report;
+use super::table::RawTable;
+use super::values::{Zero, duration};
 use crate::route::matcher::{HeaderMatch, HostPattern, PathPattern, RouteMatch};
+
+/// `[[listener.route]]`: which requests go to which cluster. A request
+/// must meet every condition written; a route with none takes everything.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawRoute {
+    /// Name in logs, metrics and `/status`, unique in its listener. Default
+    /// `"route-N"` (its position, from 1).
+    pub name: Option<Spanned<String>>,
+    /// Host(s) the request's `Host` (or HTTP/2 `:authority`) must be, port
+    /// aside, case aside: a string or an array; `"*.example.com"` takes any
+    /// subdomain. Default: any host.
+    pub host: Option<Spanned<RawHosts>>,
+    /// The path must be exactly this (the query aside), starting with `/`.
+    /// Default: any path.
+    pub path: Option<Spanned<String>>,
+    /// The path must start with this, at a `/` boundary (`"/api"` takes
+    /// `/api` and `/api/v1`, not `/apis`). Not with `path`. Default: any.
+    pub path_prefix: Option<Spanned<String>>,
+    /// Methods the request may have (`["GET", "HEAD"]`). Default: any.
+    pub methods: Option<Spanned<Vec<Spanned<String>>>>,
+    /// A header the request must carry: `{ name = "x-canary" }`, or with
+    /// an exact value `{ name = "x-canary", value = "1" }`. Default: none.
+    pub header: Option<Spanned<RawHeaderMatch>>,
+    /// The `[[cluster]]` that serves these requests. Required.
+    pub cluster: Option<Spanned<String>>,
+    /// Replaces the cluster's `request_timeout` for these requests; more
+    /// than 0. Default: the cluster's.
+    pub request_timeout: Option<Spanned<String>>,
+    /// Replaces parts of the cluster's `retry` for these requests.
+    /// Default: the cluster's.
+    pub retry: Option<Spanned<RawRouteRetry>>,
+    /// `false`: these requests bypass the cluster's cache. Default `true`.
+    pub cache: Option<Spanned<bool>>,
+}
+
+impl RawTable for RawRoute {
+    fn keys_at(path: &[&str]) -> &'static [&'static str] {
+        match path {
+            [] => fields_of::<Self>(),
+            ["header", rest @ ..] => RawHeaderMatch::keys_at(rest),
+            ["retry", rest @ ..] => RawRouteRetry::keys_at(rest),
+            _ => &[],
+        }
+    }
+}
+/// `host` of a route: one host or several.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawHosts {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `header` of a route.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawHeaderMatch {
+    /// Header name. Required.
+    pub name: Option<Spanned<String>>,
+    /// Exact value it must have. Default: any value.
+    pub value: Option<Spanned<String>>,
+}
+
+impl RawTable for RawHeaderMatch {}
+/// `retry` of a route: what it replaces of its cluster's retry settings.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawRouteRetry {
+    /// Attempts in all, the first included, at least 1.
+    pub max_attempts: Option<Spanned<u32>>,
+    /// Limit on one attempt's wait for a response head; more than 0.
+    pub per_try_timeout: Option<Spanned<String>>,
+    /// `true`: every request of the route may be repeated safely.
+    pub idempotent: Option<bool>,
+    /// `"off"`: never hedge these requests; `"p95"`: hedge them as the
+    /// cluster does (its `retry.hedge` must not be off).
+    pub hedge: Option<Spanned<String>>,
+}
+
+impl RawTable for RawRouteRetry {}
+
+/// `[[listener.route]]`: the requests a route takes, the cluster that
+/// serves them, and what it changes of that cluster's settings for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSettings {
+    /// Name in logs, metrics and `/status`: the `name` key, else
+    /// `route-<n>` (1-based position in its listener).
+    pub name: String,
+    /// What a request must look like.
+    pub matches: crate::route::matcher::RouteMatch,
+    /// The cluster that serves it (always defined).
+    pub cluster: String,
+    /// Replaces the cluster's `request_timeout`.
+    pub request_timeout: Option<Duration>,
+    /// Replaces parts of the cluster's `retry`.
+    pub retry: RouteRetry,
+    /// `Some(false)`: the cluster's cache is not used for this route.
+    pub cache: Option<bool>,
+}
+
+/// The parts of a cluster's retry settings a route may replace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteRetry {
+    /// Attempts in all, the first included.
+    pub max_attempts: Option<RetryPolicy>,
+    /// One attempt's limit on its response head.
+    pub per_try_timeout: Option<Duration>,
+    /// Every request of the route may be repeated safely.
+    pub idempotent: Option<bool>,
+    /// `Some(false)`: never hedge; `Some(true)`: hedge as the cluster does
+    /// (which must hedge).
+    pub hedge: Option<bool>,
+}
+
+impl RouteRetry {
+    /// The cluster's retry settings with this route's replacements.
+    pub fn apply(&self, cluster: &RetrySettings) -> RetrySettings {
+        let mut retry = cluster.clone();
+        if let Some(policy) = self.max_attempts {
+            retry.policy = policy;
+        }
+        if let Some(timeout) = self.per_try_timeout {
+            retry.per_try_timeout = timeout;
+        }
+        if let Some(idempotent) = self.idempotent {
+            retry.idempotent = idempotent;
+        }
+        if self.hedge == Some(false) {
+            retry.hedge = None;
+        }
+        retry
+    }
+}
 
 /// The routes of a listener labelled `listener`; `None` if any is bad
 /// (reported). Also returns each route's `cluster` for the cross-section

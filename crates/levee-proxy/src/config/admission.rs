@@ -1,3 +1,6 @@
+//! Overload protection of a cluster (`[cluster.admission]`): its raw table,
+//! validation and settings.
+//!
 //! `admission` of a `[[cluster]]`: checked by levee-core's
 //! [`AdmissionParamsBuilder`], which lists every problem with the key at
 //! fault, plus the adaptive limit's bounds.
@@ -7,12 +10,68 @@
 use std::ops::Range;
 
 use levee_core::admission::AdmissionParams;
+use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Zero, duration};
-use crate::config::raw::RawAdmission;
-use crate::config::report::Report;
-use crate::config::{AdaptiveLimitSettings, AdmissionSettings};
+use super::report::Report;
+use super::table::RawTable;
+use super::values::{Zero, duration};
+
+/// `admission` in a `[[cluster]]`: a concurrency limit with a bounded queue,
+/// so that a stall upstream turns into fast 503s, not into every client
+/// timing out.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawAdmission {
+    /// `false` turns admission control off (the other keys are still
+    /// checked). Default `true` once the table is written.
+    pub enabled: Option<bool>,
+    /// Requests in flight to the cluster at once; at least 1. With
+    /// `adaptive = true`, the highest the limit may go. Default 256.
+    pub max_concurrency: Option<Spanned<usize>>,
+    /// Requests that may wait for a slot; 0: none wait. Default 1024.
+    pub max_queue: Option<Spanned<usize>>,
+    /// Longest wait for a slot while the queue keeps emptying; more than 0.
+    /// Default `"100ms"`.
+    pub queue_timeout: Option<Spanned<String>>,
+    /// Longest wait once a standing queue has formed; more than 0, at most
+    /// `queue_timeout`. Default `"5ms"`.
+    pub codel_target: Option<Spanned<String>>,
+    /// How long the queue must stay non-empty to count as standing; more
+    /// than 0. Default `"100ms"`.
+    pub codel_interval: Option<Spanned<String>>,
+    /// `true`: the limit adapts to upstream latency (gradient over the
+    /// lowest latency seen) between `min_concurrency` and `max_concurrency`.
+    /// Default `false`.
+    pub adaptive: Option<bool>,
+    /// With `adaptive = true`, the lowest the limit may go; at least 1, at
+    /// most `max_concurrency`. Default 1.
+    pub min_concurrency: Option<Spanned<usize>>,
+}
+
+impl RawTable for RawAdmission {}
+/// `admission` of a `[[cluster]]`: how many requests may be in flight to the
+/// cluster, and what happens to the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmissionSettings {
+    /// Limit, queue size and queue deadlines.
+    pub params: AdmissionParams,
+    /// Adaptive limit; `None`: `params.max_concurrency` is fixed.
+    pub adaptive: Option<AdaptiveLimitSettings>,
+}
+
+/// An adaptive concurrency limit between bounds: the limit follows the
+/// gradient between the lowest and the current upstream latency, up to
+/// `max_concurrency`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdaptiveLimitSettings {
+    /// The limit never falls below this.
+    pub min_concurrency: usize,
+}
+
+impl AdaptiveLimitSettings {
+    /// Default [`AdaptiveLimitSettings::min_concurrency`].
+    pub const DEFAULT_MIN_CONCURRENCY: usize = 1;
+}
 
 /// The settings of a written `admission` table: `Some(None)` if it is turned
 /// off, `None` if anything in it is bad (reported, even when turned off).

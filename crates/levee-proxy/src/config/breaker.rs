@@ -1,3 +1,6 @@
+//! A cluster's circuit breaker (`[cluster.breaker]`): its raw table, validation
+//! and settings.
+//!
 //! `breaker` of a `[[cluster]]`: checked by levee-core's
 //! [`BreakerParamsBuilder`], which lists every problem with the key at fault.
 //!
@@ -6,12 +9,85 @@
 use std::ops::Range;
 
 use levee_core::breaker::BreakerParams;
+use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Zero, duration};
-use crate::config::FleetBreakerSettings;
-use crate::config::raw::RawBreaker;
-use crate::config::report::Report;
+use super::report::Report;
+use super::table::RawTable;
+use super::values::{Zero, duration};
+
+/// `breaker` in a `[[cluster]]`: stop sending requests to a failing cluster
+/// for a while, then let a few trial requests decide.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawBreaker {
+    /// `false` turns the breaker off (the other keys are still checked).
+    /// Default `true` once the table is written.
+    pub enabled: Option<bool>,
+    /// Failed requests in a row that open it; 0 disables the rule. Default 5.
+    pub consecutive_failures: Option<Spanned<u32>>,
+    /// Share of failed requests in `window` that opens it, above 0 and at
+    /// most 1; 0 disables the rule. Default 0.5.
+    pub failure_rate: Option<Spanned<f64>>,
+    /// Share of slow requests in `window` that opens it, above 0 and at most
+    /// 1; 0 disables the rule. Default 0 (off).
+    pub slow_call_rate: Option<Spanned<f64>>,
+    /// A request slower than this to its response head is slow. Default
+    /// `"1s"`.
+    pub slow_call_duration: Option<Spanned<String>>,
+    /// Sliding window of the rate rules; more than 0. Default `"10s"`.
+    pub window: Option<Spanned<String>>,
+    /// Requests the window must hold before a rate is judged; at least 1.
+    /// Default 20.
+    pub min_calls: Option<Spanned<u32>>,
+    /// How long it stays open the first time; more than 0. Default `"5s"`.
+    pub open_for: Option<Spanned<String>>,
+    /// Each reopening after a failed trial multiplies the open period by
+    /// this, at least 1. Default 2.0.
+    pub open_multiplier: Option<Spanned<f64>>,
+    /// The open period never grows past this. Default `"60s"`.
+    pub max_open_for: Option<Spanned<String>>,
+    /// Trial requests let through while half-open, all of which must succeed
+    /// to close it; at least 1. Default 3.
+    pub half_open_trials: Option<Spanned<u32>>,
+    /// `true` shares the breaker's state with every levee using the same
+    /// `[store]`. Default `false`.
+    pub shared: Option<Spanned<bool>>,
+    /// Distinct instances that must trip before the breaker opens for the
+    /// fleet; at least 1. Default 1.
+    pub quorum: Option<Spanned<u32>>,
+    /// An instance that trips alone, below the quorum, still opens its own
+    /// breaker. Default `true`.
+    pub protect_locally: Option<Spanned<bool>>,
+    /// `true` also gives every endpoint its own breaker, with the same
+    /// parameters, named `<cluster>/<host:port>`; always local to the
+    /// process. Default `false`.
+    pub per_endpoint: Option<Spanned<bool>>,
+}
+
+impl RawTable for RawBreaker {}
+/// `shared`, `quorum` and `protect_locally` of a cluster's `breaker`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FleetBreakerSettings {
+    /// Share the breaker's state with every levee using the same `[store]`
+    /// namespace.
+    pub shared: bool,
+    /// Distinct instances that must trip before the breaker opens for the
+    /// fleet; at least 1.
+    pub quorum: u32,
+    /// An instance that trips alone, below the quorum, still opens its own
+    /// breaker (and says so in `/status`).
+    pub protect_locally: bool,
+}
+
+impl Default for FleetBreakerSettings {
+    fn default() -> Self {
+        FleetBreakerSettings {
+            shared: false,
+            quorum: 1,
+            protect_locally: true,
+        }
+    }
+}
 
 /// The parameters of a written `breaker` table: `Some(None)` if it is turned
 /// off, `None` if anything in it is bad (reported, even when turned off).

@@ -1,0 +1,457 @@
+//! A cluster (`[[cluster]]`): its raw table, validation and settings. Its
+//! nested tables have files of their own: `health.rs`, `outlier.rs`,
+//! `retry.rs`, `admission.rs`, `cache.rs`, `breaker.rs`.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use levee_core::breaker::BreakerParams;
+use levee_core::outlier::OutlierParams;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::admission::RawAdmission;
+use super::breaker::RawBreaker;
+use super::cache::RawCache;
+use super::checks::Cluster;
+use super::health::RawHealth;
+use super::keys::fields_of;
+use super::outlier::RawOutlier;
+use super::report::Report;
+use super::retry::RawRetry;
+use super::table::{RawTable, Section};
+use super::values::{Zero, duration, name, percent, required};
+use super::{
+    AdmissionSettings, BalancePolicy, CacheSettings, EndpointAddress, FleetBreakerSettings,
+    HealthSettings, RetrySettings, admission, breaker, cache, health, outlier, retry,
+};
+
+/// `[[cluster]]`: interchangeable endpoints and how to talk to them.
+///
+/// The nested tables are boxed: most clusters leave most of them out, and
+/// inline they would make every cluster kilobytes large (a file of many
+/// clusters then spends its time copying them).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawCluster {
+    /// Unique name, referenced by listeners. Required.
+    pub name: Option<Spanned<String>>,
+    /// Endpoint addresses, `"host:port"` each, at least one, no duplicates.
+    /// Required.
+    pub endpoints: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Load-balancing policy: `"p2c-ewma"`, `"round-robin"` or
+    /// `"least-request"`. Default `"p2c-ewma"`.
+    pub balance: Option<Spanned<String>>,
+    /// Limit on establishing a connection to an endpoint; more than 0.
+    /// Default `"1s"`.
+    pub connect_timeout: Option<Spanned<String>>,
+    /// Deadline for a request's response head across all its attempts
+    /// (retries and hedges included); on expiry the client gets 504. More
+    /// than 0. Default `"15s"`.
+    pub request_timeout: Option<Spanned<String>>,
+    /// Longest time a request body may go without progress, more than 0.
+    /// A client that sends no byte of it for this long gets 408 (never
+    /// counted against the endpoint); an endpoint that takes no byte of it
+    /// for this long counts as a timeout. The response-head timeouts start
+    /// once the body is sent. Default `"30s"`.
+    pub body_idle_timeout: Option<Spanned<String>>,
+    /// How long an idle pooled upstream connection is kept; more than 0.
+    /// Default `"90s"`.
+    pub idle_timeout: Option<Spanned<String>>,
+    /// Most idle pooled connections kept per endpoint; 0 disables pooling.
+    /// Default 128.
+    pub max_idle_per_endpoint: Option<usize>,
+    /// Time constant of the latency average (peak EWMA) that `p2c-ewma`
+    /// compares endpoints by: how quickly an old latency is forgotten. More
+    /// than 0. Default `"10s"`.
+    pub ewma_decay: Option<Spanned<String>>,
+    /// Active health checks of every endpoint (`health = { ... }` or
+    /// `[cluster.health]`). Default: none.
+    pub health: Option<Box<Spanned<RawHealth>>>,
+    /// Passive outlier detection from real traffic (`outlier = { ... }` or
+    /// `[cluster.outlier]`). Default: on, with every default.
+    pub outlier: Option<Box<Spanned<RawOutlier>>>,
+    /// Percent of endpoints, 0 to 100, that must be available; below it
+    /// levee balances over every endpoint, so the few survivors are not
+    /// crushed. Default 50.
+    pub panic_threshold: Option<Spanned<i64>>,
+    /// An endpoint returning to service gets its full share of traffic
+    /// gradually over this long, so cold caches and JITs are not flooded;
+    /// `"0s"` disables. Default `"10s"`.
+    pub slow_start: Option<Spanned<String>>,
+    /// How often endpoint names are looked up again; each address a name
+    /// resolves to is an endpoint of its own, and an address that
+    /// disappears drains. A shorter TTL from `[runtime] dns_servers` is
+    /// followed; a failed lookup keeps the last addresses and is tried again
+    /// within 5 s. Default `"30s"`.
+    pub resolve_interval: Option<Spanned<String>>,
+    /// Retries and hedging (`retry = { ... }` or `[cluster.retry]`).
+    /// Default: on, with every default.
+    pub retry: Option<Box<Spanned<RawRetry>>>,
+    /// Overload protection (`admission = { ... }` or `[cluster.admission]`).
+    /// Default: off.
+    pub admission: Option<Box<Spanned<RawAdmission>>>,
+    /// Response cache for GET and HEAD (`cache = { ... }` or
+    /// `[cluster.cache]`). Default: off.
+    pub cache: Option<Box<Spanned<RawCache>>>,
+    /// Circuit breaker (`breaker = { ... }` or `[cluster.breaker]`).
+    /// Default: none.
+    pub breaker: Option<Box<Spanned<RawBreaker>>>,
+}
+
+impl RawTable for RawCluster {
+    fn keys_at(path: &[&str]) -> &'static [&'static str] {
+        match path {
+            [] => fields_of::<Self>(),
+            ["health", rest @ ..] => RawHealth::keys_at(rest),
+            ["outlier", rest @ ..] => RawOutlier::keys_at(rest),
+            ["retry", rest @ ..] => RawRetry::keys_at(rest),
+            ["admission", rest @ ..] => RawAdmission::keys_at(rest),
+            ["cache", rest @ ..] => RawCache::keys_at(rest),
+            ["breaker", rest @ ..] => RawBreaker::keys_at(rest),
+            _ => &[],
+        }
+    }
+}
+
+/// `[[cluster]]`: a set of interchangeable endpoints and how to talk to them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterSettings {
+    /// Unique name, referenced by listeners.
+    pub name: String,
+    /// The endpoints, in file order; never empty and without duplicates when
+    /// read from a file.
+    pub endpoints: Vec<EndpointAddress>,
+    /// How requests are spread over the endpoints.
+    pub balance: BalancePolicy,
+    /// Limit on establishing a TCP connection to an endpoint. A connect
+    /// failure is always safe to retry elsewhere, so this is kept short.
+    pub connect_timeout: Duration,
+    /// The request's deadline for a response head, across every attempt
+    /// (retries and hedges included); on expiry the client gets 504. Time
+    /// spent receiving or uploading the client's body is not counted.
+    pub request_timeout: Duration,
+    /// Longest a request body may go without progress. Waiting for the
+    /// client: 408, not the endpoint's fault. Waiting for the endpoint to
+    /// take it: a timeout of the endpoint. Replaces the response-head
+    /// timeouts while a body streams up, so a long upload is not cut.
+    pub body_idle_timeout: Duration,
+    /// How long an idle pooled upstream connection is kept.
+    pub idle_timeout: Duration,
+    /// At most this many idle pooled connections per endpoint; 0 disables
+    /// pooling.
+    pub max_idle_per_endpoint: usize,
+    /// Time constant of the peak-EWMA latency average that `p2c-ewma` ranks
+    /// endpoints by: how fast an old latency is forgotten.
+    pub ewma_decay: Duration,
+    /// Active health checks; `None`: endpoints are not checked (only passive
+    /// outlier detection takes them out).
+    pub health: Option<HealthSettings>,
+    /// Passive outlier detection from real traffic; `None`: turned off.
+    pub outlier: Option<OutlierParams>,
+    /// When fewer than this percent of the endpoints are available (healthy
+    /// and not ejected), balance over all of them: a health signal that
+    /// condemns most of a cluster is more likely wrong than right, and the
+    /// few survivors would be crushed by the whole load.
+    pub panic_threshold_percent: u8,
+    /// An endpoint returning to service ramps up to its full share of
+    /// traffic over this long (cold caches, JITs, connection pools);
+    /// [`Duration::ZERO`] gives it its full share at once.
+    pub slow_start: Duration,
+    /// How often endpoint names are looked up again (a shorter DNS TTL wins).
+    pub resolve_interval: Duration,
+    /// Retries and hedging.
+    pub retry: RetrySettings,
+    /// Overload protection; `None`: every request goes straight through.
+    pub admission: Option<AdmissionSettings>,
+    /// Response cache for GET and HEAD; `None`: nothing is cached.
+    pub cache: Option<CacheSettings>,
+    /// Circuit breaker of the cluster; `None`: none.
+    pub breaker: Option<BreakerParams>,
+    /// Whether the breaker's state is shared with the fleet through
+    /// `[store]`, and by which quorum.
+    pub breaker_fleet: FleetBreakerSettings,
+    /// Every endpoint also has a breaker of its own (same parameters, local
+    /// to this process): one failing endpoint stops getting requests
+    /// without the cluster's breaker opening for all of them.
+    pub breaker_per_endpoint: bool,
+}
+
+impl ClusterSettings {
+    /// Default [`ClusterSettings::balance`].
+    pub const DEFAULT_BALANCE: BalancePolicy = BalancePolicy::P2cEwma;
+    /// Default [`ClusterSettings::connect_timeout`].
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+    /// Default [`ClusterSettings::request_timeout`].
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+    /// Default [`ClusterSettings::body_idle_timeout`] (nginx's
+    /// `client_body_timeout` is 60 s, HAProxy's `timeout client` is often
+    /// 30 s).
+    pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Default [`ClusterSettings::idle_timeout`] (as hyper-util's pooled client).
+    /// An upstream that closes idle connections sooner (nginx: 75 s, Node.js:
+    /// 5 s) needs a lower value, or pooled requests meet closed connections.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+    /// Default [`ClusterSettings::max_idle_per_endpoint`].
+    pub const DEFAULT_MAX_IDLE_PER_ENDPOINT: usize = 128;
+    /// Default [`ClusterSettings::ewma_decay`] (linkerd's and Finagle's).
+    pub const DEFAULT_EWMA_DECAY: Duration = Duration::from_secs(10);
+    /// Default [`ClusterSettings::panic_threshold_percent`] (Envoy's).
+    pub const DEFAULT_PANIC_THRESHOLD_PERCENT: u8 = 50;
+    /// Default [`ClusterSettings::slow_start`].
+    pub const DEFAULT_SLOW_START: Duration = levee_core::outlier::SlowStart::DEFAULT_WINDOW;
+    /// Default [`ClusterSettings::resolve_interval`].
+    pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
+
+    /// A cluster with every optional setting at its default.
+    pub fn new(name: impl Into<String>, endpoints: Vec<EndpointAddress>) -> ClusterSettings {
+        ClusterSettings {
+            name: name.into(),
+            endpoints,
+            balance: ClusterSettings::DEFAULT_BALANCE,
+            connect_timeout: ClusterSettings::DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: ClusterSettings::DEFAULT_REQUEST_TIMEOUT,
+            body_idle_timeout: ClusterSettings::DEFAULT_BODY_IDLE_TIMEOUT,
+            idle_timeout: ClusterSettings::DEFAULT_IDLE_TIMEOUT,
+            max_idle_per_endpoint: ClusterSettings::DEFAULT_MAX_IDLE_PER_ENDPOINT,
+            ewma_decay: ClusterSettings::DEFAULT_EWMA_DECAY,
+            health: None,
+            outlier: Some(OutlierParams::default()),
+            panic_threshold_percent: ClusterSettings::DEFAULT_PANIC_THRESHOLD_PERCENT,
+            slow_start: ClusterSettings::DEFAULT_SLOW_START,
+            resolve_interval: ClusterSettings::DEFAULT_RESOLVE_INTERVAL,
+            retry: RetrySettings::default(),
+            admission: None,
+            cache: None,
+            breaker: None,
+            breaker_fleet: FleetBreakerSettings::default(),
+            breaker_per_endpoint: false,
+        }
+    }
+}
+
+pub(super) fn cluster<'r>(
+    section: &'r Section<RawCluster>,
+    report: &mut Report<'_>,
+) -> Cluster<'r> {
+    let raw = &section.raw;
+    let name = name(section, raw.name.as_ref(), report);
+    let endpoints = required(section, raw.endpoints.as_ref(), "endpoints", report)
+        .and_then(|endpoints| endpoint_list(section, endpoints, report));
+    let balance = match &raw.balance {
+        None => Some(ClusterSettings::DEFAULT_BALANCE),
+        Some(balance) => balance
+            .get_ref()
+            .parse()
+            .map_err(|error| report.error(balance.span(), format!("{error}")))
+            .ok(),
+    };
+    let connect_timeout = duration(
+        raw.connect_timeout.as_ref(),
+        "connect_timeout",
+        ClusterSettings::DEFAULT_CONNECT_TIMEOUT,
+        Zero::Rejected { hint: "" },
+        report,
+    );
+    let request_timeout = duration(
+        raw.request_timeout.as_ref(),
+        "request_timeout",
+        ClusterSettings::DEFAULT_REQUEST_TIMEOUT,
+        Zero::Rejected { hint: "" },
+        report,
+    );
+    let body_idle_timeout = duration(
+        raw.body_idle_timeout.as_ref(),
+        "body_idle_timeout",
+        ClusterSettings::DEFAULT_BODY_IDLE_TIMEOUT,
+        Zero::Rejected { hint: "" },
+        report,
+    );
+    let idle_timeout = duration(
+        raw.idle_timeout.as_ref(),
+        "idle_timeout",
+        ClusterSettings::DEFAULT_IDLE_TIMEOUT,
+        Zero::Rejected {
+            hint: " (to disable pooling, set max_idle_per_endpoint = 0)",
+        },
+        report,
+    );
+    let ewma_decay = duration(
+        raw.ewma_decay.as_ref(),
+        "ewma_decay",
+        ClusterSettings::DEFAULT_EWMA_DECAY,
+        Zero::Rejected { hint: "" },
+        report,
+    );
+    let max_idle_per_endpoint = raw
+        .max_idle_per_endpoint
+        .unwrap_or(ClusterSettings::DEFAULT_MAX_IDLE_PER_ENDPOINT);
+    // `Some(None)`: not written (no checks), `None`: bad.
+    let health = match &raw.health {
+        Some(written) => health::health(section, written, report).map(Some),
+        None => Some(None),
+    };
+    // `Some(None)`: turned off, `None`: bad.
+    let outlier = match &raw.outlier {
+        Some(written) => outlier::outlier(written, report),
+        None => Some(Some(OutlierParams::default())),
+    };
+    let panic_threshold_percent = match &raw.panic_threshold {
+        Some(written) => percent(written, "panic_threshold", report),
+        None => Some(ClusterSettings::DEFAULT_PANIC_THRESHOLD_PERCENT),
+    };
+    let slow_start = duration(
+        raw.slow_start.as_ref(),
+        "slow_start",
+        ClusterSettings::DEFAULT_SLOW_START,
+        Zero::Allowed,
+        report,
+    );
+    let resolve_interval = duration(
+        raw.resolve_interval.as_ref(),
+        "resolve_interval",
+        ClusterSettings::DEFAULT_RESOLVE_INTERVAL,
+        Zero::Rejected { hint: "" },
+        report,
+    );
+    let retry = match &raw.retry {
+        Some(written) => retry::retry(written, report),
+        None => Some(RetrySettings::default()),
+    };
+    // `Some(None)`: off (the default), `None`: bad.
+    let admission = match &raw.admission {
+        Some(written) => admission::admission(written, report),
+        None => Some(None),
+    };
+    // `Some(None)`: off (the default), `None`: bad.
+    let cache = match &raw.cache {
+        Some(written) => cache::cache(written, report),
+        None => Some(None),
+    };
+    // `Some(None)`: none (the default), `None`: bad.
+    let breaker = match &raw.breaker {
+        Some(written) => breaker::breaker(written, report),
+        None => Some(None),
+    };
+    // Defaults when there is no breaker table; `None`: bad.
+    let breaker_fleet = match &raw.breaker {
+        Some(written) => breaker::fleet(written, report),
+        None => Some(super::FleetBreakerSettings::default()),
+    };
+    let Some(breaker_fleet) = breaker_fleet else {
+        return Cluster {
+            name,
+            settings: None,
+        };
+    };
+    let (
+        Some(name),
+        Some(endpoints),
+        Some(balance),
+        Some(connect_timeout),
+        Some(request_timeout),
+        Some(body_idle_timeout),
+        Some(idle_timeout),
+        Some(ewma_decay),
+        Some(health),
+        Some(outlier),
+        Some(panic_threshold_percent),
+        Some(slow_start),
+        Some(resolve_interval),
+        Some(retry),
+        Some(admission),
+        Some(cache),
+        Some(breaker),
+    ) = (
+        name,
+        endpoints,
+        balance,
+        connect_timeout,
+        request_timeout,
+        body_idle_timeout,
+        idle_timeout,
+        ewma_decay,
+        health,
+        outlier,
+        panic_threshold_percent,
+        slow_start,
+        resolve_interval,
+        retry,
+        admission,
+        cache,
+        breaker,
+    )
+    else {
+        return Cluster {
+            name,
+            settings: None,
+        };
+    };
+    let settings = ClusterSettings {
+        name: name.get_ref().clone(),
+        endpoints,
+        balance,
+        connect_timeout,
+        request_timeout,
+        body_idle_timeout,
+        idle_timeout,
+        max_idle_per_endpoint,
+        ewma_decay,
+        health,
+        outlier,
+        panic_threshold_percent,
+        slow_start,
+        resolve_interval,
+        retry,
+        admission,
+        cache,
+        breaker,
+        breaker_fleet,
+        breaker_per_endpoint: raw
+            .breaker
+            .as_ref()
+            .and_then(|written| written.get_ref().per_endpoint.as_ref())
+            .is_some_and(|per_endpoint| *per_endpoint.get_ref()),
+    };
+    Cluster {
+        name: Some(name),
+        settings: Some(settings),
+    }
+}
+
+/// Every endpoint parsed, at least one, none twice.
+pub(super) fn endpoint_list(
+    section: &Section<RawCluster>,
+    endpoints: &Spanned<Vec<Spanned<String>>>,
+    report: &mut Report<'_>,
+) -> Option<Vec<EndpointAddress>> {
+    if endpoints.get_ref().is_empty() {
+        report.error(
+            endpoints.span(),
+            format!("{} has no endpoints", section.label),
+        );
+        return None;
+    }
+    let mut parsed: Vec<EndpointAddress> = Vec::new();
+    let mut seen: HashSet<EndpointAddress> = HashSet::new();
+    let mut all_valid = true;
+    for text in endpoints.get_ref() {
+        match text.get_ref().parse::<EndpointAddress>() {
+            // A duplicate would get twice the traffic and share its health
+            // with itself: almost certainly a copy-paste slip.
+            Ok(address) if seen.contains(&address) => {
+                let message = format!("endpoints: {:?} is listed twice", address.to_string());
+                report.error(text.span(), message);
+                all_valid = false;
+            }
+            Ok(address) => {
+                seen.insert(address.clone());
+                parsed.push(address);
+            }
+            Err(error) => {
+                report.error(text.span(), format!("endpoints: {error}"));
+                all_valid = false;
+            }
+        }
+    }
+    all_valid.then_some(parsed)
+}

@@ -1,0 +1,460 @@
+//! A listener (`[[listener]]`): its raw table, validation and settings (its
+//! routes are in `route.rs`).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::checks::Listener;
+use super::keys::fields_of;
+use super::report::Report;
+use super::route::RawRoute;
+use super::table::{RawTable, Section};
+use super::units::parse_size;
+use super::values::{Zero, duration, name, required, socket_addr};
+use super::{RouteSettings, route};
+
+/// `[[listener]]`: a socket accepting client traffic for one cluster.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawListener {
+    /// Unique name, used in logs, metrics and `/status`. Required.
+    pub name: Option<Spanned<String>>,
+    /// Address to bind, `"ip:port"` (`"0.0.0.0:8080"`, `"[::]:8080"`).
+    /// Required.
+    pub listen: Option<Spanned<String>>,
+    /// What the listener speaks: `"http"` or `"tcp"`. Default `"http"`.
+    pub protocol: Option<Spanned<String>>,
+    /// Name of the `[[cluster]]` that serves this listener's requests (the
+    /// ones no route matches, if it has routes). Required, unless the
+    /// listener has routes: then requests no route matches get 404.
+    pub cluster: Option<Spanned<String>>,
+    /// `tcp` listeners only: a size (`"64KiB"`); up to this many of the
+    /// client's first bytes are kept while the endpoint has sent nothing
+    /// back, and replayed to another endpoint if it closes first. Default
+    /// `"0"`: off.
+    pub tcp_replay: Option<Spanned<String>>,
+    /// While the node is impaired: `"serve"` (keep serving), `"close"`
+    /// (close the listening socket; reopen on recovery), `"reject-all"` (503
+    /// to every request) or `"reject-writes"` (503 to all but GET, HEAD and
+    /// OPTIONS). The `reject-*` values are for http listeners only. Default
+    /// `"serve"`.
+    pub when_impaired: Option<Spanned<String>>,
+    /// `http` listeners only: a client has this long from connecting (or,
+    /// on a kept-alive connection, from the first byte of a request) to
+    /// send the whole request head; then it gets 408, or is closed if it
+    /// sent nothing. At least `"100ms"`. Default `"10s"`.
+    pub header_read_timeout: Option<Spanned<String>>,
+    /// `http` listeners only: a kept-alive connection with no request in
+    /// progress is closed after this long; more than 0. Default `"60s"`.
+    pub idle_timeout: Option<Spanned<String>>,
+    /// `http` listeners only: routes, tried in file order
+    /// (`[[listener.route]]`); the first that matches a request chooses its
+    /// cluster, requests no route matches go to `cluster`. Default: none.
+    pub route: Option<Vec<Spanned<RawRoute>>>,
+    /// Client connections open at once, at least 1. At the limit a new
+    /// connection replaces the oldest one with no request in progress
+    /// (http listeners), or is closed at once. Default: derived from the
+    /// process's file descriptor limit (half of what is left after levee's
+    /// own reserve, shared between the listeners, at most 65536).
+    pub max_connections: Option<Spanned<i64>>,
+}
+
+impl RawTable for RawListener {
+    fn keys_at(path: &[&str]) -> &'static [&'static str] {
+        match path {
+            [] => fields_of::<Self>(),
+            ["route", rest @ ..] => RawRoute::keys_at(rest),
+            _ => &[],
+        }
+    }
+}
+
+/// `[[listener]]`: a socket that accepts client traffic for one cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSettings {
+    /// Unique name, used in logs, metrics and `/status`.
+    pub name: String,
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// What the listener speaks.
+    pub protocol: Protocol,
+    /// The cluster that serves requests no route matches (always defined
+    /// when set); `None`: such requests get 404. A tcp listener always has
+    /// one.
+    pub cluster: Option<String>,
+    /// `[[listener.route]]`, in file order: the first that matches a
+    /// request chooses its cluster (http listeners only).
+    pub routes: Vec<RouteSettings>,
+    /// TCP listeners only: up to this many of the client's first bytes are
+    /// kept while the upstream has sent nothing back, so that an endpoint
+    /// that closes before answering can be replaced by another one, which
+    /// gets the same bytes. 0 turns replay off. A client that sends more
+    /// before the upstream answers is simply not replayed.
+    pub tcp_replay: u64,
+    /// What the listener does while the node is impaired.
+    pub when_impaired: WhenImpaired,
+    /// HTTP listeners: time from accept (or a later request's first byte)
+    /// to a complete request head.
+    pub header_read_timeout: Duration,
+    /// HTTP listeners: a kept-alive connection idle this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections open at once; `None`: derived from the file descriptor
+    /// limit when the gateway starts.
+    pub max_connections: Option<usize>,
+}
+
+impl ListenerSettings {
+    /// Default [`ListenerSettings::tcp_replay`]: off, because replaying
+    /// bytes is only safe for protocols where an endpoint that closed without
+    /// answering has not acted on them (the operator has to know that).
+    pub const DEFAULT_TCP_REPLAY: u64 = 0;
+    /// Default [`ListenerSettings::header_read_timeout`].
+    pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Default [`ListenerSettings::idle_timeout`].
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// The shortest `header_read_timeout` accepted: below it a client on a
+    /// real network could not send a head at all.
+    pub const MIN_HEADER_READ_TIMEOUT: Duration = Duration::from_millis(100);
+
+    /// A listener with every optional setting at its default.
+    pub fn new(
+        name: impl Into<String>,
+        listen: SocketAddr,
+        cluster: impl Into<String>,
+    ) -> ListenerSettings {
+        ListenerSettings {
+            name: name.into(),
+            listen,
+            protocol: Protocol::default(),
+            cluster: Some(cluster.into()),
+            routes: Vec::new(),
+            tcp_replay: ListenerSettings::DEFAULT_TCP_REPLAY,
+            when_impaired: WhenImpaired::default(),
+            header_read_timeout: ListenerSettings::DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: ListenerSettings::DEFAULT_IDLE_TIMEOUT,
+            max_connections: None,
+        }
+    }
+}
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Protocol {
+    /// HTTP/1.1 and HTTP/2, reverse proxied request by request.
+    #[default]
+    Http,
+    /// Raw TCP (L4): each client connection is relayed byte for byte to one
+    /// endpoint (SSH, git, databases).
+    Tcp,
+}
+
+impl Protocol {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Tcp => "tcp",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = BadProtocol;
+
+    fn from_str(text: &str) -> Result<Protocol, BadProtocol> {
+        match text {
+            "http" => Ok(Protocol::Http),
+            "tcp" => Ok(Protocol::Tcp),
+            _ => Err(BadProtocol::Unknown(text.to_owned())),
+        }
+    }
+}
+
+/// A `protocol` value levee does not speak.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadProtocol {
+    /// Not a protocol levee knows.
+    #[error("unknown protocol {0:?}: expected \"http\" or \"tcp\"")]
+    Unknown(String),
+}
+
+/// What a traffic listener does while the node is impaired (a required
+/// readiness criterion fails, or the node is drained).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum WhenImpaired {
+    /// Keep serving. The default: `/ready` already tells an outer load
+    /// balancer to route elsewhere, and a node that closes or rejects on its
+    /// own turns a false alarm of its probes into an outage when no load
+    /// balancer is in front of it.
+    #[default]
+    Serve,
+    /// Close the listening socket, so new connections are refused and an
+    /// outer load balancer routes away at once; open connections finish.
+    /// The socket is bound again on recovery.
+    Close,
+    /// Answer every request with 503, a JSON reason and `Retry-After`.
+    /// HTTP listeners only.
+    RejectAll,
+    /// Read-only mode: serve `GET`, `HEAD` and `OPTIONS`, answer other
+    /// methods with 503. HTTP listeners only.
+    RejectWrites,
+}
+
+impl WhenImpaired {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WhenImpaired::Serve => "serve",
+            WhenImpaired::Close => "close",
+            WhenImpaired::RejectAll => "reject-all",
+            WhenImpaired::RejectWrites => "reject-writes",
+        }
+    }
+}
+
+impl fmt::Display for WhenImpaired {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for WhenImpaired {
+    type Err = BadWhenImpaired;
+
+    fn from_str(text: &str) -> Result<WhenImpaired, BadWhenImpaired> {
+        match text {
+            "serve" => Ok(WhenImpaired::Serve),
+            "close" => Ok(WhenImpaired::Close),
+            "reject-all" => Ok(WhenImpaired::RejectAll),
+            "reject-writes" => Ok(WhenImpaired::RejectWrites),
+            _ => Err(BadWhenImpaired(text.to_owned())),
+        }
+    }
+}
+
+/// A `when_impaired` value levee does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown when_impaired {0:?}: expected \"serve\", \"close\", \"reject-all\" or \"reject-writes\""
+)]
+pub struct BadWhenImpaired(pub String);
+
+pub(super) fn listener<'r>(
+    section: &'r Section<RawListener>,
+    report: &mut Report<'_>,
+) -> Listener<'r> {
+    let raw = &section.raw;
+    let name = name(section, raw.name.as_ref(), report);
+    let listen = required(section, raw.listen.as_ref(), "listen", report)
+        .and_then(|listen| socket_addr(listen, "listen", report));
+    let protocol = match &raw.protocol {
+        None => Some(Protocol::default()),
+        Some(protocol) => protocol
+            .get_ref()
+            .parse()
+            .map_err(|error| report.error(protocol.span(), format!("{error}")))
+            .ok(),
+    };
+    let (routes, route_clusters) = match &raw.route {
+        None => (Some(Vec::new()), Vec::new()),
+        Some(routes) => route::routes(routes, &section.label, report),
+    };
+    if let (Some(first), Some(Protocol::Tcp)) =
+        (raw.route.as_ref().and_then(|r| r.first()), protocol)
+    {
+        let message = format!(
+            "route: only http listeners route requests; {} is a tcp listener",
+            section.label
+        );
+        report.error(first.span(), message);
+    }
+    // With routes, requests no route takes may simply get 404.
+    let has_routes = raw.route.as_ref().is_some_and(|routes| !routes.is_empty());
+    let cluster = if has_routes {
+        raw.cluster.as_ref()
+    } else {
+        required(section, raw.cluster.as_ref(), "cluster", report)
+    };
+    let tcp_replay = tcp_replay(section, protocol, report);
+    let when_impaired = when_impaired(section, protocol, report);
+    let client_limits = client_limits(section, protocol, report);
+    let cluster_ok = cluster.is_some() || has_routes;
+    let settings = match (
+        name,
+        &listen,
+        protocol,
+        cluster_ok,
+        routes,
+        tcp_replay,
+        when_impaired,
+        client_limits,
+    ) {
+        (
+            Some(name),
+            Some(listen),
+            Some(protocol),
+            true,
+            Some(routes),
+            Some(tcp_replay),
+            Some(when_impaired),
+            Some((header_read_timeout, idle_timeout, max_connections)),
+        ) if protocol == Protocol::Http || routes.is_empty() => Some(ListenerSettings {
+            name: name.get_ref().clone(),
+            listen: *listen.get_ref(),
+            protocol,
+            cluster: cluster.map(|cluster| cluster.get_ref().clone()),
+            routes,
+            tcp_replay,
+            when_impaired,
+            header_read_timeout,
+            idle_timeout,
+            max_connections,
+        }),
+        _ => None,
+    };
+    Listener {
+        label: &section.label,
+        name,
+        listen,
+        cluster,
+        route_clusters,
+        settings,
+    }
+}
+
+/// `tcp_replay` in bytes, or the default if it is not written. Only a tcp
+/// listener has bytes to replay: on an http listener the key is an error,
+/// not silently ignored (HTTP retries are configured per cluster). `None` if
+/// it is bad (reported); not judged against a `protocol` that is itself bad.
+pub(super) fn tcp_replay(
+    section: &Section<RawListener>,
+    protocol: Option<Protocol>,
+    report: &mut Report<'_>,
+) -> Option<u64> {
+    let Some(text) = &section.raw.tcp_replay else {
+        return Some(ListenerSettings::DEFAULT_TCP_REPLAY);
+    };
+    let size = parse_size(text.get_ref())
+        .map_err(|error| report.error(text.span(), format!("tcp_replay: {error}")))
+        .ok()?;
+    match protocol {
+        Some(Protocol::Http) => {
+            let message = format!(
+                "tcp_replay: only a listener with protocol = \"tcp\" replays bytes; \
+                 {} is an http listener",
+                section.label
+            );
+            report.error(text.span(), message);
+            None
+        }
+        Some(Protocol::Tcp) | None => Some(size),
+    }
+}
+
+/// `header_read_timeout`, `idle_timeout` and `max_connections`. The
+/// timeouts concern HTTP requests: on a tcp listener (whose protocol may
+/// well be silent for minutes, or server-first) they are an error rather
+/// than silently ignored. `None` if any is bad (reported).
+pub(super) fn client_limits(
+    section: &Section<RawListener>,
+    protocol: Option<Protocol>,
+    report: &mut Report<'_>,
+) -> Option<(Duration, Duration, Option<usize>)> {
+    let raw = &section.raw;
+    let mut ok = true;
+    for (key, value) in [
+        ("header_read_timeout", &raw.header_read_timeout),
+        ("idle_timeout", &raw.idle_timeout),
+    ] {
+        if let (Some(value), Some(Protocol::Tcp)) = (value, protocol) {
+            let message = format!(
+                "{key}: only http listeners read requests; {} is a tcp listener",
+                section.label
+            );
+            report.error(value.span(), message);
+            ok = false;
+        }
+    }
+    let header_read_timeout = duration(
+        raw.header_read_timeout.as_ref(),
+        "header_read_timeout",
+        ListenerSettings::DEFAULT_HEADER_READ_TIMEOUT,
+        Zero::Rejected { hint: "" },
+        report,
+    );
+    if let (Some(timeout), Some(text)) = (header_read_timeout, &raw.header_read_timeout) {
+        if !timeout.is_zero() && timeout < ListenerSettings::MIN_HEADER_READ_TIMEOUT {
+            let message = format!(
+                "header_read_timeout: must be at least 100ms, got {}",
+                text.get_ref()
+            );
+            report.error(text.span(), message);
+            ok = false;
+        }
+    }
+    let idle_timeout = duration(
+        raw.idle_timeout.as_ref(),
+        "idle_timeout",
+        ListenerSettings::DEFAULT_IDLE_TIMEOUT,
+        Zero::Rejected { hint: "" },
+        report,
+    );
+    let max_connections = match &raw.max_connections {
+        None => Some(None),
+        Some(value) => match usize::try_from(*value.get_ref()) {
+            Ok(limit) if limit >= 1 => Some(Some(limit)),
+            _ => {
+                let message = format!(
+                    "max_connections: must be at least 1, got {}",
+                    value.get_ref()
+                );
+                report.error(value.span(), message);
+                None
+            }
+        },
+    };
+    match (ok, header_read_timeout, idle_timeout, max_connections) {
+        (true, Some(header), Some(idle), Some(max)) => Some((header, idle, max)),
+        _ => None,
+    }
+}
+
+/// `when_impaired`, default `serve`. A tcp listener has no requests to
+/// reject one by one, so `reject-*` there is an error rather than a silent
+/// `close`: the operator should choose.
+pub(super) fn when_impaired(
+    section: &Section<RawListener>,
+    protocol: Option<Protocol>,
+    report: &mut Report<'_>,
+) -> Option<WhenImpaired> {
+    let Some(text) = &section.raw.when_impaired else {
+        return Some(WhenImpaired::default());
+    };
+    let value: WhenImpaired = text
+        .get_ref()
+        .parse()
+        .map_err(|error| report.error(text.span(), format!("{error}")))
+        .ok()?;
+    match (value, protocol) {
+        (WhenImpaired::RejectAll | WhenImpaired::RejectWrites, Some(Protocol::Tcp)) => {
+            let message = format!(
+                "when_impaired: {value:?} rejects HTTP requests; {} is a tcp listener: use \"close\" or \"serve\"",
+                section.label
+            )
+            .replace(&format!("{value:?}"), &format!("{:?}", value.as_str()));
+            report.error(text.span(), message);
+            None
+        }
+        _ => Some(value),
+    }
+}
