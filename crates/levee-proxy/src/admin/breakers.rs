@@ -23,9 +23,8 @@ pub(super) async fn list(State(state): State<Arc<GatewayState>>) -> Json<Vec<Bre
     let now = Instant::now();
     Json(
         state
-            .clusters()
+            .breakers()
             .iter()
-            .flat_map(|cluster| cluster.breaker.iter().chain(&cluster.endpoint_breakers))
             .map(|breaker| breaker.view(now))
             .collect(),
     )
@@ -92,11 +91,9 @@ const STORE_WAIT: Duration = Duration::from_secs(2);
 
 fn find(state: &GatewayState, name: &str) -> Option<Arc<ClusterBreaker>> {
     state
-        .clusters()
-        .iter()
-        .flat_map(|cluster| cluster.breaker.iter().chain(&cluster.endpoint_breakers))
+        .breakers()
+        .into_iter()
         .find(|breaker| breaker.name() == name)
-        .cloned()
 }
 
 fn with_breaker(

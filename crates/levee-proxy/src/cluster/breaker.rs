@@ -119,7 +119,7 @@ pub struct BreakerView {
 impl ClusterBreaker {
     /// The breaker of `cluster`, or of its `endpoint` (named
     /// `<cluster>/<endpoint>`; metrics are labelled by that name).
-    pub(super) fn new(
+    pub fn new(
         cluster: &str,
         endpoint: Option<&str>,
         params: BreakerParams,

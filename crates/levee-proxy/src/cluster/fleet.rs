@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::task::JoinHandle;
 
-use super::Cluster;
+use super::ClusterBreaker;
 use crate::config::{FleetBreakerSettings, OnUnreachable, StoreKind};
 use crate::events::{EventLog, NewEvent, Severity};
 
@@ -130,24 +130,19 @@ impl FleetStore {
     }
 }
 
-/// Start the tasks that apply fleet changes to the shared breakers of
-/// `clusters` and follow the store's health (flags, `levee_store_up`, a
+/// Start the tasks that apply fleet changes to the shared ones of
+/// `breakers` and follow the store's health (flags, `levee_store_up`, a
 /// `store` event per transition).
 pub fn spawn_fleet_sync(
     store: &FleetStore,
-    clusters: &[Arc<Cluster>],
+    breakers: &[Arc<ClusterBreaker>],
     events: &Arc<EventLog>,
     store_up: Gauge,
     on_health_change: impl Fn() + Send + 'static,
 ) -> Vec<JoinHandle<()>> {
-    let shared: Vec<Arc<Cluster>> = clusters
+    let shared: Vec<Arc<ClusterBreaker>> = breakers
         .iter()
-        .filter(|cluster| {
-            cluster
-                .breaker
-                .as_ref()
-                .is_some_and(|breaker| breaker.fleet().is_some())
-        })
+        .filter(|breaker| breaker.fleet().is_some())
         .cloned()
         .collect();
     let mut watcher = FleetWatcher::new(store.store.subscribe());
@@ -157,7 +152,6 @@ pub fn spawn_fleet_sync(
             for change in changes {
                 let breaker = changes_for
                     .iter()
-                    .filter_map(|cluster| cluster.breaker.as_ref())
                     .find(|breaker| breaker.name() == change.breaker);
                 if let Some(breaker) = breaker {
                     breaker.apply_fleet(change.previous.as_ref(), change.current.as_ref());
@@ -176,8 +170,8 @@ pub fn spawn_fleet_sync(
         loop {
             let current = health.borrow_and_update().clone();
             let stale = current.is_degraded();
-            for cluster in &shared {
-                if let Some(link) = cluster.breaker.as_ref().and_then(|b| b.fleet()) {
+            for breaker in &shared {
+                if let Some(link) = breaker.fleet() {
                     link.stale.store(stale, Ordering::Release);
                 }
             }

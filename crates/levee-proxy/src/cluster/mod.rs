@@ -100,8 +100,6 @@ pub struct Cluster {
     hedge_computed_at_ns: AtomicU64,
     /// Retry, hedge and poison counters.
     pub retry_metrics: ClusterMetrics,
-    /// Circuit breaker; `None` when the cluster has none.
-    pub breaker: Option<Arc<ClusterBreaker>>,
     /// One breaker per endpoint, same order as `endpoints`; empty unless
     /// `per_endpoint` is on. Local to this process, never shared.
     pub endpoint_breakers: Vec<Arc<ClusterBreaker>>,
@@ -367,19 +365,6 @@ impl Cluster {
             )),
             hedge_computed_at_ns: AtomicU64::new(0),
             endpoint_breakers,
-            breaker: match previous.and_then(|previous| previous.breaker.as_ref()) {
-                Some(kept) if same_breaker => Some(Arc::clone(kept)),
-                _ => settings.breaker.clone().map(|params| {
-                    Arc::new(ClusterBreaker::new(
-                        &settings.name,
-                        None,
-                        params,
-                        metrics.breaker(&settings.name),
-                        Arc::clone(&events),
-                        now,
-                    ))
-                }),
-            },
         })
     }
 
@@ -600,7 +585,7 @@ impl Cluster {
                 severity: Severity::Info,
             });
         }
-        for breaker in self.breaker.iter().chain(&self.endpoint_breakers) {
+        for breaker in &self.endpoint_breakers {
             breaker.tick(now);
         }
         // Slow starts end and ejections expire with time alone: always rebuild.

@@ -174,7 +174,8 @@ impl Cluster {
                 .map(|delay| delay.as_secs_f64() * 1000.0),
             // Filled in by whoever holds the cluster's admission stage.
             admission: None,
-            breaker: self.breaker.as_ref().map(|breaker| breaker.view(now)),
+            // Filled in by whoever holds the cluster's breaker stage.
+            breaker: None,
             // Filled in by whoever holds the cluster's cache stage.
             cache: None,
             endpoints: self

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
-use crate::cluster::{Cluster, ClusterBuildError, members};
+use crate::cluster::{Cluster, ClusterBreaker, ClusterBuildError, members};
 use crate::config::ClusterSettings;
 use crate::events::EventLog;
 use crate::health;
@@ -91,7 +91,28 @@ impl ClusterPlan {
                     ))
                 }),
             };
-            let stages = ClusterStages { cache, admission };
+            let before_settings = before.map(|live| &live.cluster.settings);
+            let same_breaker = before_settings.is_some_and(|old| {
+                old.breaker == wanted.breaker && old.breaker_fleet == wanted.breaker_fleet
+            });
+            let breaker = match kept.and_then(|stages| stages.breaker.as_ref()) {
+                Some(kept) if same_breaker => Some(Arc::clone(kept)),
+                _ => wanted.breaker.clone().map(|params| {
+                    Arc::new(ClusterBreaker::new(
+                        &wanted.name,
+                        None,
+                        params,
+                        metrics.breaker(&wanted.name),
+                        Arc::clone(events),
+                        tokio::time::Instant::now(),
+                    ))
+                }),
+            };
+            let stages = ClusterStages {
+                cache,
+                admission,
+                breaker,
+            };
             let (cluster, new) = match before.map(|live| &live.cluster) {
                 Some(cluster) if cluster.settings == *wanted && cluster.has_members(&members) => {
                     (Arc::clone(cluster), false)
@@ -155,6 +176,7 @@ impl ClusterPlan {
             let mut tasks = health::spawn_health_checks(&cluster);
             tasks.push(health::spawn_cluster_tick(&cluster));
             tasks.extend(stages.admission.as_ref().map(spawn_admission_sampler));
+            tasks.extend(stages.breaker.as_ref().map(spawn_breaker_tick));
             live.push(LiveCluster {
                 cluster,
                 stages,
@@ -179,6 +201,20 @@ fn spawn_admission_sampler(admission: &Arc<ClusterAdmission>) -> JoinHandle<()> 
         loop {
             ticks.tick().await;
             admission.sample();
+        }
+    })
+}
+
+/// Let a breaker's open period end with time alone (about once a second),
+/// until aborted.
+fn spawn_breaker_tick(breaker: &Arc<ClusterBreaker>) -> JoinHandle<()> {
+    let breaker = Arc::clone(breaker);
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            breaker.tick(tokio::time::Instant::now());
         }
     })
 }

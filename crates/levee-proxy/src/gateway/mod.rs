@@ -34,7 +34,9 @@ use levee_store::StoreError;
 pub use reload::{ReloadError, Reloaded};
 
 use crate::alerts;
-use crate::cluster::{Cluster, ClusterBuildError, ClusterStatus, FleetStore, spawn_fleet_sync};
+use crate::cluster::{
+    Cluster, ClusterBreaker, ClusterBuildError, ClusterStatus, FleetStore, spawn_fleet_sync,
+};
 use crate::config::Config;
 use crate::events::EventLog;
 use crate::listener::{
@@ -207,7 +209,35 @@ impl GatewayState {
                 let mut status = served.cluster.status(now);
                 status.cache = served.stages.cache.as_ref().map(|cache| cache.status());
                 status.admission = served.stages.admission.as_ref().map(|a| a.status());
+                status.breaker = served.stages.breaker.as_ref().map(|b| b.view(now));
                 status
+            })
+            .collect()
+    }
+
+    /// The clusters' own breakers (not the per-endpoint ones), in config
+    /// order.
+    pub fn cluster_breakers(&self) -> Vec<Arc<ClusterBreaker>> {
+        self.served
+            .load()
+            .iter()
+            .filter_map(|served| served.stages.breaker.clone())
+            .collect()
+    }
+
+    /// Every breaker: each cluster's own, then its endpoints'.
+    pub fn breakers(&self) -> Vec<Arc<ClusterBreaker>> {
+        self.served
+            .load()
+            .iter()
+            .flat_map(|served| {
+                served
+                    .stages
+                    .breaker
+                    .iter()
+                    .chain(&served.cluster.endpoint_breakers)
+                    .cloned()
+                    .collect::<Vec<_>>()
             })
             .collect()
     }
@@ -308,7 +338,7 @@ pub async fn start_with_admin(
     crate::resolve::report(&names.resolve_pending().await, metrics.names(), &events);
     let plan = ClusterPlan::build(&config.clusters, &names, &[], &metrics, &events)?;
     let cluster_list = plan.list();
-    let store = store::share_breakers(&config, &cluster_list)?;
+    let store = store::share_breakers(&config, &plan.served())?;
 
     // Bind everything first: a gateway that can only open some of its ports
     // must not start half-way.
@@ -483,7 +513,7 @@ fn spawn_fleet(state: &GatewayState) -> Vec<tokio::task::JoinHandle<()>> {
     let health = Arc::downgrade(&state.health);
     spawn_fleet_sync(
         store,
-        &state.clusters(),
+        &state.cluster_breakers(),
         &state.events,
         state.metrics.store_up(),
         move || {

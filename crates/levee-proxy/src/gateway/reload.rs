@@ -362,13 +362,14 @@ async fn prepare_and_swap(
         }
     }
     let list = clusters.list();
+    let served = clusters.served();
     if let Some(fleet) = &state.store {
-        store::link(fleet, list.iter());
-    } else if list.iter().any(|cluster| store::is_shared(cluster)) {
+        store::link(fleet, served.iter());
+    } else if served.iter().any(store::is_shared) {
         needs_restart
             .push("a breaker newly shared through the store (no store runs yet)".to_owned());
     }
-    state.served.store(Arc::new(clusters.served()));
+    state.served.store(Arc::new(served));
     live.clusters = clusters.start(std::mem::take(&mut live.clusters));
     state.clusters.store(Arc::new(list.clone()));
     for task in live.fleet_tasks.drain(..) {

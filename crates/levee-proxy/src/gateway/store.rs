@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use levee_store::{FleetRules, MemoryStore, RedisStore, RedisStoreConfig, StateStore, StoreError};
 
-use crate::cluster::{Cluster, FleetLink, FleetStore};
+use super::clusters::Served;
+use crate::cluster::{FleetLink, FleetStore};
 use crate::config::{Config, StoreKind};
 
 /// Build the store if a breaker is shared, and link every shared breaker
@@ -13,14 +14,15 @@ use crate::config::{Config, StoreKind};
 /// background.
 pub(super) fn share_breakers(
     config: &Config,
-    clusters: &[Arc<Cluster>],
+    clusters: &[Served],
 ) -> Result<Option<FleetStore>, StoreError> {
-    let shared: Vec<&Arc<Cluster>> = clusters.iter().filter(|c| is_shared(c)).collect();
+    let shared: Vec<&Served> = clusters.iter().filter(|c| is_shared(c)).collect();
     if shared.is_empty() {
         return Ok(None);
     }
     let mut rules = FleetRules::new();
-    for cluster in &shared {
+    for served in &shared {
+        let cluster = &served.cluster;
         rules = rules.with_breaker_quorum(&cluster.name, cluster.settings.breaker_fleet.quorum)?;
     }
     let settings = &config.store;
@@ -46,20 +48,20 @@ pub(super) fn share_breakers(
     Ok(Some(fleet))
 }
 
-/// Whether `cluster`'s breaker is shared through the store.
-pub(super) fn is_shared(cluster: &Cluster) -> bool {
-    cluster.breaker.is_some() && cluster.settings.breaker_fleet.shared
+/// Whether the cluster's breaker is shared through the store.
+pub(super) fn is_shared(served: &Served) -> bool {
+    served.stages.breaker.is_some() && served.cluster.settings.breaker_fleet.shared
 }
 
 /// Link the shared breakers of `clusters` that are not linked yet.
-pub(super) fn link<'c>(fleet: &FleetStore, clusters: impl Iterator<Item = &'c Arc<Cluster>>) {
-    for cluster in clusters.filter(|c| is_shared(c)) {
-        if let Some(breaker) = &cluster.breaker
+pub(super) fn link<'c>(fleet: &FleetStore, clusters: impl Iterator<Item = &'c Served>) {
+    for served in clusters.filter(|c| is_shared(c)) {
+        if let Some(breaker) = &served.stages.breaker
             && breaker.fleet().is_none()
         {
             breaker.share(FleetLink::new(
                 Arc::clone(&fleet.store),
-                cluster.settings.breaker_fleet,
+                served.cluster.settings.breaker_fleet,
                 fleet.on_unreachable,
             ));
         }

@@ -156,7 +156,7 @@ pub(crate) async fn forward(
             rejected,
         })?;
     // After admission (shed requests never count), before any attempt.
-    let breaker = cluster
+    let breaker = route
         .breaker
         .as_ref()
         .map(|breaker| {

@@ -15,7 +15,7 @@ use http::{HeaderMap, Method, Uri};
 
 pub use matcher::{HeaderMatch, HostPattern, PathPattern, RequestView, RouteMatch};
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ClusterBreaker};
 use crate::config::{ClusterSettings, RetrySettings, RouteSettings};
 use crate::proxy::admission::ClusterAdmission;
 use crate::proxy::cache::ResponseCache;
@@ -70,6 +70,8 @@ pub struct Route {
     pub cache: Option<Arc<ResponseCache>>,
     /// The cluster's admission control, if it has one.
     pub admission: Option<Arc<ClusterAdmission>>,
+    /// The cluster's circuit breaker, if it has one.
+    pub breaker: Option<Arc<ClusterBreaker>>,
 }
 
 /// The stages in front of a cluster that are its own (one each, shared by
@@ -80,6 +82,9 @@ pub struct ClusterStages {
     pub cache: Option<Arc<ResponseCache>>,
     /// Its admission control.
     pub admission: Option<Arc<ClusterAdmission>>,
+    /// Its circuit breaker (the cluster's own; per-endpoint breakers belong
+    /// to the cluster's endpoints).
+    pub breaker: Option<Arc<ClusterBreaker>>,
 }
 
 impl Route {
@@ -92,6 +97,7 @@ impl Route {
             request_timeout: settings.request_timeout,
             cache: stages.cache,
             admission: stages.admission,
+            breaker: stages.breaker,
             cluster,
         }
     }
@@ -111,6 +117,7 @@ impl Route {
             request_timeout: route.request_timeout.unwrap_or(settings.request_timeout),
             cache: stages.cache.filter(|_| route.cache.unwrap_or(true)),
             admission: stages.admission,
+            breaker: stages.breaker,
             cluster,
         }
     }
