@@ -1,6 +1,10 @@
-//! A cluster at run time: its endpoints, their load, the balancer and the
-//! pooled client. Every attempt's [`Outcome`] comes back here, which is where
-//! health, outlier detection and breakers will plug in.
+//! A cluster at run time: its endpoints (what each configured address
+//! stands for, `members.rs`), their health, ejections, load, pools and
+//! breakers, and the balancer that picks among them. Every attempt's
+//! [`Outcome`] comes back here. What is the cluster's as a whole rather than
+//! its endpoints' (cache, admission, the cluster breaker, the retry budget
+//! and hedging latencies) is a stage of the request path, owned by the
+//! gateway beside the cluster (`route::ClusterStages`).
 
 mod breaker;
 pub mod breaker_metrics;
@@ -10,13 +14,11 @@ mod members;
 mod status;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use http::HeaderValue;
 use levee_core::health::{CheckResult, HealthTracker};
 use levee_core::outlier::{Ejection, OutlierDetector, PanicParams, SlowStart, admit};
-use levee_core::retry::{BudgetSnapshot, LatencyQuantile, PoisonClass, RetryBudget, hedge_delay};
 use levee_core::{AttemptResult, Balancer, EndpointId, EndpointLoad, Outcome};
 use parking_lot::Mutex;
 use tokio::time::Instant;
@@ -31,8 +33,8 @@ pub use status::{
 
 use crate::config::ClusterSettings;
 use crate::events::{EventLog, NewEvent, Severity};
-use crate::metrics::{ClusterMetrics, EndpointMetrics, Metrics};
-use crate::upstream::{ClientBodyFailed, EndpointPool, PoolSettings};
+use crate::metrics::{EndpointMetrics, Metrics};
+use crate::upstream::{EndpointPool, PoolSettings};
 use control::{Control, EndpointControl};
 
 /// Weight of an endpoint at the very start of its slow start.
@@ -88,33 +90,10 @@ pub struct Cluster {
     unreachable_gauge: prometheus_client::metrics::gauge::Gauge,
     /// Ramp for endpoints coming back (read by `pick`).
     slow_start: Option<SlowStart>,
-    /// How many retries and hedges the cluster may still take.
-    retry_budget: Arc<RetryBudget>,
-    /// Recent response-head latencies, for the hedging delay; `None` when
-    /// hedging is off.
-    head_latency: Option<Arc<Mutex<LatencyQuantile>>>,
-    /// The hedging delay last computed from `head_latency` (nanoseconds) and
-    /// when (nanoseconds since `created_at`): a p95 sums a whole histogram,
-    /// too much work for every request.
-    hedge_after_ns: AtomicU64,
-    hedge_computed_at_ns: AtomicU64,
-    /// Retry, hedge and poison counters.
-    pub retry_metrics: ClusterMetrics,
     /// One breaker per endpoint, same order as `endpoints`; empty unless
     /// `per_endpoint` is on. Local to this process, never shared.
     pub endpoint_breakers: Vec<Arc<ClusterBreaker>>,
 }
-
-/// Whole nanoseconds of `duration`, saturating.
-fn nanos(duration: std::time::Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// How long a computed hedging delay is used before it is computed again.
-const HEDGE_DELAY_REFRESH: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// How far back latencies count for the hedging delay.
-const HEDGE_LATENCY_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why a cluster could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -140,9 +119,8 @@ impl Cluster {
     /// health, ejection, refusal history, latency estimate, requests in
     /// flight, pooled connections and breaker; an added endpoint starts in
     /// slow start; a removed one is simply not there (requests on it finish
-    /// on this cluster, which its holders keep alive until then). The retry
-    /// budget, hedging latencies, admission queue, cache and breaker carry
-    /// over when their own settings did not change.
+    /// on this cluster, which its holders keep alive until then). (The
+    /// cluster's stages carry over on their own: `gateway/clusters.rs`.)
     pub fn continued(
         &self,
         settings: &ClusterSettings,
@@ -329,8 +307,6 @@ impl Cluster {
                 .collect(),
             _ => Vec::new(),
         };
-        let same_budget = same(|a, b| a.retry.budget != b.retry.budget);
-        let same_hedge = same(|a, b| a.retry.hedge.is_some() != b.retry.hedge.is_some());
         Ok(Cluster {
             name: settings.name.clone(),
             settings: settings.clone(),
@@ -344,26 +320,6 @@ impl Cluster {
             panic_gauge: metrics.cluster_panic(&settings.name),
             unreachable_gauge: metrics.cluster_unreachable(&settings.name),
             slow_start: control_slow_start,
-            retry_budget: match previous {
-                Some(previous) if same_budget => Arc::clone(&previous.retry_budget),
-                _ => Arc::new(RetryBudget::new(settings.retry.budget, now)),
-            },
-            head_latency: match previous.and_then(|previous| previous.head_latency.as_ref()) {
-                Some(kept) if same_hedge => Some(Arc::clone(kept)),
-                _ => settings
-                    .retry
-                    .hedge
-                    .and_then(|_| LatencyQuantile::new(HEDGE_LATENCY_WINDOW, now).ok())
-                    .map(|quantile| Arc::new(Mutex::new(quantile))),
-            },
-            retry_metrics: metrics.cluster(&settings.name),
-            hedge_after_ns: AtomicU64::new(nanos(
-                settings
-                    .retry
-                    .hedge
-                    .map_or(std::time::Duration::ZERO, |hedge| hedge.ceiling),
-            )),
-            hedge_computed_at_ns: AtomicU64::new(0),
             endpoint_breakers,
         })
     }
@@ -436,11 +392,6 @@ impl Cluster {
     pub fn record_head(&self, outcome: &Outcome, now: Instant) {
         let endpoint = &self.endpoints[outcome.endpoint.0];
         self.loads[outcome.endpoint.0].observe_latency(outcome.latency, now);
-        if let AttemptResult::Response { .. } = outcome.result {
-            if let Some(quantile) = &self.head_latency {
-                quantile.lock().record(outcome.latency, now);
-            }
-        }
         endpoint
             .metrics
             .record_attempt(outcome.status_class(), outcome.latency.as_secs_f64());
@@ -504,56 +455,6 @@ impl Cluster {
             self.report_ejection(&control, &ejection, now);
             self.refresh_routing(&mut control, now);
         }
-    }
-
-    /// Count one client request towards the retry budget.
-    pub fn record_request(&self, now: Instant) {
-        self.retry_budget.record_request(now);
-    }
-
-    /// Take one retry or hedge from the budget; false when it is spent.
-    pub fn try_spend_retry(&self, now: Instant) -> bool {
-        self.retry_budget.try_withdraw(now)
-    }
-
-    /// The retry budget as of `now`, for `/status`.
-    pub fn retry_budget(&self, now: Instant) -> BudgetSnapshot {
-        self.retry_budget.snapshot(now)
-    }
-
-    /// How long an idempotent request waits for an answer before it is
-    /// hedged; `None` when hedging is off.
-    pub fn hedge_delay(&self, now: Instant) -> Option<std::time::Duration> {
-        let hedge = self.settings.retry.hedge?;
-        let age = nanos(now.saturating_duration_since(self.created_at));
-        let computed_at = self.hedge_computed_at_ns.load(Ordering::Relaxed);
-        if age.saturating_sub(computed_at) >= nanos(HEDGE_DELAY_REFRESH) {
-            let p95 = self.head_latency.as_ref()?.lock().p95(now);
-            let delay = hedge_delay(p95, hedge.floor, hedge.ceiling);
-            self.hedge_after_ns.store(nanos(delay), Ordering::Relaxed);
-            self.hedge_computed_at_ns.store(age, Ordering::Relaxed);
-            return Some(delay);
-        }
-        Some(std::time::Duration::from_nanos(
-            self.hedge_after_ns.load(Ordering::Relaxed),
-        ))
-    }
-
-    /// A poison request was stopped: count and report it. `request` says
-    /// which (method and path, never the query).
-    pub fn report_poison(&self, request: &str, class: PoisonClass, endpoints: u32) {
-        self.retry_metrics.record_poison();
-        self.events.record(NewEvent {
-            kind: "poison-request",
-            cluster: self.name.clone(),
-            endpoint: None,
-            from: "retrying".to_owned(),
-            to: "stopped".to_owned(),
-            reason: format!(
-                "{request} failed the same way ({class}) on {endpoints} endpoints: not retried, and not counted against those endpoints"
-            ),
-            severity: Severity::Warning,
-        });
     }
 
     /// Periodic work (about once a second): ejections that expired, latency
@@ -620,20 +521,6 @@ impl Cluster {
         let endpoint = &self.endpoints[id.0];
         endpoint.metrics.record_failure(kind);
         tracing::debug!(cluster = %self.name, endpoint = %endpoint.address, kind = %kind, "upstream response body failed");
-    }
-
-    /// A request's body failed on the client's side (`endpoint`: the one it
-    /// was streaming to, if any). Counted on the cluster, never on the
-    /// endpoint: no attempt metric, latency sample or verdict.
-    pub fn record_client_body_failure(
-        &self,
-        endpoint: Option<EndpointId>,
-        failure: ClientBodyFailed,
-    ) {
-        self.retry_metrics
-            .record_client_body_failure(failure.as_str());
-        let endpoint = endpoint.map(|id| self.endpoints[id.0].address.as_str());
-        tracing::debug!(cluster = %self.name, endpoint, reason = %failure.reason(self.settings.body_idle_timeout), "client request body failed; not counted against the endpoint");
     }
 
     /// How many endpoints may take traffic now (not failing checks, not

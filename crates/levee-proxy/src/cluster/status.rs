@@ -26,7 +26,8 @@ pub struct ClusterStatus {
     /// refused): left out even in panic mode.
     pub unreachable_endpoints: usize,
     /// The retry budget over its window.
-    pub retry_budget: RetryBudgetStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_budget: Option<RetryBudgetStatus>,
     /// How long an idempotent request now waits before it is hedged,
     /// milliseconds; absent when hedging is off.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -160,18 +161,9 @@ impl Cluster {
             panic: routing.view.panic,
             routable_endpoints: routing.view.candidates.len(),
             unreachable_endpoints: routing.view.unreachable,
-            retry_budget: {
-                let budget = self.retry_budget(now);
-                RetryBudgetStatus {
-                    requests: budget.requests,
-                    retries: budget.retries,
-                    allowed: budget.allowed,
-                    remaining: budget.remaining(),
-                }
-            },
-            hedge_after_ms: self
-                .hedge_delay(now)
-                .map(|delay| delay.as_secs_f64() * 1000.0),
+            // Filled in by whoever holds the cluster's retry state.
+            retry_budget: None,
+            hedge_after_ms: None,
             // Filled in by whoever holds the cluster's admission stage.
             admission: None,
             // Filled in by whoever holds the cluster's breaker stage.

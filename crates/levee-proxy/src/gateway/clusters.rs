@@ -16,6 +16,7 @@ use crate::health;
 use crate::metrics::Metrics;
 use crate::proxy::admission::ClusterAdmission;
 use crate::proxy::cache::ResponseCache;
+use crate::proxy::retries::RetryState;
 use crate::resolve::NameTable;
 use crate::route::ClusterStages;
 
@@ -108,10 +109,20 @@ impl ClusterPlan {
                     ))
                 }),
             };
+            let retries = match kept.map(|stages| &stages.retries) {
+                Some(kept) if kept.keeps(&wanted.retry) => Arc::clone(kept),
+                _ => Arc::new(RetryState::new(
+                    &wanted.name,
+                    &wanted.retry,
+                    metrics.cluster(&wanted.name),
+                    Arc::clone(events),
+                )),
+            };
             let stages = ClusterStages {
                 cache,
                 admission,
                 breaker,
+                retries,
             };
             let (cluster, new) = match before.map(|live| &live.cluster) {
                 Some(cluster) if cluster.settings == *wanted && cluster.has_members(&members) => {

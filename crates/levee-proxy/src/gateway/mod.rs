@@ -210,6 +210,11 @@ impl GatewayState {
                 status.cache = served.stages.cache.as_ref().map(|cache| cache.status());
                 status.admission = served.stages.admission.as_ref().map(|a| a.status());
                 status.breaker = served.stages.breaker.as_ref().map(|b| b.view(now));
+                let retries = &served.stages.retries;
+                status.retry_budget = Some(retries.budget_status(now));
+                status.hedge_after_ms = retries
+                    .hedge_delay(now)
+                    .map(|delay| delay.as_secs_f64() * 1000.0);
                 status
             })
             .collect()

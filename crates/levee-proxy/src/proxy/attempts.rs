@@ -36,8 +36,10 @@ use tokio::time::Instant;
 
 use super::body::{InFlight, UpstreamBody};
 use super::error::ProxyError;
+use super::retries::RetryState;
 use crate::cluster::{Cluster, EndpointBreakerCall};
 use crate::config::RetrySettings;
+use crate::route::Route;
 use crate::upstream::{
     ClientBodyFailed, PooledConnection, ReplayCopy, RequestBody, SendFailure, UploadWatch,
     send_streamed,
@@ -186,6 +188,8 @@ struct Running {
 /// The state of one request's attempts.
 pub struct Attempts<'r> {
     cluster: Arc<Cluster>,
+    /// The cluster's retry budget, hedging latencies and retry counters.
+    retries: &'r RetryState,
     /// The route's retry settings (its cluster's, with what it replaces).
     retry: &'r RetrySettings,
     head: RequestHead,
@@ -231,8 +235,7 @@ impl<'r> Attempts<'r> {
     /// Prepare the attempts of one request, which must answer by `deadline`
     /// and already spent `client_time` waiting for its body.
     pub fn new(
-        cluster: Arc<Cluster>,
-        retry: &'r RetrySettings,
+        route: &'r Route,
         head: RequestHead,
         payload: Payload,
         idempotent: bool,
@@ -244,8 +247,9 @@ impl<'r> Attempts<'r> {
             body_replayable: matches!(payload, Payload::Replayable(_)),
         };
         Attempts {
-            cluster,
-            retry,
+            cluster: Arc::clone(&route.cluster),
+            retries: &route.retries,
+            retry: &route.retry,
             head,
             payload,
             facts,
@@ -265,7 +269,7 @@ impl<'r> Attempts<'r> {
     /// client should get, or a rule stops the request.
     pub async fn run(mut self, first: EndpointId) -> Finished {
         let now = Instant::now();
-        self.cluster.record_request(now);
+        self.retries.record_request(now);
         // Only a body levee holds is hedged: it is all there before the
         // first attempt, so a hedge never fires while a body is uploading.
         let hedging = self.facts.idempotent
@@ -273,7 +277,7 @@ impl<'r> Attempts<'r> {
             && self.retry.hedge.is_some()
             && self.retry.policy.max_attempts() > 1;
         let mut hedge_at = if hedging {
-            self.cluster.hedge_delay(now).map(|delay| now + delay)
+            self.retries.hedge_delay(now).map(|delay| now + delay)
         } else {
             None
         };
@@ -434,6 +438,9 @@ impl<'r> Attempts<'r> {
             }
         };
         self.cluster.record_head(&outcome, now);
+        if let AttemptResult::Response { .. } = outcome.result {
+            self.retries.record_head_latency(outcome.latency, now);
+        }
         let response = match response {
             // Anything but 502/503/504 is the upstream's answer.
             Some((response, connection)) if !matches!(response.status().as_u16(), 502..=504) => {
@@ -462,14 +469,14 @@ impl<'r> Attempts<'r> {
             };
         }
         // The budget is asked last: asking spends it.
-        let stop = self.next_step(&outcome, now).or_else(|| {
-            (!self.cluster.try_spend_retry(now)).then_some(NotRetried::BudgetExhausted)
-        });
+        let stop = self
+            .next_step(&outcome, now)
+            .or_else(|| (!self.retries.try_spend(now)).then_some(NotRetried::BudgetExhausted));
         match (stop, response) {
             (Some(stop), Some((response, connection))) => {
                 // The upstream's own error status says more than levee could.
                 tracing::debug!(cluster = %self.cluster.name, status = %response.status(), reason = %stop, "upstream error status passed on");
-                self.cluster.retry_metrics.record_not_retried(stop.as_str());
+                self.retries.metrics().record_not_retried(stop.as_str());
                 Step::Answer(Box::new(
                     self.answer(response, connection, in_flight, outcome, breaker),
                 ))
@@ -531,7 +538,7 @@ impl<'r> Attempts<'r> {
             attempt = self.attempts() + 1,
             "retrying"
         );
-        self.cluster.retry_metrics.record_retry();
+        self.retries.metrics().record_retry();
         self.launch(next, breaker, now);
         Step::Continue
     }
@@ -545,10 +552,10 @@ impl<'r> Attempts<'r> {
         }
         // A route may turn hedging off for its requests.
         self.retry.hedge?;
-        let delay = self.cluster.hedge_delay(now)?;
+        let delay = self.retries.hedge_delay(now)?;
         // A permit not used (no budget) is given back when dropped.
         let (next, breaker) = self.admit(None, now)?;
-        if !self.cluster.try_spend_retry(now) {
+        if !self.retries.try_spend(now) {
             return Some(now + delay);
         }
         tracing::debug!(
@@ -557,7 +564,7 @@ impl<'r> Attempts<'r> {
             after_ms = delay.as_millis() as u64,
             "hedging a slow request"
         );
-        self.cluster.retry_metrics.record_hedge();
+        self.retries.metrics().record_hedge();
         self.launch(next, breaker, now);
         None
     }
@@ -599,9 +606,7 @@ impl<'r> Attempts<'r> {
 
     /// The error the client gets after `last`, stopped by `reason`.
     fn give_up(&self, last: &Outcome, reason: NotRetried) -> ProxyError {
-        self.cluster
-            .retry_metrics
-            .record_not_retried(reason.as_str());
+        self.retries.metrics().record_not_retried(reason.as_str());
         let kind = match last.result {
             AttemptResult::Failed(kind) => kind,
             // Only a 502-504 gets here with a status; it was passed on
@@ -642,10 +647,13 @@ impl<'r> Attempts<'r> {
         if let Some(breaker) = breaker {
             breaker.finish(None);
         }
-        self.cluster
-            .record_client_body_failure(Some(endpoint), failure);
-        self.cluster
-            .retry_metrics
+        self.retries.record_client_body_failure(
+            Some(&self.cluster.endpoint(endpoint).address),
+            failure,
+            self.cluster.settings.body_idle_timeout,
+        );
+        self.retries
+            .metrics()
             .record_not_retried(NotRetried::ClientBody.as_str());
         ProxyError::ClientBody {
             cluster: self.cluster.name.clone(),
@@ -676,7 +684,7 @@ impl<'r> Attempts<'r> {
         self.futures = None;
         let poisoned = self.poison.poisoned();
         if let Some(class) = poisoned {
-            self.cluster
+            self.retries
                 .report_poison(&self.head.describe(), class, POISON_ENDPOINTS);
         }
         for (outcome, breaker) in self.held_verdicts.drain(..) {

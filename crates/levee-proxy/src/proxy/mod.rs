@@ -1,8 +1,16 @@
-//! The HTTP request path, in one straight line:
-//! client request → admission (slot or 503) → rewrite headers → body held
-//! for replay (if small; a client that stops sending it gets 408) →
-//! attempts (pick endpoint, per-try timeout, retry or hedge elsewhere;
-//! `attempts.rs`) → outcomes recorded on the cluster → response streamed back.
+//! The HTTP request path, as a line of stages, each handed the next:
+//! listener → route (`route/`: cluster, timeout, retry policy and the
+//! cluster's stages, chosen once per request) → cache (`cache/`, when the
+//! route uses one; it gets the rest of the line as [`cache::Upstream`]) →
+//! admission (`admission/`: a slot or 503) → cluster breaker → rewrite
+//! headers → body held for replay (if small; a client that stops sending it
+//! gets 408) → attempts (`attempts.rs`: pick an endpoint, per-try timeout,
+//! retry or hedge elsewhere, within the cluster's budget in `retries.rs`) →
+//! outcomes recorded on the cluster → response streamed back.
+//!
+//! The stages are built once per cluster when the config is loaded (and
+//! again at a reload, which keeps those whose settings stay); a request
+//! reads them from its route, so a reload is a swap of routers.
 
 pub mod admission;
 mod attempts;
@@ -11,6 +19,7 @@ pub mod cache;
 pub mod client;
 pub mod error;
 mod headers;
+pub mod retries;
 
 use std::sync::Arc;
 
@@ -280,7 +289,9 @@ async fn attempt(
             waited_since,
         }) => (Payload::Once(Some(streaming)), waited_since),
         Err(failure) => {
-            cluster.record_client_body_failure(None, failure);
+            route
+                .retries
+                .record_client_body_failure(None, failure, idle);
             return early(ProxyError::ClientBody {
                 cluster: cluster.name.clone(),
                 failure,
@@ -303,17 +314,9 @@ async fn attempt(
         uri: parts.uri,
         headers: parts.headers,
     };
-    Attempts::new(
-        Arc::clone(cluster),
-        retry,
-        head,
-        payload,
-        idempotent,
-        deadline,
-        waited,
-    )
-    .run(first)
-    .await
+    Attempts::new(route, head, payload, idempotent, deadline, waited)
+        .run(first)
+        .await
 }
 
 /// Turn the client's request into the request sent upstream: origin-form

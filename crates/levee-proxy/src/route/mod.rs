@@ -19,6 +19,7 @@ use crate::cluster::{Cluster, ClusterBreaker};
 use crate::config::{ClusterSettings, RetrySettings, RouteSettings};
 use crate::proxy::admission::ClusterAdmission;
 use crate::proxy::cache::ResponseCache;
+use crate::proxy::retries::RetryState;
 
 /// Routes in order, and what requests no route takes get.
 pub struct Router<T> {
@@ -72,11 +73,13 @@ pub struct Route {
     pub admission: Option<Arc<ClusterAdmission>>,
     /// The cluster's circuit breaker, if it has one.
     pub breaker: Option<Arc<ClusterBreaker>>,
+    /// The cluster's retry budget, hedging latencies and retry counters.
+    pub retries: Arc<RetryState>,
 }
 
 /// The stages in front of a cluster that are its own (one each, shared by
 /// every route to it).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ClusterStages {
     /// Its response cache.
     pub cache: Option<Arc<ResponseCache>>,
@@ -85,6 +88,8 @@ pub struct ClusterStages {
     /// Its circuit breaker (the cluster's own; per-endpoint breakers belong
     /// to the cluster's endpoints).
     pub breaker: Option<Arc<ClusterBreaker>>,
+    /// What its requests share across their attempts.
+    pub retries: Arc<RetryState>,
 }
 
 impl Route {
@@ -98,6 +103,7 @@ impl Route {
             cache: stages.cache,
             admission: stages.admission,
             breaker: stages.breaker,
+            retries: stages.retries,
             cluster,
         }
     }
@@ -118,6 +124,7 @@ impl Route {
             cache: stages.cache.filter(|_| route.cache.unwrap_or(true)),
             admission: stages.admission,
             breaker: stages.breaker,
+            retries: stages.retries,
             cluster,
         }
     }
