@@ -71,59 +71,7 @@ impl ClusterPlan {
         for wanted in settings {
             let members = members(wanted, names);
             let before = running.get(wanted.name.as_str());
-            let kept = before.map(|live| &live.stages);
-            let cache = match (kept.and_then(|stages| stages.cache.as_ref()), wanted.cache) {
-                (Some(kept), Some(settings)) if *kept.settings() == settings => {
-                    Some(Arc::clone(kept))
-                }
-                (_, settings) => settings.map(|settings| {
-                    Arc::new(ResponseCache::new(settings, metrics.cache(&wanted.name)))
-                }),
-            };
-            let kept_admission = kept.and_then(|stages| stages.admission.as_ref());
-            let admission = match (kept_admission, &wanted.admission) {
-                (Some(kept), Some(settings)) if kept.settings() == settings => {
-                    Some(Arc::clone(kept))
-                }
-                (_, settings) => settings.as_ref().map(|settings| {
-                    Arc::new(ClusterAdmission::new(
-                        settings,
-                        metrics.admission(&wanted.name),
-                    ))
-                }),
-            };
-            let before_settings = before.map(|live| &live.cluster.settings);
-            let same_breaker = before_settings.is_some_and(|old| {
-                old.breaker == wanted.breaker && old.breaker_fleet == wanted.breaker_fleet
-            });
-            let breaker = match kept.and_then(|stages| stages.breaker.as_ref()) {
-                Some(kept) if same_breaker => Some(Arc::clone(kept)),
-                _ => wanted.breaker.clone().map(|params| {
-                    Arc::new(ClusterBreaker::new(
-                        &wanted.name,
-                        None,
-                        params,
-                        metrics.breaker(&wanted.name),
-                        Arc::clone(events),
-                        tokio::time::Instant::now(),
-                    ))
-                }),
-            };
-            let retries = match kept.map(|stages| &stages.retries) {
-                Some(kept) if kept.keeps(&wanted.retry) => Arc::clone(kept),
-                _ => Arc::new(RetryState::new(
-                    &wanted.name,
-                    &wanted.retry,
-                    metrics.cluster(&wanted.name),
-                    Arc::clone(events),
-                )),
-            };
-            let stages = ClusterStages {
-                cache,
-                admission,
-                breaker,
-                retries,
-            };
+            let stages = stages(wanted, before.copied(), metrics, events);
             let (cluster, new) = match before.map(|live| &live.cluster) {
                 Some(cluster) if cluster.settings == *wanted && cluster.has_members(&members) => {
                     (Arc::clone(cluster), false)
@@ -142,7 +90,7 @@ impl ClusterPlan {
         Ok(ClusterPlan { clusters })
     }
 
-    /// The clusters, with their caches, by name.
+    /// The clusters, with their stages, by name.
     pub fn by_name(&self) -> HashMap<String, Served> {
         self.clusters
             .iter()
@@ -186,8 +134,14 @@ impl ClusterPlan {
             }
             let mut tasks = health::spawn_health_checks(&cluster);
             tasks.push(health::spawn_cluster_tick(&cluster));
-            tasks.extend(stages.admission.as_ref().map(spawn_admission_sampler));
-            tasks.extend(stages.breaker.as_ref().map(spawn_breaker_tick));
+            if let Some(admission) = &stages.admission {
+                let admission = Arc::clone(admission);
+                tasks.push(spawn_every_second(move |_| admission.sample()));
+            }
+            if let Some(breaker) = &stages.breaker {
+                let breaker = Arc::clone(breaker);
+                tasks.push(spawn_every_second(move |now| breaker.tick(now)));
+            }
             live.push(LiveCluster {
                 cluster,
                 stages,
@@ -202,30 +156,74 @@ impl ClusterPlan {
     }
 }
 
-/// Publish an admission queue's depth and limit about once a second, until
-/// aborted.
-fn spawn_admission_sampler(admission: &Arc<ClusterAdmission>) -> JoinHandle<()> {
-    let admission = Arc::clone(admission);
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            admission.sample();
-        }
-    })
+/// The stages of the cluster `wanted`: each one `before` had is kept, state
+/// and all, while its own settings stay.
+fn stages(
+    wanted: &ClusterSettings,
+    before: Option<&LiveCluster>,
+    metrics: &Metrics,
+    events: &Arc<EventLog>,
+) -> ClusterStages {
+    let kept = before.map(|live| &live.stages);
+    let cache = match (kept.and_then(|stages| stages.cache.as_ref()), wanted.cache) {
+        (Some(kept), Some(settings)) if *kept.settings() == settings => Some(Arc::clone(kept)),
+        (_, settings) => settings
+            .map(|settings| Arc::new(ResponseCache::new(settings, metrics.cache(&wanted.name)))),
+    };
+    let kept_admission = kept.and_then(|stages| stages.admission.as_ref());
+    let admission = match (kept_admission, &wanted.admission) {
+        (Some(kept), Some(settings)) if kept.settings() == settings => Some(Arc::clone(kept)),
+        (_, settings) => settings.as_ref().map(|settings| {
+            Arc::new(ClusterAdmission::new(
+                settings,
+                metrics.admission(&wanted.name),
+            ))
+        }),
+    };
+    let before_settings = before.map(|live| &live.cluster.settings);
+    let same_breaker = before_settings.is_some_and(|old| {
+        old.breaker == wanted.breaker && old.breaker_fleet == wanted.breaker_fleet
+    });
+    let breaker = match kept.and_then(|stages| stages.breaker.as_ref()) {
+        Some(kept) if same_breaker => Some(Arc::clone(kept)),
+        _ => wanted.breaker.clone().map(|params| {
+            Arc::new(ClusterBreaker::new(
+                &wanted.name,
+                None,
+                params,
+                metrics.breaker(&wanted.name),
+                Arc::clone(events),
+                tokio::time::Instant::now(),
+            ))
+        }),
+    };
+    let retries = match kept.map(|stages| &stages.retries) {
+        Some(kept) if kept.keeps(&wanted.retry) => Arc::clone(kept),
+        _ => Arc::new(RetryState::new(
+            &wanted.name,
+            &wanted.retry,
+            metrics.cluster(&wanted.name),
+            Arc::clone(events),
+        )),
+    };
+    ClusterStages {
+        cache,
+        admission,
+        breaker,
+        retries,
+    }
 }
 
-/// Let a breaker's open period end with time alone (about once a second),
-/// until aborted.
-fn spawn_breaker_tick(breaker: &Arc<ClusterBreaker>) -> JoinHandle<()> {
-    let breaker = Arc::clone(breaker);
+/// Run `work` about once a second, until aborted: an admission queue
+/// publishes its depth and limit, a breaker's open period ends with time
+/// alone.
+fn spawn_every_second(work: impl Fn(tokio::time::Instant) + Send + 'static) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            breaker.tick(tokio::time::Instant::now());
+            work(tokio::time::Instant::now());
         }
     })
 }
