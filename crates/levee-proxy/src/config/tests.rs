@@ -287,6 +287,7 @@ endpoints = ["10.0.0.1:8000"]
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: None,
+            max_request_headers: 256,
         }],
         clusters: vec![ClusterSettings {
             name: "app".into(),

@@ -105,6 +105,7 @@ pub(super) fn limits(settings: &ListenerSettings, derived: usize) -> ConnectionL
         header_read_timeout: settings.header_read_timeout,
         idle_timeout: settings.idle_timeout,
         max_connections: settings.max_connections.unwrap_or(derived),
+        max_request_headers: settings.max_request_headers,
     }
 }
 

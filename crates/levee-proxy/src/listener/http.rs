@@ -185,6 +185,12 @@ where
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(timeout);
+        let max_headers = self.limits.max_request_headers;
+        // Any value set moves hyper's header parsing to the heap: only when
+        // it differs from hyper's own.
+        if max_headers != ConnectionLimits::HYPER_MAX_HEADERS {
+            builder.max_headers(max_headers);
+        }
         let service = (self.make_service)(&state, true);
         let mut connection = builder.serve_connection(TokioIo::new(io), service);
         let ended = self.drive_http1(&mut connection).await;

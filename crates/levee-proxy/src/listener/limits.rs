@@ -14,6 +14,8 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
     /// Connections open at once.
     pub max_connections: usize,
+    /// Header fields a request head may have (431 past it).
+    pub max_request_headers: usize,
 }
 
 impl ConnectionLimits {
@@ -26,6 +28,8 @@ impl ConnectionLimits {
     /// and probes, few enough that a flood on the admin port cannot take the
     /// descriptors traffic needs.
     pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+    /// hyper's own limit, the one it parses without a heap allocation.
+    pub const HYPER_MAX_HEADERS: usize = 100;
 
     /// The admin listener's limits.
     pub fn admin() -> ConnectionLimits {
@@ -33,6 +37,7 @@ impl ConnectionLimits {
             header_read_timeout: ConnectionLimits::DEFAULT_HEADER_READ_TIMEOUT,
             idle_timeout: ConnectionLimits::DEFAULT_IDLE_TIMEOUT,
             max_connections: ConnectionLimits::ADMIN_MAX_CONNECTIONS,
+            max_request_headers: ConnectionLimits::HYPER_MAX_HEADERS,
         }
     }
 

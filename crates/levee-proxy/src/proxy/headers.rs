@@ -21,6 +21,9 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 
 /// Remove hop-by-hop headers, including any the `Connection` header names.
 /// `Transfer-Encoding` goes too: hyper frames the body itself on each side.
+/// So does a `Content-Length` beside a `Transfer-Encoding`: the body was
+/// framed by the transfer coding, and the length is not the body's (RFC 9112
+/// §6.3; kept, it would cut the body short downstream).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // Fast path: most messages carry none, and one pass over a few headers is
     // cheaper than nine hashed removals (this runs twice per request).
@@ -42,11 +45,46 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in &HOP_BY_HOP {
         headers.remove(name);
     }
-    headers.remove(header::TRANSFER_ENCODING);
+    if headers.remove(header::TRANSFER_ENCODING).is_some() {
+        headers.remove(header::CONTENT_LENGTH);
+    }
 }
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name) || name == header::TRANSFER_ENCODING
+}
+
+/// Whether `value` can be a `Host` header: `host[:port]` with the characters
+/// of a URI host (RFC 3986 reg-name, IPv4, or `[IPv6]`) and port, and not
+/// empty. Hand-written rather than parsed as a URI authority: it runs on
+/// every request and a byte scan is all it needs.
+pub fn is_valid_host(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.iter().all(|&byte| {
+            byte.is_ascii_alphanumeric()
+                || matches!(
+                    byte,
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                        | b'%'
+                        | b':'
+                        | b'['
+                        | b']'
+                )
+        })
 }
 
 /// The client address as a header value, computed once per connection.
@@ -89,6 +127,38 @@ mod tests {
         remove_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1, "{headers:?}");
         assert!(headers.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn a_content_length_beside_a_transfer_encoding_goes_with_it() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        remove_hop_by_hop(&mut headers);
+        assert!(headers.is_empty(), "{headers:?}");
+        let mut alone = HeaderMap::new();
+        alone.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        remove_hop_by_hop(&mut alone);
+        assert_eq!(alone[header::CONTENT_LENGTH], "3");
+    }
+
+    #[test]
+    fn a_host_is_a_uri_host_and_port() {
+        for good in [
+            "example.com",
+            "example.com:8080",
+            "10.0.0.1:80",
+            "[::1]:8080",
+            "a_b.c",
+        ] {
+            assert!(is_valid_host(&HeaderValue::from_static(good)), "{good}");
+        }
+        for bad in ["", "a b", "a/b", "a?b", "a#b", "user@host"] {
+            assert!(!is_valid_host(&HeaderValue::from_static(bad)), "{bad:?}");
+        }
     }
 
     #[test]

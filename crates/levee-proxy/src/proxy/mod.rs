@@ -333,13 +333,39 @@ fn upstream_request(
             reason: "CONNECT is not supported",
         });
     }
-    if !parts.headers.contains_key(header::HOST) {
-        let host = parts
-            .uri
-            .authority()
-            .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
-            .unwrap_or_else(|| endpoint_host.clone());
-        parts.headers.insert(header::HOST, host);
+    // RFC 9112 §3.2: exactly one valid Host in HTTP/1.1; an absolute-form
+    // target (or HTTP/2's :authority) replaces it (§3.2.2).
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ProxyError::BadRequest {
+            reason: "more than one Host header",
+        });
+    }
+    match (parts.uri.authority(), host) {
+        (Some(authority), _) => {
+            let authority =
+                HeaderValue::from_str(authority.as_str()).map_err(|_| ProxyError::BadRequest {
+                    reason: "the request target's authority is not a valid Host",
+                })?;
+            parts.headers.insert(header::HOST, authority);
+        }
+        (None, Some(host)) => {
+            if !headers::is_valid_host(host) {
+                return Err(ProxyError::BadRequest {
+                    reason: "invalid Host header",
+                });
+            }
+        }
+        (None, None) if parts.version == Version::HTTP_11 => {
+            return Err(ProxyError::BadRequest {
+                reason: "missing Host header (required in HTTP/1.1)",
+            });
+        }
+        // HTTP/1.0 needs none: the endpoint's own name is sent.
+        (None, None) => {
+            parts.headers.insert(header::HOST, endpoint_host.clone());
+        }
     }
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
         // Absolute-form (HTTP/2, or HTTP/1.1 proxy-style): keep path and query.
