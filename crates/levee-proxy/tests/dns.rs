@@ -293,3 +293,70 @@ async fn a_name_the_system_resolver_knows_is_followed_too() {
     assert!(listed.contains(&wanted), "{listed:?}");
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_follows_its_name_to_the_new_address() {
+    use levee_probe::{ProbeKind, ProbeTarget};
+    use levee_proxy::config::ProbeSettings;
+
+    // The dependency listens on 127.0.0.2 only; its name first points there.
+    let dependency = tokio::net::TcpListener::bind("127.0.0.2:0")
+        .await
+        .expect("bind");
+    let port = dependency.local_addr().expect("address").port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = dependency.accept().await {
+            drop(stream);
+        }
+    });
+    let backend = Backend::start("b1", LOOPBACK).await.expect("backend");
+    let dns = DnsServer::start("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("dns");
+    dns.set("db.test", &[ip("127.0.0.2")], TTL);
+    let mut config = config(vec![backend.addr()], BalancePolicy::RoundRobin);
+    config.runtime.dns_servers = vec![dns.addr()];
+    config.readiness.probes = vec![ProbeSettings {
+        name: "db".into(),
+        target: ProbeTarget {
+            kind: ProbeKind::Tcp,
+            address: format!("db.test:{port}"),
+        },
+        required: true,
+        params: HealthCheckParams::new(
+            1,
+            1,
+            Duration::from_millis(200),
+            Duration::from_millis(200),
+            Duration::from_millis(300),
+            0.0,
+        )
+        .expect("params"),
+    }];
+    let (gateway, _) = start(config).await;
+    let admin = gateway.admin_address();
+    let client = client();
+    let ready = |answer: &Answer| answer.status.as_u16();
+    let mut status = 0;
+    for _ in 0..40 {
+        status = ready(&get(&client, admin, "/ready").await);
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200, "the probe passes at 127.0.0.2");
+
+    // The name moves to an address where nothing listens: the probe follows
+    // it (and fails), rather than checking the old address forever.
+    dns.set("db.test", &[ip("127.0.0.3")], TTL);
+    for _ in 0..80 {
+        status = ready(&get(&client, admin, "/ready").await);
+        if status == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 503, "the probe follows the name within 4 s");
+    gateway.shutdown().await;
+}
