@@ -26,11 +26,13 @@ async fn exchange(addr: SocketAddr, request: &str) -> String {
 }
 
 /// A backend that answers every request with `response`, as bytes.
-async fn raw_backend(response: &'static str) -> SocketAddr {
+async fn raw_backend(response: impl Into<String>) -> SocketAddr {
+    let response: std::sync::Arc<str> = response.into().into();
     let listener = TcpListener::bind(LOOPBACK).await.expect("bind");
     let addr = listener.local_addr().expect("address");
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
+            let response = std::sync::Arc::clone(&response);
             tokio::spawn(async move {
                 let mut head = Vec::new();
                 let mut buffer = [0; 1024];
@@ -152,5 +154,35 @@ async fn a_request_with_200_headers_is_served_and_the_limit_is_a_setting() {
     }
     let response = exchange(strict, &with_headers(10)).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_response_with_many_headers_needs_max_response_headers() {
+    let mut response =
+        String::from("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n");
+    for i in 0..150 {
+        response.push_str(&format!("x-a{i}: 1\r\n"));
+    }
+    response.push_str("\r\nok");
+    let upstream = raw_backend(response).await;
+    let mut config = config(vec![upstream], BalancePolicy::RoundRobin);
+    config.clusters[0].retry.hedge = None;
+    let mut generous = config.clusters[0].clone();
+    generous.name = "generous".to_owned();
+    generous.max_response_headers = 200;
+    config.clusters.push(generous);
+    let mut second = config.listeners[0].clone();
+    second.name = "second".to_owned();
+    second.cluster = Some("generous".to_owned());
+    config.listeners.push(second);
+    let (gateway, addr) = start(config).await;
+    let second = gateway.listener_address("second").expect("second listener");
+    let request = "GET / HTTP/1.1\r\nhost: edge.test\r\nconnection: close\r\n\r\n";
+    let refused = exchange(addr, request).await;
+    assert!(refused.starts_with("HTTP/1.1 502"), "{refused}");
+    let served = exchange(second, request).await;
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+    assert!(served.contains("x-a149: 1"), "{served}");
     gateway.shutdown().await;
 }

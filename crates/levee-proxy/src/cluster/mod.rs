@@ -156,6 +156,7 @@ impl Cluster {
             connect_timeout: settings.connect_timeout,
             idle_timeout: settings.idle_timeout,
             max_idle: settings.max_idle_per_endpoint,
+            max_response_headers: settings.max_response_headers,
         };
         let before = previous.map(|previous| &previous.settings);
         let same = |changed: fn(&ClusterSettings, &ClusterSettings) -> bool| {
@@ -165,6 +166,7 @@ impl Cluster {
             a.connect_timeout != b.connect_timeout
                 || a.idle_timeout != b.idle_timeout
                 || a.max_idle_per_endpoint != b.max_idle_per_endpoint
+                || a.max_response_headers != b.max_response_headers
         });
         // Where each endpoint was in the previous cluster, if it was.
         let old_index: Vec<Option<usize>> = members

@@ -60,6 +60,11 @@ pub(super) struct RawCluster {
     /// Most idle pooled connections kept per endpoint; 0 disables pooling.
     /// Default 128.
     pub max_idle_per_endpoint: Option<usize>,
+    /// Header fields an upstream response may have, 1 to 4096; past it the
+    /// response is a protocol error of the endpoint (502). Above 100 the
+    /// parser keeps them on the heap, one allocation per response. Default
+    /// 100.
+    pub max_response_headers: Option<Spanned<i64>>,
     /// Time constant of the latency average (peak EWMA) that `p2c-ewma`
     /// compares endpoints by: how quickly an old latency is forgotten. More
     /// than 0. Default `"10s"`.
@@ -140,6 +145,8 @@ pub struct ClusterSettings {
     /// At most this many idle pooled connections per endpoint; 0 disables
     /// pooling.
     pub max_idle_per_endpoint: usize,
+    /// Header fields an upstream response may have (502 past it).
+    pub max_response_headers: usize,
     /// Time constant of the peak-EWMA latency average that `p2c-ewma` ranks
     /// endpoints by: how fast an old latency is forgotten.
     pub ewma_decay: Duration,
@@ -191,6 +198,9 @@ impl ClusterSettings {
     /// An upstream that closes idle connections sooner (nginx: 75 s, Node.js:
     /// 5 s) needs a lower value, or pooled requests meet closed connections.
     pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+    /// Default [`ClusterSettings::max_response_headers`]: hyper's own, which
+    /// it parses without a heap allocation.
+    pub const DEFAULT_MAX_RESPONSE_HEADERS: usize = 100;
     /// Default [`ClusterSettings::max_idle_per_endpoint`].
     pub const DEFAULT_MAX_IDLE_PER_ENDPOINT: usize = 128;
     /// Default [`ClusterSettings::ewma_decay`] (linkerd's and Finagle's).
@@ -213,6 +223,7 @@ impl ClusterSettings {
             body_idle_timeout: ClusterSettings::DEFAULT_BODY_IDLE_TIMEOUT,
             idle_timeout: ClusterSettings::DEFAULT_IDLE_TIMEOUT,
             max_idle_per_endpoint: ClusterSettings::DEFAULT_MAX_IDLE_PER_ENDPOINT,
+            max_response_headers: ClusterSettings::DEFAULT_MAX_RESPONSE_HEADERS,
             ewma_decay: ClusterSettings::DEFAULT_EWMA_DECAY,
             health: None,
             outlier: Some(OutlierParams::default()),
@@ -285,6 +296,20 @@ pub(super) fn cluster<'r>(
     let max_idle_per_endpoint = raw
         .max_idle_per_endpoint
         .unwrap_or(ClusterSettings::DEFAULT_MAX_IDLE_PER_ENDPOINT);
+    let max_response_headers = match &raw.max_response_headers {
+        None => Some(ClusterSettings::DEFAULT_MAX_RESPONSE_HEADERS),
+        Some(value) => match usize::try_from(*value.get_ref()) {
+            Ok(count) if (1..=4096).contains(&count) => Some(count),
+            _ => {
+                let message = format!(
+                    "max_response_headers: must be between 1 and 4096, got {}",
+                    value.get_ref()
+                );
+                report.error(value.span(), message);
+                None
+            }
+        },
+    };
     // `Some(None)`: not written (no checks), `None`: bad.
     let health = match &raw.health {
         Some(written) => health::health(section, written, report).map(Some),
@@ -351,6 +376,7 @@ pub(super) fn cluster<'r>(
         Some(request_timeout),
         Some(body_idle_timeout),
         Some(idle_timeout),
+        Some(max_response_headers),
         Some(ewma_decay),
         Some(health),
         Some(outlier),
@@ -369,6 +395,7 @@ pub(super) fn cluster<'r>(
         request_timeout,
         body_idle_timeout,
         idle_timeout,
+        max_response_headers,
         ewma_decay,
         health,
         outlier,
@@ -395,6 +422,7 @@ pub(super) fn cluster<'r>(
         body_idle_timeout,
         idle_timeout,
         max_idle_per_endpoint,
+        max_response_headers,
         ewma_decay,
         health,
         outlier,

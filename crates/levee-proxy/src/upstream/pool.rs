@@ -26,6 +26,10 @@ use tokio::time::Instant;
 use super::classify::classify_send_error;
 use super::request_body::{ClientBodyFailed, RequestBody};
 
+/// hyper's own limit on response header fields, the one it parses without
+/// a heap allocation.
+const HYPER_MAX_HEADERS: usize = 100;
+
 /// How one endpoint's connections are made and kept.
 #[derive(Clone, Copy, Debug)]
 pub struct PoolSettings {
@@ -36,6 +40,8 @@ pub struct PoolSettings {
     pub idle_timeout: Duration,
     /// Keep at most this many idle connections (0: no pooling).
     pub max_idle: usize,
+    /// Header fields a response may have.
+    pub max_response_headers: usize,
 }
 
 /// An attempt that got no response.
@@ -231,7 +237,14 @@ impl EndpointPool {
             tracing::debug!(endpoint = %format_args!("{}:{}", self.host, self.port), %error, "connect failed");
             error.kind()
         })?;
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        let mut builder = http1::Builder::new();
+        // Any value set moves hyper's header parsing to the heap: only when
+        // it differs from hyper's own.
+        if self.settings.max_response_headers != HYPER_MAX_HEADERS {
+            builder.max_headers(self.settings.max_response_headers);
+        }
+        let (sender, connection) = builder
+            .handshake(TokioIo::new(stream))
             .await
             .map_err(|_| FailureKind::ConnectFailed)?;
         tokio::spawn(async move {
@@ -360,6 +373,7 @@ mod tests {
                 connect_timeout: Duration::from_secs(5),
                 idle_timeout: Duration::from_secs(5),
                 max_idle: 1,
+                max_response_headers: HYPER_MAX_HEADERS,
             },
         )
     }
