@@ -228,6 +228,17 @@ async fn each_address_is_an_endpoint_and_a_failed_lookup_keeps_them() {
     assert_eq!(listed.len(), 2, "{listed:?}");
     let events = get(&client, admin, "/events").await.body;
     assert_eq!(events.matches(r#""to":"stale""#).count(), 1, "{events}");
+    let status = status(&client, admin).await;
+    let name = &status["names"][0];
+    assert_eq!(name["name"], named, "{status}");
+    assert_eq!(name["state"], "stale", "{status}");
+    assert_eq!(
+        name["addresses"].as_array().map(Vec::len),
+        Some(2),
+        "{status}"
+    );
+    assert!(name["error"].is_string(), "{status}");
+    assert_eq!(name["clusters"][0], "app", "{status}");
     let metrics = get(&client, admin, "/metrics").await.body;
     let failures = metrics
         .lines()

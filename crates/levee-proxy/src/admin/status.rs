@@ -23,6 +23,10 @@ pub(super) struct StatusDocument {
     config: crate::gateway::ConfigStatus,
     listeners: Vec<ListenerStatus>,
     clusters: Vec<ClusterStatus>,
+    /// Endpoint names and the addresses they resolve to (absent when every
+    /// endpoint is an IP address).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    names: Vec<crate::resolve::NameStatus>,
     /// The shared breaker store, when a breaker is shared.
     #[serde(skip_serializing_if = "Option::is_none")]
     store: Option<crate::cluster::StoreStatus>,
@@ -40,6 +44,7 @@ pub(super) async fn status(State(state): State<Arc<GatewayState>>) -> Json<Statu
         config: state.config_status(),
         listeners: state.listener_status(),
         clusters: state.cluster_status(),
+        names: state.name_status(),
         store: state.store.as_ref().map(crate::cluster::FleetStore::status),
     })
 }

@@ -46,7 +46,7 @@ use crate::listener::{
 use crate::metrics::Metrics;
 use crate::proxy::cache::ResponseCache;
 use crate::readiness::{self, SelfHealth};
-use crate::resolve::{NameTable, Resolver};
+use crate::resolve::{NameStatus, NameTable, Resolver};
 use clusters::{ClusterPlan, LiveCluster, Served};
 use listeners::{LiveListener, Serving};
 
@@ -257,6 +257,11 @@ impl GatewayState {
                 Some((served.cluster.name.clone(), Arc::clone(cache)))
             })
             .collect()
+    }
+
+    /// Endpoint names and what they resolve to, for `/status`.
+    pub fn name_status(&self) -> Vec<NameStatus> {
+        self.names.status(Instant::now())
     }
 
     /// The config in force, for `/status`.

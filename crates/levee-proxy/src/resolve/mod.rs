@@ -23,7 +23,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-pub use names::{NameChange, NameKey, NameRecord, NameState, NameTable, Refreshed};
+pub use names::{NameChange, NameKey, NameRecord, NameState, NameStatus, NameTable, Refreshed};
 pub use report::report;
 pub use resolver::Resolver;
 

@@ -103,6 +103,25 @@ impl NameChange {
     }
 }
 
+/// One name as `/status` shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct NameStatus {
+    /// `host:port` as configured.
+    pub name: String,
+    /// `pending`, `resolved`, `stale` (lookups fail, the last addresses
+    /// stay in use) or `unresolved`.
+    pub state: &'static str,
+    /// Why the latest lookup failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The addresses in use, each an endpoint.
+    pub addresses: Vec<String>,
+    /// The clusters using it.
+    pub clusters: Vec<String>,
+    /// Seconds until the next lookup.
+    pub next_lookup_seconds: f64,
+}
+
 /// What a round of lookups did.
 #[derive(Debug, Default)]
 pub struct Refreshed {
@@ -198,6 +217,27 @@ impl NameTable {
                 record.clusters.clone_from(users);
             }
         }
+    }
+
+    /// Every name, sorted, as `/status` shows it.
+    pub fn status(&self, now: Instant) -> Vec<NameStatus> {
+        let names = self.names.lock();
+        let mut out: Vec<NameStatus> = names
+            .iter()
+            .map(|(key, record)| NameStatus {
+                name: key.to_string(),
+                state: record.state.label(!record.addresses.is_empty()),
+                error: match &record.state {
+                    NameState::Failing(why) => Some(why.clone()),
+                    _ => None,
+                },
+                addresses: record.addresses.iter().map(ToString::to_string).collect(),
+                clusters: record.clusters.clone(),
+                next_lookup_seconds: record.next.saturating_duration_since(now).as_secs_f64(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
     }
 
     /// What is known of `host:port`, if it is in the table.
