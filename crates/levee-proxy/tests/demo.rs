@@ -45,6 +45,16 @@ async fn demo_backends_switch_modes_and_the_gateway_shows_it() {
     assert_eq!(json.as_array().map(Vec::len), Some(3));
     assert_eq!(json[0]["mode"], "healthy");
     assert_eq!(get(&client, gateway, "/").await.status, 200);
+    // The demo's own background client (20 requests/s) is served before the
+    // backends fail (on a loaded machine its first request may take a while).
+    for _ in 0..100 {
+        let traffic = get(&client, admin, "/demo/traffic").await;
+        let traffic: serde_json::Value = serde_json::from_str(&traffic.body).expect("JSON");
+        if traffic["ok"].as_u64() > Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     set_all(&client, admin, "failing").await;
     assert_eq!(get(&client, gateway, "/").await.status, 503);

@@ -38,9 +38,12 @@ async fn settled_cluster(
     }
 }
 
-/// A port nothing listens on: bound, then closed.
+/// A port nothing listens on: bound, then closed. On 127.0.0.9, where no test listens and no connection starts from: a
+/// port freed on 127.0.0.1 can be taken again by another test's listener or
+/// become a connection's own ephemeral port (a TCP self-connect), and then
+/// it no longer refuses.
 fn refusing_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
+    std::net::TcpListener::bind("127.0.0.9:0")
         .expect("bind")
         .local_addr()
         .expect("addr")

@@ -328,3 +328,60 @@ async fn a_drain_timeout_cuts_open_connections() {
     assert_eq!(outcome, ShutdownOutcome::DrainTimedOut);
     assert!(sees_close(&mut stream).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_endpoint_is_left_after_the_first_byte_timeout() {
+    // t1 accepts and reads but never answers (a stopped process whose
+    // kernel still accepts); t2 echoes.
+    let backends = tcp_backends(&[TcpMode::Silent, TcpMode::Echo]).await;
+    let mut config = tcp_config(addrs(&backends), 64 * 1024);
+    let deadline = Duration::from_millis(300);
+    config.listeners[0].first_byte_timeout = Some(deadline);
+    let (gateway, addr) = start(config).await;
+
+    let mut slowest = Duration::ZERO;
+    let mut ejected = false;
+    for _ in 0..20 {
+        let started = tokio::time::Instant::now();
+        assert_eq!(hello(addr).await.expect("echo"), HELLO);
+        slowest = slowest.max(started.elapsed());
+        let status = gateway.state().cluster_status();
+        if status[0].endpoints[0].state == "ejected" {
+            ejected = true;
+            assert_eq!(
+                status[0].endpoints[0].reason.as_deref(),
+                Some("5 consecutive timeouts")
+            );
+            break;
+        }
+    }
+    // Round robin sent every other session to the silent node first: each
+    // moved once its deadline passed, the client's bytes replayed, until
+    // outlier detection took the node out.
+    assert!(ejected, "five first-byte timeouts in a row eject t1");
+    assert_eq!(reconnects(&gateway, "first-byte-timeout"), 5);
+    assert!(
+        slowest < deadline * 2 + Duration::from_millis(500),
+        "slowest session {slowest:?}"
+    );
+    assert_eq!(backends[0].bytes_received(), 5 * HELLO.len() as u64);
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_endpoint_with_nowhere_else_to_go_is_waited_for() {
+    let backends = tcp_backends(&[TcpMode::Silent]).await;
+    let mut config = tcp_config(addrs(&backends), 64 * 1024);
+    config.listeners[0].first_byte_timeout = Some(Duration::from_millis(100));
+    let (gateway, addr) = start(config).await;
+    let mut stream = connect(addr).await;
+    stream.write_all(HELLO).await.expect("write");
+    // Past the deadline the session stays: nothing comes back, nothing
+    // closes, and the node got the bytes once.
+    let mut byte = [0; 1];
+    let waited = tokio::time::timeout(Duration::from_millis(500), stream.read(&mut byte)).await;
+    assert!(waited.is_err(), "still open and silent: {waited:?}");
+    assert_eq!(backends[0].bytes_received(), HELLO.len() as u64);
+    drop(stream);
+    gateway.shutdown().await;
+}

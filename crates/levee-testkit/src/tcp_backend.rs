@@ -62,15 +62,19 @@ pub enum TcpMode {
     /// The listening socket is closed: connects are refused. Open
     /// connections are dropped when this mode is entered.
     Crashed,
+    /// Accepts and reads everything, never writes a byte: a process that is
+    /// stopped (SIGSTOP) or stuck while its kernel still accepts for it.
+    Silent,
 }
 
 impl TcpMode {
     /// Every mode, in declaration order.
-    pub const ALL: [TcpMode; 4] = [
+    pub const ALL: [TcpMode; 5] = [
         TcpMode::Echo,
         TcpMode::CloseAtOnce,
         TcpMode::ResetAfterRead,
         TcpMode::Crashed,
+        TcpMode::Silent,
     ];
 
     /// Lower-case name, as in logs.
@@ -80,6 +84,7 @@ impl TcpMode {
             TcpMode::CloseAtOnce => "close-at-once",
             TcpMode::ResetAfterRead => "reset-after-read",
             TcpMode::Crashed => "crashed",
+            TcpMode::Silent => "silent",
         }
     }
 
@@ -319,6 +324,15 @@ async fn serve(shared: Arc<Shared>, mut stream: TcpStream, mode: TcpMode) {
         TcpMode::Echo => echo(&shared, &mut stream).await,
         // Dropping the stream closes it (a reset if bytes are unread).
         TcpMode::CloseAtOnce | TcpMode::Crashed => Ok(()),
+        TcpMode::Silent => {
+            let mut buffer = vec![0; READ_BUFFER];
+            loop {
+                match stream.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(read) => count(&shared, read),
+                }
+            }
+        }
         TcpMode::ResetAfterRead => {
             let mut buffer = [0; READ_BUFFER];
             let read = stream.read(&mut buffer).await;

@@ -37,6 +37,11 @@ pub(super) struct RawListener {
     /// back, and replayed to another endpoint if it closes first. Default
     /// `"0"`: off.
     pub tcp_replay: Option<Spanned<String>>,
+    /// `tcp` listeners with `tcp_replay` only: an endpoint that has sent
+    /// nothing back this long after the connect is left for another one,
+    /// which gets the kept bytes (if they all still fit the replay buffer).
+    /// Default: unset, wait as long as the client does.
+    pub first_byte_timeout: Option<Spanned<String>>,
     /// While the node is impaired: `"serve"` (keep serving), `"close"`
     /// (close the listening socket; reopen on recovery), `"reject-all"` (503
     /// to every request) or `"reject-writes"` (503 to all but GET, HEAD and
@@ -100,6 +105,9 @@ pub struct ListenerSettings {
     /// gets the same bytes. 0 turns replay off. A client that sends more
     /// before the upstream answers is simply not replayed.
     pub tcp_replay: u64,
+    /// TCP listeners in replay mode: an endpoint silent this long after the
+    /// connect is replaced by another (bytes replayed); `None`: never.
+    pub first_byte_timeout: Option<Duration>,
     /// What the listener does while the node is impaired.
     pub when_impaired: WhenImpaired,
     /// HTTP listeners: time from accept (or a later request's first byte)
@@ -145,6 +153,7 @@ impl ListenerSettings {
             cluster: Some(cluster.into()),
             routes: Vec::new(),
             tcp_replay: ListenerSettings::DEFAULT_TCP_REPLAY,
+            first_byte_timeout: None,
             when_impaired: WhenImpaired::default(),
             header_read_timeout: ListenerSettings::DEFAULT_HEADER_READ_TIMEOUT,
             idle_timeout: ListenerSettings::DEFAULT_IDLE_TIMEOUT,
@@ -299,6 +308,7 @@ pub(super) fn listener<'r>(
         required(section, raw.cluster.as_ref(), "cluster", report)
     };
     let tcp_replay = tcp_replay(section, protocol, report);
+    let first_byte_timeout = first_byte_timeout(section, tcp_replay, report);
     let when_impaired = when_impaired(section, protocol, report);
     let client_limits = client_limits(section, protocol, report);
     let max_request_headers = max_request_headers(section, protocol, report);
@@ -313,6 +323,7 @@ pub(super) fn listener<'r>(
         when_impaired,
         client_limits,
         max_request_headers,
+        first_byte_timeout,
     ) {
         (
             Some(name),
@@ -324,6 +335,7 @@ pub(super) fn listener<'r>(
             Some(when_impaired),
             Some((header_read_timeout, idle_timeout, max_connections)),
             Some(max_request_headers),
+            Some(first_byte_timeout),
         ) if protocol == Protocol::Http || routes.is_empty() => Some(ListenerSettings {
             name: name.get_ref().clone(),
             listen: *listen.get_ref(),
@@ -331,6 +343,7 @@ pub(super) fn listener<'r>(
             cluster: cluster.map(|cluster| cluster.get_ref().clone()),
             routes,
             tcp_replay,
+            first_byte_timeout,
             when_impaired,
             header_read_timeout,
             idle_timeout,
@@ -347,6 +360,35 @@ pub(super) fn listener<'r>(
         route_clusters,
         settings,
     }
+}
+
+/// `first_byte_timeout`: only where bytes are kept for replay (a tcp
+/// listener with `tcp_replay`), since leaving an endpoint means replaying
+/// to the next. `Some(None)` when unset, `None` if bad (reported).
+pub(super) fn first_byte_timeout(
+    section: &Section<RawListener>,
+    tcp_replay: Option<u64>,
+    report: &mut Report<'_>,
+) -> Option<Option<Duration>> {
+    let Some(text) = &section.raw.first_byte_timeout else {
+        return Some(None);
+    };
+    let timeout = duration(
+        Some(text),
+        "first_byte_timeout",
+        Duration::ZERO,
+        Zero::Rejected { hint: "" },
+        report,
+    )?;
+    if tcp_replay == Some(0) {
+        let message = format!(
+            "first_byte_timeout: needs tcp_replay: leaving a silent endpoint means replaying the client's bytes to the next; {} keeps none",
+            section.label
+        );
+        report.error(text.span(), message);
+        return None;
+    }
+    Some(Some(timeout))
 }
 
 /// `tcp_replay` in bytes, or the default if it is not written. Only a tcp

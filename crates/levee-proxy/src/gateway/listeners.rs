@@ -170,9 +170,12 @@ impl BoundListener {
                 let proxy = Arc::new(TcpProxy::new(
                     name,
                     cluster,
-                    listener_metrics,
-                    serving.metrics.tcp_listener(&settings.name),
+                    (
+                        listener_metrics,
+                        serving.metrics.tcp_listener(&settings.name),
+                    ),
                     settings.tcp_replay,
+                    settings.first_byte_timeout,
                 ));
                 let task = tokio::spawn(tcp::serve_tcp(
                     acceptor,

@@ -453,6 +453,9 @@ fn restart_only(old: &Config, new: &Config, state: &GatewayState) -> Vec<String>
             if running.tcp_replay != wanted.tcp_replay {
                 notes.push(format!("tcp_replay of listener {:?}", wanted.name));
             }
+            if running.first_byte_timeout != wanted.first_byte_timeout {
+                notes.push(format!("first_byte_timeout of listener {:?}", wanted.name));
+            }
         }
     }
     for note in &notes {

@@ -67,13 +67,18 @@ pub enum ReconnectReason {
     /// The endpoint closed or reset before sending anything back; the
     /// client's kept bytes go to the next endpoint first (replay mode).
     ClosedBeforeAnswer,
+    /// The endpoint sent nothing within `first_byte_timeout`: a node that
+    /// accepts but does not answer (stopped, stuck); the kept bytes go to the
+    /// next endpoint.
+    FirstByteTimeout,
 }
 
 impl ReconnectReason {
     /// Every reason, in label order (for pre-creating metric series).
-    pub const ALL: [ReconnectReason; 2] = [
+    pub const ALL: [ReconnectReason; 3] = [
         ReconnectReason::ConnectFailed,
         ReconnectReason::ClosedBeforeAnswer,
+        ReconnectReason::FirstByteTimeout,
     ];
 
     /// Position in [`ReconnectReason::ALL`].
@@ -86,6 +91,7 @@ impl ReconnectReason {
         match self {
             ReconnectReason::ConnectFailed => "connect-failed",
             ReconnectReason::ClosedBeforeAnswer => "closed-before-answer",
+            ReconnectReason::FirstByteTimeout => "first-byte-timeout",
         }
     }
 }
@@ -126,7 +132,7 @@ impl TcpFamilies {
         );
         registry.register(
             "tcp_reconnects",
-            "TCP sessions moved to another endpoint, by reason: connect-failed (nothing was sent) or closed-before-answer (the client's kept bytes were replayed)",
+            "TCP sessions moved to another endpoint, by reason: connect-failed (nothing was sent), closed-before-answer or first-byte-timeout (the client's kept bytes were replayed)",
             families.reconnects.clone(),
         );
         families

@@ -43,24 +43,30 @@ pub struct TcpProxy {
     tcp_metrics: TcpListenerMetrics,
     /// Most client bytes kept for replay; 0: replay off.
     replay_limit: usize,
+    /// In replay mode, how long an endpoint may stay silent before the
+    /// session moves on; `None`: as long as the client waits.
+    first_byte_timeout: Option<std::time::Duration>,
 }
 
 impl TcpProxy {
-    /// A proxy from a listener to `cluster`; `tcp_replay` is the listener's
-    /// setting (bytes kept for replay, 0 for off).
+    /// A proxy from a listener to `cluster`; `tcp_replay` and
+    /// `first_byte_timeout` are the listener's settings (bytes kept for
+    /// replay, 0 for off; how long an endpoint may stay silent).
     pub fn new(
         listener: String,
         cluster: Arc<Cluster>,
-        metrics: ListenerMetrics,
-        tcp_metrics: TcpListenerMetrics,
+        metrics: (ListenerMetrics, TcpListenerMetrics),
         tcp_replay: u64,
+        first_byte_timeout: Option<std::time::Duration>,
     ) -> TcpProxy {
+        let (metrics, tcp_metrics) = metrics;
         TcpProxy {
             listener,
             cluster: ArcSwap::new(cluster),
             metrics,
             tcp_metrics,
             replay_limit: usize::try_from(tcp_replay).unwrap_or(usize::MAX),
+            first_byte_timeout,
         }
     }
 }

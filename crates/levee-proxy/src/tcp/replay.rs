@@ -9,9 +9,11 @@
 //! different conversation.
 
 use std::io;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// The client's bytes kept for a replay, at most `limit` of them.
 #[derive(Debug)]
@@ -76,6 +78,8 @@ pub(super) enum FirstByte {
     Finished,
     /// The client's side failed before the endpoint answered.
     ClientGone(io::Error),
+    /// The endpoint sent nothing by the first-byte deadline.
+    TimedOut,
 }
 
 /// The buffers one wait reads into, allocated once per session.
@@ -122,9 +126,16 @@ pub(super) async fn until_first_byte(
     replay: &mut ReplayBuffer,
     client_done: &mut bool,
     buffers: &mut Buffers,
+    deadline: Option<Instant>,
 ) -> FirstByte {
+    // Far enough to be never when there is no deadline.
+    let sleep = tokio::time::sleep_until(
+        deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365)),
+    );
+    tokio::pin!(sleep);
     loop {
         tokio::select! {
+            () = &mut sleep, if deadline.is_some() => return FirstByte::TimedOut,
             read = client.read(&mut buffers.from_client), if !*client_done => match read {
                 Ok(0) => {
                     *client_done = true;

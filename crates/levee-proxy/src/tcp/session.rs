@@ -1,7 +1,8 @@
 //! One client connection of a `tcp` listener, in one straight line:
 //! pick an endpoint → connect (a failure moves to an untried endpoint) →
-//! in replay mode, wait for the endpoint's first byte (a close before it
-//! moves too, replaying the client's bytes) → relay both ways until the
+//! in replay mode, wait for the endpoint's first byte (a close before it,
+//! or silence past `first_byte_timeout`, moves too, replaying the client's
+//! bytes) → relay both ways until the
 //! ends close. Every attempt's outcome is recorded on the cluster, so health
 //! and outlier detection learn from TCP traffic as they do from HTTP.
 
@@ -164,8 +165,23 @@ impl Session<'_> {
         let mut replay = ReplayBuffer::new(self.proxy.replay_limit);
         let mut buffers = Buffers::new(REPLAY_READ_BUFFER);
         let mut client_done = false;
+        // The first-byte deadline of the current endpoint; dropped when no
+        // other endpoint can take the session (better this one late than
+        // none).
+        let mut deadline = self
+            .proxy
+            .first_byte_timeout
+            .map(|timeout| upstream.connected_at + timeout);
+        // Whether `upstream` is new and must first get the kept bytes.
+        let mut fresh = true;
         loop {
-            let waited = match replay::resend(&mut upstream.stream, &replay, client_done).await {
+            let resent = if fresh {
+                replay::resend(&mut upstream.stream, &replay, client_done).await
+            } else {
+                Ok(())
+            };
+            fresh = false;
+            let waited = match resent {
                 Ok(()) => {
                     replay::until_first_byte(
                         &mut client,
@@ -173,6 +189,7 @@ impl Session<'_> {
                         &mut replay,
                         &mut client_done,
                         &mut buffers,
+                        deadline,
                     )
                     .await
                 }
@@ -213,6 +230,35 @@ impl Session<'_> {
                     tracing::debug!(listener = %self.proxy.listener, client = %self.peer, %error, "tcp client left before the endpoint answered");
                     return SessionOutcome::ClientGone;
                 }
+                FirstByte::TimedOut => {
+                    // A replay only if every byte the client sent is still
+                    // kept (`until_first_byte` ends the wait otherwise).
+                    match self.connect(Some(ReconnectReason::FirstByteTimeout)).await {
+                        Ok(next) => {
+                            let silent = io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "sent nothing within first_byte_timeout",
+                            );
+                            self.failed(
+                                upstream.id,
+                                FailureKind::Timeout,
+                                upstream.connected_at,
+                                &silent,
+                            );
+                            drop(upstream);
+                            upstream = next;
+                            fresh = true;
+                            deadline = self
+                                .proxy
+                                .first_byte_timeout
+                                .map(|timeout| upstream.connected_at + timeout);
+                        }
+                        Err(_) => {
+                            tracing::debug!(listener = %self.proxy.listener, client = %self.peer, "no other endpoint for a silent one; waiting on it");
+                            deadline = None;
+                        }
+                    }
+                }
                 FirstByte::ClosedBeforeAnswer(error) => {
                     self.failed(
                         upstream.id,
@@ -229,6 +275,7 @@ impl Session<'_> {
                         Ok(next) => next,
                         Err(outcome) => return outcome,
                     };
+                    fresh = true;
                 }
             }
         }
