@@ -385,3 +385,19 @@ async fn a_silent_endpoint_with_nowhere_else_to_go_is_waited_for() {
     drop(stream);
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_but_alive_endpoint_is_not_abandoned() {
+    // t1 answers 300 ms late; the deadline is 1 s.
+    let backends = tcp_backends(&[TcpMode::SlowEcho, TcpMode::Echo]).await;
+    let mut config = tcp_config(addrs(&backends), 64 * 1024);
+    config.listeners[0].first_byte_timeout = Some(Duration::from_secs(1));
+    let (gateway, addr) = start(config).await;
+    for _ in 0..4 {
+        assert_eq!(hello(addr).await.expect("echo"), HELLO);
+    }
+    assert_eq!(reconnects(&gateway, "first-byte-timeout"), 0);
+    assert_eq!(backends[0].connections_accepted(), 2, "round robin: half");
+    assert_eq!(backends[1].connections_accepted(), 2);
+    gateway.shutdown().await;
+}

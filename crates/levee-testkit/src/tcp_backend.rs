@@ -65,16 +65,23 @@ pub enum TcpMode {
     /// Accepts and reads everything, never writes a byte: a process that is
     /// stopped (SIGSTOP) or stuck while its kernel still accepts for it.
     Silent,
+    /// Echoes, but its first answer comes [`SLOW_FIRST_BYTE`] late: slow
+    /// and alive, which a first-byte deadline must not mistake for silent.
+    SlowEcho,
 }
+
+/// How late [`TcpMode::SlowEcho`] sends its first byte.
+pub const SLOW_FIRST_BYTE: std::time::Duration = std::time::Duration::from_millis(300);
 
 impl TcpMode {
     /// Every mode, in declaration order.
-    pub const ALL: [TcpMode; 5] = [
+    pub const ALL: [TcpMode; 6] = [
         TcpMode::Echo,
         TcpMode::CloseAtOnce,
         TcpMode::ResetAfterRead,
         TcpMode::Crashed,
         TcpMode::Silent,
+        TcpMode::SlowEcho,
     ];
 
     /// Lower-case name, as in logs.
@@ -85,6 +92,7 @@ impl TcpMode {
             TcpMode::ResetAfterRead => "reset-after-read",
             TcpMode::Crashed => "crashed",
             TcpMode::Silent => "silent",
+            TcpMode::SlowEcho => "slow-echo",
         }
     }
 
@@ -322,6 +330,10 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, mut stop: onesh
 async fn serve(shared: Arc<Shared>, mut stream: TcpStream, mode: TcpMode) {
     let result = match mode {
         TcpMode::Echo => echo(&shared, &mut stream).await,
+        TcpMode::SlowEcho => {
+            tokio::time::sleep(SLOW_FIRST_BYTE).await;
+            echo(&shared, &mut stream).await
+        }
         // Dropping the stream closes it (a reset if bytes are unread).
         TcpMode::CloseAtOnce | TcpMode::Crashed => Ok(()),
         TcpMode::Silent => {
