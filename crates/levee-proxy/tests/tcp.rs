@@ -397,6 +397,12 @@ async fn a_slow_but_alive_endpoint_is_not_abandoned() {
         assert_eq!(hello(addr).await.expect("echo"), HELLO);
     }
     assert_eq!(reconnects(&gateway, "first-byte-timeout"), 0);
+    // Every first byte waited for is measured.
+    let text = gateway.state().metrics.encode();
+    assert!(
+        text.contains(r#"levee_tcp_first_byte_seconds_count{listener="web"} 4"#),
+        "{text}"
+    );
     assert_eq!(backends[0].connections_accepted(), 2, "round robin: half");
     assert_eq!(backends[1].connections_accepted(), 2);
     gateway.shutdown().await;

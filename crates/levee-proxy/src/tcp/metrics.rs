@@ -6,7 +6,10 @@ use std::fmt;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use crate::metrics::buckets::{HistogramFamily, latency_histogram};
 
 /// How a client connection of a `tcp` listener ended (the `outcome` label
 /// of `levee_tcp_sessions_total`).
@@ -109,16 +112,31 @@ struct ListenerOutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerReasonLabels {
     listener: String,
     reason: &'static str,
 }
 
 /// The TCP metric families, registered once.
-#[derive(Default)]
 pub struct TcpFamilies {
     sessions: Family<ListenerOutcomeLabels, Counter>,
     reconnects: Family<ListenerReasonLabels, Counter>,
+    first_byte: HistogramFamily<ListenerLabels>,
+}
+
+impl Default for TcpFamilies {
+    fn default() -> Self {
+        TcpFamilies {
+            sessions: Family::default(),
+            reconnects: Family::default(),
+            first_byte: Family::new_with_constructor(latency_histogram),
+        }
+    }
 }
 
 impl TcpFamilies {
@@ -134,6 +152,11 @@ impl TcpFamilies {
             "tcp_reconnects",
             "TCP sessions moved to another endpoint, by reason: connect-failed (nothing was sent), closed-before-answer or first-byte-timeout (the client's kept bytes were replayed)",
             families.reconnects.clone(),
+        );
+        registry.register(
+            "tcp_first_byte_seconds",
+            "Time from the connect to an endpoint's first byte, for tcp listeners in replay mode (where levee waits for it)",
+            families.first_byte.clone(),
         );
         families
     }
@@ -153,6 +176,9 @@ impl TcpFamilies {
                     reason: reason.as_str(),
                 })
             }),
+            first_byte: self.first_byte.get_or_create_owned(&ListenerLabels {
+                listener: listener.to_owned(),
+            }),
         }
     }
 }
@@ -162,6 +188,7 @@ impl TcpFamilies {
 pub struct TcpListenerMetrics {
     sessions: [Counter; SessionOutcome::ALL.len()],
     reconnects: [Counter; ReconnectReason::ALL.len()],
+    first_byte: Histogram,
 }
 
 impl TcpListenerMetrics {
@@ -173,6 +200,12 @@ impl TcpListenerMetrics {
     /// Count a session moved to another endpoint.
     pub fn record_reconnect(&self, reason: ReconnectReason) {
         self.reconnects[reason.index()].inc();
+    }
+
+    /// An endpoint's first byte came this long after its connect (replay
+    /// mode, where levee waits for it).
+    pub fn record_first_byte(&self, seconds: f64) {
+        self.first_byte.observe(seconds);
     }
 }
 

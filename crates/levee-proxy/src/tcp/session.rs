@@ -197,6 +197,9 @@ impl Session<'_> {
             };
             match waited {
                 FirstByte::Answered(read) => {
+                    self.proxy
+                        .tcp_metrics
+                        .record_first_byte(upstream.connected_at.elapsed().as_secs_f64());
                     self.served(&upstream);
                     // From here on the client has heard this endpoint: never move.
                     if let Err(error) = client.write_all(&buffers.first[..read]).await {
