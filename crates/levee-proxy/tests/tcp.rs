@@ -407,3 +407,36 @@ async fn a_slow_but_alive_endpoint_is_not_abandoned() {
     assert_eq!(backends[1].connections_accepted(), 2);
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_sessions_whose_first_bytes_match_are_replayed() {
+    // git://: a read (upload-pack) may be repeated, a write (receive-pack)
+    // never. t1 is silent, t2 echoes; round robin starts with t1.
+    let backends = tcp_backends(&[TcpMode::Silent, TcpMode::Echo]).await;
+    let mut config = tcp_config(addrs(&backends), 64 * 1024);
+    config.listeners[0].first_byte_timeout = Some(Duration::from_millis(200));
+    config.listeners[0].replay_first_bytes_match = vec![b"????git-upload-pack".to_vec()];
+    let (gateway, addr) = start(config).await;
+
+    let push = b"0033git-receive-pack /repo.git\0host=x\0";
+    let mut write = connect(addr).await;
+    write.write_all(push).await.expect("write");
+    let mut byte = [0; 1];
+    let waited = tokio::time::timeout(Duration::from_millis(700), write.read(&mut byte)).await;
+    assert!(waited.is_err(), "a write stays on its endpoint: {waited:?}");
+    assert_eq!(backends[1].bytes_received(), 0, "never sent twice");
+
+    // t2's turn, then t1's again: the read moves and is answered.
+    assert_eq!(hello(addr).await.expect("echo"), HELLO);
+    let fetch = b"0032git-upload-pack /repo.git\0host=x\0";
+    let mut read = connect(addr).await;
+    read.write_all(fetch).await.expect("write");
+    assert_eq!(
+        read_exactly(&mut read, fetch.len()).await.expect("echo"),
+        fetch
+    );
+    assert_eq!(reconnects(&gateway, "first-byte-timeout"), 1);
+    drop(write);
+    drop(read);
+    gateway.shutdown().await;
+}

@@ -42,6 +42,14 @@ pub(super) struct RawListener {
     /// which gets the kept bytes (if they all still fit the replay buffer).
     /// Default: unset, wait as long as the client does.
     pub first_byte_timeout: Option<Spanned<String>>,
+    /// `tcp` listeners with `tcp_replay` only: replay a session's bytes to
+    /// another endpoint only when they begin with one of these strings (or
+    /// when the client has sent nothing yet), `?` standing for any one byte:
+    /// for protocols whose first bytes say whether the session can be
+    /// repeated (`git://`: `"????git-upload-pack"` reads after the
+    /// pkt-line's length, never `git-receive-pack` writes). Default: unset,
+    /// any session may be replayed.
+    pub replay_first_bytes_match: Option<Spanned<Vec<String>>>,
     /// While the node is impaired: `"serve"` (keep serving), `"close"`
     /// (close the listening socket; reopen on recovery), `"reject-all"` (503
     /// to every request) or `"reject-writes"` (503 to all but GET, HEAD and
@@ -108,6 +116,9 @@ pub struct ListenerSettings {
     /// TCP listeners in replay mode: an endpoint silent this long after the
     /// connect is replaced by another (bytes replayed); `None`: never.
     pub first_byte_timeout: Option<Duration>,
+    /// TCP listeners in replay mode: replay only sessions whose first bytes
+    /// begin with one of these (or that sent nothing yet); empty: any.
+    pub replay_first_bytes_match: Vec<Vec<u8>>,
     /// What the listener does while the node is impaired.
     pub when_impaired: WhenImpaired,
     /// HTTP listeners: time from accept (or a later request's first byte)
@@ -154,6 +165,7 @@ impl ListenerSettings {
             routes: Vec::new(),
             tcp_replay: ListenerSettings::DEFAULT_TCP_REPLAY,
             first_byte_timeout: None,
+            replay_first_bytes_match: Vec::new(),
             when_impaired: WhenImpaired::default(),
             header_read_timeout: ListenerSettings::DEFAULT_HEADER_READ_TIMEOUT,
             idle_timeout: ListenerSettings::DEFAULT_IDLE_TIMEOUT,
@@ -309,6 +321,7 @@ pub(super) fn listener<'r>(
     };
     let tcp_replay = tcp_replay(section, protocol, report);
     let first_byte_timeout = first_byte_timeout(section, tcp_replay, report);
+    let replay_first_bytes_match = replay_first_bytes_match(section, tcp_replay, report);
     let when_impaired = when_impaired(section, protocol, report);
     let client_limits = client_limits(section, protocol, report);
     let max_request_headers = max_request_headers(section, protocol, report);
@@ -324,6 +337,7 @@ pub(super) fn listener<'r>(
         client_limits,
         max_request_headers,
         first_byte_timeout,
+        replay_first_bytes_match,
     ) {
         (
             Some(name),
@@ -336,6 +350,7 @@ pub(super) fn listener<'r>(
             Some((header_read_timeout, idle_timeout, max_connections)),
             Some(max_request_headers),
             Some(first_byte_timeout),
+            Some(replay_first_bytes_match),
         ) if protocol == Protocol::Http || routes.is_empty() => Some(ListenerSettings {
             name: name.get_ref().clone(),
             listen: *listen.get_ref(),
@@ -344,6 +359,7 @@ pub(super) fn listener<'r>(
             routes,
             tcp_replay,
             first_byte_timeout,
+            replay_first_bytes_match,
             when_impaired,
             header_read_timeout,
             idle_timeout,
@@ -360,6 +376,37 @@ pub(super) fn listener<'r>(
         route_clusters,
         settings,
     }
+}
+
+/// `replay_first_bytes_match`: non-empty strings, only where bytes are
+/// kept for replay. `None` if bad (reported).
+pub(super) fn replay_first_bytes_match(
+    section: &Section<RawListener>,
+    tcp_replay: Option<u64>,
+    report: &mut Report<'_>,
+) -> Option<Vec<Vec<u8>>> {
+    let Some(written) = &section.raw.replay_first_bytes_match else {
+        return Some(Vec::new());
+    };
+    if tcp_replay == Some(0) {
+        let message = format!(
+            "replay_first_bytes_match: needs tcp_replay; {} keeps no bytes to replay",
+            section.label
+        );
+        report.error(written.span(), message);
+        return None;
+    }
+    let prefixes: Vec<Vec<u8>> = written
+        .get_ref()
+        .iter()
+        .map(|prefix| prefix.as_bytes().to_vec())
+        .collect();
+    if prefixes.is_empty() || prefixes.iter().any(Vec::is_empty) {
+        let message = "replay_first_bytes_match: give at least one non-empty string (leave the key out to replay any session)";
+        report.error(written.span(), message);
+        return None;
+    }
+    Some(prefixes)
 }
 
 /// `first_byte_timeout`: only where bytes are kept for replay (a tcp

@@ -284,6 +284,7 @@ endpoints = ["10.0.0.1:8000"]
             routes: Vec::new(),
             tcp_replay: 0,
             first_byte_timeout: None,
+            replay_first_bytes_match: Vec::new(),
             when_impaired: WhenImpaired::Serve,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),

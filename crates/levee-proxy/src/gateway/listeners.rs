@@ -168,14 +168,12 @@ impl BoundListener {
             Protocol::Tcp => {
                 let cluster = default_cluster(&name, &router)?;
                 let proxy = Arc::new(TcpProxy::new(
-                    name,
+                    &settings,
                     cluster,
                     (
                         listener_metrics,
                         serving.metrics.tcp_listener(&settings.name),
                     ),
-                    settings.tcp_replay,
-                    settings.first_byte_timeout,
                 ));
                 let task = tokio::spawn(tcp::serve_tcp(
                     acceptor,

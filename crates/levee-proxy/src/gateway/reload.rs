@@ -456,6 +456,12 @@ fn restart_only(old: &Config, new: &Config, state: &GatewayState) -> Vec<String>
             if running.first_byte_timeout != wanted.first_byte_timeout {
                 notes.push(format!("first_byte_timeout of listener {:?}", wanted.name));
             }
+            if running.replay_first_bytes_match != wanted.replay_first_bytes_match {
+                notes.push(format!(
+                    "replay_first_bytes_match of listener {:?}",
+                    wanted.name
+                ));
+            }
         }
     }
     for note in &notes {

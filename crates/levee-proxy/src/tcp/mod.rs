@@ -28,6 +28,7 @@ use tokio::task::{JoinError, JoinSet};
 use arc_swap::ArcSwap;
 
 use crate::cluster::Cluster;
+use crate::config::ListenerSettings;
 use crate::listener::{Acceptor, Connections, stop_requested};
 use crate::metrics::ListenerMetrics;
 
@@ -46,29 +47,51 @@ pub struct TcpProxy {
     /// In replay mode, how long an endpoint may stay silent before the
     /// session moves on; `None`: as long as the client waits.
     first_byte_timeout: Option<std::time::Duration>,
+    /// Replay only sessions whose first bytes begin with one of these (or
+    /// that sent nothing yet); empty: any session.
+    replay_first_bytes_match: Vec<Vec<u8>>,
 }
 
 impl TcpProxy {
-    /// A proxy from a listener to `cluster`; `tcp_replay` and
-    /// `first_byte_timeout` are the listener's settings (bytes kept for
-    /// replay, 0 for off; how long an endpoint may stay silent).
+    /// A proxy from the listener `settings` to `cluster`.
     pub fn new(
-        listener: String,
+        settings: &ListenerSettings,
         cluster: Arc<Cluster>,
         metrics: (ListenerMetrics, TcpListenerMetrics),
-        tcp_replay: u64,
-        first_byte_timeout: Option<std::time::Duration>,
     ) -> TcpProxy {
         let (metrics, tcp_metrics) = metrics;
         TcpProxy {
-            listener,
+            listener: settings.name.clone(),
             cluster: ArcSwap::new(cluster),
             metrics,
             tcp_metrics,
-            replay_limit: usize::try_from(tcp_replay).unwrap_or(usize::MAX),
-            first_byte_timeout,
+            replay_limit: usize::try_from(settings.tcp_replay).unwrap_or(usize::MAX),
+            first_byte_timeout: settings.first_byte_timeout,
+            replay_first_bytes_match: settings.replay_first_bytes_match.clone(),
         }
     }
+
+    /// Whether a session that sent `kept` (all of it kept) may go to another
+    /// endpoint with it.
+    fn may_replay(&self, kept: &[u8]) -> bool {
+        self.replay_first_bytes_match.is_empty()
+            || kept.is_empty()
+            || self
+                .replay_first_bytes_match
+                .iter()
+                .any(|pattern| begins_with(kept, pattern))
+    }
+}
+
+/// Whether `bytes` begin with `pattern`, where `?` in the pattern stands
+/// for any one byte (git's pkt-line starts with a 4-digit length:
+/// `????git-upload-pack`).
+fn begins_with(bytes: &[u8], pattern: &[u8]) -> bool {
+    bytes.len() >= pattern.len()
+        && pattern
+            .iter()
+            .zip(bytes)
+            .all(|(want, got)| *want == b'?' || want == got)
 }
 
 impl TcpProxy {
@@ -136,5 +159,20 @@ fn report_panic<T>(proxy: &TcpProxy, joined: Result<T, JoinError>) {
         if error.is_panic() {
             tracing::error!(listener = %proxy.listener, %error, "tcp session panicked");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::begins_with;
+
+    #[test]
+    fn a_question_mark_stands_for_any_byte() {
+        let read = b"0032git-upload-pack /repo.git\0host=x\0";
+        let write = b"0033git-receive-pack /repo.git\0host=x\0";
+        assert!(begins_with(read, b"????git-upload-pack"));
+        assert!(!begins_with(write, b"????git-upload-pack"));
+        assert!(begins_with(b"SSH-2.0-OpenSSH", b"SSH-2.0-"));
+        assert!(!begins_with(b"SSH", b"SSH-2.0-"), "too short to tell");
     }
 }

@@ -233,6 +233,12 @@ impl Session<'_> {
                     tracing::debug!(listener = %self.proxy.listener, client = %self.peer, %error, "tcp client left before the endpoint answered");
                     return SessionOutcome::ClientGone;
                 }
+                FirstByte::TimedOut
+                    if !self.proxy.may_replay(replay.bytes().unwrap_or_default()) =>
+                {
+                    // Not a session the listener lets move: wait on.
+                    deadline = None;
+                }
                 FirstByte::TimedOut => {
                     // A replay only if every byte the client sent is still
                     // kept (`until_first_byte` ends the wait otherwise).
@@ -269,6 +275,11 @@ impl Session<'_> {
                         upstream.connected_at,
                         &error,
                     );
+                    if !self.proxy.may_replay(replay.bytes().unwrap_or_default()) {
+                        // Not a session the listener lets move: the client
+                        // sees the close, as without replay.
+                        return SessionOutcome::AllFailed;
+                    }
                     // Ends its in-flight count before the next one starts.
                     drop(upstream);
                     upstream = match self
