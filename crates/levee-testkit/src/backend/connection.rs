@@ -18,15 +18,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use parking_lot::Mutex;
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 
 use super::Shared;
 use super::mode::Mode;
 use super::service::BackendService;
+use super::takeover::{ConnControl, Takeover};
 
 /// The head sent by [`Mode::PartialThenReset`]: a promise of a megabyte that
 /// is never kept.
@@ -38,58 +37,6 @@ const FILLER: [u8; 4096] = [b'x'; 4096];
 /// How long a partial body may wait for a client that does not read, so a
 /// stuck client cannot keep the fault task alive forever.
 const PARTIAL_WRITE_LIMIT: Duration = Duration::from_secs(5);
-
-/// A fault that needs the bare socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Takeover {
-    /// Close without a word (a request raced with a crash).
-    Drop,
-    /// Keep the connection open, read and discard, never answer.
-    Hang,
-    /// Reset (RST) at once.
-    Reset,
-    /// Send a partial response, then reset.
-    PartialThenReset { bytes: usize },
-}
-
-/// What the service and the connection task share for one connection.
-pub(crate) struct ConnControl {
-    /// The requested fault and, once hyper has let go, the socket. A lock is
-    /// fine here: it is touched only on the fault path and once at close.
-    slot: Mutex<Slot>,
-    /// Wakes the connection task when a fault is requested.
-    taken: Notify,
-    /// Woken once hyper's connection is gone, to end a pending request future.
-    gone: Arc<Notify>,
-}
-
-#[derive(Default)]
-struct Slot {
-    takeover: Option<Takeover>,
-    stream: Option<TcpStream>,
-}
-
-impl ConnControl {
-    fn new() -> Self {
-        Self {
-            slot: Mutex::new(Slot::default()),
-            taken: Notify::new(),
-            gone: Arc::new(Notify::new()),
-        }
-    }
-
-    /// Notified once hyper's side of the connection has been dropped.
-    pub(crate) fn gone(&self) -> Arc<Notify> {
-        Arc::clone(&self.gone)
-    }
-
-    /// Asks the connection task to run `takeover`. The first request wins
-    /// (with HTTP/2 several streams may ask at once).
-    pub(crate) fn request_takeover(&self, takeover: Takeover) {
-        self.slot.lock().takeover.get_or_insert(takeover);
-        self.taken.notify_one();
-    }
-}
 
 /// The socket as hyper sees it; gives the socket back on drop when a fault
 /// was requested.

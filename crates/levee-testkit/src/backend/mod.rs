@@ -29,6 +29,7 @@ mod connection;
 pub mod control;
 mod mode;
 mod service;
+mod takeover;
 
 use std::io;
 use std::net::SocketAddr;

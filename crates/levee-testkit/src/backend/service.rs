@@ -19,8 +19,8 @@ use tokio::time::Sleep;
 
 use super::Shared;
 use super::body::ResponseBody;
-use super::connection::{ConnControl, Takeover};
 use super::mode::Mode;
+use super::takeover::{ConnControl, Takeover};
 
 /// Body of every [`Mode::Failing`] answer.
 const FAILING_BODY: &str = r#"{"error":"demo backend failing"}"#;
