@@ -440,3 +440,22 @@ async fn only_sessions_whose_first_bytes_match_are_replayed() {
     drop(read);
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_first_bytes_forbid_replay_is_not_moved_after_a_close() {
+    // t1 resets once it has read; a push must not be sent to t2 as well.
+    let backends = tcp_backends(&[TcpMode::ResetAfterRead, TcpMode::Echo]).await;
+    let mut config = tcp_config(addrs(&backends), 64 * 1024);
+    config.listeners[0].replay_first_bytes_match = vec![b"????git-upload-pack".to_vec()];
+    let (gateway, addr) = start(config).await;
+    let mut write = connect(addr).await;
+    write
+        .write_all(b"0033git-receive-pack /repo.git\0host=x\0")
+        .await
+        .expect("write");
+    assert!(sees_close(&mut write).await, "the client sees the close");
+    eventually(&gateway, |g| sessions(g, "not-replayed"), 1).await;
+    assert_eq!(backends[1].bytes_received(), 0, "never sent twice");
+    assert_eq!(reconnects(&gateway, "closed-before-answer"), 0);
+    gateway.shutdown().await;
+}

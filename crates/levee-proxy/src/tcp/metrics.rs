@@ -28,15 +28,20 @@ pub enum SessionOutcome {
     /// The client failed or reset before any endpoint answered (replay mode
     /// only): says nothing about the endpoint.
     ClientGone,
+    /// The endpoint closed before answering and the session's first bytes
+    /// do not match `replay_first_bytes_match`: not moved, the client
+    /// connection was closed.
+    NotReplayed,
 }
 
 impl SessionOutcome {
     /// Every outcome, in label order (for pre-creating metric series).
-    pub const ALL: [SessionOutcome; 4] = [
+    pub const ALL: [SessionOutcome; 5] = [
         SessionOutcome::Served,
         SessionOutcome::NoEndpoint,
         SessionOutcome::AllFailed,
         SessionOutcome::ClientGone,
+        SessionOutcome::NotReplayed,
     ];
 
     /// Position in [`SessionOutcome::ALL`].
@@ -51,6 +56,7 @@ impl SessionOutcome {
             SessionOutcome::NoEndpoint => "no-endpoint",
             SessionOutcome::AllFailed => "all-failed",
             SessionOutcome::ClientGone => "client-gone",
+            SessionOutcome::NotReplayed => "not-replayed",
         }
     }
 }
@@ -145,7 +151,7 @@ impl TcpFamilies {
         let families = TcpFamilies::default();
         registry.register(
             "tcp_sessions",
-            "Client connections of tcp listeners by how they ended: served (an endpoint took the connection), no-endpoint, all-failed (no attempt worked), client-gone (the client left before the endpoint answered)",
+            "Client connections of tcp listeners by how they ended: served (an endpoint took the connection), no-endpoint, all-failed (no attempt worked), client-gone (the client left before the endpoint answered), not-replayed (the endpoint closed before answering and the first bytes do not allow a replay)",
             families.sessions.clone(),
         );
         registry.register(

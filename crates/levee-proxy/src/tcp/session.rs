@@ -63,6 +63,14 @@ pub(super) async fn serve(proxy: &TcpProxy, client: TcpStream, peer: SocketAddr)
             failures = ?session.failures,
             "tcp connection closed: no endpoint took it"
         );
+    } else if outcome == SessionOutcome::NotReplayed {
+        tracing::debug!(
+            listener = %proxy.listener,
+            client = %peer,
+            cluster = %cluster.name,
+            failures = ?session.failures,
+            "tcp connection closed: its endpoint closed before answering, and its first bytes do not match replay_first_bytes_match"
+        );
     }
     proxy.tcp_metrics.record_session(outcome);
     outcome
@@ -237,6 +245,7 @@ impl Session<'_> {
                     if !self.proxy.may_replay(replay.bytes().unwrap_or_default()) =>
                 {
                     // Not a session the listener lets move: wait on.
+                    tracing::debug!(listener = %self.proxy.listener, client = %self.peer, "endpoint silent past first_byte_timeout; staying: the first bytes do not match replay_first_bytes_match");
                     deadline = None;
                 }
                 FirstByte::TimedOut => {
@@ -278,7 +287,7 @@ impl Session<'_> {
                     if !self.proxy.may_replay(replay.bytes().unwrap_or_default()) {
                         // Not a session the listener lets move: the client
                         // sees the close, as without replay.
-                        return SessionOutcome::AllFailed;
+                        return SessionOutcome::NotReplayed;
                     }
                     // Ends its in-flight count before the next one starts.
                     drop(upstream);
