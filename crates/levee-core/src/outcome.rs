@@ -54,6 +54,10 @@ pub enum FailureKind {
     /// The endpoint's name did not resolve to an address (no connection was
     /// tried).
     Unresolved,
+    /// The TLS handshake with the endpoint failed (its certificate did not
+    /// verify, no common version or cipher, reset during the handshake): no
+    /// request byte was sent.
+    TlsHandshake,
     /// The connection was reset or closed before a response head arrived.
     ResetBeforeResponse,
     /// No response head within the request timeout (a hung endpoint).
@@ -77,6 +81,7 @@ impl FailureKind {
             FailureKind::ConnectTimeout => "connect-timeout",
             FailureKind::ConnectFailed => "connect-failed",
             FailureKind::Unresolved => "unresolved",
+            FailureKind::TlsHandshake => "tls-handshake",
             FailureKind::ResetBeforeResponse => "reset-before-response",
             FailureKind::Timeout => "timeout",
             FailureKind::Protocol => "protocol-error",
@@ -92,7 +97,8 @@ impl FailureKind {
             FailureKind::ConnectRefused
             | FailureKind::ConnectTimeout
             | FailureKind::ConnectFailed
-            | FailureKind::Unresolved => SendPhase::NotSent,
+            | FailureKind::Unresolved
+            | FailureKind::TlsHandshake => SendPhase::NotSent,
             FailureKind::ResetBeforeResponse
             | FailureKind::Timeout
             | FailureKind::Protocol
@@ -239,6 +245,7 @@ mod tests {
             FailureKind::ConnectTimeout,
             FailureKind::ConnectFailed,
             FailureKind::Unresolved,
+            FailureKind::TlsHandshake,
         ] {
             let outcome = Outcome::failure(EndpointId(0), kind, Duration::ZERO);
             assert_eq!(outcome.phase, SendPhase::NotSent, "{kind}");

@@ -11,7 +11,6 @@ use bytes::{Bytes, BytesMut};
 use http::{Request, StatusCode, header};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use crate::{ProbeError, connect};
 
@@ -68,10 +67,10 @@ impl ExchangeError {
 /// should say `connection: close`) and read the answer, the body up to
 /// [`MAX_BODY`] bytes. The caller bounds the whole exchange with its
 /// timeout.
-pub async fn exchange(
-    stream: TcpStream,
-    request: Request<Empty<Bytes>>,
-) -> Result<Answer, ExchangeError> {
+pub async fn exchange<S>(stream: S, request: Request<Empty<Bytes>>) -> Result<Answer, ExchangeError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(ExchangeError::Handshake)?;

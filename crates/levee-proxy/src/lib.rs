@@ -19,6 +19,7 @@ pub mod readiness;
 pub mod resolve;
 pub mod route;
 pub mod tcp;
+pub mod tls;
 pub mod upstream;
 
 pub use config::Config;

@@ -64,6 +64,7 @@ pub fn blame(outcome: &Outcome, count_other_5xx: bool) -> Blame {
             | FailureKind::ConnectTimeout
             | FailureKind::ConnectFailed
             | FailureKind::Unresolved
+            | FailureKind::TlsHandshake
             | FailureKind::ResetBeforeResponse
             | FailureKind::Timeout
             | FailureKind::Protocol
@@ -88,6 +89,7 @@ pub fn blame_reason(outcome: &Outcome) -> &'static str {
             | FailureKind::ConnectTimeout
             | FailureKind::ConnectFailed => "connect failures",
             FailureKind::Unresolved => "failed name lookups",
+            FailureKind::TlsHandshake => "failed TLS handshakes",
             FailureKind::ResetBeforeResponse => "connection resets",
             FailureKind::Timeout => "timeouts",
             FailureKind::Protocol => "protocol errors",
@@ -118,6 +120,7 @@ mod tests {
             FailureKind::ConnectRefused,
             FailureKind::ConnectTimeout,
             FailureKind::ConnectFailed,
+            FailureKind::TlsHandshake,
             FailureKind::ResetBeforeResponse,
             FailureKind::Timeout,
             FailureKind::Protocol,

@@ -262,6 +262,7 @@ mod tests {
             FailureKind::ConnectRefused,
             FailureKind::ConnectTimeout,
             FailureKind::ConnectFailed,
+            FailureKind::TlsHandshake,
         ] {
             for request in [GET, POST, BIG_PUT, BIG_POST] {
                 assert_eq!(

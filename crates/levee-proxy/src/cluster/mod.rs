@@ -34,7 +34,8 @@ pub use status::{
 use crate::config::ClusterSettings;
 use crate::events::{EventLog, NewEvent, Severity};
 use crate::metrics::{EndpointMetrics, Metrics};
-use crate::upstream::{EndpointPool, PoolSettings};
+use crate::tls::{UpstreamTls, UpstreamTlsError};
+use crate::upstream::{EndpointPool, EndpointTls, PoolSettings};
 use control::{Control, EndpointControl};
 
 /// Weight of an endpoint at the very start of its slow start.
@@ -97,10 +98,34 @@ pub struct Cluster {
 
 /// Why a cluster could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("cluster {cluster:?}: endpoint {endpoint:?} cannot be used as a Host header")]
-pub struct ClusterBuildError {
-    cluster: String,
-    endpoint: String,
+pub enum ClusterBuildError {
+    /// An endpoint's `host:port` is not a valid `Host` header.
+    #[error("cluster {cluster:?}: endpoint {endpoint:?} cannot be used as a Host header")]
+    HostHeader {
+        /// Cluster name.
+        cluster: String,
+        /// The endpoint as configured.
+        endpoint: String,
+    },
+    /// Its `tls` could not be set up (a file, the system's roots).
+    #[error("cluster {cluster:?}: tls: {source}")]
+    Tls {
+        /// Cluster name.
+        cluster: String,
+        /// What went wrong.
+        #[source]
+        source: UpstreamTlsError,
+    },
+    /// TLS needs a name to verify, and the endpoint's host is none.
+    #[error(
+        "cluster {cluster:?}: endpoint {endpoint:?} has no host TLS can verify; set tls.server_name"
+    )]
+    TlsName {
+        /// Cluster name.
+        cluster: String,
+        /// The endpoint as configured.
+        endpoint: String,
+    },
 }
 
 impl Cluster {
@@ -162,12 +187,16 @@ impl Cluster {
         let same = |changed: fn(&ClusterSettings, &ClusterSettings) -> bool| {
             before.is_some_and(|before| !changed(before, settings))
         };
-        let same_pools = same(|a, b| {
-            a.connect_timeout != b.connect_timeout
-                || a.idle_timeout != b.idle_timeout
-                || a.max_idle_per_endpoint != b.max_idle_per_endpoint
-                || a.max_response_headers != b.max_response_headers
-        });
+        // TLS clusters get new pools at every rebuild, so that a reload
+        // reads their CA and client certificate files again.
+        let same_pools = settings.tls.is_none()
+            && same(|a, b| {
+                a.tls != b.tls
+                    || a.connect_timeout != b.connect_timeout
+                    || a.idle_timeout != b.idle_timeout
+                    || a.max_idle_per_endpoint != b.max_idle_per_endpoint
+                    || a.max_response_headers != b.max_response_headers
+            });
         // Where each endpoint was in the previous cluster, if it was.
         let old_index: Vec<Option<usize>> = members
             .iter()
@@ -180,13 +209,42 @@ impl Cluster {
                 })
             })
             .collect();
+        let tls = match &settings.tls {
+            Some(tls) => Some(Arc::new(UpstreamTls::new(&settings.name, tls).map_err(
+                |source| ClusterBuildError::Tls {
+                    cluster: settings.name.clone(),
+                    source,
+                },
+            )?)),
+            None => None,
+        };
         let mut endpoints = Vec::with_capacity(members.len());
         for (member, old) in members.into_iter().zip(&old_index) {
-            let host_header =
-                HeaderValue::from_str(&member.configured).map_err(|_| ClusterBuildError {
+            let host_header = HeaderValue::from_str(&member.configured).map_err(|_| {
+                ClusterBuildError::HostHeader {
                     cluster: settings.name.clone(),
                     endpoint: member.configured.clone(),
-                })?;
+                }
+            })?;
+            let endpoint_tls = match &tls {
+                Some(tls) => {
+                    let host = member
+                        .configured
+                        .rsplit_once(':')
+                        .map_or(member.configured.as_str(), |(host, _port)| host);
+                    let name = tls
+                        .name_for(host)
+                        .ok_or_else(|| ClusterBuildError::TlsName {
+                            cluster: settings.name.clone(),
+                            endpoint: member.configured.clone(),
+                        })?;
+                    Some(EndpointTls {
+                        tls: Arc::clone(tls),
+                        name,
+                    })
+                }
+                None => None,
+            };
             let kept = old
                 .zip(previous)
                 .map(|(old, previous)| &previous.endpoints[old]);
@@ -200,7 +258,7 @@ impl Cluster {
                 metrics: metrics.endpoint(&settings.name, &member.address),
                 pool: match kept {
                     Some(kept) if same_pools => Arc::clone(&kept.pool),
-                    _ => EndpointPool::new(pool_host, pool_port, pool_settings),
+                    _ => EndpointPool::new(pool_host, pool_port, pool_settings, endpoint_tls),
                 },
                 host_header,
                 address: member.address,

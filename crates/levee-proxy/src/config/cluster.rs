@@ -20,6 +20,7 @@ use super::outlier::RawOutlier;
 use super::report::Report;
 use super::retry::RawRetry;
 use super::table::{RawTable, Section};
+use super::tls::{self, RawClusterTls, UpstreamTlsSettings};
 use super::values::{Zero, duration, name, percent, required};
 use super::{
     AdmissionSettings, BalancePolicy, CacheSettings, EndpointAddress, FleetBreakerSettings,
@@ -101,6 +102,9 @@ pub(super) struct RawCluster {
     /// Circuit breaker (`breaker = { ... }` or `[cluster.breaker]`).
     /// Default: none.
     pub breaker: Option<Box<Spanned<RawBreaker>>>,
+    /// TLS to the endpoints (`tls = { ... }` or `[cluster.tls]`; an empty
+    /// table verifies against the system's roots). Default: cleartext.
+    pub tls: Option<Box<Spanned<RawClusterTls>>>,
 }
 
 impl RawTable for RawCluster {
@@ -113,6 +117,7 @@ impl RawTable for RawCluster {
             ["admission", rest @ ..] => RawAdmission::keys_at(rest),
             ["cache", rest @ ..] => RawCache::keys_at(rest),
             ["breaker", rest @ ..] => RawBreaker::keys_at(rest),
+            ["tls", rest @ ..] => RawClusterTls::keys_at(rest),
             _ => &[],
         }
     }
@@ -181,6 +186,9 @@ pub struct ClusterSettings {
     /// to this process): one failing endpoint stops getting requests
     /// without the cluster's breaker opening for all of them.
     pub breaker_per_endpoint: bool,
+    /// TLS to the endpoints (traffic, health checks and tcp sessions);
+    /// `None`: cleartext.
+    pub tls: Option<UpstreamTlsSettings>,
 }
 
 impl ClusterSettings {
@@ -236,6 +244,7 @@ impl ClusterSettings {
             breaker: None,
             breaker_fleet: FleetBreakerSettings::default(),
             breaker_per_endpoint: false,
+            tls: None,
         }
     }
 }
@@ -362,7 +371,12 @@ pub(super) fn cluster<'r>(
         Some(written) => breaker::fleet(written, report),
         None => Some(super::FleetBreakerSettings::default()),
     };
-    let Some(breaker_fleet) = breaker_fleet else {
+    // `Some(None)`: cleartext; `None`: bad (reported).
+    let tls = match &raw.tls {
+        None => Some(None),
+        Some(written) => tls::cluster_tls(written, report).map(Some),
+    };
+    let (Some(breaker_fleet), Some(tls)) = (breaker_fleet, tls) else {
         return Cluster {
             name,
             settings: None,
@@ -439,6 +453,7 @@ pub(super) fn cluster<'r>(
             .as_ref()
             .and_then(|written| written.get_ref().per_endpoint.as_ref())
             .is_some_and(|per_endpoint| *per_endpoint.get_ref()),
+        tls,
     };
     Cluster {
         name: Some(name),

@@ -14,6 +14,7 @@ use super::keys::fields_of;
 use super::report::Report;
 use super::route::RawRoute;
 use super::table::{RawTable, Section};
+use super::tls::{ListenerTlsSettings, RawListenerTls, listener_tls};
 use super::units::parse_size;
 use super::values::{Zero, duration, name, required, socket_addr};
 use super::{RouteSettings, route};
@@ -79,6 +80,10 @@ pub(super) struct RawListener {
     /// headers on the heap, one allocation per request (measured: +1.6%
     /// instructions per request). Default 256 (nginx limits only the size).
     pub max_request_headers: Option<Spanned<i64>>,
+    /// Terminate TLS (`tls = { cert = "…", key = "…" }` or
+    /// `[listener.tls]`); HTTP listeners offer HTTP/2 and HTTP/1.1 by ALPN.
+    /// Default: none, cleartext.
+    pub tls: Option<Box<Spanned<RawListenerTls>>>,
 }
 
 impl RawTable for RawListener {
@@ -86,6 +91,7 @@ impl RawTable for RawListener {
         match path {
             [] => fields_of::<Self>(),
             ["route", rest @ ..] => RawRoute::keys_at(rest),
+            ["tls", rest @ ..] => RawListenerTls::keys_at(rest),
             _ => &[],
         }
     }
@@ -131,6 +137,8 @@ pub struct ListenerSettings {
     pub max_connections: Option<usize>,
     /// HTTP listeners: header fields a request head may have (431 past it).
     pub max_request_headers: usize,
+    /// TLS termination; `None`: cleartext.
+    pub tls: Option<ListenerTlsSettings>,
 }
 
 impl ListenerSettings {
@@ -171,6 +179,7 @@ impl ListenerSettings {
             idle_timeout: ListenerSettings::DEFAULT_IDLE_TIMEOUT,
             max_connections: None,
             max_request_headers: ListenerSettings::DEFAULT_MAX_REQUEST_HEADERS,
+            tls: None,
         }
     }
 }
@@ -325,6 +334,11 @@ pub(super) fn listener<'r>(
     let when_impaired = when_impaired(section, protocol, report);
     let client_limits = client_limits(section, protocol, report);
     let max_request_headers = max_request_headers(section, protocol, report);
+    // `Some(None)`: cleartext; `None`: bad (reported).
+    let tls = match &raw.tls {
+        None => Some(None),
+        Some(written) => listener_tls(written, report).map(Some),
+    };
     let cluster_ok = cluster.is_some() || has_routes;
     let settings = match (
         name,
@@ -338,6 +352,7 @@ pub(super) fn listener<'r>(
         max_request_headers,
         first_byte_timeout,
         replay_first_bytes_match,
+        tls,
     ) {
         (
             Some(name),
@@ -351,6 +366,7 @@ pub(super) fn listener<'r>(
             Some(max_request_headers),
             Some(first_byte_timeout),
             Some(replay_first_bytes_match),
+            Some(tls),
         ) if protocol == Protocol::Http || routes.is_empty() => Some(ListenerSettings {
             name: name.get_ref().clone(),
             listen: *listen.get_ref(),
@@ -365,6 +381,7 @@ pub(super) fn listener<'r>(
             idle_timeout,
             max_connections,
             max_request_headers,
+            tls,
         }),
         _ => None,
     };

@@ -49,6 +49,7 @@ mod runtime;
 mod settings;
 mod store;
 mod table;
+mod tls;
 pub mod units;
 mod validate;
 mod values;
@@ -74,6 +75,7 @@ pub use route::{RouteRetry, RouteSettings};
 pub use runtime::RuntimeSettings;
 pub use settings::{BadBalancePolicy, BalancePolicy, Config};
 pub use store::{OnUnreachable, StoreKind, StoreSettings};
+pub use tls::{CertificateFiles, ListenerTlsSettings, TlsVersion, UpstreamTlsSettings};
 
 use report::Report;
 
@@ -91,11 +93,19 @@ impl Config {
     }
 
     /// Read and validate the config file at `path`. A file that cannot be
-    /// read is one error at `path:1:1`.
+    /// read is one error at `path:1:1`. Relative paths in it (TLS files)
+    /// are taken from the file's directory, as a user reading the file
+    /// would expect, not from levee's working directory.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let origin = path.display().to_string();
         match std::fs::read_to_string(path) {
-            Ok(source) => Config::from_toml_str(&source, &origin),
+            Ok(source) => {
+                let mut config = Config::from_toml_str(&source, &origin)?;
+                if let Some(dir) = path.parent() {
+                    config.resolve_paths(dir);
+                }
+                Ok(config)
+            }
             Err(error) => Err(ConfigError {
                 origin,
                 line: 1,
@@ -103,6 +113,22 @@ impl Config {
                 message: format!("cannot read config: {error}"),
             }
             .into()),
+        }
+    }
+}
+
+impl Config {
+    /// Make the relative paths of the config relative to `dir`.
+    fn resolve_paths(&mut self, dir: &Path) {
+        for listener in &mut self.listeners {
+            if let Some(tls) = &mut listener.tls {
+                tls.resolve_paths(dir);
+            }
+        }
+        for cluster in &mut self.clusters {
+            if let Some(tls) = &mut cluster.tls {
+                tls.resolve_paths(dir);
+            }
         }
     }
 }

@@ -219,6 +219,8 @@ fn every_key_is_documented_in_its_section() {
             "listener.route",
             "listener.route.header",
             "listener.route.retry",
+            "listener.tls",
+            "listener.tls.certificates",
             "cluster.health",
             "cluster.health.http",
             "cluster.outlier",
@@ -226,6 +228,7 @@ fn every_key_is_documented_in_its_section() {
             "cluster.admission",
             "cluster.cache",
             "cluster.breaker",
+            "cluster.tls",
             "readiness.probe"
         ]
     );
@@ -290,6 +293,7 @@ endpoints = ["10.0.0.1:8000"]
             idle_timeout: Duration::from_secs(60),
             max_connections: None,
             max_request_headers: 256,
+            tls: None,
         }],
         clusters: vec![ClusterSettings {
             name: "app".into(),
@@ -325,6 +329,7 @@ endpoints = ["10.0.0.1:8000"]
             breaker: None,
             breaker_fleet: FleetBreakerSettings::default(),
             breaker_per_endpoint: false,
+            tls: None,
         }],
         readiness: ReadinessSettings::default(),
         alerts: Vec::new(),
@@ -1263,4 +1268,65 @@ fn bad_panic_threshold_and_slow_start() {
         error(&source),
         "levee.toml:4:19: panic_threshold: invalid type: floating point `0.5`, expected an integer"
     );
+}
+
+// TLS.
+
+#[test]
+fn tls_tables_are_checked_key_by_key() {
+    let source = r#"
+[[listener]]
+name = "web"
+listen = "127.0.0.1:8443"
+cluster = "app"
+tls = { cert = "a.pem", min_version = "1.1", handshake_timeout = "0s", certificates = [{ cert = "b.pem" }] }
+
+[[cluster]]
+name = "app"
+endpoints = ["127.0.0.1:8000"]
+tls = { server_name = "not a name", client_cert = "c.pem" }
+"#;
+    let errors = errors(source);
+    let expected = [
+        "levee.toml:6:7: tls: missing key \"key\"",
+        "levee.toml:6:39: tls.min_version: unknown version \"1.1\": expected \"1.2\" or \"1.3\" (older versions are not offered)",
+        "levee.toml:6:66: tls.handshake_timeout: must be more than 0",
+        "levee.toml:6:88: tls: missing key \"key\"",
+        "levee.toml:11:23: tls.server_name: \"not a name\" is neither a DNS name nor an IP address",
+        "levee.toml:11:51: tls: client_cert and client_key go together (mutual TLS needs both)",
+    ];
+    assert_eq!(errors, expected, "{errors:#?}");
+}
+
+#[test]
+fn tls_paths_are_relative_to_the_config_file() {
+    let dir = std::env::temp_dir().join(format!("levee-config-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("levee.toml");
+    std::fs::write(
+        &path,
+        r#"
+[[listener]]
+name = "web"
+listen = "127.0.0.1:8443"
+cluster = "app"
+tls = { cert = "tls/site.pem", key = "/abs/site.key", watch_interval = "0s" }
+
+[[cluster]]
+name = "app"
+endpoints = ["127.0.0.1:8000"]
+tls = { ca = "ca.pem" }
+"#,
+    )
+    .expect("write");
+    let config = Config::load(&path).expect("valid");
+    let _ = std::fs::remove_dir_all(&dir);
+    let tls = config.listeners[0].tls.as_ref().expect("listener tls");
+    assert_eq!(tls.default.cert, dir.join("tls/site.pem"));
+    assert_eq!(tls.default.key, std::path::PathBuf::from("/abs/site.key"));
+    assert_eq!(tls.watch_interval, None);
+    assert_eq!(tls.min_version, super::TlsVersion::Tls12);
+    let upstream = config.clusters[0].tls.as_ref().expect("cluster tls");
+    assert_eq!(upstream.ca, Some(dir.join("ca.pem")));
+    assert!(!upstream.insecure_skip_verify);
 }

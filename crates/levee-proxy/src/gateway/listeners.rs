@@ -16,12 +16,13 @@ use super::{ListenerStatus, RouteStatus, StartError};
 use crate::cluster::Cluster;
 use crate::config::{ListenerSettings, Protocol};
 use crate::events::EventLog;
-use crate::listener::{self, Acceptor, BindError, ConnectionLimits, Connections};
+use crate::listener::{self, Acceptor, BindError, ConnectionLimits, Connections, ListenerTls};
 use crate::metrics::Metrics;
 use crate::proxy::HttpProxy;
 use crate::readiness::{ListenerGate, SelfHealth};
 use crate::route::{Route, Router};
 use crate::tcp::{self, TcpProxy};
+use crate::tls::{LoadedCertificates, ServerTls};
 
 /// What a listener hands its traffic to.
 enum Proxy {
@@ -36,8 +37,77 @@ pub(super) struct LiveListener {
     pub address: SocketAddr,
     pub connections: Arc<Connections>,
     proxy: Proxy,
+    /// Its TLS termination, read at every accept.
+    tls: Arc<ListenerTls>,
     shutdown: watch::Sender<bool>,
     pub task: JoinHandle<()>,
+}
+
+/// What a listener's TLS becomes at a start or reload, prepared (files
+/// read) before anything changes.
+pub(super) enum TlsPlan {
+    /// As it is (also: none, and none wanted).
+    Keep,
+    /// None from now on.
+    Off,
+    /// New settings: a new termination.
+    New(Arc<ServerTls>),
+    /// Same settings: the files read again.
+    Reread(LoadedCertificates),
+}
+
+/// Prepare the TLS of a listener with `settings`, which runs as `running`
+/// (if it does). `reread`: read unchanged files again (a reload, not a
+/// rebuild for endpoint names).
+pub(super) fn tls_plan(
+    settings: &ListenerSettings,
+    running: Option<&LiveListener>,
+    reread: bool,
+    metrics: &Metrics,
+    events: &Arc<EventLog>,
+) -> Result<TlsPlan, StartError> {
+    let failed = |source| StartError::Tls {
+        listener: settings.name.clone(),
+        source,
+    };
+    let current = running.and_then(|running| running.tls.load_full());
+    match (&settings.tls, current) {
+        (None, None) => Ok(TlsPlan::Keep),
+        (None, Some(_)) => Ok(TlsPlan::Off),
+        (Some(wanted), Some(current)) if current.settings() == wanted => {
+            if !reread {
+                return Ok(TlsPlan::Keep);
+            }
+            current
+                .reload_files()
+                .map(TlsPlan::Reread)
+                .map_err(|error| failed(error.into()))
+        }
+        (Some(wanted), _) => ServerTls::new(
+            &settings.name,
+            wanted,
+            settings.protocol == Protocol::Http,
+            metrics.tls_listener(&settings.name),
+            Arc::clone(events),
+        )
+        .map(TlsPlan::New)
+        .map_err(failed),
+    }
+}
+
+impl TlsPlan {
+    fn apply(self, tls: &ListenerTls) {
+        match self {
+            TlsPlan::Keep => {}
+            TlsPlan::Off => tls.store(None),
+            TlsPlan::New(new) => tls.store(Some(new)),
+            TlsPlan::Reread(loaded) => {
+                if let Some(current) = tls.load_full() {
+                    current.install(loaded);
+                }
+            }
+        }
+    }
 }
 
 /// A listener bound but not serving yet.
@@ -122,6 +192,7 @@ impl BoundListener {
     pub fn serve(
         self,
         router: Router<Arc<Route>>,
+        tls_plan: TlsPlan,
         serving: &Serving<'_>,
     ) -> Result<LiveListener, StartError> {
         let BoundListener {
@@ -151,6 +222,8 @@ impl BoundListener {
             source,
         })?;
         tracing::info!(listener = %name, %address, protocol = %settings.protocol, cluster = settings.cluster.as_deref().unwrap_or("-"), routes = settings.routes.len(), max_connections = connections.limit(), "listening");
+        let tls = Arc::new(ListenerTls::empty());
+        tls_plan.apply(&tls);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let listener_metrics = serving.metrics.listener(&name);
         let (proxy, task) = match settings.protocol {
@@ -161,6 +234,7 @@ impl BoundListener {
                     Arc::clone(&proxy),
                     gate,
                     Arc::clone(&connections),
+                    Arc::clone(&tls),
                     shutdown_rx,
                 ));
                 (Proxy::Http(proxy), task)
@@ -179,6 +253,7 @@ impl BoundListener {
                     acceptor,
                     Arc::clone(&proxy),
                     Arc::clone(&connections),
+                    Arc::clone(&tls),
                     shutdown_rx,
                 ));
                 (Proxy::Tcp(proxy), task)
@@ -189,6 +264,7 @@ impl BoundListener {
             address,
             connections,
             proxy,
+            tls,
             shutdown,
             task,
         })
@@ -217,8 +293,10 @@ impl LiveListener {
         &mut self,
         settings: &ListenerSettings,
         router: Router<Arc<Route>>,
+        tls_plan: TlsPlan,
         derived_max: usize,
     ) -> Result<(), StartError> {
+        tls_plan.apply(&self.tls);
         match &self.proxy {
             Proxy::Http(proxy) => proxy.set_router(router),
             Proxy::Tcp(proxy) => proxy.set_cluster(default_cluster(&settings.name, &router)?),
@@ -248,6 +326,7 @@ impl LiveListener {
             name: settings.name.clone(),
             address: self.address,
             protocol: settings.protocol.as_str(),
+            tls: settings.tls.is_some(),
             cluster: settings.cluster.clone(),
             routes: settings
                 .routes

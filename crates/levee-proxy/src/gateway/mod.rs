@@ -64,6 +64,15 @@ pub enum StartError {
     /// an unreachable server is not an error, the store starts degraded).
     #[error("[store]: {0}")]
     Store(#[from] StoreError),
+    /// A listener's TLS could not be set up (a certificate or key file).
+    #[error("listener {listener:?}: tls: {source}")]
+    Tls {
+        /// Listener name.
+        listener: String,
+        /// What went wrong.
+        #[source]
+        source: crate::tls::ServerTlsError,
+    },
     /// A listener names a cluster the config does not define (validation
     /// normally catches this first).
     #[error("listener {listener:?} names cluster {cluster:?}, which is not defined")]
@@ -84,6 +93,8 @@ pub struct ListenerStatus {
     pub address: SocketAddr,
     /// `http` or `tcp`.
     pub protocol: &'static str,
+    /// Whether it terminates TLS.
+    pub tls: bool,
     /// Cluster of the requests no route takes (`None`: they get 404).
     pub cluster: Option<String>,
     /// Its routes, in order: name and cluster.
@@ -357,7 +368,8 @@ pub async fn start_with_admin(
     let mut bound = Vec::with_capacity(config.listeners.len());
     for settings in &config.listeners {
         let router = listeners::router(settings, &by_name)?;
-        bound.push((listeners::bind(settings)?, router));
+        let tls = listeners::tls_plan(settings, None, false, &metrics, &events)?;
+        bound.push((listeners::bind(settings)?, router, tls));
     }
     let admin_tcp = listener::bind("admin", config.admin.listen)?;
     let admin_address = admin_tcp.local_addr().map_err(|source| BindError {
@@ -425,8 +437,8 @@ pub async fn start_with_admin(
         derived_max,
     };
     let mut live_listeners = Vec::with_capacity(bound.len());
-    for (bound, router) in bound {
-        live_listeners.push(bound.serve(router, &serving)?);
+    for (bound, router, tls) in bound {
+        live_listeners.push(bound.serve(router, tls, &serving)?);
     }
     state.set_listeners(&live_listeners);
 

@@ -287,6 +287,20 @@ async fn prepare_and_swap(
     for settings in &config.listeners {
         routers.push(listeners::router(settings, &by_name)?);
     }
+    let mut tls_plans = Vec::with_capacity(config.listeners.len());
+    for (settings, plan) in config.listeners.iter().zip(&plans) {
+        let running = match plan {
+            ListenerPlan::Keep(index) => live.listeners.get(*index),
+            ListenerPlan::Bind => None,
+        };
+        tls_plans.push(listeners::tls_plan(
+            settings,
+            running,
+            cause == Cause::Reload,
+            &state.metrics,
+            &state.events,
+        )?);
+    }
     let mut bound = Vec::new();
     for (settings, plan) in config.listeners.iter().zip(&plans) {
         if matches!(plan, ListenerPlan::Bind) {
@@ -306,7 +320,13 @@ async fn prepare_and_swap(
         live.listeners.drain(..).map(Some).collect();
     let mut bound = bound.into_iter();
     let mut serving_now = Vec::with_capacity(config.listeners.len());
-    for ((settings, plan), router) in config.listeners.iter().zip(plans).zip(routers) {
+    for (((settings, plan), router), tls) in config
+        .listeners
+        .iter()
+        .zip(plans)
+        .zip(routers)
+        .zip(tls_plans)
+    {
         match plan {
             ListenerPlan::Keep(index) => {
                 let Some(mut listener) = old[index].take() else {
@@ -315,7 +335,7 @@ async fn prepare_and_swap(
                 if listener.settings != *settings {
                     changes.push(format!("listener {:?} updated", settings.name));
                 }
-                listener.update(settings, router, live.derived_max)?;
+                listener.update(settings, router, tls, live.derived_max)?;
                 serving_now.push(listener);
             }
             ListenerPlan::Bind => {
@@ -326,7 +346,7 @@ async fn prepare_and_swap(
                     "listener {:?} added on {}",
                     settings.name, new.address
                 ));
-                serving_now.push(new.serve(router, &serving)?);
+                serving_now.push(new.serve(router, tls, &serving)?);
             }
         }
     }

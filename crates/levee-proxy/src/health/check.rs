@@ -21,18 +21,33 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::config::{HealthCheckKind, HttpCheckSettings};
+use crate::tls::Stream;
+use crate::upstream::EndpointTls;
 
 /// Run one check against `target` (whose configured name is `host`), bounded
-/// by `timeout` from connect to verdict.
+/// by `timeout` from connect to verdict. With `tls` (a TLS cluster) the
+/// check speaks TLS as traffic does: a TCP check passes once the handshake
+/// does, so a certificate that no longer verifies fails it.
 pub async fn run_check(
     kind: &HealthCheckKind,
     target: SocketAddr,
     host: &str,
+    tls: Option<&EndpointTls>,
     timeout: Duration,
 ) -> CheckResult {
     let started = Instant::now();
     let verdict = tokio::time::timeout(timeout, async {
-        let stream = TcpStream::connect(target).await.map_err(connect_failure)?;
+        let tcp = TcpStream::connect(target).await.map_err(connect_failure)?;
+        let _ = tcp.set_nodelay(true);
+        let stream = match tls {
+            None => Stream::Plain(tcp),
+            Some(EndpointTls { tls, name }) => {
+                tls.connect(tcp, name.clone()).await.map_err(|error| {
+                    tracing::debug!(%target, %error, "health check: TLS handshake failed");
+                    CheckFailure::ConnectFailed
+                })?
+            }
+        };
         match kind {
             HealthCheckKind::Tcp => Ok(()),
             HealthCheckKind::Http(check) => http_check(check, stream, host).await,
@@ -50,10 +65,9 @@ pub async fn run_check(
 
 async fn http_check(
     check: &HttpCheckSettings,
-    stream: TcpStream,
+    stream: Stream,
     host: &str,
 ) -> Result<(), CheckFailure> {
-    let _ = stream.set_nodelay(true);
     let host = HeaderValue::from_str(check.host.as_deref().unwrap_or(host))
         .map_err(|_| CheckFailure::Protocol)?;
     let request = Request::builder()

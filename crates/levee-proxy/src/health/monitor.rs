@@ -49,8 +49,16 @@ async fn check_loop(
     // The configured name of the first member (e.g. "backend:8000") is the
     // Host header unless the check sets one.
     let host = first.host_header.to_str().unwrap_or_default().to_owned();
+    let tls = first.pool.tls().cloned();
     loop {
-        let result = run_check(&health.check, target, &host, health.params.timeout()).await;
+        let result = run_check(
+            &health.check,
+            target,
+            &host,
+            tls.as_ref(),
+            health.params.timeout(),
+        )
+        .await;
         let now = Instant::now();
         for &member in &members {
             cluster.record_check(EndpointId(member), result, now);

@@ -33,7 +33,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -43,6 +43,7 @@ use super::limits::ConnectionLimits;
 use super::metrics::CloseReason;
 use super::registry::{ConnectionGuard, ConnectionState};
 use super::tracked::TrackedBody;
+use crate::tls::{ServerTls, Stream};
 
 /// What HTTP/2 clients send first (RFC 9113 §3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -64,6 +65,8 @@ pub(crate) struct HttpConnection<F> {
     pub make_service: F,
     /// When the connection was accepted.
     pub accepted: Instant,
+    /// TLS to terminate first, on a TLS listener.
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 /// How hyper's turn on an HTTP/1 connection ended.
@@ -100,9 +103,25 @@ where
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     /// Serve the connection until it closes.
-    pub async fn serve(mut self, mut stream: TcpStream) {
+    pub async fn serve(mut self, tcp: TcpStream) {
         let state = Arc::clone(self.guard.state());
         let head_deadline = self.accepted + self.limits.header_read_timeout;
+        let mut stream = match self.tls.take() {
+            None => Stream::Plain(tcp),
+            Some(tls) => {
+                // Boxed: rustls' handshake state is large, and only TLS
+                // connections should carry it in their task.
+                let handshake = Box::pin(tls.handshake(tcp, self.accepted, head_deadline));
+                let handshaken = tokio::select! {
+                    handshaken = handshake => handshaken,
+                    _ = state.signals.next() => return,
+                };
+                match handshaken {
+                    Some(stream) => stream,
+                    None => return,
+                }
+            }
+        };
         let detected = tokio::select! {
             detected = detect(&mut stream, head_deadline) => detected,
             // Evicted or drained before it said anything.
@@ -196,6 +215,7 @@ where
         let ended = self.drive_http1(&mut connection).await;
         let parts = connection.into_parts();
         let mut io = parts.io.into_inner();
+        io.keep_decrypted();
         io.unread(parts.read_buf);
         (ended, io)
     }
@@ -273,7 +293,7 @@ where
         let mut signals = state.signals.next();
         loop {
             tokio::select! {
-                readable = io.stream().readable() => {
+                readable = io.stream().tcp().readable() => {
                     return match readable {
                         Ok(()) => Wake::Readable,
                         Err(_) => Wake::Close,
@@ -378,7 +398,7 @@ enum Detected {
 
 /// Read until the bytes either stop matching the HTTP/2 preface (HTTP/1)
 /// or complete it (HTTP/2), by `deadline`.
-async fn detect(stream: &mut TcpStream, deadline: Instant) -> Detected {
+async fn detect(stream: &mut (impl AsyncRead + Unpin), deadline: Instant) -> Detected {
     let mut buf = [0u8; H2_PREFACE.len()];
     let mut filled = 0;
     loop {

@@ -21,10 +21,10 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use super::registry::ConnectionState;
+use crate::tls::Stream;
 
 /// How long a closing connection waits for the client's own close.
 pub(crate) const LINGER: Duration = Duration::from_secs(1);
@@ -35,7 +35,7 @@ const LINGER_MAX_BYTES: usize = 64 * 1024;
 pub(crate) struct ClientIo {
     /// Read from the socket already, not yet given to hyper.
     prefix: Bytes,
-    stream: TcpStream,
+    stream: Stream,
     state: Arc<ConnectionState>,
     /// Set once the write side is shut down (closing has begun).
     write_closed: bool,
@@ -46,7 +46,7 @@ pub(crate) struct ClientIo {
 }
 
 impl ClientIo {
-    pub(crate) fn new(stream: TcpStream, prefix: Bytes, state: Arc<ConnectionState>) -> ClientIo {
+    pub(crate) fn new(stream: Stream, prefix: Bytes, state: Arc<ConnectionState>) -> ClientIo {
         ClientIo {
             prefix,
             stream,
@@ -57,9 +57,16 @@ impl ClientIo {
         }
     }
 
-    /// The socket, to wait on while parked.
-    pub(crate) fn stream(&self) -> &TcpStream {
+    /// The connection, to wait on while parked.
+    pub(crate) fn stream(&self) -> &Stream {
         &self.stream
+    }
+
+    /// Take what TLS decrypted already and hyper did not read: a parked
+    /// connection waits on its TCP socket, which says nothing of it.
+    pub(crate) fn keep_decrypted(&mut self) {
+        let decrypted = self.stream.take_decrypted();
+        self.unread(decrypted);
     }
 
     /// Whether bytes are waiting to be replayed.

@@ -46,6 +46,10 @@ use tracked::Tracked;
 
 use crate::proxy::{ClientInfo, HttpProxy};
 use crate::readiness::ListenerGate;
+use crate::tls::ServerTls;
+
+/// A listener's TLS termination, if it has one; a reload may replace it.
+pub type ListenerTls = arc_swap::ArcSwapOption<ServerTls>;
 use http::HttpConnection;
 
 /// A socket that could not be bound: names the address and the OS error.
@@ -90,6 +94,7 @@ pub(crate) async fn serve_http(
     proxy: Arc<HttpProxy>,
     gate: ListenerGate,
     connections: Arc<Connections>,
+    tls: Arc<ListenerTls>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut tasks = JoinSet::new();
@@ -139,6 +144,8 @@ pub(crate) async fn serve_http(
                     limits: connections.limits(),
                     make_service,
                     accepted: Instant::now(),
+                    // Read per connection: a reload may have changed it.
+                    tls: tls.load_full(),
                 };
                 tasks.spawn(connection.serve(stream));
             }
@@ -203,6 +210,7 @@ pub(crate) async fn serve_admin(
                         Tracked::new(TowerToHyperService::new(router.clone()), Arc::clone(state), http1)
                     },
                     accepted: Instant::now(),
+                    tls: None,
                 };
                 tasks.spawn(connection.serve(stream));
             }

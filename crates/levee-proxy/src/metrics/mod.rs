@@ -28,6 +28,7 @@ use crate::proxy::admission::metrics::{AdmissionFamilies, AdmissionMetrics};
 use crate::proxy::cache::metrics::{CacheFamilies, CacheMetrics};
 use crate::resolve::metrics::NameFamilies;
 use crate::tcp::metrics::{TcpFamilies, TcpListenerMetrics};
+use crate::tls::metrics::{TlsFamilies, TlsListenerMetrics};
 use buckets::{HistogramFamily, latency_histogram};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -133,6 +134,8 @@ pub struct Metrics {
     client_connections: ConnectionFamilies,
     /// TCP listeners' sessions (their own file).
     tcp: TcpFamilies,
+    /// TLS listeners' handshakes (their own file).
+    tls: TlsFamilies,
     /// Endpoint names (their own file).
     names: NameFamilies,
     /// Circuit breakers (their own file).
@@ -182,6 +185,7 @@ impl Metrics {
             config_reloads: Family::default(),
             client_connections: ConnectionFamilies::default(),
             tcp: TcpFamilies::default(),
+            tls: TlsFamilies::default(),
             names: NameFamilies::default(),
             breaker_families: BreakerFamilies::default(),
             admission_families: AdmissionFamilies::default(),
@@ -332,6 +336,7 @@ impl Metrics {
         }
         let client_connections = ConnectionFamilies::register(&mut registry);
         let tcp = TcpFamilies::register(&mut registry);
+        let tls = TlsFamilies::register(&mut registry);
         let names = NameFamilies::register(&mut registry);
         let breaker_families = BreakerFamilies::register(&mut registry);
         let admission_families = AdmissionFamilies::register(&mut registry);
@@ -340,6 +345,7 @@ impl Metrics {
             registry,
             client_connections,
             tcp,
+            tls,
             names,
             breaker_families,
             admission_families,
@@ -352,6 +358,11 @@ impl Metrics {
     /// count is in [`Metrics::listener`]'s).
     pub fn tcp_listener(&self, listener: &str) -> TcpListenerMetrics {
         self.tcp.listener(listener)
+    }
+
+    /// Handles for the TLS series of one TLS listener.
+    pub fn tls_listener(&self, listener: &str) -> TlsListenerMetrics {
+        self.tls.listener(listener)
     }
 
     /// Handles for one cluster's cache series (only for clusters with a

@@ -172,6 +172,7 @@ impl ProxyError {
                 FailureKind::ConnectTimeout => "upstream connect timed out",
                 FailureKind::ConnectFailed => "upstream connect failed",
                 FailureKind::Unresolved => "upstream name does not resolve",
+                FailureKind::TlsHandshake => "upstream TLS handshake failed",
                 FailureKind::ResetBeforeResponse => {
                     "upstream closed the connection before responding"
                 }

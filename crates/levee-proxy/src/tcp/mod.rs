@@ -24,13 +24,15 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinSet};
+use tokio::time::Instant;
 
 use arc_swap::ArcSwap;
 
 use crate::cluster::Cluster;
 use crate::config::ListenerSettings;
-use crate::listener::{Acceptor, Connections, stop_requested};
+use crate::listener::{Acceptor, Connections, ListenerTls, stop_requested};
 use crate::metrics::ListenerMetrics;
+use crate::tls::Stream;
 
 /// Forwards one `tcp` listener's connections to its cluster.
 pub struct TcpProxy {
@@ -114,6 +116,7 @@ pub(crate) async fn serve_tcp(
     mut acceptor: Acceptor,
     proxy: Arc<TcpProxy>,
     connections: Arc<Connections>,
+    tls: Arc<ListenerTls>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     // Sessions live in this set, not in detached tasks, so that a drain
@@ -133,8 +136,20 @@ pub(crate) async fn serve_tcp(
                 // failure only costs latency.
                 let _ = stream.set_nodelay(true);
                 let proxy = Arc::clone(&proxy);
+                // Read per connection: a reload may have changed it.
+                let tls = tls.load_full();
                 sessions.spawn(async move {
-                    session::serve(&proxy, stream, client).await;
+                    let stream = match tls {
+                        None => Some(Stream::Plain(stream)),
+                        Some(tls) => {
+                            let accepted = Instant::now();
+                            // No deadline but the handshake's own.
+                            tls.handshake(stream, accepted, accepted + tls.settings().handshake_timeout).await
+                        }
+                    };
+                    if let Some(stream) = stream {
+                        session::serve(&proxy, stream, client).await;
+                    }
                     drop(guard);
                 });
             }

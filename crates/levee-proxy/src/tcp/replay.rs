@@ -11,8 +11,8 @@
 use std::io;
 use std::time::Duration;
 
+use crate::tls::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// The client's bytes kept for a replay, at most `limit` of them.
@@ -103,7 +103,7 @@ impl Buffers {
 /// Send a new endpoint what the client has sent so far, and its half-close
 /// if the client has finished.
 pub(super) async fn resend(
-    upstream: &mut TcpStream,
+    upstream: &mut Stream,
     replay: &ReplayBuffer,
     client_done: bool,
 ) -> io::Result<()> {
@@ -121,8 +121,8 @@ pub(super) async fn resend(
 /// client that finishes sending has its half-close forwarded (and
 /// `client_done` set); the wait goes on for the endpoint.
 pub(super) async fn until_first_byte(
-    client: &mut TcpStream,
-    upstream: &mut TcpStream,
+    client: &mut Stream,
+    upstream: &mut Stream,
     replay: &mut ReplayBuffer,
     client_done: &mut bool,
     buffers: &mut Buffers,

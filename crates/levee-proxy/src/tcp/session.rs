@@ -11,9 +11,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::tls::Stream;
 use levee_core::{EndpointId, FailureKind, Outcome};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::replay::{self, Buffers, FirstByte, ReplayBuffer};
@@ -27,7 +27,7 @@ const REPLAY_READ_BUFFER: usize = 16 * 1024;
 
 /// Serve the client connection `client` from `peer`, count how it ended,
 /// and return that.
-pub(super) async fn serve(proxy: &TcpProxy, client: TcpStream, peer: SocketAddr) -> SessionOutcome {
+pub(super) async fn serve(proxy: &TcpProxy, client: Stream, peer: SocketAddr) -> SessionOutcome {
     // The session stays with the cluster it started on, whatever a reload
     // does meanwhile.
     let cluster = proxy.cluster();
@@ -93,7 +93,7 @@ struct Session<'p> {
 /// An open connection to an endpoint, counted in flight while it lives.
 struct Upstream {
     id: EndpointId,
-    stream: TcpStream,
+    stream: Stream,
     /// How long the connect took: the latency this endpoint is judged by.
     connect_latency: Duration,
     /// When the connection opened.
@@ -167,7 +167,7 @@ impl Session<'_> {
     /// untried one, which gets the kept bytes first.
     async fn serve_replaying(
         &mut self,
-        mut client: TcpStream,
+        mut client: Stream,
         mut upstream: Upstream,
     ) -> SessionOutcome {
         let mut replay = ReplayBuffer::new(self.proxy.replay_limit);
@@ -306,7 +306,7 @@ impl Session<'_> {
 
     /// Relay both ways until both directions have ended; a direction's end
     /// is forwarded as a half-close.
-    async fn relay(&self, mut client: TcpStream, mut upstream: Upstream, client_done: bool) {
+    async fn relay(&self, mut client: Stream, mut upstream: Upstream, client_done: bool) {
         let relayed = if client_done {
             // The client's half-close was forwarded already; only the way
             // back is left.

@@ -9,7 +9,9 @@ mod request_body;
 mod upload;
 
 pub use classify::classify_body_error;
-pub use pool::{ConnectError, EndpointPool, PoolSettings, PooledConnection, SendFailure};
+pub use pool::{
+    ConnectError, EndpointPool, EndpointTls, PoolSettings, PooledConnection, SendFailure,
+};
 pub use progress::UploadWatch;
 pub use request_body::{BodyRead, ClientBodyFailed, ReplayCopy, RequestBody, read_for_replay};
 pub use upload::{Uploaded, send_streamed};
