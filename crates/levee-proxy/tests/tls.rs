@@ -680,3 +680,136 @@ async fn an_idle_tls_connection_is_parked_and_serves_again() {
     assert_eq!(backend.requests_received(), 6);
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_speak_tls_and_fail_an_endpoint_whose_certificate_does_not_verify() {
+    use levee_core::health::HealthCheckParams;
+    use levee_proxy::config::{HealthCheckKind, HealthSettings, HttpCheckSettings};
+    let pki = Pki::new();
+    let good = TlsBackend::with_names(&pki, "good", &["backend.test"]).await;
+    let wrong = TlsBackend::with_names(&pki, "wrong", &["elsewhere.test"]).await;
+    let mut config = tls_cluster(&pki, vec![good.addr, wrong.addr], Some("backend.test"));
+    config.clusters[0].health = Some(HealthSettings {
+        check: HealthCheckKind::Http(HttpCheckSettings::new("/healthz")),
+        params: HealthCheckParams::new(
+            2,
+            2,
+            Duration::from_millis(100),
+            Duration::from_millis(100),
+            Duration::from_millis(500),
+            0.1,
+        )
+        .expect("params"),
+    });
+    let (gateway, _addr) = start(config).await;
+    let client = client();
+    let (good_state, wrong_state) = tokio::time::timeout(TEST_TIMEOUT, async {
+        loop {
+            let answer = get(&client, gateway.admin_address(), "/status").await;
+            let status: serde_json::Value = serde_json::from_str(&answer.body).expect("JSON");
+            let state = |addr: SocketAddr| {
+                status["clusters"][0]["endpoints"]
+                    .as_array()
+                    .and_then(|all| all.iter().find(|e| e["address"] == addr.to_string()))
+                    .map(|e| e["state"].as_str().unwrap_or_default().to_owned())
+                    .unwrap_or_default()
+            };
+            let (g, w) = (state(good.addr), state(wrong.addr));
+            if g == "healthy" && w == "unhealthy" {
+                return (g, w);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the checks judge both endpoints");
+    assert_eq!(
+        (good_state.as_str(), wrong_state.as_str()),
+        ("healthy", "unhealthy")
+    );
+    assert!(
+        good.requests() >= 2,
+        "the HTTP checks reached the good endpoint over TLS"
+    );
+    assert_eq!(wrong.requests(), 0);
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_turns_tls_on_and_a_bad_file_fails_it_with_nothing_changed() {
+    let pki = Pki::new();
+    let (default, default_der) = pki.leaf(&["default.test"]);
+    let backend = Backend::start("b1", LOOPBACK).await.expect("backend");
+    let config = config(vec![backend.addr()], BalancePolicy::RoundRobin);
+    let (gateway, addr) = start(config.clone()).await;
+    let client = client();
+    let tls_client = pki.client(&[b"http/1.1"]);
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        // A cleartext keep-alive connection made before the reload.
+        let plain = TcpStream::connect(addr).await.expect("connect");
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(plain))
+            .await
+            .expect("handshake");
+        tokio::spawn(connection);
+        let request = || {
+            Request::get("/")
+                .header("host", "default.test")
+                .body(Empty::<Bytes>::new())
+                .expect("request")
+        };
+        assert_eq!(
+            sender
+                .send_request(request())
+                .await
+                .expect("served")
+                .status(),
+            200
+        );
+
+        let mut with_tls = config.clone();
+        with_tls.listeners[0].tls = Some(ListenerTlsSettings::new(&default.cert, &default.key));
+        gateway
+            .reload(with_tls.clone())
+            .await
+            .expect("reload turns TLS on");
+        let (stream, leaf) = connect(&tls_client, addr, "default.test")
+            .await
+            .expect("TLS now");
+        assert_eq!(leaf, default_der);
+        assert_eq!(get_h1(stream).await.0, StatusCode::OK);
+        // The connection made before stays as it was.
+        assert_eq!(
+            sender
+                .send_request(request())
+                .await
+                .expect("still served")
+                .status(),
+            200
+        );
+
+        // A reload naming a missing key file changes nothing.
+        let mut broken = with_tls.clone();
+        let missing = pki.dir.join("missing.key");
+        broken.listeners[0].tls = Some(ListenerTlsSettings::new(&default.cert, &missing));
+        let error = gateway.reload(broken).await.expect_err("refused");
+        assert!(
+            error.to_string().contains(&missing.display().to_string()),
+            "{error}"
+        );
+        let (stream, leaf) = connect(&tls_client, addr, "default.test")
+            .await
+            .expect("TLS still");
+        assert_eq!(leaf, default_der);
+        assert_eq!(get_h1(stream).await.0, StatusCode::OK);
+
+        // And a reload without tls turns it off for new connections.
+        gateway
+            .reload(config.clone())
+            .await
+            .expect("reload turns TLS off");
+        assert_eq!(get(&client, addr, "/").await.status, StatusCode::OK);
+    })
+    .await
+    .expect("in time");
+    gateway.shutdown().await;
+}
