@@ -310,6 +310,10 @@ async fn a_tls_listener_serves_the_certificate_for_the_asked_name_over_http1_and
     .await
     .expect("in time");
     assert!(metric(&gateway, "levee_tls_handshakes_total{listener=\"web\"}") >= 3);
+    let headers = backend
+        .last_request_headers()
+        .expect("a request reached b1");
+    assert_eq!(headers["x-forwarded-proto"], "https");
     gateway.shutdown().await;
 }
 
@@ -715,7 +719,8 @@ async fn health_checks_speak_tls_and_fail_an_endpoint_whose_certificate_does_not
                     .unwrap_or_default()
             };
             let (g, w) = (state(good.addr), state(wrong.addr));
-            if g == "healthy" && w == "unhealthy" {
+            // Healthy after `rise` checks that reached it over TLS.
+            if g == "healthy" && w == "unhealthy" && good.requests() >= 2 {
                 return (g, w);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

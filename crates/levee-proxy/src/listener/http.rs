@@ -43,6 +43,8 @@ use super::limits::ConnectionLimits;
 use super::metrics::CloseReason;
 use super::registry::{ConnectionGuard, ConnectionState};
 use super::tracked::TrackedBody;
+use crate::proxy::ClientInfo;
+use crate::proxy::tunnel::Tunnel;
 use crate::tls::{ServerTls, Stream};
 
 /// What HTTP/2 clients send first (RFC 9113 §3.4).
@@ -67,6 +69,9 @@ pub(crate) struct HttpConnection<F> {
     pub accepted: Instant,
     /// TLS to terminate first, on a TLS listener.
     pub tls: Option<Arc<ServerTls>>,
+    /// Where a request that switches protocols leaves its tunnel (traffic
+    /// listeners only).
+    pub upgrades: Option<Arc<ClientInfo>>,
 }
 
 /// How hyper's turn on an HTTP/1 connection ended.
@@ -158,7 +163,13 @@ where
             state.parking.store(false, Ordering::Relaxed);
             match ended {
                 Http1End::Parked => {}
-                Http1End::Closed => return,
+                Http1End::Closed => {
+                    // hyper hands a switched connection back as if closed.
+                    if let Some(tunnel) = self.upgrades.as_ref().and_then(|c| c.upgrade.take()) {
+                        self.tunnel(tunnel, io).await;
+                    }
+                    return;
+                }
                 Http1End::Failed(error) => {
                     if error.is_timeout() && io.has_prefix() {
                         self.record_close(CloseReason::HeaderTimeout);
@@ -191,6 +202,23 @@ where
             }
             head_deadline = Instant::now() + self.limits.header_read_timeout;
         }
+    }
+
+    /// Relay a switched connection (WebSocket) until both sides close.
+    /// Boxed: only switched connections carry the relay's buffers.
+    async fn tunnel(&self, tunnel: Tunnel, mut io: ClientIo) {
+        // Counted as a request in progress while it lasts, so that the
+        // listener never evicts it as idle.
+        let state = Arc::clone(self.guard.state());
+        state.started.fetch_add(1, Ordering::Relaxed);
+        match Box::pin(tunnel.relay(&mut io)).await {
+            Ok((to_endpoint, to_client)) => {
+                tracing::debug!(to_endpoint, to_client, "tunnel closed");
+            }
+            Err(error) => tracing::debug!(%error, "tunnel ended with an error"),
+        }
+        state.finished.fetch_add(1, Ordering::Relaxed);
+        close(&mut io).await;
     }
 
     /// Serve requests with a fresh hyper connection until it ends or parks;

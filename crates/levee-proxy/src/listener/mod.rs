@@ -112,7 +112,10 @@ pub(crate) async fn serve_http(
                 // Small writes must not wait for Nagle; failure only costs latency.
                 let _ = stream.set_nodelay(true);
                 let proxy = Arc::clone(&proxy);
-                let client_info = Arc::new(ClientInfo::new(client));
+                // Read per connection: a reload may have changed it.
+                let tls = tls.load_full();
+                let client_info = Arc::new(ClientInfo::new(client, tls.is_some()));
+                let upgrades = Arc::clone(&client_info);
                 let gate = gate.clone();
                 let make_service = move |state: &Arc<ConnectionState>, http1: bool| {
                     let proxy = Arc::clone(&proxy);
@@ -144,8 +147,8 @@ pub(crate) async fn serve_http(
                     limits: connections.limits(),
                     make_service,
                     accepted: Instant::now(),
-                    // Read per connection: a reload may have changed it.
-                    tls: tls.load_full(),
+                    tls,
+                    upgrades: Some(upgrades),
                 };
                 tasks.spawn(connection.serve(stream));
             }
@@ -211,6 +214,7 @@ pub(crate) async fn serve_admin(
                     },
                     accepted: Instant::now(),
                     tls: None,
+                    upgrades: None,
                 };
                 tasks.spawn(connection.serve(stream));
             }

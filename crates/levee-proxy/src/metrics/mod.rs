@@ -119,6 +119,7 @@ pub struct Metrics {
     responses: Family<ListenerClassLabels, Counter>,
     request_duration: HistogramFamily<ListenerLabels>,
     connections: Family<ListenerLabels, Counter>,
+    tunnels_open: Family<ListenerLabels, Gauge>,
     ready: Gauge,
     readiness_state: Family<StateLabels, Gauge>,
     readiness_transitions: Family<StateLabels, Counter>,
@@ -172,6 +173,7 @@ impl Metrics {
             responses: Family::default(),
             request_duration: Family::new_with_constructor(latency_histogram),
             connections: Family::default(),
+            tunnels_open: Family::default(),
             ready: Gauge::default(),
             readiness_state: Family::default(),
             readiness_transitions: Family::default(),
@@ -266,6 +268,11 @@ impl Metrics {
             "connections_accepted",
             "Client connections accepted by listener",
             metrics.connections.clone(),
+        );
+        registry.register(
+            "tunnels_open",
+            "Client connections switched to another protocol (WebSocket, Upgrade) and relayed to an endpoint",
+            metrics.tunnels_open.clone(),
         );
         registry.register(
             "ready",
@@ -469,6 +476,7 @@ impl Metrics {
             }),
             duration: self.request_duration.get_or_create_owned(&labels),
             connections: self.connections.get_or_create_owned(&labels),
+            tunnels_open: self.tunnels_open.get_or_create_owned(&labels),
         }
     }
 
@@ -658,6 +666,7 @@ pub struct ListenerMetrics {
     by_class: [Counter; 6],
     duration: Histogram,
     connections: Counter,
+    tunnels_open: Gauge,
 }
 
 impl ListenerMetrics {
@@ -670,6 +679,11 @@ impl ListenerMetrics {
     /// Count an accepted connection.
     pub fn record_connection(&self) {
         self.connections.inc();
+    }
+
+    /// Connections switched to another protocol (WebSocket) and relayed.
+    pub fn tunnels_open(&self) -> &Gauge {
+        &self.tunnels_open
     }
 }
 

@@ -20,6 +20,7 @@ pub mod client;
 pub mod error;
 mod headers;
 pub mod retries;
+pub mod tunnel;
 
 use std::sync::Arc;
 
@@ -102,6 +103,16 @@ impl HttpProxy {
             None => Err(ProxyError::NoRoute {
                 listener: self.listener.clone(),
             }),
+            // Boxed, as the cache's: only switching requests pay for it.
+            Some(route) if tunnel::is_upgrade(&request) => Box::pin(tunnel::open(
+                route,
+                request,
+                client,
+                started,
+                self.metrics.tunnels_open().clone(),
+            ))
+            .await
+            .map(|response| response.map(Either::Right)),
             Some(route) => match &route.cache {
                 // Boxed: the cache's future is twice the size of `forward`'s,
                 // and this future is moved whole into hyper's slot for every
@@ -322,11 +333,11 @@ async fn attempt(
 /// Turn the client's request into the request sent upstream: origin-form
 /// URI, HTTP/1.1, `Host` kept (or taken from an HTTP/2 `:authority`),
 /// hop-by-hop headers gone, forwarding headers added.
-fn upstream_request(
-    request: Request<Incoming>,
+fn upstream_request<B>(
+    request: Request<B>,
     client: &ClientInfo,
     endpoint_host: &HeaderValue,
-) -> Result<Request<Incoming>, ProxyError> {
+) -> Result<Request<B>, ProxyError> {
     let (mut parts, body) = request.into_parts();
     if parts.method == http::Method::CONNECT {
         return Err(ProxyError::BadRequest {
@@ -378,6 +389,6 @@ fn upstream_request(
     }
     parts.version = Version::HTTP_11;
     headers::remove_hop_by_hop(&mut parts.headers);
-    headers::add_forwarded(&mut parts.headers, &client.ip_header, "http");
+    headers::add_forwarded(&mut parts.headers, &client.ip_header, client.proto);
     Ok(Request::from_parts(parts, body))
 }

@@ -237,6 +237,33 @@ impl EndpointPool {
         }
     }
 
+    /// Send a request that asks to switch protocols (`Upgrade`) on a new
+    /// connection of its own, never pooled: after a 101 the connection
+    /// belongs to the tunnel (`hyper::upgrade::on` on the response). A
+    /// failure before anything was sent is a connect-type kind.
+    pub async fn send_upgrade(
+        &self,
+        request: Request<http_body_util::Empty<bytes::Bytes>>,
+    ) -> Result<Response<Incoming>, FailureKind> {
+        let stream = self.open_stream().await.map_err(|error| {
+            tracing::debug!(endpoint = %format_args!("{}:{}", self.host, self.port), %error, "connect failed");
+            error.kind()
+        })?;
+        let (mut sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| FailureKind::ConnectFailed)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.with_upgrades().await {
+                tracing::trace!(%error, "upstream upgrade connection ended with an error");
+            }
+        });
+        sender
+            .send_request(request)
+            .await
+            .map_err(|error| classify_send_error(&error))
+    }
+
     /// A ready idle connection, dropping closed and expired ones on the way.
     async fn take_idle(&self) -> Option<SendRequest<RequestBody>> {
         loop {

@@ -1,0 +1,255 @@
+//! `Upgrade` (WebSocket and other protocol switches, RFC 9110 §7.8) on
+//! HTTP/1.1: the handshake goes to an endpoint on a connection of its own,
+//! its `101 Switching Protocols` goes back to the client, and from then on
+//! bytes are relayed both ways until either side closes.
+//!
+//! The attempt follows the retry rules: a connect (or TLS) failure sent
+//! nothing, so the handshake moves to an untried endpoint; once sent, it is
+//! never repeated (an endpoint may have acted on it). Outcomes feed the
+//! cluster's health and outlier detection like any request's.
+//!
+//! The relay itself runs in the client connection's task, after hyper has
+//! written the 101 and handed the socket back (`listener/http.rs`): the
+//! handshake's response leaves the upstream side here in a [`Tunnel`],
+//! parked in the connection's [`UpgradeSlot`].
+
+use std::io;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full, Limited};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use levee_core::{EndpointId, FailureKind, Outcome};
+use parking_lot::Mutex;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use super::ClientInfo;
+use super::error::ProxyError;
+use crate::route::Route;
+
+/// Most of a refused handshake's body (a 4xx/5xx instead of 101) passed
+/// back to the client.
+const REFUSAL_BODY_LIMIT: usize = 64 * 1024;
+
+/// Whether `request` asks to switch protocols: HTTP/1.1 with `Upgrade` and
+/// a `Connection` that names it. hyper marks every HTTP/1.1 request with an
+/// `Upgrade` header (and CONNECT) with its `OnUpgrade`: looking for that
+/// first costs a pointer test on every other request, where a header
+/// lookup costs a hash (bench/instructions.sh: about 400 instructions).
+pub fn is_upgrade<B>(request: &Request<B>) -> bool {
+    request.extensions().get::<OnUpgrade>().is_some()
+        && request.method() != http::Method::CONNECT
+        && request.headers().contains_key(header::UPGRADE)
+        && request
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// The upstream side of a switched connection, waiting for the client's.
+pub struct Tunnel {
+    upstream: OnUpgrade,
+    open: Gauge,
+}
+
+impl Tunnel {
+    /// Relay bytes between `client` and the endpoint. Counted in
+    /// `levee_tunnels_open{listener}` while it lasts.
+    ///
+    /// The endpoint closing ends the tunnel (the caller then closes the
+    /// client's side): a WebSocket server that is gone or restarting must
+    /// not leave its clients on a half-open connection. The client closing
+    /// its side is passed on, and the endpoint has [`HALF_CLOSED_GRACE`] to
+    /// finish answering. Returns the bytes sent each way.
+    pub async fn relay<C>(self, client: &mut C) -> io::Result<(u64, u64)>
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+    {
+        let upgraded = self.upstream.await.map_err(io::Error::other)?;
+        self.open.inc();
+        let _open = DecOnDrop(self.open);
+        let mut upstream = TokioIo::new(upgraded);
+        let (mut client_read, mut client_write) = tokio::io::split(client);
+        let (mut upstream_read, mut upstream_write) = tokio::io::split(&mut upstream);
+        let to_client = tokio::io::copy(&mut upstream_read, &mut client_write);
+        let to_upstream = async {
+            let sent = tokio::io::copy(&mut client_read, &mut upstream_write).await?;
+            upstream_write.shutdown().await?;
+            Ok::<u64, io::Error>(sent)
+        };
+        tokio::pin!(to_client, to_upstream);
+        tokio::select! {
+            received = &mut to_client => received.map(|received| (0, received)),
+            sent = &mut to_upstream => {
+                let sent = sent?;
+                match tokio::time::timeout(HALF_CLOSED_GRACE, &mut to_client).await {
+                    Ok(received) => received.map(|received| (sent, received)),
+                    Err(_elapsed) => Ok((sent, 0)),
+                }
+            }
+        }
+    }
+}
+
+/// After the client has closed its side of a tunnel, how long the endpoint
+/// has to finish.
+pub const HALF_CLOSED_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Takes a tunnel out of the gauge however the relay ends (cancelled
+/// included).
+struct DecOnDrop(Gauge);
+
+impl Drop for DecOnDrop {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Where a connection's switched request leaves its [`Tunnel`] for the
+/// connection to take once the 101 is written.
+#[derive(Default)]
+pub struct UpgradeSlot(Mutex<Option<Tunnel>>);
+
+impl std::fmt::Debug for UpgradeSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UpgradeSlot")
+    }
+}
+
+impl UpgradeSlot {
+    /// The tunnel of the request that switched, if one did.
+    pub fn take(&self) -> Option<Tunnel> {
+        self.0.lock().take()
+    }
+
+    fn put(&self, tunnel: Tunnel) {
+        *self.0.lock() = Some(tunnel);
+    }
+}
+
+/// Send the handshake of `request` to an endpoint of `route`'s cluster and
+/// return its answer: a 101 (the tunnel is left in the client's slot), or
+/// the endpoint's refusal, or levee's own error.
+pub async fn open(
+    route: &Route,
+    request: Request<Incoming>,
+    client: &ClientInfo,
+    started: Instant,
+    open_gauge: Gauge,
+) -> Result<Response<Full<Bytes>>, ProxyError> {
+    let cluster = &route.cluster;
+    if request.headers().contains_key(header::TRANSFER_ENCODING)
+        || request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|length| length != "0")
+    {
+        return Err(ProxyError::BadRequest {
+            reason: "an Upgrade request with a body is not supported",
+        });
+    }
+    let upgrade = request.headers().get(header::UPGRADE).cloned();
+    let mut tried: Vec<EndpointId> = Vec::new();
+    let max_attempts = route.retry.policy.max_attempts();
+    loop {
+        let now = Instant::now();
+        let picked = if tried.is_empty() {
+            cluster.pick(now)
+        } else {
+            cluster.pick_other(now, &tried)
+        };
+        let Some(id) = picked else {
+            return Err(ProxyError::NoEndpoint {
+                cluster: cluster.name.clone(),
+                reason: cluster.no_endpoint_reason(now),
+            });
+        };
+        tried.push(id);
+        let endpoint = cluster.endpoint(id);
+        let head = super::upstream_request(clone_head(&request), client, &endpoint.host_header)?;
+        let mut head = head.map(|()| Empty::<Bytes>::new());
+        // The protocol switch is the point: these two go upstream.
+        head.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        if let Some(upgrade) = &upgrade {
+            head.headers_mut().insert(header::UPGRADE, upgrade.clone());
+        }
+        let attempt_started = Instant::now();
+        let deadline = started + route.request_timeout;
+        let answered = tokio::time::timeout_at(deadline, endpoint.pool.send_upgrade(head)).await;
+        let elapsed = attempt_started.elapsed();
+        let failure = match answered {
+            Ok(Ok(response)) => {
+                cluster.record(
+                    &Outcome::response(id, response.status().as_u16(), elapsed),
+                    Instant::now(),
+                );
+                return Ok(switch_or_refuse(response, client, open_gauge, tried.len()).await);
+            }
+            Ok(Err(kind)) => kind,
+            Err(_elapsed) => FailureKind::Timeout,
+        };
+        cluster.record(&Outcome::failure(id, failure, elapsed), Instant::now());
+        // Nothing sent: another endpoint may take it, whatever it asks.
+        if failure.is_connect() && tried.len() < max_attempts as usize && Instant::now() < deadline
+        {
+            continue;
+        }
+        return Err(ProxyError::Upstream {
+            cluster: cluster.name.clone(),
+            endpoint: endpoint.address.clone(),
+            kind: failure,
+            attempts: tried.len() as u32,
+            not_retried: None,
+        });
+    }
+}
+
+/// The client's answer: the endpoint's 101 (its upstream side parked in
+/// the client's slot), or its refusal with the body read (bounded).
+async fn switch_or_refuse(
+    mut response: Response<Incoming>,
+    client: &ClientInfo,
+    open: Gauge,
+    attempts: usize,
+) -> Response<Full<Bytes>> {
+    let attempts = HeaderValue::from(attempts);
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let upstream = hyper::upgrade::on(&mut response);
+        client.upgrade.put(Tunnel { upstream, open });
+        let (mut parts, _) = response.into_parts();
+        parts
+            .headers
+            .insert(super::X_LEVEE_ATTEMPTS.clone(), attempts);
+        return Response::from_parts(parts, Full::new(Bytes::new()));
+    }
+    let (mut parts, body) = response.into_parts();
+    let body = match Limited::new(body, REFUSAL_BODY_LIMIT).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    super::headers::remove_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(super::X_LEVEE_ATTEMPTS.clone(), attempts);
+    Response::from_parts(parts, Full::new(body))
+}
+
+/// The request's head, for one attempt (the handshake has no body).
+fn clone_head(request: &Request<Incoming>) -> Request<()> {
+    let mut head = Request::new(());
+    *head.method_mut() = request.method().clone();
+    *head.uri_mut() = request.uri().clone();
+    *head.version_mut() = request.version();
+    *head.headers_mut() = request.headers().clone();
+    head
+}
