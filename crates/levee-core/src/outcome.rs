@@ -58,6 +58,11 @@ pub enum FailureKind {
     /// verify, no common version or cipher, reset during the handshake): no
     /// request byte was sent.
     TlsHandshake,
+    /// The endpoint refused the request unprocessed on an established
+    /// HTTP/2 connection (`REFUSED_STREAM`, or a stream above a graceful
+    /// `GOAWAY`'s last id, RFC 9113 §8.7): not sent as far as the endpoint
+    /// is concerned, and not a sign of a broken node.
+    Refused,
     /// The connection was reset or closed before a response head arrived.
     ResetBeforeResponse,
     /// No response head within the request timeout (a hung endpoint).
@@ -82,6 +87,7 @@ impl FailureKind {
             FailureKind::ConnectFailed => "connect-failed",
             FailureKind::Unresolved => "unresolved",
             FailureKind::TlsHandshake => "tls-handshake",
+            FailureKind::Refused => "refused-stream",
             FailureKind::ResetBeforeResponse => "reset-before-response",
             FailureKind::Timeout => "timeout",
             FailureKind::Protocol => "protocol-error",
@@ -98,7 +104,8 @@ impl FailureKind {
             | FailureKind::ConnectTimeout
             | FailureKind::ConnectFailed
             | FailureKind::Unresolved
-            | FailureKind::TlsHandshake => SendPhase::NotSent,
+            | FailureKind::TlsHandshake
+            | FailureKind::Refused => SendPhase::NotSent,
             FailureKind::ResetBeforeResponse
             | FailureKind::Timeout
             | FailureKind::Protocol
@@ -246,6 +253,7 @@ mod tests {
             FailureKind::ConnectFailed,
             FailureKind::Unresolved,
             FailureKind::TlsHandshake,
+            FailureKind::Refused,
         ] {
             let outcome = Outcome::failure(EndpointId(0), kind, Duration::ZERO);
             assert_eq!(outcome.phase, SendPhase::NotSent, "{kind}");

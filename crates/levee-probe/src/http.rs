@@ -10,7 +10,8 @@
 use bytes::{Bytes, BytesMut};
 use http::{Request, StatusCode, header};
 use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::{ProbeError, connect};
 
@@ -80,35 +81,66 @@ where
             .send_request(request)
             .await
             .map_err(ExchangeError::NoResponse)?;
-        let status = response.status();
-        let mut body = response.into_body();
-        let mut read = BytesMut::new();
-        while read.len() < MAX_BODY {
-            match body.frame().await {
-                None => break,
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        let room = MAX_BODY - read.len();
-                        read.extend_from_slice(&data[..data.len().min(room)]);
-                    }
-                }
-                Some(Err(source)) => {
-                    return Err(ExchangeError::BodyInterrupted {
-                        read: read.len(),
-                        source,
-                    });
-                }
-            }
-        }
-        Ok(Answer {
-            status,
-            body: read.freeze(),
-        })
+        read_answer(response).await
     }
     .await;
     // Whatever of the body is left is not wanted: close the connection.
     connection.abort();
     result
+}
+
+/// [`exchange`] over HTTP/2 (prior knowledge, or agreed by ALPN): for
+/// endpoints that speak only HTTP/2, such as gRPC servers.
+pub async fn exchange_h2<S>(
+    stream: S,
+    request: Request<Empty<Bytes>>,
+) -> Result<Answer, ExchangeError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .map_err(ExchangeError::Handshake)?;
+    let connection = tokio::spawn(connection);
+    let result = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(ExchangeError::NoResponse)?;
+        read_answer(response).await
+    }
+    .await;
+    connection.abort();
+    result
+}
+
+/// The status and up to [`MAX_BODY`] bytes of the body.
+async fn read_answer(response: http::Response<Incoming>) -> Result<Answer, ExchangeError> {
+    let status = response.status();
+    let mut body = response.into_body();
+    let mut read = BytesMut::new();
+    while read.len() < MAX_BODY {
+        match body.frame().await {
+            None => break,
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    let room = MAX_BODY - read.len();
+                    read.extend_from_slice(&data[..data.len().min(room)]);
+                }
+            }
+            Some(Err(source)) => {
+                return Err(ExchangeError::BodyInterrupted {
+                    read: read.len(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(Answer {
+        status,
+        body: read.freeze(),
+    })
 }
 
 /// The HTTP dependency probe: `GET path` on a fresh connection; a 2xx whose

@@ -69,7 +69,9 @@ pub fn blame(outcome: &Outcome, count_other_5xx: bool) -> Blame {
             | FailureKind::Timeout
             | FailureKind::Protocol
             | FailureKind::BodyInterrupted => Blame::Failure,
-            FailureKind::ClientBody | FailureKind::Other => Blame::Neutral,
+            // A refused stream is the endpoint saying "not now" (overload,
+            // a graceful shutdown): routing elsewhere is enough.
+            FailureKind::ClientBody | FailureKind::Refused | FailureKind::Other => Blame::Neutral,
         },
     }
 }
@@ -90,6 +92,7 @@ pub fn blame_reason(outcome: &Outcome) -> &'static str {
             | FailureKind::ConnectFailed => "connect failures",
             FailureKind::Unresolved => "failed name lookups",
             FailureKind::TlsHandshake => "failed TLS handshakes",
+            FailureKind::Refused => "refused streams",
             FailureKind::ResetBeforeResponse => "connection resets",
             FailureKind::Timeout => "timeouts",
             FailureKind::Protocol => "protocol errors",

@@ -178,6 +178,8 @@ impl Cluster {
     ) -> Result<Cluster, ClusterBuildError> {
         let now = Instant::now();
         let pool_settings = PoolSettings {
+            protocol: settings.upstream_protocol,
+            max_concurrent_streams: settings.max_concurrent_streams,
             connect_timeout: settings.connect_timeout,
             idle_timeout: settings.idle_timeout,
             max_idle: settings.max_idle_per_endpoint,
@@ -192,6 +194,8 @@ impl Cluster {
         let same_pools = settings.tls.is_none()
             && same(|a, b| {
                 a.tls != b.tls
+                    || a.upstream_protocol != b.upstream_protocol
+                    || a.max_concurrent_streams != b.max_concurrent_streams
                     || a.connect_timeout != b.connect_timeout
                     || a.idle_timeout != b.idle_timeout
                     || a.max_idle_per_endpoint != b.max_idle_per_endpoint
@@ -210,12 +214,14 @@ impl Cluster {
             })
             .collect();
         let tls = match &settings.tls {
-            Some(tls) => Some(Arc::new(UpstreamTls::new(&settings.name, tls).map_err(
-                |source| ClusterBuildError::Tls {
-                    cluster: settings.name.clone(),
-                    source,
-                },
-            )?)),
+            Some(tls) => Some(Arc::new(
+                UpstreamTls::new(&settings.name, tls, settings.upstream_protocol.alpn()).map_err(
+                    |source| ClusterBuildError::Tls {
+                        cluster: settings.name.clone(),
+                        source,
+                    },
+                )?,
+            )),
             None => None,
         };
         let mut endpoints = Vec::with_capacity(members.len());
@@ -258,7 +264,13 @@ impl Cluster {
                 metrics: metrics.endpoint(&settings.name, &member.address),
                 pool: match kept {
                     Some(kept) if same_pools => Arc::clone(&kept.pool),
-                    _ => EndpointPool::new(pool_host, pool_port, pool_settings, endpoint_tls),
+                    _ => EndpointPool::new(
+                        pool_host,
+                        pool_port,
+                        pool_settings,
+                        endpoint_tls,
+                        Some(metrics.endpoint(&settings.name, &member.address)),
+                    ),
                 },
                 host_header,
                 address: member.address,

@@ -21,6 +21,7 @@ use super::report::Report;
 use super::retry::RawRetry;
 use super::table::{RawTable, Section};
 use super::tls::{self, RawClusterTls, UpstreamTlsSettings};
+use super::upstream::UpstreamProtocol;
 use super::values::{Zero, duration, name, percent, required};
 use super::{
     AdmissionSettings, BalancePolicy, CacheSettings, EndpointAddress, FleetBreakerSettings,
@@ -66,6 +67,14 @@ pub(super) struct RawCluster {
     /// parser keeps them on the heap, one allocation per response. Default
     /// 100.
     pub max_response_headers: Option<Spanned<i64>>,
+    /// The HTTP version spoken to the endpoints: `"http1"`, `"h2"` (over
+    /// TLS), `"h2c"` (cleartext HTTP/2) or `"auto"` (ALPN over TLS).
+    /// Default `"http1"`.
+    pub upstream_protocol: Option<Spanned<String>>,
+    /// HTTP/2: requests in flight on one connection at most; past it (or
+    /// past the endpoint's own limit) another connection opens. 1 to
+    /// 10000. Default 100.
+    pub max_concurrent_streams: Option<Spanned<i64>>,
     /// Time constant of the latency average (peak EWMA) that `p2c-ewma`
     /// compares endpoints by: how quickly an old latency is forgotten. More
     /// than 0. Default `"10s"`.
@@ -152,6 +161,10 @@ pub struct ClusterSettings {
     pub max_idle_per_endpoint: usize,
     /// Header fields an upstream response may have (502 past it).
     pub max_response_headers: usize,
+    /// The HTTP version spoken to the endpoints.
+    pub upstream_protocol: UpstreamProtocol,
+    /// HTTP/2: requests in flight per connection at most.
+    pub max_concurrent_streams: usize,
     /// Time constant of the peak-EWMA latency average that `p2c-ewma` ranks
     /// endpoints by: how fast an old latency is forgotten.
     pub ewma_decay: Duration,
@@ -232,6 +245,8 @@ impl ClusterSettings {
             idle_timeout: ClusterSettings::DEFAULT_IDLE_TIMEOUT,
             max_idle_per_endpoint: ClusterSettings::DEFAULT_MAX_IDLE_PER_ENDPOINT,
             max_response_headers: ClusterSettings::DEFAULT_MAX_RESPONSE_HEADERS,
+            upstream_protocol: UpstreamProtocol::default(),
+            max_concurrent_streams: super::upstream::DEFAULT_MAX_CONCURRENT_STREAMS,
             ewma_decay: ClusterSettings::DEFAULT_EWMA_DECAY,
             health: None,
             outlier: Some(OutlierParams::default()),
@@ -319,6 +334,7 @@ pub(super) fn cluster<'r>(
             }
         },
     };
+    let upstream = super::upstream::upstream_protocol(section, report);
     // `Some(None)`: not written (no checks), `None`: bad.
     let health = match &raw.health {
         Some(written) => health::health(section, written, report).map(Some),
@@ -376,7 +392,9 @@ pub(super) fn cluster<'r>(
         None => Some(None),
         Some(written) => tls::cluster_tls(written, report).map(Some),
     };
-    let (Some(breaker_fleet), Some(tls)) = (breaker_fleet, tls) else {
+    let (Some(breaker_fleet), Some(tls), Some((upstream_protocol, max_concurrent_streams))) =
+        (breaker_fleet, tls, upstream)
+    else {
         return Cluster {
             name,
             settings: None,
@@ -437,6 +455,8 @@ pub(super) fn cluster<'r>(
         idle_timeout,
         max_idle_per_endpoint,
         max_response_headers,
+        upstream_protocol,
+        max_concurrent_streams,
         ewma_decay,
         health,
         outlier,

@@ -51,6 +51,7 @@ mod store;
 mod table;
 mod tls;
 pub mod units;
+mod upstream;
 mod validate;
 mod values;
 
@@ -76,6 +77,7 @@ pub use runtime::RuntimeSettings;
 pub use settings::{BadBalancePolicy, BalancePolicy, Config};
 pub use store::{OnUnreachable, StoreKind, StoreSettings};
 pub use tls::{CertificateFiles, ListenerTlsSettings, TlsVersion, UpstreamTlsSettings};
+pub use upstream::UpstreamProtocol;
 
 use report::Report;
 

@@ -305,6 +305,8 @@ endpoints = ["10.0.0.1:8000"]
             idle_timeout: Duration::from_secs(90),
             max_idle_per_endpoint: 128,
             max_response_headers: 100,
+            upstream_protocol: super::UpstreamProtocol::Http1,
+            max_concurrent_streams: 100,
             ewma_decay: Duration::from_secs(10),
             health: None,
             outlier: Some(OutlierParams::default()),

@@ -16,11 +16,11 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, header};
 use http_body_util::Empty;
 use levee_core::health::{CheckFailure, CheckResult};
-use levee_probe::http::{ExchangeError, exchange};
+use levee_probe::http::{ExchangeError, exchange, exchange_h2};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::config::{HealthCheckKind, HttpCheckSettings};
+use crate::config::{HealthCheckKind, HttpCheckSettings, UpstreamProtocol};
 use crate::tls::Stream;
 use crate::upstream::EndpointTls;
 
@@ -32,7 +32,7 @@ pub async fn run_check(
     kind: &HealthCheckKind,
     target: SocketAddr,
     host: &str,
-    tls: Option<&EndpointTls>,
+    (tls, protocol): (Option<&EndpointTls>, UpstreamProtocol),
     timeout: Duration,
 ) -> CheckResult {
     let started = Instant::now();
@@ -50,7 +50,7 @@ pub async fn run_check(
         };
         match kind {
             HealthCheckKind::Tcp => Ok(()),
-            HealthCheckKind::Http(check) => http_check(check, stream, host).await,
+            HealthCheckKind::Http(check) => http_check(check, stream, host, protocol).await,
         }
     })
     .await;
@@ -67,7 +67,12 @@ async fn http_check(
     check: &HttpCheckSettings,
     stream: Stream,
     host: &str,
+    protocol: UpstreamProtocol,
 ) -> Result<(), CheckFailure> {
+    // The check speaks what traffic speaks: HTTP/2 for `h2c`, and where
+    // ALPN chose it.
+    let h2 = protocol == UpstreamProtocol::H2c || stream.alpn() == Some(b"h2");
+    let tls = !matches!(stream, Stream::Plain(_));
     let host = HeaderValue::from_str(check.host.as_deref().unwrap_or(host))
         .map_err(|_| CheckFailure::Protocol)?;
     let request = Request::builder()
@@ -78,7 +83,14 @@ async fn http_check(
         .header(header::CONNECTION, "close")
         .body(Empty::<Bytes>::new())
         .map_err(|_| CheckFailure::Protocol)?;
-    let answer = exchange(stream, request).await.map_err(exchange_failure)?;
+    let answer = if h2 {
+        let mut request = request;
+        crate::upstream::into_h2_form(&mut request, tls);
+        exchange_h2(stream, request).await
+    } else {
+        exchange(stream, request).await
+    }
+    .map_err(exchange_failure)?;
     if !check.expect_status.contains(&answer.status.as_u16()) {
         return Err(CheckFailure::UnexpectedStatus(answer.status.as_u16()));
     }

@@ -55,7 +55,7 @@ async fn check_loop(
             &health.check,
             target,
             &host,
-            tls.as_ref(),
+            (tls.as_ref(), cluster.settings.upstream_protocol),
             health.params.timeout(),
         )
         .await;

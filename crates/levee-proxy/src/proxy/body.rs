@@ -144,6 +144,19 @@ impl Body for UpstreamBody {
             return Poll::Ready(Some(Ok(Frame::data(prefix))));
         }
         let polled = this.inner.as_mut().poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(trailers) = frame.trailers_ref()
+        {
+            // A gRPC call's status comes last: judge the attempt by it.
+            if let (Some(head), Some(code)) = (this.head.as_mut(), super::grpc::status_in(trailers))
+            {
+                *head = Outcome::response(
+                    head.endpoint,
+                    super::grpc::http_equivalent(code),
+                    head.latency,
+                );
+            }
+        }
         match &polled {
             Poll::Ready(None) => {
                 this.in_flight.take();

@@ -173,6 +173,7 @@ impl ProxyError {
                 FailureKind::ConnectFailed => "upstream connect failed",
                 FailureKind::Unresolved => "upstream name does not resolve",
                 FailureKind::TlsHandshake => "upstream TLS handshake failed",
+                FailureKind::Refused => "upstream refused the request unprocessed (HTTP/2)",
                 FailureKind::ResetBeforeResponse => {
                     "upstream closed the connection before responding"
                 }
@@ -197,6 +198,17 @@ impl ProxyError {
     }
 
     /// The JSON response for the client.
+    /// levee's answer to a gRPC call: the same reason as a gRPC status
+    /// (`grpc-status`, `grpc-message`) in an HTTP 200, which gRPC clients
+    /// read; the JSON body of [`ProxyError::into_response`] they cannot.
+    pub fn into_grpc_response(self) -> Response<Full<Bytes>> {
+        let message = match &self {
+            ProxyError::Upstream { kind, .. } => format!("levee: {} ({kind})", self.message()),
+            _ => format!("levee: {}", self.message()),
+        };
+        super::grpc::error_response(self.status(), &message)
+    }
+
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let body = match &self {
             ProxyError::NoEndpoint { cluster, reason } => ErrorBody {

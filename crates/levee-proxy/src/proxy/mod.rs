@@ -18,6 +18,7 @@ pub mod body;
 pub mod cache;
 pub mod client;
 pub mod error;
+pub mod grpc;
 mod headers;
 pub mod retries;
 pub mod tunnel;
@@ -94,6 +95,7 @@ impl HttpProxy {
     ) -> R {
         let client = &*client;
         let started = Instant::now();
+        let grpc = grpc::is_grpc(request.version(), request.headers());
         let route = self
             .router
             .load()
@@ -128,7 +130,11 @@ impl HttpProxy {
             Ok(response) => response,
             Err(error) => {
                 tracing::debug!(listener = %self.listener, status = %error.status(), ?error, "levee answered the request itself");
-                error.into_response().map(Either::Right)
+                if grpc {
+                    error.into_grpc_response().map(Either::Right)
+                } else {
+                    error.into_response().map(Either::Right)
+                }
             }
         };
         self.metrics
@@ -166,7 +172,12 @@ pub(crate) async fn forward(
     started: Instant,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     let cluster = &route.cluster;
-    let deadline = started + route.request_timeout;
+    // A gRPC call's own deadline bounds levee's when it is shorter.
+    let timeout = match grpc::timeout(request.version(), request.headers()) {
+        Some(caller) => caller.min(route.request_timeout),
+        None => route.request_timeout,
+    };
+    let deadline = started + timeout;
     // Shed before anything else: a shed request costs no upstream work,
     // never counts against an endpoint and is never retried.
     let admission = admit(route.admission.as_deref())

@@ -51,10 +51,12 @@ impl std::fmt::Debug for UpstreamTls {
 }
 
 impl UpstreamTls {
-    /// Build the client side of TLS for `cluster` from `settings`.
+    /// Build the client side of TLS for `cluster` from `settings`, offering
+    /// `alpn` (most preferred first).
     pub fn new(
         cluster: &str,
         settings: &UpstreamTlsSettings,
+        alpn: &[&[u8]],
     ) -> Result<UpstreamTls, UpstreamTlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
@@ -70,11 +72,12 @@ impl UpstreamTls {
         } else {
             builder.with_root_certificates(roots(settings)?)
         };
-        let config = match &settings.client_certificate {
+        let mut config = match &settings.client_certificate {
             None => builder.with_no_client_auth(),
             Some(files) => builder
                 .with_client_auth_cert(certificates(&files.cert)?, private_key(&files.key)?)?,
         };
+        config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
         let server_name = settings
             .server_name
             .as_deref()

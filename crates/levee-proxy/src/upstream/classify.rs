@@ -18,6 +18,9 @@ pub fn classify_send_error(error: &hyper::Error) -> FailureKind {
     if error.is_timeout() {
         return FailureKind::Timeout;
     }
+    if let Some(h2) = find_source::<h2::Error>(error) {
+        return classify_h2(h2);
+    }
     if error.is_incomplete_message() || error.is_canceled() || error.is_closed() {
         return FailureKind::ResetBeforeResponse;
     }
@@ -30,6 +33,26 @@ pub fn classify_send_error(error: &hyper::Error) -> FailureKind {
         ) => FailureKind::ResetBeforeResponse,
         Some(io::ErrorKind::TimedOut) => FailureKind::Timeout,
         _ => FailureKind::Other,
+    }
+}
+
+/// An HTTP/2 stream's error. The endpoint promises it did not process a
+/// stream it refused (`REFUSED_STREAM`), nor one above the last id of a
+/// graceful `GOAWAY` (RFC 9113 §6.8, §8.7): those were not sent, as far as
+/// retrying is concerned. After a `GOAWAY` with an error code even streams
+/// below its last id fail, processed or not: those may have been acted on.
+fn classify_h2(error: &h2::Error) -> FailureKind {
+    match error.reason() {
+        Some(h2::Reason::REFUSED_STREAM) if error.is_reset() => FailureKind::Refused,
+        Some(h2::Reason::NO_ERROR) if error.is_go_away() && error.is_remote() => {
+            FailureKind::Refused
+        }
+        Some(
+            h2::Reason::PROTOCOL_ERROR
+            | h2::Reason::FRAME_SIZE_ERROR
+            | h2::Reason::COMPRESSION_ERROR,
+        ) => FailureKind::Protocol,
+        _ => FailureKind::ResetBeforeResponse,
     }
 }
 

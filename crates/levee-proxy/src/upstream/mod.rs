@@ -11,6 +11,7 @@ mod upload;
 pub use classify::classify_body_error;
 pub use pool::{
     ConnectError, EndpointPool, EndpointTls, PoolSettings, PooledConnection, SendFailure,
+    into_h2_form,
 };
 pub use progress::UploadWatch;
 pub use request_body::{BodyRead, ClientBodyFailed, ReplayCopy, RequestBody, read_for_replay};

@@ -1,4 +1,6 @@
-//! Keep-alive connection pool for one upstream endpoint.
+//! Keep-alive connection pool for one upstream endpoint: HTTP/1.1
+//! connections one request at a time, or HTTP/2 connections that carry up
+//! to `max_concurrent_streams` requests each (`upstream_protocol`).
 //!
 //! levee owns its upstream connections (hyper's per-connection HTTP/1.1
 //! client, not hyper-util's pooled client) for two reasons:
@@ -11,13 +13,15 @@
 //!   1.0× HAProxy's requests/s).
 
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
+use hyper::client::conn::http2;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use levee_core::FailureKind;
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
@@ -25,6 +29,8 @@ use tokio::time::Instant;
 
 use super::classify::classify_send_error;
 use super::request_body::{ClientBodyFailed, RequestBody};
+use crate::config::UpstreamProtocol;
+use crate::metrics::EndpointMetrics;
 use crate::tls::{Stream, UpstreamTls};
 
 /// hyper's own limit on response header fields, the one it parses without
@@ -34,6 +40,10 @@ const HYPER_MAX_HEADERS: usize = 100;
 /// How one endpoint's connections are made and kept.
 #[derive(Clone, Copy, Debug)]
 pub struct PoolSettings {
+    /// The HTTP version spoken.
+    pub protocol: UpstreamProtocol,
+    /// HTTP/2: requests in flight per connection at most.
+    pub max_concurrent_streams: usize,
     /// Give up on a TCP connect after this long (the endpoint is then
     /// `connect-timeout`, and the request was never sent).
     pub connect_timeout: Duration,
@@ -155,15 +165,62 @@ pub struct EndpointPool {
     port: u16,
     settings: PoolSettings,
     tls: Option<EndpointTls>,
+    /// Where streams refused and sent again within the pool are counted
+    /// (`upstream_failures_total{kind="refused-stream"}`).
+    metrics: Option<EndpointMetrics>,
     /// Most recently used last: taken from the end (warm connections first),
     /// expired ones are trimmed from the front.
     idle: Mutex<Vec<Idle>>,
+    /// HTTP/2 connections, busy or not; closed ones are dropped when met.
+    multiplexed: Mutex<Vec<Arc<H2Connection>>>,
+    /// Held while an HTTP/2 connection is being opened: requests that find
+    /// no room wait for it rather than each opening one of their own.
+    opening_h2: tokio::sync::Mutex<()>,
+}
+
+/// An HTTP/2 connection and the requests in flight on it.
+struct H2Connection {
+    sender: http2::SendRequest<RequestBody>,
+    streams: AtomicUsize,
+    /// When its last stream ended (or it opened).
+    idle_since: Mutex<Instant>,
+}
+
+/// A request's place on an HTTP/2 connection, given back when dropped.
+struct StreamSlot(Arc<H2Connection>);
+
+impl StreamSlot {
+    fn take(connection: &Arc<H2Connection>) -> StreamSlot {
+        connection.streams.fetch_add(1, Ordering::Relaxed);
+        StreamSlot(Arc::clone(connection))
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        if self.0.streams.fetch_sub(1, Ordering::Relaxed) == 1 {
+            *self.0.idle_since.lock() = Instant::now();
+        }
+    }
 }
 
 /// A connection checked out for one request.
 pub struct PooledConnection {
-    sender: SendRequest<RequestBody>,
+    checkout: Checkout,
     pool: Arc<EndpointPool>,
+}
+
+enum Checkout {
+    /// An HTTP/1.1 connection, back to the pool when the response ends.
+    Http1(SendRequest<RequestBody>),
+    /// A stream of an HTTP/2 connection.
+    Http2(#[allow(dead_code)] StreamSlot),
+}
+
+/// A new connection: HTTP/1.1, or HTTP/2 (registered in the pool).
+enum Connected {
+    Http1(SendRequest<RequestBody>),
+    Http2(Arc<H2Connection>),
 }
 
 impl EndpointPool {
@@ -174,13 +231,17 @@ impl EndpointPool {
         port: u16,
         settings: PoolSettings,
         tls: Option<EndpointTls>,
+        metrics: Option<EndpointMetrics>,
     ) -> Arc<EndpointPool> {
         let pool = Arc::new(EndpointPool {
             host,
             port,
             settings,
             tls,
+            metrics,
             idle: Mutex::new(Vec::new()),
+            multiplexed: Mutex::new(Vec::new()),
+            opening_h2: tokio::sync::Mutex::new(()),
         });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(reap_idle(Arc::downgrade(&pool), settings.idle_timeout));
@@ -206,18 +267,26 @@ impl EndpointPool {
         self: &Arc<Self>,
         mut request: Request<RequestBody>,
     ) -> Result<(Response<Incoming>, PooledConnection), SendFailure> {
+        if self.speaks_h2() {
+            // Boxed: HTTP/1.1 requests do not carry its state.
+            return Box::pin(self.send_h2(request, None)).await;
+        }
         loop {
             let (mut sender, reused) = match self.take_idle().await {
                 Some(sender) => (sender, true),
                 None => match self.connect().await {
-                    Ok(sender) => (sender, false),
+                    Ok(Connected::Http1(sender)) => (sender, false),
+                    // `auto`, and ALPN chose HTTP/2.
+                    Ok(Connected::Http2(connection)) => {
+                        return Box::pin(self.send_h2(request, Some(connection))).await;
+                    }
                     Err(kind) => return Err(SendFailure::unsent(kind, request)),
                 },
             };
             match sender.try_send_request(request).await {
                 Ok(response) => {
                     let connection = PooledConnection {
-                        sender,
+                        checkout: Checkout::Http1(sender),
                         pool: Arc::clone(self),
                     };
                     return Ok((response, connection));
@@ -235,6 +304,101 @@ impl EndpointPool {
                 },
             }
         }
+    }
+
+    /// Whether requests go out as HTTP/2 streams: always with `h2` and
+    /// `h2c`; with `auto`, once an endpoint's ALPN has chosen HTTP/2.
+    fn speaks_h2(&self) -> bool {
+        match self.settings.protocol {
+            UpstreamProtocol::Http1 => false,
+            UpstreamProtocol::H2 | UpstreamProtocol::H2c => true,
+            UpstreamProtocol::Auto => !self.multiplexed.lock().is_empty(),
+        }
+    }
+
+    /// Send `request` as a stream of an HTTP/2 connection with room (`fresh`,
+    /// just made, or one of the pool's, or a new one). A request the
+    /// connection hands back unsent (it was closing) goes to another; one
+    /// the endpoint refused unprocessed (`REFUSED_STREAM`, `GOAWAY`) is sent
+    /// once more, on another stream of this endpoint, when levee holds its
+    /// body: the refusal concerns a stream or a connection, not the node.
+    async fn send_h2(
+        self: &Arc<Self>,
+        mut request: Request<RequestBody>,
+        mut fresh: Option<Arc<H2Connection>>,
+    ) -> Result<(Response<Incoming>, PooledConnection), SendFailure> {
+        let mut second_try = replay_copy(&request);
+        loop {
+            let (connection, reused) = match fresh.take().or_else(|| self.h2_with_room()) {
+                Some(connection) => (connection, true),
+                None => match self.connect_h2_once().await {
+                    Ok(Connected::Http2(connection)) => (connection, false),
+                    Ok(Connected::Http1(_)) => {
+                        tracing::warn!(endpoint = %format_args!("{}:{}", self.host, self.port), "endpoint did not agree to HTTP/2 (ALPN); upstream_protocol = \"h2\" needs it");
+                        return Err(SendFailure::unsent(FailureKind::Protocol, request));
+                    }
+                    Err(kind) => return Err(SendFailure::unsent(kind, request)),
+                },
+            };
+            into_h2_form(&mut request, self.tls.is_some());
+            let slot = StreamSlot::take(&connection);
+            let mut sender = connection.sender.clone();
+            if sender.ready().await.is_err() {
+                if reused {
+                    continue;
+                }
+                return Err(SendFailure::unsent(FailureKind::ConnectFailed, request));
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    let connection = PooledConnection {
+                        checkout: Checkout::Http2(slot),
+                        pool: Arc::clone(self),
+                    };
+                    return Ok((response, connection));
+                }
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    Some(unsent) => {
+                        return Err(SendFailure::unsent(FailureKind::ConnectFailed, unsent));
+                    }
+                    None => {
+                        let kind = classify_send_error(error.error());
+                        match second_try.take() {
+                            Some(copy) if kind == FailureKind::Refused => {
+                                if let Some(metrics) = &self.metrics {
+                                    metrics.record_failure(kind);
+                                }
+                                request = copy;
+                            }
+                            _ => return Err(SendFailure::new(kind)),
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// A connection with room once this request's turn to open one comes:
+    /// the one another request opened meanwhile, or a new one.
+    async fn connect_h2_once(&self) -> Result<Connected, FailureKind> {
+        let _turn = self.opening_h2.lock().await;
+        match self.h2_with_room() {
+            Some(connection) => Ok(Connected::Http2(connection)),
+            None => self.connect().await,
+        }
+    }
+
+    /// An open HTTP/2 connection with a free stream, the least busy first
+    /// found; closed ones are dropped on the way.
+    fn h2_with_room(&self) -> Option<Arc<H2Connection>> {
+        let mut connections = self.multiplexed.lock();
+        connections.retain(|connection| !connection.sender.is_closed());
+        let max = self.settings.max_concurrent_streams;
+        connections
+            .iter()
+            .find(|connection| connection.streams.load(Ordering::Relaxed) < max)
+            .cloned()
     }
 
     /// Send a request that asks to switch protocols (`Upgrade`) on a new
@@ -313,8 +477,9 @@ impl EndpointPool {
         }
     }
 
-    /// Open a new connection. Every error here means "not sent".
-    async fn connect(&self) -> Result<SendRequest<RequestBody>, FailureKind> {
+    /// Open a new connection, HTTP/2 if the cluster speaks it (or, with
+    /// `auto`, if ALPN chose it). Every error here means "not sent".
+    async fn connect(&self) -> Result<Connected, FailureKind> {
         let stream = self.open_stream().await.map_err(|error| {
             if let ConnectError::Tls { .. } = error {
                 // A configuration problem more often than a node's: say it
@@ -325,6 +490,18 @@ impl EndpointPool {
             }
             error.kind()
         })?;
+        let h2 = match self.settings.protocol {
+            UpstreamProtocol::Http1 => false,
+            UpstreamProtocol::H2c => true,
+            UpstreamProtocol::H2 | UpstreamProtocol::Auto => stream.alpn() == Some(b"h2"),
+        };
+        if h2 {
+            // Boxed: inline, the HTTP/2 handshake's state would grow every
+            // request's future, HTTP/1.1 ones included (+8k instructions).
+            return Box::pin(self.handshake_h2(stream))
+                .await
+                .map(Connected::Http2);
+        }
         let mut builder = http1::Builder::new();
         // Any value set moves hyper's header parsing to the heap: only when
         // it differs from hyper's own.
@@ -340,7 +517,34 @@ impl EndpointPool {
                 tracing::trace!(%error, "upstream connection ended with an error");
             }
         });
-        Ok(sender)
+        Ok(Connected::Http1(sender))
+    }
+
+    /// Start HTTP/2 on `stream` and add the connection to the pool.
+    async fn handshake_h2(&self, stream: Stream) -> Result<Arc<H2Connection>, FailureKind> {
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_concurrent_reset_streams(self.settings.max_concurrent_streams);
+        let (sender, connection) = builder
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|error| {
+                tracing::debug!(endpoint = %format_args!("{}:{}", self.host, self.port), %error, "HTTP/2 handshake failed");
+                FailureKind::ConnectFailed
+            })?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::trace!(%error, "upstream HTTP/2 connection ended with an error");
+            }
+        });
+        let connection = Arc::new(H2Connection {
+            sender,
+            streams: AtomicUsize::new(0),
+            idle_since: Mutex::new(Instant::now()),
+        });
+        self.multiplexed.lock().push(Arc::clone(&connection));
+        Ok(connection)
     }
 
     /// Resolve (IP literals need no lookup) and connect to the first address
@@ -385,11 +589,62 @@ impl EndpointPool {
     fn close_expired(&self, period: Duration) {
         let timeout = self.settings.idle_timeout;
         let now = Instant::now();
+        self.multiplexed.lock().retain(|connection| {
+            !connection.sender.is_closed()
+                && (connection.streams.load(Ordering::Relaxed) > 0
+                    || now.duration_since(*connection.idle_since.lock()) < timeout)
+        });
         let mut idle = self.idle.lock();
         idle.retain(|idle| now.duration_since(idle.since) < timeout && !idle.sender.is_closed());
         let close = surplus_to_close(idle.iter().map(|idle| idle.since), now, period);
         // Oldest first: the front of the list.
         idle.drain(..close);
+    }
+}
+
+/// A copy of `request` to send again, when its body is held by levee.
+fn replay_copy(request: &Request<RequestBody>) -> Option<Request<RequestBody>> {
+    let RequestBody::Replayable { data, trailers } = request.body() else {
+        return None;
+    };
+    let mut copy = Request::new(RequestBody::Replayable {
+        data: data.clone(),
+        trailers: trailers.clone(),
+    });
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    Some(copy)
+}
+
+/// HTTP/2 carries the target as `:scheme` and `:authority`: the request
+/// levee built for HTTP/1.1 (origin-form, `Host`) is made absolute. gRPC
+/// needs `te: trailers`, which levee removes as hop-by-hop on the way in.
+pub fn into_h2_form<B>(request: &mut Request<B>, tls: bool) {
+    let scheme = if tls { "https" } else { "http" };
+    if request.uri().scheme().is_none() {
+        let host = request.headers_mut().remove(http::header::HOST);
+        let authority = host.as_ref().and_then(|host| host.to_str().ok());
+        let path = request
+            .uri()
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str);
+        if let Some(authority) = authority
+            && let Ok(uri) = format!("{scheme}://{authority}{path}").parse()
+        {
+            *request.uri_mut() = uri;
+        }
+    }
+    *request.version_mut() = http::Version::HTTP_2;
+    let grpc = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|kind| kind.as_bytes().starts_with(b"application/grpc"));
+    if grpc {
+        request
+            .headers_mut()
+            .insert(http::header::TE, http::HeaderValue::from_static("trailers"));
     }
 }
 
@@ -419,7 +674,11 @@ impl PooledConnection {
     /// request. (A connection whose response was abandoned is simply dropped,
     /// which closes it.)
     pub fn release(self) {
-        self.pool.release(self.sender);
+        match self.checkout {
+            Checkout::Http1(sender) => self.pool.release(sender),
+            // The stream's slot is given back as it drops.
+            Checkout::Http2(_) => {}
+        }
     }
 }
 
@@ -441,10 +700,12 @@ impl std::fmt::Debug for EndpointPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "EndpointPool({}:{}, {} idle)",
+            "EndpointPool({}:{} {}, {} idle, {} multiplexed)",
             self.host,
             self.port,
-            self.idle_count()
+            self.settings.protocol,
+            self.idle_count(),
+            self.multiplexed.lock().len()
         )
     }
 }
@@ -458,11 +719,14 @@ mod tests {
             host.to_owned(),
             port,
             PoolSettings {
+                protocol: UpstreamProtocol::Http1,
+                max_concurrent_streams: 100,
                 connect_timeout: Duration::from_secs(5),
                 idle_timeout: Duration::from_secs(5),
                 max_idle: 1,
                 max_response_headers: HYPER_MAX_HEADERS,
             },
+            None,
             None,
         )
     }
