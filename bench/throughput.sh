@@ -412,10 +412,13 @@ start_target() {
             TARGET_URL="http://127.0.0.1:$BACKEND_PORT/"
             return 0
             ;;
-        levee)
+        levee | levee-h2c)
             free_port port && free_port admin || return 1
             fill "$TEMPLATES/levee.toml.tmpl" "$dir/levee.toml" \
                 ADMIN_PORT="$admin" LISTEN_PORT="$port" BACKEND_PORT="$BACKEND_PORT" POOL="$POOL" || return 1
+            # levee-h2c: the same, speaking cleartext HTTP/2 to the backend
+            # (the [[cluster]] table is the template's last).
+            [[ $name == levee-h2c ]] && echo 'upstream_protocol = "h2c"' >>"$dir/levee.toml"
             start_bg "$CPU_PROXY" "$dir/levee.log" \
                 env LEVEE_LOG="${LEVEE_LOG:-warn}" "$LEVEE" run -c "$dir/levee.toml" --worker-threads "$LEVEE_THREADS"
             TARGET_PID=$LAST_PID
@@ -445,7 +448,7 @@ start_target() {
             TARGET_PID=$LAST_PID
             ;;
         *)
-            log "unknown target '$name' (want direct, levee, haproxy or nginx)"
+            log "unknown target '$name' (want direct, levee, levee-h2c, haproxy or nginx)"
             return 1
             ;;
     esac
@@ -455,7 +458,7 @@ start_target() {
 
 version_of() {
     case $1 in
-        direct | levee) echo "" ;;
+        direct | levee | levee-h2c) echo "" ;;
         haproxy) haproxy -v 2>/dev/null | awk 'NR == 1 {print $3}' ;;
         nginx) nginx -v 2>&1 | sed -n 's|.*nginx/||p' ;;
         wrk) wrk -v 2>&1 | awk 'NR == 1 {print $2}' ;;
