@@ -551,6 +551,14 @@ async fn endpoints_are_verified_and_a_wrong_name_is_never_sent_the_request() {
         "{}",
         answer.body
     );
+    // The reason an operator must fix, not just the kind.
+    let body: serde_json::Value = serde_json::from_str(&answer.body).expect("JSON");
+    let reason = body["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("backend.test") && reason.contains("certificate"),
+        "{}",
+        answer.body
+    );
     assert_eq!(wrong.requests(), 0);
     gateway.shutdown().await;
 }

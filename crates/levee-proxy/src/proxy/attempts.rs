@@ -212,6 +212,9 @@ pub struct Attempts<'r> {
     /// Failed attempts whose outlier (and endpoint breaker) verdict waits
     /// for the end of the request.
     held_verdicts: SmallVec<[(Outcome, Option<EndpointBreakerCall>); 2]>,
+    /// What the last failure that had more to say said (for the client's
+    /// error body).
+    last_detail: Option<Box<str>>,
 }
 
 /// How a request's attempts ended.
@@ -262,6 +265,7 @@ impl<'r> Attempts<'r> {
             futures: None,
             poison: PoisonTracker::new(),
             held_verdicts: SmallVec::new(),
+            last_detail: None,
         }
     }
 
@@ -438,6 +442,9 @@ impl<'r> Attempts<'r> {
             Err(failure) => {
                 if let Some(client_body) = failure.client_body {
                     return Step::Stop(self.client_body_failed(endpoint, client_body, breaker));
+                }
+                if failure.detail.is_some() {
+                    self.last_detail = failure.detail;
                 }
                 if let (Some(unsent), Payload::Once(slot)) = (failure.unsent, &mut self.payload) {
                     // Never sent: the streaming body can still go elsewhere.
@@ -633,6 +640,7 @@ impl<'r> Attempts<'r> {
             kind,
             attempts: self.attempts(),
             not_retried: Some(reason),
+            detail: self.last_detail.clone(),
         }
     }
 

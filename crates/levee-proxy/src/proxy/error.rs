@@ -41,6 +41,9 @@ pub enum ProxyError {
         attempts: u32,
         /// Why the last failure was not tried again.
         not_retried: Option<NotRetried>,
+        /// More on the last failure, when there is more (a TLS handshake's
+        /// reason).
+        detail: Option<Box<str>>,
     },
     /// No attempt produced a response head before the request's deadline
     /// (`request_timeout`).
@@ -226,6 +229,7 @@ impl ProxyError {
                 kind,
                 attempts,
                 not_retried,
+                detail,
             } => ErrorBody {
                 error: self.message(),
                 cluster: Some(cluster),
@@ -233,7 +237,7 @@ impl ProxyError {
                 kind: Some(kind.as_str()),
                 attempts: Some(*attempts),
                 retry: not_retried.map(|reason| reason.to_string()),
-                reason: None,
+                reason: detail.as_deref().map(str::to_owned),
             },
             ProxyError::Overloaded { cluster, rejected } => ErrorBody {
                 error: self.message(),
@@ -363,6 +367,7 @@ mod tests {
             kind,
             attempts: 1,
             not_retried: None,
+            detail: None,
         };
         assert_eq!(upstream(FailureKind::Timeout).status(), 504);
         assert_eq!(upstream(FailureKind::ConnectRefused).status(), 502);
@@ -423,6 +428,7 @@ mod body_tests {
             kind: FailureKind::ResetBeforeResponse,
             attempts: 1,
             not_retried: Some(NotRetried::NotIdempotent),
+            detail: None,
         };
         let response = error.into_response();
         assert_eq!(response.status(), 502);

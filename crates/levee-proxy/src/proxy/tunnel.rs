@@ -209,6 +209,7 @@ pub async fn open(
             kind: failure,
             attempts: tried.len() as u32,
             not_retried: None,
+            detail: None,
         });
     }
 }

@@ -64,6 +64,9 @@ pub struct SendFailure {
     pub unsent: Option<Request<RequestBody>>,
     /// With [`FailureKind::ClientBody`]: how the client's body failed.
     pub client_body: Option<ClientBodyFailed>,
+    /// What an operator needs to fix it, when there is more to say than the
+    /// kind (a TLS handshake's reason).
+    pub detail: Option<Box<str>>,
 }
 
 impl SendFailure {
@@ -74,6 +77,7 @@ impl SendFailure {
             kind,
             unsent: None,
             client_body: (kind == FailureKind::ClientBody).then_some(ClientBodyFailed::Broken),
+            detail: None,
         }
     }
 
@@ -83,6 +87,7 @@ impl SendFailure {
             kind: FailureKind::ClientBody,
             unsent: None,
             client_body: Some(failure),
+            detail: None,
         }
     }
 
@@ -92,7 +97,30 @@ impl SendFailure {
             kind,
             unsent: Some(request),
             client_body: None,
+            detail: None,
         }
+    }
+
+    /// Nothing was sent, for a reason worth showing the client.
+    fn not_connected(failed: ConnectFailed, request: Request<RequestBody>) -> SendFailure {
+        SendFailure {
+            detail: failed.detail,
+            ..SendFailure::unsent(failed.kind, request)
+        }
+    }
+}
+
+/// A connection that could not be made: the kind, and for a TLS failure
+/// its reason (a certificate not valid for the name, an unknown CA), which
+/// is a configuration problem an operator must see.
+struct ConnectFailed {
+    kind: FailureKind,
+    detail: Option<Box<str>>,
+}
+
+impl From<FailureKind> for ConnectFailed {
+    fn from(kind: FailureKind) -> ConnectFailed {
+        ConnectFailed { kind, detail: None }
     }
 }
 
@@ -280,7 +308,7 @@ impl EndpointPool {
                     Ok(Connected::Http2(connection)) => {
                         return Box::pin(self.send_h2(request, Some(connection))).await;
                     }
-                    Err(kind) => return Err(SendFailure::unsent(kind, request)),
+                    Err(failed) => return Err(SendFailure::not_connected(failed, request)),
                 },
             };
             match sender.try_send_request(request).await {
@@ -337,7 +365,7 @@ impl EndpointPool {
                         tracing::warn!(endpoint = %format_args!("{}:{}", self.host, self.port), "endpoint did not agree to HTTP/2 (ALPN); upstream_protocol = \"h2\" needs it");
                         return Err(SendFailure::unsent(FailureKind::Protocol, request));
                     }
-                    Err(kind) => return Err(SendFailure::unsent(kind, request)),
+                    Err(failed) => return Err(SendFailure::not_connected(failed, request)),
                 },
             };
             into_h2_form(&mut request, self.tls.is_some());
@@ -381,7 +409,7 @@ impl EndpointPool {
 
     /// A connection with room once this request's turn to open one comes:
     /// the one another request opened meanwhile, or a new one.
-    async fn connect_h2_once(&self) -> Result<Connected, FailureKind> {
+    async fn connect_h2_once(&self) -> Result<Connected, ConnectFailed> {
         let _turn = self.opening_h2.lock().await;
         match self.h2_with_room() {
             Some(connection) => Ok(Connected::Http2(connection)),
@@ -479,8 +507,10 @@ impl EndpointPool {
 
     /// Open a new connection, HTTP/2 if the cluster speaks it (or, with
     /// `auto`, if ALPN chose it). Every error here means "not sent".
-    async fn connect(&self) -> Result<Connected, FailureKind> {
+    async fn connect(&self) -> Result<Connected, ConnectFailed> {
         let stream = self.open_stream().await.map_err(|error| {
+            let detail = matches!(error, ConnectError::Tls { .. })
+                .then(|| error.to_string().into_boxed_str());
             if let ConnectError::Tls { .. } = error {
                 // A configuration problem more often than a node's: say it
                 // where an operator looks.
@@ -488,7 +518,10 @@ impl EndpointPool {
             } else {
                 tracing::debug!(endpoint = %format_args!("{}:{}", self.host, self.port), %error, "connect failed");
             }
-            error.kind()
+            ConnectFailed {
+                kind: error.kind(),
+                detail,
+            }
         })?;
         let h2 = match self.settings.protocol {
             UpstreamProtocol::Http1 => false,
@@ -500,7 +533,8 @@ impl EndpointPool {
             // request's future, HTTP/1.1 ones included (+8k instructions).
             return Box::pin(self.handshake_h2(stream))
                 .await
-                .map(Connected::Http2);
+                .map(Connected::Http2)
+                .map_err(ConnectFailed::from);
         }
         let mut builder = http1::Builder::new();
         // Any value set moves hyper's header parsing to the heap: only when
@@ -511,7 +545,7 @@ impl EndpointPool {
         let (sender, connection) = builder
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(|_| FailureKind::ConnectFailed)?;
+            .map_err(|_| ConnectFailed::from(FailureKind::ConnectFailed))?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::trace!(%error, "upstream connection ended with an error");
