@@ -177,3 +177,46 @@ async fn a_refused_handshake_is_passed_back_and_the_connection_serves_http() {
     assert_eq!(tunnels_open(&gateway), 0);
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_over_http2_reaches_an_http1_endpoint() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    let server = EchoServer::start(LOOPBACK).await;
+    let (gateway, addr) = start(config(vec![server.addr], BalancePolicy::RoundRobin)).await;
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+                .expect("HTTP/2");
+        tokio::spawn(connection);
+        // RFC 8441: CONNECT with :protocol = websocket.
+        let mut request = http::Request::connect(format!("http://ws.test:{}/chat", addr.port()))
+            .header("sec-websocket-version", "13")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("request");
+        request
+            .extensions_mut()
+            .insert(hyper::ext::Protocol::from_static("websocket"));
+        let mut response = sender.send_request(request).await.expect("an answer");
+        assert_eq!(response.status(), 200, "RFC 8441: 200 opens the tunnel");
+        let stream = hyper::upgrade::on(&mut response).await.expect("the stream");
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(stream),
+            Role::Client,
+            None,
+        )
+        .await;
+        for i in 0..20 {
+            let text = format!("over h2 {i}");
+            ws.send(Message::text(text.clone())).await.expect("send");
+            let answer = ws.next().await.expect("answer").expect("frame");
+            assert_eq!(answer.into_text().expect("text").as_str(), text);
+        }
+        assert_eq!(tunnels_open(&gateway), 1);
+    })
+    .await
+    .expect("in time");
+    gateway.shutdown().await;
+}

@@ -340,8 +340,10 @@ where
     async fn http2(&mut self, io: ClientIo) {
         let state = Arc::clone(self.guard.state());
         let service = (self.make_service)(&state, false);
+        // Extended CONNECT (RFC 8441): WebSocket over HTTP/2.
         let connection = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
+            .enable_connect_protocol()
             .serve_connection(TokioIo::new(io), service);
         tokio::pin!(connection);
         state.hot.store(true, Ordering::Relaxed);

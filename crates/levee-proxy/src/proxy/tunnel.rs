@@ -1,7 +1,10 @@
 //! `Upgrade` (WebSocket and other protocol switches, RFC 9110 §7.8) on
 //! HTTP/1.1: the handshake goes to an endpoint on a connection of its own,
 //! its `101 Switching Protocols` goes back to the client, and from then on
-//! bytes are relayed both ways until either side closes.
+//! bytes are relayed both ways until either side closes. HTTP/2 clients
+//! open the same tunnels with an extended CONNECT (RFC 8441, `:protocol`):
+//! the endpoint still gets an HTTP/1.1 upgrade, and the client a `200` and
+//! its stream as the tunnel.
 //!
 //! The attempt follows the retry rules: a connect (or TLS) failure sent
 //! nothing, so the handshake moves to an untried endpoint; once sent, it is
@@ -20,6 +23,7 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::Incoming;
+use hyper::ext::Protocol;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use levee_core::{EndpointId, FailureKind, Outcome};
@@ -42,9 +46,14 @@ const REFUSAL_BODY_LIMIT: usize = 64 * 1024;
 /// first costs a pointer test on every other request, where a header
 /// lookup costs a hash (bench/instructions.sh: about 400 instructions).
 pub fn is_upgrade<B>(request: &Request<B>) -> bool {
-    request.extensions().get::<OnUpgrade>().is_some()
-        && request.method() != http::Method::CONNECT
-        && request.headers().contains_key(header::UPGRADE)
+    if request.extensions().get::<OnUpgrade>().is_none() {
+        return false;
+    }
+    if request.method() == http::Method::CONNECT {
+        // Extended CONNECT: HTTP/2 with `:protocol` (RFC 8441).
+        return request.extensions().get::<Protocol>().is_some();
+    }
+    request.headers().contains_key(header::UPGRADE)
         && request
             .headers()
             .get_all(header::CONNECTION)
@@ -58,6 +67,23 @@ pub fn is_upgrade<B>(request: &Request<B>) -> bool {
 pub struct Tunnel {
     upstream: OnUpgrade,
     open: Gauge,
+}
+
+impl Tunnel {
+    /// Relay an HTTP/2 client's stream (its extended CONNECT) in a task of
+    /// its own: the connection's task serves its other streams meanwhile.
+    fn relay_stream(self, client: OnUpgrade) {
+        tokio::spawn(async move {
+            let Ok(client) = client.await else {
+                return;
+            };
+            let mut client = TokioIo::new(client);
+            if let Err(error) = self.relay(&mut client).await {
+                tracing::debug!(%error, "tunnel ended with an error");
+            }
+            let _ = client.shutdown().await;
+        });
+    }
 }
 
 impl Tunnel {
@@ -156,7 +182,17 @@ pub async fn open(
             reason: "an Upgrade request with a body is not supported",
         });
     }
-    let upgrade = request.headers().get(header::UPGRADE).cloned();
+    // HTTP/2 extended CONNECT: the protocol is `:protocol`, and the
+    // client's tunnel is its stream.
+    let extended = request.method() == http::Method::CONNECT;
+    let upgrade = match request.extensions().get::<Protocol>() {
+        Some(protocol) if extended => HeaderValue::from_str(protocol.as_str()).ok(),
+        _ => request.headers().get(header::UPGRADE).cloned(),
+    };
+    let mut request = request;
+    let client_stream = extended
+        .then(|| request.extensions_mut().remove::<OnUpgrade>())
+        .flatten();
     let mut tried: Vec<EndpointId> = Vec::new();
     let max_attempts = route.retry.policy.max_attempts();
     loop {
@@ -182,6 +218,9 @@ pub async fn open(
         if let Some(upgrade) = &upgrade {
             head.headers_mut().insert(header::UPGRADE, upgrade.clone());
         }
+        if extended {
+            websocket_handshake(head.headers_mut(), upgrade.as_ref());
+        }
         let attempt_started = Instant::now();
         let deadline = started + route.request_timeout;
         let answered = tokio::time::timeout_at(deadline, endpoint.pool.send_upgrade(head)).await;
@@ -192,7 +231,14 @@ pub async fn open(
                     &Outcome::response(id, response.status().as_u16(), elapsed),
                     Instant::now(),
                 );
-                return Ok(switch_or_refuse(response, client, open_gauge, tried.len()).await);
+                return Ok(switch_or_refuse(
+                    response,
+                    client,
+                    client_stream,
+                    open_gauge,
+                    tried.len(),
+                )
+                .await);
             }
             Ok(Err(kind)) => kind,
             Err(_elapsed) => FailureKind::Timeout,
@@ -219,17 +265,33 @@ pub async fn open(
 async fn switch_or_refuse(
     mut response: Response<Incoming>,
     client: &ClientInfo,
+    client_stream: Option<OnUpgrade>,
     open: Gauge,
     attempts: usize,
 ) -> Response<Full<Bytes>> {
     let attempts = HeaderValue::from(attempts);
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let upstream = hyper::upgrade::on(&mut response);
-        client.upgrade.put(Tunnel { upstream, open });
+        let tunnel = Tunnel { upstream, open };
         let (mut parts, _) = response.into_parts();
         parts
             .headers
             .insert(super::X_LEVEE_ATTEMPTS.clone(), attempts);
+        if let Some(stream) = client_stream {
+            // HTTP/2: a 200 opens the tunnel (RFC 8441 §5); the HTTP/1.1
+            // handshake's own headers stay on that side.
+            tunnel.relay_stream(stream);
+            parts.status = StatusCode::OK;
+            for name in [
+                header::UPGRADE,
+                header::CONNECTION,
+                header::SEC_WEBSOCKET_ACCEPT,
+            ] {
+                parts.headers.remove(name);
+            }
+        } else {
+            client.upgrade.put(tunnel);
+        }
         return Response::from_parts(parts, Full::new(Bytes::new()));
     }
     let (mut parts, body) = response.into_parts();
@@ -245,10 +307,31 @@ async fn switch_or_refuse(
     Response::from_parts(parts, Full::new(body))
 }
 
-/// The request's head, for one attempt (the handshake has no body).
+/// What an HTTP/1.1 WebSocket handshake needs that an HTTP/2 one does not
+/// carry (RFC 8441 §5): a `Sec-WebSocket-Key` (levee's own; the endpoint's
+/// `Sec-WebSocket-Accept` answers it and is not passed on).
+fn websocket_handshake(headers: &mut http::HeaderMap, upgrade: Option<&HeaderValue>) {
+    use base64::Engine;
+    let websocket =
+        upgrade.is_some_and(|protocol| protocol.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if websocket && !headers.contains_key(header::SEC_WEBSOCKET_KEY) {
+        let nonce: [u8; 16] = rand::random();
+        let key = base64::engine::general_purpose::STANDARD.encode(nonce);
+        if let Ok(key) = HeaderValue::from_str(&key) {
+            headers.insert(header::SEC_WEBSOCKET_KEY, key);
+        }
+    }
+}
+
+/// The request's head, for one attempt (the handshake has no body). An
+/// HTTP/2 extended CONNECT goes upstream as the GET of an HTTP/1.1 upgrade.
 fn clone_head(request: &Request<Incoming>) -> Request<()> {
     let mut head = Request::new(());
-    *head.method_mut() = request.method().clone();
+    *head.method_mut() = if request.method() == http::Method::CONNECT {
+        http::Method::GET
+    } else {
+        request.method().clone()
+    };
     *head.uri_mut() = request.uri().clone();
     *head.version_mut() = request.version();
     *head.headers_mut() = request.headers().clone();
