@@ -76,17 +76,8 @@ where
         .await
         .map_err(ExchangeError::Handshake)?;
     let connection = tokio::spawn(connection);
-    let result = async {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(ExchangeError::NoResponse)?;
-        read_answer(response).await
-    }
-    .await;
-    // Whatever of the body is left is not wanted: close the connection.
-    connection.abort();
-    result
+    let response = sender.send_request(request).await;
+    answer(connection, response).await
 }
 
 /// [`exchange`] over HTTP/2 (prior knowledge, or agreed by ALPN): for
@@ -103,14 +94,20 @@ where
             .await
             .map_err(ExchangeError::Handshake)?;
     let connection = tokio::spawn(connection);
-    let result = async {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(ExchangeError::NoResponse)?;
-        read_answer(response).await
-    }
-    .await;
+    let response = sender.send_request(request).await;
+    answer(connection, response).await
+}
+
+/// Read the answer to an exchange, then close its connection: whatever of
+/// the body is left is not wanted.
+async fn answer(
+    connection: tokio::task::JoinHandle<Result<(), hyper::Error>>,
+    response: Result<http::Response<Incoming>, hyper::Error>,
+) -> Result<Answer, ExchangeError> {
+    let result = match response {
+        Ok(response) => read_answer(response).await,
+        Err(error) => Err(ExchangeError::NoResponse(error)),
+    };
     connection.abort();
     result
 }

@@ -334,7 +334,12 @@ pub(super) fn cluster<'r>(
             }
         },
     };
-    let upstream = super::upstream::upstream_protocol(section, report);
+    let upstream = super::upstream::upstream_protocol(
+        raw.upstream_protocol.as_ref(),
+        raw.max_concurrent_streams.as_ref(),
+        raw.tls.is_some(),
+        report,
+    );
     // `Some(None)`: not written (no checks), `None`: bad.
     let health = match &raw.health {
         Some(written) => health::health(section, written, report).map(Some),

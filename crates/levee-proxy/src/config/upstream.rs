@@ -5,9 +5,7 @@ use std::fmt;
 
 use toml::Spanned;
 
-use super::cluster::RawCluster;
 use super::report::Report;
-use super::table::Section;
 
 /// The HTTP version levee speaks to a cluster's endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -55,19 +53,19 @@ impl fmt::Display for UpstreamProtocol {
 /// Default `max_concurrent_streams`.
 pub const DEFAULT_MAX_CONCURRENT_STREAMS: usize = 100;
 
-/// `upstream_protocol` (which must agree with `tls`) and
-/// `max_concurrent_streams`. `None` if bad (reported).
+/// A cluster's `upstream_protocol` (which must agree with whether it has
+/// `tls`) and `max_concurrent_streams`. `None` if bad (reported).
 pub(super) fn upstream_protocol(
-    section: &Section<RawCluster>,
+    written: Option<&Spanned<String>>,
+    max_concurrent_streams: Option<&Spanned<i64>>,
+    tls: bool,
     report: &mut Report<'_>,
 ) -> Option<(UpstreamProtocol, usize)> {
-    let raw = &section.raw;
-    let tls = raw.tls.is_some();
-    let protocol = match &raw.upstream_protocol {
+    let protocol = match written {
         None => Some(UpstreamProtocol::default()),
         Some(text) => parse(text, tls, report),
     };
-    let streams = match &raw.max_concurrent_streams {
+    let streams = match max_concurrent_streams {
         None => Some(DEFAULT_MAX_CONCURRENT_STREAMS),
         Some(value) => match usize::try_from(*value.get_ref()) {
             Ok(streams) if (1..=10_000).contains(&streams) => Some(streams),

@@ -44,7 +44,7 @@ use super::metrics::CloseReason;
 use super::registry::{ConnectionGuard, ConnectionState};
 use super::tracked::TrackedBody;
 use crate::proxy::ClientInfo;
-use crate::proxy::tunnel::Tunnel;
+use crate::proxy::switched::Tunnel;
 use crate::tls::{ServerTls, Stream};
 
 /// What HTTP/2 clients send first (RFC 9113 §3.4).

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use http::header::HeaderValue;
 
 use super::headers;
-use super::tunnel::UpgradeSlot;
+use super::switched::UpgradeSlot;
 
 /// Who is on the other end of a client connection, computed once per
 /// connection rather than per request.

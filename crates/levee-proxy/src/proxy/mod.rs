@@ -21,13 +21,14 @@ pub mod error;
 pub mod grpc;
 mod headers;
 pub mod retries;
+pub mod switched;
 pub mod tunnel;
+mod upstream_request;
 
 use std::sync::Arc;
 
-use http::header::{self, HeaderName, HeaderValue};
-use http::uri::{PathAndQuery, Uri};
-use http::{Request, Response, Version};
+use http::header::{HeaderName, HeaderValue};
+use http::{Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use levee_core::Outcome;
@@ -46,6 +47,7 @@ use arc_swap::ArcSwap;
 use crate::route::{Route, Router};
 use crate::upstream::{BodyRead, read_for_replay};
 use attempts::{Attempts, Finished, Payload, RequestHead};
+use upstream_request::upstream_request;
 
 /// A client's promise that repeating the request is harmless.
 static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -339,67 +341,4 @@ async fn attempt(
     Attempts::new(route, head, payload, idempotent, deadline, waited)
         .run(first)
         .await
-}
-
-/// Turn the client's request into the request sent upstream: origin-form
-/// URI, HTTP/1.1, `Host` kept (or taken from an HTTP/2 `:authority`),
-/// hop-by-hop headers gone, forwarding headers added.
-fn upstream_request<B>(
-    request: Request<B>,
-    client: &ClientInfo,
-    endpoint_host: &HeaderValue,
-) -> Result<Request<B>, ProxyError> {
-    let (mut parts, body) = request.into_parts();
-    if parts.method == http::Method::CONNECT {
-        return Err(ProxyError::BadRequest {
-            reason: "CONNECT is not supported",
-        });
-    }
-    // RFC 9112 §3.2: exactly one valid Host in HTTP/1.1; an absolute-form
-    // target (or HTTP/2's :authority) replaces it (§3.2.2).
-    let mut hosts = parts.headers.get_all(header::HOST).iter();
-    let host = hosts.next();
-    if hosts.next().is_some() {
-        return Err(ProxyError::BadRequest {
-            reason: "more than one Host header",
-        });
-    }
-    match (parts.uri.authority(), host) {
-        (Some(authority), _) => {
-            let authority =
-                HeaderValue::from_str(authority.as_str()).map_err(|_| ProxyError::BadRequest {
-                    reason: "the request target's authority is not a valid Host",
-                })?;
-            parts.headers.insert(header::HOST, authority);
-        }
-        (None, Some(host)) => {
-            if !headers::is_valid_host(host) {
-                return Err(ProxyError::BadRequest {
-                    reason: "invalid Host header",
-                });
-            }
-        }
-        (None, None) if parts.version == Version::HTTP_11 => {
-            return Err(ProxyError::BadRequest {
-                reason: "missing Host header (required in HTTP/1.1)",
-            });
-        }
-        // HTTP/1.0 needs none: the endpoint's own name is sent.
-        (None, None) => {
-            parts.headers.insert(header::HOST, endpoint_host.clone());
-        }
-    }
-    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-        // Absolute-form (HTTP/2, or HTTP/1.1 proxy-style): keep path and query.
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        parts.uri = Uri::from(path_and_query);
-    }
-    parts.version = Version::HTTP_11;
-    headers::remove_hop_by_hop(&mut parts.headers);
-    headers::add_forwarded(&mut parts.headers, &client.ip_header, client.proto);
-    Ok(Request::from_parts(parts, body))
 }

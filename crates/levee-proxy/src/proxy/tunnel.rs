@@ -16,8 +16,6 @@
 //! handshake's response leaves the upstream side here in a [`Tunnel`],
 //! parked in the connection's [`UpgradeSlot`].
 
-use std::io;
-
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
@@ -25,15 +23,13 @@ use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::Incoming;
 use hyper::ext::Protocol;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use levee_core::{EndpointId, FailureKind, Outcome};
-use parking_lot::Mutex;
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::ClientInfo;
+use super::client::ClientInfo;
 use super::error::ProxyError;
+use super::switched::Tunnel;
 use crate::route::Route;
 
 /// Most of a refused handshake's body (a 4xx/5xx instead of 101) passed
@@ -61,104 +57,6 @@ pub fn is_upgrade<B>(request: &Request<B>) -> bool {
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
             .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
-}
-
-/// The upstream side of a switched connection, waiting for the client's.
-pub struct Tunnel {
-    upstream: OnUpgrade,
-    open: Gauge,
-}
-
-impl Tunnel {
-    /// Relay an HTTP/2 client's stream (its extended CONNECT) in a task of
-    /// its own: the connection's task serves its other streams meanwhile.
-    fn relay_stream(self, client: OnUpgrade) {
-        tokio::spawn(async move {
-            let Ok(client) = client.await else {
-                return;
-            };
-            let mut client = TokioIo::new(client);
-            if let Err(error) = self.relay(&mut client).await {
-                tracing::debug!(%error, "tunnel ended with an error");
-            }
-            let _ = client.shutdown().await;
-        });
-    }
-}
-
-impl Tunnel {
-    /// Relay bytes between `client` and the endpoint. Counted in
-    /// `levee_tunnels_open{listener}` while it lasts.
-    ///
-    /// The endpoint closing ends the tunnel (the caller then closes the
-    /// client's side): a WebSocket server that is gone or restarting must
-    /// not leave its clients on a half-open connection. The client closing
-    /// its side is passed on, and the endpoint has [`HALF_CLOSED_GRACE`] to
-    /// finish answering. Returns the bytes sent each way.
-    pub async fn relay<C>(self, client: &mut C) -> io::Result<(u64, u64)>
-    where
-        C: AsyncRead + AsyncWrite + Unpin,
-    {
-        let upgraded = self.upstream.await.map_err(io::Error::other)?;
-        self.open.inc();
-        let _open = DecOnDrop(self.open);
-        let mut upstream = TokioIo::new(upgraded);
-        let (mut client_read, mut client_write) = tokio::io::split(client);
-        let (mut upstream_read, mut upstream_write) = tokio::io::split(&mut upstream);
-        let to_client = tokio::io::copy(&mut upstream_read, &mut client_write);
-        let to_upstream = async {
-            let sent = tokio::io::copy(&mut client_read, &mut upstream_write).await?;
-            upstream_write.shutdown().await?;
-            Ok::<u64, io::Error>(sent)
-        };
-        tokio::pin!(to_client, to_upstream);
-        tokio::select! {
-            received = &mut to_client => received.map(|received| (0, received)),
-            sent = &mut to_upstream => {
-                let sent = sent?;
-                match tokio::time::timeout(HALF_CLOSED_GRACE, &mut to_client).await {
-                    Ok(received) => received.map(|received| (sent, received)),
-                    Err(_elapsed) => Ok((sent, 0)),
-                }
-            }
-        }
-    }
-}
-
-/// After the client has closed its side of a tunnel, how long the endpoint
-/// has to finish.
-pub const HALF_CLOSED_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Takes a tunnel out of the gauge however the relay ends (cancelled
-/// included).
-struct DecOnDrop(Gauge);
-
-impl Drop for DecOnDrop {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
-/// Where a connection's switched request leaves its [`Tunnel`] for the
-/// connection to take once the 101 is written.
-#[derive(Default)]
-pub struct UpgradeSlot(Mutex<Option<Tunnel>>);
-
-impl std::fmt::Debug for UpgradeSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("UpgradeSlot")
-    }
-}
-
-impl UpgradeSlot {
-    /// The tunnel of the request that switched, if one did.
-    pub fn take(&self) -> Option<Tunnel> {
-        self.0.lock().take()
-    }
-
-    fn put(&self, tunnel: Tunnel) {
-        *self.0.lock() = Some(tunnel);
-    }
 }
 
 /// Send the handshake of `request` to an endpoint of `route`'s cluster and
@@ -210,7 +108,11 @@ pub async fn open(
         };
         tried.push(id);
         let endpoint = cluster.endpoint(id);
-        let head = super::upstream_request(clone_head(&request), client, &endpoint.host_header)?;
+        let head = super::upstream_request::upstream_request(
+            clone_head(&request),
+            client,
+            &endpoint.host_header,
+        )?;
         let mut head = head.map(|()| Empty::<Bytes>::new());
         // The protocol switch is the point: these two go upstream.
         head.headers_mut()
@@ -272,11 +174,11 @@ async fn switch_or_refuse(
     let attempts = HeaderValue::from(attempts);
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let upstream = hyper::upgrade::on(&mut response);
-        let tunnel = Tunnel { upstream, open };
+        let tunnel = Tunnel::new(upstream, open);
         let (mut parts, _) = response.into_parts();
         parts
             .headers
-            .insert(super::X_LEVEE_ATTEMPTS.clone(), attempts);
+            .insert(super::error::X_LEVEE_ATTEMPTS.clone(), attempts);
         if let Some(stream) = client_stream {
             // HTTP/2: a 200 opens the tunnel (RFC 8441 §5); the HTTP/1.1
             // handshake's own headers stay on that side.
@@ -303,7 +205,7 @@ async fn switch_or_refuse(
     parts.headers.remove(header::CONTENT_LENGTH);
     parts
         .headers
-        .insert(super::X_LEVEE_ATTEMPTS.clone(), attempts);
+        .insert(super::error::X_LEVEE_ATTEMPTS.clone(), attempts);
     Response::from_parts(parts, Full::new(body))
 }
 
