@@ -12,6 +12,10 @@ for binary in redis-server memcached; do
     fi
 done
 # The levee binary builds jemalloc's C source (tikv-jemalloc-sys).
+# The tcp listener tests run real `git daemon` nodes and `git clone`/`push`.
+if ! command -v git >/dev/null 2>&1 || [[ ! -x "$(git --exec-path 2>/dev/null)/git-daemon" ]]; then
+    need_apt+=(git)
+fi
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 if ((${#need_apt[@]})); then
