@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use levee_proxy::config::{BalancePolicy, Config, Protocol};
+use levee_proxy::config::{BalancePolicy, Config, FirstByteTimeout, Protocol};
 
 /// The first-byte deadline of the tests' listener.
 const DEADLINE: Duration = Duration::from_secs(1);
@@ -200,7 +200,7 @@ fn git_config(nodes: &[&Daemon]) -> Config {
     let listener = &mut config.listeners[0];
     listener.protocol = Protocol::Tcp;
     listener.tcp_replay = 64 * 1024;
-    listener.first_byte_timeout = Some(DEADLINE);
+    listener.first_byte_timeout = Some(FirstByteTimeout::Fixed(DEADLINE));
     listener.replay_first_bytes_match = vec![b"????git-upload-pack".to_vec()];
     config
 }

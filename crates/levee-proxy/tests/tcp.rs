@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
-use levee_proxy::config::{BalancePolicy, Config, Protocol};
+use levee_proxy::config::{BalancePolicy, Config, FirstByteTimeout, Protocol};
 use levee_proxy::{RunningGateway, ShutdownOutcome};
 use levee_testkit::tcp_backend::{TcpBackend, TcpMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -336,7 +336,7 @@ async fn a_silent_endpoint_is_left_after_the_first_byte_timeout() {
     let backends = tcp_backends(&[TcpMode::Silent, TcpMode::Echo]).await;
     let mut config = tcp_config(addrs(&backends), 64 * 1024);
     let deadline = Duration::from_millis(300);
-    config.listeners[0].first_byte_timeout = Some(deadline);
+    config.listeners[0].first_byte_timeout = Some(FirstByteTimeout::Fixed(deadline));
     let (gateway, addr) = start(config).await;
 
     let mut slowest = Duration::ZERO;
@@ -372,7 +372,8 @@ async fn a_silent_endpoint_is_left_after_the_first_byte_timeout() {
 async fn a_silent_endpoint_with_nowhere_else_to_go_is_waited_for() {
     let backends = tcp_backends(&[TcpMode::Silent]).await;
     let mut config = tcp_config(addrs(&backends), 64 * 1024);
-    config.listeners[0].first_byte_timeout = Some(Duration::from_millis(100));
+    config.listeners[0].first_byte_timeout =
+        Some(FirstByteTimeout::Fixed(Duration::from_millis(100)));
     let (gateway, addr) = start(config).await;
     let mut stream = connect(addr).await;
     stream.write_all(HELLO).await.expect("write");
@@ -391,7 +392,7 @@ async fn a_slow_but_alive_endpoint_is_not_abandoned() {
     // t1 answers 300 ms late; the deadline is 1 s.
     let backends = tcp_backends(&[TcpMode::SlowEcho, TcpMode::Echo]).await;
     let mut config = tcp_config(addrs(&backends), 64 * 1024);
-    config.listeners[0].first_byte_timeout = Some(Duration::from_secs(1));
+    config.listeners[0].first_byte_timeout = Some(FirstByteTimeout::Fixed(Duration::from_secs(1)));
     let (gateway, addr) = start(config).await;
     for _ in 0..4 {
         assert_eq!(hello(addr).await.expect("echo"), HELLO);
@@ -414,7 +415,8 @@ async fn only_sessions_whose_first_bytes_match_are_replayed() {
     // never. t1 is silent, t2 echoes; round robin starts with t1.
     let backends = tcp_backends(&[TcpMode::Silent, TcpMode::Echo]).await;
     let mut config = tcp_config(addrs(&backends), 64 * 1024);
-    config.listeners[0].first_byte_timeout = Some(Duration::from_millis(200));
+    config.listeners[0].first_byte_timeout =
+        Some(FirstByteTimeout::Fixed(Duration::from_millis(200)));
     config.listeners[0].replay_first_bytes_match = vec![b"????git-upload-pack".to_vec()];
     let (gateway, addr) = start(config).await;
 
@@ -458,4 +460,94 @@ async fn a_session_whose_first_bytes_forbid_replay_is_not_moved_after_a_close() 
     assert_eq!(backends[1].bytes_received(), 0, "never sent twice");
     assert_eq!(reconnects(&gateway, "closed-before-answer"), 0);
     gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adaptive_deadline_follows_the_time_to_first_byte() {
+    // Learned on a fast endpoint, the deadline sits at its floor (100 ms,
+    // far below the 2 s ceiling); then a silent node joins by reload and
+    // sessions sent to it move after about the floor.
+    let backends = tcp_backends(&[TcpMode::Echo, TcpMode::Silent]).await;
+    let mut config = tcp_config(vec![backends[0].addr()], 64 * 1024);
+    config.clusters[0].slow_start = Duration::ZERO;
+    config.listeners[0].first_byte_timeout = Some(FirstByteTimeout::Adaptive {
+        floor: Duration::from_millis(100),
+        ceiling: Duration::from_secs(2),
+    });
+    let (gateway, addr) = start(config.clone()).await;
+    for _ in 0..25 {
+        assert_eq!(hello(addr).await.expect("echo"), HELLO);
+    }
+    config.clusters[0]
+        .endpoints
+        .push(endpoint(backends[1].addr()));
+    gateway
+        .reload(config)
+        .await
+        .expect("reload adds the silent node");
+    let mut slowest = Duration::ZERO;
+    for _ in 0..6 {
+        let started = tokio::time::Instant::now();
+        assert_eq!(hello(addr).await.expect("echo"), HELLO);
+        slowest = slowest.max(started.elapsed());
+    }
+    assert!(reconnects(&gateway, "first-byte-timeout") >= 1);
+    assert!(
+        slowest < Duration::from_millis(700),
+        "the deadline followed the fast node, not the 2 s ceiling: {slowest:?}"
+    );
+    gateway.shutdown().await;
+}
+
+#[test]
+fn first_byte_timeout_is_a_duration_or_adaptive_within_bounds() {
+    let source = |value: &str, bounds: &str| {
+        format!(
+            "[[listener]]\nname = \"git\"\nlisten = \"127.0.0.1:9418\"\nprotocol = \"tcp\"\ncluster = \"git\"\ntcp_replay = \"64KiB\"\nfirst_byte_timeout = {value}\n{bounds}\n[[cluster]]\nname = \"git\"\nendpoints = [\"127.0.0.1:9419\"]\n"
+        )
+    };
+    let parse =
+        |value: &str, bounds: &str| Config::from_toml_str(&source(value, bounds), "levee.toml");
+    let timeout = |config: Config| config.listeners[0].first_byte_timeout;
+    assert_eq!(
+        timeout(parse("\"2s\"", "").expect("fixed")),
+        Some(FirstByteTimeout::Fixed(Duration::from_secs(2)))
+    );
+    assert_eq!(
+        timeout(parse("\"adaptive\"", "").expect("adaptive")),
+        Some(FirstByteTimeout::Adaptive {
+            floor: Duration::from_millis(250),
+            ceiling: Duration::from_secs(10)
+        })
+    );
+    assert_eq!(
+        timeout(
+            parse(
+                "\"adaptive\"",
+                "first_byte_timeout_bounds = [\"50ms\", \"3s\"]"
+            )
+            .expect("bounds")
+        ),
+        Some(FirstByteTimeout::Adaptive {
+            floor: Duration::from_millis(50),
+            ceiling: Duration::from_secs(3)
+        })
+    );
+    let error = |value: &str, bounds: &str| parse(value, bounds).expect_err("rejected").to_string();
+    assert!(
+        error(
+            "\"adaptive\"",
+            "first_byte_timeout_bounds = [\"3s\", \"1s\"]"
+        )
+        .contains("must not be longer")
+    );
+    assert!(
+        error("\"adaptive\"", "first_byte_timeout_bounds = [\"3s\"]")
+            .contains("give two durations")
+    );
+    assert!(
+        error("\"2s\"", "first_byte_timeout_bounds = [\"1s\", \"3s\"]")
+            .contains("only with first_byte_timeout = \"adaptive\"")
+    );
+    assert!(error("\"soon\"", "").contains("first_byte_timeout"));
 }

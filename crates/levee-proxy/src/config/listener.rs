@@ -41,8 +41,14 @@ pub(super) struct RawListener {
     /// `tcp` listeners with `tcp_replay` only: an endpoint that has sent
     /// nothing back this long after the connect is left for another one,
     /// which gets the kept bytes (if they all still fit the replay buffer).
-    /// Default: unset, wait as long as the client does.
+    /// A duration, or `"adaptive"`: 3 × the listener's p99 time to first
+    /// byte, within `first_byte_timeout_bounds`. Default: unset, wait as
+    /// long as the client does.
     pub first_byte_timeout: Option<Spanned<String>>,
+    /// With `first_byte_timeout = "adaptive"`: the shortest and the longest
+    /// deadline, `["250ms", "10s"]` by default; the longest also applies
+    /// until 20 sessions have been measured.
+    pub first_byte_timeout_bounds: Option<Spanned<Vec<Spanned<String>>>>,
     /// `tcp` listeners with `tcp_replay` only: replay a session's bytes to
     /// another endpoint only when they begin with one of these strings (or
     /// when the client has sent nothing yet), `?` standing for any one byte:
@@ -121,7 +127,7 @@ pub struct ListenerSettings {
     pub tcp_replay: u64,
     /// TCP listeners in replay mode: an endpoint silent this long after the
     /// connect is replaced by another (bytes replayed); `None`: never.
-    pub first_byte_timeout: Option<Duration>,
+    pub first_byte_timeout: Option<FirstByteTimeout>,
     /// TCP listeners in replay mode: replay only sessions whose first bytes
     /// begin with one of these (or that sent nothing yet); empty: any.
     pub replay_first_bytes_match: Vec<Vec<u8>>,
@@ -182,6 +188,32 @@ impl ListenerSettings {
             tls: None,
         }
     }
+}
+
+/// How long an endpoint may stay silent after the connect before a tcp
+/// session in replay mode moves on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstByteTimeout {
+    /// Always this long.
+    Fixed(Duration),
+    /// 3 × the listener's p99 time to first byte over the last minute,
+    /// kept within `[floor, ceiling]`; `ceiling` until 20 sessions have
+    /// been measured.
+    Adaptive {
+        /// The shortest deadline.
+        floor: Duration,
+        /// The longest deadline.
+        ceiling: Duration,
+    },
+}
+
+impl FirstByteTimeout {
+    /// Default floor of [`FirstByteTimeout::Adaptive`].
+    pub const DEFAULT_FLOOR: Duration = Duration::from_millis(250);
+    /// Default ceiling of [`FirstByteTimeout::Adaptive`].
+    pub const DEFAULT_CEILING: Duration = Duration::from_secs(10);
+    /// The adaptive deadline is this many times the p99.
+    pub const P99_MULTIPLE: u32 = 3;
 }
 
 /// What a listener speaks.
@@ -426,24 +458,46 @@ pub(super) fn replay_first_bytes_match(
     Some(prefixes)
 }
 
-/// `first_byte_timeout`: only where bytes are kept for replay (a tcp
-/// listener with `tcp_replay`), since leaving an endpoint means replaying
-/// to the next. `Some(None)` when unset, `None` if bad (reported).
+/// `first_byte_timeout` (with its bounds when adaptive): only where bytes
+/// are kept for replay (a tcp listener with `tcp_replay`), since leaving an
+/// endpoint means replaying to the next. `Some(None)` when unset, `None` if
+/// bad (reported).
 pub(super) fn first_byte_timeout(
     section: &Section<RawListener>,
     tcp_replay: Option<u64>,
     report: &mut Report<'_>,
-) -> Option<Option<Duration>> {
+) -> Option<Option<FirstByteTimeout>> {
+    let bounds = &section.raw.first_byte_timeout_bounds;
     let Some(text) = &section.raw.first_byte_timeout else {
+        if let Some(bounds) = bounds {
+            report.error(
+                bounds.span(),
+                "first_byte_timeout_bounds: only with first_byte_timeout = \"adaptive\"",
+            );
+            return None;
+        }
         return Some(None);
     };
-    let timeout = duration(
-        Some(text),
-        "first_byte_timeout",
-        Duration::ZERO,
-        Zero::Rejected { hint: "" },
-        report,
-    )?;
+    let timeout = if text.get_ref() == "adaptive" {
+        adaptive_bounds(bounds.as_ref(), report)?
+    } else {
+        if let Some(bounds) = bounds {
+            report.error(
+                bounds.span(),
+                "first_byte_timeout_bounds: only with first_byte_timeout = \"adaptive\" (a fixed deadline has no bounds)",
+            );
+            return None;
+        }
+        FirstByteTimeout::Fixed(duration(
+            Some(text),
+            "first_byte_timeout",
+            Duration::ZERO,
+            Zero::Rejected {
+                hint: " (or \"adaptive\")",
+            },
+            report,
+        )?)
+    };
     if tcp_replay == Some(0) {
         let message = format!(
             "first_byte_timeout: needs tcp_replay: leaving a silent endpoint means replaying the client's bytes to the next; {} keeps none",
@@ -453,6 +507,51 @@ pub(super) fn first_byte_timeout(
         return None;
     }
     Some(Some(timeout))
+}
+
+/// `first_byte_timeout_bounds`: `[floor, ceiling]`, both more than 0, the
+/// floor not above the ceiling. `None` if bad (reported).
+fn adaptive_bounds(
+    bounds: Option<&Spanned<Vec<Spanned<String>>>>,
+    report: &mut Report<'_>,
+) -> Option<FirstByteTimeout> {
+    let Some(bounds) = bounds else {
+        return Some(FirstByteTimeout::Adaptive {
+            floor: FirstByteTimeout::DEFAULT_FLOOR,
+            ceiling: FirstByteTimeout::DEFAULT_CEILING,
+        });
+    };
+    let [floor, ceiling] = bounds.get_ref().as_slice() else {
+        report.error(
+            bounds.span(),
+            "first_byte_timeout_bounds: give two durations, the shortest and the longest deadline, e.g. [\"250ms\", \"10s\"]",
+        );
+        return None;
+    };
+    let key = "first_byte_timeout_bounds";
+    let floor = duration(
+        Some(floor),
+        key,
+        Duration::ZERO,
+        Zero::Rejected { hint: "" },
+        report,
+    );
+    let ceiling = duration(
+        Some(ceiling),
+        key,
+        Duration::ZERO,
+        Zero::Rejected { hint: "" },
+        report,
+    );
+    let (floor, ceiling) = (floor?, ceiling?);
+    if floor > ceiling {
+        report.error(
+            bounds.span(),
+            "first_byte_timeout_bounds: the first (shortest) must not be longer than the second",
+        );
+        return None;
+    }
+    Some(FirstByteTimeout::Adaptive { floor, ceiling })
 }
 
 /// `tcp_replay` in bytes, or the default if it is not written. Only a tcp

@@ -69,7 +69,9 @@ pub use cluster::ClusterSettings;
 pub use endpoint::{BadEndpointAddress, EndpointAddress};
 pub use error::{ConfigError, ConfigErrors};
 pub use health::{HealthCheckKind, HealthSettings, HttpCheckSettings};
-pub use listener::{BadProtocol, BadWhenImpaired, ListenerSettings, Protocol, WhenImpaired};
+pub use listener::{
+    BadProtocol, BadWhenImpaired, FirstByteTimeout, ListenerSettings, Protocol, WhenImpaired,
+};
 pub use readiness::{ProbeSettings, ReadinessSettings, RequiredEndpoint};
 pub use retry::{HedgeSettings, RetrySettings};
 pub use route::{RouteRetry, RouteSettings};

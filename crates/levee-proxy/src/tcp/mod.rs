@@ -21,18 +21,25 @@ mod session;
 pub use metrics::{ReconnectReason, SessionOutcome, TcpListenerMetrics};
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 
 use arc_swap::ArcSwap;
+use levee_core::retry::LatencyQuantile;
+use parking_lot::Mutex;
 
 use crate::cluster::Cluster;
-use crate::config::ListenerSettings;
+use crate::config::{FirstByteTimeout, ListenerSettings};
 use crate::listener::{Acceptor, Connections, ListenerTls, stop_requested};
 use crate::metrics::ListenerMetrics;
 use crate::tls::Stream;
+
+/// The window of the times to first byte that an adaptive
+/// `first_byte_timeout` follows.
+const FIRST_BYTE_WINDOW: Duration = Duration::from_secs(60);
 
 /// Forwards one `tcp` listener's connections to its cluster.
 pub struct TcpProxy {
@@ -48,7 +55,9 @@ pub struct TcpProxy {
     replay_limit: usize,
     /// In replay mode, how long an endpoint may stay silent before the
     /// session moves on; `None`: as long as the client waits.
-    first_byte_timeout: Option<std::time::Duration>,
+    first_byte_timeout: Option<FirstByteTimeout>,
+    /// Times to first byte over the last minute (the adaptive deadline).
+    first_bytes: Mutex<LatencyQuantile>,
     /// Replay only sessions whose first bytes begin with one of these (or
     /// that sent nothing yet); empty: any session.
     replay_first_bytes_match: Vec<Vec<u8>>,
@@ -69,7 +78,35 @@ impl TcpProxy {
             tcp_metrics,
             replay_limit: usize::try_from(settings.tcp_replay).unwrap_or(usize::MAX),
             first_byte_timeout: settings.first_byte_timeout,
+            first_bytes: Mutex::new(
+                LatencyQuantile::new(FIRST_BYTE_WINDOW, Instant::now())
+                    .unwrap_or_else(|_| unreachable!("the window is not zero")),
+            ),
             replay_first_bytes_match: settings.replay_first_bytes_match.clone(),
+        }
+    }
+
+    /// How long an endpoint may stay silent after the connect; `None`: as
+    /// long as the client waits.
+    fn first_byte_deadline(&self) -> Option<Duration> {
+        match self.first_byte_timeout? {
+            FirstByteTimeout::Fixed(timeout) => Some(timeout),
+            FirstByteTimeout::Adaptive { floor, ceiling } => {
+                let p99 = self.first_bytes.lock().quantile(0.99, Instant::now());
+                let deadline = p99.map(|p99| p99 * FirstByteTimeout::P99_MULTIPLE);
+                Some(deadline.map_or(ceiling, |deadline| deadline.max(floor).min(ceiling)))
+            }
+        }
+    }
+
+    /// An endpoint's first byte came this long after the connect.
+    fn record_first_byte(&self, latency: Duration) {
+        self.tcp_metrics.record_first_byte(latency.as_secs_f64());
+        if matches!(
+            self.first_byte_timeout,
+            Some(FirstByteTimeout::Adaptive { .. })
+        ) {
+            self.first_bytes.lock().record(latency, Instant::now());
         }
     }
 

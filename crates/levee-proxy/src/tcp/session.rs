@@ -178,7 +178,7 @@ impl Session<'_> {
         // none).
         let mut deadline = self
             .proxy
-            .first_byte_timeout
+            .first_byte_deadline()
             .map(|timeout| upstream.connected_at + timeout);
         // Whether `upstream` is new and must first get the kept bytes.
         let mut fresh = true;
@@ -206,8 +206,7 @@ impl Session<'_> {
             match waited {
                 FirstByte::Answered(read) => {
                     self.proxy
-                        .tcp_metrics
-                        .record_first_byte(upstream.connected_at.elapsed().as_secs_f64());
+                        .record_first_byte(upstream.connected_at.elapsed());
                     self.served(&upstream);
                     // From here on the client has heard this endpoint: never move.
                     if let Err(error) = client.write_all(&buffers.first[..read]).await {
@@ -268,7 +267,7 @@ impl Session<'_> {
                             fresh = true;
                             deadline = self
                                 .proxy
-                                .first_byte_timeout
+                                .first_byte_deadline()
                                 .map(|timeout| upstream.connected_at + timeout);
                         }
                         Err(_) => {
