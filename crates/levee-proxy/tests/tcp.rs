@@ -551,3 +551,62 @@ fn first_byte_timeout_is_a_duration_or_adaptive_within_bounds() {
     );
     assert!(error("\"soon\"", "").contains("first_byte_timeout"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_slower_than_usual_is_hedged_and_the_first_answer_wins() {
+    // Learned on a fast node, the hedge delay sits at its 50 ms floor; a
+    // silent node then joins by reload. Sessions sent to it get a second
+    // endpoint after about 50 ms, which answers: no session waits on it,
+    // and it is not blamed (slower is not broken; no deadline is set).
+    let backends = tcp_backends(&[TcpMode::Echo, TcpMode::Silent]).await;
+    let mut config = tcp_config(vec![backends[0].addr()], 64 * 1024);
+    config.clusters[0].slow_start = Duration::ZERO;
+    config.listeners[0].tcp_hedge = true;
+    let (gateway, addr) = start(config.clone()).await;
+    for _ in 0..25 {
+        assert_eq!(hello(addr).await.expect("echo"), HELLO);
+    }
+    config.clusters[0]
+        .endpoints
+        .push(endpoint(backends[1].addr()));
+    gateway
+        .reload(config)
+        .await
+        .expect("reload adds the silent node");
+    let mut slowest = Duration::ZERO;
+    for _ in 0..6 {
+        let started = tokio::time::Instant::now();
+        assert_eq!(hello(addr).await.expect("echo"), HELLO);
+        slowest = slowest.max(started.elapsed());
+    }
+    assert!(reconnects(&gateway, "hedge") >= 1);
+    assert!(
+        slowest < Duration::from_millis(500),
+        "slowest session {slowest:?}"
+    );
+    assert!(
+        backends[1].bytes_received() > 0,
+        "the silent node got sessions first"
+    );
+    let status = gateway.state().cluster_status();
+    assert_ne!(
+        status[0].endpoints[1].state, "ejected",
+        "a lost hedge race blames nobody"
+    );
+    gateway.shutdown().await;
+}
+
+#[test]
+fn tcp_hedge_needs_bytes_to_replay() {
+    let source = "[[listener]]\nname = \"git\"\nlisten = \"127.0.0.1:9418\"\nprotocol = \"tcp\"\ncluster = \"git\"\ntcp_hedge = true\n\n[[cluster]]\nname = \"git\"\nendpoints = [\"127.0.0.1:9419\"]\n";
+    let error = Config::from_toml_str(source, "levee.toml")
+        .expect_err("rejected")
+        .to_string();
+    assert!(error.contains("tcp_hedge: needs tcp_replay"), "{error}");
+    let with_replay = source.replace(
+        "tcp_hedge = true",
+        "tcp_hedge = true\ntcp_replay = \"64KiB\"",
+    );
+    let config = Config::from_toml_str(&with_replay, "levee.toml").expect("valid");
+    assert!(config.listeners[0].tcp_hedge);
+}

@@ -45,6 +45,13 @@ pub(super) struct RawListener {
     /// byte, within `first_byte_timeout_bounds`. Default: unset, wait as
     /// long as the client does.
     pub first_byte_timeout: Option<Spanned<String>>,
+    /// `tcp` listeners with `tcp_replay` only: a session whose endpoint has
+    /// sent nothing after the listener's p95 time to first byte (50 ms to
+    /// 2 s) also goes to a second endpoint, which gets the kept bytes; the
+    /// first to answer keeps the session. Only sessions that may be
+    /// replayed (`replay_first_bytes_match`), within the cluster's retry
+    /// budget. Default `false`.
+    pub tcp_hedge: Option<Spanned<bool>>,
     /// With `first_byte_timeout = "adaptive"`: the shortest and the longest
     /// deadline, `["250ms", "10s"]` by default; the longest also applies
     /// until 20 sessions have been measured.
@@ -128,6 +135,9 @@ pub struct ListenerSettings {
     /// TCP listeners in replay mode: an endpoint silent this long after the
     /// connect is replaced by another (bytes replayed); `None`: never.
     pub first_byte_timeout: Option<FirstByteTimeout>,
+    /// TCP listeners in replay mode: a session slower than usual also goes
+    /// to a second endpoint; the first to answer keeps it.
+    pub tcp_hedge: bool,
     /// TCP listeners in replay mode: replay only sessions whose first bytes
     /// begin with one of these (or that sent nothing yet); empty: any.
     pub replay_first_bytes_match: Vec<Vec<u8>>,
@@ -179,6 +189,7 @@ impl ListenerSettings {
             routes: Vec::new(),
             tcp_replay: ListenerSettings::DEFAULT_TCP_REPLAY,
             first_byte_timeout: None,
+            tcp_hedge: false,
             replay_first_bytes_match: Vec::new(),
             when_impaired: WhenImpaired::default(),
             header_read_timeout: ListenerSettings::DEFAULT_HEADER_READ_TIMEOUT,
@@ -363,6 +374,18 @@ pub(super) fn listener<'r>(
     let tcp_replay = tcp_replay(section, protocol, report);
     let first_byte_timeout = first_byte_timeout(section, tcp_replay, report);
     let replay_first_bytes_match = replay_first_bytes_match(section, tcp_replay, report);
+    let tcp_hedge = match &raw.tcp_hedge {
+        None => Some(false),
+        Some(hedge) if *hedge.get_ref() && tcp_replay == Some(0) => {
+            let message = format!(
+                "tcp_hedge: needs tcp_replay: a hedge sends the client's kept bytes to a second endpoint; {} keeps none",
+                section.label
+            );
+            report.error(hedge.span(), message);
+            None
+        }
+        Some(hedge) => Some(*hedge.get_ref()),
+    };
     let when_impaired = when_impaired(section, protocol, report);
     let client_limits = client_limits(section, protocol, report);
     let max_request_headers = max_request_headers(section, protocol, report);
@@ -385,6 +408,7 @@ pub(super) fn listener<'r>(
         first_byte_timeout,
         replay_first_bytes_match,
         tls,
+        tcp_hedge,
     ) {
         (
             Some(name),
@@ -399,6 +423,7 @@ pub(super) fn listener<'r>(
             Some(first_byte_timeout),
             Some(replay_first_bytes_match),
             Some(tls),
+            Some(tcp_hedge),
         ) if protocol == Protocol::Http || routes.is_empty() => Some(ListenerSettings {
             name: name.get_ref().clone(),
             listen: *listen.get_ref(),
@@ -407,6 +432,7 @@ pub(super) fn listener<'r>(
             routes,
             tcp_replay,
             first_byte_timeout,
+            tcp_hedge,
             replay_first_bytes_match,
             when_impaired,
             header_read_timeout,

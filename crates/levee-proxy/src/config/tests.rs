@@ -287,6 +287,7 @@ endpoints = ["10.0.0.1:8000"]
             routes: Vec::new(),
             tcp_replay: 0,
             first_byte_timeout: None,
+            tcp_hedge: false,
             replay_first_bytes_match: Vec::new(),
             when_impaired: WhenImpaired::Serve,
             header_read_timeout: Duration::from_secs(10),

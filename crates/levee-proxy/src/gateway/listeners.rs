@@ -13,7 +13,6 @@ use tokio::task::JoinHandle;
 
 use super::clusters::Served;
 use super::{ListenerStatus, RouteStatus, StartError};
-use crate::cluster::Cluster;
 use crate::config::{ListenerSettings, Protocol};
 use crate::events::EventLog;
 use crate::listener::{self, Acceptor, BindError, ConnectionLimits, Connections, ListenerTls};
@@ -240,10 +239,10 @@ impl BoundListener {
                 (Proxy::Http(proxy), task)
             }
             Protocol::Tcp => {
-                let cluster = default_cluster(&name, &router)?;
+                let route = default_route(&name, &router)?;
                 let proxy = Arc::new(TcpProxy::new(
                     &settings,
-                    cluster,
+                    route,
                     (
                         listener_metrics,
                         serving.metrics.tcp_listener(&settings.name),
@@ -271,15 +270,13 @@ impl BoundListener {
     }
 }
 
-/// Validation gives a tcp listener a cluster and no routes.
-fn default_cluster(
-    listener: &str,
-    router: &Router<Arc<Route>>,
-) -> Result<Arc<Cluster>, StartError> {
+/// Validation gives a tcp listener a cluster and no routes: its default
+/// route (the cluster and its stages).
+fn default_route(listener: &str, router: &Router<Arc<Route>>) -> Result<Arc<Route>, StartError> {
     router
         .targets()
         .next()
-        .map(|route| Arc::clone(&route.cluster))
+        .cloned()
         .ok_or_else(|| StartError::UnknownCluster {
             listener: listener.to_owned(),
             cluster: String::new(),
@@ -299,7 +296,7 @@ impl LiveListener {
         tls_plan.apply(&self.tls);
         match &self.proxy {
             Proxy::Http(proxy) => proxy.set_router(router),
-            Proxy::Tcp(proxy) => proxy.set_cluster(default_cluster(&settings.name, &router)?),
+            Proxy::Tcp(proxy) => proxy.set_route(default_route(&settings.name, &router)?),
         }
         self.connections.set_limits(limits(settings, derived_max));
         self.settings = settings.clone();

@@ -473,6 +473,9 @@ fn restart_only(old: &Config, new: &Config, state: &GatewayState) -> Vec<String>
             if running.tcp_replay != wanted.tcp_replay {
                 notes.push(format!("tcp_replay of listener {:?}", wanted.name));
             }
+            if running.tcp_hedge != wanted.tcp_hedge {
+                notes.push(format!("tcp_hedge of listener {:?}", wanted.name));
+            }
             if running.first_byte_timeout != wanted.first_byte_timeout {
                 notes.push(format!("first_byte_timeout of listener {:?}", wanted.name));
             }

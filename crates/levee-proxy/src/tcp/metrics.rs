@@ -80,14 +80,19 @@ pub enum ReconnectReason {
     /// accepts but does not answer (stopped, stuck); the kept bytes go to the
     /// next endpoint.
     FirstByteTimeout,
+    /// `tcp_hedge`: the endpoint was slower than the listener's p95 time to
+    /// first byte; a second endpoint got the kept bytes too, and the first
+    /// to answer keeps the session.
+    Hedge,
 }
 
 impl ReconnectReason {
     /// Every reason, in label order (for pre-creating metric series).
-    pub const ALL: [ReconnectReason; 3] = [
+    pub const ALL: [ReconnectReason; 4] = [
         ReconnectReason::ConnectFailed,
         ReconnectReason::ClosedBeforeAnswer,
         ReconnectReason::FirstByteTimeout,
+        ReconnectReason::Hedge,
     ];
 
     /// Position in [`ReconnectReason::ALL`].
@@ -101,6 +106,7 @@ impl ReconnectReason {
             ReconnectReason::ConnectFailed => "connect-failed",
             ReconnectReason::ClosedBeforeAnswer => "closed-before-answer",
             ReconnectReason::FirstByteTimeout => "first-byte-timeout",
+            ReconnectReason::Hedge => "hedge",
         }
     }
 }
@@ -156,7 +162,7 @@ impl TcpFamilies {
         );
         registry.register(
             "tcp_reconnects",
-            "TCP sessions moved to another endpoint, by reason: connect-failed (nothing was sent), closed-before-answer or first-byte-timeout (the client's kept bytes were replayed)",
+            "TCP sessions moved to another endpoint, by reason: connect-failed (nothing was sent), closed-before-answer or first-byte-timeout (the client's kept bytes were replayed), hedge (a second endpoint got the kept bytes too; the first to answer kept the session)",
             families.reconnects.clone(),
         );
         registry.register(

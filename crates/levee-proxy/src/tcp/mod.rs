@@ -31,22 +31,28 @@ use arc_swap::ArcSwap;
 use levee_core::retry::LatencyQuantile;
 use parking_lot::Mutex;
 
-use crate::cluster::Cluster;
 use crate::config::{FirstByteTimeout, ListenerSettings};
 use crate::listener::{Acceptor, Connections, ListenerTls, stop_requested};
 use crate::metrics::ListenerMetrics;
+use crate::route::Route;
 use crate::tls::Stream;
 
 /// The window of the times to first byte that an adaptive
 /// `first_byte_timeout` follows.
 const FIRST_BYTE_WINDOW: Duration = Duration::from_secs(60);
 
+/// The shortest wait before a tcp session hedges: below it a fast
+/// cluster would be hedged on every hiccup, doubling its connections.
+const HEDGE_FLOOR: Duration = Duration::from_millis(50);
+/// The longest wait before a tcp session hedges.
+const HEDGE_CEILING: Duration = Duration::from_secs(2);
+
 /// Forwards one `tcp` listener's connections to its cluster.
 pub struct TcpProxy {
     /// Listener name (logs, metrics).
     pub listener: String,
     /// Replaced by a config reload; a session keeps the one it started on.
-    cluster: ArcSwap<Cluster>,
+    route: ArcSwap<Route>,
     /// Connections accepted (shared with HTTP listeners' series).
     metrics: ListenerMetrics,
     /// Sessions by outcome, reconnects by reason.
@@ -56,28 +62,33 @@ pub struct TcpProxy {
     /// In replay mode, how long an endpoint may stay silent before the
     /// session moves on; `None`: as long as the client waits.
     first_byte_timeout: Option<FirstByteTimeout>,
-    /// Times to first byte over the last minute (the adaptive deadline).
+    /// Times to first byte over the last minute (the adaptive deadline,
+    /// the hedging delay).
     first_bytes: Mutex<LatencyQuantile>,
+    /// `tcp_hedge`: a session whose endpoint is slower than usual also goes
+    /// to a second endpoint.
+    hedge: bool,
     /// Replay only sessions whose first bytes begin with one of these (or
     /// that sent nothing yet); empty: any session.
     replay_first_bytes_match: Vec<Vec<u8>>,
 }
 
 impl TcpProxy {
-    /// A proxy from the listener `settings` to `cluster`.
+    /// A proxy from the listener `settings` to `route`'s cluster.
     pub fn new(
         settings: &ListenerSettings,
-        cluster: Arc<Cluster>,
+        route: Arc<Route>,
         metrics: (ListenerMetrics, TcpListenerMetrics),
     ) -> TcpProxy {
         let (metrics, tcp_metrics) = metrics;
         TcpProxy {
             listener: settings.name.clone(),
-            cluster: ArcSwap::new(cluster),
+            route: ArcSwap::new(route),
             metrics,
             tcp_metrics,
             replay_limit: usize::try_from(settings.tcp_replay).unwrap_or(usize::MAX),
             first_byte_timeout: settings.first_byte_timeout,
+            hedge: settings.tcp_hedge,
             first_bytes: Mutex::new(
                 LatencyQuantile::new(FIRST_BYTE_WINDOW, Instant::now())
                     .unwrap_or_else(|_| unreachable!("the window is not zero")),
@@ -99,13 +110,31 @@ impl TcpProxy {
         }
     }
 
+    /// How long an endpoint may be silent before a second one gets the
+    /// session's bytes too: the listener's p95 time to first byte, within
+    /// [`HEDGE_FLOOR`, `HEDGE_CEILING`] (the ceiling until 20 sessions
+    /// are measured). `None` without `tcp_hedge`.
+    fn hedge_delay(&self) -> Option<Duration> {
+        if !self.hedge {
+            return None;
+        }
+        let p95 = self.first_bytes.lock().p95(Instant::now());
+        Some(levee_core::retry::hedge_delay(
+            p95,
+            HEDGE_FLOOR,
+            HEDGE_CEILING,
+        ))
+    }
+
     /// An endpoint's first byte came this long after the connect.
     fn record_first_byte(&self, latency: Duration) {
         self.tcp_metrics.record_first_byte(latency.as_secs_f64());
-        if matches!(
-            self.first_byte_timeout,
-            Some(FirstByteTimeout::Adaptive { .. })
-        ) {
+        if self.hedge
+            || matches!(
+                self.first_byte_timeout,
+                Some(FirstByteTimeout::Adaptive { .. })
+            )
+        {
             self.first_bytes.lock().record(latency, Instant::now());
         }
     }
@@ -134,14 +163,15 @@ fn begins_with(bytes: &[u8], pattern: &[u8]) -> bool {
 }
 
 impl TcpProxy {
-    /// The cluster new sessions go to.
-    pub fn cluster(&self) -> Arc<Cluster> {
-        self.cluster.load_full()
+    /// The cluster new sessions go to, and its stages (the retry budget
+    /// hedges spend).
+    pub fn route(&self) -> Arc<Route> {
+        self.route.load_full()
     }
 
-    /// Send new sessions to `cluster` (a config reload).
-    pub fn set_cluster(&self, cluster: Arc<Cluster>) {
-        self.cluster.store(cluster);
+    /// Send new sessions to `route`'s cluster (a config reload).
+    pub fn set_route(&self, route: Arc<Route>) {
+        self.route.store(route);
     }
 }
 

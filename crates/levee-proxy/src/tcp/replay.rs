@@ -80,6 +80,14 @@ pub(super) enum FirstByte {
     ClientGone(io::Error),
     /// The endpoint sent nothing by the first-byte deadline.
     TimedOut,
+    /// Time to hedge: the endpoint has said nothing for the listener's
+    /// usual time to first byte.
+    HedgeDue,
+    /// The hedge's endpoint answered first: this many bytes (in the
+    /// `hedge_first` buffer). The session goes on with it.
+    HedgeAnswered(usize),
+    /// The hedge's endpoint closed or failed before answering.
+    HedgeClosed(io::Error),
 }
 
 /// The buffers one wait reads into, allocated once per session.
@@ -88,6 +96,8 @@ pub(super) struct Buffers {
     pub(super) from_client: Vec<u8>,
     /// The endpoint's first bytes.
     pub(super) first: Vec<u8>,
+    /// The hedge's first bytes; allocated when a session hedges.
+    pub(super) hedge_first: Vec<u8>,
 }
 
 impl Buffers {
@@ -96,6 +106,7 @@ impl Buffers {
         Buffers {
             from_client: vec![0; size],
             first: vec![0; size],
+            hedge_first: Vec::new(),
         }
     }
 }
@@ -116,31 +127,54 @@ pub(super) async fn resend(
     Ok(())
 }
 
-/// Forward the client's bytes to `upstream`, keeping them in `replay`,
-/// until the endpoint sends its first byte or something ends the wait. A
-/// client that finishes sending has its half-close forwarded (and
-/// `client_done` set); the wait goes on for the endpoint.
+/// When a wait ends by itself: the first-byte deadline, and the time to
+/// hedge.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Timers {
+    /// The endpoint's first-byte deadline.
+    pub(super) deadline: Option<Instant>,
+    /// When to hedge, if the session may and has not yet.
+    pub(super) hedge_at: Option<Instant>,
+}
+
+/// Far enough to be never.
+fn never() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
+/// Forward the client's bytes to `upstream` (and to `hedge`, a second
+/// endpoint, when the session hedges), keeping them in `replay`, until an
+/// endpoint sends its first byte or something ends the wait. A client that
+/// finishes sending has its half-close forwarded (and `client_done` set);
+/// the wait goes on for the endpoints.
 pub(super) async fn until_first_byte(
     client: &mut Stream,
     upstream: &mut Stream,
+    mut hedge: Option<&mut Stream>,
     replay: &mut ReplayBuffer,
     client_done: &mut bool,
     buffers: &mut Buffers,
-    deadline: Option<Instant>,
+    timers: Timers,
 ) -> FirstByte {
-    // Far enough to be never when there is no deadline.
-    let sleep = tokio::time::sleep_until(
-        deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365)),
-    );
+    let sleep = tokio::time::sleep_until(timers.deadline.unwrap_or_else(never));
     tokio::pin!(sleep);
+    let hedge_due = tokio::time::sleep_until(timers.hedge_at.unwrap_or_else(never));
+    tokio::pin!(hedge_due);
     loop {
+        let hedging = hedge.is_some();
         tokio::select! {
-            () = &mut sleep, if deadline.is_some() => return FirstByte::TimedOut,
+            () = &mut sleep, if timers.deadline.is_some() => return FirstByte::TimedOut,
+            () = &mut hedge_due, if timers.hedge_at.is_some() && !hedging => return FirstByte::HedgeDue,
             read = client.read(&mut buffers.from_client), if !*client_done => match read {
                 Ok(0) => {
                     *client_done = true;
                     if let Err(error) = upstream.shutdown().await {
                         return FirstByte::ClosedBeforeAnswer(error);
+                    }
+                    if let Some(hedge) = hedge.as_mut()
+                        && let Err(error) = hedge.shutdown().await
+                    {
+                        return FirstByte::HedgeClosed(error);
                     }
                 }
                 Ok(read) => {
@@ -152,8 +186,24 @@ pub(super) async fn until_first_byte(
                     if let Err(error) = upstream.write_all(bytes).await {
                         return FirstByte::ClosedBeforeAnswer(error);
                     }
+                    if let Some(hedge) = hedge.as_mut()
+                        && let Err(error) = hedge.write_all(bytes).await
+                    {
+                        return FirstByte::HedgeClosed(error);
+                    }
                 }
                 Err(error) => return FirstByte::ClientGone(error),
+            },
+            read = read_some(hedge.as_deref_mut(), &mut buffers.hedge_first), if hedging => match read {
+                Ok(0) => {
+                    let closed = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "closed the connection before sending anything",
+                    );
+                    return FirstByte::HedgeClosed(closed);
+                }
+                Ok(read) => return FirstByte::HedgeAnswered(read),
+                Err(error) => return FirstByte::HedgeClosed(error),
             },
             read = upstream.read(&mut buffers.first) => match read {
                 Ok(0) if *client_done => return FirstByte::Finished,
@@ -168,6 +218,14 @@ pub(super) async fn until_first_byte(
                 Err(error) => return FirstByte::ClosedBeforeAnswer(error),
             },
         }
+    }
+}
+
+/// Read from `stream` if there is one (else wait forever).
+async fn read_some(stream: Option<&mut Stream>, buffer: &mut [u8]) -> io::Result<usize> {
+    match stream {
+        Some(stream) => stream.read(buffer).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -16,10 +16,11 @@ use levee_core::{EndpointId, FailureKind, Outcome};
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
-use super::replay::{self, Buffers, FirstByte, ReplayBuffer};
+use super::replay::{self, Buffers, FirstByte, ReplayBuffer, Timers};
 use super::{ReconnectReason, SessionOutcome, TcpProxy};
 use crate::cluster::Cluster;
 use crate::proxy::InFlight;
+use crate::proxy::retries::RetryState;
 
 /// Size of each buffer of the replay wait (the relay that follows has its
 /// own, in `copy_bidirectional`).
@@ -30,10 +31,16 @@ const REPLAY_READ_BUFFER: usize = 16 * 1024;
 pub(super) async fn serve(proxy: &TcpProxy, client: Stream, peer: SocketAddr) -> SessionOutcome {
     // The session stays with the cluster it started on, whatever a reload
     // does meanwhile.
-    let cluster = proxy.cluster();
+    let route = proxy.route();
+    let cluster = Arc::clone(&route.cluster);
+    if proxy.hedge_delay().is_some() {
+        // Sessions count towards the budget that hedges spend.
+        route.retries.record_request(Instant::now());
+    }
     let mut session = Session {
         proxy,
         cluster: Arc::clone(&cluster),
+        retries: Arc::clone(&route.retries),
         peer,
         tried: Vec::new(),
         // The cluster's `retry.max_attempts`, as for HTTP: a failing cluster
@@ -81,6 +88,8 @@ struct Session<'p> {
     proxy: &'p TcpProxy,
     /// The cluster the session started on.
     cluster: Arc<Cluster>,
+    /// Its retry budget, which hedges spend.
+    retries: Arc<RetryState>,
     peer: SocketAddr,
     /// Endpoints tried so far, in order: a move goes to one not in here.
     tried: Vec<EndpointId>,
@@ -164,7 +173,11 @@ impl Session<'_> {
 
     /// Replay mode: forward and keep the client's bytes until an endpoint
     /// answers; an endpoint that closes before that is replaced by an
-    /// untried one, which gets the kept bytes first.
+    /// untried one, which gets the kept bytes first. With `tcp_hedge`, an
+    /// endpoint slower than the listener's p95 gets company: a second
+    /// endpoint receives the kept bytes too, and the first to answer keeps
+    /// the session (the other is closed without a verdict: slower is not
+    /// broken).
     async fn serve_replaying(
         &mut self,
         mut client: Stream,
@@ -180,6 +193,12 @@ impl Session<'_> {
             .proxy
             .first_byte_deadline()
             .map(|timeout| upstream.connected_at + timeout);
+        // When to hedge; once per session at most.
+        let mut hedge_at = self
+            .proxy
+            .hedge_delay()
+            .map(|delay| upstream.connected_at + delay);
+        let mut hedge: Option<Upstream> = None;
         // Whether `upstream` is new and must first get the kept bytes.
         let mut fresh = true;
         loop {
@@ -194,10 +213,11 @@ impl Session<'_> {
                     replay::until_first_byte(
                         &mut client,
                         &mut upstream.stream,
+                        hedge.as_mut().map(|hedge| &mut hedge.stream),
                         &mut replay,
                         &mut client_done,
                         &mut buffers,
-                        deadline,
+                        Timers { deadline, hedge_at },
                     )
                     .await
                 }
@@ -205,20 +225,58 @@ impl Session<'_> {
             };
             match waited {
                 FirstByte::Answered(read) => {
-                    self.proxy
-                        .record_first_byte(upstream.connected_at.elapsed());
-                    self.served(&upstream);
-                    // From here on the client has heard this endpoint: never move.
-                    if let Err(error) = client.write_all(&buffers.first[..read]).await {
-                        self.ended(Err(error));
-                        return SessionOutcome::Served;
+                    // The hedge, if any, lost: closed as it drops.
+                    drop(hedge);
+                    return self
+                        .answered(client, upstream, &buffers.first[..read], client_done)
+                        .await;
+                }
+                FirstByte::HedgeAnswered(read) => {
+                    let Some(winner) = hedge.take() else {
+                        continue;
+                    };
+                    drop(upstream);
+                    return self
+                        .answered(client, winner, &buffers.hedge_first[..read], client_done)
+                        .await;
+                }
+                FirstByte::HedgeDue => {
+                    hedge_at = None;
+                    let kept = replay.bytes();
+                    let may = kept.is_some_and(|kept| self.proxy.may_replay(kept));
+                    if may && self.retries.try_spend(Instant::now()) {
+                        if let Ok(mut second) = self.connect(Some(ReconnectReason::Hedge)).await {
+                            match replay::resend(&mut second.stream, &replay, client_done).await {
+                                Ok(()) => {
+                                    buffers.hedge_first.resize(REPLAY_READ_BUFFER, 0);
+                                    hedge = Some(second);
+                                }
+                                Err(error) => {
+                                    self.failed(
+                                        second.id,
+                                        FailureKind::ResetBeforeResponse,
+                                        second.connected_at,
+                                        &error,
+                                    );
+                                }
+                            }
+                        }
                     }
-                    self.relay(client, upstream, client_done).await;
-                    return SessionOutcome::Served;
+                }
+                FirstByte::HedgeClosed(error) => {
+                    if let Some(lost) = hedge.take() {
+                        self.failed(
+                            lost.id,
+                            FailureKind::ResetBeforeResponse,
+                            lost.connected_at,
+                            &error,
+                        );
+                    }
                 }
                 FirstByte::Overflowed(pending) => {
                     // Too much to replay: from here on a plain relay, as
-                    // with replay off.
+                    // with replay off (a hedge cannot follow).
+                    drop(hedge);
                     self.served(&upstream);
                     if let Err(error) = upstream
                         .stream
@@ -248,14 +306,29 @@ impl Session<'_> {
                     deadline = None;
                 }
                 FirstByte::TimedOut => {
+                    let silent = io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "sent nothing within first_byte_timeout",
+                    );
+                    // A running hedge takes over (it has every kept byte).
+                    if let Some(second) = hedge.take() {
+                        self.failed(
+                            upstream.id,
+                            FailureKind::Timeout,
+                            upstream.connected_at,
+                            &silent,
+                        );
+                        deadline = self
+                            .proxy
+                            .first_byte_deadline()
+                            .map(|timeout| second.connected_at + timeout);
+                        upstream = second;
+                        continue;
+                    }
                     // A replay only if every byte the client sent is still
                     // kept (`until_first_byte` ends the wait otherwise).
                     match self.connect(Some(ReconnectReason::FirstByteTimeout)).await {
                         Ok(next) => {
-                            let silent = io::Error::new(
-                                io::ErrorKind::TimedOut,
-                                "sent nothing within first_byte_timeout",
-                            );
                             self.failed(
                                 upstream.id,
                                 FailureKind::Timeout,
@@ -283,6 +356,11 @@ impl Session<'_> {
                         upstream.connected_at,
                         &error,
                     );
+                    // A running hedge takes over (it has every kept byte).
+                    if let Some(second) = hedge.take() {
+                        upstream = second;
+                        continue;
+                    }
                     if !self.proxy.may_replay(replay.bytes().unwrap_or_default()) {
                         // Not a session the listener lets move: the client
                         // sees the close, as without replay.
@@ -301,6 +379,26 @@ impl Session<'_> {
                 }
             }
         }
+    }
+
+    /// `upstream` sent its first bytes, `first`: the session is its from
+    /// now on (never moves again).
+    async fn answered(
+        &self,
+        mut client: Stream,
+        upstream: Upstream,
+        first: &[u8],
+        client_done: bool,
+    ) -> SessionOutcome {
+        self.proxy
+            .record_first_byte(upstream.connected_at.elapsed());
+        self.served(&upstream);
+        if let Err(error) = client.write_all(first).await {
+            self.ended(Err(error));
+            return SessionOutcome::Served;
+        }
+        self.relay(client, upstream, client_done).await;
+        SessionOutcome::Served
     }
 
     /// Relay both ways until both directions have ended; a direction's end
