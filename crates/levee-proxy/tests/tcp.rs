@@ -610,3 +610,50 @@ fn tcp_hedge_needs_bytes_to_replay() {
     let config = Config::from_toml_str(&with_replay, "levee.toml").expect("valid");
     assert!(config.listeners[0].tcp_hedge);
 }
+
+/// A server-first endpoint, shaped like SSH: its version banner at once,
+/// then an echo.
+async fn banner_server() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind(LOOPBACK).await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if stream.write_all(b"SSH-2.0-levee_test\r\n").await.is_err() {
+                    return;
+                }
+                let (mut read, mut write) = stream.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ssh_client_lands_on_the_node_that_sends_its_banner() {
+    // SSH: the server speaks first. A node that accepts and never sends its
+    // banner holds no session yet, so moving is always safe: the client has
+    // sent nothing (replay_first_bytes_match does not even apply).
+    let silent = tcp_backends(&[TcpMode::Silent]).await;
+    let answering = banner_server().await;
+    let mut config = tcp_config(vec![silent[0].addr(), answering], 64 * 1024);
+    let deadline = Duration::from_millis(300);
+    config.listeners[0].first_byte_timeout = Some(FirstByteTimeout::Fixed(deadline));
+    config.listeners[0].replay_first_bytes_match = vec![b"SSH-2.0-".to_vec()];
+    let (gateway, addr) = start(config).await;
+    for _ in 0..4 {
+        let started = tokio::time::Instant::now();
+        let mut stream = connect(addr).await;
+        let banner = read_exactly(&mut stream, 20).await.expect("the banner");
+        assert_eq!(&banner, b"SSH-2.0-levee_test\r\n");
+        assert!(started.elapsed() < deadline * 3, "{:?}", started.elapsed());
+        stream.write_all(HELLO).await.expect("write");
+        assert_eq!(
+            read_exactly(&mut stream, HELLO.len()).await.expect("echo"),
+            HELLO
+        );
+    }
+    assert!(reconnects(&gateway, "first-byte-timeout") >= 1);
+    gateway.shutdown().await;
+}
