@@ -29,11 +29,14 @@ pub(super) struct RawCache {
     /// `"0s"`: such responses are not stored. Default `"0s"`.
     pub default_ttl: Option<Spanned<String>>,
     /// Past freshness, serve the stale copy while one background request
-    /// refreshes it, for this long (unless the response says). Default
-    /// `"30s"`.
+    /// refreshes it, for at least this long: the origin's own
+    /// `stale-while-revalidate` may ask for longer, and `must-revalidate`,
+    /// `proxy-revalidate` or `s-maxage` for none. Default `"0s"`: only what
+    /// the origin allows (RFC 9111 §4.2.4).
     pub stale_while_revalidate: Option<Spanned<String>>,
     /// Past freshness, serve the stale copy while the upstream fails, for
-    /// this long (unless the response says). Default `"5m"`.
+    /// at least this long (same rules as `stale_while_revalidate`, with the
+    /// origin's `stale-if-error`). Default `"0s"`.
     pub stale_if_error: Option<Spanned<String>>,
     /// Longest wait for another request's fill of the same key; more than 0.
     /// Default `"5s"`.
@@ -68,9 +71,9 @@ impl CacheSettings {
     /// Default [`CacheSettings::max_entry_size`]: 1 MiB.
     pub const DEFAULT_MAX_ENTRY_SIZE: u64 = 1024 * 1024;
     /// Default [`CacheSettings::stale_while_revalidate`].
-    pub const DEFAULT_STALE_WHILE_REVALIDATE: Duration = Duration::from_secs(30);
+    pub const DEFAULT_STALE_WHILE_REVALIDATE: Duration = Duration::ZERO;
     /// Default [`CacheSettings::stale_if_error`].
-    pub const DEFAULT_STALE_IF_ERROR: Duration = Duration::from_secs(300);
+    pub const DEFAULT_STALE_IF_ERROR: Duration = Duration::ZERO;
     /// Default [`CacheSettings::fill_wait`].
     pub const DEFAULT_FILL_WAIT: Duration = Duration::from_secs(5);
 }

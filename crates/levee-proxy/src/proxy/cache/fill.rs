@@ -145,12 +145,27 @@ pub(super) async fn fill<U: Upstream>(
         headers: parts.headers,
         body: buffer.freeze(),
         policy: *policy,
+        age: freshness.age,
+        stored_at: Instant::now(),
     };
     let mut loaded = Loaded::new(Arc::new(stored)).ttl(freshness.ttl);
-    if let Some(window) = freshness.stale_while_revalidate {
+    // Stale only where the origin allows it, or the config widens it
+    // (the store's default is the config's window); never past a
+    // must-revalidate.
+    let window = |origin: Option<std::time::Duration>, configured: std::time::Duration| {
+        if freshness.never_stale {
+            Some(std::time::Duration::ZERO)
+        } else {
+            origin.map(|origin| origin.max(configured))
+        }
+    };
+    if let Some(window) = window(
+        freshness.stale_while_revalidate,
+        settings.stale_while_revalidate,
+    ) {
         loaded = loaded.stale_while_revalidate(window);
     }
-    if let Some(window) = freshness.stale_if_error {
+    if let Some(window) = window(freshness.stale_if_error, settings.stale_if_error) {
         loaded = loaded.stale_if_error(window);
     }
     Ok(loaded)

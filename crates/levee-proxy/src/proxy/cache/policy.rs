@@ -17,6 +17,13 @@ use http_cache_semantics::{CacheOptions, CachePolicy};
 /// How long a stored response stays usable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Freshness {
+    /// `must-revalidate`, `proxy-revalidate` or `s-maxage` (which implies
+    /// `proxy-revalidate` for a shared cache, RFC 9111 §5.2.2.10): never
+    /// served stale, whatever the config or the other directives say
+    /// (RFC 5861 §4).
+    pub never_stale: bool,
+    /// Seconds the response had spent in caches before levee (`Age`).
+    pub age: u64,
     /// Fresh for this long from now.
     pub ttl: Duration,
     /// Then served stale while one background refresh runs, if the response
@@ -45,6 +52,43 @@ pub fn judge(
     default_ttl: Duration,
     now: SystemTime,
 ) -> Verdict {
+    // Directive names are case-insensitive (RFC 9111 §5.2); the crate
+    // reads them as written.
+    let lowered;
+    let response = match lower_directive_names(&response.headers) {
+        Some(headers) => {
+            let (mut parts, ()) = http::Response::new(()).into_parts();
+            parts.status = response.status;
+            parts.version = response.version;
+            parts.headers = headers;
+            lowered = parts;
+            &lowered
+        }
+        None => response,
+    };
+    if response
+        .headers
+        .get_all(http::header::VARY)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|field| field.trim() == "*")
+    {
+        return Verdict::Skip("Vary: * (varies on everything)");
+    }
+    // An Age that does not parse cannot be trusted: the response may be
+    // older than it says (RFC 9111 §5.1).
+    let age = match response.headers.get(http::header::AGE) {
+        None => 0,
+        Some(value) => match value
+            .to_str()
+            .ok()
+            .and_then(|age| age.trim().parse::<u64>().ok())
+        {
+            Some(age) => age,
+            None => return Verdict::Skip("invalid Age"),
+        },
+    };
     let policy = CachePolicy::new_options(request, response, now, CacheOptions::default());
     if !policy.is_storable() {
         return Verdict::Skip(
@@ -74,8 +118,16 @@ pub fn judge(
             .and_then(|(_, value)| value.as_deref()?.parse::<u64>().ok())
             .map(Duration::from_secs)
     };
+    let never_stale = directives.iter().any(|(name, _)| {
+        matches!(
+            name.as_str(),
+            "must-revalidate" | "proxy-revalidate" | "s-maxage"
+        )
+    });
     Verdict::Store(
         Freshness {
+            never_stale,
+            age,
             ttl,
             stale_while_revalidate: seconds("stale-while-revalidate"),
             stale_if_error: seconds("stale-if-error"),
@@ -90,6 +142,34 @@ pub fn matches(policy: &CachePolicy, request: &request::Parts, now: SystemTime) 
         http_cache_semantics::BeforeRequest::Fresh(_) => true,
         http_cache_semantics::BeforeRequest::Stale { matches, .. } => matches,
     }
+}
+
+/// The headers with every `Cache-Control` directive name lower-cased, if
+/// any was not.
+fn lower_directive_names(headers: &HeaderMap) -> Option<HeaderMap> {
+    let uppercase = headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .any(|value| value.as_bytes().iter().any(u8::is_ascii_uppercase));
+    if !uppercase {
+        return None;
+    }
+    let mut lowered = headers.clone();
+    lowered.remove(CACHE_CONTROL);
+    for value in headers.get_all(CACHE_CONTROL) {
+        let Ok(text) = value.to_str() else { continue };
+        let rewritten: Vec<String> = text
+            .split(',')
+            .map(|part| match part.split_once('=') {
+                Some((name, value)) => format!("{}={value}", name.trim().to_ascii_lowercase()),
+                None => part.trim().to_ascii_lowercase(),
+            })
+            .collect();
+        if let Ok(value) = http::HeaderValue::from_str(&rewritten.join(", ")) {
+            lowered.append(CACHE_CONTROL, value);
+        }
+    }
+    Some(lowered)
 }
 
 /// `Cache-Control` directives, lower-cased, with their values.

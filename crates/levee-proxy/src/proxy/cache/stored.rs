@@ -22,6 +22,10 @@ pub struct StoredResponse {
     pub body: Bytes,
     /// What the response said about caching, kept for `Vary` matching.
     pub policy: CachePolicy,
+    /// Its `Age` when it was stored.
+    pub age: u64,
+    /// When it was stored.
+    pub stored_at: tokio::time::Instant,
 }
 
 impl StoredResponse {
@@ -46,6 +50,11 @@ impl StoredResponse {
         let mut response = Response::new(Full::new(body));
         *response.status_mut() = self.status;
         *response.headers_mut() = self.headers.clone();
+        // RFC 9111 §5.1: the time it spent here too.
+        let age = self.age + self.stored_at.elapsed().as_secs();
+        response
+            .headers_mut()
+            .insert(http::header::AGE, HeaderValue::from(age));
         response
             .headers_mut()
             .insert(X_LEVEE_CACHE.clone(), cache_header(status));

@@ -1,0 +1,190 @@
+//! The response cache against an origin that says exactly what RFC 9111
+//! lets it say: stale copies only where the origin allows them (or the
+//! config widens the window), never past `must-revalidate`, `Vary: *` in
+//! any form passed through, directive names in any case, and `Age` kept
+//! honest. The origin is a small hyper server answering each path with the
+//! headers the test gives it.
+
+mod common;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use levee_proxy::config::{BalancePolicy, CacheSettings, Config};
+use tokio::net::TcpListener;
+
+/// An origin answering every request with `headers`; counts requests.
+async fn origin(headers: &'static [(&'static str, &'static str)]) -> (SocketAddr, Arc<AtomicU64>) {
+    let listener = TcpListener::bind(LOOPBACK).await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let count = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&count);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let counted = Arc::clone(&counted);
+            tokio::spawn(async move {
+                let service = service_fn(move |_request: Request<hyper::body::Incoming>| {
+                    let n = counted.fetch_add(1, Ordering::Relaxed) + 1;
+                    async move {
+                        let mut response = Response::builder().status(200);
+                        for (name, value) in headers {
+                            response = response.header(*name, *value);
+                        }
+                        Ok::<_, Infallible>(
+                            response
+                                .body(Full::new(Bytes::from(format!("answer {n}\n"))))
+                                .expect("response"),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    (addr, count)
+}
+
+fn cached(origin: SocketAddr, cache: CacheSettings) -> Config {
+    let mut config = config(vec![origin], BalancePolicy::RoundRobin);
+    config.clusters[0].cache = Some(cache);
+    config.clusters[0].retry.hedge = None;
+    config
+}
+
+fn cache_state(answer: &Answer) -> String {
+    answer.headers["x-levee-cache"]
+        .to_str()
+        .unwrap_or("?")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_response_is_served_stale_only_when_the_origin_allows_it() {
+    // Only max_size set: no stale window unless the origin gives one.
+    let cache = CacheSettings {
+        max_size: 1024 * 1024,
+        ..CacheSettings::default()
+    };
+    let (strict, strict_count) = origin(&[("cache-control", "max-age=1")]).await;
+    let (gateway, addr) = start(cached(strict, cache)).await;
+    let client = client();
+    assert_eq!(cache_state(&get(&client, addr, "/a").await), "miss");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let later = get(&client, addr, "/a").await;
+    assert_eq!(cache_state(&later), "miss", "{:?}", later.headers);
+    assert_eq!(later.body, "answer 2\n");
+    assert_eq!(strict_count.load(Ordering::Relaxed), 2);
+    gateway.shutdown().await;
+
+    let (lenient, _) = origin(&[("cache-control", "max-age=1, stale-while-revalidate=30")]).await;
+    let (gateway, addr) = start(cached(lenient, cache)).await;
+    assert_eq!(cache_state(&get(&client, addr, "/a").await), "miss");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(cache_state(&get(&client, addr, "/a").await), "stale");
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn must_revalidate_and_s_maxage_are_never_served_stale() {
+    // The config asks for stale windows; the origin forbids them.
+    let cache = CacheSettings {
+        stale_while_revalidate: Duration::from_secs(30),
+        stale_if_error: Duration::from_secs(300),
+        ..CacheSettings::default()
+    };
+    let client = client();
+    for headers in [
+        &[("cache-control", "max-age=1, must-revalidate")][..],
+        &[("cache-control", "max-age=1, proxy-revalidate")][..],
+        &[("cache-control", "s-maxage=1, stale-while-revalidate=30")][..],
+    ] {
+        let headers: &'static [(&'static str, &'static str)] = headers;
+        let (node, count) = origin(headers).await;
+        let (gateway, addr) = start(cached(node, cache)).await;
+        assert_eq!(cache_state(&get(&client, addr, "/a").await), "miss");
+        tokio::time::sleep(Duration::from_millis(2200)).await;
+        let later = get(&client, addr, "/a").await;
+        assert_eq!(cache_state(&later), "miss", "{headers:?}");
+        assert_eq!(count.load(Ordering::Relaxed), 2, "{headers:?}");
+        gateway.shutdown().await;
+    }
+    // Without such a directive the configured window applies.
+    let (node, _) = origin(&[("cache-control", "max-age=1")]).await;
+    let (gateway, addr) = start(cached(node, cache)).await;
+    assert_eq!(cache_state(&get(&client, addr, "/a").await), "miss");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(cache_state(&get(&client, addr, "/a").await), "stale");
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_star_anywhere_in_vary_passes_the_response_through() {
+    let client = client();
+    for vary in ["*, *", "*, Foo", "Foo, *", ", *"] {
+        let headers: &'static [(&'static str, &'static str)] = match vary {
+            "*, *" => &[("cache-control", "max-age=60"), ("vary", "*, *")],
+            "*, Foo" => &[("cache-control", "max-age=60"), ("vary", "*, Foo")],
+            "Foo, *" => &[("cache-control", "max-age=60"), ("vary", "Foo, *")],
+            _ => &[("cache-control", "max-age=60"), ("vary", ", *")],
+        };
+        let (node, count) = origin(headers).await;
+        let (gateway, addr) = start(cached(node, CacheSettings::default())).await;
+        for _ in 0..2 {
+            let answer = get(&client, addr, "/a").await;
+            assert_eq!(answer.status, 200, "Vary: {vary}: {}", answer.body);
+        }
+        assert_eq!(
+            count.load(Ordering::Relaxed),
+            2,
+            "Vary: {vary} is never stored"
+        );
+        gateway.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directive_names_are_case_insensitive_and_hits_carry_their_age() {
+    let (node, count) = origin(&[("cache-control", "MaX-AgE=600"), ("age", "30")]).await;
+    let (gateway, addr) = start(cached(node, CacheSettings::default())).await;
+    let client = client();
+    assert_eq!(cache_state(&get(&client, addr, "/a").await), "miss");
+    let hit = get(&client, addr, "/a").await;
+    assert_eq!(cache_state(&hit), "hit");
+    let age = |answer: &Answer| -> u64 {
+        answer.headers["age"]
+            .to_str()
+            .expect("text")
+            .parse()
+            .expect("a number")
+    };
+    assert!(age(&hit) >= 30, "{:?}", hit.headers);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let later = get(&client, addr, "/a").await;
+    assert!(
+        age(&later) > age(&hit),
+        "time in the cache counts: {:?}",
+        later.headers
+    );
+    assert_eq!(count.load(Ordering::Relaxed), 1);
+    gateway.shutdown().await;
+
+    // An Age that does not parse: not trusted, not stored.
+    let (node, count) = origin(&[("cache-control", "max-age=600"), ("age", "old, 0")]).await;
+    let (gateway, addr) = start(cached(node, CacheSettings::default())).await;
+    for _ in 0..2 {
+        assert_eq!(get(&client, addr, "/a").await.status, 200);
+    }
+    assert_eq!(count.load(Ordering::Relaxed), 2);
+    gateway.shutdown().await;
+}
