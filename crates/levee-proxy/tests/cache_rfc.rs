@@ -188,3 +188,96 @@ async fn directive_names_are_case_insensitive_and_hits_carry_their_age() {
     assert_eq!(count.load(Ordering::Relaxed), 2);
     gateway.shutdown().await;
 }
+
+/// An origin whose GETs are cacheable for 10 minutes and whose POSTs create
+/// `/items/7` (201, `Location`); counts GETs.
+async fn writable_origin() -> (SocketAddr, Arc<AtomicU64>) {
+    let listener = TcpListener::bind(LOOPBACK).await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let gets = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&gets);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let counted = Arc::clone(&counted);
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let counted = Arc::clone(&counted);
+                    async move {
+                        let response = if request.method() == http::Method::POST {
+                            Response::builder()
+                                .status(201)
+                                .header("location", "/items/7")
+                                .body(Full::new(Bytes::from_static(b"created\n")))
+                        } else {
+                            let n = counted.fetch_add(1, Ordering::Relaxed) + 1;
+                            Response::builder()
+                                .header("cache-control", "max-age=600")
+                                .body(Full::new(Bytes::from(format!("version {n}\n"))))
+                        };
+                        Ok::<_, Infallible>(response.expect("response"))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    (addr, gets)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successful_write_invalidates_its_target_and_its_location() {
+    let (node, gets) = writable_origin().await;
+    let (gateway, addr) = start(cached(node, CacheSettings::default())).await;
+    let client = client();
+    for path in ["/items", "/items/7"] {
+        assert_eq!(cache_state(&get(&client, addr, path).await), "miss");
+        assert_eq!(cache_state(&get(&client, addr, path).await), "hit");
+    }
+    assert_eq!(gets.load(Ordering::Relaxed), 2);
+    let created = send(
+        &client,
+        Request::post(format!("http://{addr}/items"))
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(created.status, 201);
+    for path in ["/items", "/items/7"] {
+        let after = get(&client, addr, path).await;
+        assert_eq!(
+            cache_state(&after),
+            "miss",
+            "{path} was invalidated by the POST"
+        );
+    }
+    assert_eq!(gets.load(Ordering::Relaxed), 4);
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_that_cannot_be_stored_is_passed_through_without_a_fill() {
+    // No freshness at all: nothing to store.
+    let (node, count) = origin(&[("x-origin", "plain")]).await;
+    let (gateway, addr) = start(cached(node, CacheSettings::default())).await;
+    let client = client();
+    assert_eq!(get(&client, addr, "/plain").await.status, 200);
+    let loads = || gateway.state().caches()[0].1.stats().loads;
+    let after_first = loads();
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let client = client.clone();
+        requests.spawn(async move { get(&client, addr, "/plain").await.status });
+    }
+    while let Some(status) = requests.join_next().await {
+        assert_eq!(status.expect("request"), 200);
+    }
+    assert_eq!(
+        loads(),
+        after_first,
+        "no request waited on a fill for a key known not to store"
+    );
+    assert_eq!(count.load(Ordering::Relaxed), 11);
+    gateway.shutdown().await;
+}

@@ -21,6 +21,9 @@ use crate::proxy::body::UpstreamBody;
 use crate::proxy::client::ClientInfo;
 use crate::proxy::error::ProxyError;
 
+/// A fill found its request taken: says nothing about the response.
+pub(super) const ALREADY_SENT: &str = "request already sent";
+
 /// Why a fill stored nothing, as every waiting request sees it.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum FillError {
@@ -85,7 +88,7 @@ pub(super) async fn fill<U: Upstream>(
     settings: CacheSettings,
 ) -> Result<Loaded<Arc<StoredResponse>>, FillError> {
     let Some(request) = slots.take_request() else {
-        return Err(FillError::NotStored("request already sent"));
+        return Err(FillError::NotStored(ALREADY_SENT));
     };
     let head = head_of(&request);
     let started = Instant::now();

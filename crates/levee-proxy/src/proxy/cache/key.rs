@@ -34,6 +34,12 @@ impl CacheKey {
         ))
     }
 
+    /// The key of `method` for `target` (`host/path?query`, host
+    /// lower-cased).
+    pub fn for_target(method: &http::Method, target: &str) -> CacheKey {
+        CacheKey(format!("{method} {target}"))
+    }
+
     /// The host, path and query, without the method: what purges match.
     pub fn target(&self) -> &str {
         self.0.split_once(' ').map_or("", |(_, target)| target)

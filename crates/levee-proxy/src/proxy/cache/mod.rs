@@ -63,7 +63,18 @@ pub struct ResponseCache {
     settings: CacheSettings,
     store: RefreshingCache<CacheKey, Arc<StoredResponse>>,
     metrics: CacheMetrics,
+    /// Keys whose last response could not be stored, until when: their
+    /// requests go straight through instead of queueing behind one
+    /// another's fill (Varnish's hit-for-pass).
+    passes: parking_lot::Mutex<std::collections::HashMap<CacheKey, Instant>>,
 }
+
+/// How long a key whose response could not be stored is passed through
+/// without a fill.
+const PASS_FOR: Duration = Duration::from_secs(60);
+/// Most keys remembered as passes; past it the expired ones are dropped,
+/// then the set is cleared (the cost of forgetting is one more fill).
+const MAX_PASSES: usize = 10_000;
 
 impl ResponseCache {
     /// An empty cache with `settings` (validated by the config).
@@ -81,6 +92,7 @@ impl ResponseCache {
             settings,
             store: RefreshingCache::new(params, |_, stored: &Arc<StoredResponse>| stored.weight()),
             metrics,
+            passes: parking_lot::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -132,13 +144,29 @@ impl ResponseCache {
         started: Instant,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let cluster = next.cluster_name();
-        let cacheable_request = matches!(*request.method(), Method::GET | Method::HEAD)
+        let method = request.method().clone();
+        let cacheable_request = matches!(method, Method::GET | Method::HEAD)
             && !request.headers().contains_key(AUTHORIZATION);
         if !cacheable_request {
-            return self.pass(&**next, request, client, started).await;
+            // RFC 9111 §4.4: an unsafe request that succeeds invalidates
+            // what is stored for its target (and where it points).
+            let unsafe_target = (!matches!(
+                method,
+                Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+            ))
+            .then(|| CacheKey::of(&request).target().to_owned());
+            let response = self.pass(&**next, request, client, started).await?;
+            if let Some(target) = unsafe_target
+                && (response.status().is_success() || response.status().is_redirection())
+            {
+                self.invalidate_after_write(&target, response.headers());
+            }
+            return Ok(response);
         }
         let key = CacheKey::of(&request);
-        let method = request.method().clone();
+        if self.is_pass(&key) {
+            return self.pass(&**next, request, client, started).await;
+        }
         let head = fill::head_of(&request);
         let slots = Slots::new(request);
         let loader = {
@@ -148,7 +176,7 @@ impl ResponseCache {
             let settings = self.settings;
             move || fill::fill(next, slots, client, settings)
         };
-        match self.store.get(key, loader).await {
+        match self.store.get(key.clone(), loader).await {
             Ok(served) => {
                 if !policy::matches(&served.value.policy, &head, SystemTime::now()) {
                     // Another variant is stored (`Vary`): ask the upstream.
@@ -169,6 +197,13 @@ impl ResponseCache {
                     .map(Either::Right))
             }
             Err(CacheError::Load(error)) => {
+                if let Some(FillError::NotStored(reason)) = error.downcast_ref::<FillError>()
+                    && *reason != fill::ALREADY_SENT
+                {
+                    // Not storable: the next requests for it go straight
+                    // through rather than wait on one another's fill.
+                    self.remember_pass(key);
+                }
                 // The request that ran the fill has its own answer.
                 if let Some(own) = slots.take_own() {
                     self.metrics.record("miss");
@@ -198,6 +233,64 @@ impl ResponseCache {
                 timed_out: true,
             }),
             Err(error) => Err(fill_failed(cluster, &error.to_string())),
+        }
+    }
+
+    /// Whether `key` is passed through for now (its last response could not
+    /// be stored).
+    fn is_pass(&self, key: &CacheKey) -> bool {
+        let passes = self.passes.lock();
+        passes.get(key).is_some_and(|until| Instant::now() < *until)
+    }
+
+    /// Pass `key` through for a while: its response could not be stored.
+    fn remember_pass(&self, key: CacheKey) {
+        let now = Instant::now();
+        let mut passes = self.passes.lock();
+        if passes.len() >= MAX_PASSES {
+            passes.retain(|_, until| now < *until);
+            if passes.len() >= MAX_PASSES {
+                passes.clear();
+            }
+        }
+        passes.insert(key, now + PASS_FOR);
+    }
+
+    /// Drop what is stored for `target` (`host/path?query`) and for the
+    /// same-host `Location` and `Content-Location` of a successful unsafe
+    /// request's response.
+    fn invalidate_after_write(&self, target: &str, headers: &http::HeaderMap) {
+        let host = target.split('/').next().unwrap_or_default();
+        let mut targets = vec![target.to_owned()];
+        for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+            let Some(location) = headers.get(name).and_then(|value| value.to_str().ok()) else {
+                continue;
+            };
+            match location.parse::<http::Uri>() {
+                // Another origin's entries are not this request's to drop.
+                Ok(uri) if uri.authority().is_some() => {
+                    let same = uri
+                        .authority()
+                        .is_some_and(|authority| authority.as_str().eq_ignore_ascii_case(host));
+                    if same {
+                        let path = uri.path_and_query().map_or("/", |path| path.as_str());
+                        targets.push(format!("{host}{path}"));
+                    }
+                }
+                Ok(uri) if location.starts_with('/') => {
+                    let path = uri.path_and_query().map_or("/", |path| path.as_str());
+                    targets.push(format!("{host}{path}"));
+                }
+                _ => {}
+            }
+        }
+        let mut passes = self.passes.lock();
+        for target in targets {
+            for method in [Method::GET, Method::HEAD] {
+                let key = CacheKey::for_target(&method, &target);
+                self.store.invalidate(&key);
+                passes.remove(&key);
+            }
         }
     }
 
