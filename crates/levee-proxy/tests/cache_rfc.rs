@@ -281,3 +281,80 @@ async fn a_key_that_cannot_be_stored_is_passed_through_without_a_fill() {
     assert_eq!(count.load(Ordering::Relaxed), 11);
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_that_fills_waits_for_its_own_answer_past_fill_wait() {
+    use levee_testkit::backend::{Backend, Mode};
+    let backend = Backend::start("slow", LOOPBACK).await.expect("backend");
+    backend
+        .set_mode(Mode::Slow(Duration::from_millis(800)))
+        .await
+        .expect("slow");
+    let cache = CacheSettings {
+        default_ttl: Duration::from_secs(60),
+        fill_wait: Duration::from_millis(300),
+        ..CacheSettings::default()
+    };
+    let (gateway, addr) = start(cached(backend.addr(), cache)).await;
+    let client = client();
+    let filler = {
+        let client = client.clone();
+        tokio::spawn(async move { get(&client, addr, "/slow-key").await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let waiter = get(&client, addr, "/slow-key").await;
+    assert_eq!(
+        waiter.status, 504,
+        "a waiter gives up after fill_wait: {}",
+        waiter.body
+    );
+    let filled = filler.await.expect("filler");
+    assert_eq!(
+        filled.status, 200,
+        "the filling request is answered: {}",
+        filled.body
+    );
+    assert_eq!(cache_state(&filled), "miss");
+    assert_eq!(cache_state(&get(&client, addr, "/slow-key").await), "hit");
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_501_with_explicit_freshness_is_stored() {
+    let listener = TcpListener::bind(LOOPBACK).await.expect("bind");
+    let node = listener.local_addr().expect("address");
+    let count = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&count);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let counted = Arc::clone(&counted);
+            tokio::spawn(async move {
+                let service = service_fn(move |_request: Request<hyper::body::Incoming>| {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                    async {
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .status(501)
+                                .header("cache-control", "max-age=600")
+                                .body(Full::new(Bytes::from_static(b"not here\n")))
+                                .expect("response"),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    let (gateway, addr) = start(cached(node, CacheSettings::default())).await;
+    let client = client();
+    assert_eq!(get(&client, addr, "/x").await.status, 501);
+    let again = get(&client, addr, "/x").await;
+    assert_eq!(
+        (again.status.as_u16(), cache_state(&again)),
+        (501, "hit".to_owned())
+    );
+    assert_eq!(count.load(Ordering::Relaxed), 1);
+    gateway.shutdown().await;
+}

@@ -121,8 +121,11 @@ where
     ///
     /// Loads are single-flight: while one runs for `key`, other callers wait
     /// for it and share its value or error; their own `loader` is never
-    /// called. Every caller, the one that started the load included, waits
-    /// at most `fill_wait` ([`CacheError::FillTimeout`]). The load runs in a
+    /// called. A caller that joined another's load waits at most
+    /// `fill_wait` ([`CacheError::FillTimeout`]); the caller that started
+    /// it waits for it whole (the loader bounds itself: it is this caller's
+    /// own request, with its own deadline), unless it has a stale copy to
+    /// fall back on. The load runs in a
     /// spawned task, so it finishes and stores its value even if every
     /// caller gave up; it must therefore be `Send + 'static`.
     pub async fn get<F, Fut, E>(&self, key: K, loader: F) -> Result<Served<V>, CacheError>
@@ -147,10 +150,17 @@ where
                 Ok(served(stale, CacheStatus::Stale))
             }
             Plan::Fill { done, stale, start } => {
+                let started = start.is_some();
                 if let Some(start) = start {
                     self.spawn_fill(key, start, loader());
                 }
-                let limit = self.shared.params.fill_wait();
+                let limit = if started && stale.is_none() {
+                    // Its own request: as long as the loader takes. (With a
+                    // stale copy to fall back on, fill_wait still bounds it.)
+                    std::time::Duration::from_secs(86_400 * 365)
+                } else {
+                    self.shared.params.fill_wait()
+                };
                 let failure = match flight::wait(done, limit).await {
                     Waited::Done(Ok(value)) => {
                         bump(&counters.misses, 1);

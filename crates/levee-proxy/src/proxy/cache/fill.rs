@@ -97,7 +97,9 @@ pub(super) async fn fill<U: Upstream>(
         .await
         .map_err(FillError::Proxy)?;
     let (parts, mut body) = response.into_parts();
-    if parts.status.is_server_error() {
+    // A server error is a failure (stale copies may cover it), except 501,
+    // which is cacheable (RFC 9110 §15.6.2) when the response says so.
+    if parts.status.is_server_error() && parts.status != StatusCode::NOT_IMPLEMENTED {
         let status = parts.status;
         slots.keep_own(Response::from_parts(parts, body));
         return Err(FillError::Status(status));
