@@ -358,3 +358,75 @@ async fn a_501_with_explicit_freshness_is_stored() {
     assert_eq!(count.load(Ordering::Relaxed), 1);
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_vary_variant_is_stored_beside_the_others() {
+    // The origin's answer depends on Accept-Language, and says so.
+    let listener = TcpListener::bind(LOOPBACK).await.expect("bind");
+    let node = listener.local_addr().expect("address");
+    let count = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&count);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let counted = Arc::clone(&counted);
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                    let language = request
+                        .headers()
+                        .get("accept-language")
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or("none")
+                        .to_owned();
+                    async move {
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .header("cache-control", "max-age=600")
+                                .header("vary", "Accept-Language")
+                                .body(Full::new(Bytes::from(format!("in {language}\n"))))
+                                .expect("response"),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    let (gateway, addr) = start(cached(node, CacheSettings::default())).await;
+    let client = client();
+    let ask = |language: &'static str| {
+        let client = client.clone();
+        async move {
+            send(
+                &client,
+                Request::get(format!("http://{addr}/page"))
+                    .header("accept-language", language)
+                    .body(Full::new(Bytes::new()))
+                    .expect("request"),
+            )
+            .await
+        }
+    };
+    // Learning the variants costs one fill more than there are variants.
+    for language in ["en", "fr", "en"] {
+        let answer = ask(language).await;
+        assert_eq!(answer.body, format!("in {language}\n"));
+    }
+    let learned = count.load(Ordering::Relaxed);
+    assert!(learned <= 3, "{learned}");
+    for _ in 0..3 {
+        for language in ["en", "fr"] {
+            let answer = ask(language).await;
+            assert_eq!(answer.body, format!("in {language}\n"), "the right variant");
+            assert_eq!(cache_state(&answer), "hit", "{language}");
+        }
+    }
+    assert_eq!(
+        count.load(Ordering::Relaxed),
+        learned,
+        "both variants are hits"
+    );
+    gateway.shutdown().await;
+}

@@ -40,9 +40,37 @@ impl CacheKey {
         CacheKey(format!("{method} {target}"))
     }
 
-    /// The host, path and query, without the method: what purges match.
+    /// The key of one variant of this key: the values `request` has for
+    /// the header fields the stored responses vary on (`Vary`), so that
+    /// each variant is stored beside the others.
+    pub fn variant<B>(
+        &self,
+        request: &Request<B>,
+        fields: &[http::header::HeaderName],
+    ) -> CacheKey {
+        let mut key = self.0.clone();
+        for field in fields {
+            key.push('\n');
+            key.push_str(field.as_str());
+            key.push(':');
+            for value in request.headers().get_all(field) {
+                key.push_str(value.to_str().unwrap_or("?").trim());
+                key.push(',');
+            }
+        }
+        CacheKey(key)
+    }
+
+    /// The key without its variant part, if it has one.
+    pub fn primary(&self) -> CacheKey {
+        CacheKey(self.0.split('\n').next().unwrap_or_default().to_owned())
+    }
+
+    /// The host, path and query, without the method (or a variant's
+    /// header values): what purges match.
     pub fn target(&self) -> &str {
-        self.0.split_once(' ').map_or("", |(_, target)| target)
+        let primary = self.0.split('\n').next().unwrap_or_default();
+        primary.split_once(' ').map_or("", |(_, target)| target)
     }
 }
 

@@ -67,6 +67,9 @@ pub struct ResponseCache {
     /// requests go straight through instead of queueing behind one
     /// another's fill (Varnish's hit-for-pass).
     passes: parking_lot::Mutex<std::collections::HashMap<CacheKey, Instant>>,
+    /// The header fields the responses of a key vary on (`Vary`): a key
+    /// listed here stores one entry per variant.
+    varies: parking_lot::Mutex<std::collections::HashMap<CacheKey, Vec<http::header::HeaderName>>>,
 }
 
 /// How long a key whose response could not be stored is passed through
@@ -93,6 +96,7 @@ impl ResponseCache {
             store: RefreshingCache::new(params, |_, stored: &Arc<StoredResponse>| stored.weight()),
             metrics,
             passes: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            varies: parking_lot::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -163,7 +167,10 @@ impl ResponseCache {
             }
             return Ok(response);
         }
-        let key = CacheKey::of(&request);
+        let mut key = CacheKey::of(&request);
+        if let Some(fields) = self.varies.lock().get(&key) {
+            key = key.variant(&request, fields);
+        }
         if self.is_pass(&key) {
             return self.pass(&**next, request, client, started).await;
         }
@@ -178,6 +185,7 @@ impl ResponseCache {
         };
         match self.store.get(key.clone(), loader).await {
             Ok(served) => {
+                self.learn_vary(&key, &served.value.headers);
                 if !policy::matches(&served.value.policy, &head, SystemTime::now()) {
                     // Another variant is stored (`Vary`): ask the upstream.
                     // The request is gone only when it started the stale
@@ -236,6 +244,31 @@ impl ResponseCache {
         }
     }
 
+    /// Remember the fields `headers` (a stored response) vary on, for the
+    /// key's later requests: each variant then gets an entry of its own.
+    fn learn_vary(&self, key: &CacheKey, headers: &http::HeaderMap) {
+        if !headers.contains_key(http::header::VARY) {
+            return;
+        }
+        let mut fields: Vec<http::header::HeaderName> = headers
+            .get_all(http::header::VARY)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|field| http::header::HeaderName::from_bytes(field.trim().as_bytes()).ok())
+            .collect();
+        fields.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        fields.dedup();
+        let primary = key.primary();
+        let mut varies = self.varies.lock();
+        if varies.get(&primary) != Some(&fields) {
+            if varies.len() >= MAX_PASSES {
+                varies.clear();
+            }
+            varies.insert(primary, fields);
+        }
+    }
+
     /// Whether `key` is passed through for now (its last response could not
     /// be stored).
     fn is_pass(&self, key: &CacheKey) -> bool {
@@ -285,11 +318,17 @@ impl ResponseCache {
             }
         }
         let mut passes = self.passes.lock();
+        let varies = self.varies.lock();
         for target in targets {
             for method in [Method::GET, Method::HEAD] {
                 let key = CacheKey::for_target(&method, &target);
                 self.store.invalidate(&key);
                 passes.remove(&key);
+                if varies.contains_key(&key) {
+                    // Its variants too (a scan, for varying keys only).
+                    self.store
+                        .invalidate_where(|stored| stored.target() == target);
+                }
             }
         }
     }
