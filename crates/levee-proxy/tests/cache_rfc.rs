@@ -430,3 +430,57 @@ async fn each_vary_variant_is_stored_beside_the_others() {
     );
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_conditional_request_gets_304_from_a_stored_response() {
+    let (node, count) = origin(&[
+        ("cache-control", "max-age=600"),
+        ("etag", "\"v1\""),
+        ("last-modified", "Mon, 30 Nov 2026 10:00:00 GMT"),
+    ])
+    .await;
+    let (gateway, addr) = start(cached(node, CacheSettings::default())).await;
+    let client = client();
+    let conditional = |name: &'static str, value: &'static str| {
+        let client = client.clone();
+        async move {
+            send(
+                &client,
+                Request::get(format!("http://{addr}/doc"))
+                    .header(name, value)
+                    .body(Full::new(Bytes::new()))
+                    .expect("request"),
+            )
+            .await
+        }
+    };
+    // Even the first request (a miss) is answered from what the fill stored.
+    let first = conditional("if-none-match", "\"v1\"").await;
+    assert_eq!(first.status, 304, "{:?}", first.headers);
+    assert!(first.body.is_empty());
+    assert_eq!(first.headers["etag"], "\"v1\"");
+    assert_eq!(
+        conditional("if-none-match", "W/\"v1\", \"v0\"")
+            .await
+            .status,
+        304
+    );
+    assert_eq!(conditional("if-none-match", "\"v2\"").await.status, 200);
+    assert_eq!(
+        conditional("if-modified-since", "Mon, 30 Nov 2026 10:00:00 GMT")
+            .await
+            .status,
+        304
+    );
+    let full = get(&client, addr, "/doc").await;
+    assert_eq!(
+        (full.status.as_u16(), cache_state(&full)),
+        (200, "hit".to_owned())
+    );
+    assert_eq!(
+        count.load(Ordering::Relaxed),
+        1,
+        "one origin request for all of them"
+    );
+    gateway.shutdown().await;
+}

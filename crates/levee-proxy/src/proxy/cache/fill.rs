@@ -87,9 +87,14 @@ pub(super) async fn fill<U: Upstream>(
     client: ClientInfo,
     settings: CacheSettings,
 ) -> Result<Loaded<Arc<StoredResponse>>, FillError> {
-    let Some(request) = slots.take_request() else {
+    let Some(mut request) = slots.take_request() else {
         return Err(FillError::NotStored(ALREADY_SENT));
     };
+    // The fill is for everyone: a whole response to store. A client's own
+    // conditions are answered from it afterwards (a 304 has no body).
+    for condition in [http::header::IF_NONE_MATCH, http::header::IF_MODIFIED_SINCE] {
+        request.headers_mut().remove(condition);
+    }
     let head = head_of(&request);
     let started = Instant::now();
     let response = next

@@ -199,6 +199,13 @@ impl ResponseCache {
                     };
                 }
                 self.metrics.record(served.status.as_str());
+                // The client's own conditional request: it has this one.
+                if served.value.not_modified_for(&head.headers) {
+                    return Ok(served
+                        .value
+                        .to_not_modified(served.status)
+                        .map(Either::Right));
+                }
                 Ok(served
                     .value
                     .to_response(&method, served.status)

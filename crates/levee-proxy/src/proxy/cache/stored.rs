@@ -39,6 +39,46 @@ impl StoredResponse {
         (self.body.len() + headers + 64) as u64
     }
 
+    /// Whether a client that sent `request` (its conditional headers)
+    /// already has this response: its `If-None-Match` names the stored
+    /// `ETag` (weak comparison, RFC 9110 §13.1.2) or is `*`, or, without
+    /// one, its `If-Modified-Since` is the stored `Last-Modified` exactly
+    /// (as nginx's default `if_modified_since exact`).
+    pub fn not_modified_for(&self, request: &HeaderMap) -> bool {
+        if !self.status.is_success() {
+            return false;
+        }
+        if let Some(wanted) = request.get(http::header::IF_NONE_MATCH) {
+            let Some(etag) = self
+                .headers
+                .get(http::header::ETAG)
+                .and_then(|e| e.to_str().ok())
+            else {
+                return false;
+            };
+            let opaque = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
+            return wanted.to_str().is_ok_and(|wanted| {
+                wanted.trim() == "*" || wanted.split(',').any(|tag| opaque(tag) == opaque(etag))
+            });
+        }
+        match (
+            request.get(http::header::IF_MODIFIED_SINCE),
+            self.headers.get(http::header::LAST_MODIFIED),
+        ) {
+            (Some(since), Some(modified)) => since == modified,
+            _ => false,
+        }
+    }
+
+    /// `304 Not Modified` for a client that has this response: its headers
+    /// (RFC 9110 §15.4.5), no body.
+    pub fn to_not_modified(&self, status: CacheStatus) -> Response<Full<Bytes>> {
+        let mut response = self.to_response(&Method::HEAD, status);
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response.headers_mut().remove(http::header::CONTENT_LENGTH);
+        response
+    }
+
     /// A response for a client, marked with how the cache served it. A
     /// `HEAD` gets the head only.
     pub fn to_response(&self, method: &Method, status: CacheStatus) -> Response<Full<Bytes>> {
