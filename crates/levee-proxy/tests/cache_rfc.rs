@@ -484,3 +484,41 @@ async fn a_clients_conditional_request_gets_304_from_a_stored_response() {
     );
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expires_in_any_http_date_format_gives_freshness() {
+    let client = client();
+    for expires in [
+        "Wed, 01 Jan 2048 00:00:00 GMT",
+        // RFC 850, with its two-digit year (RFC 9110 §5.6.7).
+        "Wednesday, 01-Jan-48 00:00:00 GMT",
+        // ANSI C asctime().
+        "Wed Jan  1 00:00:00 2048",
+    ] {
+        let headers: &'static [(&'static str, &'static str)] = match expires {
+            "Wed, 01 Jan 2048 00:00:00 GMT" => &[("expires", "Wed, 01 Jan 2048 00:00:00 GMT")],
+            "Wednesday, 01-Jan-48 00:00:00 GMT" => {
+                &[("expires", "Wednesday, 01-Jan-48 00:00:00 GMT")]
+            }
+            _ => &[("expires", "Wed Jan  1 00:00:00 2048")],
+        };
+        let (node, count) = origin(headers).await;
+        let (gateway, addr) = start(cached(node, CacheSettings::default())).await;
+        assert_eq!(cache_state(&get(&client, addr, "/e").await), "miss");
+        assert_eq!(
+            cache_state(&get(&client, addr, "/e").await),
+            "hit",
+            "Expires: {expires}"
+        );
+        assert_eq!(count.load(Ordering::Relaxed), 1);
+        gateway.shutdown().await;
+    }
+    // Not an HTTP date (an extra space): already expired, never stored.
+    let (node, count) = origin(&[("expires", "Wed,  01 Jan 2048 00:00:00 GMT")]).await;
+    let (gateway, addr) = start(cached(node, CacheSettings::default())).await;
+    for _ in 0..2 {
+        assert_eq!(get(&client, addr, "/e").await.status, 200);
+    }
+    assert_eq!(count.load(Ordering::Relaxed), 2);
+    gateway.shutdown().await;
+}

@@ -55,7 +55,7 @@ pub fn judge(
     // Directive names are case-insensitive (RFC 9111 §5.2); the crate
     // reads them as written.
     let lowered;
-    let response = match lower_directive_names(&response.headers) {
+    let response = match normalized(&response.headers) {
         Some(headers) => {
             let (mut parts, ()) = http::Response::new(()).into_parts();
             parts.status = response.status;
@@ -144,17 +144,46 @@ pub fn matches(policy: &CachePolicy, request: &request::Parts, now: SystemTime) 
     }
 }
 
-/// The headers with every `Cache-Control` directive name lower-cased, if
-/// any was not.
-fn lower_directive_names(headers: &HeaderMap) -> Option<HeaderMap> {
+/// The headers as `http-cache-semantics` reads them right, if they need
+/// rewriting: `Cache-Control` directive names lower-cased (RFC 9111 §5.2
+/// says they are case-insensitive), and `Expires` in IMF-fixdate. The
+/// crate reads only RFC 2822 dates, where an HTTP date may be in RFC 850 or
+/// asctime form too (RFC 9110 §5.6.7); an `Expires` that is none of the
+/// three means "already expired" (RFC 9111 §5.3).
+fn normalized(headers: &HeaderMap) -> Option<HeaderMap> {
     let uppercase = headers
         .get_all(CACHE_CONTROL)
         .iter()
         .any(|value| value.as_bytes().iter().any(u8::is_ascii_uppercase));
-    if !uppercase {
+    let expires = headers.get(EXPIRES).map(|value| {
+        value
+            .to_str()
+            .ok()
+            .and_then(|text| httpdate::parse_http_date(text).ok())
+            .map(httpdate::fmt_http_date)
+    });
+    let expires_rewritten = match (&expires, headers.get(EXPIRES)) {
+        (Some(Some(imf)), Some(original)) => original.as_bytes() != imf.as_bytes(),
+        (Some(None), _) => true,
+        _ => false,
+    };
+    if !uppercase && !expires_rewritten {
         return None;
     }
-    let mut lowered = headers.clone();
+    let mut rewritten = headers.clone();
+    if expires_rewritten {
+        // An invalid date: the Unix epoch, long expired.
+        let imf = expires
+            .flatten()
+            .unwrap_or_else(|| httpdate::fmt_http_date(std::time::UNIX_EPOCH));
+        if let Ok(value) = http::HeaderValue::from_str(&imf) {
+            rewritten.insert(EXPIRES, value);
+        }
+    }
+    if !uppercase {
+        return Some(rewritten);
+    }
+    let mut lowered = rewritten;
     lowered.remove(CACHE_CONTROL);
     for value in headers.get_all(CACHE_CONTROL) {
         let Ok(text) = value.to_str() else { continue };
