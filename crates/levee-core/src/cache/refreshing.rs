@@ -6,6 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -47,7 +48,28 @@ struct State<K, V> {
     store: Store<K, V>,
     flights: HashMap<K, Flight<V>>,
     generations: Generations,
+    /// Keys whose last load failed while a stale copy was there: when the
+    /// next load may start, and how many failed in a row. Until then stale
+    /// requests are answered from the stale copy without a load, so a
+    /// failing upstream is not asked again by every request.
+    backoffs: HashMap<K, Backoff>,
 }
+
+/// A failed refresh's back-off.
+#[derive(Clone, Copy, Debug)]
+struct Backoff {
+    until: Instant,
+    failures: u32,
+}
+
+/// The first back-off after a failed refresh; it doubles with each failure
+/// in a row, up to [`MAX_REFRESH_BACKOFF`].
+const REFRESH_BACKOFF: Duration = Duration::from_millis(500);
+/// The longest back-off after failed refreshes.
+const MAX_REFRESH_BACKOFF: Duration = Duration::from_secs(30);
+/// Keys kept in back-off at most; past it the set is cleared (forgetting
+/// costs one more load).
+const MAX_BACKOFFS: usize = 10_000;
 
 /// A fill this caller must start, once the lock is released.
 struct Start<V> {
@@ -96,6 +118,7 @@ where
                     store: Store::new(params.max_size()),
                     flights: HashMap::new(),
                     generations: Generations::default(),
+                    backoffs: HashMap::new(),
                 }),
                 params,
                 weigher: Box::new(weigher),
@@ -157,7 +180,7 @@ where
                 let limit = if started && stale.is_none() {
                     // Its own request: as long as the loader takes. (With a
                     // stale copy to fall back on, fill_wait still bounds it.)
-                    std::time::Duration::from_secs(86_400 * 365)
+                    Duration::from_secs(86_400 * 365)
                 } else {
                     self.shared.params.fill_wait()
                 };
@@ -187,8 +210,18 @@ where
     /// Decides what a `get` does, registering a fill if it must start one.
     fn plan(&self, key: &K, now: Instant) -> Plan<V> {
         let mut state = self.shared.state.lock();
+        let backing_off = state
+            .backoffs
+            .get(key)
+            .is_some_and(|backoff| now < backoff.until);
         match state.store.lookup(key, now) {
             Some((value, Freshness::Fresh)) => Plan::Hit(value),
+            // A refresh failed a moment ago: the stale copy, no new load.
+            Some((stale, Freshness::StaleWhileRevalidate | Freshness::StaleIfError))
+                if backing_off =>
+            {
+                Plan::Revalidate { stale, start: None }
+            }
             Some((stale, Freshness::StaleWhileRevalidate)) => {
                 let start = if state.flights.contains_key(key) {
                     None
@@ -347,7 +380,25 @@ impl<K: Hash + Eq + Clone, V: Clone> Shared<K, V> {
             Ok(loaded) => loaded,
             Err(error) => {
                 bump(&self.counters.load_errors, 1);
-                self.state.lock().finish_flight(key, ticket);
+                let mut state = self.state.lock();
+                state.finish_flight(key, ticket);
+                // Back off only where a stale copy answers meanwhile.
+                if state.store.generation(key).is_some() {
+                    if state.backoffs.len() >= MAX_BACKOFFS {
+                        state.backoffs.clear();
+                    }
+                    let failures = state.backoffs.get(key).map_or(0, |b| b.failures) + 1;
+                    let delay = REFRESH_BACKOFF
+                        .saturating_mul(1 << (failures - 1).min(16))
+                        .min(MAX_REFRESH_BACKOFF);
+                    state.backoffs.insert(
+                        key.clone(),
+                        Backoff {
+                            until: Instant::now() + delay,
+                            failures,
+                        },
+                    );
+                }
                 return Err(LoadError::new(error));
             }
         };
@@ -368,6 +419,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Shared<K, V> {
                 // Invalidated while loading: the value predates the purge.
                 return Ok(value);
             }
+            state.backoffs.remove(key);
             let entry = Entry {
                 value: value.clone(),
                 generation: state.generations.next(),

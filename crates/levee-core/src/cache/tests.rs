@@ -255,10 +255,18 @@ async fn failed_background_refresh_keeps_the_stale_value() {
     assert_eq!(served(got), pair("v1", CacheStatus::Stale));
     sleep(ms(200)).await;
     assert_eq!(cache.stats().load_errors, 1);
-    // Still stale, so the next get serves it and tries one refresh again.
+    // Still stale: the next get serves it, but the failing origin is not
+    // asked again until the refresh's back-off (500 ms) has passed.
     let got = cache.get(key(), origin.ok("v2", ms(100))).await;
     assert_eq!(served(got), pair("v1", CacheStatus::Stale));
-    assert_eq!(origin.calls(), 3);
+    assert_eq!(origin.calls(), 2, "backing off");
+    sleep(ms(500)).await;
+    let got = cache.get(key(), origin.ok("v2", ms(100))).await;
+    assert_eq!(served(got), pair("v1", CacheStatus::Stale));
+    assert_eq!(origin.calls(), 3, "one refresh once the back-off is over");
+    sleep(ms(200)).await;
+    let got = cache.get(key(), origin.ok("v3", ms(100))).await;
+    assert_eq!(served(got), pair("v2", CacheStatus::Hit));
 }
 
 #[tokio::test(start_paused = true)]
