@@ -1,7 +1,9 @@
 //! Overload benchmark (issue 7): one node that serves at most `C` requests at
 //! once, 20 ms each (capacity `C / 20 ms`), offered 3× its capacity at a fixed
 //! rate (open loop: clients do not slow down when levee does) for 10 s,
-//! through levee with admission control on, then off. Prints one table.
+//! through levee with admission control on, on with a response cache in
+//! front (the node's answers carry no freshness: nothing can be stored, so
+//! the cache must cost nothing), then off. Prints one table.
 //!
 //! ```sh
 //! cargo bench -p levee-proxy --bench overload
@@ -21,7 +23,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use levee_core::admission::AdmissionParams;
 use levee_proxy::config::{
-    AdmissionSettings, BalancePolicy, ClusterSettings, Config, EndpointAddress, ListenerSettings,
+    AdmissionSettings, BalancePolicy, CacheSettings, ClusterSettings, Config, EndpointAddress,
+    ListenerSettings,
 };
 use levee_testkit::backend::{Backend, Mode};
 use parking_lot::Mutex;
@@ -68,7 +71,11 @@ fn ms(duration: Option<Duration>) -> String {
     })
 }
 
-fn config(backend: SocketAddr, admission: Option<AdmissionSettings>) -> Config {
+fn config(
+    backend: SocketAddr,
+    admission: Option<AdmissionSettings>,
+    cache: Option<CacheSettings>,
+) -> Config {
     let mut cluster = ClusterSettings::new(
         "app",
         vec![EndpointAddress::new(
@@ -84,6 +91,7 @@ fn config(backend: SocketAddr, admission: Option<AdmissionSettings>) -> Config {
     cluster.retry.hedge = None;
     cluster.outlier = None;
     cluster.admission = admission;
+    cluster.cache = cache;
     let mut config = Config::default();
     config.admin.listen = LOOPBACK.parse().expect("address");
     config.listeners = vec![ListenerSettings::new(
@@ -165,8 +173,16 @@ async fn main() {
         adaptive: None,
     };
     let mut runs = Vec::new();
-    for (name, admission) in [("admission on", Some(admission)), ("admission off", None)] {
-        let gateway = levee_proxy::start(config(backend.addr(), admission))
+    for (name, admission, cache) in [
+        ("admission on", Some(admission.clone()), None),
+        (
+            "admission on, cache on",
+            Some(admission),
+            Some(CacheSettings::default()),
+        ),
+        ("admission off", None, None),
+    ] {
+        let gateway = levee_proxy::start(config(backend.addr(), admission, cache))
             .await
             .expect("gateway starts");
         let addr = gateway.listener_address("web").expect("listener");
