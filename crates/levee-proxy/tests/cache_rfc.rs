@@ -522,3 +522,45 @@ async fn expires_in_any_http_date_format_gives_freshness() {
     assert_eq!(count.load(Ordering::Relaxed), 2);
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_404_or_410_is_stored_like_a_200() {
+    let client = client();
+    for status in [404u16, 410] {
+        let listener = TcpListener::bind(LOOPBACK).await.expect("bind");
+        let node = listener.local_addr().expect("address");
+        let count = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&count);
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let counted = Arc::clone(&counted);
+                tokio::spawn(async move {
+                    let service = service_fn(move |_request: Request<hyper::body::Incoming>| {
+                        counted.fetch_add(1, Ordering::Relaxed);
+                        async move {
+                            Ok::<_, Infallible>(
+                                Response::builder()
+                                    .status(status)
+                                    .header("cache-control", "max-age=600")
+                                    .body(Full::new(Bytes::from_static(b"gone\n")))
+                                    .expect("response"),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        let (gateway, addr) = start(cached(node, CacheSettings::default())).await;
+        assert_eq!(get(&client, addr, "/missing").await.status.as_u16(), status);
+        let again = get(&client, addr, "/missing").await;
+        assert_eq!(
+            (again.status.as_u16(), cache_state(&again)),
+            (status, "hit".to_owned())
+        );
+        assert_eq!(count.load(Ordering::Relaxed), 1, "{status}");
+        gateway.shutdown().await;
+    }
+}
