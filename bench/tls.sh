@@ -47,10 +47,13 @@ if have taskset; then
         CPU_OTHERS=${cpus[0]} CPU_PROXY=${cpus[1]}
     fi
 fi
+# pinned CPU CMD...: exec CMD on CPU. It replaces the calling shell, so
+# that start_bg records (and stop_pid stops) the command itself: call it
+# in a subshell for foreground work.
 pinned() {
     local cpu=$1
     shift
-    if [[ -n $cpu ]]; then taskset -c "$cpu" "$@"; else "$@"; fi
+    if [[ -n $cpu ]]; then exec taskset -c "$cpu" "$@"; else exec "$@"; fi
 }
 
 build_binaries "${1:-}"
@@ -142,8 +145,8 @@ EOF
 run_wrk() {
     local load=$1 connections=$2 duration=$3 out=$4 extra=()
     [[ $load == handshakes ]] && extra=(-H "Connection: close")
-    pinned "$CPU_OTHERS" wrk -t1 -c"$connections" -d"$duration" --timeout 2s --latency \
-        "${extra[@]}" "https://127.0.0.1:$PROXY_PORT/" >"$out" 2>&1 || true
+    (pinned "$CPU_OTHERS" wrk -t1 -c"$connections" -d"$duration" --timeout 2s --latency \
+        "${extra[@]}" "https://127.0.0.1:$PROXY_PORT/") >"$out" 2>&1 || true
     RPS=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out")
     P99=$(awk '$1 == "99%" {print $2}' "$out")
     ERRORS=$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(/[^0-9 ]/, " "); for (i = 1; i <= NF; i++) n += $i} END {print n + 0}' "$out")
