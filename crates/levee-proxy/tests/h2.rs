@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use http_body_util::Full;
 use levee_proxy::config::{BalancePolicy, Config, UpstreamProtocol};
 use tokio::net::TcpListener;
@@ -289,7 +289,6 @@ async fn upstream_protocol_must_agree_with_tls() {
     assert!(error("h3", "").contains("expected \"http1\", \"h2\", \"h2c\" or \"auto\""));
     assert!(Config::from_toml_str(&source("h2", "tls = {}"), "levee.toml").is_ok());
     assert!(Config::from_toml_str(&source("h2c", ""), "levee.toml").is_ok());
-    let _ = Response::new(());
 }
 
 /// An HTTP/2 server behind TLS that agrees to `alpn` only; writes its CA

@@ -483,15 +483,11 @@ async fn certificates_are_read_again_when_their_files_change_and_connections_sta
         1,
         "reported once, not at every check"
     );
-    let events = get(&client_http(), gateway.admin_address(), "/events")
+    let events = get(&common::client(), gateway.admin_address(), "/events")
         .await
         .body;
     assert!(events.contains("do not load"), "{events}");
     gateway.shutdown().await;
-}
-
-fn client_http() -> TestClient {
-    client()
 }
 
 /// A cluster "app" speaking TLS to `endpoints`, verified by the test CA.

@@ -115,7 +115,7 @@ impl TcpProxy {
     /// [`HEDGE_FLOOR`, `HEDGE_CEILING`] (the ceiling until 20 sessions
     /// are measured). `None` without `tcp_hedge`.
     fn hedge_delay(&self) -> Option<Duration> {
-        if !self.hedge {
+        if !self.hedges() {
             return None;
         }
         let p95 = self.first_bytes.lock().p95(Instant::now());
@@ -124,6 +124,11 @@ impl TcpProxy {
             HEDGE_FLOOR,
             HEDGE_CEILING,
         ))
+    }
+
+    /// Whether its sessions may hedge (`tcp_hedge`).
+    fn hedges(&self) -> bool {
+        self.hedge
     }
 
     /// An endpoint's first byte came this long after the connect.

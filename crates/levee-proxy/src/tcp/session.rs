@@ -33,7 +33,7 @@ pub(super) async fn serve(proxy: &TcpProxy, client: Stream, peer: SocketAddr) ->
     // does meanwhile.
     let route = proxy.route();
     let cluster = Arc::clone(&route.cluster);
-    if proxy.hedge_delay().is_some() {
+    if proxy.hedges() {
         // Sessions count towards the budget that hedges spend.
         route.retries.record_request(Instant::now());
     }

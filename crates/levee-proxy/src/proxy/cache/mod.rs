@@ -185,7 +185,10 @@ impl ResponseCache {
         };
         match self.store.get(key.clone(), loader).await {
             Ok(served) => {
-                self.learn_vary(&key, &served.value.headers);
+                // Learned when a fill stores it; a hit has nothing new.
+                if served.status == CacheStatus::Miss {
+                    self.learn_vary(&key, &served.value.headers);
+                }
                 if !policy::matches(&served.value.policy, &head, SystemTime::now()) {
                     // Another variant is stored (`Vary`): ask the upstream.
                     // The request is gone only when it started the stale
