@@ -524,9 +524,9 @@ async fn expires_in_any_http_date_format_gives_freshness() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fresh_404_or_410_is_stored_like_a_200() {
+async fn a_fresh_299_404_or_410_is_stored_like_a_200() {
     let client = client();
-    for status in [404u16, 410] {
+    for status in [299u16, 404, 410] {
         let listener = TcpListener::bind(LOOPBACK).await.expect("bind");
         let node = listener.local_addr().expect("address");
         let count = Arc::new(AtomicU64::new(0));
@@ -563,4 +563,140 @@ async fn a_fresh_404_or_410_is_stored_like_a_200() {
         assert_eq!(count.load(Ordering::Relaxed), 1, "{status}");
         gateway.shutdown().await;
     }
+}
+
+/// What a revalidating origin has seen: every request, the conditional
+/// ones, and the `304`s it sent.
+#[derive(Default)]
+struct Seen {
+    requests: AtomicU64,
+    conditional: AtomicU64,
+    not_modified: AtomicU64,
+}
+
+/// An origin with one document at version `version` (`ETag: "v<version>"`),
+/// answering a matching `If-None-Match` with `304`. Every answer carries
+/// `cache-control` and `x-answer: <request number>`, so a test sees which
+/// answer's headers it was given.
+async fn revalidating_origin(
+    cache_control: &'static str,
+    version: Arc<AtomicU64>,
+) -> (SocketAddr, Arc<Seen>) {
+    let listener = TcpListener::bind(LOOPBACK).await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let seen = Arc::new(Seen::default());
+    let counted = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let seen = Arc::clone(&counted);
+            let version = Arc::clone(&version);
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let n = seen.requests.fetch_add(1, Ordering::Relaxed) + 1;
+                    let etag = format!("\"v{}\"", version.load(Ordering::Relaxed));
+                    let condition = request.headers().get("if-none-match").cloned();
+                    if condition.is_some() {
+                        seen.conditional.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let unchanged = condition.is_some_and(|wanted| wanted == etag.as_str());
+                    if unchanged {
+                        seen.not_modified.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let response = Response::builder()
+                        .status(if unchanged { 304 } else { 200 })
+                        .header("cache-control", cache_control)
+                        .header("etag", etag.as_str())
+                        .header("x-answer", n.to_string());
+                    let body = if unchanged {
+                        Bytes::new()
+                    } else {
+                        Bytes::from(format!("version {etag} from answer {n}\n"))
+                    };
+                    async move { Ok::<_, Infallible>(response.body(Full::new(body)).expect("response")) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_response_is_revalidated_and_updated_from_the_304() {
+    let version = Arc::new(AtomicU64::new(1));
+    let (node, seen) = revalidating_origin("max-age=1", Arc::clone(&version)).await;
+    let (gateway, addr) = start(cached(node, CacheSettings::default())).await;
+    let client = client();
+    let first = get(&client, addr, "/doc").await;
+    assert_eq!(cache_state(&first), "miss");
+    assert_eq!(first.body, "version \"v1\" from answer 1\n");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    // Expired: levee asks "still v1?", the origin says 304, the client gets
+    // the stored body under the 304's headers.
+    let second = get(&client, addr, "/doc").await;
+    assert_eq!(cache_state(&second), "revalidated", "{:?}", second.headers);
+    assert_eq!(second.status, 200);
+    assert_eq!(second.body, "version \"v1\" from answer 1\n");
+    assert_eq!(
+        second.headers["x-answer"], "2",
+        "headers updated from the 304"
+    );
+    assert_eq!(seen.requests.load(Ordering::Relaxed), 2);
+    assert_eq!(seen.not_modified.load(Ordering::Relaxed), 1);
+    // Fresh again for max-age from the 304, with its headers stored.
+    let third = get(&client, addr, "/doc").await;
+    assert_eq!(cache_state(&third), "hit");
+    assert_eq!(third.headers["x-answer"], "2");
+    assert_eq!(
+        seen.requests.load(Ordering::Relaxed),
+        2,
+        "one origin request per expiry"
+    );
+    // A changed document comes back whole.
+    version.store(2, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let changed = get(&client, addr, "/doc").await;
+    assert_eq!(cache_state(&changed), "miss");
+    assert_eq!(changed.body, "version \"v2\" from answer 3\n");
+    assert_eq!(seen.conditional.load(Ordering::Relaxed), 2);
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_cache_response_is_stored_and_revalidated_before_every_use() {
+    let version = Arc::new(AtomicU64::new(1));
+    let (node, seen) = revalidating_origin("no-cache", Arc::clone(&version)).await;
+    // The config's stale windows do not apply to a no-cache response.
+    let cache = CacheSettings {
+        stale_while_revalidate: Duration::from_secs(30),
+        stale_if_error: Duration::from_secs(300),
+        ..CacheSettings::default()
+    };
+    let (gateway, addr) = start(cached(node, cache)).await;
+    let client = client();
+    assert_eq!(cache_state(&get(&client, addr, "/doc").await), "miss");
+    for n in 2..=4u64 {
+        let answer = get(&client, addr, "/doc").await;
+        assert_eq!(cache_state(&answer), "revalidated");
+        assert_eq!(answer.body, "version \"v1\" from answer 1\n");
+        assert_eq!(seen.requests.load(Ordering::Relaxed), n);
+        assert_eq!(seen.not_modified.load(Ordering::Relaxed), n - 1);
+    }
+    version.store(2, Ordering::Relaxed);
+    let changed = get(&client, addr, "/doc").await;
+    assert_eq!(cache_state(&changed), "miss");
+    assert_eq!(changed.body, "version \"v2\" from answer 5\n");
+    // Concurrent requests share one revalidation.
+    let answers = futures_util::future::join_all((0..8).map(|_| get(&client, addr, "/doc"))).await;
+    for answer in &answers {
+        assert_eq!(answer.body, "version \"v2\" from answer 5\n");
+    }
+    let asked = seen.requests.load(Ordering::Relaxed) - 5;
+    assert!(
+        (1..8).contains(&asked),
+        "{asked} origin requests for 8 clients"
+    );
+    gateway.shutdown().await;
 }

@@ -4,7 +4,9 @@
 //! a value 5 s past its TTL is within `stale-while-revalidate = 10s` and also
 //! within `stale-if-error = 60s`. While both hold, revalidation wins (serve
 //! at once, refresh behind); past it, stale-if-error alone means "try the
-//! loader, fall back to this".
+//! loader, fall back to this". Past both, a value the loader may revalidate
+//! (an HTTP response with a validator) is kept a while longer, never served,
+//! only handed to the next load as the previous value.
 
 use std::time::Duration;
 
@@ -18,6 +20,9 @@ pub(super) struct Lifetime {
     pub(super) ttl: Duration,
     pub(super) stale_while_revalidate: Duration,
     pub(super) stale_if_error: Duration,
+    /// Past both windows, how long the value is kept for the next load to
+    /// revalidate (zero: dropped).
+    pub(super) keep_for_revalidation: Duration,
 }
 
 /// Where a stored value stands at some instant.
@@ -29,6 +34,8 @@ pub(super) enum Freshness {
     StaleWhileRevalidate,
     /// Load; serve it only if the load fails or runs past `fill_wait`.
     StaleIfError,
+    /// Not servable; load, handing the value to the loader to revalidate.
+    Kept,
     /// Treat it as missing.
     Expired,
 }
@@ -59,6 +66,14 @@ impl<V> Entry<V> {
             Freshness::StaleWhileRevalidate
         } else if staleness < self.lifetime.stale_if_error {
             Freshness::StaleIfError
+        } else if staleness
+            < self
+                .lifetime
+                .stale_while_revalidate
+                .max(self.lifetime.stale_if_error)
+                .saturating_add(self.lifetime.keep_for_revalidation)
+        {
+            Freshness::Kept
         } else {
             Freshness::Expired
         }
@@ -78,6 +93,7 @@ mod tests {
                 ttl: Duration::from_secs(ttl),
                 stale_while_revalidate: Duration::from_secs(swr),
                 stale_if_error: Duration::from_secs(sie),
+                keep_for_revalidation: Duration::ZERO,
             },
         }
     }
@@ -113,6 +129,16 @@ mod tests {
         assert_eq!(at(&e, 10), Freshness::Expired);
         let zero = entry(0, 0, 0);
         assert_eq!(at(&zero, 0), Freshness::Expired);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_revalidatable_value_is_kept_past_both_windows() {
+        let mut e = entry(10, 5, 30);
+        e.lifetime.keep_for_revalidation = Duration::from_secs(60);
+        assert_eq!(at(&e, 39), Freshness::StaleIfError);
+        assert_eq!(at(&e, 40), Freshness::Kept);
+        assert_eq!(at(&e, 99), Freshness::Kept);
+        assert_eq!(at(&e, 100), Freshness::Expired);
     }
 
     #[tokio::test(start_paused = true)]

@@ -12,6 +12,7 @@ pub struct Loaded<V> {
     pub(super) ttl: Option<Duration>,
     pub(super) stale_while_revalidate: Option<Duration>,
     pub(super) stale_if_error: Option<Duration>,
+    pub(super) keep_for_revalidation: Duration,
 }
 
 impl<V> Loaded<V> {
@@ -22,6 +23,7 @@ impl<V> Loaded<V> {
             ttl: None,
             stale_while_revalidate: None,
             stale_if_error: None,
+            keep_for_revalidation: Duration::ZERO,
         }
     }
 
@@ -41,6 +43,17 @@ impl<V> Loaded<V> {
     /// Servable for `window` past freshness when the refresh fails.
     pub fn stale_if_error(mut self, window: Duration) -> Self {
         self.stale_if_error = Some(window);
+        self
+    }
+
+    /// Past both windows, keep the value `window` longer, unserved, for the
+    /// next load to revalidate: [`RefreshingCache::get_with`] hands it to
+    /// the loader (an HTTP cache asks the origin "has it changed?" and keeps
+    /// the stored body if not).
+    ///
+    /// [`RefreshingCache::get_with`]: super::RefreshingCache::get_with
+    pub fn keep_for_revalidation(mut self, window: Duration) -> Self {
+        self.keep_for_revalidation = window;
         self
     }
 

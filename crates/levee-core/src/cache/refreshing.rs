@@ -85,10 +85,12 @@ enum Plan<V> {
     /// refresh is already running.
     Revalidate { stale: V, start: Option<Start<V>> },
     /// Missing, expired or within stale-if-error only: wait for a fill
-    /// (joined or started), falling back to `stale` if it fails.
+    /// (joined or started), falling back to `stale` if it fails. `kept`:
+    /// an expired value for the fill to revalidate, never served.
     Fill {
         done: watch::Receiver<FillSlot<V>>,
         stale: Option<V>,
+        kept: Option<V>,
         start: Option<Start<V>>,
     },
 }
@@ -140,7 +142,9 @@ where
     /// - within stale-if-error only: load; the new value is a
     ///   [`CacheStatus::Miss`], and if the load fails or runs past
     ///   `fill_wait` the stale value is served as [`CacheStatus::Stale`];
-    /// - missing or expired: load ([`CacheStatus::Miss`]) or fail.
+    /// - missing, expired, or expired but kept for revalidation
+    ///   ([`Loaded::keep_for_revalidation`]): load ([`CacheStatus::Miss`])
+    ///   or fail.
     ///
     /// Loads are single-flight: while one runs for `key`, other callers wait
     /// for it and share its value or error; their own `loader` is never
@@ -157,6 +161,19 @@ where
         Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
         E: Error + Send + Sync + 'static,
     {
+        self.get_with(key, |_| loader()).await
+    }
+
+    /// [`get`](Self::get), with `loader` given the value it replaces: the
+    /// stale one, or one expired but kept for revalidation
+    /// ([`Loaded::keep_for_revalidation`]); `None` when nothing is stored.
+    /// A kept value is never served, only handed over.
+    pub async fn get_with<F, Fut, E>(&self, key: K, loader: F) -> Result<Served<V>, CacheError>
+    where
+        F: FnOnce(Option<V>) -> Fut,
+        Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
+        E: Error + Send + Sync + 'static,
+    {
         let counters = &self.shared.counters;
         let plan = self.plan(&key, Instant::now());
         let served = |value, status| Served { value, status };
@@ -167,15 +184,20 @@ where
             }
             Plan::Revalidate { stale, start } => {
                 if let Some(start) = start {
-                    self.spawn_fill(key, start, loader());
+                    self.spawn_fill(key, start, loader(Some(stale.clone())));
                 }
                 bump(&counters.stale, 1);
                 Ok(served(stale, CacheStatus::Stale))
             }
-            Plan::Fill { done, stale, start } => {
+            Plan::Fill {
+                done,
+                stale,
+                kept,
+                start,
+            } => {
                 let started = start.is_some();
                 if let Some(start) = start {
-                    self.spawn_fill(key, start, loader());
+                    self.spawn_fill(key, start, loader(kept.or_else(|| stale.clone())));
                 }
                 let limit = if started && stale.is_none() {
                     // Its own request: as long as the loader takes. (With a
@@ -235,6 +257,16 @@ where
                 Plan::Fill {
                     done,
                     stale: Some(stale),
+                    kept: None,
+                    start,
+                }
+            }
+            Some((kept, Freshness::Kept)) => {
+                let (done, start) = state.join_or_start(key);
+                Plan::Fill {
+                    done,
+                    stale: None,
+                    kept: Some(kept),
                     start,
                 }
             }
@@ -243,6 +275,7 @@ where
                 Plan::Fill {
                     done,
                     stale: None,
+                    kept: None,
                     start,
                 }
             }
@@ -411,6 +444,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Shared<K, V> {
             stale_if_error: loaded
                 .stale_if_error
                 .unwrap_or(self.params.stale_if_error()),
+            keep_for_revalidation: loaded.keep_for_revalidation,
         };
         let value = loaded.value;
         let evicted = {

@@ -172,6 +172,7 @@ mod tests {
                 ttl: Duration::from_secs(10),
                 stale_while_revalidate: Duration::ZERO,
                 stale_if_error: Duration::ZERO,
+                keep_for_revalidation: Duration::ZERO,
             },
         }
     }

@@ -587,3 +587,40 @@ async fn stampede_with_swr_serves_everyone_stale_at_once() {
     let got = cache.get(key(), origin.ok("v3", ms(10))).await;
     assert_eq!(served(got), pair("v2", CacheStatus::Hit));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_value_kept_for_revalidation_is_handed_to_the_next_load_never_served() {
+    let cache = cache(params().stale_while_revalidate(secs(5)));
+    let first = cache
+        .get(key(), || async {
+            Ok::<_, Boom>(Loaded::new("v1".to_owned()).keep_for_revalidation(secs(60)))
+        })
+        .await;
+    assert_eq!(served(first), pair("v1", CacheStatus::Miss));
+    // Within stale-while-revalidate the background refresh sees it too.
+    advance(secs(12)).await;
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let record = |seen: &Arc<parking_lot::Mutex<Vec<Option<String>>>>, answer: &'static str| {
+        let seen = seen.clone();
+        move |previous: Option<String>| {
+            seen.lock().push(previous);
+            async move { Ok::<_, Boom>(Loaded::new(answer.to_owned()).keep_for_revalidation(secs(60))) }
+        }
+    };
+    let stale = cache.get_with(key(), record(&seen, "v2")).await;
+    assert_eq!(served(stale), pair("v1", CacheStatus::Stale));
+    settle().await;
+    // Past the TTL and the window (10 + 5 s) but within the 60 s kept: a
+    // load, given the old value; the caller waits for it.
+    advance(secs(20)).await;
+    let reloaded = cache.get_with(key(), record(&seen, "v3")).await;
+    assert_eq!(served(reloaded), pair("v3", CacheStatus::Miss));
+    // Past the kept time too: nothing to hand over.
+    advance(secs(80)).await;
+    let fresh = cache.get_with(key(), record(&seen, "v4")).await;
+    assert_eq!(served(fresh), pair("v4", CacheStatus::Miss));
+    assert_eq!(
+        *seen.lock(),
+        vec![Some("v1".to_owned()), Some("v2".to_owned()), None]
+    );
+}

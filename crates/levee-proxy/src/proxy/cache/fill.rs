@@ -2,12 +2,13 @@
 //! request waiting for the same key, and what it leaves for them.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
 use http::header::CONTENT_LENGTH;
-use http::{Request, Response, StatusCode, request};
+use http::{Request, Response, StatusCode, request, response};
 use http_body_util::BodyExt;
+use http_cache_semantics::CachePolicy;
 use hyper::body::Incoming;
 use levee_core::cache::Loaded;
 use parking_lot::Mutex;
@@ -79,13 +80,21 @@ pub(super) fn head_of<B>(request: &Request<B>) -> request::Parts {
     head
 }
 
+/// How long past its stale windows a response with a validator is kept, so
+/// that the next request asks the upstream "has it changed?" instead of
+/// fetching it whole (nginx's `inactive` default is the same 10 minutes).
+const KEEP_FOR_REVALIDATION: Duration = Duration::from_secs(600);
+
 /// Fetch the response for the request in `slots` and keep it if the rules
-/// allow.
+/// allow. With `previous` (the stale or expired response stored for the
+/// key) and its validators, the upstream is asked conditionally; its `304`
+/// keeps the stored body under the updated headers.
 pub(super) async fn fill<U: Upstream>(
     next: Arc<U>,
     slots: Slots,
     client: ClientInfo,
     settings: CacheSettings,
+    previous: Option<Arc<StoredResponse>>,
 ) -> Result<Loaded<Arc<StoredResponse>>, FillError> {
     let Some(mut request) = slots.take_request() else {
         return Err(FillError::NotStored(ALREADY_SENT));
@@ -96,12 +105,20 @@ pub(super) async fn fill<U: Upstream>(
         request.headers_mut().remove(condition);
     }
     let head = head_of(&request);
+    if let Some(previous) = &previous {
+        request.headers_mut().extend(previous.conditions());
+    }
     let started = Instant::now();
     let response = next
         .forward(request, &client, started)
         .await
         .map_err(FillError::Proxy)?;
     let (parts, mut body) = response.into_parts();
+    if parts.status == StatusCode::NOT_MODIFIED
+        && let Some(previous) = previous
+    {
+        return Ok(revalidated(&previous, &head, &parts, settings));
+    }
     // A server error is a failure (stale copies may cover it), except 501,
     // which is cacheable (RFC 9110 §15.6.2) when the response says so.
     if parts.status.is_server_error() && parts.status != StatusCode::NOT_IMPLEMENTED {
@@ -157,14 +174,66 @@ pub(super) async fn fill<U: Upstream>(
         policy: *policy,
         age: freshness.age,
         stored_at: Instant::now(),
+        revalidated: false,
     };
-    let mut loaded = Loaded::new(Arc::new(stored)).ttl(freshness.ttl);
+    Ok(loaded(stored, &freshness, settings))
+}
+
+/// The stored response `previous`, confirmed by the upstream's `304`
+/// (`not_modified`) to `request`: same body, headers updated, a lifetime
+/// of its own. If the updated headers forbid storing (say `no-store`), the
+/// waiting requests still get it, but it is not kept.
+fn revalidated(
+    previous: &StoredResponse,
+    request: &request::Parts,
+    not_modified: &response::Parts,
+    settings: CacheSettings,
+) -> Loaded<Arc<StoredResponse>> {
+    let (mut parts, ()) = Response::new(()).into_parts();
+    parts.status = previous.status;
+    parts.version = not_modified.version;
+    parts.headers = previous.headers_updated_by(&not_modified.headers);
+    let verdict = policy::judge(request, &parts, settings.default_ttl, SystemTime::now());
+    let stored = |policy: CachePolicy, age| StoredResponse {
+        status: previous.status,
+        headers: parts.headers.clone(),
+        body: previous.body.clone(),
+        policy,
+        age,
+        stored_at: Instant::now(),
+        revalidated: true,
+    };
+    match verdict {
+        Verdict::Store(freshness, policy) => {
+            loaded(stored(*policy, freshness.age), &freshness, settings)
+        }
+        Verdict::Skip(_) => Loaded::new(Arc::new(stored(previous.policy.clone(), 0)))
+            .ttl(Duration::ZERO)
+            .stale_while_revalidate(Duration::ZERO)
+            .stale_if_error(Duration::ZERO),
+    }
+}
+
+/// `stored` with the lifetime `freshness` and the config give it.
+fn loaded(
+    stored: StoredResponse,
+    freshness: &policy::Freshness,
+    settings: CacheSettings,
+) -> Loaded<Arc<StoredResponse>> {
+    let keep = if stored.has_validator() {
+        KEEP_FOR_REVALIDATION
+    } else {
+        Duration::ZERO
+    };
+    let mut loaded = Loaded::new(Arc::new(stored))
+        .ttl(freshness.ttl)
+        .keep_for_revalidation(keep);
     // Stale only where the origin allows it, or the config widens it
     // (the store's default is the config's window); never past a
     // must-revalidate.
-    let window = |origin: Option<std::time::Duration>, configured: std::time::Duration| {
+    let window = |origin: Option<Duration>, configured: Duration| {
         if freshness.never_stale {
-            Some(std::time::Duration::ZERO)
+            Some(Duration::ZERO)
         } else {
             origin.map(|origin| origin.max(configured))
         }
@@ -178,5 +247,5 @@ pub(super) async fn fill<U: Upstream>(
     if let Some(window) = window(freshness.stale_if_error, settings.stale_if_error) {
         loaded = loaded.stale_if_error(window);
     }
-    Ok(loaded)
+    loaded
 }

@@ -24,7 +24,7 @@ impl CacheFamilies {
         let families = CacheFamilies::default();
         registry.register(
             "cache_responses",
-            "Responses of cached clusters by how the cache served them (hit, miss, stale, bypass)",
+            "Responses of cached clusters by how the cache served them (hit, miss, revalidated, stale, bypass)",
             families.responses.clone(),
         );
         families
@@ -42,6 +42,7 @@ impl CacheFamilies {
         CacheMetrics {
             hit: kind("hit"),
             miss: kind("miss"),
+            revalidated: kind("revalidated"),
             stale: kind("stale"),
             bypass: kind("bypass"),
         }
@@ -53,15 +54,18 @@ impl CacheFamilies {
 pub struct CacheMetrics {
     hit: Counter,
     miss: Counter,
+    revalidated: Counter,
     stale: Counter,
     bypass: Counter,
 }
 
 impl CacheMetrics {
-    /// One response served as `result`: `hit`, `miss`, `stale` or `bypass`.
+    /// One response served as `result`: `hit`, `miss`, `revalidated`,
+    /// `stale` or `bypass`.
     pub fn record(&self, result: &str) {
         match result {
             "hit" => self.hit.inc(),
+            "revalidated" => self.revalidated.inc(),
             "stale" => self.stale.inc(),
             "bypass" => self.bypass.inc(),
             _ => self.miss.inc(),

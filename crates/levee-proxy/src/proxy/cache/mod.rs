@@ -3,7 +3,9 @@
 //! ([`Upstream`], the next stage); a miss is filled once for every
 //! concurrent request of the same key (levee-core's [`RefreshingCache`]),
 //! which also serves stale copies while a refresh runs or while the
-//! upstream fails.
+//! upstream fails. An expired entry with a validator is revalidated: the
+//! fill asks the upstream conditionally and a `304` keeps the stored body
+//! (`fill.rs`).
 //!
 //! What a fill that cannot be stored gives the waiting requests:
 //! - not storable (`no-store`, `private`, too large, no freshness): the
@@ -181,9 +183,9 @@ impl ResponseCache {
             let next = Arc::clone(next);
             let client = client.clone();
             let settings = self.settings;
-            move || fill::fill(next, slots, client, settings)
+            move |previous| fill::fill(next, slots, client, settings, previous)
         };
-        match self.store.get(key.clone(), loader).await {
+        match self.store.get_with(key.clone(), loader).await {
             Ok(served) => {
                 // Learned when a fill stores it; a hit has nothing new.
                 if served.status == CacheStatus::Miss {
@@ -201,17 +203,15 @@ impl ResponseCache {
                         )),
                     };
                 }
-                self.metrics.record(served.status.as_str());
+                let served_as = served.value.served_as(served.status);
+                self.metrics.record(served_as);
                 // The client's own conditional request: it has this one.
                 if served.value.not_modified_for(&head.headers) {
-                    return Ok(served
-                        .value
-                        .to_not_modified(served.status)
-                        .map(Either::Right));
+                    return Ok(served.value.to_not_modified(served_as).map(Either::Right));
                 }
                 Ok(served
                     .value
-                    .to_response(&method, served.status)
+                    .to_response(&method, served_as)
                     .map(Either::Right))
             }
             Err(CacheError::Load(error)) => {
@@ -358,9 +358,10 @@ impl ResponseCache {
 }
 
 fn marked(mut response: Response<UpstreamBody>, status: CacheStatus) -> Response<ProxyBody> {
-    response
-        .headers_mut()
-        .insert(X_LEVEE_CACHE.clone(), stored::cache_header(status));
+    response.headers_mut().insert(
+        X_LEVEE_CACHE.clone(),
+        http::HeaderValue::from_static(status.as_str()),
+    );
     response.map(Either::Left)
 }
 

@@ -14,6 +14,11 @@ use http::header::{CACHE_CONTROL, EXPIRES, HeaderMap};
 use http::{request, response};
 use http_cache_semantics::{CacheOptions, CachePolicy};
 
+/// The statuses `http-cache-semantics` stores (its `UNDERSTOOD_STATUSES`).
+const CRATE_STATUSES: [u16; 14] = [
+    200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501,
+];
+
 /// How long a stored response stays usable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Freshness {
@@ -89,21 +94,57 @@ pub fn judge(
             None => return Verdict::Skip("invalid Age"),
         },
     };
+    let directives = directives(&response.headers);
+    let explicit = directives
+        .iter()
+        .any(|(name, _)| name == "max-age" || name == "s-maxage")
+        || response.headers.contains_key(EXPIRES);
+    // RFC 9111 §3 lets a cache store any final status with explicit
+    // freshness (unless `must-understand`); the crate follows RFC 7234 and
+    // stores only the statuses it knows, so another one (a `299`, a `418`)
+    // is judged as a `200` would be. Never a `206` or `304`, whose meaning
+    // a cache must understand, nor a 5xx: those are failures here.
+    let as_ok;
+    let response = if explicit
+        && !CRATE_STATUSES.contains(&response.status.as_u16())
+        && !matches!(response.status.as_u16(), 206 | 304 | 500..)
+        && !directives.iter().any(|(name, _)| name == "must-understand")
+    {
+        let (mut parts, ()) = http::Response::new(()).into_parts();
+        parts.status = http::StatusCode::OK;
+        parts.version = response.version;
+        parts.headers = response.headers.clone();
+        as_ok = parts;
+        &as_ok
+    } else {
+        response
+    };
     let policy = CachePolicy::new_options(request, response, now, CacheOptions::default());
     if !policy.is_storable() {
         return Verdict::Skip(
             "not storable (no-store, private, Authorization, Vary: *, or status)",
         );
     }
-    let directives = directives(&response.headers);
     if directives.iter().any(|(name, _)| name == "no-cache") {
-        // Would need revalidation on every use, which levee does not do.
-        return Verdict::Skip("no-cache");
+        // Stored, but asked about again before every use (RFC 9111
+        // §5.2.2.4), which needs a validator to ask with. A `no-cache`
+        // naming fields is treated as the whole response's.
+        let validator = response.headers.contains_key(http::header::ETAG)
+            || response.headers.contains_key(http::header::LAST_MODIFIED);
+        if !validator {
+            return Verdict::Skip("no-cache without a validator (ETag or Last-Modified)");
+        }
+        return Verdict::Store(
+            Freshness {
+                never_stale: true,
+                age,
+                ttl: Duration::ZERO,
+                stale_while_revalidate: None,
+                stale_if_error: None,
+            },
+            Box::new(policy),
+        );
     }
-    let explicit = directives
-        .iter()
-        .any(|(name, _)| name == "max-age" || name == "s-maxage")
-        || response.headers.contains_key(EXPIRES);
     let ttl = match policy.time_to_live(now) {
         ttl if explicit => ttl,
         _ => default_ttl,
@@ -264,7 +305,12 @@ mod tests {
 
     #[test]
     fn no_store_private_and_no_cache_are_not_stored() {
-        for value in ["no-store", "private, max-age=60", "no-cache"] {
+        for value in [
+            "no-store",
+            "private, max-age=60",
+            "no-cache",
+            "no-store, no-cache",
+        ] {
             assert!(
                 matches!(
                     judge_with(Some(value), Duration::from_secs(10)),
@@ -273,6 +319,30 @@ mod tests {
                 "{value}"
             );
         }
+    }
+
+    #[test]
+    fn no_cache_with_a_validator_is_stored_for_revalidation_only() {
+        let request = http::Request::get("http://example.com/a")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let response = http::Response::builder()
+            .header(CACHE_CONTROL, "No-Cache, max-age=60")
+            .header("etag", "\"v1\"")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let fresh = freshness(judge(
+            &request,
+            &response,
+            Duration::from_secs(10),
+            SystemTime::now(),
+        ));
+        assert_eq!(fresh.ttl, Duration::ZERO);
+        assert!(fresh.never_stale);
     }
 
     #[test]
