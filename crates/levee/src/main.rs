@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use levee_proxy::config::{Config, ConfigErrors};
+use levee_proxy::config::{Config, ConfigErrors, LogFormat, LogSettings};
 
 // The allocator: jemalloc, purging freed pages from a background thread one
 // second after they are freed. Measured with bench/memory.sh and
@@ -50,9 +50,18 @@ pub struct MallocConf(*const std::ffi::c_char);
 #[cfg(not(target_env = "msvc"))]
 unsafe impl Sync for MallocConf {}
 
+/// `levee --version`: the crate version and the build's git revision
+/// (`build.rs`; "unknown" outside a git checkout).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("LEVEE_GIT_REVISION"),
+    ")"
+);
+
 /// levee keeps a cluster answering while parts of it fail.
 #[derive(Parser)]
-#[command(name = "levee", version, about)]
+#[command(name = "levee", version = VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -102,6 +111,12 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Print a completion script for a shell, e.g.
+    /// `levee completions bash > /etc/bash_completion.d/levee`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Exit code for a config that does not validate (and for a failed start).
@@ -111,8 +126,16 @@ const EXIT_START: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // `run` logs as its config says; the other commands as the defaults do.
+    if !matches!(cli.command, Command::Run { .. }) {
+        init_logging(&LogSettings::default());
+    }
     match cli.command {
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "levee", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Command::Check { admin, timeout } => check::run(&admin, timeout),
         Command::Validate { config: path } => match Config::load(&path) {
             Ok(config) => {
@@ -140,6 +163,7 @@ fn main() -> ExitCode {
                 Ok(config) => config,
                 Err(errors) => return report_config_errors(&errors),
             };
+            init_logging(&config.log);
             let threads = worker_threads.or(config.runtime.worker_threads);
             raise_descriptor_limit();
             run_in_runtime(threads, async move {
@@ -311,11 +335,25 @@ async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) -> Option
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LEVEE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+/// Log to standard error as `settings` say; `LEVEE_LOG` overrides the
+/// level. Colour only on a terminal, and never with `NO_COLOR` set
+/// (no-color.org): a file or journald gets no escape codes.
+fn init_logging(settings: &LogSettings) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LEVEE_LOG").unwrap_or_else(|_| {
+        // The config has checked the syntax.
+        tracing_subscriber::EnvFilter::try_new(&settings.level)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(LogSettings::DEFAULT_LEVEL))
+    });
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match settings.format {
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+            builder.with_ansi(colour).init();
+        }
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }

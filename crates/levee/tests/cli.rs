@@ -562,3 +562,116 @@ fn sighup_reloads_the_file_and_a_broken_one_keeps_the_running_config() {
         "{metrics}"
     );
 }
+
+#[test]
+fn version_names_the_git_revision() {
+    let output = levee().arg("--version").output().expect("run");
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let expected = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned());
+    match expected {
+        // The build's revision; HEAD may have moved since, but its prefix
+        // is a hex revision either way.
+        Some(_) => {
+            let revision = text
+                .split_once('(')
+                .and_then(|(_, rest)| rest.split_once(')'))
+                .map(|(revision, _)| revision)
+                .unwrap_or_default();
+            assert_eq!(revision.len(), 12, "{text}");
+            assert!(revision.chars().all(|c| c.is_ascii_hexdigit()), "{text}");
+        }
+        None => assert!(text.contains("(unknown)"), "{text}"),
+    }
+    assert!(
+        text.starts_with(&format!("levee {}", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef levee"),
+        ("fish", "complete -c levee"),
+    ] {
+        let output = levee().args(["completions", shell]).output().expect("run");
+        assert!(output.status.success(), "{shell}: {output:?}");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.contains(marker), "{shell}: {text}");
+        assert!(text.contains("validate"), "{shell}: subcommands listed");
+    }
+}
+
+/// Start `levee run` on `config` (with `LEVEE_LOG` unset so that `[log]`
+/// applies), wait for its admin line, stop it; its standard error.
+fn run_and_collect_stderr(test: &str, config: &str) -> String {
+    let path = write_config(test, config);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_levee"))
+        .env_remove("LEVEE_LOG")
+        .env_remove("NO_COLOR")
+        .args(["run", "-c"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for_line(&mut child, "levee: admin on");
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let output = child.wait_with_output().expect("wait");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn log_config(log: &str) -> String {
+    let (web, admin) = (free_port(), free_port());
+    format!(
+        "{log}\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:{web}\"\ncluster = \"app\"\n\n[[cluster]]\nname = \"app\"\nendpoints = [\"127.0.0.1:9\"]\n"
+    )
+}
+
+#[test]
+fn logs_have_no_colour_codes_off_a_terminal_and_json_lines_parse() {
+    let text = run_and_collect_stderr("log-text", &log_config(""));
+    assert!(text.contains("shutdown signal received"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "no ANSI escape codes in a pipe:\n{text}"
+    );
+
+    let json = run_and_collect_stderr(
+        "log-json",
+        &log_config("[log]\nformat = \"json\"\nlevel = \"info\""),
+    );
+    let lines: Vec<&str> = json
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    assert!(!lines.is_empty(), "{json}");
+    for line in &lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON ({error}): {line}"));
+        assert!(
+            value["level"].is_string() && value["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("shutdown signal received")),
+        "{json}"
+    );
+
+    let quiet = run_and_collect_stderr("log-level", &log_config("[log]\nlevel = \"error\""));
+    assert!(
+        !quiet.contains("shutdown signal received"),
+        "level error hides info:\n{quiet}"
+    );
+}

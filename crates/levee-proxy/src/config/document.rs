@@ -86,6 +86,7 @@ pub(super) fn read(source: &str, report: &mut Report<'_>) -> Option<RawConfig> {
         match key.get_ref().as_ref() {
             "admin" => config.admin = table(key, value, "[admin]", report),
             "runtime" => config.runtime = table(key, value, "[runtime]", report),
+            "log" => config.log = table(key, value, "[log]", report),
             "listener" => config.listener = array_of_tables(key, value, report),
             "cluster" => config.cluster = array_of_tables(key, value, report),
             "readiness" => config.readiness = table(key, value, "[readiness]", report),

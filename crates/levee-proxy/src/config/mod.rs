@@ -39,6 +39,7 @@ mod error;
 mod health;
 mod keys;
 mod listener;
+mod log;
 mod outlier;
 mod raw;
 mod readiness;
@@ -72,6 +73,7 @@ pub use health::{HealthCheckKind, HealthSettings, HttpCheckSettings};
 pub use listener::{
     BadProtocol, BadWhenImpaired, FirstByteTimeout, ListenerSettings, Protocol, WhenImpaired,
 };
+pub use log::{LogFormat, LogSettings};
 pub use readiness::{ProbeSettings, ReadinessSettings, RequiredEndpoint};
 pub use retry::{HedgeSettings, RetrySettings};
 pub use route::{RouteRetry, RouteSettings};

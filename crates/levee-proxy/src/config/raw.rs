@@ -6,6 +6,7 @@ use super::admin::RawAdmin;
 use super::alert::RawAlert;
 use super::cluster::RawCluster;
 use super::listener::RawListener;
+use super::log::RawLog;
 use super::readiness::RawReadiness;
 use super::runtime::RawRuntime;
 use super::store::RawStore;
@@ -13,9 +14,10 @@ use super::table::Section;
 
 /// The top-level keys. Each is a section deserialized on its own, so that a
 /// bad value in one section does not hide problems in the others.
-pub(super) const SECTIONS: [&str; 7] = [
+pub(super) const SECTIONS: [&str; 8] = [
     "admin",
     "runtime",
+    "log",
     "listener",
     "cluster",
     "readiness",
@@ -30,6 +32,8 @@ pub(super) struct RawConfig {
     pub admin: Option<Section<RawAdmin>>,
     /// `[runtime]`, if written.
     pub runtime: Option<Section<RawRuntime>>,
+    /// `[log]`, if written.
+    pub log: Option<Section<RawLog>>,
     /// Every `[[listener]]`, in file order.
     pub listener: Vec<Section<RawListener>>,
     /// Every `[[cluster]]`, in file order.

@@ -4,8 +4,8 @@
 //! describes the same keys from the user's side.
 
 use super::{
-    AdminSettings, AlertSettings, ClusterSettings, ListenerSettings, ReadinessSettings,
-    RuntimeSettings, StoreSettings,
+    AdminSettings, AlertSettings, ClusterSettings, ListenerSettings, LogSettings,
+    ReadinessSettings, RuntimeSettings, StoreSettings,
 };
 
 /// A whole, valid configuration.
@@ -29,6 +29,8 @@ pub struct Config {
     pub admin: AdminSettings,
     /// `[runtime]`.
     pub runtime: RuntimeSettings,
+    /// `[log]`: levee's own log lines.
+    pub log: LogSettings,
     /// `[[listener]]`, in file order. Never empty when read from a file.
     pub listeners: Vec<ListenerSettings>,
     /// `[[cluster]]`, in file order; names are unique.

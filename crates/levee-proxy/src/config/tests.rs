@@ -15,6 +15,7 @@ use super::admin::RawAdmin;
 use super::alert::RawAlert;
 use super::cluster::RawCluster;
 use super::listener::RawListener;
+use super::log::RawLog;
 use super::raw::SECTIONS;
 use super::readiness::RawReadiness;
 use super::runtime::RawRuntime;
@@ -92,6 +93,7 @@ fn every_table() -> Vec<TableKeys> {
     let mut tables = Vec::new();
     walk::<RawAdmin>("admin", &mut Vec::new(), &mut tables);
     walk::<RawRuntime>("runtime", &mut Vec::new(), &mut tables);
+    walk::<RawLog>("log", &mut Vec::new(), &mut tables);
     walk::<RawListener>("listener", &mut Vec::new(), &mut tables);
     walk::<RawCluster>("cluster", &mut Vec::new(), &mut tables);
     walk::<RawReadiness>("readiness", &mut Vec::new(), &mut tables);
@@ -279,6 +281,7 @@ endpoints = ["10.0.0.1:8000"]
             watch_config: false,
             dns_servers: Vec::new(),
         },
+        log: crate::config::LogSettings::default(),
         listeners: vec![ListenerSettings {
             name: "web".into(),
             listen: "0.0.0.0:8080".parse().unwrap(),
@@ -1332,4 +1335,29 @@ tls = { ca = "ca.pem" }
     let upstream = config.clusters[0].tls.as_ref().expect("cluster tls");
     assert_eq!(upstream.ca, Some(dir.join("ca.pem")));
     assert!(!upstream.insecure_skip_verify);
+}
+
+#[test]
+fn log_format_and_level_are_checked() {
+    let config = Config::from_toml_str(
+        &format!("[log]\nformat = \"json\"\nlevel = \"warn,levee_proxy::tls=debug\"\n{VALID_TAIL}"),
+        "levee.toml",
+    )
+    .unwrap();
+    assert_eq!(config.log.format, crate::config::LogFormat::Json);
+    assert_eq!(config.log.level, "warn,levee_proxy::tls=debug");
+    let errors = Config::from_toml_str(
+        &format!("[log]\nformat = \"xml\"\nlevel = \"loud\"\n{VALID_TAIL}"),
+        "levee.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        errors.contains("levee.toml:2:10: format: unknown log format \"xml\""),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("levee.toml:3:9: level: bad directive \"loud\""),
+        "{errors}"
+    );
 }

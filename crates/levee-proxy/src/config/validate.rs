@@ -8,12 +8,13 @@
 use super::checks::{self, Cluster, Listener};
 use super::raw::RawConfig;
 use super::report::Report;
-use super::{Config, admin, alert, cluster, listener, readiness, runtime, store};
+use super::{Config, admin, alert, cluster, listener, log, readiness, runtime, store};
 
 /// The settings of `raw`. Only meaningful if nothing was reported.
 pub(super) fn config(raw: &RawConfig, report: &mut Report<'_>) -> Config {
     let admin = admin::admin(raw.admin.as_ref(), report);
     let runtime = runtime::runtime(raw.runtime.as_ref(), report);
+    let log = log::log(raw.log.as_ref(), report);
     let listeners: Vec<Listener<'_>> = raw
         .listener
         .iter()
@@ -42,6 +43,7 @@ pub(super) fn config(raw: &RawConfig, report: &mut Report<'_>) -> Config {
         store,
         admin: admin.settings,
         runtime,
+        log,
         listeners: listeners.into_iter().filter_map(|l| l.settings).collect(),
         clusters: clusters.into_iter().filter_map(|c| c.settings).collect(),
         readiness,

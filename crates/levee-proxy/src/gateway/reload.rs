@@ -454,6 +454,9 @@ fn restart_only(old: &Config, new: &Config, state: &GatewayState) -> Vec<String>
     if old.runtime.worker_threads != new.runtime.worker_threads {
         notes.push("[runtime] worker_threads".to_owned());
     }
+    if old.log != new.log {
+        notes.push("[log]".to_owned());
+    }
     if old.store != new.store {
         notes.push("[store]".to_owned());
     }
