@@ -4,6 +4,7 @@
 //! Data flows one way: listener → proxy → cluster (balancer picks an endpoint)
 //! → attempt → outcome recorded on the cluster → response streamed back.
 
+pub mod access_log;
 pub mod admin;
 pub mod alerts;
 pub mod cluster;

@@ -284,7 +284,8 @@ where
 
 /// Resolve on SIGINT or SIGTERM. With a gateway, SIGHUP reloads its config
 /// file meanwhile (a reload that fails keeps the running config; either way
-/// it is logged and recorded as a `config` event).
+/// it is logged and recorded as a `config` event), and SIGUSR1 reopens the
+/// access log files (logrotate).
 async fn wait_for_signal(gateway: Option<&levee_proxy::RunningGateway>) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -294,6 +295,13 @@ async fn wait_for_signal(gateway: Option<&levee_proxy::RunningGateway>) {
             Ok(hangup) => Some(hangup),
             Err(error) => {
                 tracing::warn!(%error, "cannot listen for SIGHUP; reload with POST /reload");
+                None
+            }
+        };
+        let mut user1 = match signal(SignalKind::user_defined1()) {
+            Ok(user1) => Some(user1),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGUSR1; access logs are reopened at reloads only");
                 None
             }
         };
@@ -309,6 +317,13 @@ async fn wait_for_signal(gateway: Option<&levee_proxy::RunningGateway>) {
             tokio::select! {
                 _ = &mut ctrl_c => return,
                 Some(()) = next_signal(&mut term) => return,
+                Some(()) = next_signal(&mut user1) => match gateway {
+                    Some(gateway) => {
+                        let reopened = gateway.state().reopen_access_logs();
+                        tracing::info!(reopened, "SIGUSR1: reopening access logs");
+                    }
+                    None => tracing::info!("SIGUSR1 ignored: no access logs"),
+                },
                 Some(()) = next_signal(&mut hangup) => match gateway {
                     Some(gateway) => {
                         tracing::info!("SIGHUP: reloading the config file");

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::access_log::{AccessLogSettings, RawAccessLog, access_log};
 use super::checks::Listener;
 use super::keys::fields_of;
 use super::report::Report;
@@ -97,6 +98,10 @@ pub(super) struct RawListener {
     /// `[listener.tls]`); HTTP listeners offer HTTP/2 and HTTP/1.1 by ALPN.
     /// Default: none, cleartext.
     pub tls: Option<Box<Spanned<RawListenerTls>>>,
+    /// `http` listeners only: one line per request (`access_log = { path
+    /// = "…", format = "json" }` or `[listener.access_log]`). Default:
+    /// none.
+    pub access_log: Option<Box<Spanned<RawAccessLog>>>,
 }
 
 impl RawTable for RawListener {
@@ -105,6 +110,7 @@ impl RawTable for RawListener {
             [] => fields_of::<Self>(),
             ["route", rest @ ..] => RawRoute::keys_at(rest),
             ["tls", rest @ ..] => RawListenerTls::keys_at(rest),
+            ["access_log", rest @ ..] => RawAccessLog::keys_at(rest),
             _ => &[],
         }
     }
@@ -155,6 +161,8 @@ pub struct ListenerSettings {
     pub max_request_headers: usize,
     /// TLS termination; `None`: cleartext.
     pub tls: Option<ListenerTlsSettings>,
+    /// HTTP listeners: one line per request, if set.
+    pub access_log: Option<AccessLogSettings>,
 }
 
 impl ListenerSettings {
@@ -197,6 +205,7 @@ impl ListenerSettings {
             max_connections: None,
             max_request_headers: ListenerSettings::DEFAULT_MAX_REQUEST_HEADERS,
             tls: None,
+            access_log: None,
         }
     }
 }
@@ -394,6 +403,19 @@ pub(super) fn listener<'r>(
         None => Some(None),
         Some(written) => listener_tls(written, report).map(Some),
     };
+    // `Some(None)`: no access log; `None`: bad (reported).
+    let access_log = match (&raw.access_log, protocol) {
+        (None, _) => Some(None),
+        (Some(written), Some(Protocol::Tcp)) => {
+            let message = format!(
+                "access_log: http listeners only; {} speaks tcp",
+                section.label
+            );
+            report.error(written.span(), message);
+            None
+        }
+        (Some(written), _) => access_log(written, report).map(Some),
+    };
     let cluster_ok = cluster.is_some() || has_routes;
     let settings = match (
         name,
@@ -409,6 +431,7 @@ pub(super) fn listener<'r>(
         replay_first_bytes_match,
         tls,
         tcp_hedge,
+        access_log,
     ) {
         (
             Some(name),
@@ -424,6 +447,7 @@ pub(super) fn listener<'r>(
             Some(replay_first_bytes_match),
             Some(tls),
             Some(tcp_hedge),
+            Some(access_log),
         ) if protocol == Protocol::Http || routes.is_empty() => Some(ListenerSettings {
             name: name.get_ref().clone(),
             listen: *listen.get_ref(),
@@ -440,6 +464,7 @@ pub(super) fn listener<'r>(
             max_connections,
             max_request_headers,
             tls,
+            access_log,
         }),
         _ => None,
     };

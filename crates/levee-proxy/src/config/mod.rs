@@ -26,6 +26,7 @@
 //! demo does); [`ListenerSettings::new`] and [`ClusterSettings::new`] fill in
 //! the defaults.
 
+mod access_log;
 mod admin;
 mod admission;
 mod alert;
@@ -61,6 +62,7 @@ mod tests;
 
 use std::path::Path;
 
+pub use access_log::{AccessLogFormat, AccessLogSettings, AccessLogTarget};
 pub use admin::AdminSettings;
 pub use admission::{AdaptiveLimitSettings, AdmissionSettings};
 pub use alert::AlertSettings;
@@ -129,6 +131,9 @@ impl Config {
         for listener in &mut self.listeners {
             if let Some(tls) = &mut listener.tls {
                 tls.resolve_paths(dir);
+            }
+            if let Some(access_log) = &mut listener.access_log {
+                access_log.resolve_paths(dir);
             }
         }
         for cluster in &mut self.clusters {

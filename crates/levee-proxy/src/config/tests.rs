@@ -223,6 +223,7 @@ fn every_key_is_documented_in_its_section() {
             "listener.route.retry",
             "listener.tls",
             "listener.tls.certificates",
+            "listener.access_log",
             "cluster.health",
             "cluster.health.http",
             "cluster.outlier",
@@ -298,6 +299,7 @@ endpoints = ["10.0.0.1:8000"]
             max_connections: None,
             max_request_headers: 256,
             tls: None,
+            access_log: None,
         }],
         clusters: vec![ClusterSettings {
             name: "app".into(),
@@ -1360,4 +1362,52 @@ fn log_format_and_level_are_checked() {
         errors.contains("levee.toml:3:9: level: bad directive \"loud\""),
         "{errors}"
     );
+}
+
+#[test]
+fn access_logs_are_checked_and_http_only() {
+    let source = r#"
+[[listener]]
+name = "web"
+listen = "127.0.0.1:8080"
+cluster = "app"
+access_log = { path = "logs/web.log", format = "combined", buffer = 100 }
+
+[[cluster]]
+name = "app"
+endpoints = ["127.0.0.1:8000"]
+"#;
+    let config = Config::from_toml_str(source, "levee.toml").unwrap();
+    let log = config.listeners[0].access_log.as_ref().expect("access log");
+    assert_eq!(log.format, crate::config::AccessLogFormat::Combined);
+    assert_eq!(log.buffer, 100);
+    let bad = r#"
+[[listener]]
+name = "web"
+listen = "127.0.0.1:8080"
+cluster = "app"
+access_log = { format = "xml", buffer = 0 }
+
+[[listener]]
+name = "ssh"
+listen = "127.0.0.1:2222"
+protocol = "tcp"
+cluster = "app"
+access_log = { path = "stdout" }
+
+[[cluster]]
+name = "app"
+endpoints = ["127.0.0.1:8000"]
+"#;
+    let errors = Config::from_toml_str(bad, "levee.toml")
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        "access_log: missing key \"path\"",
+        "access_log.format: unknown format \"xml\"",
+        "access_log.buffer: must be 1 to 1048576 lines",
+        "access_log: http listeners only",
+    ] {
+        assert!(errors.contains(needle), "{needle}: {errors}");
+    }
 }

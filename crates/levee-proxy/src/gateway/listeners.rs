@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::clusters::Served;
 use super::{ListenerStatus, RouteStatus, StartError};
+use crate::access_log::AccessLog;
 use crate::config::{ListenerSettings, Protocol};
 use crate::events::EventLog;
 use crate::listener::{self, Acceptor, BindError, ConnectionLimits, Connections, ListenerTls};
@@ -151,7 +152,8 @@ pub(super) fn router(
         .iter()
         .map(|route| {
             let Served { cluster, stages } = served(&route.cluster)?;
-            let target = Route::configured(&settings.name, route, cluster, stages);
+            let mut target = Route::configured(&settings.name, route, cluster, stages);
+            target.access_log = settings.access_log.is_some();
             Ok((route.matches.clone(), Arc::new(target)))
         })
         .collect::<Result<Vec<_>, StartError>>()?;
@@ -160,7 +162,9 @@ pub(super) fn router(
         .as_deref()
         .map(|name| {
             served(name).map(|Served { cluster, stages }| {
-                Arc::new(Route::default_for(&settings.name, cluster, stages))
+                let mut route = Route::default_for(&settings.name, cluster, stages);
+                route.access_log = settings.access_log.is_some();
+                Arc::new(route)
             })
         })
         .transpose()?;
@@ -228,6 +232,7 @@ impl BoundListener {
         let (proxy, task) = match settings.protocol {
             Protocol::Http => {
                 let proxy = Arc::new(HttpProxy::new(name, router, listener_metrics));
+                proxy.set_access_log(access_log(&settings, serving.metrics)?);
                 let task = tokio::spawn(listener::serve_http(
                     acceptor,
                     Arc::clone(&proxy),
@@ -270,6 +275,32 @@ impl BoundListener {
     }
 }
 
+/// The access log `settings` ask for, started (its file opened).
+fn access_log(
+    settings: &ListenerSettings,
+    metrics: &Metrics,
+) -> Result<Option<Arc<AccessLog>>, StartError> {
+    let Some(wanted) = &settings.access_log else {
+        return Ok(None);
+    };
+    AccessLog::start(&settings.name, wanted, metrics.access_log(&settings.name))
+        .map(|log| Some(Arc::new(log)))
+        .map_err(|source| StartError::AccessLog {
+            listener: settings.name.clone(),
+            source,
+        })
+}
+
+impl LiveListener {
+    /// Its HTTP proxy, if it is an HTTP listener.
+    pub fn http_proxy(&self) -> Option<Arc<HttpProxy>> {
+        match &self.proxy {
+            Proxy::Http(proxy) => Some(Arc::clone(proxy)),
+            Proxy::Tcp(_) => None,
+        }
+    }
+}
+
 /// Validation gives a tcp listener a cluster and no routes: its default
 /// route (the cluster and its stages).
 fn default_route(listener: &str, router: &Router<Arc<Route>>) -> Result<Arc<Route>, StartError> {
@@ -292,10 +323,33 @@ impl LiveListener {
         router: Router<Arc<Route>>,
         tls_plan: TlsPlan,
         derived_max: usize,
+        metrics: &Metrics,
     ) -> Result<(), StartError> {
+        // Opened before anything changes: a file levee cannot write to
+        // fails the reload and leaves the listener as it was.
+        let new_log = match (&self.proxy, &settings.access_log) {
+            (Proxy::Http(proxy), wanted) => {
+                let running = proxy.access_log();
+                match (running, wanted) {
+                    // Kept: a reload reopens its file (logrotate).
+                    (Some(log), Some(wanted)) if log.settings() == wanted => {
+                        log.reopen();
+                        None
+                    }
+                    (None, None) => None,
+                    _ => Some(access_log(settings, metrics)?),
+                }
+            }
+            (Proxy::Tcp(_), _) => None,
+        };
         tls_plan.apply(&self.tls);
         match &self.proxy {
-            Proxy::Http(proxy) => proxy.set_router(router),
+            Proxy::Http(proxy) => {
+                if let Some(log) = new_log {
+                    proxy.set_access_log(log);
+                }
+                proxy.set_router(router);
+            }
             Proxy::Tcp(proxy) => proxy.set_route(default_route(&settings.name, &router)?),
         }
         self.connections.set_limits(limits(settings, derived_max));

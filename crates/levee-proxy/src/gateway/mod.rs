@@ -73,6 +73,15 @@ pub enum StartError {
         #[source]
         source: crate::tls::ServerTlsError,
     },
+    /// A listener's access log could not be opened.
+    #[error("listener {listener:?}: {source}")]
+    AccessLog {
+        /// Listener name.
+        listener: String,
+        /// What went wrong (the path and the OS error).
+        #[source]
+        source: std::io::Error,
+    },
     /// A listener names a cluster the config does not define (validation
     /// normally catches this first).
     #[error("listener {listener:?} names cluster {cluster:?}, which is not defined")]
@@ -132,6 +141,8 @@ pub struct ConfigStatus {
 struct ListenerView {
     status: ListenerStatus,
     connections: Arc<Connections>,
+    /// HTTP listeners: where its access log is found.
+    http: Option<Arc<crate::proxy::HttpProxy>>,
 }
 
 /// What the admin API reads.
@@ -191,6 +202,19 @@ impl GatewayState {
     /// The self-health state: `ready`, `degraded` or `impaired`.
     pub fn readiness_state(&self) -> Readiness {
         self.health.verdict().state
+    }
+
+    /// Reopen every listener's access log file (SIGUSR1, after logrotate
+    /// moved them away). Returns how many were asked to.
+    pub fn reopen_access_logs(&self) -> usize {
+        let mut reopened = 0;
+        for view in self.listeners.load().iter() {
+            if let Some(log) = view.http.as_ref().and_then(|proxy| proxy.access_log()) {
+                log.reopen();
+                reopened += 1;
+            }
+        }
+        reopened
     }
 
     /// Listeners for `/status`, with their open connections.
@@ -299,6 +323,7 @@ impl GatewayState {
             .map(|listener| ListenerView {
                 status: listener.status(),
                 connections: Arc::clone(&listener.connections),
+                http: listener.http_proxy(),
             })
             .collect();
         self.listeners.store(Arc::new(views));

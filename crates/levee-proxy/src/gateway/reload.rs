@@ -335,7 +335,7 @@ async fn prepare_and_swap(
                 if listener.settings != *settings {
                     changes.push(format!("listener {:?} updated", settings.name));
                 }
-                listener.update(settings, router, tls, live.derived_max)?;
+                listener.update(settings, router, tls, live.derived_max, &state.metrics)?;
                 serving_now.push(listener);
             }
             ListenerPlan::Bind => {

@@ -22,6 +22,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::access_log::metrics::{AccessLogFamilies, AccessLogMetrics};
 use crate::cluster::breaker_metrics::{BreakerFamilies, BreakerMetrics};
 use crate::listener::metrics::{ConnectionFamilies, ConnectionMetrics};
 use crate::proxy::admission::metrics::{AdmissionFamilies, AdmissionMetrics};
@@ -137,6 +138,8 @@ pub struct Metrics {
     tcp: TcpFamilies,
     /// TLS listeners' handshakes (their own file).
     tls: TlsFamilies,
+    /// Access logs (their own file).
+    access_logs: AccessLogFamilies,
     /// Endpoint names (their own file).
     names: NameFamilies,
     /// Circuit breakers (their own file).
@@ -188,6 +191,7 @@ impl Metrics {
             client_connections: ConnectionFamilies::default(),
             tcp: TcpFamilies::default(),
             tls: TlsFamilies::default(),
+            access_logs: AccessLogFamilies::default(),
             names: NameFamilies::default(),
             breaker_families: BreakerFamilies::default(),
             admission_families: AdmissionFamilies::default(),
@@ -344,6 +348,7 @@ impl Metrics {
         let client_connections = ConnectionFamilies::register(&mut registry);
         let tcp = TcpFamilies::register(&mut registry);
         let tls = TlsFamilies::register(&mut registry);
+        let access_logs = AccessLogFamilies::register(&mut registry);
         let names = NameFamilies::register(&mut registry);
         let breaker_families = BreakerFamilies::register(&mut registry);
         let admission_families = AdmissionFamilies::register(&mut registry);
@@ -353,6 +358,7 @@ impl Metrics {
             client_connections,
             tcp,
             tls,
+            access_logs,
             names,
             breaker_families,
             admission_families,
@@ -370,6 +376,11 @@ impl Metrics {
     /// Handles for the TLS series of one TLS listener.
     pub fn tls_listener(&self, listener: &str) -> TlsListenerMetrics {
         self.tls.listener(listener)
+    }
+
+    /// Series of one listener's access log.
+    pub fn access_log(&self, listener: &str) -> AccessLogMetrics {
+        self.access_logs.listener(listener)
     }
 
     /// Handles for one cluster's cache series (only for clusters with a

@@ -37,6 +37,7 @@ use tokio::time::Instant;
 use super::body::{InFlight, UpstreamBody};
 use super::error::ProxyError;
 use super::retries::RetryState;
+use crate::access_log::{AttemptLog, AttemptLogs};
 use crate::cluster::{Cluster, EndpointBreakerCall};
 use crate::config::RetrySettings;
 use crate::route::Route;
@@ -215,6 +216,9 @@ pub struct Attempts<'r> {
     /// What the last failure that had more to say said (for the client's
     /// error body).
     last_detail: Option<Box<str>>,
+    /// With an access log on the listener: each settled attempt's endpoint
+    /// and result, for the line (empty and untouched otherwise).
+    trail: Option<SmallVec<[(EndpointId, AttemptResult); 2]>>,
 }
 
 /// How a request's attempts ended.
@@ -266,6 +270,7 @@ impl<'r> Attempts<'r> {
             poison: PoisonTracker::new(),
             held_verdicts: SmallVec::new(),
             last_detail: None,
+            trail: route.access_log.then(SmallVec::new),
         }
     }
 
@@ -454,6 +459,9 @@ impl<'r> Attempts<'r> {
             }
         };
         self.cluster.record_head(&outcome, now);
+        if let Some(trail) = &mut self.trail {
+            trail.push((endpoint, outcome.result));
+        }
         if let AttemptResult::Response { .. } = outcome.result {
             self.retries.record_head_latency(outcome.latency, now);
         }
@@ -619,9 +627,40 @@ impl<'r> Attempts<'r> {
                     .flatten(),
             );
         }
+        let mut response = Response::from_parts(parts, body);
+        if let Some(trail) = &self.trail {
+            response.extensions_mut().insert(self.attempt_logs(trail));
+        }
         Answered {
-            response: Response::from_parts(parts, body),
+            response,
             attempts: self.attempts(),
+        }
+    }
+
+    /// The access-log view of this request's attempts: each settled one
+    /// with its status or failure, then any still running (a hedge's
+    /// loser) as `cancelled`.
+    fn attempt_logs(&self, trail: &[(EndpointId, AttemptResult)]) -> AttemptLogs {
+        let address = |endpoint: EndpointId| self.cluster.endpoint(endpoint).address.to_string();
+        let mut logs: Vec<AttemptLog> = trail
+            .iter()
+            .map(|(endpoint, result)| AttemptLog {
+                endpoint: address(*endpoint),
+                outcome: match result {
+                    AttemptResult::Response { status } => status.to_string(),
+                    AttemptResult::Failed(kind) => kind.as_str().to_owned(),
+                },
+            })
+            .collect();
+        for running in &self.running {
+            logs.push(AttemptLog {
+                endpoint: address(running.endpoint),
+                outcome: "cancelled".to_owned(),
+            });
+        }
+        AttemptLogs {
+            endpoint: trail.last().map(|(endpoint, _)| address(*endpoint)),
+            attempts: logs,
         }
     }
 

@@ -13,6 +13,7 @@ use levee_core::{EndpointId, InFlightGuard, Outcome};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Instant;
 
+use crate::access_log::PendingLine;
 use crate::cluster::Cluster;
 
 /// Body of every response a listener sends: a streamed upstream body or one of
@@ -61,6 +62,8 @@ pin_project_lite::pin_project! {
         // The attempt's outcome as of its head; its verdict for outlier
         // detection is given once the body ends (or fails, or is dropped).
         head: Option<Outcome>,
+        // The request's access-log line, written when the body ends.
+        log: Option<Box<PendingLine>>,
     }
 
     impl PinnedDrop for UpstreamBody {
@@ -76,6 +79,9 @@ pin_project_lite::pin_project! {
             // Ended, or abandoned by the client: the head's verdict stands.
             if let Some(head) = this.head.take() {
                 this.cluster.record_passive(&head, Instant::now());
+            }
+            if let Some(log) = this.log.take() {
+                log.finish();
             }
         }
     }
@@ -106,6 +112,7 @@ impl UpstreamBody {
             connection,
             cluster,
             head: Some(head),
+            log: None,
         }
     }
 }
@@ -120,6 +127,12 @@ impl UpstreamBody {
     /// poison request fails everywhere, which says nothing about its node.
     pub fn forgive(&mut self) {
         self.head = None;
+    }
+
+    /// Write `line` once the body has gone to the client (or the client
+    /// left), with its byte count.
+    pub fn log_on_end(&mut self, line: Box<PendingLine>) {
+        self.log = Some(line);
     }
 
     /// Keep the request's admission slot until the body ends (at once if it
@@ -141,9 +154,17 @@ impl Body for UpstreamBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let mut this = self.project();
         if let Some(prefix) = this.prefix.take() {
+            if let Some(log) = this.log.as_mut() {
+                log.count(prefix.len());
+            }
             return Poll::Ready(Some(Ok(Frame::data(prefix))));
         }
         let polled = this.inner.as_mut().poll_frame(cx);
+        if let (Some(log), Poll::Ready(Some(Ok(frame)))) = (this.log.as_mut(), &polled)
+            && let Some(data) = frame.data_ref()
+        {
+            log.count(data.len());
+        }
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(trailers) = frame.trailers_ref()
         {

@@ -200,6 +200,34 @@ impl ProxyError {
         }
     }
 
+    /// Which of levee's rules answered, as access logs name it: `shed`,
+    /// `breaker-open`, `no-endpoint`, `upstream`, `deadline`, `cache-fill`,
+    /// `client-body`, `bad-request`, `no-route`.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            ProxyError::NoEndpoint { .. } => "no-endpoint",
+            ProxyError::Upstream { .. } => "upstream",
+            ProxyError::Deadline { .. } => "deadline",
+            ProxyError::Overloaded { .. } => "shed",
+            ProxyError::BreakerOpen { .. } => "breaker-open",
+            ProxyError::CacheFill { .. } => "cache-fill",
+            ProxyError::ClientBody { .. } => "client-body",
+            ProxyError::BadRequest { .. } => "bad-request",
+            ProxyError::NoRoute { .. } => "no-route",
+        }
+    }
+
+    /// The rule's own words for an access log: what was rejected and why.
+    pub fn log_reason(&self) -> String {
+        match self {
+            ProxyError::Overloaded { rejected, .. } => rejected.to_string(),
+            ProxyError::BreakerOpen { breaker, rejected } => format!("{breaker}: {rejected}"),
+            ProxyError::Upstream { endpoint, kind, .. } => format!("{endpoint}: {kind}"),
+            ProxyError::CacheFill { reason, .. } => reason.clone(),
+            _ => self.message().to_owned(),
+        }
+    }
+
     /// The JSON response for the client.
     /// levee's answer to a gRPC call: the same reason as a gRPC status
     /// (`grpc-status`, `grpc-message`) in an HTTP 200, which gRPC clients

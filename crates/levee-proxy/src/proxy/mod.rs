@@ -41,8 +41,9 @@ pub use client::ClientInfo;
 pub use error::{ProxyError, X_LEVEE_ATTEMPTS};
 pub use headers::client_ip_value;
 
+use crate::access_log::{AccessLog, AccessRecord, AttemptLogs, PendingLine};
 use crate::metrics::ListenerMetrics;
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::route::{Route, Router};
 use crate::upstream::{BodyRead, read_for_replay};
@@ -60,6 +61,8 @@ pub struct HttpProxy {
     /// was given.
     router: ArcSwap<Router<Arc<Route>>>,
     metrics: ListenerMetrics,
+    /// One line per request, if the listener has `access_log`.
+    access_log: ArcSwapOption<AccessLog>,
 }
 
 impl HttpProxy {
@@ -73,7 +76,18 @@ impl HttpProxy {
             listener,
             router: ArcSwap::from_pointee(router),
             metrics,
+            access_log: ArcSwapOption::empty(),
         }
+    }
+
+    /// Write one line per request to `log` from now on (`None`: stop).
+    pub fn set_access_log(&self, log: Option<Arc<AccessLog>>) {
+        self.access_log.store(log);
+    }
+
+    /// The access log in force, if any.
+    pub fn access_log(&self) -> Option<Arc<AccessLog>> {
+        self.access_log.load_full()
     }
 
     /// Route new requests with `router` (a config reload).
@@ -97,6 +111,16 @@ impl HttpProxy {
     ) -> R {
         let client = &*client;
         let started = Instant::now();
+        // Only a listener with an access log pays for its line.
+        let pending = self.access_log.load().as_ref().map(|log| {
+            let record = AccessRecord::of(
+                &self.listener,
+                &request,
+                client.address.ip(),
+                std::time::SystemTime::now(),
+            );
+            Box::new(PendingLine::new(Arc::clone(log), record, started))
+        });
         let grpc = grpc::is_grpc(request.version(), request.headers());
         let route = self
             .router
@@ -128,9 +152,13 @@ impl HttpProxy {
                     .map(|response| response.map(Either::Left)),
             },
         };
-        let response = match served {
+        let mut levee_error = None;
+        let mut response = match served {
             Ok(response) => response,
             Err(error) => {
+                if pending.is_some() {
+                    levee_error = Some((error.rule(), error.log_reason()));
+                }
                 tracing::debug!(listener = %self.listener, status = %error.status(), ?error, "levee answered the request itself");
                 if grpc {
                     error.into_grpc_response().map(Either::Right)
@@ -141,7 +169,47 @@ impl HttpProxy {
         };
         self.metrics
             .record_response(response.status().as_u16(), started.elapsed().as_secs_f64());
+        if let Some(pending) = pending {
+            log_on_end(pending, &mut response, route.as_deref(), levee_error);
+        }
         then(response)
+    }
+}
+
+/// Fill in `pending`'s answer and have it written when `response`'s body
+/// has gone to the client (at once for a body levee holds whole).
+fn log_on_end(
+    mut pending: Box<PendingLine>,
+    response: &mut Response<ProxyBody>,
+    route: Option<&Route>,
+    levee_error: Option<(&'static str, String)>,
+) {
+    let record = pending.record_mut();
+    record.status = response.status().as_u16();
+    if let Some(route) = route {
+        record.route = Some(route.name.clone());
+        record.cluster = Some(route.cluster.name.clone());
+    }
+    record.cache = response
+        .headers()
+        .get(&cache::X_LEVEE_CACHE)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    if let Some(AttemptLogs { endpoint, attempts }) = response.extensions_mut().remove() {
+        record.endpoint = endpoint;
+        record.attempts = attempts;
+    }
+    if let Some((rule, reason)) = levee_error {
+        record.levee_error = Some(rule);
+        record.reason = Some(reason);
+    }
+    match response.body_mut() {
+        Either::Left(upstream) => upstream.log_on_end(pending),
+        Either::Right(whole) => {
+            let bytes = http_body::Body::size_hint(whole).exact().unwrap_or(0);
+            pending.count(bytes as usize);
+            pending.finish();
+        }
     }
 }
 

@@ -75,6 +75,9 @@ pub struct Route {
     pub breaker: Option<Arc<ClusterBreaker>>,
     /// The cluster's retry budget, hedging latencies and retry counters.
     pub retries: Arc<RetryState>,
+    /// Its listener writes an access log: attempts keep what the line
+    /// tells of them.
+    pub access_log: bool,
 }
 
 /// The stages in front of a cluster that are its own (one each, shared by
@@ -104,6 +107,7 @@ impl Route {
             admission: stages.admission,
             breaker: stages.breaker,
             retries: stages.retries,
+            access_log: false,
             cluster,
         }
     }
@@ -125,6 +129,7 @@ impl Route {
             admission: stages.admission,
             breaker: stages.breaker,
             retries: stages.retries,
+            access_log: false,
             cluster,
         }
     }

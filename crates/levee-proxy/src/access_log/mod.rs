@@ -1,0 +1,260 @@
+//! Access logs: one line per request on a listener that has `access_log`
+//! set, written by a thread of its own so that the request path never
+//! waits on a disk. A request hands its line over a bounded channel; when
+//! the writer has fallen behind by `buffer` lines, the line is dropped and
+//! counted (`levee_access_log_dropped_total`) instead of delaying anyone.
+//! Files are opened for appending and reopened on SIGUSR1 and at every
+//! reload, so logrotate can move them away (`postrotate: kill -USR1`).
+
+pub mod metrics;
+mod record;
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::Duration;
+
+pub use record::{AccessRecord, AttemptLog};
+
+use crate::config::{AccessLogFormat, AccessLogSettings, AccessLogTarget};
+use metrics::AccessLogMetrics;
+
+/// How long the writer waits for a line before it looks whether a reopen
+/// was asked for. Written lines are flushed as soon as no more are waiting.
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+
+/// A listener's access log: where its requests hand their lines.
+pub struct AccessLog {
+    settings: AccessLogSettings,
+    lines: SyncSender<String>,
+    reopen: Arc<AtomicBool>,
+    metrics: AccessLogMetrics,
+}
+
+impl AccessLog {
+    /// Open the log as `settings` say and start its writer. A file that
+    /// cannot be opened is an error (the config names a place levee
+    /// cannot write to).
+    pub fn start(
+        listener: &str,
+        settings: &AccessLogSettings,
+        metrics: AccessLogMetrics,
+    ) -> io::Result<AccessLog> {
+        let sink = Sink::open(&settings.target)?;
+        let (lines, received) = std::sync::mpsc::sync_channel(settings.buffer);
+        let reopen = Arc::new(AtomicBool::new(false));
+        let writer = Writer {
+            listener: listener.to_owned(),
+            target: settings.target.clone(),
+            sink,
+            received,
+            reopen: Arc::clone(&reopen),
+            metrics: metrics.clone(),
+        };
+        std::thread::Builder::new()
+            .name(format!("access-log-{listener}"))
+            .spawn(move || writer.run())?;
+        Ok(AccessLog {
+            settings: settings.clone(),
+            lines,
+            reopen,
+            metrics,
+        })
+    }
+
+    /// The settings it was started with (a reload keeps it if they stay).
+    pub fn settings(&self) -> &AccessLogSettings {
+        &self.settings
+    }
+
+    /// Write `record`'s line, or drop it (counted) if the writer is behind.
+    pub fn write(&self, record: &AccessRecord) {
+        let line = match self.settings.format {
+            AccessLogFormat::Json => record.json(),
+            AccessLogFormat::Combined => record.combined(),
+        };
+        match self.lines.try_send(line) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.metrics.dropped.inc();
+            }
+        }
+    }
+
+    /// Reopen the file (logrotate moved it); done by the writer before its
+    /// next line.
+    pub fn reopen(&self) {
+        self.reopen.store(true, Ordering::Release);
+    }
+}
+
+/// Where lines end up.
+enum Sink {
+    Stdout(io::Stdout),
+    File(BufWriter<File>),
+}
+
+impl Sink {
+    fn open(target: &AccessLogTarget) -> io::Result<Sink> {
+        match target {
+            AccessLogTarget::Stdout => Ok(Sink::Stdout(io::stdout())),
+            AccessLogTarget::File(path) => {
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|error| {
+                        io::Error::new(
+                            error.kind(),
+                            format!("access log {}: {error}", path.display()),
+                        )
+                    })?;
+                Ok(Sink::File(BufWriter::with_capacity(64 * 1024, file)))
+            }
+        }
+    }
+
+    fn write_line(&mut self, line: &str) -> io::Result<()> {
+        match self {
+            Sink::Stdout(stdout) => {
+                let mut stdout = stdout.lock();
+                stdout.write_all(line.as_bytes())?;
+                stdout.write_all(b"\n")
+            }
+            Sink::File(file) => {
+                file.write_all(line.as_bytes())?;
+                file.write_all(b"\n")
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Stdout(stdout) => stdout.flush(),
+            Sink::File(file) => file.flush(),
+        }
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    listener: String,
+    target: AccessLogTarget,
+    sink: Sink,
+    received: Receiver<String>,
+    reopen: Arc<AtomicBool>,
+    metrics: AccessLogMetrics,
+}
+
+impl Writer {
+    /// Write lines until every sender is gone (the listener stopped or a
+    /// reload replaced the log), then flush.
+    fn run(mut self) {
+        let mut unflushed = false;
+        loop {
+            // Waits at most FLUSH_EVERY, so a reopen asked for while no
+            // request comes is still done soon.
+            let wait = if unflushed {
+                Duration::ZERO
+            } else {
+                FLUSH_EVERY
+            };
+            match self.received.recv_timeout(wait) {
+                Ok(line) => {
+                    self.reopen_if_asked();
+                    match self.sink.write_line(&line) {
+                        Ok(()) => {
+                            self.metrics.lines.inc();
+                        }
+                        Err(error) => self.failed("write", &error),
+                    }
+                    unflushed = true;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if unflushed {
+                        self.flush();
+                        unflushed = false;
+                    }
+                    self.reopen_if_asked();
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.flush();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Err(error) = self.sink.flush() {
+            self.failed("flush", &error);
+        }
+    }
+
+    fn reopen_if_asked(&mut self) {
+        if !self.reopen.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        self.flush();
+        match Sink::open(&self.target) {
+            Ok(sink) => {
+                self.sink = sink;
+                tracing::info!(listener = %self.listener, "access log reopened");
+            }
+            // The old file stays open: lines keep going somewhere.
+            Err(error) => self.failed("reopen", &error),
+        }
+    }
+
+    fn failed(&self, what: &str, error: &io::Error) {
+        self.metrics.write_errors.inc();
+        tracing::warn!(listener = %self.listener, %error, "access log {what} failed");
+    }
+}
+
+/// A response's attempts as its access-log line tells them: in the
+/// response's extensions when the listener has an access log.
+#[derive(Clone, Debug)]
+pub struct AttemptLogs {
+    /// The endpoint whose response the client got.
+    pub endpoint: Option<String>,
+    /// Every attempt, in order; hedges that lost are `cancelled`.
+    pub attempts: Vec<AttemptLog>,
+}
+
+/// A request's line, waiting for the end of its response body (its byte
+/// count and duration).
+pub struct PendingLine {
+    log: Arc<AccessLog>,
+    record: AccessRecord,
+    started: tokio::time::Instant,
+}
+
+impl PendingLine {
+    /// A line for `record`, whose request arrived at `started`.
+    pub fn new(log: Arc<AccessLog>, record: AccessRecord, started: tokio::time::Instant) -> Self {
+        PendingLine {
+            log,
+            record,
+            started,
+        }
+    }
+
+    /// The record, to fill in the answer's fields.
+    pub fn record_mut(&mut self) -> &mut AccessRecord {
+        &mut self.record
+    }
+
+    /// `bytes` more body bytes went to the client.
+    pub fn count(&mut self, bytes: usize) {
+        self.record.bytes += bytes as u64;
+    }
+
+    /// The response is over (sent, or abandoned by the client): write it.
+    pub fn finish(mut self) {
+        self.record.duration = self.started.elapsed();
+        self.log.write(&self.record);
+    }
+}
