@@ -134,6 +134,18 @@ async fn a_hung_endpoint_is_marked_unhealthy_by_its_check_timeout() {
         "{hung}"
     );
     assert_eq!(errors_in(&client, addr, 30).await, 0);
+    // Hung, then crashed: the reason follows the latest check, not the
+    // transition that made it unhealthy.
+    backends[2].set_mode(Mode::Crashed).await.expect("crash");
+    tokio::time::sleep(INTERVAL * 3).await;
+    let status = fetch_status(&client, gateway.admin_address()).await;
+    let crashed = endpoint_state(&status, &addrs[2].to_string());
+    assert_eq!(crashed["state"], "unhealthy", "{status}");
+    let reason = crashed["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.starts_with("latest check:") && !reason.contains("timed out"),
+        "{crashed}"
+    );
     backends[2].set_mode(Mode::Healthy).await.expect("heal");
     gateway.shutdown().await;
 }

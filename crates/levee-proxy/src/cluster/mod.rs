@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use http::HeaderValue;
-use levee_core::health::{CheckResult, HealthTracker};
+use levee_core::health::{CheckResult, Health, HealthTracker};
 use levee_core::outlier::{Ejection, OutlierDetector, PanicParams, SlowStart, admit};
 use levee_core::{AttemptResult, Balancer, EndpointId, EndpointLoad, Outcome};
 use parking_lot::Mutex;
@@ -541,10 +541,18 @@ impl Cluster {
             let Some(endpoint) = self.endpoints.get(back.endpoint) else {
                 continue;
             };
-            let ramp = control
-                .slow_start_window()
-                .map(|window| format!("; slow start over {}", humantime::format_duration(window)))
-                .unwrap_or_default();
+            // Back from the ejection to whatever its checks say now: an
+            // endpoint whose checks fail goes back to unhealthy, not healthy.
+            let health = control.endpoints[back.endpoint]
+                .tracker
+                .as_ref()
+                .map_or(Health::Healthy, |tracker| tracker.health());
+            let ramp = match control.slow_start_window() {
+                Some(window) if health == Health::Healthy => {
+                    format!("; slow start over {}", humantime::format_duration(window))
+                }
+                _ => String::new(),
+            };
             endpoint
                 .metrics
                 .record_state("returned", control.is_available(back.endpoint, now));
@@ -553,7 +561,7 @@ impl Cluster {
                 cluster: self.name.clone(),
                 endpoint: Some(endpoint.address.clone()),
                 from: "ejected".to_owned(),
-                to: "healthy".to_owned(),
+                to: health.as_str().to_owned(),
                 reason: format!("ejection expired{ramp}"),
                 severity: Severity::Info,
             });

@@ -237,11 +237,21 @@ impl Cluster {
             };
         }
         let (health, since, reason) = match &control.endpoints[index].tracker {
-            Some(tracker) => (
-                tracker.health(),
-                tracker.since(),
-                tracker.reason().map(str::to_owned),
-            ),
+            Some(tracker) => {
+                // While unhealthy, the latest check says why now (a node
+                // that timed out and then crashed is "connection refused"),
+                // not the transition that made it unhealthy.
+                let latest_failure = tracker
+                    .recent()
+                    .last()
+                    .filter(|(_, result)| !matches!(result, CheckResult::Passed { .. }))
+                    .map(|(_, result)| format!("latest check: {result}"));
+                let reason = match (tracker.health(), latest_failure) {
+                    (Health::Unhealthy, Some(latest)) => Some(latest),
+                    _ => tracker.reason().map(str::to_owned),
+                };
+                (tracker.health(), tracker.since(), reason)
+            }
             // Without active checks an endpoint is healthy until traffic says
             // otherwise.
             None => (Health::Healthy, self.created_at, None),
