@@ -1,8 +1,10 @@
-//! The admin listener: liveness, readiness, status and metrics, on its own
-//! port so it stays reachable whatever the traffic listeners are doing.
+//! The admin listener: the dashboard, liveness, readiness, status and
+//! metrics, on its own port so it stays reachable whatever the traffic
+//! listeners are doing.
 
 mod breakers;
 mod cache;
+mod dashboard;
 mod status;
 
 use std::sync::Arc;
@@ -31,6 +33,7 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .route("/drain", post(drain))
         .route("/undrain", post(undrain))
         .route("/reload", post(reload))
+        .merge(dashboard::routes())
         .with_state(state)
 }
 

@@ -10,7 +10,7 @@ use crate::cluster::ClusterStatus;
 use crate::gateway::{GatewayState, ListenerStatus};
 
 #[derive(Serialize)]
-pub(super) struct StatusDocument {
+pub(crate) struct StatusDocument {
     ready: bool,
     not_ready_reasons: Vec<String>,
     /// `ready`, `degraded` or `impaired`.
@@ -33,8 +33,13 @@ pub(super) struct StatusDocument {
 }
 
 pub(super) async fn status(State(state): State<Arc<GatewayState>>) -> Json<StatusDocument> {
+    Json(document(&state))
+}
+
+/// The gateway's state as `/status` and the dashboard show it.
+pub(crate) fn document(state: &GatewayState) -> StatusDocument {
     let readiness = state.readiness();
-    Json(StatusDocument {
+    StatusDocument {
         ready: readiness.is_ok(),
         not_ready_reasons: readiness.err().unwrap_or_default(),
         readiness: state.readiness_state().as_str(),
@@ -46,5 +51,5 @@ pub(super) async fn status(State(state): State<Arc<GatewayState>>) -> Json<Statu
         clusters: state.cluster_status(),
         names: state.name_status(),
         store: state.store.as_ref().map(crate::cluster::FleetStore::status),
-    })
+    }
 }

@@ -12,6 +12,7 @@ mod control;
 mod fleet;
 mod members;
 mod status;
+pub mod traffic;
 
 use std::sync::Arc;
 
@@ -94,6 +95,8 @@ pub struct Cluster {
     /// One breaker per endpoint, same order as `endpoints`; empty unless
     /// `per_endpoint` is on. Local to this process, never shared.
     pub endpoint_breakers: Vec<Arc<ClusterBreaker>>,
+    /// Its client requests, for the dashboard's charts (kept by a rebuild).
+    pub traffic: Arc<traffic::Traffic>,
 }
 
 /// Why a cluster could not be built.
@@ -389,6 +392,8 @@ impl Cluster {
             loads,
             events: Arc::clone(&events),
             created_at: previous.map_or(now, |previous| previous.created_at),
+            traffic: previous
+                .map_or_else(Default::default, |previous| Arc::clone(&previous.traffic)),
             panic_gauge: metrics.cluster_panic(&settings.name),
             unreachable_gauge: metrics.cluster_unreachable(&settings.name),
             slow_start: control_slow_start,

@@ -1,8 +1,9 @@
 //! `levee demo`: a gateway in front of three in-process fault-injecting
-//! backends, with admin routes (and a small dashboard page) to make each
-//! backend crash, hang, slow down or fail, so a newcomer can watch levee work.
+//! backends, with admin routes to make each backend crash, hang, slow down
+//! or fail, so a newcomer can watch levee work. The dashboard is every
+//! levee's (`admin/dashboard.rs`); it shows the fault switches when these
+//! routes answer.
 
-mod dashboard;
 mod routes;
 mod traffic;
 
@@ -68,8 +69,7 @@ impl Demo {
         let config = demo_config(listen, admin, &backends);
         let backends = Arc::new(backends);
         let traffic = Arc::new(traffic::Traffic::default());
-        let routes =
-            routes::router(Arc::clone(&backends), Arc::clone(&traffic)).merge(dashboard::router());
+        let routes = routes::router(Arc::clone(&backends), Arc::clone(&traffic));
         let gateway =
             gateway::start_with_admin(config, |state| admin::router(state).merge(routes)).await?;
         let traffic_task = match gateway.listener_address(DEMO_CLUSTER) {

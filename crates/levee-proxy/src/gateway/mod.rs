@@ -10,6 +10,7 @@
 //! - `store.rs`: the shared breaker store.
 
 mod clusters;
+pub mod history;
 mod listeners;
 mod names;
 mod reload;
@@ -174,9 +175,16 @@ pub struct GatewayState {
     loaded_at: Mutex<SystemTime>,
     /// What reloads the gateway (set once it runs).
     reloader: std::sync::OnceLock<reload::Reloader>,
+    /// The last minutes of each cluster's traffic (the dashboard).
+    pub history: history::History,
 }
 
 impl GatewayState {
+    /// Whether shutdown has begun (long-lived admin streams end then).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
     /// Whether `/ready` should answer 200, and if not, why.
     pub fn readiness(&self) -> Result<(), Vec<String>> {
         if self.draining.load(Ordering::Acquire) {
@@ -251,6 +259,28 @@ impl GatewayState {
                     .hedge_delay(now)
                     .map(|delay| delay.as_secs_f64() * 1000.0);
                 status
+            })
+            .collect()
+    }
+
+    /// Each cluster's counters now, for the dashboard's history.
+    pub fn cluster_totals(&self) -> Vec<(String, history::ClusterTotals)> {
+        self.served
+            .load()
+            .iter()
+            .map(|served| {
+                let retries = served.stages.retries.metrics();
+                let totals = history::ClusterTotals {
+                    traffic: served.cluster.traffic.totals(),
+                    retries: retries.retries_total(),
+                    hedges: retries.hedges_total(),
+                    shed: served
+                        .stages
+                        .admission
+                        .as_ref()
+                        .map_or(0, |admission| admission.shed_total()),
+                };
+                (served.cluster.name.clone(), totals)
             })
             .collect()
     }
@@ -423,6 +453,7 @@ pub async fn start_with_admin(
         generation: AtomicU64::new(1),
         loaded_at: Mutex::new(SystemTime::now()),
         reloader: std::sync::OnceLock::new(),
+        history: history::History::default(),
     });
 
     // Checks start now: the first verdict comes in as soon as each endpoint
@@ -454,6 +485,7 @@ pub async fn start_with_admin(
     .await;
     state.health.evaluate(Instant::now());
     background.push(readiness::spawn_evaluator(&state.health));
+    background.push(history::spawn_sampler(&state));
 
     let serving = Serving {
         metrics: &metrics,

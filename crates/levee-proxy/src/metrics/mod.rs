@@ -584,6 +584,16 @@ pub struct ClusterMetrics {
 }
 
 impl ClusterMetrics {
+    /// Retries so far.
+    pub fn retries_total(&self) -> u64 {
+        self.retries.get()
+    }
+
+    /// Hedges so far.
+    pub fn hedges_total(&self) -> u64 {
+        self.hedges.get()
+    }
+
     /// One retry after a failed attempt.
     pub fn record_retry(&self) {
         self.retries.inc();

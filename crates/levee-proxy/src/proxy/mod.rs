@@ -167,8 +167,15 @@ impl HttpProxy {
                 }
             }
         };
+        let elapsed = started.elapsed();
         self.metrics
-            .record_response(response.status().as_u16(), started.elapsed().as_secs_f64());
+            .record_response(response.status().as_u16(), elapsed.as_secs_f64());
+        if let Some(route) = &route {
+            route
+                .cluster
+                .traffic
+                .record(response.status().as_u16(), elapsed);
+        }
         if let Some(pending) = pending {
             log_on_end(pending, &mut response, route.as_deref(), levee_error);
         }

@@ -113,6 +113,11 @@ impl AdmissionMetrics {
         };
     }
 
+    /// Requests shed so far, for every reason.
+    pub fn shed_total(&self) -> u64 {
+        self.shed_queue_full.get() + self.shed_timeout.get()
+    }
+
     /// The queue's depth and limit as of now.
     pub fn record_state(&self, queued: usize, limit: usize) {
         self.queue_depth

@@ -88,6 +88,11 @@ impl ClusterAdmission {
             .record_state(self.queue.queued(), self.queue.limit());
     }
 
+    /// Requests shed so far (the dashboard's sheds per second).
+    pub fn shed_total(&self) -> u64 {
+        self.metrics.shed_total()
+    }
+
     /// As `/status` shows it.
     pub fn status(&self) -> AdmissionStatus {
         AdmissionStatus {
