@@ -16,6 +16,10 @@ done
 if ! command -v git >/dev/null 2>&1 || [[ ! -x "$(git --exec-path 2>/dev/null)/git-daemon" ]]; then
     need_apt+=(git)
 fi
+# The dashboard test drives a real headless Chromium.
+if [[ -z "${LEVEE_CHROMIUM:-}" ]] && ! command -v chromium >/dev/null 2>&1; then
+    need_apt+=(chromium)
+fi
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 if ((${#need_apt[@]})); then
