@@ -675,3 +675,58 @@ fn logs_have_no_colour_codes_off_a_terminal_and_json_lines_parse() {
         "level error hides info:\n{quiet}"
     );
 }
+
+#[test]
+// A plain blocking test driving a child process: no tokio clock to pause here.
+#[allow(clippy::disallowed_methods)]
+fn sigusr1_reopens_access_logs_moved_away_by_logrotate() {
+    let (web, admin) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("levee-cli-{}-usr1", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let log = dir.join("web.log");
+    // The endpoint refuses: every request is a 502, logged all the same.
+    let config = format!(
+        "[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n[[listener]]\nname = \"web\"\nlisten = \"127.0.0.1:{web}\"\ncluster = \"app\"\naccess_log = {{ path = \"{}\" }}\n\n[[cluster]]\nname = \"app\"\nendpoints = [\"127.0.0.1:9\"]\n",
+        log.display()
+    );
+    let path = write_config("usr1", &config);
+    let mut child = levee()
+        .args(["run", "-c"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for_line(&mut child, "levee: admin on");
+    let address = format!("127.0.0.1:{web}");
+    let wait_for_lines = |file: &std::path::Path, count: usize| {
+        for _ in 0..100 {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            if text.lines().count() >= count {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::fs::read_to_string(file).unwrap_or_default()
+    };
+    http_get(&address, "/before");
+    assert!(wait_for_lines(&log, 1).contains("/before"));
+    let rotated = dir.join("web.log.1");
+    std::fs::rename(&log, &rotated).expect("rotate");
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-USR1", &pid]).status();
+    // The writer reopens within half a second.
+    std::thread::sleep(Duration::from_millis(800));
+    http_get(&address, "/after");
+    let fresh = wait_for_lines(&log, 1);
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let _ = child.wait();
+    assert!(
+        fresh.contains("/after") && !fresh.contains("/before"),
+        "{fresh}"
+    );
+    let old = std::fs::read_to_string(&rotated).expect("rotated");
+    assert!(old.contains("/before") && !old.contains("/after"), "{old}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
