@@ -161,7 +161,8 @@ impl<S, R, E> Layer<S> for CircuitBreakerLayer<R, E> {
     }
 }
 
-/// The service a [`CircuitBreakerLayer`] makes.
+/// The service a [`CircuitBreakerLayer`] makes (the inner service is cloned
+/// per call, so it must be `Clone`, as tower services are cheap handles).
 pub struct CircuitBreaker<S, R, E> {
     inner: S,
     layer: CircuitBreakerLayer<R, E>,
@@ -178,7 +179,8 @@ impl<S: Clone, R, E> Clone for CircuitBreaker<S, R, E> {
 
 impl<S, Req, R, E> Service<Req> for CircuitBreaker<S, R, E>
 where
-    S: Service<Req, Response = R, Error = E> + Send + 'static,
+    S: Service<Req, Response = R, Error = E> + Clone + Send + 'static,
+    Req: Send + 'static,
     S::Future: Send + 'static,
     R: Send + 'static,
     E: Into<BoxError> + Send + 'static,
@@ -192,9 +194,13 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let call = self.inner.call(request);
+        // The service that was made ready goes with the call; it is called
+        // only if the breaker lets the call through.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
         let layer = self.layer.clone();
         Box::pin(async move {
+            let call = async move { inner.call(request).await };
             let classify = &*layer.classify;
             let is_failure = |result: &Result<R, E>| classify(result) == Verdict::Failure;
             let answer = match &layer.breaker {
