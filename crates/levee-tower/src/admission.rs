@@ -16,15 +16,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use levee_core::admission::{Admission, AdmissionParams, BadGradientParams, GradientLimit};
+use levee_core::admission::{Admission, AdmissionParams, BadGradientParams, GradientLimit, Permit};
 use parking_lot::Mutex;
+use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::error::{BoxError, Overloaded};
 
-struct Shared {
+/// What every service of one layer shares.
+pub struct Shared {
     admission: Admission,
     gradient: Option<Mutex<GradientLimit>>,
 }
@@ -122,54 +124,121 @@ impl<S> Layer<S> for AdmissionLayer {
 }
 
 /// The service an [`AdmissionLayer`] makes (the inner service is cloned
-/// for each admitted call, so it must be `Clone`).
+/// for a call that has to wait for a slot, so it must be `Clone`).
 #[derive(Clone)]
 pub struct Admitted<S> {
     inner: S,
     shared: Arc<Shared>,
 }
 
+type Waiting<R> = Pin<Box<dyn Future<Output = Result<R, BoxError>> + Send>>;
+
+pin_project! {
+    /// The future of an [`Admitted`] call: the inner call itself when a
+    /// slot was free (no allocation), or the wait for one, boxed.
+    #[project = AdmittedProj]
+    pub enum AdmittedFuture<F, R> {
+        /// A slot was free: the call runs holding it.
+        Running {
+            #[pin]
+            call: F,
+            permit: Option<Permit>,
+            shared: Arc<Shared>,
+            // When it started, for the adaptive limit only.
+            start: Option<Instant>,
+        },
+        /// Every slot was taken: waiting in the queue, then the call.
+        Queued { future: Waiting<R> },
+    }
+}
+
+impl<F, R, E> Future for AdmittedFuture<F, R>
+where
+    F: Future<Output = Result<R, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<R, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            AdmittedProj::Running {
+                call,
+                permit,
+                shared,
+                start,
+            } => {
+                let result = std::task::ready!(call.poll(cx));
+                if let Some(start) = *start {
+                    shared.observe(start);
+                }
+                drop(permit.take());
+                Poll::Ready(result.map_err(Into::into))
+            }
+            AdmittedProj::Queued { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl Shared {
+    /// Feed the adaptive limit a call's latency.
+    fn observe(&self, start: Instant) {
+        if let Some(gradient) = &self.gradient {
+            let now = Instant::now();
+            let limit = gradient
+                .lock()
+                .update(now.saturating_duration_since(start), now);
+            self.admission.set_limit(limit);
+        }
+    }
+}
+
+fn overloaded(rejected: levee_core::admission::Rejected) -> BoxError {
+    Box::new(Overloaded {
+        reason: rejected.to_string(),
+        retry_after: rejected.retry_after(),
+    })
+}
+
 impl<S, Req> Service<Req> for Admitted<S>
 where
     S: Service<Req> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    S::Response: Send + 'static,
     S::Error: Into<BoxError> + Send + 'static,
     Req: Send + 'static,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
+    type Future = AdmittedFuture<S::Future, S::Response>;
 
-    // Readiness is the slot: taken in the call, so a caller that never
-    // calls holds nothing.
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
+    // The inner service's readiness; the slot is taken in the call, so a
+    // caller that never calls holds none.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
+        if let Some(permit) = self.shared.admission.try_acquire() {
+            return AdmittedFuture::Running {
+                start: self.shared.gradient.is_some().then(Instant::now),
+                call: self.inner.call(request),
+                permit: Some(permit),
+                shared: Arc::clone(&self.shared),
+            };
+        }
+        // The ready service goes with the waiting call.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
         let shared = Arc::clone(&self.shared);
-        let mut inner = self.inner.clone();
-        Box::pin(async move {
-            let permit = shared.admission.acquire().await.map_err(|rejected| {
-                Box::new(Overloaded {
-                    reason: rejected.to_string(),
-                    retry_after: rejected.retry_after(),
-                }) as BoxError
-            })?;
-            std::future::poll_fn(|cx| inner.poll_ready(cx))
-                .await
-                .map_err(Into::into)?;
-            let start = Instant::now();
-            let result = inner.call(request).await;
-            if let Some(gradient) = &shared.gradient {
-                let now = Instant::now();
-                let limit = gradient
-                    .lock()
-                    .update(now.saturating_duration_since(start), now);
-                shared.admission.set_limit(limit);
-            }
-            drop(permit);
-            result.map_err(Into::into)
-        })
+        AdmittedFuture::Queued {
+            future: Box::pin(async move {
+                let permit = shared.admission.acquire().await.map_err(overloaded)?;
+                let start = Instant::now();
+                let result = inner.call(request).await;
+                shared.observe(start);
+                drop(permit);
+                result.map_err(Into::into)
+            }),
+        }
     }
 }

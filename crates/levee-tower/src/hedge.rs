@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use levee_core::retry::{LatencyQuantile, RetryBudget, RetryBudgetParams, hedge_delay};
 use parking_lot::Mutex;
+use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -59,10 +60,22 @@ type CloneRequest<Req> = dyn Fn(&Req) -> Option<Req> + Send + Sync;
 
 struct Shared<Req> {
     settings: HedgeSettings,
-    latencies: Mutex<LatencyQuantile>,
+    latencies: Mutex<Latencies>,
     budget: RetryBudget,
     clone_request: Box<CloneRequest<Req>>,
 }
+
+/// The calls' latencies, and the delay they give, worked out again at most
+/// every [`DELAY_REFRESH`] (a quantile over the window costs more than a
+/// call should).
+struct Latencies {
+    window: LatencyQuantile,
+    delay: Duration,
+    computed: Option<Instant>,
+}
+
+/// How long a computed hedge delay is used before it is worked out again.
+const DELAY_REFRESH: Duration = Duration::from_millis(100);
 
 /// A [`tower_layer::Layer`] hedging slow calls. Every service it wraps
 /// shares one latency window and one budget.
@@ -124,7 +137,11 @@ impl<Req> HedgeLayer<Req> {
         HedgeLayer {
             shared: Arc::new(Shared {
                 settings,
-                latencies: Mutex::new(latencies),
+                latencies: Mutex::new(Latencies {
+                    window: latencies,
+                    delay: settings.ceiling,
+                    computed: None,
+                }),
                 budget: RetryBudget::new(settings.budget, now),
                 clone_request: Box::new(clone_request),
             }),
@@ -139,8 +156,20 @@ impl<Req> HedgeLayer<Req> {
 
 impl<Req> Shared<Req> {
     fn delay(&self, now: Instant) -> Duration {
-        let quantile = self.latencies.lock().quantile(self.settings.quantile, now);
-        hedge_delay(quantile, self.settings.floor, self.settings.ceiling)
+        let mut latencies = self.latencies.lock();
+        let fresh = latencies
+            .computed
+            .is_some_and(|at| now.saturating_duration_since(at) < DELAY_REFRESH);
+        if !fresh {
+            let quantile = latencies.window.quantile(self.settings.quantile, now);
+            latencies.delay = hedge_delay(quantile, self.settings.floor, self.settings.ceiling);
+            latencies.computed = Some(now);
+        }
+        latencies.delay
+    }
+
+    fn record(&self, latency: Duration, now: Instant) {
+        self.latencies.lock().window.record(latency, now);
     }
 }
 
@@ -181,54 +210,101 @@ where
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
+    type Future = HedgeFuture<S, Req>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let shared = Arc::clone(&self.shared);
         let start = Instant::now();
-        shared.budget.record_request(start);
-        let copy = (shared.clone_request)(&request);
+        self.shared.budget.record_request(start);
+        let copy = (self.shared.clone_request)(&request);
+        let delay = copy.as_ref().map(|_| self.shared.delay(start));
         let first = self.inner.call(request);
-        let mut spare = self.inner.clone();
-        Box::pin(async move {
-            let Some(copy) = copy else {
-                let result = first.await;
-                shared
-                    .latencies
-                    .lock()
-                    .record(start.elapsed(), Instant::now());
-                return result.map_err(Into::into);
-            };
-            let delay = shared.delay(start);
-            tokio::pin!(first);
-            let result = tokio::select! {
-                result = &mut first => result,
-                () = tokio::time::sleep(delay) => {
-                    if shared.budget.try_withdraw(Instant::now()) {
-                        let second = async {
-                            std::future::poll_fn(|cx| spare.poll_ready(cx)).await?;
-                            spare.call(copy).await
-                        };
-                        tokio::pin!(second);
-                        // The first to answer wins; the other is dropped.
-                        tokio::select! {
-                            result = &mut first => result,
-                            result = &mut second => result,
-                        }
-                    } else {
-                        first.await
-                    }
+        HedgeFuture {
+            first,
+            timer: tokio::time::sleep_until(start + delay.unwrap_or_default()),
+            hedge: copy.map(|copy| (copy, self.inner.clone())),
+            paid: false,
+            second: None,
+            shared: Arc::clone(&self.shared),
+            start,
+        }
+    }
+}
+
+pin_project! {
+    /// The future of a [`Hedge`] call: the first copy, a timer, and the
+    /// second copy once the timer fires (boxed then; most calls never get
+    /// one).
+    pub struct HedgeFuture<S, Req>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        first: S::Future,
+        #[pin]
+        timer: tokio::time::Sleep,
+        // The copy and a service to send it with, until it is sent (or the
+        // budget says no).
+        hedge: Option<(Req, S)>,
+        // The budget has paid for the hedge (it waits for the service).
+        paid: bool,
+        second: Option<Pin<Box<S::Future>>>,
+        shared: Arc<Shared<Req>>,
+        start: Instant,
+    }
+}
+
+impl<S, Req> Future for HedgeFuture<S, Req>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let done = |result: Result<S::Response, S::Error>| {
+            this.shared.record(this.start.elapsed(), Instant::now());
+            Poll::Ready(result.map_err(Into::into))
+        };
+        if let Poll::Ready(result) = this.first.poll(cx) {
+            return done(result);
+        }
+        if let Some(second) = this.second.as_mut()
+            && let Poll::Ready(result) = second.as_mut().poll(cx)
+        {
+            // The first copy is dropped with this future: cancelled.
+            return done(result);
+        }
+        if this.hedge.is_some() && this.timer.poll(cx).is_ready() {
+            if !*this.paid {
+                if !this.shared.budget.try_withdraw(Instant::now()) {
+                    *this.hedge = None;
+                    return Poll::Pending;
                 }
+                *this.paid = true;
+            }
+            let Some((copy, mut service)) = this.hedge.take() else {
+                return Poll::Pending;
             };
-            shared
-                .latencies
-                .lock()
-                .record(start.elapsed(), Instant::now());
-            result.map_err(Into::into)
-        })
+            match service.poll_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    let mut second = Box::pin(service.call(copy));
+                    if let Poll::Ready(result) = second.as_mut().poll(cx) {
+                        return done(result);
+                    }
+                    *this.second = Some(second);
+                }
+                // Not ready yet: try again on the next wake-up (the budget
+                // has paid; a hedge delayed is still a hedge).
+                Poll::Pending => *this.hedge = Some((copy, service)),
+                // A service that cannot take the copy: the first goes on.
+                Poll::Ready(Err(_)) => {}
+            }
+        }
+        Poll::Pending
     }
 }

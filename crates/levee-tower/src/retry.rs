@@ -29,6 +29,7 @@ use levee_core::retry::{
     RetryPolicy, decide,
 };
 use levee_core::{AttemptResult, EndpointId, FailureKind, Outcome, SendPhase};
+use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -226,96 +227,239 @@ where
 {
     type Response = Res;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Res, BoxError>> + Send>>;
+    type Future = RetryFuture<S, C, Req, Res, E>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        // The clone that was made ready goes first; a fresh clone serves the
-        // retries (made ready before each).
-        let ready = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, ready);
-        Box::pin(run(inner, Arc::clone(&self.shared), request))
+        let shared = &self.shared;
+        let remaining = shared.budget.record_request_and_remaining(Instant::now());
+        let idempotent = shared.classifier.is_idempotent(&request);
+        // A copy only while another attempt may follow.
+        let more_allowed = shared.policy.max_attempts() > 1;
+        let budget_left = remaining > 0;
+        let spare = if more_allowed && budget_left {
+            shared.classifier.clone_request(&request)
+        } else {
+            None
+        };
+        // The first attempt runs inline (no allocation); only a retry boxes
+        // the rest. The ready service takes this call; a clone, made ready
+        // again, takes the retries.
+        let first = self.inner.call(request);
+        RetryFuture::First {
+            call: first,
+            next: Some(Next {
+                inner: self.inner.clone(),
+                shared: Arc::clone(&self.shared),
+                spare,
+                idempotent,
+                more_allowed,
+                budget_left,
+                started: Instant::now(),
+            }),
+        }
     }
 }
 
+/// What a call needs for the attempts after its first.
+pub struct Next<S, C, Req> {
+    inner: S,
+    shared: Arc<Shared<C>>,
+    spare: Option<Req>,
+    idempotent: bool,
+    more_allowed: bool,
+    budget_left: bool,
+    started: Instant,
+}
+
+type Again<Res> = Pin<Box<dyn Future<Output = Result<Res, BoxError>> + Send>>;
+
+pin_project! {
+    /// The future of a [`Retry`] call: its first attempt inline, then, only
+    /// if a retry happens, the rest boxed.
+    #[project = RetryProj]
+    pub enum RetryFuture<S, C, Req, Res, E>
+    where
+        S: Service<Req, Response = Res, Error = E>,
+    {
+        /// The first attempt.
+        First {
+            #[pin]
+            call: S::Future,
+            next: Option<Next<S, C, Req>>,
+        },
+        /// Retries.
+        Again { future: Again<Res> },
+    }
+}
+
+impl<S, C, Req, Res, E> Future for RetryFuture<S, C, Req, Res, E>
+where
+    S: Service<Req, Response = Res, Error = E> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    C: RetryClassifier<Req, Res, E>,
+    Req: Send + 'static,
+    Res: Send + 'static,
+    E: Into<BoxError> + Send + 'static,
+{
+    type Output = Result<Res, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let again = match self.as_mut().project() {
+            RetryProj::Again { future } => return future.as_mut().poll(cx),
+            RetryProj::First { call, next } => {
+                let result = std::task::ready!(call.poll(cx));
+                let Some(next) = next.take() else {
+                    unreachable!("polled after completion")
+                };
+                let Next {
+                    inner,
+                    shared,
+                    spare,
+                    idempotent,
+                    more_allowed,
+                    budget_left,
+                    started,
+                } = next;
+                let mut poison = PoisonTracker::new();
+                let step = judge(
+                    &shared,
+                    result,
+                    Tried {
+                        attempts: 1,
+                        idempotent,
+                        spare,
+                        more_allowed,
+                        budget_left,
+                        started,
+                    },
+                    &mut poison,
+                );
+                match step {
+                    Step::Return(result) => return Poll::Ready(result),
+                    Step::Retry(request) => {
+                        Box::pin(run(inner, shared, request, 1, idempotent, poison))
+                    }
+                }
+            }
+        };
+        self.set(RetryFuture::Again { future: again });
+        self.poll(cx)
+    }
+}
+
+/// One attempt that came back, and what was prepared for the next.
+struct Tried<Req> {
+    attempts: u32,
+    idempotent: bool,
+    spare: Option<Req>,
+    more_allowed: bool,
+    budget_left: bool,
+    started: Instant,
+}
+
+/// What follows an attempt.
+enum Step<Req, Res> {
+    /// Give the caller this.
+    Return(Result<Res, BoxError>),
+    /// Send this copy again (the budget has paid for it).
+    Retry(Req),
+}
+
+/// The rules after one attempt: its result to the caller, or a retry.
+fn judge<C, Req, Res, E>(
+    shared: &Shared<C>,
+    result: Result<Res, E>,
+    tried: Tried<Req>,
+    poison: &mut PoisonTracker,
+) -> Step<Req, Res>
+where
+    C: RetryClassifier<Req, Res, E>,
+    E: Into<BoxError>,
+{
+    let (phase, kind) = match shared.classifier.classify(&result) {
+        Attempt::Done => return Step::Return(result.map_err(Into::into)),
+        Attempt::Failed { phase, kind } => (phase, kind),
+    };
+    let attempts = tried.attempts;
+    let outcome = Outcome {
+        // Each attempt counts as a different "endpoint" for the poison
+        // rule: the same failure twice is the request's.
+        endpoint: EndpointId(attempts as usize),
+        phase,
+        result: AttemptResult::Failed(kind),
+        latency: tried.started.elapsed(),
+    };
+    let facts = RequestFacts {
+        idempotent: tried.idempotent,
+        // Not replayable only when the classifier could not copy it.
+        body_replayable: tried.spare.is_some() || !(tried.more_allowed && tried.budget_left),
+    };
+    if let RetryDecision::Stop(_) = decide(&shared.policy, &facts, attempts, &outcome) {
+        return Step::Return(result.map_err(Into::into));
+    }
+    if poison.record(attempts as usize, &outcome) {
+        return Step::Return(result.map_err(Into::into));
+    }
+    // The budget is asked last: asking spends it.
+    match tried.spare {
+        Some(spare) if shared.budget.try_withdraw(Instant::now()) => Step::Retry(spare),
+        Some(_) => Step::Return(budget_exhausted(result, attempts)),
+        None if tried.more_allowed && !tried.budget_left => {
+            Step::Return(budget_exhausted(result, attempts))
+        }
+        // It cannot be sent again: the caller gets this attempt's result.
+        None => Step::Return(result.map_err(Into::into)),
+    }
+}
+
+/// The attempts after the first, each after a backoff: `request` is the
+/// copy for attempt `done + 1`.
 async fn run<S, C, Req, Res, E>(
     mut inner: S,
     shared: Arc<Shared<C>>,
     request: Req,
+    mut done: u32,
+    idempotent: bool,
+    mut poison: PoisonTracker,
 ) -> Result<Res, BoxError>
 where
     S: Service<Req, Response = Res, Error = E> + Clone,
     C: RetryClassifier<Req, Res, E>,
     E: Into<BoxError>,
 {
-    let classifier = &shared.classifier;
-    let start = Instant::now();
-    shared.budget.record_request(start);
-    let idempotent = classifier.is_idempotent(&request);
-    let mut poison = PoisonTracker::new();
-    let mut attempts: u32 = 0;
-    let mut next = Some(request);
+    let mut request = request;
     loop {
-        let Some(request) = next.take() else {
-            unreachable!("a request for every attempt")
-        };
-        attempts += 1;
-        let now = Instant::now();
-        // A copy only while another attempt may follow.
-        let more_allowed = attempts < shared.policy.max_attempts();
-        let budget_left = shared.budget.snapshot(now).remaining() > 0;
+        let wait = shared.settings.backoff.delay(done - 1, &mut rand::rng());
+        tokio::time::sleep(wait).await;
+        done += 1;
+        let started = Instant::now();
+        let more_allowed = done < shared.policy.max_attempts();
+        let budget_left = shared.budget.snapshot(started).remaining() > 0;
         let spare = if more_allowed && budget_left {
-            classifier.clone_request(&request)
+            shared.classifier.clone_request(&request)
         } else {
             None
         };
-        let cloned = spare.is_some();
-        if attempts > 1 {
-            std::future::poll_fn(|cx| inner.poll_ready(cx))
-                .await
-                .map_err(Into::into)?;
-        }
+        std::future::poll_fn(|cx| inner.poll_ready(cx))
+            .await
+            .map_err(Into::into)?;
         let result = inner.call(request).await;
-        let (phase, kind) = match classifier.classify(&result) {
-            Attempt::Done => return result.map_err(Into::into),
-            Attempt::Failed { phase, kind } => (phase, kind),
-        };
-        let outcome = Outcome {
-            // Each attempt counts as a different "endpoint" for the poison
-            // rule: the same failure twice is the request's.
-            endpoint: EndpointId(attempts as usize),
-            phase,
-            result: AttemptResult::Failed(kind),
-            latency: now.elapsed(),
-        };
-        let facts = RequestFacts {
+        let tried = Tried {
+            attempts: done,
             idempotent,
-            // Not replayable only when the classifier could not copy it.
-            body_replayable: cloned || !(more_allowed && budget_left),
+            spare,
+            more_allowed,
+            budget_left,
+            started,
         };
-        if let RetryDecision::Stop(_) = decide(&shared.policy, &facts, attempts, &outcome) {
-            return result.map_err(Into::into);
+        match judge(&shared, result, tried, &mut poison) {
+            Step::Return(result) => return result,
+            Step::Retry(next) => request = next,
         }
-        if poison.record(attempts as usize, &outcome) {
-            return result.map_err(Into::into);
-        }
-        // The budget is asked last: asking spends it.
-        let spare = match spare {
-            Some(spare) if shared.budget.try_withdraw(Instant::now()) => spare,
-            Some(_) => return budget_exhausted(result, attempts),
-            None if more_allowed && !budget_left => return budget_exhausted(result, attempts),
-            // It cannot be sent again: the caller gets this attempt's result.
-            None => return result.map_err(Into::into),
-        };
-        let wait = shared
-            .settings
-            .backoff
-            .delay(attempts - 1, &mut rand::rng());
-        tokio::time::sleep(wait).await;
-        next = Some(spare);
     }
 }
 

@@ -46,6 +46,10 @@ impl Admission {
     /// Cancel-safe: dropping the future gives up the place in the queue, and
     /// a permit handed over at that moment is passed on to the next waiter.
     pub async fn acquire(&self) -> Result<Permit, Rejected> {
+        // Most calls find a free slot: no channel, no clock read.
+        if let Some(permit) = self.try_acquire() {
+            return Ok(permit);
+        }
         let start = Instant::now();
         let (tx, mut rx) = oneshot::channel();
         let entry = self.shared.queue.lock().enter(start, tx);
@@ -83,6 +87,13 @@ impl Admission {
                 rx.await.map_err(|_| timeout)
             }
         }
+    }
+
+    /// A slot at once if one is free, without queueing: `None` when every
+    /// slot is taken (then [`acquire`](Self::acquire) would queue).
+    pub fn try_acquire(&self) -> Option<Permit> {
+        let admitted = self.shared.queue.lock().try_admit();
+        admitted.then(|| Permit::new(self.shared.clone()))
     }
 
     /// Slots that may be held at once now.
@@ -183,7 +194,15 @@ impl Drop for Permit {
             return;
         };
         loop {
-            let next = shared.queue.lock().release(Instant::now());
+            let next = {
+                let mut queue = shared.queue.lock();
+                // Nobody waits (the usual case): free the slot, no clock read.
+                if queue.queued() == 0 {
+                    queue.free_slot();
+                    return;
+                }
+                queue.release(Instant::now())
+            };
             let Some(sender) = next else { return };
             // Sent outside the lock: a permit that bounces back is dropped
             // here, and dropping one takes the lock.

@@ -105,6 +105,22 @@ impl<T> AdmissionQueue<T> {
         })
     }
 
+    /// Give a slot back when nobody waits (what [`release`](Self::release)
+    /// does then).
+    pub(crate) fn free_slot(&mut self) {
+        debug_assert!(self.in_flight > 0, "released more slots than admitted");
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
+    /// Take a slot if one is free (what [`enter`](Self::enter) does first).
+    pub(crate) fn try_admit(&mut self) -> bool {
+        if self.in_flight < self.limit {
+            self.in_flight += 1;
+            return true;
+        }
+        false
+    }
+
     /// A request asks for a slot at `now`; `value` is kept while it waits.
     pub(crate) fn enter(&mut self, now: Instant, value: T) -> Entry {
         if self.in_flight < self.limit {

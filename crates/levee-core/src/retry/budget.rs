@@ -161,6 +161,16 @@ impl RetryBudget {
         counts.current(index).requests += 1;
     }
 
+    /// [`record_request`](Self::record_request), and how many retries the
+    /// budget holds right after it: one lock for both, for callers that
+    /// prepare a retry only when one could happen.
+    pub fn record_request_and_remaining(&self, now: Instant) -> u64 {
+        let index = self.index(now);
+        let mut counts = self.counts.lock();
+        counts.current(index).requests += 1;
+        counts.snapshot(index, &self.params).remaining()
+    }
+
     /// Take one retry (or hedge) from the budget: true if it was available
     /// and is now spent, false if the budget is exhausted (count it in a
     /// metric and stop with
