@@ -25,8 +25,9 @@ use tower_service::Service;
 
 use crate::error::{BoxError, Overloaded};
 
-/// What every service of one layer shares.
-pub struct Shared {
+/// What every service of one [`AdmissionLayer`] shares: the queue and the
+/// limit (opaque; read it through the layer).
+pub struct AdmissionState {
     admission: Admission,
     gradient: Option<Mutex<GradientLimit>>,
 }
@@ -64,14 +65,14 @@ pub struct Shared {
 /// ```
 #[derive(Clone)]
 pub struct AdmissionLayer {
-    shared: Arc<Shared>,
+    shared: Arc<AdmissionState>,
 }
 
 impl AdmissionLayer {
     /// A fixed limit, queue and CoDel target as `params` say.
     pub fn new(params: AdmissionParams) -> Self {
         AdmissionLayer {
-            shared: Arc::new(Shared {
+            shared: Arc::new(AdmissionState {
                 admission: Admission::new(params),
                 gradient: None,
             }),
@@ -89,7 +90,7 @@ impl AdmissionLayer {
         let max = params.max_concurrency();
         let gradient = GradientLimit::new(max, min_concurrency, max)?;
         Ok(AdmissionLayer {
-            shared: Arc::new(Shared {
+            shared: Arc::new(AdmissionState {
                 admission: Admission::new(params),
                 gradient: Some(Mutex::new(gradient)),
             }),
@@ -128,7 +129,7 @@ impl<S> Layer<S> for AdmissionLayer {
 #[derive(Clone)]
 pub struct Admitted<S> {
     inner: S,
-    shared: Arc<Shared>,
+    shared: Arc<AdmissionState>,
 }
 
 type Waiting<R> = Pin<Box<dyn Future<Output = Result<R, BoxError>> + Send>>;
@@ -143,7 +144,7 @@ pin_project! {
             #[pin]
             call: F,
             permit: Option<Permit>,
-            shared: Arc<Shared>,
+            shared: Arc<AdmissionState>,
             // When it started, for the adaptive limit only.
             start: Option<Instant>,
         },
@@ -179,7 +180,7 @@ where
     }
 }
 
-impl Shared {
+impl AdmissionState {
     /// Feed the adaptive limit a call's latency.
     fn observe(&self, start: Instant) {
         if let Some(gradient) = &self.gradient {

@@ -10,6 +10,11 @@
 //! is slow because it is loaded). Only requests the caller says may be sent
 //! twice are hedged ([`HedgeLayer::new`]'s `clone_request` returns `None`
 //! for the others).
+//!
+//! Guarantees: at most two copies of a call run; the first answer wins
+//! and the other copy's future is dropped at once (its connection, if any,
+//! is the inner service's to close); nothing is allocated unless a second
+//! copy is sent; the delay and the budget use `tokio::time`.
 
 use std::future::Future;
 use std::pin::Pin;

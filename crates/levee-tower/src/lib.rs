@@ -15,9 +15,30 @@
 //! | retries that turn a short stall into an outage (3× the load on a failing service) | [`RetryLayer`]'s budget (20 % of calls by default) | same |
 //! | one slow replica making every p99 slow | [`HedgeLayer`] at the p95 of the calls' own latencies | same |
 //! | every caller waiting for the timeout of a dead dependency | [`CircuitBreakerLayer`] | same |
-//! | every process of a fleet learning the same outage alone | [`CircuitBreakerLayer::fleet`] (feature `fleet`, Redis through levee-store) | `cargo run -p levee-store --example fleet_breaker` |
+//! | every process of a fleet learning the same outage alone | `CircuitBreakerLayer::fleet` (feature `fleet`, Redis through levee-store) | `cargo run -p levee-tower --example fleet_breaker -- redis://127.0.0.1:6379` |
 //! | a burst queued until every request times out | [`AdmissionLayer`] (adaptive LIFO + CoDel, optional gradient limit) | `cargo run -p levee-tower --example admission_server` |
 //! | a stampede of refills when a hot cache entry expires | [`levee_core::cache::RefreshingCache`] (single flight, stale-while-revalidate, generation-checked purges) | `cargo run -p levee-core --example refreshing_cache` |
+//!
+//! PendingRetries to tower's own middleware:
+//!
+//! - `tower::retry` retries what its `Policy` says and knows nothing of
+//!   send phases; a budget (`TpsBudget`) is opt-in. [`RetryLayer`] refuses
+//!   to repeat a request that may have been acted on unless it is
+//!   idempotent, always pays from a budget, stops on a poison request, and
+//!   clones a request only while a retry is still possible.
+//! - `tower::load_shed` + `ConcurrencyLimit` reject everything past the
+//!   limit at once (no queue). [`AdmissionLayer`] lets a short burst wait
+//!   (bounded, controlled delay, newest first once the queue stands) and
+//!   can move its limit with latency. It costs more per call (about 32 ns
+//!   against 13 ns in `benches/overhead.rs`) for that queue.
+//! - `tower::hedge` hedges at a latency percentile; [`HedgeLayer`] does the
+//!   same within a floor and a ceiling and pays each hedge from a budget.
+//!
+//! Overhead per call above a no-op service (`cargo bench -p levee-tower
+//! --bench overhead`, best of 5, one shared 2-core machine): breaker 152 ns
+//! and 1 allocation (tower-resilience's: 190 ns, 3), admission 32 ns and 0
+//! (tower-resilience bulkhead: 171 ns, 3), retry 76 ns and 0 (tower retry
+//! with a `TpsBudget`: 84 ns), hedge 147 ns and 0 (tower hedge: 170 ns).
 //!
 //! Errors: each layer's service returns [`BoxError`] (tower's convention,
 //! so layers stack in any order); levee's own are [`BreakerOpen`],
@@ -82,8 +103,10 @@ mod error;
 mod hedge;
 mod retry;
 
-pub use admission::{AdmissionLayer, Admitted};
+pub use admission::{AdmissionLayer, AdmissionState, Admitted, AdmittedFuture};
 pub use breaker::{CircuitBreaker, CircuitBreakerLayer, Verdict};
 pub use error::{BoxError, BreakerOpen, BudgetExhausted, Overloaded};
-pub use hedge::{Hedge, HedgeLayer, HedgeSettings};
-pub use retry::{Attempt, Retry, RetryClassifier, RetryLayer, RetrySettings};
+pub use hedge::{Hedge, HedgeFuture, HedgeLayer, HedgeSettings};
+pub use retry::{
+    Attempt, PendingRetries, Retry, RetryClassifier, RetryFuture, RetryLayer, RetrySettings,
+};

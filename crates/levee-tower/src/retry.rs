@@ -17,6 +17,12 @@
 //! Requests are cloned ([`RetryClassifier::clone_request`]) only while a
 //! retry is still possible: not for the last allowed attempt, and not when
 //! the budget has nothing left.
+//!
+//! Guarantees: the first attempt runs without an allocation; dropping the
+//! call's future cancels the attempt in progress and any backoff; the
+//! budget is shared by every service the layer wraps and by every thread
+//! (a short lock, never held across an await); backoffs and the budget's
+//! window use `tokio::time`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -251,7 +257,7 @@ where
         let first = self.inner.call(request);
         RetryFuture::First {
             call: first,
-            next: Some(Next {
+            next: Some(PendingRetries {
                 inner: self.inner.clone(),
                 shared: Arc::clone(&self.shared),
                 spare,
@@ -265,7 +271,7 @@ where
 }
 
 /// What a call needs for the attempts after its first.
-pub struct Next<S, C, Req> {
+pub struct PendingRetries<S, C, Req> {
     inner: S,
     shared: Arc<Shared<C>>,
     spare: Option<Req>,
@@ -289,7 +295,7 @@ pin_project! {
         First {
             #[pin]
             call: S::Future,
-            next: Option<Next<S, C, Req>>,
+            next: Option<PendingRetries<S, C, Req>>,
         },
         /// Retries.
         Again { future: Again<Res> },
@@ -315,7 +321,7 @@ where
                 let Some(next) = next.take() else {
                     unreachable!("polled after completion")
                 };
-                let Next {
+                let PendingRetries {
                     inner,
                     shared,
                     spare,
