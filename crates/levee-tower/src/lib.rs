@@ -15,7 +15,7 @@
 //! | retries that turn a short stall into an outage (3× the load on a failing service) | [`RetryLayer`]'s budget (20 % of calls by default) | same |
 //! | one slow replica making every p99 slow | [`HedgeLayer`] at the p95 of the calls' own latencies | same |
 //! | every caller waiting for the timeout of a dead dependency | [`CircuitBreakerLayer`] | same |
-//! | every process of a fleet learning the same outage alone | `CircuitBreakerLayer::fleet` (feature `fleet`, Redis through levee-store) | `cargo run -p levee-tower --example fleet_breaker -- redis://127.0.0.1:6379` |
+//! | every process of a fleet learning the same outage alone | `CircuitBreakerLayer::fleet` (feature `fleet`, Redis through levee-store) | `cargo run -p levee-tower --example redis_fleet_breaker -- redis://127.0.0.1:6379` |
 //! | a burst queued until every request times out | [`AdmissionLayer`] (adaptive LIFO + CoDel, optional gradient limit) | `cargo run -p levee-tower --example admission_server` |
 //! | a stampede of refills when a hot cache entry expires | [`levee_core::cache::RefreshingCache`] (single flight, stale-while-revalidate, generation-checked purges) | `cargo run -p levee-core --example refreshing_cache` |
 //!

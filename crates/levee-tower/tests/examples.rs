@@ -72,10 +72,10 @@ fn resilient_client_answers_every_get_then_fails_fast() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fleet_breaker_opens_in_two_processes_through_a_real_redis() {
+async fn redis_fleet_breaker_opens_in_two_processes_through_a_real_redis() {
     let redis = RealServer::redis().await;
     let url = format!("redis://{}", redis.address());
-    let mut command = example("fleet_breaker");
+    let mut command = example("redis_fleet_breaker");
     command.arg(url);
     let output = tokio::task::spawn_blocking(move || run(command, Duration::from_secs(60)))
         .await

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! redis-server --port 6379 &
-//! cargo run -p levee-tower --example fleet_breaker -- redis://127.0.0.1:6379
+//! cargo run -p levee-tower --example redis_fleet_breaker -- redis://127.0.0.1:6379
 //! ```
 //!
 //! The first process starts the second (this same program, `child`
