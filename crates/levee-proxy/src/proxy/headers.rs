@@ -95,15 +95,23 @@ pub fn client_ip_value(client: IpAddr) -> HeaderValue {
 
 /// Append the client address to `x-forwarded-for` and set `x-forwarded-proto`.
 pub fn add_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, proto: &'static str) {
-    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(existing) if !existing.is_empty() => {
-            let client = client_ip.to_str().unwrap_or("unknown");
-            HeaderValue::from_str(&format!("{existing}, {client}")).ok()
+    // One lookup for both cases (the usual one: no X-Forwarded-For yet).
+    match headers.entry(X_FORWARDED_FOR.clone()) {
+        http::header::Entry::Vacant(vacant) => {
+            vacant.insert(client_ip.clone());
         }
-        _ => Some(client_ip.clone()),
-    };
-    if let Some(value) = value {
-        headers.insert(X_FORWARDED_FOR.clone(), value);
+        http::header::Entry::Occupied(mut occupied) => {
+            let chained = match occupied.get().to_str() {
+                Ok(existing) if !existing.is_empty() => {
+                    let client = client_ip.to_str().unwrap_or("unknown");
+                    HeaderValue::from_str(&format!("{existing}, {client}")).ok()
+                }
+                _ => Some(client_ip.clone()),
+            };
+            if let Some(value) = chained {
+                occupied.insert(value);
+            }
+        }
     }
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
 }
