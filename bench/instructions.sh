@@ -14,6 +14,9 @@
 #   levee-resilience  the same with health checks, admission control, cluster
 #                     and per-endpoint breakers (templates/levee-resilience.toml.tmpl)
 #   levee-2threads    "bare" with --worker-threads 2
+#   levee-access-log  "bare" with a JSON access log to a file
+#                     (templates/levee-access-log.toml.tmpl; not in the
+#                     default list)
 #   haproxy           nbthread 1, stopped with SIGUSR1 (templates/haproxy.cfg.tmpl)
 #   nginx             master_process off, 1 worker, stopped with SIGQUIT
 #                     (templates/nginx.conf.tmpl)
@@ -78,8 +81,8 @@ have curl || die "curl is needed to wait for the proxies"
 ORDER=()
 for t in $TARGETS; do
     case $t in
-        levee | levee-resilience | levee-2threads | haproxy | nginx) ORDER+=("$t") ;;
-        *) die "unknown target '$t' (want levee, levee-resilience, levee-2threads, haproxy or nginx)" ;;
+        levee | levee-resilience | levee-2threads | levee-access-log | haproxy | nginx) ORDER+=("$t") ;;
+        *) die "unknown target '$t' (want levee, levee-resilience, levee-2threads, levee-access-log, haproxy or nginx)" ;;
     esac
 done
 ((${#ORDER[@]})) || die "BENCH_TARGETS is empty"
@@ -134,13 +137,14 @@ start_proxy() {
     PROXY_URL="http://127.0.0.1:$port/"
     ready=$PROXY_URL
     case $target in
-        levee | levee-resilience | levee-2threads)
+        levee | levee-resilience | levee-2threads | levee-access-log)
             local template=levee.toml.tmpl threads=1
             [[ $target == levee-resilience ]] && template=levee-resilience.toml.tmpl
+            [[ $target == levee-access-log ]] && template=levee-access-log.toml.tmpl
             [[ $target == levee-2threads ]] && threads=2
             free_port admin || return 1
             fill "$TEMPLATES/$template" "$dir/levee.toml" \
-                ADMIN_PORT="$admin" LISTEN_PORT="$port" BACKEND_PORT="$BACKEND_PORT" POOL="$POOL" || return 1
+                ADMIN_PORT="$admin" LISTEN_PORT="$port" BACKEND_PORT="$BACKEND_PORT" POOL="$POOL" DIR="$dir" || return 1
             # levee drains on SIGTERM (drain_timeout 1s) and exits 0.
             STOP_SIGNAL=TERM
             start_bg "$dir/proxy.log" env LEVEE_LOG="${LEVEE_LOG:-warn}" \
@@ -352,7 +356,7 @@ done
 RATIO_JSON=()
 RATIO_LINES=()
 if ok_target levee; then
-    for t in levee-resilience levee-2threads; do
+    for t in levee-resilience levee-2threads levee-access-log; do
         ok_target "$t" || continue
         r=$(ratio "${PER_REQUEST[$t]}" "${PER_REQUEST[levee]}")
         RATIO_JSON+=("\"$t/levee\": $r")

@@ -261,8 +261,8 @@ async fn a_rotated_file_is_reopened_and_new_lines_go_to_the_new_file() {
     let rotated = path.with_extension("log.1");
     std::fs::rename(&path, &rotated).expect("rotate");
     assert_eq!(gateway.state().reopen_access_logs(), 1);
-    // The writer reopens before its next line (or within half a second).
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The writer reopens at its next drain (every 20 ms), before writing.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     get(&client, addr, "/after").await;
     let new = lines(&path, 1).await;
     assert_eq!(new.len(), 1, "{new:?}");

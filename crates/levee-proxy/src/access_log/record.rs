@@ -5,11 +5,11 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Method, Version};
-use serde::Serialize;
+use std::fmt::Write as _;
 
 /// One attempt of a request: where it went and how it ended (`200`,
 /// `connect-failed`, `timeout`, `cancelled`, ...).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptLog {
     /// The endpoint, `host:port`.
     pub endpoint: String,
@@ -18,24 +18,21 @@ pub struct AttemptLog {
 }
 
 /// What an access-log line says about one request.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct AccessRecord {
     /// When the request head arrived (RFC 3339, UTC, milliseconds).
-    #[serde(serialize_with = "rfc3339")]
     pub time: SystemTime,
     /// The client's address.
     pub client: IpAddr,
     /// The listener.
     pub listener: String,
     /// Request method.
-    #[serde(serialize_with = "display")]
     pub method: Method,
     /// `Host` (or the HTTP/2 authority).
     pub host: Option<String>,
     /// Path and query.
     pub path: String,
     /// `HTTP/1.1`, `HTTP/2.0`.
-    #[serde(serialize_with = "debug")]
     pub protocol: Version,
     /// The status the client got.
     pub status: u16,
@@ -43,7 +40,6 @@ pub struct AccessRecord {
     pub bytes: u64,
     /// From the request head to the response's last byte (or the client
     /// leaving), in milliseconds.
-    #[serde(rename = "duration_ms", serialize_with = "millis")]
     pub duration: Duration,
     /// The route (`listener/route`, or the listener for its default).
     pub route: Option<String>,
@@ -61,10 +57,8 @@ pub struct AccessRecord {
     /// The rule's own words (`queue-full`, the breaker's reason, ...).
     pub reason: Option<String>,
     /// `Referer`, for the combined format.
-    #[serde(skip)]
     pub referer: Option<String>,
     /// `User-Agent`, for the combined format.
-    #[serde(skip)]
     pub user_agent: Option<String>,
 }
 
@@ -115,9 +109,63 @@ impl AccessRecord {
 
     /// The JSON line (without its newline).
     pub fn json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|error| {
-            format!("{{\"error\":\"access record not serializable: {error}\"}}")
-        })
+        // Written by hand rather than with serde_json: keys need no
+        // escaping and most values none either, and serde_json's escaping
+        // of every fragment was most of a line's cost (callgrind: 7.6k of
+        // 9.4k instructions per line).
+        let mut out = String::with_capacity(384);
+        // An RFC 3339 time and an IP address need no escaping.
+        let _ = write!(
+            out,
+            "{{\"time\":\"{}\",\"client\":\"{}\"",
+            humantime::format_rfc3339_millis(self.time),
+            self.client
+        );
+        out.push_str(",\"listener\":");
+        string(&mut out, &self.listener);
+        out.push_str(",\"method\":");
+        string(&mut out, self.method.as_str());
+        out.push_str(",\"host\":");
+        optional(&mut out, self.host.as_deref());
+        out.push_str(",\"path\":");
+        string(&mut out, &self.path);
+        // Milliseconds with three decimals, from integers (formatting a
+        // float costs more than the rest of the line).
+        let micros = self.duration.as_micros();
+        let _ = write!(
+            out,
+            ",\"protocol\":\"{}\",\"status\":{},\"bytes\":{},\"duration_ms\":{}.{:03}",
+            version_str(self.protocol),
+            self.status,
+            self.bytes,
+            micros / 1000,
+            micros % 1000
+        );
+        out.push_str(",\"route\":");
+        optional(&mut out, self.route.as_deref());
+        out.push_str(",\"cluster\":");
+        optional(&mut out, self.cluster.as_deref());
+        out.push_str(",\"endpoint\":");
+        optional(&mut out, self.endpoint.as_deref());
+        out.push_str(",\"attempts\":[");
+        for (index, attempt) in self.attempts.iter().enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"endpoint\":");
+            string(&mut out, &attempt.endpoint);
+            out.push_str(",\"outcome\":");
+            string(&mut out, &attempt.outcome);
+            out.push('}');
+        }
+        out.push_str("],\"cache\":");
+        optional(&mut out, self.cache.as_deref());
+        out.push_str(",\"levee_error\":");
+        optional(&mut out, self.levee_error);
+        out.push_str(",\"reason\":");
+        optional(&mut out, self.reason.as_deref());
+        out.push('}');
+        out
     }
 
     /// The Apache/nginx combined line (without its newline):
@@ -128,12 +176,12 @@ impl AccessRecord {
             None => "\"-\"".to_owned(),
         };
         format!(
-            "{} - - [{}] \"{} {} {:?}\" {} {} {} {}",
+            "{} - - [{}] \"{} {} {}\" {} {} {} {}",
             self.client,
             clf_time(self.time),
             self.method,
             escape(&self.path),
-            self.protocol,
+            version_str(self.protocol),
             self.status,
             self.bytes,
             quoted(&self.referer),
@@ -180,26 +228,41 @@ fn clf_time(time: SystemTime) -> String {
     )
 }
 
-fn rfc3339<S: serde::Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(&humantime::format_rfc3339_millis(*time))
+fn version_str(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/?",
+    }
 }
 
-fn display<S: serde::Serializer, T: std::fmt::Display>(
-    value: &T,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(value)
+/// `value` as a JSON string. Most values need no escaping: checked in one
+/// pass, copied as they are; the others go through serde_json.
+fn string(out: &mut String, value: &str) {
+    let plain = value
+        .bytes()
+        .all(|byte| byte >= 0x20 && byte != b'"' && byte != b'\\' && byte != 0x7f);
+    if plain {
+        out.push('"');
+        out.push_str(value);
+        out.push('"');
+    } else {
+        match serde_json::to_string(value) {
+            Ok(escaped) => out.push_str(&escaped),
+            Err(_) => out.push_str("null"),
+        }
+    }
 }
 
-fn debug<S: serde::Serializer, T: std::fmt::Debug>(
-    value: &T,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(&format_args!("{value:?}"))
-}
-
-fn millis<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_f64((duration.as_secs_f64() * 1_000_000.0).round() / 1000.0)
+/// A JSON string, or `null`.
+fn optional(out: &mut String, value: Option<&str>) {
+    match value {
+        Some(value) => string(out, value),
+        None => out.push_str("null"),
+    }
 }
 
 #[cfg(test)]
@@ -229,6 +292,25 @@ mod tests {
             record().combined(),
             "127.0.0.1 - - [30/Nov/2026:14:55:02 +0000] \"GET /a?b=1 HTTP/1.1\" 200 14 \"-\" \"curl/8 \\\"quoted\\\"\""
         );
+    }
+
+    #[test]
+    fn json_escapes_what_a_client_sent() {
+        let mut record = record();
+        record.path = "/a\"b\\c\u{1}".to_owned();
+        record.host = None;
+        record.attempts = vec![AttemptLog {
+            endpoint: "10.0.0.1:80".to_owned(),
+            outcome: "200".to_owned(),
+        }];
+        let value: serde_json::Value = serde_json::from_str(&record.json()).unwrap();
+        assert_eq!(value["path"], "/a\"b\\c\u{1}");
+        assert!(value["host"].is_null());
+        assert_eq!(value["attempts"][0]["outcome"], "200");
+        assert_eq!(value["duration_ms"], 0.0);
+        record.duration = Duration::from_micros(12_345_678);
+        let value: serde_json::Value = serde_json::from_str(&record.json()).unwrap();
+        assert_eq!(value["duration_ms"], 12345.678);
     }
 
     #[test]
