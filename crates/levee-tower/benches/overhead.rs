@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use levee_core::admission::AdmissionParams;
 use levee_core::breaker::BreakerParams;
-use levee_core::{FailureKind, SendPhase};
 use levee_tower::{
     AdmissionLayer, Attempt, CircuitBreakerLayer, HedgeLayer, HedgeSettings, RetryClassifier,
     RetryLayer, RetrySettings, Verdict,
@@ -182,8 +181,6 @@ fn run<F: Future>(future: F) -> F::Output {
 }
 
 fn main() {
-    let _ = SendPhase::NotSent;
-    let _ = FailureKind::Other;
     let rows = run(async {
         let (baseline, base_allocs) = measure(noop()).await;
         let breaker_params = BreakerParams::default();
