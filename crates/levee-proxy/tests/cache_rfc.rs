@@ -17,34 +17,31 @@ use bytes::Bytes;
 use common::*;
 use http::{Request, Response};
 use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use levee_proxy::config::{BalancePolicy, CacheSettings, Config};
 use tokio::net::TcpListener;
 
-/// An origin answering every request with `headers`; counts requests.
-async fn origin(headers: &'static [(&'static str, &'static str)]) -> (SocketAddr, Arc<AtomicU64>) {
+/// A hyper origin on loopback: `answer(n, request)` makes the response to
+/// its `n`th request (from 1). Returns its address and the request count.
+async fn serve(
+    answer: impl Fn(u64, &Request<Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static,
+) -> (SocketAddr, Arc<AtomicU64>) {
     let listener = TcpListener::bind(LOOPBACK).await.expect("bind");
     let addr = listener.local_addr().expect("address");
     let count = Arc::new(AtomicU64::new(0));
     let counted = Arc::clone(&count);
+    let answer = Arc::new(answer);
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let counted = Arc::clone(&counted);
+            let answer = Arc::clone(&answer);
             tokio::spawn(async move {
-                let service = service_fn(move |_request: Request<hyper::body::Incoming>| {
+                let service = service_fn(move |request: Request<Incoming>| {
                     let n = counted.fetch_add(1, Ordering::Relaxed) + 1;
-                    async move {
-                        let mut response = Response::builder().status(200);
-                        for (name, value) in headers {
-                            response = response.header(*name, *value);
-                        }
-                        Ok::<_, Infallible>(
-                            response
-                                .body(Full::new(Bytes::from(format!("answer {n}\n"))))
-                                .expect("response"),
-                        )
-                    }
+                    let response = answer(n, &request);
+                    async move { Ok::<_, Infallible>(response) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tcp), service)
@@ -53,6 +50,25 @@ async fn origin(headers: &'static [(&'static str, &'static str)]) -> (SocketAddr
         }
     });
     (addr, count)
+}
+
+/// A response with `status`, `headers` and `body`.
+fn response(
+    status: u16,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::builder().status(status);
+    for (name, value) in headers {
+        response = response.header(*name, *value);
+    }
+    response.body(Full::new(body.into())).expect("response")
+}
+
+/// An origin answering every request `200` with `headers` and the body
+/// `answer N`; counts requests.
+async fn origin(headers: &'static [(&'static str, &'static str)]) -> (SocketAddr, Arc<AtomicU64>) {
+    serve(move |n, _| response(200, headers, format!("answer {n}\n"))).await
 }
 
 fn cached(origin: SocketAddr, cache: CacheSettings) -> Config {
@@ -192,37 +208,20 @@ async fn directive_names_are_case_insensitive_and_hits_carry_their_age() {
 /// An origin whose GETs are cacheable for 10 minutes and whose POSTs create
 /// `/items/7` (201, `Location`); counts GETs.
 async fn writable_origin() -> (SocketAddr, Arc<AtomicU64>) {
-    let listener = TcpListener::bind(LOOPBACK).await.expect("bind");
-    let addr = listener.local_addr().expect("address");
     let gets = Arc::new(AtomicU64::new(0));
     let counted = Arc::clone(&gets);
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let counted = Arc::clone(&counted);
-            tokio::spawn(async move {
-                let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let counted = Arc::clone(&counted);
-                    async move {
-                        let response = if request.method() == http::Method::POST {
-                            Response::builder()
-                                .status(201)
-                                .header("location", "/items/7")
-                                .body(Full::new(Bytes::from_static(b"created\n")))
-                        } else {
-                            let n = counted.fetch_add(1, Ordering::Relaxed) + 1;
-                            Response::builder()
-                                .header("cache-control", "max-age=600")
-                                .body(Full::new(Bytes::from(format!("version {n}\n"))))
-                        };
-                        Ok::<_, Infallible>(response.expect("response"))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .await;
-            });
+    let (addr, _) = serve(move |_, request| {
+        if request.method() == http::Method::POST {
+            return response(201, &[("location", "/items/7")], "created\n");
         }
-    });
+        let n = counted.fetch_add(1, Ordering::Relaxed) + 1;
+        response(
+            200,
+            &[("cache-control", "max-age=600")],
+            format!("version {n}\n"),
+        )
+    })
+    .await;
     (addr, gets)
 }
 
@@ -321,32 +320,8 @@ async fn the_request_that_fills_waits_for_its_own_answer_past_fill_wait() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_501_with_explicit_freshness_is_stored() {
-    let listener = TcpListener::bind(LOOPBACK).await.expect("bind");
-    let node = listener.local_addr().expect("address");
-    let count = Arc::new(AtomicU64::new(0));
-    let counted = Arc::clone(&count);
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let counted = Arc::clone(&counted);
-            tokio::spawn(async move {
-                let service = service_fn(move |_request: Request<hyper::body::Incoming>| {
-                    counted.fetch_add(1, Ordering::Relaxed);
-                    async {
-                        Ok::<_, Infallible>(
-                            Response::builder()
-                                .status(501)
-                                .header("cache-control", "max-age=600")
-                                .body(Full::new(Bytes::from_static(b"not here\n")))
-                                .expect("response"),
-                        )
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .await;
-            });
-        }
-    });
+    let (node, count) =
+        serve(|_, _| response(501, &[("cache-control", "max-age=600")], "not here\n")).await;
     let (gateway, addr) = start(cached(node, CacheSettings::default())).await;
     let client = client();
     assert_eq!(get(&client, addr, "/x").await.status, 501);
@@ -362,38 +337,22 @@ async fn a_501_with_explicit_freshness_is_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_vary_variant_is_stored_beside_the_others() {
     // The origin's answer depends on Accept-Language, and says so.
-    let listener = TcpListener::bind(LOOPBACK).await.expect("bind");
-    let node = listener.local_addr().expect("address");
-    let count = Arc::new(AtomicU64::new(0));
-    let counted = Arc::clone(&count);
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let counted = Arc::clone(&counted);
-            tokio::spawn(async move {
-                let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                    counted.fetch_add(1, Ordering::Relaxed);
-                    let language = request
-                        .headers()
-                        .get("accept-language")
-                        .and_then(|value| value.to_str().ok())
-                        .unwrap_or("none")
-                        .to_owned();
-                    async move {
-                        Ok::<_, Infallible>(
-                            Response::builder()
-                                .header("cache-control", "max-age=600")
-                                .header("vary", "Accept-Language")
-                                .body(Full::new(Bytes::from(format!("in {language}\n"))))
-                                .expect("response"),
-                        )
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .await;
-            });
-        }
-    });
+    let (node, count) = serve(|_, request| {
+        let language = request
+            .headers()
+            .get("accept-language")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("none");
+        response(
+            200,
+            &[
+                ("cache-control", "max-age=600"),
+                ("vary", "Accept-Language"),
+            ],
+            format!("in {language}\n"),
+        )
+    })
+    .await;
     let (gateway, addr) = start(cached(node, CacheSettings::default())).await;
     let client = client();
     let ask = |language: &'static str| {
@@ -527,32 +486,9 @@ async fn expires_in_any_http_date_format_gives_freshness() {
 async fn a_fresh_299_404_or_410_is_stored_like_a_200() {
     let client = client();
     for status in [299u16, 404, 410] {
-        let listener = TcpListener::bind(LOOPBACK).await.expect("bind");
-        let node = listener.local_addr().expect("address");
-        let count = Arc::new(AtomicU64::new(0));
-        let counted = Arc::clone(&count);
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let counted = Arc::clone(&counted);
-                tokio::spawn(async move {
-                    let service = service_fn(move |_request: Request<hyper::body::Incoming>| {
-                        counted.fetch_add(1, Ordering::Relaxed);
-                        async move {
-                            Ok::<_, Infallible>(
-                                Response::builder()
-                                    .status(status)
-                                    .header("cache-control", "max-age=600")
-                                    .body(Full::new(Bytes::from_static(b"gone\n")))
-                                    .expect("response"),
-                            )
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .await;
-                });
-            }
-        });
+        let (node, count) =
+            serve(move |_, _| response(status, &[("cache-control", "max-age=600")], "gone\n"))
+                .await;
         let (gateway, addr) = start(cached(node, CacheSettings::default())).await;
         assert_eq!(get(&client, addr, "/missing").await.status.as_u16(), status);
         let again = get(&client, addr, "/missing").await;
@@ -582,44 +518,28 @@ async fn revalidating_origin(
     cache_control: &'static str,
     version: Arc<AtomicU64>,
 ) -> (SocketAddr, Arc<Seen>) {
-    let listener = TcpListener::bind(LOOPBACK).await.expect("bind");
-    let addr = listener.local_addr().expect("address");
     let seen = Arc::new(Seen::default());
     let counted = Arc::clone(&seen);
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let seen = Arc::clone(&counted);
-            let version = Arc::clone(&version);
-            tokio::spawn(async move {
-                let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let n = seen.requests.fetch_add(1, Ordering::Relaxed) + 1;
-                    let etag = format!("\"v{}\"", version.load(Ordering::Relaxed));
-                    let condition = request.headers().get("if-none-match").cloned();
-                    if condition.is_some() {
-                        seen.conditional.fetch_add(1, Ordering::Relaxed);
-                    }
-                    let unchanged = condition.is_some_and(|wanted| wanted == etag.as_str());
-                    if unchanged {
-                        seen.not_modified.fetch_add(1, Ordering::Relaxed);
-                    }
-                    let response = Response::builder()
-                        .status(if unchanged { 304 } else { 200 })
-                        .header("cache-control", cache_control)
-                        .header("etag", etag.as_str())
-                        .header("x-answer", n.to_string());
-                    let body = if unchanged {
-                        Bytes::new()
-                    } else {
-                        Bytes::from(format!("version {etag} from answer {n}\n"))
-                    };
-                    async move { Ok::<_, Infallible>(response.body(Full::new(body)).expect("response")) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .await;
-            });
+    let (addr, _) = serve(move |n, request| {
+        counted.requests.fetch_add(1, Ordering::Relaxed);
+        let etag = format!("\"v{}\"", version.load(Ordering::Relaxed));
+        let condition = request.headers().get("if-none-match");
+        if condition.is_some() {
+            counted.conditional.fetch_add(1, Ordering::Relaxed);
         }
-    });
+        let unchanged = condition.is_some_and(|wanted| wanted == etag.as_str());
+        let headers = [
+            ("cache-control", cache_control),
+            ("etag", etag.as_str()),
+            ("x-answer", &n.to_string()),
+        ];
+        if unchanged {
+            counted.not_modified.fetch_add(1, Ordering::Relaxed);
+            return response(304, &headers, Bytes::new());
+        }
+        response(200, &headers, format!("version {etag} from answer {n}\n"))
+    })
+    .await;
     (addr, seen)
 }
 

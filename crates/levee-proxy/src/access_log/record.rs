@@ -5,6 +5,8 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Method, Version};
+
+use crate::config::AccessLogFormat;
 use std::fmt::Write as _;
 
 /// One attempt of a request: where it went and how it ended (`200`,
@@ -64,13 +66,16 @@ pub struct AccessRecord {
 
 impl AccessRecord {
     /// A record of `request` from `client`, as it arrived at `time`; the
-    /// answer's fields are filled in later.
+    /// answer's fields are filled in later. `Referer` and `User-Agent` are
+    /// kept only for the `combined` format, the one that prints them.
     pub fn of<B>(
         listener: &str,
         request: &http::Request<B>,
         client: IpAddr,
         time: SystemTime,
+        format: AccessLogFormat,
     ) -> AccessRecord {
+        let combined = format == AccessLogFormat::Combined;
         let header = |headers: &HeaderMap, name| {
             headers
                 .get(name)
@@ -102,8 +107,12 @@ impl AccessRecord {
             cache: None,
             levee_error: None,
             reason: None,
-            referer: header(request.headers(), http::header::REFERER),
-            user_agent: header(request.headers(), http::header::USER_AGENT),
+            referer: combined
+                .then(|| header(request.headers(), http::header::REFERER))
+                .flatten(),
+            user_agent: combined
+                .then(|| header(request.headers(), http::header::USER_AGENT))
+                .flatten(),
         }
     }
 
@@ -280,6 +289,7 @@ mod tests {
             &request,
             "127.0.0.1".parse().unwrap(),
             SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_050_502),
+            AccessLogFormat::Combined,
         );
         record.status = 200;
         record.bytes = 14;

@@ -18,6 +18,16 @@ use crate::upstream::ClientBodyFailed;
 /// How many attempts served (or failed) a request: on every response.
 pub static X_LEVEE_ATTEMPTS: HeaderName = HeaderName::from_static("x-levee-attempts");
 
+/// `x-levee-attempts` for `attempts`: a static value for the usual few (no
+/// allocation, unlike formatting a number into a new header value).
+pub(crate) fn attempts_value(attempts: u32) -> HeaderValue {
+    const SMALL: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match SMALL.get(attempts as usize) {
+        Some(digits) => HeaderValue::from_static(digits),
+        None => HeaderValue::from(attempts),
+    }
+}
+
 /// Why levee answered a request itself instead of forwarding a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProxyError {
@@ -377,7 +387,7 @@ impl ProxyError {
         if attempts > 0 {
             response
                 .headers_mut()
-                .insert(X_LEVEE_ATTEMPTS.clone(), HeaderValue::from(attempts));
+                .insert(X_LEVEE_ATTEMPTS.clone(), attempts_value(attempts));
         }
         response
     }

@@ -27,7 +27,7 @@ mod upstream_request;
 
 use std::sync::Arc;
 
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderName;
 use http::{Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -118,6 +118,7 @@ impl HttpProxy {
                 &request,
                 client.address.ip(),
                 std::time::SystemTime::now(),
+                log.settings().format,
             );
             Box::new(PendingLine::new(Arc::clone(log), record, started))
         });
@@ -298,20 +299,11 @@ pub(crate) async fn forward(
         body.hold_admission(Some(permit));
     }
     headers::remove_hop_by_hop(&mut parts.headers);
-    parts
-        .headers
-        .insert(X_LEVEE_ATTEMPTS.clone(), attempts_value(answered.attempts));
+    parts.headers.insert(
+        X_LEVEE_ATTEMPTS.clone(),
+        error::attempts_value(answered.attempts),
+    );
     Ok(Response::from_parts(parts, body))
-}
-
-/// `x-levee-attempts` for `attempts`: a static value for the usual few (no
-/// allocation, unlike formatting a number into a new header value).
-fn attempts_value(attempts: u32) -> HeaderValue {
-    const SMALL: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
-    match SMALL.get(attempts as usize) {
-        Some(digits) => HeaderValue::from_static(digits),
-        None => HeaderValue::from(attempts),
-    }
 }
 
 /// A slot of `stage`, and when it was given; `None` without admission

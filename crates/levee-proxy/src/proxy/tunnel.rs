@@ -171,7 +171,7 @@ async fn switch_or_refuse(
     open: Gauge,
     attempts: usize,
 ) -> Response<Full<Bytes>> {
-    let attempts = HeaderValue::from(attempts);
+    let attempts = super::error::attempts_value(u32::try_from(attempts).unwrap_or(u32::MAX));
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let upstream = hyper::upgrade::on(&mut response);
         let tunnel = Tunnel::new(upstream, open);
