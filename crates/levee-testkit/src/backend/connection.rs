@@ -122,23 +122,45 @@ impl AsyncWrite for FaultIo {
 
 /// Serves one accepted connection until the client leaves, a fault ends it,
 /// or the task is aborted (crash, shutdown).
-pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream) {
+///
+/// When `graceful` turns true the connection stops as a server does on a
+/// graceful shutdown (nginx `SIGQUIT`): closed at once if idle, after its
+/// response otherwise, and without keep-alive.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    mut graceful: tokio::sync::watch::Receiver<bool>,
+) {
     // Small responses must not wait for Nagle.
     let _ = stream.set_nodelay(true);
+    let peer = stream
+        .peer_addr()
+        .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |addr| addr.ip());
     let control = Arc::new(ConnControl::new());
     let io = FaultIo {
         stream: Some(stream),
         control: Arc::clone(&control),
     };
-    let service = BackendService::new(Arc::clone(&shared), Arc::clone(&control));
+    let service = BackendService::new(Arc::clone(&shared), Arc::clone(&control), peer);
     {
         let conn = shared.http.serve_connection(TokioIo::new(io), service);
-        tokio::select! {
-            biased;
-            () = control.taken.notified() => {}
-            result = conn => {
-                if let Err(error) = result {
-                    tracing::debug!(backend = %shared.name, %error, "connection ended");
+        tokio::pin!(conn);
+        let mut stopping = false;
+        loop {
+            tokio::select! {
+                biased;
+                () = control.taken.notified() => break,
+                changed = graceful.wait_for(|stop| *stop), if !stopping => {
+                    stopping = true;
+                    if changed.is_ok() {
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+                result = conn.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(backend = %shared.name, %error, "connection ended");
+                    }
+                    break;
                 }
             }
         }

@@ -79,10 +79,18 @@ struct Handle {
     listening: tokio::sync::Mutex<Option<Listening>>,
 }
 
+/// How an accept loop is told to stop.
+enum Stop {
+    /// Drop every connection at once (a crash).
+    Abort,
+    /// Let every connection finish its request first.
+    Graceful,
+}
+
 /// A running accept loop.
 struct Listening {
-    /// Tells the loop to close the listener and drop every connection.
-    stop: oneshot::Sender<()>,
+    /// Tells the loop to close the listener and end every connection.
+    stop: oneshot::Sender<Stop>,
     /// Finishes once all of that is done.
     task: JoinHandle<()>,
 }
@@ -102,8 +110,19 @@ pub(crate) struct Shared {
     pub(crate) mode_tx: watch::Sender<PackedMode>,
     /// Requests whose head was read, in any mode but `Crashed`.
     pub(crate) requests: AtomicU64,
+    /// Requests with a method that writes (`POST`, `PUT`, `PATCH`,
+    /// `DELETE`) whose head was read: what a test of exactly-once delivery
+    /// counts (health checks are `GET`s).
+    pub(crate) writes: AtomicU64,
     /// TCP connections accepted.
     connections: AtomicU64,
+    /// Modes that only some clients see, by their address: a broken path
+    /// from one host. Behind a flag so that the request path takes no lock
+    /// when there are none.
+    per_source: Mutex<Vec<(std::net::IpAddr, Mode)>>,
+    per_source_set: std::sync::atomic::AtomicBool,
+    /// Turns true to stop the connections gracefully.
+    graceful: watch::Sender<bool>,
     /// Headers of the most recent request, for tests of header rewriting.
     last_headers: Mutex<Option<HeaderMap>>,
     /// At most this many requests are served at once (the rest wait, as in
@@ -130,6 +149,19 @@ impl Shared {
 
     pub(crate) fn mode(&self) -> Mode {
         PackedMode(self.mode.load(Ordering::Acquire)).unpack()
+    }
+
+    /// The mode a request from `peer` sees: its own, if a test set one.
+    pub(crate) fn mode_for(&self, peer: std::net::IpAddr) -> Mode {
+        let mode = self.mode();
+        if mode == Mode::Crashed || !self.per_source_set.load(Ordering::Acquire) {
+            return mode;
+        }
+        self.per_source
+            .lock()
+            .iter()
+            .find(|(source, _)| *source == peer)
+            .map_or(mode, |(_, own)| *own)
     }
 
     fn store_mode(&self, mode: Mode) {
@@ -175,7 +207,11 @@ impl Backend {
             mode: AtomicU64::new(packed.0),
             mode_tx: watch::Sender::new(packed),
             requests: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            per_source: Mutex::new(Vec::new()),
+            per_source_set: std::sync::atomic::AtomicBool::new(false),
+            graceful: watch::Sender::new(false),
             last_headers: Mutex::new(None),
             capacity: Mutex::new(None),
             limited: std::sync::atomic::AtomicBool::new(false),
@@ -245,6 +281,47 @@ impl Backend {
         self.inner.shared.requests.load(Ordering::Relaxed)
     }
 
+    /// Requests with a writing method (`POST`, `PUT`, `PATCH`, `DELETE`)
+    /// whose head was read: deliveries, for tests that prove a write arrived
+    /// exactly once.
+    pub fn writes_received(&self) -> u64 {
+        self.inner.shared.writes.load(Ordering::Relaxed)
+    }
+
+    /// Answer requests from `source` in `mode` (`None`: as everyone else),
+    /// whatever the backend's own mode, except `Crashed`, which refuses
+    /// everyone. A node that fails only for one gateway: a broken network
+    /// path from one host. `Mode::Crashed` here drops that client's
+    /// requests unanswered (its connects still succeed).
+    pub fn set_mode_for(&self, source: std::net::IpAddr, mode: Option<Mode>) {
+        let shared = &self.inner.shared;
+        let mut per_source = shared.per_source.lock();
+        per_source.retain(|(ip, _)| *ip != source);
+        if let Some(mode) = mode {
+            per_source.push((source, mode));
+        }
+        shared
+            .per_source_set
+            .store(!per_source.is_empty(), Ordering::Release);
+        tracing::info!(backend = %shared.name, %source, mode = ?mode, "backend mode for one source changed");
+    }
+
+    /// Stop as a server does on a graceful shutdown (nginx `SIGQUIT`):
+    /// close the listener (new connects are refused), close idle keep-alive
+    /// connections at once, finish the requests in flight (answered with
+    /// `connection: close`), and return when every connection is gone. The
+    /// backend is then [`Mode::Crashed`]; [`Backend::set_mode`] with any
+    /// other mode starts it again on the same port (a restart).
+    pub async fn stop_gracefully(&self) {
+        let shared = &self.inner.shared;
+        let mut listening = self.inner.listening.lock().await;
+        if let Some(running) = listening.take() {
+            running.stop_gracefully(shared).await;
+        }
+        shared.store_mode(Mode::Crashed);
+        tracing::info!(backend = %shared.name, "backend stopped gracefully");
+    }
+
     /// TCP connections accepted. Fewer connections than requests proves that
     /// a client reused its connections.
     pub fn connections_accepted(&self) -> u64 {
@@ -277,6 +354,7 @@ impl Backend {
     pub fn reset_counters(&self) {
         let shared = &self.inner.shared;
         shared.requests.store(0, Ordering::Relaxed);
+        shared.writes.store(0, Ordering::Relaxed);
         shared.connections.store(0, Ordering::Relaxed);
         shared.last_headers.lock().take();
     }
@@ -317,35 +395,57 @@ impl Drop for Handle {
 impl Listening {
     fn spawn(shared: Arc<Shared>, listener: TcpListener) -> Self {
         let (stop, stopped) = oneshot::channel();
+        shared.graceful.send_replace(false);
         let task = tokio::spawn(accept_loop(shared, listener, stopped));
         Listening { stop, task }
     }
 
     /// Closes the listener and drops every connection; returns when done.
     async fn stop(self) {
-        let _ = self.stop.send(());
-        if let Err(error) = self.task.await {
-            if error.is_panic() {
-                tracing::error!(%error, "backend accept loop panicked");
-            }
+        let _ = self.stop.send(Stop::Abort);
+        wait(self.task).await;
+    }
+
+    /// Closes the listener, lets the connections finish; returns when all
+    /// are gone.
+    async fn stop_gracefully(self, shared: &Shared) {
+        let _ = self.stop.send(Stop::Graceful);
+        shared.graceful.send_replace(true);
+        wait(self.task).await;
+    }
+}
+
+/// Waits for an accept loop's end.
+async fn wait(task: JoinHandle<()>) {
+    if let Err(error) = task.await {
+        if error.is_panic() {
+            tracing::error!(%error, "backend accept loop panicked");
         }
     }
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, mut stop: oneshot::Receiver<()>) {
+/// The longest a graceful stop waits for requests in flight.
+const GRACEFUL_LIMIT: Duration = Duration::from_secs(10);
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    mut stop: oneshot::Receiver<Stop>,
+) {
     // Connections live in this set so that a crash can drop all of them and
     // wait until they are gone.
     let mut connections = JoinSet::new();
-    loop {
+    let how = loop {
         tokio::select! {
             biased;
-            _ = &mut stop => break,
+            how = &mut stop => break how.unwrap_or(Stop::Abort),
             // Reap finished connections so the set does not grow.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     shared.connections.fetch_add(1, Ordering::Relaxed);
-                    connections.spawn(connection::serve(Arc::clone(&shared), stream));
+                    let graceful = shared.graceful.subscribe();
+                    connections.spawn(connection::serve(Arc::clone(&shared), stream, graceful));
                 }
                 Err(error) => {
                     tracing::warn!(backend = %shared.name, %error, "accept failed");
@@ -353,8 +453,14 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, mut stop: onesh
                 }
             },
         }
-    }
+    };
     drop(listener);
+    if let Stop::Graceful = how {
+        let finished = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(GRACEFUL_LIMIT, finished).await.is_err() {
+            tracing::warn!(backend = %shared.name, "requests still in flight after the graceful stop's limit; dropped");
+        }
+    }
     connections.shutdown().await;
 }
 

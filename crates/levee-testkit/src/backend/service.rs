@@ -44,6 +44,8 @@ pub(crate) struct BackendService {
     shared: Arc<Shared>,
     /// Where to ask for a raw fault on this connection.
     conn: Arc<ConnControl>,
+    /// The client's address, for faults that only its traffic sees.
+    peer: std::net::IpAddr,
 }
 
 /// The service never fails on its own; this only ends a request whose
@@ -54,8 +56,8 @@ pub(crate) struct BackendService {
 pub(crate) struct TakenOver;
 
 impl BackendService {
-    pub(crate) fn new(shared: Arc<Shared>, conn: Arc<ConnControl>) -> Self {
-        Self { shared, conn }
+    pub(crate) fn new(shared: Arc<Shared>, conn: Arc<ConnControl>, peer: std::net::IpAddr) -> Self {
+        Self { shared, conn, peer }
     }
 
     /// Asks the connection task to drop hyper and run `takeover` on the bare
@@ -195,12 +197,19 @@ impl hyper::service::Service<Request<Incoming>> for BackendService {
     fn call(&self, mut request: Request<Incoming>) -> ResponseFuture {
         // The only shared state the healthy path touches: one atomic load,
         // one counter, and a lock that is skipped when contended.
-        let mode = self.shared.mode();
+        let mode = self.shared.mode_for(self.peer);
         if mode == Mode::Crashed {
-            // Raced with a crash: the connection is about to be dropped anyway.
+            // Raced with a crash (or crashed for this client only): the
+            // connection is dropped unanswered.
             return self.take_over(Takeover::Drop);
         }
         self.shared.requests.fetch_add(1, Ordering::Relaxed);
+        if matches!(
+            *request.method(),
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        ) {
+            self.shared.writes.fetch_add(1, Ordering::Relaxed);
+        }
         self.shared
             .record_headers(std::mem::take(request.headers_mut()));
         match mode {
