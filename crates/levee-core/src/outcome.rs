@@ -63,6 +63,11 @@ pub enum FailureKind {
     /// `GOAWAY`'s last id, RFC 9113 §8.7): not sent as far as the endpoint
     /// is concerned, and not a sign of a broken node.
     Refused,
+    /// The endpoint closed a reused keep-alive connection before its kernel
+    /// received any byte of the request (nothing of it was acknowledged):
+    /// the idle-close race of a graceful shutdown or a keep-alive timeout.
+    /// Not sent, so any method may go elsewhere.
+    ClosedIdle,
     /// The connection was reset or closed before a response head arrived.
     ResetBeforeResponse,
     /// No response head within the request timeout (a hung endpoint).
@@ -88,6 +93,7 @@ impl FailureKind {
             FailureKind::Unresolved => "unresolved",
             FailureKind::TlsHandshake => "tls-handshake",
             FailureKind::Refused => "refused-stream",
+            FailureKind::ClosedIdle => "closed-idle",
             FailureKind::ResetBeforeResponse => "reset-before-response",
             FailureKind::Timeout => "timeout",
             FailureKind::Protocol => "protocol-error",
@@ -105,7 +111,8 @@ impl FailureKind {
             | FailureKind::ConnectFailed
             | FailureKind::Unresolved
             | FailureKind::TlsHandshake
-            | FailureKind::Refused => SendPhase::NotSent,
+            | FailureKind::Refused
+            | FailureKind::ClosedIdle => SendPhase::NotSent,
             FailureKind::ResetBeforeResponse
             | FailureKind::Timeout
             | FailureKind::Protocol
@@ -254,6 +261,7 @@ mod tests {
             FailureKind::Unresolved,
             FailureKind::TlsHandshake,
             FailureKind::Refused,
+            FailureKind::ClosedIdle,
         ] {
             let outcome = Outcome::failure(EndpointId(0), kind, Duration::ZERO);
             assert_eq!(outcome.phase, SendPhase::NotSent, "{kind}");

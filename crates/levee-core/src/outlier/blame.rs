@@ -70,8 +70,12 @@ pub fn blame(outcome: &Outcome, count_other_5xx: bool) -> Blame {
             | FailureKind::Protocol
             | FailureKind::BodyInterrupted => Blame::Failure,
             // A refused stream is the endpoint saying "not now" (overload,
-            // a graceful shutdown): routing elsewhere is enough.
-            FailureKind::ClientBody | FailureKind::Refused | FailureKind::Other => Blame::Neutral,
+            // a graceful shutdown), and so is an idle connection it closed:
+            // routing elsewhere is enough.
+            FailureKind::ClientBody
+            | FailureKind::Refused
+            | FailureKind::ClosedIdle
+            | FailureKind::Other => Blame::Neutral,
         },
     }
 }
@@ -93,6 +97,7 @@ pub fn blame_reason(outcome: &Outcome) -> &'static str {
             FailureKind::Unresolved => "failed name lookups",
             FailureKind::TlsHandshake => "failed TLS handshakes",
             FailureKind::Refused => "refused streams",
+            FailureKind::ClosedIdle => "idle connections closed by the endpoint",
             FailureKind::ResetBeforeResponse => "connection resets",
             FailureKind::Timeout => "timeouts",
             FailureKind::Protocol => "protocol errors",

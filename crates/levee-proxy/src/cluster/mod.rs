@@ -187,6 +187,7 @@ impl Cluster {
             idle_timeout: settings.idle_timeout,
             max_idle: settings.max_idle_per_endpoint,
             max_response_headers: settings.max_response_headers,
+            retry_idle_close: settings.retry.idle_close,
         };
         let before = previous.map(|previous| &previous.settings);
         let same = |changed: fn(&ClusterSettings, &ClusterSettings) -> bool| {

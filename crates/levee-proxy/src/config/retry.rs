@@ -57,6 +57,10 @@ pub(super) struct RawRetry {
     /// `true` declares every request to the cluster safe to repeat, whatever
     /// its method (the service deduplicates on its own). Default `false`.
     pub idempotent: Option<bool>,
+    /// `true`: a request on a reused keep-alive connection that the endpoint
+    /// closed cleanly before answering is sent elsewhere whatever its
+    /// method, even when the endpoint may have received it. Default `false`.
+    pub idle_close: Option<bool>,
 }
 
 impl RawTable for RawRetry {}
@@ -82,6 +86,12 @@ pub struct RetrySettings {
     /// Every request to this cluster may be repeated safely, whatever its
     /// method (the service deduplicates on its own).
     pub idempotent: bool,
+    /// A request on a reused connection that the endpoint closed cleanly
+    /// (FIN) before answering may go to another endpoint whatever its
+    /// method: the idle-close race of a graceful shutdown, where the
+    /// endpoint may have read the request and discarded it. Without it,
+    /// only a request the endpoint provably never received is.
+    pub idle_close: bool,
 }
 
 impl RetrySettings {
@@ -101,6 +111,7 @@ impl Default for RetrySettings {
             replay_buffer: RetrySettings::DEFAULT_REPLAY_BUFFER,
             hedge: Some(HedgeSettings::default()),
             idempotent: false,
+            idle_close: false,
         }
     }
 }
@@ -181,6 +192,7 @@ pub(super) fn retry(retry: &Spanned<RawRetry>, report: &mut Report<'_>) -> Optio
         replay_buffer: replay_buffer?,
         hedge: hedge?,
         idempotent: raw.idempotent.unwrap_or(defaults.idempotent),
+        idle_close: raw.idle_close.unwrap_or(defaults.idle_close),
     })
 }
 

@@ -331,6 +331,7 @@ endpoints = ["10.0.0.1:8000"]
                     ceiling: Duration::from_secs(1),
                 }),
                 idempotent: false,
+                idle_close: false,
             },
             admission: None,
             cache: None,

@@ -187,6 +187,9 @@ impl ProxyError {
                 FailureKind::Unresolved => "upstream name does not resolve",
                 FailureKind::TlsHandshake => "upstream TLS handshake failed",
                 FailureKind::Refused => "upstream refused the request unprocessed (HTTP/2)",
+                FailureKind::ClosedIdle => {
+                    "upstream closed the connection before receiving the request"
+                }
                 FailureKind::ResetBeforeResponse => {
                     "upstream closed the connection before responding"
                 }

@@ -7,6 +7,7 @@ mod pool;
 mod progress;
 mod request_body;
 mod upload;
+mod watched;
 
 pub use classify::classify_body_error;
 pub use pool::{

@@ -29,6 +29,7 @@ use tokio::time::Instant;
 
 use super::classify::classify_send_error;
 use super::request_body::{ClientBodyFailed, RequestBody};
+use super::watched::{Watched, WireLog};
 use crate::config::UpstreamProtocol;
 use crate::metrics::EndpointMetrics;
 use crate::tls::{Stream, UpstreamTls};
@@ -53,6 +54,10 @@ pub struct PoolSettings {
     pub max_idle: usize,
     /// Header fields a response may have.
     pub max_response_headers: usize,
+    /// A request on a reused connection that the endpoint closed cleanly
+    /// before answering counts as not sent even when the endpoint may have
+    /// received it (`retry.idle_close`).
+    pub retry_idle_close: bool,
 }
 
 /// An attempt that got no response.
@@ -174,6 +179,8 @@ impl ConnectError {
 /// An idle connection waiting in the pool.
 struct Idle {
     sender: SendRequest<RequestBody>,
+    /// What its socket saw: whether the endpoint closed it unread.
+    wire: Arc<WireLog>,
     since: Instant,
 }
 
@@ -240,14 +247,14 @@ pub struct PooledConnection {
 
 enum Checkout {
     /// An HTTP/1.1 connection, back to the pool when the response ends.
-    Http1(SendRequest<RequestBody>),
+    Http1(SendRequest<RequestBody>, Arc<WireLog>),
     /// A stream of an HTTP/2 connection.
     Http2(#[allow(dead_code)] StreamSlot),
 }
 
 /// A new connection: HTTP/1.1, or HTTP/2 (registered in the pool).
 enum Connected {
-    Http1(SendRequest<RequestBody>),
+    Http1(SendRequest<RequestBody>, Arc<WireLog>),
     Http2(Arc<H2Connection>),
 }
 
@@ -300,10 +307,10 @@ impl EndpointPool {
             return Box::pin(self.send_h2(request, None)).await;
         }
         loop {
-            let (mut sender, reused) = match self.take_idle().await {
-                Some(sender) => (sender, true),
+            let (mut sender, wire, reused) = match self.take_idle().await {
+                Some((sender, wire)) => (sender, wire, true),
                 None => match self.connect().await {
-                    Ok(Connected::Http1(sender)) => (sender, false),
+                    Ok(Connected::Http1(sender, wire)) => (sender, wire, false),
                     // `auto`, and ALPN chose HTTP/2.
                     Ok(Connected::Http2(connection)) => {
                         return Box::pin(self.send_h2(request, Some(connection))).await;
@@ -311,10 +318,11 @@ impl EndpointPool {
                     Err(failed) => return Err(SendFailure::not_connected(failed, request)),
                 },
             };
+            let mark = wire.mark();
             match sender.try_send_request(request).await {
                 Ok(response) => {
                     let connection = PooledConnection {
-                        checkout: Checkout::Http1(sender),
+                        checkout: Checkout::Http1(sender, wire),
                         pool: Arc::clone(self),
                     };
                     return Ok((response, connection));
@@ -327,6 +335,17 @@ impl EndpointPool {
                     // Handed back by a connection just made: still never sent.
                     Some(unsent) => {
                         return Err(SendFailure::unsent(FailureKind::ConnectFailed, unsent));
+                    }
+                    // The request went out, but the endpoint had closed the
+                    // connection before receiving any of it (see `watched`),
+                    // or closed it unanswered where the operator accepts that
+                    // as the idle-close race.
+                    None if reused
+                        && (wire.closed_before_receiving(mark)
+                            || (self.settings.retry_idle_close && wire.closed_cleanly(mark))) =>
+                    {
+                        tracing::debug!(endpoint = %format_args!("{}:{}", self.host, self.port), "endpoint closed a reused connection before answering: not sent");
+                        return Err(SendFailure::new(FailureKind::ClosedIdle));
                     }
                     None => return Err(SendFailure::new(classify_send_error(error.error()))),
                 },
@@ -361,7 +380,7 @@ impl EndpointPool {
                 Some(connection) => (connection, true),
                 None => match self.connect_h2_once().await {
                     Ok(Connected::Http2(connection)) => (connection, false),
-                    Ok(Connected::Http1(_)) => {
+                    Ok(Connected::Http1(..)) => {
                         tracing::warn!(endpoint = %format_args!("{}:{}", self.host, self.port), "endpoint did not agree to HTTP/2 (ALPN); upstream_protocol = \"h2\" needs it");
                         return Err(SendFailure::unsent(FailureKind::Protocol, request));
                     }
@@ -457,7 +476,7 @@ impl EndpointPool {
     }
 
     /// A ready idle connection, dropping closed and expired ones on the way.
-    async fn take_idle(&self) -> Option<SendRequest<RequestBody>> {
+    async fn take_idle(&self) -> Option<(SendRequest<RequestBody>, Arc<WireLog>)> {
         loop {
             let idle = self.idle.lock().pop()?;
             if idle.since.elapsed() >= self.settings.idle_timeout || idle.sender.is_closed() {
@@ -467,7 +486,7 @@ impl EndpointPool {
             // An HTTP/1.1 connection turns ready once the previous response
             // is fully read, which has happened by the time it is pooled.
             if sender.ready().await.is_ok() {
-                return Some(sender);
+                return Some((sender, idle.wire));
             }
         }
     }
@@ -542,6 +561,7 @@ impl EndpointPool {
         if self.settings.max_response_headers != HYPER_MAX_HEADERS {
             builder.max_headers(self.settings.max_response_headers);
         }
+        let (stream, wire) = Watched::new(stream);
         let (sender, connection) = builder
             .handshake(TokioIo::new(stream))
             .await
@@ -551,7 +571,7 @@ impl EndpointPool {
                 tracing::trace!(%error, "upstream connection ended with an error");
             }
         });
-        Ok(Connected::Http1(sender))
+        Ok(Connected::Http1(sender, wire))
     }
 
     /// Start HTTP/2 on `stream` and add the connection to the pool.
@@ -605,7 +625,7 @@ impl EndpointPool {
         })
     }
 
-    fn release(&self, sender: SendRequest<RequestBody>) {
+    fn release(&self, sender: SendRequest<RequestBody>, wire: Arc<WireLog>) {
         if sender.is_closed() {
             return;
         }
@@ -613,6 +633,7 @@ impl EndpointPool {
         if idle.len() < self.settings.max_idle {
             idle.push(Idle {
                 sender,
+                wire,
                 since: Instant::now(),
             });
         }
@@ -709,7 +730,7 @@ impl PooledConnection {
     /// which closes it.)
     pub fn release(self) {
         match self.checkout {
-            Checkout::Http1(sender) => self.pool.release(sender),
+            Checkout::Http1(sender, wire) => self.pool.release(sender, wire),
             // The stream's slot is given back as it drops.
             Checkout::Http2(_) => {}
         }
@@ -759,6 +780,7 @@ mod tests {
                 idle_timeout: Duration::from_secs(5),
                 max_idle: 1,
                 max_response_headers: HYPER_MAX_HEADERS,
+                retry_idle_close: false,
             },
             None,
             None,

@@ -457,7 +457,10 @@ async fn accept_loop(
     drop(listener);
     if let Stop::Graceful = how {
         let finished = async { while connections.join_next().await.is_some() {} };
-        if tokio::time::timeout(GRACEFUL_LIMIT, finished).await.is_err() {
+        if tokio::time::timeout(GRACEFUL_LIMIT, finished)
+            .await
+            .is_err()
+        {
             tracing::warn!(backend = %shared.name, "requests still in flight after the graceful stop's limit; dropped");
         }
     }
