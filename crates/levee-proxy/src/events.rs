@@ -17,6 +17,7 @@ pub const EVENT_KINDS: &[&str] = &[
     "endpoint-ejected",
     "endpoint-returned",
     "endpoint-resolution",
+    "endpoint-fleet-health",
     "cluster-panic",
     "poison-request",
     "breaker",

@@ -34,6 +34,11 @@ pub(super) struct EndpointControl {
     /// Whether it is known to take no connections (its name does not
     /// resolve, it refuses them).
     pub reachability: Reachability,
+    /// Taken out by the fleet: a quorum of other instances judged it bad
+    /// (`share_health`); `None` otherwise, and while the store is down.
+    pub fleet_out: Option<super::FleetOut>,
+    /// What the fleet said of it last, for `/status`.
+    pub fleet_seen: Option<super::FleetHealthView>,
 }
 
 /// Every endpoint's changing state.
@@ -108,22 +113,37 @@ impl Control {
         (ejections, returns)
     }
 
-    /// Whether `endpoint` is ejected by outlier detection.
-    pub fn is_ejected(&self, endpoint: usize, now: Instant) -> bool {
-        self.outlier
-            .as_ref()
-            .is_some_and(|outlier| outlier.is_ejected(endpoint, now))
+    /// Whether `endpoint` may take traffic: its name resolved, not failing
+    /// its checks, not ejected, not taken out by the fleet.
+    pub fn is_available(&self, endpoint: usize, now: Instant) -> bool {
+        self.local_verdict(endpoint, now).is_none() && self.endpoints[endpoint].fleet_out.is_none()
     }
 
-    /// Whether `endpoint` may take traffic: its name resolved, not failing
-    /// its checks, not ejected.
-    pub fn is_available(&self, endpoint: usize, now: Instant) -> bool {
+    /// This instance's own verdict on `endpoint` from its own evidence
+    /// (checks, ejections; never the fleet's): `None` when it may take
+    /// traffic, else why not and until when (`None`: until checks pass).
+    pub fn local_verdict(
+        &self,
+        endpoint: usize,
+        now: Instant,
+    ) -> Option<(String, Option<Instant>)> {
         let state = &self.endpoints[endpoint];
-        let healthy = match &state.tracker {
-            Some(tracker) => tracker.health() != Health::Unhealthy,
-            None => true,
-        };
-        !state.reachability.is_unresolved() && healthy && !self.is_ejected(endpoint, now)
+        if state.reachability.is_unresolved() {
+            return Some(("its name does not resolve".to_owned(), None));
+        }
+        if let Some(tracker) = &state.tracker
+            && tracker.health() == Health::Unhealthy
+        {
+            let reason = tracker.reason().unwrap_or("failing its health checks");
+            return Some((reason.to_owned(), None));
+        }
+        let outlier = self.outlier.as_ref()?;
+        if !outlier.is_ejected(endpoint, now) {
+            return None;
+        }
+        outlier
+            .ejected_until(endpoint)
+            .map(|(until, why)| (format!("ejected: {why}"), Some(until)))
     }
 
     /// How routing sees `endpoint`.

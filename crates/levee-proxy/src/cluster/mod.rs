@@ -10,6 +10,7 @@ mod breaker;
 pub mod breaker_metrics;
 mod control;
 mod fleet;
+mod fleet_health;
 mod members;
 mod status;
 pub mod traffic;
@@ -27,6 +28,7 @@ use tokio::time::Instant;
 pub use breaker::{BreakerCall, BreakerView, ClusterBreaker, EndpointBreakerCall};
 pub use control::Routing;
 pub use fleet::{FleetLink, FleetStore, StoreStatus, spawn_fleet_sync};
+pub use fleet_health::{FleetHealthView, FleetOut, spawn_health_sync};
 pub use members::{Member, members};
 pub use status::{
     AdmissionStatus, CacheStatusView, CheckView, ClusterStatus, EndpointStatus, RetryBudgetStatus,
@@ -188,6 +190,7 @@ impl Cluster {
             max_idle: settings.max_idle_per_endpoint,
             max_response_headers: settings.max_response_headers,
             retry_idle_close: settings.retry.idle_close,
+            source_address: settings.source_address,
         };
         let before = previous.map(|previous| &previous.settings);
         let same = |changed: fn(&ClusterSettings, &ClusterSettings) -> bool| {
@@ -204,6 +207,8 @@ impl Cluster {
                     || a.idle_timeout != b.idle_timeout
                     || a.max_idle_per_endpoint != b.max_idle_per_endpoint
                     || a.max_response_headers != b.max_response_headers
+                    || a.retry.idle_close != b.retry.idle_close
+                    || a.source_address != b.source_address
             });
         // Where each endpoint was in the previous cluster, if it was.
         let old_index: Vec<Option<usize>> = members
@@ -317,6 +322,8 @@ impl Cluster {
                         reachability: kept
                             .map(|kept| kept.reachability.clone())
                             .unwrap_or_default(),
+                        fleet_out: kept.and_then(|kept| kept.fleet_out.clone()),
+                        fleet_seen: kept.and_then(|kept| kept.fleet_seen.clone()),
                     }
                 })
                 .collect(),

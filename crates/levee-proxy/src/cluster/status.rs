@@ -128,6 +128,10 @@ pub struct EndpointStatus {
     pub idle_connections: usize,
     /// Peak-EWMA latency estimate, milliseconds.
     pub ewma_latency_ms: f64,
+    /// What the fleet says of it (`share_health`): `state` above is this
+    /// instance's own view, this the fleet's and who voted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<super::FleetHealthView>,
 }
 
 /// One active check result in `/status`.
@@ -205,6 +209,7 @@ impl Cluster {
                         in_flight: load.in_flight(),
                         idle_connections: endpoint.pool.idle_count(),
                         ewma_latency_ms: duration_ms(load.latency_estimate(now)),
+                        fleet: state.fleet_seen.clone(),
                     }
                 })
                 .collect(),

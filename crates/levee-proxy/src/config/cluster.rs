@@ -62,6 +62,15 @@ pub(super) struct RawCluster {
     /// Most idle pooled connections kept per endpoint; 0 disables pooling.
     /// Default 128.
     pub max_idle_per_endpoint: Option<usize>,
+    /// Local address to connect from (traffic, checks, tcp sessions), an IP
+    /// address of this host. Default: the system's choice.
+    pub source_address: Option<Spanned<String>>,
+    /// Share endpoint health with the fleet through `[store]`. Default
+    /// `true` with a Redis store, `false` otherwise.
+    pub share_health: Option<bool>,
+    /// Distinct instances that must judge an endpoint bad to take it out
+    /// fleet-wide, at least 1. Default 2 (1 while an instance is alone).
+    pub health_quorum: Option<Spanned<i64>>,
     /// Header fields an upstream response may have, 1 to 4096; past it the
     /// response is a protocol error of the endpoint (502). Above 100 the
     /// parser keeps them on the heap, one allocation per response. Default
@@ -202,6 +211,18 @@ pub struct ClusterSettings {
     /// TLS to the endpoints (traffic, health checks and tcp sessions);
     /// `None`: cleartext.
     pub tls: Option<UpstreamTlsSettings>,
+    /// Endpoint health is shared with the fleet through `[store]`: each
+    /// instance publishes its verdicts, and a quorum takes an endpoint out
+    /// on every instance. `None` as written: on with a Redis store (the
+    /// whole config decides, see [`ClusterSettings::shares_health`]).
+    pub share_health: Option<bool>,
+    /// Local address connections to the endpoints are made from; `None`:
+    /// the system's choice.
+    pub source_address: Option<std::net::IpAddr>,
+    /// Distinct instances that must judge an endpoint bad within the
+    /// store's report lifetime to take it out fleet-wide (capped by the
+    /// fleet's size, so 1 while an instance is alone).
+    pub health_quorum: u32,
 }
 
 impl ClusterSettings {
@@ -222,6 +243,17 @@ impl ClusterSettings {
     /// Default [`ClusterSettings::max_response_headers`]: hyper's own, which
     /// it parses without a heap allocation.
     pub const DEFAULT_MAX_RESPONSE_HEADERS: usize = 100;
+    /// Default [`ClusterSettings::health_quorum`]: one instance's broken
+    /// path to a node never takes it out for the others.
+    pub const DEFAULT_HEALTH_QUORUM: u32 = 2;
+
+    /// Whether endpoint health is shared, given the config's store: as
+    /// written, else on with a Redis store.
+    pub fn shares_health(&self, store: super::StoreKind) -> bool {
+        self.share_health
+            .unwrap_or(store == super::StoreKind::Redis)
+    }
+
     /// Default [`ClusterSettings::max_idle_per_endpoint`].
     pub const DEFAULT_MAX_IDLE_PER_ENDPOINT: usize = 128;
     /// Default [`ClusterSettings::ewma_decay`] (linkerd's and Finagle's).
@@ -260,6 +292,9 @@ impl ClusterSettings {
             breaker_fleet: FleetBreakerSettings::default(),
             breaker_per_endpoint: false,
             tls: None,
+            share_health: None,
+            source_address: None,
+            health_quorum: ClusterSettings::DEFAULT_HEALTH_QUORUM,
         }
     }
 }
@@ -349,6 +384,37 @@ pub(super) fn cluster<'r>(
     let outlier = match &raw.outlier {
         Some(written) => outlier::outlier(written, report),
         None => Some(Some(OutlierParams::default())),
+    };
+    let source_address = raw.source_address.as_ref().and_then(|written| {
+        written
+            .get_ref()
+            .parse::<std::net::IpAddr>()
+            .map_err(|_| {
+                report.error(
+                    written.span(),
+                    format!(
+                        "source_address: {:?} is not an IP address (e.g. \"10.0.0.5\")",
+                        written.get_ref()
+                    ),
+                );
+            })
+            .ok()
+    });
+    let health_quorum = match &raw.health_quorum {
+        Some(written) => match u32::try_from(*written.get_ref()) {
+            Ok(quorum) if quorum >= 1 => quorum,
+            _ => {
+                report.error(
+                    written.span(),
+                    format!(
+                        "health_quorum: {} is not a quorum: at least 1",
+                        written.get_ref()
+                    ),
+                );
+                ClusterSettings::DEFAULT_HEALTH_QUORUM
+            }
+        },
+        None => ClusterSettings::DEFAULT_HEALTH_QUORUM,
     };
     let panic_threshold_percent = match &raw.panic_threshold {
         Some(written) => percent(written, "panic_threshold", report),
@@ -479,6 +545,9 @@ pub(super) fn cluster<'r>(
             .and_then(|written| written.get_ref().per_endpoint.as_ref())
             .is_some_and(|per_endpoint| *per_endpoint.get_ref()),
         tls,
+        share_health: raw.share_health,
+        source_address,
+        health_quorum,
     };
     Cluster {
         name: Some(name),

@@ -37,6 +37,7 @@ pub use reload::{ReloadError, Reloaded};
 use crate::alerts;
 use crate::cluster::{
     Cluster, ClusterBreaker, ClusterBuildError, ClusterStatus, FleetStore, spawn_fleet_sync,
+    spawn_health_sync,
 };
 use crate::config::Config;
 use crate::events::EventLog;
@@ -590,7 +591,7 @@ fn spawn_fleet(state: &GatewayState) -> Vec<tokio::task::JoinHandle<()>> {
         return Vec::new();
     };
     let health = Arc::downgrade(&state.health);
-    spawn_fleet_sync(
+    let mut tasks = spawn_fleet_sync(
         store,
         &state.cluster_breakers(),
         &state.events,
@@ -600,7 +601,23 @@ fn spawn_fleet(state: &GatewayState) -> Vec<tokio::task::JoinHandle<()>> {
                 health.wake.notify_one();
             }
         },
-    )
+    );
+    // A reload respawns these tasks with the clusters it put in force.
+    let sharing: Vec<Arc<Cluster>> = state
+        .clusters
+        .load()
+        .iter()
+        .filter(|cluster| cluster.settings.shares_health(store.kind))
+        .cloned()
+        .collect();
+    if !sharing.is_empty() {
+        tasks.push(spawn_health_sync(
+            Arc::clone(&store.store),
+            Arc::clone(&state.events),
+            move || sharing.clone(),
+        ));
+    }
+    tasks
 }
 
 impl RunningGateway {

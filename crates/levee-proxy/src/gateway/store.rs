@@ -1,5 +1,6 @@
-//! The shared breaker store: built at start when a breaker is shared, and
-//! linked to every shared breaker (also to those a reload builds anew).
+//! The shared store: built at start when a breaker or endpoint health is
+//! shared, and linked to every shared breaker (also to those a reload
+//! builds anew).
 
 use std::sync::Arc;
 
@@ -17,7 +18,10 @@ pub(super) fn share_breakers(
     clusters: &[Served],
 ) -> Result<Option<FleetStore>, StoreError> {
     let shared: Vec<&Served> = clusters.iter().filter(|c| is_shared(c)).collect();
-    if shared.is_empty() {
+    let health_shared = clusters
+        .iter()
+        .any(|c| c.cluster.settings.shares_health(config.store.kind));
+    if shared.is_empty() && !health_shared {
         return Ok(None);
     }
     let mut rules = FleetRules::new();

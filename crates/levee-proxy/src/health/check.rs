@@ -17,12 +17,11 @@ use http::{HeaderValue, Request, header};
 use http_body_util::Empty;
 use levee_core::health::{CheckFailure, CheckResult};
 use levee_probe::http::{ExchangeError, exchange, exchange_h2};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::config::{HealthCheckKind, HttpCheckSettings, UpstreamProtocol};
 use crate::tls::Stream;
-use crate::upstream::EndpointTls;
+use crate::upstream::{EndpointTls, connect_from};
 
 /// Run one check against `target` (whose configured name is `host`), bounded
 /// by `timeout` from connect to verdict. With `tls` (a TLS cluster) the
@@ -33,11 +32,13 @@ pub async fn run_check(
     target: SocketAddr,
     host: &str,
     (tls, protocol): (Option<&EndpointTls>, UpstreamProtocol),
-    timeout: Duration,
+    (timeout, source): (Duration, Option<std::net::IpAddr>),
 ) -> CheckResult {
     let started = Instant::now();
     let verdict = tokio::time::timeout(timeout, async {
-        let tcp = TcpStream::connect(target).await.map_err(connect_failure)?;
+        let tcp = connect_from(target, source)
+            .await
+            .map_err(connect_failure)?;
         let _ = tcp.set_nodelay(true);
         let stream = match tls {
             None => Stream::Plain(tcp),

@@ -56,7 +56,7 @@ async fn check_loop(
             target,
             &host,
             (tls.as_ref(), cluster.settings.upstream_protocol),
-            health.params.timeout(),
+            (health.params.timeout(), cluster.settings.source_address),
         )
         .await;
         let now = Instant::now();

@@ -3,6 +3,7 @@
 //! translation of their errors into [`levee_core::FailureKind`].
 
 mod classify;
+mod connect;
 mod pool;
 mod progress;
 mod request_body;
@@ -10,6 +11,7 @@ mod upload;
 mod watched;
 
 pub use classify::classify_body_error;
+pub use connect::connect_from;
 pub use pool::{
     ConnectError, EndpointPool, EndpointTls, PoolSettings, PooledConnection, SendFailure,
     into_h2_form,

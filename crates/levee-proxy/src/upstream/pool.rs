@@ -58,6 +58,8 @@ pub struct PoolSettings {
     /// before answering counts as not sent even when the endpoint may have
     /// received it (`retry.idle_close`).
     pub retry_idle_close: bool,
+    /// Connect from this local address (`source_address`).
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 /// An attempt that got no response.
@@ -614,7 +616,7 @@ impl EndpointPool {
             .map_err(unresolved)?;
         let mut last_error = None;
         for address in addresses {
-            match TcpStream::connect(address).await {
+            match super::connect::connect_from(address, self.settings.source_address).await {
                 Ok(stream) => return Ok(stream),
                 Err(error) => last_error = Some(error),
             }
@@ -781,6 +783,7 @@ mod tests {
                 max_idle: 1,
                 max_response_headers: HYPER_MAX_HEADERS,
                 retry_idle_close: false,
+                source_address: None,
             },
             None,
             None,
