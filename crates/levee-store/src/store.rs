@@ -72,4 +72,10 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// The store's health, updated on every transition.
     fn health(&self) -> watch::Receiver<StoreHealth>;
+
+    /// Commands this instance sent to the store per second, over the last
+    /// 10 s: what the fleet costs the store (0 for a store in memory).
+    fn operations_per_second(&self) -> f64 {
+        0.0
+    }
 }

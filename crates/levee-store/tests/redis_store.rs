@@ -172,22 +172,10 @@ async fn operator_overrides_reach_every_instance() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expired_reports_are_ignored_and_deleted() {
+async fn a_dead_instances_reports_stop_counting_and_its_membership_is_removed() {
     let server = RealServer::redis().await;
-    // A dead instance's leftover: open, but expired a second ago.
-    let now_ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let leftover = serde_json::json!({
-        "open_until_ms": now_ms + 60_000,
-        "reason": "5 consecutive failures",
-        "failures": 5,
-        "calls": 5,
-        "at_ms": now_ms - 20_000,
-        "expires_ms": now_ms - 1_000,
-    })
-    .to_string();
+    // A dead instance's leftover: an open report, and a membership that
+    // ran out a second ago by the store's own clock.
     let client = redis::Client::open(url(&server)).unwrap();
     let mut raw = bounded(
         Duration::from_secs(2),
@@ -195,17 +183,33 @@ async fn expired_reports_are_ignored_and_deleted() {
     )
     .await
     .unwrap();
+    let (seconds, micros): (u64, u64) = bounded(
+        Duration::from_secs(2),
+        redis::cmd("TIME").query_async(&mut raw),
+    )
+    .await
+    .unwrap();
+    let store_ms = seconds * 1_000 + micros / 1_000;
+    let leftover = serde_json::json!({
+        "open_until_ms": store_ms + 60_000,
+        "reason": "5 consecutive failures",
+        "failures": 5,
+        "calls": 5,
+        "at_ms": store_ms - 20_000,
+    })
+    .to_string();
     let () = bounded(
         Duration::from_secs(2),
         redis::pipe()
             .cmd("HSET")
-            .arg("fleet:breaker:db:reports")
-            .arg("dead")
+            .arg("fleet:instance:dead")
+            .arg("db")
             .arg(leftover)
             .ignore()
-            .cmd("SADD")
-            .arg("fleet:breaker-names")
-            .arg("db")
+            .cmd("ZADD")
+            .arg("fleet:members")
+            .arg(store_ms - 1_000)
+            .arg("dead")
             .ignore()
             .query_async(&mut raw),
     )
@@ -213,22 +217,36 @@ async fn expired_reports_are_ignored_and_deleted() {
     .unwrap();
 
     let a = start(&server, "fleet", "a", 1).await;
-    let state = a.snapshot().breakers["db"].clone();
+    let state = a.snapshot().breakers.get("db").cloned();
     assert!(
-        !state.is_open(),
-        "an expired report opened the breaker: {state:?}"
+        state
+            .as_ref()
+            .is_none_or(|state| !state.is_open() && state.reporting_instances == 0),
+        "a dead instance's report counted: {state:?}"
     );
-    assert_eq!(state.reporting_instances, 0);
-    let still_there: bool = bounded(
+    let score: Option<u64> = bounded(
         Duration::from_secs(2),
-        redis::cmd("HEXISTS")
-            .arg("fleet:breaker:db:reports")
+        redis::cmd("ZSCORE")
+            .arg("fleet:members")
             .arg("dead")
             .query_async(&mut raw),
     )
     .await
     .unwrap();
-    assert!(!still_there, "the expired field was not deleted");
+    assert_eq!(score, None, "the dead membership was not removed");
+    let alive: Option<u64> = bounded(
+        Duration::from_secs(2),
+        redis::cmd("ZSCORE")
+            .arg("fleet:members")
+            .arg("a")
+            .query_async(&mut raw),
+    )
+    .await
+    .unwrap();
+    assert!(
+        alive.is_some_and(|until| until > store_ms),
+        "a is a member: {alive:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -380,20 +398,8 @@ async fn a_change_without_an_announcement_is_healed_by_the_resync() {
     let server = RealServer::redis().await;
     let b = start(&server, "fleet", "b", 1).await;
     // Written behind the store's back, with no PUBLISH: as if the message
-    // had been lost.
-    let now_ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let report = serde_json::json!({
-        "open_until_ms": now_ms + 60_000,
-        "reason": "timeouts",
-        "failures": 3,
-        "calls": 3,
-        "at_ms": now_ms,
-        "expires_ms": now_ms + 10_000,
-    })
-    .to_string();
+    // had been lost. The report and the stream entry are there; the next
+    // read of the stream (each second) finds them.
     let client = redis::Client::open(url(&server)).unwrap();
     let mut raw = bounded(
         Duration::from_secs(2),
@@ -401,16 +407,40 @@ async fn a_change_without_an_announcement_is_healed_by_the_resync() {
     )
     .await
     .unwrap();
+    let (seconds, micros): (u64, u64) = bounded(
+        Duration::from_secs(2),
+        redis::cmd("TIME").query_async(&mut raw),
+    )
+    .await
+    .unwrap();
+    let now_ms = seconds * 1_000 + micros / 1_000;
+    let report = serde_json::json!({
+        "open_until_ms": now_ms + 60_000,
+        "reason": "timeouts",
+        "failures": 3,
+        "calls": 3,
+        "at_ms": now_ms,
+    })
+    .to_string();
     let () = bounded(
         Duration::from_secs(2),
         redis::pipe()
             .cmd("HSET")
-            .arg("fleet:breaker:db:reports")
-            .arg("a")
+            .arg("fleet:instance:a")
+            .arg("db")
             .arg(report)
             .ignore()
-            .cmd("SADD")
-            .arg("fleet:breaker-names")
+            .cmd("ZADD")
+            .arg("fleet:members")
+            .arg(now_ms + 10_000)
+            .arg("a")
+            .ignore()
+            .cmd("XADD")
+            .arg("fleet:changes")
+            .arg("*")
+            .arg("i")
+            .arg("a")
+            .arg("n")
             .arg("db")
             .ignore()
             .query_async(&mut raw),

@@ -95,6 +95,9 @@ pub struct StoreStatus {
     pub error: Option<String>,
     /// What shared breakers do while it is unreachable.
     pub on_unreachable: &'static str,
+    /// Commands this instance sent to the store per second, over the last
+    /// 10 s (0 for `memory`).
+    pub operations_per_second: f64,
 }
 
 /// The store of a gateway whose breakers are shared.
@@ -126,6 +129,7 @@ impl FleetStore {
             since,
             error,
             on_unreachable: self.on_unreachable.as_str(),
+            operations_per_second: (self.store.operations_per_second() * 10.0).round() / 10.0,
         }
     }
 }

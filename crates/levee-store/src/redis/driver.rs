@@ -2,25 +2,33 @@
 //! place that waits on Redis for reports and reads.
 //!
 //! One loop, so there is one owner of the connection state: connect
-//! (command connection plus subscription), resync everything, rewrite this
-//! instance's reports, declare the store connected; then serve queued
-//! reports, change announcements and the resync tick until anything fails;
-//! then declare it degraded and start over after a pause. Every command is
-//! bounded by `io_timeout`: a Redis that hangs rather than refuses is as
-//! degraded as one that is down.
+//! (command connection plus subscription), measure the store's clock, read
+//! everything, write this instance's reports, declare the store connected;
+//! then serve queued reports, change announcements and the resync tick
+//! until anything fails; then declare it degraded and start over after a
+//! pause. Every command is bounded by `io_timeout`: a Redis that hangs
+//! rather than refuses is as degraded as one that is down.
+//!
+//! Reads follow the change stream (see [`keys`](super::keys)): each tick
+//! and each announcement reads only the entries after the last one seen,
+//! then the reports they name. Everything is read again at connect and
+//! every [`FULL_RESYNC_EVERY`], which heals anything missed.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use futures_util::{FutureExt, StreamExt};
 use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
+use redis::streams::StreamReadReply;
 use redis::{AsyncConnectionConfig, Client};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::clock::StoreClock;
 use super::config::RedisStoreConfig;
 use super::keys::{Keys, WireOverride, WireReport};
 use super::view_clock;
@@ -34,6 +42,24 @@ use crate::{FleetRules, LocalReport, Override, StoreError};
 /// This instance's own reports never expire in its own view: it is alive.
 const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
+/// Everything is read again this often while connected, healing a change
+/// that the stream reads missed (the stream is trimmed past
+/// [`STREAM_LENGTH`] entries).
+pub(crate) const FULL_RESYNC_EVERY: Duration = Duration::from_secs(30);
+
+/// Entries the change stream keeps, about: far more than a second's worth
+/// of changes of any fleet, which is what an instance reads at each tick.
+const STREAM_LENGTH: usize = 10_000;
+
+/// Stream entries read per command.
+const READ_BATCH: usize = 1_000;
+
+/// The store's clock is measured again this often.
+const CLOCK_EVERY: Duration = Duration::from_secs(10);
+
+/// Over how long the operations rate is measured.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+
 /// State shared by the store handles and the task.
 pub(crate) struct Shared {
     pub(crate) instance_id: String,
@@ -46,20 +72,80 @@ pub(crate) struct Shared {
     /// The command connection while connected; cloned by `set_override`.
     connection: Mutex<Option<MultiplexedConnection>>,
     view: Mutex<View>,
+    /// The store's clock as last measured.
+    clock: Mutex<StoreClock>,
     pub(crate) fleet: watch::Sender<FleetMap>,
     pub(crate) health: HealthReporter,
+    /// Redis commands sent, and their recent rate.
+    pub(crate) traffic: Traffic,
+}
+
+/// Commands sent to Redis: the store's cost for `/status` and benchmarks.
+#[derive(Default)]
+pub(crate) struct Traffic {
+    /// Commands sent since start.
+    pub(crate) total: AtomicU64,
+    /// Commands per second over the last [`RATE_WINDOW`], as `f64` bits.
+    rate: AtomicU64,
+    window: Mutex<Option<(Instant, u64)>>,
+}
+
+impl Traffic {
+    fn count(&self, commands: usize) {
+        self.total.fetch_add(commands as u64, Ordering::Relaxed);
+    }
+
+    /// Commands per second over the last window.
+    pub(crate) fn per_second(&self) -> f64 {
+        f64::from_bits(self.rate.load(Ordering::Relaxed))
+    }
+
+    /// Close the window when it is over.
+    fn tick(&self) {
+        let total = self.total.load(Ordering::Relaxed);
+        let mut window = self.window.lock();
+        match *window {
+            Some((start, at_start)) if start.elapsed() >= RATE_WINDOW => {
+                let rate = (total - at_start) as f64 / start.elapsed().as_secs_f64();
+                self.rate.store(rate.to_bits(), Ordering::Relaxed);
+                *window = Some((Instant::now(), total));
+            }
+            Some(_) => {}
+            None => *window = Some((Instant::now(), total)),
+        }
+    }
 }
 
 /// What this instance knows.
 #[derive(Default)]
 struct View {
-    /// Per breaker, as last read from Redis.
-    records: HashMap<String, BreakerRecord>,
+    /// Per other live instance, its reports by breaker name.
+    reports: HashMap<String, HashMap<String, LocalReport>>,
+    /// Live instances (this one included) and until when each counts.
+    members: HashMap<String, SystemTime>,
+    /// Operator overrides by breaker name.
+    overrides: HashMap<String, Override>,
     /// This instance's latest reports, ahead of Redis.
     own: HashMap<String, LocalReport>,
+    /// The id of the last change read from the stream.
+    last_id: String,
 }
 
 type Failure = String;
+
+/// `ZRANGEBYSCORE ... WITHSCORES`: (member, score).
+type Scored = Vec<(String, u64)>;
+
+/// An `XREVRANGE` entry: (id, fields).
+type StreamEntry = (String, HashMap<String, String>);
+
+/// One change read from the stream.
+enum Change {
+    /// Instance `.0` changed its report on breaker `.1`.
+    Report(String, String),
+    /// The override of a breaker changed.
+    Override(String),
+}
 
 impl Shared {
     pub(crate) fn new(config: &RedisStoreConfig) -> Self {
@@ -75,14 +161,38 @@ impl Shared {
             mailbox: Mailbox::new(DEFAULT_CAPACITY),
             connection: Mutex::new(None),
             view: Mutex::new(View::default()),
+            clock: Mutex::new(StoreClock::default()),
             fleet,
+            traffic: Traffic::default(),
         }
+    }
+
+    fn clock(&self) -> StoreClock {
+        *self.clock.lock()
     }
 
     /// Recompute the fleet view; publish it if it changed.
     fn publish_view(&self) {
         let now = view_clock(&self.health.current());
         let view = self.view.lock();
+        let mut records: HashMap<String, BreakerRecord> = HashMap::new();
+        for (instance, reports) in &view.reports {
+            let Some(expires) = view.members.get(instance) else {
+                continue;
+            };
+            for (name, report) in reports {
+                records.entry(name.clone()).or_default().reports.insert(
+                    instance.clone(),
+                    StoredReport {
+                        report: report.clone(),
+                        expires: *expires,
+                    },
+                );
+            }
+        }
+        for (name, override_) in &view.overrides {
+            records.entry(name.clone()).or_default().override_ = Some(override_.clone());
+        }
         let own: HashMap<String, StoredReport> = view
             .own
             .iter()
@@ -94,14 +204,14 @@ impl Shared {
                 (name.clone(), stored)
             })
             .collect();
+        drop(view);
         let fleet = aggregate_all(
-            &view.records,
+            &records,
             &own,
             &self.instance_id,
             |name| self.rules.quorum(name),
             now,
         );
-        drop(view);
         self.fleet.send_if_modified(|current| {
             if **current == fleet {
                 false
@@ -129,12 +239,15 @@ impl Shared {
             .ok_or_else(|| "not connected".to_owned())
     }
 
-    /// Run one Redis command or pipeline, bounded by the I/O timeout.
+    /// Run one Redis command or pipeline of `commands` commands, bounded by
+    /// the I/O timeout.
     async fn bounded<T>(
         &self,
         what: &str,
+        commands: usize,
         future: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, Failure> {
+        self.traffic.count(commands);
         match tokio::time::timeout(self.io_timeout, future).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(format!("{what}: {error}")),
@@ -142,7 +255,29 @@ impl Shared {
         }
     }
 
-    /// Write `reports` as this instance's, announcing them when `announce`.
+    /// Measure the store's clock (`TIME`, halfway through the round trip).
+    async fn measure_clock(&self) -> Result<(), Failure> {
+        let mut connection = self.connection()?;
+        let sent = SystemTime::now();
+        let time: (u64, u64) = self
+            .bounded(
+                "reading the store's clock",
+                1,
+                redis::cmd("TIME").query_async(&mut connection),
+            )
+            .await?;
+        let clock = StoreClock::measured(time, sent, SystemTime::now());
+        let previous = std::mem::replace(&mut *self.clock.lock(), clock);
+        if previous == StoreClock::default() {
+            let (ahead, by) = clock.offset();
+            tracing::debug!(store = %self.address, ahead, ?by, "store clock measured");
+        }
+        Ok(())
+    }
+
+    /// Write `reports` as this instance's and keep this instance a member;
+    /// each report is appended to the change stream, and announced on the
+    /// channel when `announce`.
     async fn write_reports(
         &self,
         reports: &HashMap<String, LocalReport>,
@@ -152,133 +287,354 @@ impl Shared {
             return Ok(());
         }
         let mut connection = self.connection()?;
-        let ttl = self.rules.report_ttl();
-        let expires = SystemTime::now() + ttl;
-        // The hash outlives any single report: every live writer refreshes
-        // it every TTL/3, so it only vanishes when the whole fleet is gone.
-        let hash_ttl_ms = u64::try_from((ttl * 3).as_millis()).unwrap_or(u64::MAX);
+        let clock = self.clock();
+        let own_key = self.keys.instance(&self.instance_id);
         let mut pipe = redis::pipe();
+        let mut commands = 0;
         for (breaker, report) in reports {
-            let stored = StoredReport {
-                report: report.clone(),
-                expires,
-            };
-            let json = serde_json::to_string(&WireReport::from(&stored))
+            let json = serde_json::to_string(&WireReport::encode(report, &clock))
                 .map_err(|error| format!("encoding report of {breaker}: {error}"))?;
-            let key = self.keys.reports(breaker);
             pipe.cmd("HSET")
-                .arg(&key)
-                .arg(&self.instance_id)
+                .arg(&own_key)
+                .arg(breaker)
                 .arg(json)
                 .ignore();
-            pipe.cmd("PEXPIRE").arg(&key).arg(hash_ttl_ms).ignore();
-            pipe.cmd("SADD")
-                .arg(self.keys.names())
-                .arg(breaker)
-                .ignore();
-            if announce {
-                pipe.cmd("PUBLISH")
-                    .arg(self.keys.channel())
-                    .arg(breaker)
-                    .ignore();
-            }
+            self.append_change(&mut pipe, &self.instance_id, breaker);
+            commands += 2;
         }
-        self.bounded("writing reports", pipe.query_async::<()>(&mut connection))
-            .await
+        commands += self.keep_member(&mut pipe, clock);
+        if announce {
+            pipe.cmd("PUBLISH")
+                .arg(self.keys.channel())
+                .arg("")
+                .ignore();
+            commands += 1;
+        }
+        self.bounded(
+            "writing reports",
+            commands,
+            pipe.query_async::<()>(&mut connection),
+        )
+        .await
     }
 
-    /// Re-read every breaker of the namespace.
-    async fn resync_all(&self) -> Result<(), Failure> {
+    /// Append "`instance` changed `breaker`" (empty instance: its override)
+    /// to the change stream.
+    fn append_change(&self, pipe: &mut redis::Pipeline, instance: &str, breaker: &str) {
+        pipe.cmd("XADD")
+            .arg(self.keys.changes())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(STREAM_LENGTH)
+            .arg("*")
+            .arg("i")
+            .arg(instance)
+            .arg("n")
+            .arg(breaker)
+            .ignore();
+    }
+
+    /// Keep this instance counted for another report TTL (store time), and
+    /// its reports' hash for three; forget members whose time has passed.
+    /// Returns the number of commands added.
+    fn keep_member(&self, pipe: &mut redis::Pipeline, clock: StoreClock) -> usize {
+        let ttl = self.rules.report_ttl();
+        let now = clock.now();
+        let until = now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        let hash_ttl_ms = u64::try_from((ttl * 3).as_millis()).unwrap_or(u64::MAX);
+        pipe.cmd("ZADD")
+            .arg(self.keys.members())
+            .arg(until)
+            .arg(&self.instance_id)
+            .ignore();
+        pipe.cmd("PEXPIRE")
+            .arg(self.keys.instance(&self.instance_id))
+            .arg(hash_ttl_ms)
+            .ignore();
+        pipe.cmd("ZREMRANGEBYSCORE")
+            .arg(self.keys.members())
+            .arg("-inf")
+            .arg(format!("({now}"))
+            .ignore();
+        3
+    }
+
+    /// Refresh this instance's membership.
+    async fn refresh(&self) -> Result<(), Failure> {
         let mut connection = self.connection()?;
-        let names: Vec<String> = self
+        let mut pipe = redis::pipe();
+        let commands = self.keep_member(&mut pipe, self.clock());
+        self.bounded(
+            "refreshing membership",
+            commands,
+            pipe.query_async::<()>(&mut connection),
+        )
+        .await
+    }
+
+    /// The live members (store time, converted to local) from a
+    /// `ZRANGEBYSCORE ... WITHSCORES` answer.
+    fn members_from(&self, scored: Vec<(String, u64)>) -> HashMap<String, SystemTime> {
+        let clock = self.clock();
+        scored
+            .into_iter()
+            .map(|(id, until)| (id, clock.to_local(until)))
+            .collect()
+    }
+
+    /// Read everything: the members and their reports, the overrides, and
+    /// where the change stream ends.
+    async fn full_resync(&self) -> Result<(), Failure> {
+        let mut connection = self.connection()?;
+        let now = self.clock().now();
+        let (scored, overridden, last): (Scored, Vec<String>, Vec<StreamEntry>) = self
             .bounded(
-                "listing breakers",
-                redis::cmd("SMEMBERS")
-                    .arg(self.keys.names())
+                "listing members",
+                3,
+                redis::pipe()
+                    .cmd("ZRANGEBYSCORE")
+                    .arg(self.keys.members())
+                    .arg(now)
+                    .arg("+inf")
+                    .arg("WITHSCORES")
+                    .cmd("SMEMBERS")
+                    .arg(self.keys.overrides())
+                    .cmd("XREVRANGE")
+                    .arg(self.keys.changes())
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1)
                     .query_async(&mut connection),
             )
             .await?;
-        let records = self.read(&names).await?;
-        self.view.lock().records = records;
+        let members = self.members_from(scored);
+        let others: Vec<&String> = members
+            .keys()
+            .filter(|id| **id != self.instance_id)
+            .collect();
+        let reports = self.read_instances(&others).await?;
+        let overrides = self.read_overrides(&overridden).await?;
+        let mut view = self.view.lock();
+        view.members = members;
+        view.reports = reports;
+        view.overrides = overrides
+            .into_iter()
+            .flat_map(|(name, o)| o.map(|o| (name, o)))
+            .collect();
+        view.last_id = last
+            .first()
+            .map_or_else(|| "0".to_owned(), |(id, _)| id.clone());
+        drop(view);
         self.publish_view();
         Ok(())
     }
 
-    /// Re-read the announced breakers.
-    async fn reread(&self, names: &[String]) -> Result<(), Failure> {
-        let records = self.read(names).await?;
-        self.view.lock().records.extend(records);
-        self.publish_view();
-        Ok(())
-    }
-
-    /// Read the reports and overrides of `names`, dropping (and deleting)
-    /// expired reports.
-    async fn read(&self, names: &[String]) -> Result<HashMap<String, BreakerRecord>, Failure> {
-        if names.is_empty() {
+    /// Every report of each of `instances`.
+    async fn read_instances(
+        &self,
+        instances: &[&String],
+    ) -> Result<HashMap<String, HashMap<String, LocalReport>>, Failure> {
+        if instances.is_empty() {
             return Ok(HashMap::new());
         }
         let mut connection = self.connection()?;
-        let mut reads = redis::pipe();
-        for name in names {
-            reads.cmd("HGETALL").arg(self.keys.reports(name));
+        let mut pipe = redis::pipe();
+        for instance in instances {
+            pipe.cmd("HGETALL").arg(self.keys.instance(instance));
         }
-        let reports: Vec<HashMap<String, String>> = self
-            .bounded("reading reports", reads.query_async(&mut connection))
+        let hashes: Vec<HashMap<String, String>> = self
+            .bounded(
+                "reading reports",
+                instances.len(),
+                pipe.query_async(&mut connection),
+            )
             .await?;
-        let mut reads = redis::pipe();
-        for name in names {
-            reads.cmd("GET").arg(self.keys.override_(name));
-        }
-        let overrides: Vec<Option<String>> = self
-            .bounded("reading overrides", reads.query_async(&mut connection))
-            .await?;
+        let clock = self.clock();
+        Ok(instances
+            .iter()
+            .zip(hashes)
+            .map(|(instance, fields)| {
+                let reports = fields
+                    .into_iter()
+                    .filter_map(|(name, json)| decode_report(instance, &name, &json, &clock))
+                    .collect();
+                ((*instance).clone(), reports)
+            })
+            .collect())
+    }
 
-        let now = SystemTime::now();
-        let mut expired = redis::pipe();
-        let mut any_expired = false;
-        let mut records = HashMap::with_capacity(names.len());
-        for ((name, fields), override_) in names.iter().zip(reports).zip(overrides) {
-            let mut record = BreakerRecord::default();
-            for (instance, json) in fields {
-                match serde_json::from_str::<WireReport>(&json) {
-                    Ok(wire) => {
-                        let stored = StoredReport::from(wire);
-                        if stored.expires <= now {
-                            // A dead or cut-off instance's leftover.
-                            expired
-                                .cmd("HDEL")
-                                .arg(self.keys.reports(name))
-                                .arg(&instance)
-                                .ignore();
-                            any_expired = true;
-                        } else {
-                            record.reports.insert(instance, stored);
-                        }
+    /// The overrides of `names` (`None` where there is none any more).
+    async fn read_overrides(
+        &self,
+        names: &[String],
+    ) -> Result<Vec<(String, Option<Override>)>, Failure> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut connection = self.connection()?;
+        let mut pipe = redis::pipe();
+        for name in names {
+            pipe.cmd("GET").arg(self.keys.override_(name));
+        }
+        let values: Vec<Option<String>> = self
+            .bounded(
+                "reading overrides",
+                names.len(),
+                pipe.query_async(&mut connection),
+            )
+            .await?;
+        let clock = self.clock();
+        Ok(names
+            .iter()
+            .zip(values)
+            .map(|(name, json)| {
+                let override_ = json.and_then(|json| {
+                    serde_json::from_str::<WireOverride>(&json)
+                        .map(|wire| wire.decode(&clock))
+                        .inspect_err(|error| {
+                            tracing::warn!(breaker = %name, %error, "ignoring an unreadable breaker override");
+                        })
+                        .ok()
+                });
+                (name.clone(), override_)
+            })
+            .collect())
+    }
+
+    /// Read what changed since the last read: the stream's new entries, the
+    /// reports and overrides they name, and who is still a member.
+    async fn catch_up(&self) -> Result<(), Failure> {
+        let mut connection = self.connection()?;
+        loop {
+            let last_id = self.view.lock().last_id.clone();
+            let now = self.clock().now();
+            let (read, scored): (Option<StreamReadReply>, Vec<(String, u64)>) = self
+                .bounded(
+                    "reading changes",
+                    2,
+                    redis::pipe()
+                        .cmd("XREAD")
+                        .arg("COUNT")
+                        .arg(READ_BATCH)
+                        .arg("STREAMS")
+                        .arg(self.keys.changes())
+                        .arg(&last_id)
+                        .cmd("ZRANGEBYSCORE")
+                        .arg(self.keys.members())
+                        .arg(now)
+                        .arg("+inf")
+                        .arg("WITHSCORES")
+                        .query_async(&mut connection),
+                )
+                .await?;
+            let mut changes = Vec::new();
+            let mut newest = None;
+            for stream in read.map(|reply| reply.keys).unwrap_or_default() {
+                for entry in stream.ids {
+                    let field = |name: &str| entry.get::<String>(name).unwrap_or_default();
+                    let (instance, breaker) = (field("i"), field("n"));
+                    if instance.is_empty() {
+                        changes.push(Change::Override(breaker));
+                    } else if instance != self.instance_id {
+                        changes.push(Change::Report(instance, breaker));
                     }
-                    Err(error) => {
-                        tracing::warn!(breaker = %name, instance, %error, "ignoring an unreadable breaker report");
+                    newest = Some(entry.id);
+                }
+            }
+            let full_batch = changes.len() >= READ_BATCH;
+            let members = self.members_from(scored);
+            // Members that joined unseen (their announcements came before
+            // this instance's last full read): read whole.
+            let joined: Vec<&String> = {
+                let view = self.view.lock();
+                members
+                    .keys()
+                    .filter(|id| **id != self.instance_id && !view.reports.contains_key(*id))
+                    .collect()
+            };
+            let joined_reports = self.read_instances(&joined).await?;
+            let updates = self.read_changes(&changes).await?;
+            let mut view = self.view.lock();
+            view.reports.retain(|id, _| members.contains_key(id));
+            view.reports.extend(joined_reports);
+            for (instance, breaker, report) in updates.reports {
+                let reports = view.reports.entry(instance).or_default();
+                match report {
+                    Some(report) => reports.insert(breaker, report),
+                    None => reports.remove(&breaker),
+                };
+            }
+            for (breaker, override_) in updates.overrides {
+                match override_ {
+                    Some(value) => view.overrides.insert(breaker, value),
+                    None => view.overrides.remove(&breaker),
+                };
+            }
+            view.members = members;
+            if let Some(newest) = newest {
+                view.last_id = newest;
+            }
+            drop(view);
+            self.publish_view();
+            if !full_batch {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Read the reports and overrides that `changes` name.
+    async fn read_changes(&self, changes: &[Change]) -> Result<Updates, Failure> {
+        let mut reports: Vec<(String, String)> = Vec::new();
+        let mut overrides: Vec<String> = Vec::new();
+        let mut seen = HashSet::new();
+        for change in changes {
+            match change {
+                Change::Report(instance, breaker) => {
+                    if seen.insert((instance.clone(), breaker.clone())) {
+                        reports.push((instance.clone(), breaker.clone()));
+                    }
+                }
+                Change::Override(breaker) => {
+                    if !overrides.contains(breaker) {
+                        overrides.push(breaker.clone());
                     }
                 }
             }
-            record.override_ = override_.and_then(|json| {
-                serde_json::from_str::<WireOverride>(&json)
-                    .map(Override::from)
-                    .inspect_err(|error| {
-                        tracing::warn!(breaker = %name, %error, "ignoring an unreadable breaker override");
-                    })
-                    .ok()
-            });
-            records.insert(name.clone(), record);
         }
-        if any_expired {
-            self.bounded(
-                "deleting expired reports",
-                expired.query_async::<()>(&mut connection),
+        let mut updates = Updates {
+            reports: Vec::new(),
+            overrides: self.read_overrides(&overrides).await?,
+        };
+        if reports.is_empty() {
+            return Ok(updates);
+        }
+        let mut connection = self.connection()?;
+        let mut pipe = redis::pipe();
+        for (instance, breaker) in &reports {
+            pipe.cmd("HGET")
+                .arg(self.keys.instance(instance))
+                .arg(breaker);
+        }
+        let values: Vec<Option<String>> = self
+            .bounded(
+                "reading changed reports",
+                reports.len(),
+                pipe.query_async(&mut connection),
             )
             .await?;
-        }
-        Ok(records)
+        let clock = self.clock();
+        updates.reports = reports
+            .into_iter()
+            .zip(values)
+            .map(|((instance, breaker), json)| {
+                let report = json.and_then(|json| {
+                    decode_report(&instance, &breaker, &json, &clock).map(|(_, report)| report)
+                });
+                (instance, breaker, report)
+            })
+            .collect();
+        Ok(updates)
     }
 
     /// Store (or clear) an operator override and announce it.
@@ -296,33 +652,67 @@ impl Shared {
         let mut pipe = redis::pipe();
         match &override_ {
             Some(value) => {
-                let json = serde_json::to_string(&WireOverride::from(value))
+                let json = serde_json::to_string(&WireOverride::encode(value, &self.clock()))
                     .map_err(|error| unreachable(format!("encoding override: {error}")))?;
                 pipe.cmd("SET").arg(&key).arg(json).ignore();
+                pipe.cmd("SADD")
+                    .arg(self.keys.overrides())
+                    .arg(breaker)
+                    .ignore();
             }
             None => {
                 pipe.cmd("DEL").arg(&key).ignore();
+                pipe.cmd("SREM")
+                    .arg(self.keys.overrides())
+                    .arg(breaker)
+                    .ignore();
             }
         }
-        pipe.cmd("SADD")
-            .arg(self.keys.names())
-            .arg(breaker)
-            .ignore();
+        self.append_change(&mut pipe, "", breaker);
         pipe.cmd("PUBLISH")
             .arg(self.keys.channel())
-            .arg(breaker)
+            .arg("")
             .ignore();
-        self.bounded("writing override", pipe.query_async::<()>(&mut connection))
-            .await
-            .map_err(unreachable)?;
-        self.view
-            .lock()
-            .records
-            .entry(breaker.to_owned())
-            .or_default()
-            .override_ = override_;
+        self.bounded(
+            "writing override",
+            4,
+            pipe.query_async::<()>(&mut connection),
+        )
+        .await
+        .map_err(unreachable)?;
+        {
+            let mut view = self.view.lock();
+            match override_ {
+                Some(value) => view.overrides.insert(breaker.to_owned(), value),
+                None => view.overrides.remove(breaker),
+            };
+        }
         self.publish_view();
         Ok(())
+    }
+}
+
+/// What a read of changes found.
+struct Updates {
+    /// (instance, breaker, its report or `None` if gone).
+    reports: Vec<(String, String, Option<LocalReport>)>,
+    /// (breaker, its override or `None` if cleared).
+    overrides: Vec<(String, Option<Override>)>,
+}
+
+/// A stored report, or `None` (and a warning) if unreadable.
+fn decode_report(
+    instance: &str,
+    breaker: &str,
+    json: &str,
+    clock: &StoreClock,
+) -> Option<(String, LocalReport)> {
+    match serde_json::from_str::<WireReport>(json) {
+        Ok(wire) => Some((breaker.to_owned(), wire.decode(clock))),
+        Err(error) => {
+            tracing::warn!(breaker, instance, %error, "ignoring an unreadable breaker report");
+            None
+        }
     }
 }
 
@@ -334,14 +724,15 @@ async fn connect(shared: &Shared, client: &Client) -> Result<redis::aio::PubSubS
     let connection = shared
         .bounded(
             "connecting",
+            0,
             client.get_multiplexed_async_connection_with_config(&config),
         )
         .await?;
     let mut pubsub = shared
-        .bounded("connecting the subscription", client.get_async_pubsub())
+        .bounded("connecting the subscription", 0, client.get_async_pubsub())
         .await?;
     shared
-        .bounded("subscribing", pubsub.subscribe(shared.keys.channel()))
+        .bounded("subscribing", 1, pubsub.subscribe(shared.keys.channel()))
         .await?;
     *shared.connection.lock() = Some(connection);
     Ok(pubsub.into_on_message())
@@ -381,14 +772,24 @@ async fn serve(
 ) -> Failure {
     // Reports queued while degraded are part of "own"; write them all.
     shared.absorb_queued();
-    if let Err(failure) = shared.resync_all().await {
+    if let Err(failure) = shared.measure_clock().await {
+        return failure;
+    }
+    if let Err(failure) = shared.full_resync().await {
         return failure;
     }
     let own = shared.view.lock().own.clone();
-    if let Err(failure) = shared.write_reports(&own, true).await {
+    let written = if own.is_empty() {
+        shared.refresh().await
+    } else {
+        shared.write_reports(&own, true).await
+    };
+    if let Err(failure) = written {
         return failure;
     }
     let mut refreshed = Instant::now();
+    let mut clock_measured = Instant::now();
+    let mut full_read = Instant::now();
     shared.health.recovered();
     shared.publish_view();
 
@@ -402,28 +803,28 @@ async fn serve(
                 shared.write_reports(&batch, true).await
             }
             message = messages.next() => match message {
-                Some(message) => match message.get_payload::<String>() {
-                    Ok(name) => {
-                        // Coalesce a burst of announcements into one read.
-                        let mut names: HashSet<String> = HashSet::from([name]);
-                        while let Some(Some(more)) = messages.next().now_or_never() {
-                            if let Ok(name) = more.get_payload::<String>() {
-                                names.insert(name);
-                            }
-                        }
-                        let names: Vec<String> = names.into_iter().collect();
-                        shared.reread(&names).await
-                    }
-                    Err(_) => shared.resync_all().await,
-                },
+                Some(_) => {
+                    // Coalesce a burst of announcements into one read.
+                    while let Some(Some(_)) = messages.next().now_or_never() {}
+                    shared.catch_up().await
+                }
                 None => Err("subscription connection closed".to_owned()),
             },
             _ = resync.tick() => {
-                let mut result = shared.resync_all().await;
+                shared.traffic.tick();
+                let mut result = if full_read.elapsed() >= FULL_RESYNC_EVERY {
+                    full_read = Instant::now();
+                    shared.full_resync().await
+                } else {
+                    shared.catch_up().await
+                };
+                if result.is_ok() && clock_measured.elapsed() >= CLOCK_EVERY {
+                    clock_measured = Instant::now();
+                    result = shared.measure_clock().await;
+                }
                 if result.is_ok() && refreshed.elapsed() >= refresh_every {
-                    let own = shared.view.lock().own.clone();
-                    result = shared.write_reports(&own, false).await;
                     refreshed = Instant::now();
+                    result = shared.refresh().await;
                 }
                 result
             }

@@ -1,13 +1,16 @@
 //! The fleet store: breaker state in Redis, kept in memory on every
-//! instance and refreshed by pub/sub and a periodic resync.
+//! instance and refreshed by pub/sub, a change stream and a periodic
+//! resync.
 //!
 //! Key layout: see [`keys`]. One background task per store owns all Redis
 //! I/O except operator overrides: it writes this instance's reports as they
-//! are queued (and rewrites them every TTL/3 so they do not expire),
-//! subscribes to the change channel and re-reads each announced breaker,
-//! re-reads everything every `resync_interval`, and on any failure marks
-//! the store degraded and reconnects. The request path touches only memory.
+//! are queued, keeps this instance a member (one `ZADD` every TTL/3),
+//! follows the change stream on every announcement and every
+//! `resync_interval` (reading only what changed), re-reads everything every
+//! 30 s, and on any failure marks the store degraded and reconnects. The
+//! request path touches only memory.
 
+mod clock;
 mod config;
 mod driver;
 mod keys;
@@ -31,13 +34,17 @@ use driver::Shared;
 ///
 /// | key | type | holds |
 /// | --- | --- | --- |
-/// | `{ns}:breaker-names` | set | every breaker name written, for the full resync |
-/// | `{ns}:breaker:{name}:reports` | hash | field = instance id, value = JSON report with `expires_ms` |
-/// | `{ns}:breaker:{name}:override` | string | JSON override (`force_open`, `force_closed`, `reset`) |
-/// | channel `{ns}:breakers` | pub/sub | message = the name of a breaker that changed |
+/// | `{ns}:members` | sorted set | instance id, scored by until when it counts (store time, ms) |
+/// | `{ns}:instance:{id}` | hash | field = breaker name, value = that instance's JSON report |
+/// | `{ns}:changes` | stream | `i` = instance id (empty for an override), `n` = breaker name |
+/// | `{ns}:override:{name}` | string | JSON override (`force_open`, `force_closed`, `reset`) |
+/// | `{ns}:overrides` | set | names with an override |
+/// | channel `{ns}:breakers` | pub/sub | a change was appended |
 ///
-/// Report fields past their `expires_ms` are ignored and deleted by
-/// readers; the reports hash expires after three TTLs without a writer.
+/// A member whose score has passed no longer counts, and its score is
+/// removed by the next writer; its hash expires after three TTLs. Scores
+/// and report times are in the store's clock (`TIME`), so the fleet's
+/// clocks need not agree.
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
@@ -109,6 +116,10 @@ impl StateStore for RedisStore {
 
     fn health(&self) -> watch::Receiver<StoreHealth> {
         self.inner.shared.health.subscribe()
+    }
+
+    fn operations_per_second(&self) -> f64 {
+        self.inner.shared.traffic.per_second()
     }
 }
 
