@@ -31,21 +31,21 @@ use tokio::time::Instant;
 use super::clock::StoreClock;
 use super::config::RedisStoreConfig;
 use super::keys::{Keys, WireOverride, WireReport};
+use super::view::View;
 use super::view_clock;
-use crate::aggregate::{BreakerRecord, aggregate_all};
 use crate::health::HealthReporter;
 use crate::mailbox::{DEFAULT_CAPACITY, Mailbox};
-use crate::model::StoredReport;
 use crate::store::FleetMap;
 use crate::{FleetRules, LocalReport, Override, StoreError};
 
-/// This instance's own reports never expire in its own view: it is alive.
-const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// This often the stream is checked for entries trimmed before this
+/// instance read them (more than [`STREAM_LENGTH`] changes between two
+/// reads); then everything is read again.
+const TRIM_CHECK_EVERY: Duration = Duration::from_secs(30);
 
-/// Everything is read again this often while connected, healing a change
-/// that the stream reads missed (the stream is trimmed past
-/// [`STREAM_LENGTH`] entries).
-pub(crate) const FULL_RESYNC_EVERY: Duration = Duration::from_secs(30);
+/// Everything is read again this often while connected all the same,
+/// healing whatever else could have been missed.
+const FULL_RESYNC_EVERY: Duration = Duration::from_secs(300);
 
 /// Entries the change stream keeps, about: far more than a second's worth
 /// of changes of any fleet, which is what an instance reads at each tick.
@@ -53,6 +53,11 @@ const STREAM_LENGTH: usize = 10_000;
 
 /// Stream entries read per command.
 const READ_BATCH: usize = 1_000;
+
+/// An instance that changed more breakers than this since the last read
+/// (it just joined, or reconnected) is read whole, one `HGETALL`, rather
+/// than one `HGET` per breaker.
+const READ_WHOLE_PAST: usize = 8;
 
 /// The store's clock is measured again this often.
 const CLOCK_EVERY: Duration = Duration::from_secs(10);
@@ -116,21 +121,6 @@ impl Traffic {
     }
 }
 
-/// What this instance knows.
-#[derive(Default)]
-struct View {
-    /// Per other live instance, its reports by breaker name.
-    reports: HashMap<String, HashMap<String, LocalReport>>,
-    /// Live instances (this one included) and until when each counts.
-    members: HashMap<String, SystemTime>,
-    /// Operator overrides by breaker name.
-    overrides: HashMap<String, Override>,
-    /// This instance's latest reports, ahead of Redis.
-    own: HashMap<String, LocalReport>,
-    /// The id of the last change read from the stream.
-    last_id: String,
-}
-
 type Failure = String;
 
 /// `ZRANGEBYSCORE ... WITHSCORES`: (member, score).
@@ -171,47 +161,17 @@ impl Shared {
         *self.clock.lock()
     }
 
-    /// Recompute the fleet view; publish it if it changed.
+    /// Recompute the fleet state for what changed; publish it if it did.
     fn publish_view(&self) {
         let now = view_clock(&self.health.current());
-        let view = self.view.lock();
-        let mut records: HashMap<String, BreakerRecord> = HashMap::new();
-        for (instance, reports) in &view.reports {
-            let Some(expires) = view.members.get(instance) else {
-                continue;
-            };
-            for (name, report) in reports {
-                records.entry(name.clone()).or_default().reports.insert(
-                    instance.clone(),
-                    StoredReport {
-                        report: report.clone(),
-                        expires: *expires,
-                    },
-                );
-            }
-        }
-        for (name, override_) in &view.overrides {
-            records.entry(name.clone()).or_default().override_ = Some(override_.clone());
-        }
-        let own: HashMap<String, StoredReport> = view
-            .own
-            .iter()
-            .map(|(name, report)| {
-                let stored = StoredReport {
-                    report: report.clone(),
-                    expires: now + NEVER,
-                };
-                (name.clone(), stored)
-            })
-            .collect();
-        drop(view);
-        let fleet = aggregate_all(
-            &records,
-            &own,
-            &self.instance_id,
-            |name| self.rules.quorum(name),
-            now,
-        );
+        let current = self.fleet.borrow().clone();
+        let Some(fleet) = self
+            .view
+            .lock()
+            .updated(&current, &self.instance_id, &self.rules, now)
+        else {
+            return;
+        };
         self.fleet.send_if_modified(|current| {
             if **current == fleet {
                 false
@@ -226,7 +186,7 @@ impl Shared {
     fn absorb_queued(&self) -> HashMap<String, LocalReport> {
         let batch = self.mailbox.take();
         if !batch.is_empty() {
-            self.view.lock().own.extend(batch.clone());
+            self.view.lock().set_own(&batch);
             self.publish_view();
         }
         batch
@@ -416,18 +376,48 @@ impl Shared {
         let reports = self.read_instances(&others).await?;
         let overrides = self.read_overrides(&overridden).await?;
         let mut view = self.view.lock();
-        view.members = members;
-        view.reports = reports;
-        view.overrides = overrides
-            .into_iter()
-            .flat_map(|(name, o)| o.map(|o| (name, o)))
-            .collect();
+        view.replace_all(
+            members,
+            reports,
+            overrides
+                .into_iter()
+                .flat_map(|(name, o)| o.map(|o| (name, o)))
+                .collect(),
+        );
         view.last_id = last
             .first()
             .map_or_else(|| "0".to_owned(), |(id, _)| id.clone());
         drop(view);
         self.publish_view();
         Ok(())
+    }
+
+    /// Whether the stream was trimmed past the last entry this instance
+    /// read, so that changes were lost to it (`max-deleted-entry-id`,
+    /// Redis 7; older servers rely on the periodic full read).
+    async fn missed_changes(&self) -> Result<bool, Failure> {
+        let mut connection = self.connection()?;
+        let info: HashMap<String, redis::Value> = match self
+            .bounded(
+                "checking the change stream",
+                1,
+                redis::cmd("XINFO")
+                    .arg("STREAM")
+                    .arg(self.keys.changes())
+                    .query_async(&mut connection),
+            )
+            .await
+        {
+            Ok(info) => info,
+            // No stream yet: nothing was written, nothing missed.
+            Err(failure) if failure.contains("no such key") => return Ok(false),
+            Err(failure) => return Err(failure),
+        };
+        let deleted = info
+            .get("max-deleted-entry-id")
+            .and_then(|value| redis::from_redis_value::<String>(value.clone()).ok());
+        let last_id = self.view.lock().last_id.clone();
+        Ok(deleted.is_some_and(|deleted| stream_id(&deleted) > stream_id(&last_id)))
     }
 
     /// Every report of each of `instances`.
@@ -550,28 +540,44 @@ impl Shared {
                 let view = self.view.lock();
                 members
                     .keys()
-                    .filter(|id| **id != self.instance_id && !view.reports.contains_key(*id))
+                    .filter(|id| **id != self.instance_id && !view.knows(id))
                     .collect()
             };
-            let joined_reports = self.read_instances(&joined).await?;
+            let mut whole: Vec<&String> = joined;
+            let mut per_instance: HashMap<&str, HashSet<&str>> = HashMap::new();
+            for change in &changes {
+                if let Change::Report(instance, breaker) = change {
+                    per_instance.entry(instance).or_default().insert(breaker);
+                }
+            }
+            let busy: Vec<String> = per_instance
+                .iter()
+                .filter(|(_, breakers)| breakers.len() > READ_WHOLE_PAST)
+                .map(|(instance, _)| (*instance).to_owned())
+                .collect();
+            whole.extend(busy.iter().filter(|id| members.contains_key(*id)));
+            whole.sort();
+            whole.dedup();
+            let changes: Vec<Change> = changes
+                .into_iter()
+                .filter(|change| match change {
+                    Change::Report(instance, _) => !busy.contains(instance),
+                    Change::Override(_) => true,
+                })
+                .collect();
+            let whole_reports = self.read_instances(&whole).await?;
             let updates = self.read_changes(&changes).await?;
             let mut view = self.view.lock();
-            view.reports.retain(|id, _| members.contains_key(id));
-            view.reports.extend(joined_reports);
+            view.keep_members(members);
+            for (instance, reports) in whole_reports {
+                view.replace_instance(&instance, reports);
+            }
             for (instance, breaker, report) in updates.reports {
-                let reports = view.reports.entry(instance).or_default();
-                match report {
-                    Some(report) => reports.insert(breaker, report),
-                    None => reports.remove(&breaker),
-                };
+                view.set_report(&instance, &breaker, report);
             }
             for (breaker, override_) in updates.overrides {
-                match override_ {
-                    Some(value) => view.overrides.insert(breaker, value),
-                    None => view.overrides.remove(&breaker),
-                };
+                view.set_override(&breaker, override_);
             }
-            view.members = members;
             if let Some(newest) = newest {
                 view.last_id = newest;
             }
@@ -680,13 +686,7 @@ impl Shared {
         )
         .await
         .map_err(unreachable)?;
-        {
-            let mut view = self.view.lock();
-            match override_ {
-                Some(value) => view.overrides.insert(breaker.to_owned(), value),
-                None => view.overrides.remove(breaker),
-            };
-        }
+        self.view.lock().set_override(breaker, override_);
         self.publish_view();
         Ok(())
     }
@@ -698,6 +698,12 @@ struct Updates {
     reports: Vec<(String, String, Option<LocalReport>)>,
     /// (breaker, its override or `None` if cleared).
     overrides: Vec<(String, Option<Override>)>,
+}
+
+/// A stream id `ms-seq` as numbers, to compare.
+fn stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 /// A stored report, or `None` (and a warning) if unreadable.
@@ -748,6 +754,7 @@ pub(crate) async fn run(shared: Arc<Shared>, client: Client, config: RedisStoreC
         };
         *shared.connection.lock() = None;
         shared.health.degraded(&failure);
+        shared.view.lock().mark_all();
         shared.publish_view();
         // Keep this instance's own view current while waiting.
         let retry = tokio::time::sleep(config.reconnect_interval);
@@ -790,7 +797,9 @@ async fn serve(
     let mut refreshed = Instant::now();
     let mut clock_measured = Instant::now();
     let mut full_read = Instant::now();
+    let mut trim_checked = Instant::now();
     shared.health.recovered();
+    shared.view.lock().mark_all();
     shared.publish_view();
 
     let mut resync = tokio::time::interval(config.resync_interval);
@@ -812,12 +821,31 @@ async fn serve(
             },
             _ = resync.tick() => {
                 shared.traffic.tick();
-                let mut result = if full_read.elapsed() >= FULL_RESYNC_EVERY {
-                    full_read = Instant::now();
-                    shared.full_resync().await
-                } else {
-                    shared.catch_up().await
-                };
+                // Time alone changes verdicts (an `open_until` passes).
+                let current = shared.fleet.borrow().clone();
+                shared.view.lock().mark_open(&current);
+                let mut full = full_read.elapsed() >= FULL_RESYNC_EVERY;
+                let mut result = Ok(());
+                if !full && trim_checked.elapsed() >= TRIM_CHECK_EVERY {
+                    trim_checked = Instant::now();
+                    match shared.missed_changes().await {
+                        Ok(missed) => {
+                            if missed {
+                                tracing::warn!(store = %shared.address, "changes were trimmed from the stream before this instance read them; reading everything again");
+                            }
+                            full = missed;
+                        }
+                        Err(failure) => result = Err(failure),
+                    }
+                }
+                if result.is_ok() {
+                    result = if full {
+                        full_read = Instant::now();
+                        shared.full_resync().await
+                    } else {
+                        shared.catch_up().await
+                    };
+                }
                 if result.is_ok() && clock_measured.elapsed() >= CLOCK_EVERY {
                     clock_measured = Instant::now();
                     result = shared.measure_clock().await;

@@ -14,6 +14,7 @@ mod clock;
 mod config;
 mod driver;
 mod keys;
+mod view;
 
 use std::sync::Arc;
 use std::time::SystemTime;
