@@ -55,6 +55,7 @@ fn fleet_config(
         namespace: namespace.to_owned(),
         instance_id: instance.to_owned(),
         on_unreachable: OnUnreachable::Local,
+        sentinel: None,
     };
     config
 }

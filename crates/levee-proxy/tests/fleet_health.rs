@@ -65,6 +65,7 @@ fn gateway_config(
         namespace: "health".to_owned(),
         instance_id: instance.to_owned(),
         on_unreachable: OnUnreachable::Local,
+        sentinel: None,
     };
     config
 }

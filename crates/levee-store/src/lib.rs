@@ -114,7 +114,7 @@ pub use fleet_breaker::FleetBreaker;
 pub use health::StoreHealth;
 pub use memory::MemoryStore;
 pub use model::{FleetState, FleetVerdict, LocalReport, Override, StoredReport};
-pub use redis::{RedisStore, RedisStoreConfig};
+pub use redis::{RedisStore, RedisStoreConfig, SentinelConfig};
 pub use rules::{DEFAULT_REPORT_TTL, FleetRules};
 pub use store::{BoxFuture, FleetMap, FleetSnapshot, StateStore};
 pub use watcher::{FleetChange, FleetWatcher};

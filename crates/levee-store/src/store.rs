@@ -78,4 +78,16 @@ pub trait StateStore: Send + Sync + 'static {
     fn operations_per_second(&self) -> f64 {
         0.0
     }
+
+    /// The server this instance talks to (`host:port`), when there is one:
+    /// with Redis Sentinel, the master of the moment.
+    fn server(&self) -> Option<String> {
+        None
+    }
+
+    /// How many times the store came back on another server than the one
+    /// before (a Sentinel failover).
+    fn failovers(&self) -> u64 {
+        0
+    }
 }

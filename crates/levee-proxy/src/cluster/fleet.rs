@@ -13,6 +13,7 @@ use std::time::SystemTime;
 
 use levee_store::{FleetState, FleetWatcher, StateStore, StoreHealth};
 use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::task::JoinHandle;
 
@@ -98,6 +99,12 @@ pub struct StoreStatus {
     /// Commands this instance sent to the store per second, over the last
     /// 10 s (0 for `memory`).
     pub operations_per_second: f64,
+    /// The server talked to, `host:port` (with Sentinel: the master of the
+    /// moment).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// Times the store came back on another server (Sentinel failovers).
+    pub failovers: u64,
 }
 
 /// The store of a gateway whose breakers are shared.
@@ -130,6 +137,8 @@ impl FleetStore {
             error,
             on_unreachable: self.on_unreachable.as_str(),
             operations_per_second: (self.store.operations_per_second() * 10.0).round() / 10.0,
+            server: self.store.server(),
+            failovers: self.store.failovers(),
         }
     }
 }
@@ -141,7 +150,7 @@ pub fn spawn_fleet_sync(
     store: &FleetStore,
     breakers: &[Arc<ClusterBreaker>],
     events: &Arc<EventLog>,
-    store_up: Gauge,
+    (store_up, store_failovers): (Gauge, Counter),
     on_health_change: impl Fn() + Send + 'static,
 ) -> Vec<JoinHandle<()>> {
     let shared: Vec<Arc<ClusterBreaker>> = breakers
@@ -167,10 +176,12 @@ pub fn spawn_fleet_sync(
     let mut health = store.store.health();
     let events = Arc::clone(events);
     let describe = format!("{} store", store.kind.as_str());
+    let fleet_store = Arc::clone(&store.store);
     let health_task = tokio::spawn(async move {
         // Whether the store was degraded at the previous change: an event
         // per transition, not per update of the error.
         let mut was_stale: Option<bool> = None;
+        let mut failovers = fleet_store.failovers();
         loop {
             let current = health.borrow_and_update().clone();
             let stale = current.is_degraded();
@@ -182,12 +193,29 @@ pub fn spawn_fleet_sync(
             store_up.set(i64::from(!stale));
             if was_stale.is_some_and(|was| was != stale) {
                 let (from, to, reason, severity) = match &current {
-                    StoreHealth::Connected => (
-                        "degraded",
-                        "connected",
-                        format!("{describe} reachable again; state resynced"),
-                        Severity::Info,
-                    ),
+                    StoreHealth::Connected => {
+                        let now = fleet_store.failovers();
+                        let moved = now > failovers;
+                        store_failovers.inc_by(now.saturating_sub(failovers));
+                        failovers = now;
+                        let server = fleet_store.server().unwrap_or_default();
+                        (
+                            "degraded",
+                            "connected",
+                            if moved {
+                                format!(
+                                    "{describe} failed over: reachable again on {server}; state resynced"
+                                )
+                            } else {
+                                format!("{describe} reachable again; state resynced")
+                            },
+                            if moved {
+                                Severity::Warning
+                            } else {
+                                Severity::Info
+                            },
+                        )
+                    }
                     StoreHealth::Degraded { since, error } => (
                         "connected",
                         "degraded",

@@ -21,6 +21,11 @@ pub(super) struct RawStore {
     /// `"local"`, `"open"` or `"closed"`: what shared breakers do while the
     /// store is unreachable. Default `"local"`.
     pub on_unreachable: Option<Spanned<String>>,
+    /// Redis Sentinel: `host:port` of each sentinel; the master is asked of
+    /// them at every connection. Needs `master_name`.
+    pub sentinels: Option<Spanned<Vec<Spanned<String>>>>,
+    /// The name the sentinels monitor the master under.
+    pub master_name: Option<Spanned<String>>,
 }
 impl RawTable for RawStore {}
 
@@ -38,6 +43,9 @@ pub struct StoreSettings {
     pub instance_id: String,
     /// What shared breakers do while the store cannot be reached.
     pub on_unreachable: OnUnreachable,
+    /// Redis Sentinel: the sentinels (`host:port`) and the master's name;
+    /// `None`: `url` is the server.
+    pub sentinel: Option<(Vec<String>, String)>,
 }
 
 impl StoreSettings {
@@ -64,6 +72,7 @@ impl Default for StoreSettings {
             namespace: StoreSettings::DEFAULT_NAMESPACE.to_owned(),
             instance_id: StoreSettings::default_instance_id(),
             on_unreachable: OnUnreachable::Local,
+            sentinel: None,
         }
     }
 }
@@ -171,5 +180,55 @@ pub(super) fn store(section: Option<&Section<RawStore>>, report: &mut Report<'_>
             ),
         }
     }
+    settings.sentinel = sentinel(raw, report);
     settings
+}
+
+/// `sentinels` and `master_name`, which go together.
+fn sentinel(raw: &RawStore, report: &mut Report<'_>) -> Option<(Vec<String>, String)> {
+    let addresses = raw.sentinels.as_ref().map(|sentinels| {
+        let mut addresses = Vec::new();
+        for address in sentinels.get_ref() {
+            let text = address.get_ref();
+            let valid = text
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if valid {
+                addresses.push(text.clone());
+            } else {
+                report.error(
+                    address.span(),
+                    format!("sentinels: {text:?} is not host:port"),
+                );
+            }
+        }
+        if sentinels.get_ref().is_empty() {
+            report.error(sentinels.span(), "sentinels: name at least one sentinel");
+        }
+        (sentinels.span(), addresses)
+    });
+    match (addresses, &raw.master_name) {
+        (None, None) => None,
+        (Some((span, _)), None) => {
+            report.error(
+                span,
+                "sentinels: needs master_name, the name the sentinels monitor the master under",
+            );
+            None
+        }
+        (None, Some(name)) => {
+            report.error(
+                name.span(),
+                "master_name: needs sentinels, the `host:port` of each sentinel",
+            );
+            None
+        }
+        (Some((_, addresses)), Some(name)) => {
+            if name.get_ref().trim().is_empty() {
+                report.error(name.span(), "master_name: must be non-empty");
+                return None;
+            }
+            (!addresses.is_empty()).then(|| (addresses, name.get_ref().clone()))
+        }
+    }
 }

@@ -595,7 +595,7 @@ fn spawn_fleet(state: &GatewayState) -> Vec<tokio::task::JoinHandle<()>> {
         store,
         &state.cluster_breakers(),
         &state.events,
-        state.metrics.store_up(),
+        (state.metrics.store_up(), state.metrics.store_failovers()),
         move || {
             if let Some(health) = health.upgrade() {
                 health.wake.notify_one();

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use levee_store::{FleetRules, MemoryStore, RedisStore, RedisStoreConfig, StateStore, StoreError};
+use levee_store::{
+    FleetRules, MemoryStore, RedisStore, RedisStoreConfig, SentinelConfig, StateStore, StoreError,
+};
 
 use super::clusters::Served;
 use crate::cluster::{FleetLink, FleetStore};
@@ -32,10 +34,18 @@ pub(super) fn share_breakers(
     let settings = &config.store;
     let store: Arc<dyn StateStore> = match settings.kind {
         StoreKind::Memory => Arc::new(MemoryStore::new(&settings.instance_id, rules)),
-        StoreKind::Redis => Arc::new(RedisStore::start(
-            RedisStoreConfig::new(&settings.url, &settings.namespace, &settings.instance_id)
-                .with_rules(rules),
-        )?),
+        StoreKind::Redis => {
+            let mut redis =
+                RedisStoreConfig::new(&settings.url, &settings.namespace, &settings.instance_id)
+                    .with_rules(rules);
+            if let Some((sentinels, master_name)) = &settings.sentinel {
+                redis = redis.with_sentinel(SentinelConfig {
+                    sentinels: sentinels.clone(),
+                    master_name: master_name.clone(),
+                });
+            }
+            Arc::new(RedisStore::start(redis)?)
+        }
     };
     let fleet = FleetStore {
         store,

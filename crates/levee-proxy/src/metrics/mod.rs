@@ -131,6 +131,7 @@ pub struct Metrics {
     alerts_failed: Counter,
     alerts_dropped: Counter,
     store_up: Gauge,
+    store_failovers: Counter,
     config_reloads: Family<ResultLabels, Counter>,
     /// Client connections per listener (their own file).
     client_connections: ConnectionFamilies,
@@ -187,6 +188,7 @@ impl Metrics {
             alerts_failed: Counter::default(),
             alerts_dropped: Counter::default(),
             store_up: Gauge::default(),
+            store_failovers: Counter::default(),
             config_reloads: Family::default(),
             client_connections: ConnectionFamilies::default(),
             tcp: TcpFamilies::default(),
@@ -327,6 +329,11 @@ impl Metrics {
             "store_up",
             "1 while the shared breaker store is reachable, 0 while it is degraded (also 0 when no breaker is shared)",
             metrics.store_up.clone(),
+        );
+        registry.register(
+            "store_failovers",
+            "Times the shared store came back on another server than before (a Redis Sentinel failover)",
+            metrics.store_failovers.clone(),
         );
         registry.register(
             "config_reloads",
@@ -523,6 +530,11 @@ impl Metrics {
     /// The `levee_store_up` gauge.
     pub fn store_up(&self) -> Gauge {
         self.store_up.clone()
+    }
+
+    /// `levee_store_failovers_total`.
+    pub fn store_failovers(&self) -> Counter {
+        self.store_failovers.clone()
     }
 
     /// The `levee_probe_up` series of one probe.

@@ -26,6 +26,19 @@ pub struct RedisStoreConfig {
     pub io_timeout: Duration,
     /// Pause between reconnection attempts while degraded.
     pub reconnect_interval: Duration,
+    /// Redis Sentinel: the master is looked up through these sentinels at
+    /// every connection (so a failover is followed), and `url` only gives
+    /// the database, user and password. `None`: `url` is the server.
+    pub sentinel: Option<SentinelConfig>,
+}
+
+/// Where a Sentinel-managed master is found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentinelConfig {
+    /// The sentinels, `host:port` each (asked in order).
+    pub sentinels: Vec<String>,
+    /// The name the sentinels monitor the master under.
+    pub master_name: String,
 }
 
 impl RedisStoreConfig {
@@ -44,7 +57,14 @@ impl RedisStoreConfig {
             resync_interval: Duration::from_secs(1),
             io_timeout: Duration::from_millis(500),
             reconnect_interval: Duration::from_millis(250),
+            sentinel: None,
         }
+    }
+
+    /// Find the master through Redis Sentinel.
+    pub fn with_sentinel(mut self, sentinel: SentinelConfig) -> Self {
+        self.sentinel = Some(sentinel);
+        self
     }
 
     /// Replace the rules.
@@ -75,6 +95,14 @@ impl RedisStoreConfig {
         }
         if self.reconnect_interval.is_zero() {
             return bad("reconnect_interval", "must be positive");
+        }
+        if let Some(sentinel) = &self.sentinel {
+            if sentinel.sentinels.is_empty() {
+                return bad("sentinels", "must name at least one sentinel");
+            }
+            if sentinel.master_name.is_empty() {
+                return bad("master_name", "must be non-empty");
+            }
         }
         Ok(())
     }

@@ -23,13 +23,14 @@ use std::time::{Duration, SystemTime};
 use futures_util::{FutureExt, StreamExt};
 use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::streams::StreamReadReply;
 use redis::{AsyncConnectionConfig, Client};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::clock::StoreClock;
-use super::config::RedisStoreConfig;
+use super::config::{RedisStoreConfig, SentinelConfig};
 use super::keys::{Keys, WireOverride, WireReport};
 use super::view::View;
 use super::view_clock;
@@ -83,6 +84,10 @@ pub(crate) struct Shared {
     pub(crate) health: HealthReporter,
     /// Redis commands sent, and their recent rate.
     pub(crate) traffic: Traffic,
+    /// The server of the current (or last) connection, `host:port`.
+    pub(crate) server: Mutex<Option<String>>,
+    /// Connections that reached another server than the one before.
+    pub(crate) failovers: AtomicU64,
 }
 
 /// Commands sent to Redis: the store's cost for `/status` and benchmarks.
@@ -154,6 +159,8 @@ impl Shared {
             clock: Mutex::new(StoreClock::default()),
             fleet,
             traffic: Traffic::default(),
+            server: Mutex::new(None),
+            failovers: AtomicU64::new(0),
         }
     }
 
@@ -722,8 +729,60 @@ fn decode_report(
     }
 }
 
+/// The server to connect to: `client`'s, or with Sentinel the master the
+/// sentinels name now (a failover is followed at the next connection).
+async fn server(
+    shared: &Shared,
+    client: &Client,
+    sentinel: Option<&SentinelConfig>,
+) -> Result<Client, Failure> {
+    let Some(sentinel) = sentinel else {
+        return Ok(client.clone());
+    };
+    let sentinels: Vec<String> = sentinel
+        .sentinels
+        .iter()
+        .map(|address| format!("redis://{address}/"))
+        .collect();
+    let node = SentinelNodeConnectionInfo::default()
+        .set_redis_connection_info(client.get_connection_info().redis_settings().clone());
+    let mut sentinels = SentinelClient::build(
+        sentinels,
+        sentinel.master_name.clone(),
+        Some(node),
+        SentinelServerType::Master,
+    )
+    .map_err(|error| format!("sentinels: {error}"))?;
+    shared
+        .bounded(
+            &format!("asking the sentinels for master {:?}", sentinel.master_name),
+            0,
+            sentinels.async_get_client(),
+        )
+        .await
+}
+
+/// Note the server this connection reached; a different one than before
+/// is a failover (logged, counted, and named in `/status`).
+fn note_server(shared: &Shared, client: &Client) {
+    let address = client.get_connection_info().addr().to_string();
+    let mut server = shared.server.lock();
+    if let Some(previous) = server.as_ref()
+        && *previous != address
+    {
+        shared.failovers.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(store = %shared.address, from = %previous, to = %address, "store failed over to another server");
+    }
+    *server = Some(address);
+}
+
 /// Connect the command connection and the subscription.
-async fn connect(shared: &Shared, client: &Client) -> Result<redis::aio::PubSubStream, Failure> {
+async fn connect(
+    shared: &Shared,
+    client: &Client,
+    sentinel: Option<&SentinelConfig>,
+) -> Result<redis::aio::PubSubStream, Failure> {
+    let client = &server(shared, client, sentinel).await?;
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(shared.io_timeout))
         .set_response_timeout(Some(shared.io_timeout));
@@ -741,6 +800,7 @@ async fn connect(shared: &Shared, client: &Client) -> Result<redis::aio::PubSubS
         .bounded("subscribing", 1, pubsub.subscribe(shared.keys.channel()))
         .await?;
     *shared.connection.lock() = Some(connection);
+    note_server(shared, client);
     Ok(pubsub.into_on_message())
 }
 
@@ -748,11 +808,12 @@ async fn connect(shared: &Shared, client: &Client) -> Result<redis::aio::PubSubS
 pub(crate) async fn run(shared: Arc<Shared>, client: Client, config: RedisStoreConfig) {
     let refresh_every = config.rules.refresh_interval();
     loop {
-        let failure = match connect(&shared, &client).await {
+        let failure = match connect(&shared, &client, config.sentinel.as_ref()).await {
             Ok(messages) => serve(&shared, messages, &config, refresh_every).await,
             Err(failure) => failure,
         };
         *shared.connection.lock() = None;
+        tracing::debug!(store = %shared.address, %failure, "store connection failed");
         shared.health.degraded(&failure);
         shared.view.lock().mark_all();
         shared.publish_view();

@@ -22,7 +22,7 @@ use std::time::SystemTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::RedisStoreConfig;
+pub use config::{RedisStoreConfig, SentinelConfig};
 
 use crate::store::{BoxFuture, FleetMap, FleetSnapshot, StateStore};
 use crate::{LocalReport, Override, StoreError, StoreHealth};
@@ -121,6 +121,17 @@ impl StateStore for RedisStore {
 
     fn operations_per_second(&self) -> f64 {
         self.inner.shared.traffic.per_second()
+    }
+
+    fn server(&self) -> Option<String> {
+        self.inner.shared.server.lock().clone()
+    }
+
+    fn failovers(&self) -> u64 {
+        self.inner
+            .shared
+            .failovers
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -107,6 +107,54 @@ fn every_bad_store_value_is_reported() {
 }
 
 #[test]
+fn sentinels_and_shared_health_are_read_and_checked() {
+    let source = format!(
+        "{}[store]\nkind = \"redis\"\nsentinels = [\"10.0.0.7:26379\", \"10.0.0.8:26379\"]\nmaster_name = \"levee\"\n",
+        cluster_with("share_health = true\nhealth_quorum = 3\nsource_address = \"127.0.0.2\"\n")
+    );
+    let config = Config::from_toml_str(&source, "levee.toml").expect("valid config");
+    assert_eq!(
+        config.store.sentinel,
+        Some((
+            vec!["10.0.0.7:26379".to_owned(), "10.0.0.8:26379".to_owned()],
+            "levee".to_owned()
+        ))
+    );
+    let cluster = &config.clusters[0];
+    assert!(cluster.shares_health(config.store.kind));
+    assert_eq!(cluster.health_quorum, 3);
+    assert_eq!(cluster.source_address, Some("127.0.0.2".parse().unwrap()));
+
+    // Off by default with the memory store, on with Redis.
+    let memory = Config::from_toml_str(&cluster_with(""), "levee.toml").expect("valid");
+    assert!(!memory.clusters[0].shares_health(memory.store.kind));
+    let redis = Config::from_toml_str(
+        &format!("{}[store]\nkind = \"redis\"\n", cluster_with("")),
+        "levee.toml",
+    )
+    .expect("valid");
+    assert!(redis.clusters[0].shares_health(redis.store.kind));
+    assert_eq!(redis.clusters[0].health_quorum, 2);
+
+    let source = format!(
+        "{}[store]\nkind = \"redis\"\nsentinels = [\"no-port\"]\n",
+        cluster_with("health_quorum = 0\nsource_address = \"nowhere\"\n")
+    );
+    let errors = errors(&source);
+    for key in [
+        "health_quorum:",
+        "source_address:",
+        "sentinels: needs master_name",
+        "\"no-port\" is not host:port",
+    ] {
+        assert!(
+            errors.iter().any(|error| error.contains(key)),
+            "{key}: {errors:#?}"
+        );
+    }
+}
+
+#[test]
 fn per_endpoint_breakers_are_off_unless_asked_for() {
     let per_endpoint = |lines: &str| {
         let config = Config::from_toml_str(&cluster_with(lines), "levee.toml").expect("valid");
