@@ -6,7 +6,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -72,7 +72,7 @@ fn data_server(port: u16, master: Option<u16>) -> Process {
 
 /// A sentinel on `port` watching the master on `master` as "levee",
 /// quorum 2, quick to decide (its config file lives in `dir`).
-fn sentinel(port: u16, master: u16, dir: &PathBuf) -> Process {
+fn sentinel(port: u16, master: u16, dir: &Path) -> Process {
     let config = dir.join(format!("sentinel-{port}.conf"));
     std::fs::write(
         &config,
