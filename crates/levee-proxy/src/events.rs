@@ -18,6 +18,7 @@ pub const EVENT_KINDS: &[&str] = &[
     "endpoint-returned",
     "endpoint-resolution",
     "endpoint-fleet-health",
+    "endpoint-going-away",
     "cluster-panic",
     "poison-request",
     "breaker",

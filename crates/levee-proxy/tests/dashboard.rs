@@ -50,6 +50,7 @@ async fn the_dashboard_shows_endpoints_breaker_and_charts_and_follows_a_failure(
             host: None,
             expect_status: vec![200],
             expect_body: None,
+            draining_status: vec![503],
         }),
         params: HealthCheckParams::new(
             2,

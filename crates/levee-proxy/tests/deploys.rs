@@ -84,6 +84,7 @@ async fn rolling_restart(idle_close: bool) -> Deploy {
             host: None,
             expect_status: vec![200],
             expect_body: None,
+            draining_status: vec![503],
         }),
         params: HealthCheckParams::new(
             2,
@@ -156,4 +157,106 @@ async fn rolling_restart(idle_close: bool) -> Deploy {
     };
     gateway.shutdown().await;
     deploy
+}
+
+async fn status_of(client: &TestClient, admin: std::net::SocketAddr) -> serde_json::Value {
+    let answer = get(client, admin, "/status").await;
+    serde_json::from_str(&answer.body).expect("status JSON")
+}
+
+/// A node that refuses a connection leaves rotation at once (not after
+/// `fall` failed checks, here 2 s away), is checked at once, and comes back
+/// when a check passes; one that answers its check with 503 leaves at the
+/// first answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_says_it_is_leaving_is_out_at_once_and_back_when_a_check_passes() {
+    let backends = backends(2).await;
+    let mut config = config(
+        backends.iter().map(|b| b.addr()).collect(),
+        BalancePolicy::RoundRobin,
+    );
+    let cluster = &mut config.clusters[0];
+    cluster.slow_start = Duration::ZERO;
+    cluster.outlier = None;
+    cluster.health = Some(HealthSettings {
+        check: HealthCheckKind::Http(HttpCheckSettings::new("/healthz")),
+        params: HealthCheckParams::new(
+            2,
+            2,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            Duration::from_millis(200),
+            0.0,
+        )
+        .expect("params"),
+    });
+    let (gateway, web) = start(config).await;
+    let admin = gateway.admin_address();
+    let client = client();
+    // Both healthy first.
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
+    while status_of(&client, admin).await["clusters"][0]["endpoints"][0]["state"] != "healthy" {
+        assert!(tokio::time::Instant::now() < give_up, "healthy at start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    backends[0].stop_gracefully().await;
+    let stopped = tokio::time::Instant::now();
+    // Every request is answered (a refused one is retried elsewhere), and
+    // after the first refusal b1 gets no more attempts.
+    for _ in 0..20 {
+        assert_eq!(get(&client, web, "/").await.status, 200);
+    }
+    let status = status_of(&client, admin).await;
+    let node = &status["clusters"][0]["endpoints"][0];
+    assert_eq!(node["state"], "going-away", "{status:#}");
+    assert!(
+        node["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("refused a connection")),
+        "{node:#}"
+    );
+    assert!(
+        stopped.elapsed() < Duration::from_secs(1),
+        "before a single periodic check"
+    );
+
+    backends[0].set_mode(Mode::Healthy).await.expect("restarts");
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
+    while status_of(&client, admin).await["clusters"][0]["endpoints"][0]["state"] != "healthy" {
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "back after a passing check"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = backends[0].requests_received();
+    for _ in 0..20 {
+        assert_eq!(get(&client, web, "/").await.status, 200);
+    }
+    assert!(
+        backends[0].requests_received() >= before + 5,
+        "b1 takes traffic again"
+    );
+
+    // A 503 to its health check: out at the first answer.
+    backends[1].set_mode(Mode::Failing).await.expect("mode");
+    let give_up = tokio::time::Instant::now() + Duration::from_millis(1_600);
+    loop {
+        let status = status_of(&client, admin).await;
+        if status["clusters"][0]["endpoints"][1]["state"] == "going-away" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "out at the first 503: {status:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events = get(&client, admin, "/events").await.body;
+    assert!(
+        events.contains("endpoint-going-away") && events.contains("(draining)"),
+        "{events}"
+    );
+    gateway.shutdown().await;
 }

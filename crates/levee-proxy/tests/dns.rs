@@ -59,6 +59,7 @@ fn name_config(host: &str, port: u16, dns: Option<SocketAddr>) -> Config {
             host: None,
             expect_status: vec![200],
             expect_body: None,
+            draining_status: vec![503],
         }),
         params: HealthCheckParams::new(
             1,

@@ -46,6 +46,7 @@ fn gateway_config(
             host: None,
             expect_status: vec![200],
             expect_body: None,
+            draining_status: vec![503],
         }),
         params: HealthCheckParams::new(
             2,

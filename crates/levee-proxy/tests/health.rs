@@ -30,6 +30,7 @@ fn checked_config(endpoints: Vec<std::net::SocketAddr>) -> Config {
             host: None,
             expect_status: vec![200],
             expect_body: None,
+            draining_status: vec![503],
         }),
         params: HealthCheckParams::new(
             2,
@@ -272,6 +273,7 @@ async fn tcp_checks_and_body_expectations_judge_endpoints() {
     if let Some(health) = body.clusters[0].health.as_mut() {
         health.check = HealthCheckKind::Http(HttpCheckSettings {
             expect_body: Some("all systems go".into()),
+            draining_status: vec![503],
             ..HttpCheckSettings::new("/healthz")
         });
     }

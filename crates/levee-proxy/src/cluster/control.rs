@@ -39,6 +39,8 @@ pub(super) struct EndpointControl {
     pub fleet_out: Option<super::FleetOut>,
     /// What the fleet said of it last, for `/status`.
     pub fleet_seen: Option<super::FleetHealthView>,
+    /// Whether it said it is going away (and is out until a check passes).
+    pub departure: super::going_away::Departure,
 }
 
 /// Every endpoint's changing state.
@@ -116,7 +118,10 @@ impl Control {
     /// Whether `endpoint` may take traffic: its name resolved, not failing
     /// its checks, not ejected, not taken out by the fleet.
     pub fn is_available(&self, endpoint: usize, now: Instant) -> bool {
-        self.local_verdict(endpoint, now).is_none() && self.endpoints[endpoint].fleet_out.is_none()
+        let state = &self.endpoints[endpoint];
+        self.local_verdict(endpoint, now).is_none()
+            && state.fleet_out.is_none()
+            && state.departure.going.is_none()
     }
 
     /// This instance's own verdict on `endpoint` from its own evidence

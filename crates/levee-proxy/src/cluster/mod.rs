@@ -11,6 +11,7 @@ pub mod breaker_metrics;
 mod control;
 mod fleet;
 mod fleet_health;
+pub mod going_away;
 mod members;
 mod status;
 pub mod traffic;
@@ -66,6 +67,9 @@ pub struct Endpoint {
     pub pool: Arc<EndpointPool>,
     /// This endpoint's metric series.
     pub metrics: EndpointMetrics,
+    /// Wakes its health check loop for a check now (it said it is going
+    /// away).
+    pub check_now: Arc<tokio::sync::Notify>,
 }
 
 /// A cluster ready to serve requests.
@@ -282,6 +286,7 @@ impl Cluster {
                     ),
                 },
                 host_header,
+                check_now: Arc::new(tokio::sync::Notify::new()),
                 address: member.address,
                 name: member.name,
                 socket: member.socket,
@@ -324,6 +329,7 @@ impl Cluster {
                             .unwrap_or_default(),
                         fleet_out: kept.and_then(|kept| kept.fleet_out.clone()),
                         fleet_seen: kept.and_then(|kept| kept.fleet_seen.clone()),
+                        departure: kept.map(|kept| kept.departure.clone()).unwrap_or_default(),
                     }
                 })
                 .collect(),
@@ -483,6 +489,12 @@ impl Cluster {
         if let AttemptResult::Failed(kind) = outcome.result {
             if kind == levee_core::FailureKind::ConnectRefused {
                 self.record_refusal(outcome, now);
+                self.going_away(
+                    outcome.endpoint,
+                    going_away::Sign::Refused,
+                    "refused a connection",
+                    now,
+                );
             }
             endpoint.metrics.record_failure(kind);
             tracing::debug!(
@@ -651,6 +663,9 @@ impl Cluster {
     /// report it and rebuild the routing view.
     pub fn record_check(&self, endpoint: EndpointId, result: CheckResult, now: Instant) {
         let mut control = self.control.lock();
+        if self.departure_after_check(&mut control, endpoint.0, &result, now) {
+            self.refresh_routing(&mut control, now);
+        }
         let Some(transition) = control.record_check(endpoint.0, result, now) else {
             return;
         };

@@ -103,8 +103,11 @@ pub struct EndpointStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// `healthy`, `unhealthy` (failing its checks), `ejected` (by outlier
-    /// detection), `unresolved` (its name does not resolve), `slow-start`
-    /// (back, ramping up) or `unknown` (before the first check).
+    /// detection), `unresolved` (its name does not resolve), `going-away`
+    /// (it refused a connection, answered a check with a draining status or
+    /// a response with `connection: close`; out until a check passes),
+    /// `slow-start` (back, ramping up) or `unknown` (before the first
+    /// check).
     pub state: &'static str,
     /// When the state last changed (RFC 3339).
     pub since: String,
@@ -261,6 +264,16 @@ impl Cluster {
             // otherwise.
             None => (Health::Healthy, self.created_at, None),
         };
+        if let Some(going) = &control.endpoints[index].departure.going
+            && health != Health::Unhealthy
+        {
+            return EndpointState {
+                label: "going-away",
+                since: going.since,
+                reason: Some(format!("{}; out until a health check passes", going.reason)),
+                ejected_until: None,
+            };
+        }
         let ejection = control
             .outlier
             .as_ref()

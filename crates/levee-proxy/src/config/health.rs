@@ -74,6 +74,10 @@ pub(super) struct RawHttpCheck {
     /// Text the response body must contain to count as healthy. Default:
     /// any body.
     pub expect_body: Option<Spanned<String>>,
+    /// Statuses that say the endpoint is going away (draining): it leaves
+    /// rotation at the first such answer, not after `fall` checks. Default
+    /// `[503]`; `[]`: none.
+    pub draining_status: Option<Spanned<Vec<Spanned<i64>>>>,
 }
 
 impl RawTable for RawHttpCheck {}
@@ -111,6 +115,9 @@ pub struct HttpCheckSettings {
     pub expect_status: Vec<u16>,
     /// Text the response body must contain; `None`: any body. Never empty.
     pub expect_body: Option<String>,
+    /// Statuses that say "going away": the endpoint leaves rotation at the
+    /// first one, until a check passes (no `fall` count).
+    pub draining_status: Vec<u16>,
 }
 
 impl HttpCheckSettings {
@@ -118,6 +125,9 @@ impl HttpCheckSettings {
     pub const DEFAULT_METHOD: Method = Method::GET;
     /// Default [`HttpCheckSettings::expect_status`].
     pub const DEFAULT_EXPECT_STATUS: [u16; 1] = [200];
+    /// Default [`HttpCheckSettings::draining_status`]: what a server that
+    /// shuts down gracefully answers its health checks (RFC 9110 §15.6.4).
+    pub const DEFAULT_DRAINING_STATUS: [u16; 1] = [503];
 
     /// A check of `path` with every other setting at its default: `GET`,
     /// expecting 200, any body.
@@ -128,6 +138,7 @@ impl HttpCheckSettings {
             host: None,
             expect_status: HttpCheckSettings::DEFAULT_EXPECT_STATUS.to_vec(),
             expect_body: None,
+            draining_status: HttpCheckSettings::DEFAULT_DRAINING_STATUS.to_vec(),
         }
     }
 }
@@ -209,12 +220,17 @@ fn http_check<T>(
         Some(body) => Some(Some(body.get_ref().clone())),
         None => Some(None),
     };
+    let draining_status = match &raw.draining_status {
+        Some(statuses) => draining_statuses(statuses, report),
+        None => Some(HttpCheckSettings::DEFAULT_DRAINING_STATUS.to_vec()),
+    };
     Some(HttpCheckSettings {
         method: method?,
         path: path?,
         host: host?,
         expect_status: expect_status?,
         expect_body: expect_body?,
+        draining_status: draining_status?,
     })
 }
 
@@ -280,6 +296,29 @@ fn host_header(host: &Spanned<String>, report: &mut Report<'_>) -> Option<String
     );
     report.error(host.span(), message);
     None
+}
+
+/// `draining_status`: HTTP statuses, possibly none.
+fn draining_statuses(
+    statuses: &Spanned<Vec<Spanned<i64>>>,
+    report: &mut Report<'_>,
+) -> Option<Vec<u16>> {
+    let mut valid = Vec::new();
+    let mut all_valid = true;
+    for status in statuses.get_ref() {
+        match u16::try_from(*status.get_ref()) {
+            Ok(code @ 100..=599) => valid.push(code),
+            _ => {
+                let message = format!(
+                    "health.http.draining_status: {} is not an HTTP status (100 to 599)",
+                    status.get_ref()
+                );
+                report.error(status.span(), message);
+                all_valid = false;
+            }
+        }
+    }
+    all_valid.then_some(valid)
 }
 
 fn expected_statuses(

@@ -166,6 +166,7 @@ fn the_example_file_is_valid_and_sets_every_key() {
             host: Some("app.internal".into()),
             expect_status: vec![200, 204],
             expect_body: Some("ok".into()),
+            draining_status: vec![503],
         }),
         params: HealthCheckParams::default(),
     };

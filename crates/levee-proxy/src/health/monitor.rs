@@ -63,7 +63,14 @@ async fn check_loop(
         for &member in &members {
             cluster.record_check(EndpointId(member), result, now);
         }
-        tokio::time::sleep(cluster.next_check_delay(EndpointId(members[0]))).await;
+        // Sooner when one of them said it is going away.
+        let check_now = members
+            .iter()
+            .map(|&member| Box::pin(cluster.endpoint(EndpointId(member)).check_now.notified()));
+        tokio::select! {
+            () = tokio::time::sleep(cluster.next_check_delay(EndpointId(members[0]))) => {}
+            _ = futures_util::future::select_all(check_now) => {}
+        }
     }
 }
 

@@ -608,6 +608,13 @@ impl<'r> Attempts<'r> {
         breaker: Option<EndpointBreakerCall>,
     ) -> Answered {
         let (parts, body) = response.into_parts();
+        if self.cluster.watches_departures() {
+            crate::cluster::going_away::note_connection_close(
+                &self.cluster,
+                outcome.endpoint,
+                &parts.headers,
+            );
+        }
         let mut body = UpstreamBody::new(
             body,
             in_flight,
