@@ -64,6 +64,8 @@ pub mod outcome;
 pub mod outlier;
 pub mod readiness;
 pub mod retry;
+pub mod throttle;
+mod window;
 
 pub use balance::{BalancePolicy, Balancer, EndpointLoad, InFlightGuard};
 pub use breaker::{Breaker, BreakerParams, BreakerState, CallOutcome, SharedBreaker};

@@ -13,9 +13,7 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use super::BadRetryParams;
-
-/// Buckets per window: old requests fall out a tenth of a window at a time.
-const BUCKETS: usize = 10;
+use crate::window::PairWindow;
 
 /// Validated budget settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,22 +101,6 @@ impl BudgetSnapshot {
     }
 }
 
-/// Counts over one bucket of time.
-#[derive(Clone, Copy, Debug, Default)]
-struct Bucket {
-    /// Which bucket of time (since the origin) these counts are for; a slot
-    /// whose index is a window old or more holds stale counts.
-    index: u64,
-    requests: u64,
-    retries: u64,
-}
-
-/// Requests and retries over a sliding window of buckets.
-#[derive(Debug)]
-struct Counts {
-    buckets: [Bucket; BUCKETS],
-}
-
 /// A cluster's retry budget, shared by every request to the cluster (it
 /// locks internally, so `&self` is enough).
 ///
@@ -128,11 +110,8 @@ struct Counts {
 #[derive(Debug)]
 pub struct RetryBudget {
     params: RetryBudgetParams,
-    /// Bucket 0 starts here.
-    origin: Instant,
-    /// Length of one bucket, in nanoseconds (at least 1).
-    bucket_ns: u128,
-    counts: Mutex<Counts>,
+    /// Requests and retries.
+    counts: Mutex<PairWindow>,
 }
 
 impl RetryBudget {
@@ -140,11 +119,7 @@ impl RetryBudget {
     pub fn new(params: RetryBudgetParams, now: Instant) -> RetryBudget {
         RetryBudget {
             params,
-            origin: now,
-            bucket_ns: (params.window.as_nanos() / BUCKETS as u128).max(1),
-            counts: Mutex::new(Counts {
-                buckets: [Bucket::default(); BUCKETS],
-            }),
+            counts: Mutex::new(PairWindow::new(params.window, now)),
         }
     }
 
@@ -156,19 +131,16 @@ impl RetryBudget {
     /// Count one client request (once per request, not per attempt: retries
     /// must not earn budget for more retries).
     pub fn record_request(&self, now: Instant) {
-        let index = self.index(now);
-        let mut counts = self.counts.lock();
-        counts.current(index).requests += 1;
+        self.counts.lock().add(now, [1, 0]);
     }
 
     /// [`record_request`](Self::record_request), and how many retries the
     /// budget holds right after it: one lock for both, for callers that
     /// prepare a retry only when one could happen.
     pub fn record_request_and_remaining(&self, now: Instant) -> u64 {
-        let index = self.index(now);
         let mut counts = self.counts.lock();
-        counts.current(index).requests += 1;
-        counts.snapshot(index, &self.params).remaining()
+        counts.add(now, [1, 0]);
+        self.snapshot_of(&counts, now).remaining()
     }
 
     /// Take one retry (or hedge) from the budget: true if it was available
@@ -176,58 +148,27 @@ impl RetryBudget {
     /// metric and stop with
     /// [`NotRetried::BudgetExhausted`](super::NotRetried::BudgetExhausted)).
     pub fn try_withdraw(&self, now: Instant) -> bool {
-        let index = self.index(now);
         let mut counts = self.counts.lock();
-        let snapshot = counts.snapshot(index, &self.params);
+        let snapshot = self.snapshot_of(&counts, now);
         if snapshot.retries >= snapshot.allowed {
             return false;
         }
-        counts.current(index).retries += 1;
+        counts.add(now, [0, 1]);
         true
     }
 
     /// What the budget holds as of `now`.
     pub fn snapshot(&self, now: Instant) -> BudgetSnapshot {
-        let index = self.index(now);
-        self.counts.lock().snapshot(index, &self.params)
+        self.snapshot_of(&self.counts.lock(), now)
     }
 
-    /// Which bucket of time `now` falls in. An instant before the origin (a
-    /// clock the caller read before creating the budget) counts as the first.
-    fn index(&self, now: Instant) -> u64 {
-        let elapsed = now.saturating_duration_since(self.origin).as_nanos();
-        u64::try_from(elapsed / self.bucket_ns).unwrap_or(u64::MAX)
-    }
-}
-
-impl Counts {
-    /// The bucket for `index`, emptied first if it held an older bucket. A
-    /// caller whose clock reading lost a race with a newer one counts into
-    /// the newer bucket rather than wiping it.
-    fn current(&mut self, index: u64) -> &mut Bucket {
-        let bucket = &mut self.buckets[(index % BUCKETS as u64) as usize];
-        if bucket.index < index {
-            *bucket = Bucket {
-                index,
-                ..Bucket::default()
-            };
-        }
-        bucket
-    }
-
-    fn snapshot(&self, index: u64, params: &RetryBudgetParams) -> BudgetSnapshot {
-        let (requests, retries) = self
-            .buckets
-            .iter()
-            .filter(|bucket| index.saturating_sub(bucket.index) < BUCKETS as u64)
-            .fold((0u64, 0u64), |(requests, retries), bucket| {
-                (requests + bucket.requests, retries + bucket.retries)
-            });
-        let earned = requests.saturating_mul(u64::from(params.percent)) / 100;
+    fn snapshot_of(&self, counts: &PairWindow, now: Instant) -> BudgetSnapshot {
+        let [requests, retries] = counts.totals(now);
+        let earned = requests.saturating_mul(u64::from(self.params.percent)) / 100;
         BudgetSnapshot {
             requests,
             retries,
-            allowed: earned.saturating_add(params.floor()),
+            allowed: earned.saturating_add(self.params.floor()),
         }
     }
 }

@@ -120,6 +120,9 @@ pub(super) struct RawCluster {
     /// Circuit breaker (`breaker = { ... }` or `[cluster.breaker]`).
     /// Default: none.
     pub breaker: Option<Box<Spanned<RawBreaker>>>,
+    /// Client-side adaptive throttling (`throttle = { ... }` or
+    /// `[cluster.throttle]`). Default: off.
+    pub throttle: Option<Box<Spanned<super::throttle::RawThrottle>>>,
     /// TLS to the endpoints (`tls = { ... }` or `[cluster.tls]`; an empty
     /// table verifies against the system's roots). Default: cleartext.
     pub tls: Option<Box<Spanned<RawClusterTls>>>,
@@ -135,6 +138,7 @@ impl RawTable for RawCluster {
             ["admission", rest @ ..] => RawAdmission::keys_at(rest),
             ["cache", rest @ ..] => RawCache::keys_at(rest),
             ["breaker", rest @ ..] => RawBreaker::keys_at(rest),
+            ["throttle", rest @ ..] => super::throttle::RawThrottle::keys_at(rest),
             ["tls", rest @ ..] => RawClusterTls::keys_at(rest),
             _ => &[],
         }
@@ -199,6 +203,8 @@ pub struct ClusterSettings {
     pub admission: Option<AdmissionSettings>,
     /// Response cache for GET and HEAD; `None`: nothing is cached.
     pub cache: Option<CacheSettings>,
+    /// Client-side adaptive throttling; `None`: off.
+    pub throttle: Option<super::ThrottleSettings>,
     /// Circuit breaker of the cluster; `None`: none.
     pub breaker: Option<BreakerParams>,
     /// Whether the breaker's state is shared with the fleet through
@@ -288,6 +294,7 @@ impl ClusterSettings {
             retry: RetrySettings::default(),
             admission: None,
             cache: None,
+            throttle: None,
             breaker: None,
             breaker_fleet: FleetBreakerSettings::default(),
             breaker_per_endpoint: false,
@@ -444,6 +451,11 @@ pub(super) fn cluster<'r>(
         None => Some(None),
     };
     // `Some(None)`: off (the default), `None`: bad.
+    let throttle = match &raw.throttle {
+        Some(written) => super::throttle::throttle(written, report),
+        None => Some(None),
+    };
+    // `Some(None)`: off (the default), `None`: bad.
     let cache = match &raw.cache {
         Some(written) => cache::cache(written, report),
         None => Some(None),
@@ -463,8 +475,12 @@ pub(super) fn cluster<'r>(
         None => Some(None),
         Some(written) => tls::cluster_tls(written, report).map(Some),
     };
-    let (Some(breaker_fleet), Some(tls), Some((upstream_protocol, max_concurrent_streams))) =
-        (breaker_fleet, tls, upstream)
+    let (
+        Some(breaker_fleet),
+        Some(tls),
+        Some((upstream_protocol, max_concurrent_streams)),
+        Some(throttle),
+    ) = (breaker_fleet, tls, upstream, throttle)
     else {
         return Cluster {
             name,
@@ -537,6 +553,7 @@ pub(super) fn cluster<'r>(
         retry,
         admission,
         cache,
+        throttle,
         breaker,
         breaker_fleet,
         breaker_per_endpoint: raw

@@ -51,6 +51,7 @@ mod runtime;
 mod settings;
 mod store;
 mod table;
+mod throttle;
 mod tls;
 pub mod units;
 mod upstream;
@@ -82,6 +83,7 @@ pub use route::{RouteRetry, RouteSettings};
 pub use runtime::RuntimeSettings;
 pub use settings::{BadBalancePolicy, BalancePolicy, Config};
 pub use store::{OnUnreachable, StoreKind, StoreSettings};
+pub use throttle::ThrottleSettings;
 pub use tls::{CertificateFiles, ListenerTlsSettings, TlsVersion, UpstreamTlsSettings};
 pub use upstream::UpstreamProtocol;
 

@@ -232,6 +232,7 @@ fn every_key_is_documented_in_its_section() {
             "cluster.admission",
             "cluster.cache",
             "cluster.breaker",
+            "cluster.throttle",
             "cluster.tls",
             "readiness.probe"
         ]
@@ -336,6 +337,7 @@ endpoints = ["10.0.0.1:8000"]
             },
             admission: None,
             cache: None,
+            throttle: None,
             breaker: None,
             breaker_fleet: FleetBreakerSettings::default(),
             breaker_per_endpoint: false,

@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::proxy::admission::ClusterAdmission;
 use crate::proxy::cache::ResponseCache;
 use crate::proxy::retries::RetryState;
+use crate::proxy::throttle::ClusterThrottle;
 use crate::resolve::NameTable;
 use crate::route::ClusterStages;
 
@@ -206,10 +207,23 @@ fn stages(
             Arc::clone(events),
         )),
     };
+    let throttle = match (
+        kept.and_then(|stages| stages.throttle.as_ref()),
+        wanted.throttle,
+    ) {
+        (Some(kept), Some(settings)) if *kept.settings() == settings => Some(Arc::clone(kept)),
+        (_, settings) => settings.map(|settings| {
+            Arc::new(ClusterThrottle::new(
+                settings,
+                metrics.throttled(&wanted.name),
+            ))
+        }),
+    };
     ClusterStages {
         cache,
         admission,
         breaker,
+        throttle,
         retries,
     }
 }

@@ -147,6 +147,7 @@ pub struct Metrics {
     breaker_families: BreakerFamilies,
     /// Admission control (its own file).
     admission_families: AdmissionFamilies,
+    throttle_families: crate::proxy::throttle::ThrottleFamilies,
     /// Response caches (their own file).
     cache_families: CacheFamilies,
 }
@@ -197,6 +198,7 @@ impl Metrics {
             names: NameFamilies::default(),
             breaker_families: BreakerFamilies::default(),
             admission_families: AdmissionFamilies::default(),
+            throttle_families: crate::proxy::throttle::ThrottleFamilies::default(),
             cache_families: CacheFamilies::default(),
             registry: Registry::default(),
         };
@@ -359,6 +361,7 @@ impl Metrics {
         let names = NameFamilies::register(&mut registry);
         let breaker_families = BreakerFamilies::register(&mut registry);
         let admission_families = AdmissionFamilies::register(&mut registry);
+        let throttle_families = crate::proxy::throttle::ThrottleFamilies::register(&mut registry);
         let cache_families = CacheFamilies::register(&mut registry);
         Metrics {
             registry,
@@ -369,6 +372,7 @@ impl Metrics {
             names,
             breaker_families,
             admission_families,
+            throttle_families,
             cache_families,
             ..metrics
         }
@@ -400,6 +404,12 @@ impl Metrics {
     /// admission control, so others show none).
     pub fn admission(&self, cluster: &str) -> AdmissionMetrics {
         self.admission_families.handles(cluster)
+    }
+
+    /// `levee_throttled_total` of one cluster (only for clusters with
+    /// throttling).
+    pub fn throttled(&self, cluster: &str) -> Counter {
+        self.throttle_families.rejected(cluster)
     }
 
     /// Handles for one circuit breaker's series.

@@ -70,6 +70,14 @@ pub enum ProxyError {
         /// Why it was not admitted.
         rejected: Rejected,
     },
+    /// Client-side throttling rejected the request: the upstream has been
+    /// rejecting requests (503, 429).
+    Throttled {
+        /// Cluster name.
+        cluster: String,
+        /// With which probability requests are rejected now.
+        throttled: super::throttle::Throttled,
+    },
     /// The cluster's circuit breaker is open: levee fails fast.
     BreakerOpen {
         /// The breaker (its cluster's name).
@@ -143,9 +151,9 @@ impl ProxyError {
                 _ => StatusCode::BAD_GATEWAY,
             },
             ProxyError::Deadline { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::Overloaded { .. } | ProxyError::BreakerOpen { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::Overloaded { .. }
+            | ProxyError::BreakerOpen { .. }
+            | ProxyError::Throttled { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::CacheFill {
                 timed_out: true, ..
             } => StatusCode::GATEWAY_TIMEOUT,
@@ -167,6 +175,7 @@ impl ProxyError {
             | ProxyError::ClientBody { attempts, .. } => *attempts,
             ProxyError::NoEndpoint { .. }
             | ProxyError::Overloaded { .. }
+            | ProxyError::Throttled { .. }
             | ProxyError::CacheFill { .. }
             | ProxyError::BreakerOpen { .. }
             | ProxyError::BadRequest { .. }
@@ -177,6 +186,9 @@ impl ProxyError {
     fn message(&self) -> &'static str {
         match self {
             ProxyError::Overloaded { .. } => "overloaded: request shed by admission control",
+            ProxyError::Throttled { .. } => {
+                "throttled: the upstream is rejecting requests, so levee rejects some first"
+            }
             ProxyError::CacheFill { .. } => "the cache fill this request waited for failed",
             ProxyError::BreakerOpen { .. } => "circuit breaker open: failing fast",
             ProxyError::NoEndpoint { .. } => "no endpoint available",
@@ -214,7 +226,7 @@ impl ProxyError {
     }
 
     /// Which of levee's rules answered, as access logs name it: `shed`,
-    /// `breaker-open`, `no-endpoint`, `upstream`, `deadline`, `cache-fill`,
+    /// `throttled`, `breaker-open`, `no-endpoint`, `upstream`, `deadline`, `cache-fill`,
     /// `client-body`, `bad-request`, `no-route`.
     pub fn rule(&self) -> &'static str {
         match self {
@@ -222,6 +234,7 @@ impl ProxyError {
             ProxyError::Upstream { .. } => "upstream",
             ProxyError::Deadline { .. } => "deadline",
             ProxyError::Overloaded { .. } => "shed",
+            ProxyError::Throttled { .. } => "throttled",
             ProxyError::BreakerOpen { .. } => "breaker-open",
             ProxyError::CacheFill { .. } => "cache-fill",
             ProxyError::ClientBody { .. } => "client-body",
@@ -234,6 +247,7 @@ impl ProxyError {
     pub fn log_reason(&self) -> String {
         match self {
             ProxyError::Overloaded { rejected, .. } => rejected.to_string(),
+            ProxyError::Throttled { throttled, .. } => throttled.to_string(),
             ProxyError::BreakerOpen { breaker, rejected } => format!("{breaker}: {rejected}"),
             ProxyError::Upstream { endpoint, kind, .. } => format!("{endpoint}: {kind}"),
             ProxyError::CacheFill { reason, .. } => reason.clone(),
@@ -288,6 +302,15 @@ impl ProxyError {
                 attempts: None,
                 retry: None,
                 reason: Some(rejected.to_string()),
+            },
+            ProxyError::Throttled { cluster, throttled } => ErrorBody {
+                error: self.message(),
+                cluster: Some(cluster),
+                endpoint: None,
+                kind: Some("throttled"),
+                attempts: None,
+                retry: None,
+                reason: Some(throttled.to_string()),
             },
             ProxyError::BreakerOpen { breaker, rejected } => ErrorBody {
                 error: self.message(),

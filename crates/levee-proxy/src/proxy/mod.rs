@@ -22,6 +22,7 @@ pub mod grpc;
 mod headers;
 pub mod retries;
 pub mod switched;
+pub mod throttle;
 pub mod tunnel;
 mod upstream_request;
 
@@ -277,10 +278,23 @@ pub(crate) async fn forward(
                 })
         })
         .transpose()?;
+    // After the breaker: a request the breaker rejects is not one the
+    // upstream was asked.
+    if let Some(throttle) = &route.throttle {
+        throttle
+            .admit(Instant::now())
+            .map_err(|throttled| ProxyError::Throttled {
+                cluster: cluster.name.clone(),
+                throttled,
+            })?;
+    }
     let Finished {
         result,
         client_time,
     } = attempt(route, request, client, started, deadline).await;
+    if let (Some(throttle), Ok(answered)) = (&route.throttle, &result) {
+        throttle.record(grpc::judged_status(&answered.response), Instant::now());
+    }
     if let Some(call) = breaker {
         // A slow upload is the client's time, not a slow call.
         let outcome = breaker_outcome(&result, call.elapsed().saturating_sub(client_time));

@@ -20,6 +20,7 @@ use crate::config::{ClusterSettings, RetrySettings, RouteSettings};
 use crate::proxy::admission::ClusterAdmission;
 use crate::proxy::cache::ResponseCache;
 use crate::proxy::retries::RetryState;
+use crate::proxy::throttle::ClusterThrottle;
 
 /// Routes in order, and what requests no route takes get.
 pub struct Router<T> {
@@ -73,6 +74,8 @@ pub struct Route {
     pub admission: Option<Arc<ClusterAdmission>>,
     /// The cluster's circuit breaker, if it has one.
     pub breaker: Option<Arc<ClusterBreaker>>,
+    /// The cluster's client-side throttling, if it has it.
+    pub throttle: Option<Arc<ClusterThrottle>>,
     /// The cluster's retry budget, hedging latencies and retry counters.
     pub retries: Arc<RetryState>,
     /// Its listener writes an access log: attempts keep what the line
@@ -91,6 +94,8 @@ pub struct ClusterStages {
     /// Its circuit breaker (the cluster's own; per-endpoint breakers belong
     /// to the cluster's endpoints).
     pub breaker: Option<Arc<ClusterBreaker>>,
+    /// Its client-side throttling.
+    pub throttle: Option<Arc<ClusterThrottle>>,
     /// What its requests share across their attempts.
     pub retries: Arc<RetryState>,
 }
@@ -106,6 +111,7 @@ impl Route {
             cache: stages.cache,
             admission: stages.admission,
             breaker: stages.breaker,
+            throttle: stages.throttle,
             retries: stages.retries,
             access_log: false,
             cluster,
@@ -128,6 +134,7 @@ impl Route {
             cache: stages.cache.filter(|_| route.cache.unwrap_or(true)),
             admission: stages.admission,
             breaker: stages.breaker,
+            throttle: stages.throttle,
             retries: stages.retries,
             access_log: false,
             cluster,
