@@ -9,6 +9,7 @@
 //! rule fired instead of a bare 502.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::outcome::{AttemptResult, FailureKind, Outcome, SendPhase};
 
@@ -112,6 +113,17 @@ pub enum NotRetried {
         /// On how many endpoints.
         endpoints: u32,
     },
+    /// The time left before the request's deadline could not cover another
+    /// attempt (less than the cluster's typical latency, or less than the
+    /// backoff before it): starting one would only be wasted work.
+    NoTimeLeft {
+        /// Time left when the decision was made.
+        left: Duration,
+        /// What another attempt needs at least.
+        needs: Duration,
+        /// What `needs` is: `"the cluster's p50"` or `"the backoff"`.
+        what: &'static str,
+    },
 }
 
 impl NotRetried {
@@ -127,6 +139,7 @@ impl NotRetried {
             NotRetried::NoOtherEndpoint => "no-other-endpoint",
             NotRetried::BudgetExhausted => "budget-exhausted",
             NotRetried::Poison { .. } => "poison",
+            NotRetried::NoTimeLeft { .. } => "no-time-left",
         }
     }
 }
@@ -149,6 +162,12 @@ impl fmt::Display for NotRetried {
             NotRetried::Poison { endpoints, .. } => write!(
                 f,
                 "poison request (failed the same way on {endpoints} endpoints)"
+            ),
+            NotRetried::NoTimeLeft { left, needs, what } => write!(
+                f,
+                "{} ms left before the deadline, less than {what} ({} ms)",
+                left.as_millis(),
+                needs.as_millis()
             ),
         }
     }

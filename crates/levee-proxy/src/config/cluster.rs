@@ -65,6 +65,10 @@ pub(super) struct RawCluster {
     /// Local address to connect from (traffic, checks, tcp sessions), an IP
     /// address of this host. Default: the system's choice.
     pub source_address: Option<Spanned<String>>,
+    /// A request header that carries the caller's deadline in milliseconds
+    /// (read, and rewritten with the time left on every attempt). Default:
+    /// none (gRPC's `grpc-timeout` is always read and rewritten).
+    pub deadline_header: Option<Spanned<String>>,
     /// Share endpoint health with the fleet through `[store]`. Default
     /// `true` with a Redis store, `false` otherwise.
     pub share_health: Option<bool>,
@@ -225,6 +229,10 @@ pub struct ClusterSettings {
     /// Local address connections to the endpoints are made from; `None`:
     /// the system's choice.
     pub source_address: Option<std::net::IpAddr>,
+    /// The header carrying the caller's deadline in milliseconds, read and
+    /// rewritten with the time left on each attempt; `None`: only gRPC's
+    /// `grpc-timeout`.
+    pub deadline_header: Option<http::HeaderName>,
     /// Distinct instances that must judge an endpoint bad within the
     /// store's report lifetime to take it out fleet-wide (capped by the
     /// fleet's size, so 1 while an instance is alone).
@@ -301,6 +309,7 @@ impl ClusterSettings {
             tls: None,
             share_health: None,
             source_address: None,
+            deadline_header: None,
             health_quorum: ClusterSettings::DEFAULT_HEALTH_QUORUM,
         }
     }
@@ -401,6 +410,19 @@ pub(super) fn cluster<'r>(
                     written.span(),
                     format!(
                         "source_address: {:?} is not an IP address (e.g. \"10.0.0.5\")",
+                        written.get_ref()
+                    ),
+                );
+            })
+            .ok()
+    });
+    let deadline_header = raw.deadline_header.as_ref().and_then(|written| {
+        http::HeaderName::from_bytes(written.get_ref().as_bytes())
+            .map_err(|_| {
+                report.error(
+                    written.span(),
+                    format!(
+                        "deadline_header: {:?} is not a header name (e.g. \"x-request-timeout-ms\")",
                         written.get_ref()
                     ),
                 );
@@ -564,6 +586,7 @@ pub(super) fn cluster<'r>(
         tls,
         share_health: raw.share_health,
         source_address,
+        deadline_header,
         health_quorum,
     };
     Cluster {

@@ -344,6 +344,7 @@ endpoints = ["10.0.0.1:8000"]
             tls: None,
             share_health: None,
             source_address: None,
+            deadline_header: None,
             health_quorum: 2,
         }],
         readiness: ReadinessSettings::default(),

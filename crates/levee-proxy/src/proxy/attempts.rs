@@ -71,6 +71,9 @@ pub struct RequestHead {
     pub uri: Uri,
     /// Headers as they go upstream.
     pub headers: HeaderMap,
+    /// How each attempt is told the time left before the deadline, if it
+    /// is (`deadline_header`, or a gRPC call's `grpc-timeout`).
+    pub propagation: Option<super::deadline::Propagation>,
 }
 
 impl RequestHead {
@@ -388,7 +391,11 @@ impl<'r> Attempts<'r> {
         now: Instant,
     ) -> Option<Prepared> {
         let body = self.payload.for_attempt()?;
-        let request = self.head.request(body);
+        let mut request = self.head.request(body);
+        if let Some(propagation) = &self.head.propagation {
+            let left = self.deadline.saturating_duration_since(now);
+            super::deadline::write(request.headers_mut(), propagation, left);
+        }
         self.tried.push(endpoint);
         self.running.push(Running {
             endpoint,
@@ -542,7 +549,20 @@ impl<'r> Attempts<'r> {
         if self.cluster.pick_other(now, &excluded).is_none() {
             return Some(NotRetried::NoOtherEndpoint);
         }
-        None
+        self.no_time_left(now)
+    }
+
+    /// Whether the time left before the deadline is below what an attempt
+    /// typically takes (the cluster's p50, when it has enough latencies):
+    /// then a retry or hedge would be work nobody waits for.
+    fn no_time_left(&self, now: Instant) -> Option<NotRetried> {
+        let typical = self.retries.typical_latency(now)?;
+        let left = self.deadline.saturating_duration_since(now);
+        (left < typical).then_some(NotRetried::NoTimeLeft {
+            left,
+            needs: typical,
+            what: "the cluster's p50",
+        })
     }
 
     /// Retry after `last` failed, after a backoff (the budget has paid).
@@ -554,8 +574,19 @@ impl<'r> Attempts<'r> {
             .retry
             .backoff
             .delay(retry_number, &mut rand::rng());
-        let resume = (now + wait).min(self.deadline);
-        tokio::time::sleep_until(resume).await;
+        if now + wait >= self.deadline {
+            // Waiting out the backoff would leave no time: fail now.
+            let left = self.deadline.saturating_duration_since(now);
+            return Step::Stop(self.give_up(
+                last,
+                NotRetried::NoTimeLeft {
+                    left,
+                    needs: wait,
+                    what: "the backoff",
+                },
+            ));
+        }
+        tokio::time::sleep_until(now + wait).await;
         let now = Instant::now();
         let Some((next, breaker)) = self.admit(None, now) else {
             return Step::Stop(self.give_up(last, NotRetried::NoOtherEndpoint));
@@ -582,6 +613,10 @@ impl<'r> Attempts<'r> {
         // A route may turn hedging off for its requests.
         self.retry.hedge?;
         let delay = self.retries.hedge_delay(now)?;
+        if let Some(stop) = self.no_time_left(now) {
+            tracing::debug!(cluster = %self.cluster.name, reason = %stop, "not hedging");
+            return None;
+        }
         // A permit not used (no budget) is given back when dropped.
         let (next, breaker) = self.admit(None, now)?;
         if !self.retries.try_spend(now) {

@@ -19,7 +19,8 @@ use http_body_util::Full;
 
 static GRPC_STATUS: header::HeaderName = header::HeaderName::from_static("grpc-status");
 static GRPC_MESSAGE: header::HeaderName = header::HeaderName::from_static("grpc-message");
-static GRPC_TIMEOUT: header::HeaderName = header::HeaderName::from_static("grpc-timeout");
+pub(super) static GRPC_TIMEOUT: header::HeaderName =
+    header::HeaderName::from_static("grpc-timeout");
 
 /// Whether a message with `version` and `headers` is a gRPC call or answer.
 pub fn is_grpc(version: Version, headers: &HeaderMap) -> bool {

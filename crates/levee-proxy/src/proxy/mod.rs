@@ -17,6 +17,7 @@ mod attempts;
 pub mod body;
 pub mod cache;
 pub mod client;
+mod deadline;
 pub mod error;
 pub mod grpc;
 mod headers;
@@ -251,8 +252,14 @@ pub(crate) async fn forward(
     started: Instant,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     let cluster = &route.cluster;
-    // A gRPC call's own deadline bounds levee's when it is shorter.
-    let timeout = match grpc::timeout(request.version(), request.headers()) {
+    // The caller's own deadline (grpc-timeout, deadline_header) bounds
+    // levee's when it is shorter.
+    let caller = deadline::caller_timeout(
+        request.version(),
+        request.headers(),
+        cluster.settings.deadline_header.as_ref(),
+    );
+    let timeout = match caller {
         Some(caller) => caller.min(route.request_timeout),
         None => route.request_timeout,
     };
@@ -265,6 +272,14 @@ pub(crate) async fn forward(
             cluster: cluster.name.clone(),
             rejected,
         })?;
+    // A request whose deadline passed while it queued is dropped here,
+    // never sent: its caller has given up.
+    if admission.is_some() && Instant::now() >= deadline {
+        return Err(ProxyError::Deadline {
+            cluster: cluster.name.clone(),
+            attempts: 0,
+        });
+    }
     // After admission (shed requests never count), before any attempt.
     let breaker = route
         .breaker
@@ -423,10 +438,16 @@ async fn attempt(
         }
         None => (deadline, std::time::Duration::ZERO),
     };
+    let propagation = deadline::propagation(
+        parts.version,
+        &parts.headers,
+        cluster.settings.deadline_header.as_ref(),
+    );
     let head = RequestHead {
         method: parts.method,
         uri: parts.uri,
         headers: parts.headers,
+        propagation,
     };
     Attempts::new(route, head, payload, idempotent, deadline, waited)
         .run(first)

@@ -121,6 +121,13 @@ impl RetryState {
         }
     }
 
+    /// The cluster's median response-head latency over the hedging window;
+    /// `None` without hedging (no latencies are kept) or with too few.
+    /// Asked only when a retry or hedge is considered.
+    pub fn typical_latency(&self, now: Instant) -> Option<Duration> {
+        self.hedge.as_ref()?.latencies.lock().quantile(0.5, now)
+    }
+
     /// How long an idempotent request waits for an answer before it is
     /// hedged; `None` when hedging is off.
     pub fn hedge_delay(&self, now: Instant) -> Option<Duration> {
