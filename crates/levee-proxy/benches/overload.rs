@@ -171,6 +171,7 @@ async fn main() {
             .build()
             .expect("admission params"),
         adaptive: None,
+        priority_header: None,
     };
     let mut runs = Vec::new();
     for (name, admission, cache) in [

@@ -158,6 +158,7 @@ async fn a_shed_request_names_the_rule_that_shed_it() {
             .build()
             .expect("params"),
         adaptive: None,
+        priority_header: None,
     });
     let (gateway, addr) = start(config).await;
     let client = client();

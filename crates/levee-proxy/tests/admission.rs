@@ -28,6 +28,7 @@ async fn past_the_limit_requests_are_shed_at_once_and_never_reach_the_upstream()
             .build()
             .expect("params"),
         adaptive: None,
+        priority_header: None,
     });
     let (gateway, addr) = start(config).await;
     let client = client();
@@ -80,8 +81,8 @@ async fn past_the_limit_requests_are_shed_at_once_and_never_reach_the_upstream()
     let admin = gateway.admin_address();
     let metrics = get(&client, admin, "/metrics").await.body;
     for series in [
-        r#"levee_admission_shed_total{cluster="app",reason="queue_full"} 3"#,
-        r#"levee_admission_shed_total{cluster="app",reason="timeout"} 1"#,
+        r#"levee_admission_shed_total{cluster="app",reason="queue_full",class="default"} 3"#,
+        r#"levee_admission_shed_total{cluster="app",reason="timeout",class="default"} 1"#,
         r#"levee_admission_limit{cluster="app"} 2"#,
         "levee_admission_wait_seconds_bucket{",
     ] {
@@ -115,6 +116,7 @@ async fn an_adaptive_limit_shrinks_when_the_upstream_slows_down() {
             .build()
             .expect("params"),
         adaptive: Some(levee_proxy::config::AdaptiveLimitSettings { min_concurrency: 2 }),
+        priority_header: None,
     });
     let (gateway, addr) = start(config).await;
     let client = client();

@@ -69,6 +69,7 @@ async fn the_dashboard_shows_endpoints_breaker_and_charts_and_follows_a_failure(
             .build()
             .expect("params"),
         adaptive: None,
+        priority_header: None,
     });
     let (gateway, addr) = start(config).await;
     let admin = gateway.admin_address();

@@ -47,6 +47,7 @@ fn prefix_route(name: &str, prefix: &str, cluster: &str) -> RouteSettings {
         request_timeout: None,
         retry: RouteRetry::default(),
         cache: None,
+        priority: None,
     }
 }
 

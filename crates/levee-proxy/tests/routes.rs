@@ -31,6 +31,7 @@ fn route(name: &str, cluster: &str, matches: RouteMatch) -> RouteSettings {
         request_timeout: None,
         retry: RouteRetry::default(),
         cache: None,
+        priority: None,
     }
 }
 

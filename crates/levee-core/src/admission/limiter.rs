@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::queue::{AdmissionQueue, Entry, WaiterId};
-use super::{AdmissionParams, Rejected};
+use super::{AdmissionParams, CLASSES, Priority, Rejected};
 
 /// A per-cluster concurrency limit with a bounded, controlled-delay queue.
 ///
@@ -19,9 +19,13 @@ pub struct Admission {
 }
 
 struct Shared {
-    /// A waiter's value is the sender that hands it its [`Permit`].
-    queue: Mutex<AdmissionQueue<oneshot::Sender<Permit>>>,
+    /// A waiter's value is the sender that hands it its [`Permit`] (or
+    /// tells it it was displaced by a higher class).
+    queue: Mutex<AdmissionQueue<Waiting>>,
 }
+
+/// How a queued request learns its fate.
+type Waiting = oneshot::Sender<Result<Permit, Rejected>>;
 
 impl Admission {
     /// A limiter with no request in flight.
@@ -46,17 +50,35 @@ impl Admission {
     /// Cancel-safe: dropping the future gives up the place in the queue, and
     /// a permit handed over at that moment is passed on to the next waiter.
     pub async fn acquire(&self) -> Result<Permit, Rejected> {
+        self.acquire_as(Priority::Default).await
+    }
+
+    /// [`acquire`](Self::acquire) for a request of class `priority`: it
+    /// waits only behind requests of its class or higher, and a full queue
+    /// sheds a waiter of a lower class to make room for it (that waiter
+    /// gets [`Rejected::Displaced`]).
+    pub async fn acquire_as(&self, priority: Priority) -> Result<Permit, Rejected> {
         // Most calls find a free slot: no channel, no clock read.
         if let Some(permit) = self.try_acquire() {
             return Ok(permit);
         }
         let start = Instant::now();
         let (tx, mut rx) = oneshot::channel();
-        let entry = self.shared.queue.lock().enter(start, tx);
+        let entry = self.shared.queue.lock().enter(start, priority, tx);
         let (id, deadline) = match entry {
             Entry::Admitted => return Ok(Permit::new(self.shared.clone())),
             Entry::Full { waiting } => return Err(Rejected::QueueFull { waiting }),
-            Entry::Queued { id, deadline } => (id, deadline),
+            Entry::Queued {
+                id,
+                deadline,
+                displaced,
+            } => {
+                if let Some(victim) = displaced {
+                    // Outside the lock; a victim that has gone ignores it.
+                    let _ = victim.send(Err(Rejected::Displaced { by: priority }));
+                }
+                (id, deadline)
+            }
         };
         // Declared after `rx`, so dropped before it: a cancelled waiter first
         // leaves the queue, then drops any permit already sent to it, whose
@@ -69,9 +91,9 @@ impl Admission {
             waited: deadline.saturating_duration_since(start),
         };
         match tokio::time::timeout_at(deadline, &mut rx).await {
-            Ok(Ok(permit)) => {
+            Ok(Ok(answer)) => {
                 place.id = None;
-                Ok(permit)
+                answer
             }
             // The releaser found us past our deadline and dropped the sender.
             Ok(Err(_)) => {
@@ -84,7 +106,7 @@ impl Admission {
                 }
                 // A releaser chose us at the same instant and is about to
                 // send (or drop) outside the lock: take what it decided.
-                rx.await.map_err(|_| timeout)
+                rx.await.unwrap_or(Err(timeout))
             }
         }
     }
@@ -115,7 +137,7 @@ impl Admission {
         for sender in granted {
             // A waiter that has gone hands the permit back: dropping it
             // releases the slot to the next one.
-            drop(sender.send(Permit::new(self.shared.clone())));
+            drop(sender.send(Ok(Permit::new(self.shared.clone()))));
         }
     }
 
@@ -127,6 +149,11 @@ impl Admission {
     /// Requests waiting for a slot.
     pub fn queued(&self) -> usize {
         self.shared.queue.lock().queued()
+    }
+
+    /// Requests waiting for a slot, per class (the highest first).
+    pub fn queued_by_class(&self) -> [usize; CLASSES] {
+        self.shared.queue.lock().queued_by_class()
     }
 
     /// Whether the queue has not been empty for `codel_interval` at `now`:
@@ -206,12 +233,14 @@ impl Drop for Permit {
             let Some(sender) = next else { return };
             // Sent outside the lock: a permit that bounces back is dropped
             // here, and dropping one takes the lock.
-            match sender.send(Permit::new(shared.clone())) {
+            match sender.send(Ok(Permit::new(shared.clone()))) {
                 Ok(()) => return,
-                Err(mut unwanted) => {
+                Err(unwanted) => {
                     // Its waiter was cancelled between leaving the lock and
                     // now; the slot is still ours, so offer it to the next.
-                    unwanted.shared = None;
+                    if let Ok(mut unwanted) = unwanted {
+                        unwanted.shared = None;
+                    }
                 }
             }
         }

@@ -22,10 +22,12 @@
 mod gradient;
 mod limiter;
 mod params;
+mod priority;
 mod queue;
 mod rejected;
 
 pub use gradient::{BadGradientParams, GradientLimit};
 pub use limiter::{Admission, Permit};
 pub use params::{AdmissionParams, AdmissionParamsBuilder, BadAdmissionParams};
+pub use priority::{CLASSES, Priority, UnknownPriority};
 pub use rejected::Rejected;

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use tokio::time::Instant;
 
 use super::AdmissionParams;
+use super::priority::{CLASSES, Priority};
 
 /// Names one waiter, so that it can leave the queue when its caller gives up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -16,12 +17,18 @@ pub(crate) struct WaiterId(u64);
 
 /// What happened to a request that asked for a slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Entry {
+pub(crate) enum Entry<T> {
     /// It holds a slot now.
     Admitted,
     /// It waits; it is shed at `deadline` unless a slot reaches it first.
-    Queued { id: WaiterId, deadline: Instant },
-    /// Rejected at once: the queue already holds `waiting` requests.
+    /// `displaced`: the waiter of a lower class shed to make room for it.
+    Queued {
+        id: WaiterId,
+        deadline: Instant,
+        displaced: Option<T>,
+    },
+    /// Rejected at once: the queue already holds `waiting` requests, none
+    /// of a lower class.
     Full { waiting: usize },
 }
 
@@ -32,8 +39,28 @@ struct Waiter<T> {
     value: T,
 }
 
-/// Slots in use and the queue of requests waiting for one, with the
-/// adaptive-LIFO and controlled-delay rules of Facebook's "Fail at Scale".
+/// The waiters of one priority class.
+#[derive(Debug)]
+struct Class<T> {
+    /// Oldest at the front. Ids grow towards the back.
+    waiters: VecDeque<Waiter<T>>,
+    /// Since when this class's queue has been non-empty; `None` while it is
+    /// empty. Only this decides whether it is standing.
+    nonempty_since: Option<Instant>,
+}
+
+impl<T> Default for Class<T> {
+    fn default() -> Self {
+        Class {
+            waiters: VecDeque::new(),
+            nonempty_since: None,
+        }
+    }
+}
+
+/// Slots in use and the queues of requests waiting for one, one per
+/// priority class, with the adaptive-LIFO and controlled-delay rules of
+/// Facebook's "Fail at Scale" in each.
 #[derive(Debug)]
 pub(crate) struct AdmissionQueue<T> {
     params: AdmissionParams,
@@ -42,11 +69,8 @@ pub(crate) struct AdmissionQueue<T> {
     limit: usize,
     /// Slots held, including ones handed to a waiter that has not woken yet.
     in_flight: usize,
-    /// Oldest at the front. Ids grow towards the back.
-    waiters: VecDeque<Waiter<T>>,
-    /// Since when the queue has been non-empty; `None` while it is empty.
-    /// Only this decides whether the queue is standing.
-    nonempty_since: Option<Instant>,
+    /// One queue per class, the highest first; `max_queue` bounds them all.
+    classes: [Class<T>; CLASSES],
     next_id: u64,
 }
 
@@ -56,8 +80,7 @@ impl<T> AdmissionQueue<T> {
             limit: params.max_concurrency(),
             params,
             in_flight: 0,
-            waiters: VecDeque::new(),
-            nonempty_since: None,
+            classes: Default::default(),
             next_id: 0,
         }
     }
@@ -92,15 +115,29 @@ impl<T> AdmissionQueue<T> {
         self.in_flight
     }
 
+    /// Waiters of every class.
     pub(crate) fn queued(&self) -> usize {
-        self.waiters.len()
+        self.classes.iter().map(|class| class.waiters.len()).sum()
     }
 
-    /// Whether the queue has not been empty for `codel_interval`. A queue
-    /// that keeps emptying absorbs bursts; one that never empties only adds
-    /// delay (CoDel's "good queue" and "bad queue").
+    /// Waiters per class, the highest first.
+    pub(crate) fn queued_by_class(&self) -> [usize; CLASSES] {
+        let mut counts = [0; CLASSES];
+        for (count, class) in counts.iter_mut().zip(&self.classes) {
+            *count = class.waiters.len();
+        }
+        counts
+    }
+
+    /// Whether some class's queue has not been empty for `codel_interval`.
+    /// A queue that keeps emptying absorbs bursts; one that never empties
+    /// only adds delay (CoDel's "good queue" and "bad queue").
     pub(crate) fn standing(&self, now: Instant) -> bool {
-        self.nonempty_since.is_some_and(|since| {
+        (0..CLASSES).any(|class| self.class_standing(class, now))
+    }
+
+    fn class_standing(&self, class: usize, now: Instant) -> bool {
+        self.classes[class].nonempty_since.is_some_and(|since| {
             now.saturating_duration_since(since) >= self.params.codel_interval()
         })
     }
@@ -121,35 +158,55 @@ impl<T> AdmissionQueue<T> {
         false
     }
 
-    /// A request asks for a slot at `now`; `value` is kept while it waits.
-    pub(crate) fn enter(&mut self, now: Instant, value: T) -> Entry {
+    /// A request of class `priority` asks for a slot at `now`; `value` is
+    /// kept while it waits. A full queue makes room by shedding the oldest
+    /// waiter of the lowest class below `priority` (handed back in
+    /// [`Entry::Queued::displaced`]), or rejects the request.
+    pub(crate) fn enter(&mut self, now: Instant, priority: Priority, value: T) -> Entry<T> {
         if self.in_flight < self.limit {
             self.in_flight += 1;
             return Entry::Admitted;
         }
-        if self.waiters.len() >= self.params.max_queue() {
-            // Rejecting at once is the point: a bounded queue turns a stall
-            // into fast 503s instead of every client timing out.
-            return Entry::Full {
-                waiting: self.waiters.len(),
+        let mut displaced = None;
+        if self.queued() >= self.params.max_queue() {
+            // The oldest of the lowest class below this one: shed first.
+            let victim = (priority.index() + 1..CLASSES)
+                .rev()
+                .find(|&class| !self.classes[class].waiters.is_empty());
+            let Some(victim) = victim else {
+                // Rejecting at once is the point: a bounded queue turns a
+                // stall into fast 503s instead of every client timing out.
+                return Entry::Full {
+                    waiting: self.queued(),
+                };
             };
+            let class = &mut self.classes[victim];
+            displaced = class.waiters.pop_front().map(|waiter| waiter.value);
+            if class.waiters.is_empty() {
+                class.nonempty_since = None;
+            }
         }
-        let since = *self.nonempty_since.get_or_insert(now);
+        let class = priority.index();
+        let since = *self.classes[class].nonempty_since.get_or_insert(now);
         let deadline = self.deadline(since, now);
         let id = WaiterId(self.next_id);
         self.next_id += 1;
-        self.waiters.push_back(Waiter {
+        self.classes[class].waiters.push_back(Waiter {
             id,
             deadline,
             value,
         });
-        Entry::Queued { id, deadline }
+        Entry::Queued {
+            id,
+            deadline,
+            displaced,
+        }
     }
 
-    /// When a waiter queued at `enqueued` is shed, given that the queue has
-    /// been non-empty since `since`. While it waits the queue stays
-    /// non-empty, so `since` cannot change and the deadline is fixed on
-    /// entry: `queue_timeout` after entering, cut to `codel_target` after
+    /// When a waiter queued at `enqueued` is shed, given that its class's
+    /// queue has been non-empty since `since`. While it waits that queue
+    /// stays non-empty, so `since` cannot change and the deadline is fixed
+    /// on entry: `queue_timeout` after entering, cut to `codel_target` after
     /// entering once the queue becomes standing (at `since + codel_interval`).
     fn deadline(&self, since: Instant, enqueued: Instant) -> Instant {
         let p = &self.params;
@@ -175,35 +232,48 @@ impl<T> AdmissionQueue<T> {
         None
     }
 
-    /// The waiter to serve next, dropping those past their deadline.
+    /// The waiter to serve next: of the highest class waiting, dropping
+    /// those past their deadline.
     fn next_waiter(&mut self, now: Instant) -> Option<T> {
-        loop {
+        for class in 0..CLASSES {
             // Adaptive LIFO: in a standing queue the newest waiter is the one
             // most likely to still have a client; the oldest are likely gone.
-            let next = if self.standing(now) {
-                self.waiters.pop_back()
-            } else {
-                self.waiters.pop_front()
-            };
-            let waiter = next?;
-            if self.waiters.is_empty() {
-                self.nonempty_since = None;
-            }
-            if waiter.deadline > now {
-                return Some(waiter.value);
+            let lifo = self.class_standing(class, now);
+            let queue = &mut self.classes[class];
+            loop {
+                let next = if lifo {
+                    queue.waiters.pop_back()
+                } else {
+                    queue.waiters.pop_front()
+                };
+                let Some(waiter) = next else {
+                    break;
+                };
+                if queue.waiters.is_empty() {
+                    queue.nonempty_since = None;
+                }
+                if waiter.deadline > now {
+                    return Some(waiter.value);
+                }
             }
         }
+        None
     }
 
     /// The waiter `id` gives up (timed out or cancelled). Returns its value,
     /// or `None` if it is no longer queued (it was chosen or dropped).
     pub(crate) fn leave(&mut self, id: WaiterId) -> Option<T> {
-        let index = self.waiters.binary_search_by_key(&id, |w| w.id).ok()?;
-        let waiter = self.waiters.remove(index)?;
-        if self.waiters.is_empty() {
-            self.nonempty_since = None;
+        for class in &mut self.classes {
+            let Ok(index) = class.waiters.binary_search_by_key(&id, |w| w.id) else {
+                continue;
+            };
+            let waiter = class.waiters.remove(index)?;
+            if class.waiters.is_empty() {
+                class.nonempty_since = None;
+            }
+            return Some(waiter.value);
         }
-        Some(waiter.value)
+        None
     }
 }
 
@@ -227,9 +297,9 @@ mod tests {
         AdmissionQueue::new(params)
     }
 
-    fn queued(entry: Entry) -> (WaiterId, Instant) {
+    fn queued(entry: Entry<&'static str>) -> (WaiterId, Instant) {
         match entry {
-            Entry::Queued { id, deadline } => (id, deadline),
+            Entry::Queued { id, deadline, .. } => (id, deadline),
             other => panic!("expected to queue, got {other:?}"),
         }
     }
@@ -238,10 +308,13 @@ mod tests {
     fn admits_up_to_the_limit_then_queues_then_rejects() {
         let t0 = Instant::now();
         let mut q = queue(2, 1);
-        assert_eq!(q.enter(t0, "a"), Entry::Admitted);
-        assert_eq!(q.enter(t0, "b"), Entry::Admitted);
-        queued(q.enter(t0, "c"));
-        assert_eq!(q.enter(t0, "d"), Entry::Full { waiting: 1 });
+        assert_eq!(q.enter(t0, Priority::Default, "a"), Entry::Admitted);
+        assert_eq!(q.enter(t0, Priority::Default, "b"), Entry::Admitted);
+        queued(q.enter(t0, Priority::Default, "c"));
+        assert_eq!(
+            q.enter(t0, Priority::Default, "d"),
+            Entry::Full { waiting: 1 }
+        );
         assert_eq!((q.in_flight(), q.queued()), (2, 1));
     }
 
@@ -249,9 +322,9 @@ mod tests {
     fn releases_in_arrival_order_while_draining() {
         let t0 = Instant::now();
         let mut q = queue(1, 10);
-        q.enter(t0, "held");
+        q.enter(t0, Priority::Default, "held");
         for name in ["1", "2", "3"] {
-            queued(q.enter(t0, name));
+            queued(q.enter(t0, Priority::Default, name));
         }
         let t1 = t0 + ms(10);
         assert_eq!(q.release(t1), Some("1"));
@@ -270,12 +343,12 @@ mod tests {
     fn a_draining_waiter_may_wait_queue_timeout() {
         let t0 = Instant::now();
         let mut q = queue(1, 10);
-        q.enter(t0, "held");
-        let (_, first) = queued(q.enter(t0, "first"));
+        q.enter(t0, Priority::Default, "held");
+        let (_, first) = queued(q.enter(t0, Priority::Default, "first"));
         // Queue non-empty since t0: standing from t0 + 100 ms, so a waiter
         // entering at t0 is cut off then (it has waited far past 5 ms).
         assert_eq!(first, t0 + ms(100));
-        let (_, late) = queued(q.enter(t0 + ms(98), "late"));
+        let (_, late) = queued(q.enter(t0 + ms(98), Priority::Default, "late"));
         assert_eq!(late, t0 + ms(103), "5 ms after entering, standing by then");
 
         // queue_timeout applies when it comes before the queue can stand.
@@ -285,8 +358,8 @@ mod tests {
             .build()
             .expect("valid");
         let mut short = AdmissionQueue::new(params);
-        short.enter(t0, "held");
-        let (_, d) = queued(short.enter(t0, "w"));
+        short.enter(t0, Priority::Default, "held");
+        let (_, d) = queued(short.enter(t0, Priority::Default, "w"));
         assert_eq!(d, t0 + ms(50));
     }
 
@@ -294,10 +367,10 @@ mod tests {
     fn a_standing_queue_serves_the_newest_first() {
         let t0 = Instant::now();
         let mut q = queue(1, 10);
-        q.enter(t0, "held");
-        queued(q.enter(t0 + ms(97), "old"));
-        queued(q.enter(t0 + ms(98), "mid"));
-        queued(q.enter(t0 + ms(99), "new"));
+        q.enter(t0, Priority::Default, "held");
+        queued(q.enter(t0 + ms(97), Priority::Default, "old"));
+        queued(q.enter(t0 + ms(98), Priority::Default, "mid"));
+        queued(q.enter(t0 + ms(99), Priority::Default, "new"));
         assert!(!q.standing(t0 + ms(196)));
         // "old" stands from t0 + 97 ms, so the queue is standing at 197 ms.
         let t = t0 + ms(197);
@@ -312,10 +385,10 @@ mod tests {
     fn lifo_hands_the_slot_to_the_newest_live_waiter() {
         let t0 = Instant::now();
         let mut q = queue(1, 10);
-        q.enter(t0, "held");
-        queued(q.enter(t0, "anchor")); // keeps the queue non-empty from t0
-        let (_, d1) = queued(q.enter(t0 + ms(97), "a"));
-        let (_, d2) = queued(q.enter(t0 + ms(98), "b"));
+        q.enter(t0, Priority::Default, "held");
+        queued(q.enter(t0, Priority::Default, "anchor")); // keeps the queue non-empty from t0
+        let (_, d1) = queued(q.enter(t0 + ms(97), Priority::Default, "a"));
+        let (_, d2) = queued(q.enter(t0 + ms(98), Priority::Default, "b"));
         assert_eq!((d1, d2), (t0 + ms(102), t0 + ms(103)));
         let t = t0 + ms(100);
         assert!(q.standing(t));
@@ -330,13 +403,13 @@ mod tests {
     fn leaving_frees_the_place_and_resets_the_standing_clock() {
         let t0 = Instant::now();
         let mut q = queue(1, 1);
-        q.enter(t0, "held");
-        let (id, _) = queued(q.enter(t0, "w"));
+        q.enter(t0, Priority::Default, "held");
+        let (id, _) = queued(q.enter(t0, Priority::Default, "w"));
         assert_eq!(q.leave(id), Some("w"));
         assert_eq!(q.leave(id), None, "leaving twice is harmless");
         assert_eq!(q.queued(), 0);
         assert!(!q.standing(t0 + ms(500)));
-        let (_, deadline) = queued(q.enter(t0 + ms(500), "x"));
+        let (_, deadline) = queued(q.enter(t0 + ms(500), Priority::Default, "x"));
         assert_eq!(deadline, t0 + ms(600), "a fresh queue, not a standing one");
         assert_eq!(q.in_flight(), 1);
     }
@@ -345,9 +418,18 @@ mod tests {
     fn a_lowered_limit_frees_slots_as_requests_finish_and_a_raised_one_admits_waiters() {
         let now = Instant::now();
         let mut q = queue(2, 4);
-        assert!(matches!(q.enter(now, "a"), Entry::Admitted));
-        assert!(matches!(q.enter(now, "b"), Entry::Admitted));
-        assert!(matches!(q.enter(now, "c"), Entry::Queued { .. }));
+        assert!(matches!(
+            q.enter(now, Priority::Default, "a"),
+            Entry::Admitted
+        ));
+        assert!(matches!(
+            q.enter(now, Priority::Default, "b"),
+            Entry::Admitted
+        ));
+        assert!(matches!(
+            q.enter(now, Priority::Default, "c"),
+            Entry::Queued { .. }
+        ));
         q.set_limit(1);
         // Over the new limit: the slot is dropped, "c" keeps waiting.
         assert_eq!(q.release(now), None);
@@ -357,5 +439,45 @@ mod tests {
         assert_eq!(q.grant(now), Some("c"));
         assert_eq!(q.in_flight(), 2);
         assert_eq!(q.grant(now), None, "nobody else waits");
+    }
+
+    #[test]
+    fn a_slot_goes_to_the_highest_class_waiting() {
+        let t0 = Instant::now();
+        let mut q = queue(1, 10);
+        q.enter(t0, Priority::Default, "held");
+        queued(q.enter(t0, Priority::Sheddable, "batch"));
+        queued(q.enter(t0, Priority::Default, "page"));
+        queued(q.enter(t0, Priority::Critical, "checkout"));
+        assert_eq!(q.queued_by_class(), [1, 1, 1]);
+        let t1 = t0 + ms(1);
+        assert_eq!(q.release(t1), Some("checkout"));
+        assert_eq!(q.release(t1), Some("page"));
+        assert_eq!(q.release(t1), Some("batch"));
+    }
+
+    #[test]
+    fn a_full_queue_sheds_the_oldest_of_the_lowest_class_for_a_higher_one() {
+        let t0 = Instant::now();
+        let mut q = queue(1, 2);
+        q.enter(t0, Priority::Default, "held");
+        queued(q.enter(t0, Priority::Sheddable, "old batch"));
+        queued(q.enter(t0, Priority::Sheddable, "new batch"));
+        // Full: a sheddable request is turned away, a critical one is not.
+        assert_eq!(
+            q.enter(t0, Priority::Sheddable, "more batch"),
+            Entry::Full { waiting: 2 }
+        );
+        match q.enter(t0, Priority::Critical, "checkout") {
+            Entry::Queued { displaced, .. } => assert_eq!(displaced, Some("old batch")),
+            other => panic!("expected to queue, got {other:?}"),
+        }
+        // Full of higher classes: nothing lower to shed.
+        queued(q.enter(t0, Priority::Critical, "checkout 2"));
+        assert!(matches!(
+            q.enter(t0, Priority::Sheddable, "late batch"),
+            Entry::Full { .. }
+        ));
+        assert_eq!(q.queued_by_class(), [2, 0, 0]);
     }
 }

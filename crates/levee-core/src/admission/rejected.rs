@@ -19,6 +19,12 @@ pub enum Rejected {
         /// How long it waited.
         waited: Duration,
     },
+    /// The queue was full and a request of a higher class took this one's
+    /// place (lower classes are shed first).
+    Displaced {
+        /// The class of the request that took its place.
+        by: super::Priority,
+    },
 }
 
 impl Rejected {
@@ -38,6 +44,7 @@ impl Rejected {
         match self {
             Rejected::QueueFull { .. } => "queue_full",
             Rejected::Timeout { .. } => "timeout",
+            Rejected::Displaced { .. } => "displaced",
         }
     }
 }
@@ -55,6 +62,10 @@ impl fmt::Display for Rejected {
                     waited.as_millis()
                 )
             }
+            Rejected::Displaced { by } => write!(
+                f,
+                "overloaded: shed from a full queue for a {by} request (lower classes are shed first)"
+            ),
         }
     }
 }

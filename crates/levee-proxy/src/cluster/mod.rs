@@ -32,7 +32,8 @@ pub use fleet::{FleetLink, FleetStore, StoreStatus, spawn_fleet_sync};
 pub use fleet_health::{FleetHealthView, FleetOut, spawn_health_sync};
 pub use members::{Member, members};
 pub use status::{
-    AdmissionStatus, CacheStatusView, CheckView, ClusterStatus, EndpointStatus, RetryBudgetStatus,
+    AdmissionStatus, CacheStatusView, CheckView, ClusterStatus, EndpointStatus, QueuedByClass,
+    RetryBudgetStatus,
 };
 
 use crate::config::ClusterSettings;

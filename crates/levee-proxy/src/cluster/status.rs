@@ -52,10 +52,23 @@ pub struct AdmissionStatus {
     pub in_flight: usize,
     /// Requests waiting for one.
     pub queued: usize,
+    /// Of those, per priority class.
+    pub queued_by_class: QueuedByClass,
     /// Slots in all now.
     pub limit: usize,
     /// Whether the limit adapts to latency.
     pub adaptive: bool,
+}
+
+/// Requests waiting for an admission slot, per priority class.
+#[derive(Debug, Serialize)]
+pub struct QueuedByClass {
+    /// `critical` requests.
+    pub critical: usize,
+    /// `default` requests.
+    pub default: usize,
+    /// `sheddable` requests.
+    pub sheddable: usize,
 }
 
 /// The response cache in `/status`.

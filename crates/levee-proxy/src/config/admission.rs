@@ -46,6 +46,10 @@ pub(super) struct RawAdmission {
     /// With `adaptive = true`, the lowest the limit may go; at least 1, at
     /// most `max_concurrency`. Default 1.
     pub min_concurrency: Option<Spanned<usize>>,
+    /// A request header naming the request's priority class (`critical`,
+    /// `default`, `sheddable`), capped at its route's `priority`. Default:
+    /// none (the route's class).
+    pub priority_header: Option<Spanned<String>>,
 }
 
 impl RawTable for RawAdmission {}
@@ -57,6 +61,9 @@ pub struct AdmissionSettings {
     pub params: AdmissionParams,
     /// Adaptive limit; `None`: `params.max_concurrency` is fixed.
     pub adaptive: Option<AdaptiveLimitSettings>,
+    /// The header a request names its priority class in (capped at its
+    /// route's); `None`: every request has its route's class.
+    pub priority_header: Option<http::HeaderName>,
 }
 
 /// An adaptive concurrency limit between bounds: the limit follows the
@@ -139,6 +146,20 @@ pub(super) fn admission(
         report.error(written.span(), message);
         all_valid = false;
     }
+    let priority_header = raw.priority_header.as_ref().and_then(|written| {
+        let parsed = http::HeaderName::from_bytes(written.get_ref().as_bytes()).ok();
+        if parsed.is_none() {
+            report.error(
+                written.span(),
+                format!(
+                    "admission.priority_header: {:?} is not a header name (e.g. \"x-priority\")",
+                    written.get_ref()
+                ),
+            );
+            all_valid = false;
+        }
+        parsed
+    });
     if !all_valid {
         return None;
     }
@@ -148,11 +169,11 @@ pub(super) fn admission(
         .adaptive
         .unwrap_or(false)
         .then_some(AdaptiveLimitSettings { min_concurrency });
-    Some(
-        raw.enabled
-            .unwrap_or(true)
-            .then_some(AdmissionSettings { params, adaptive }),
-    )
+    Some(raw.enabled.unwrap_or(true).then_some(AdmissionSettings {
+        params,
+        adaptive,
+        priority_header,
+    }))
 }
 
 /// Where the value of `key` is written, if it is.

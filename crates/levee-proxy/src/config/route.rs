@@ -52,6 +52,10 @@ pub(super) struct RawRoute {
     pub retry: Option<Spanned<RawRouteRetry>>,
     /// `false`: these requests bypass the cluster's cache. Default `true`.
     pub cache: Option<Spanned<bool>>,
+    /// The admission class of these requests (`critical`, `default`,
+    /// `sheddable`), also the highest a request may claim with the
+    /// cluster's `priority_header`. Default `"default"`.
+    pub priority: Option<Spanned<String>>,
 }
 
 impl RawTable for RawRoute {
@@ -115,6 +119,9 @@ pub struct RouteSettings {
     pub retry: RouteRetry,
     /// `Some(false)`: the cluster's cache is not used for this route.
     pub cache: Option<bool>,
+    /// The admission class of these requests, and the highest one a
+    /// request may claim for itself; `None`: `default`.
+    pub priority: Option<levee_core::admission::Priority>,
 }
 
 /// The parts of a cluster's retry settings a route may replace.
@@ -228,8 +235,18 @@ pub(in crate::config) fn routes<'r>(
                 }
             }
         }
-        match (cluster, matches, request_timeout, retry) {
-            (Some(cluster), Some(matches), Some(request_timeout), Some(retry)) => {
+        let priority = match &raw.priority {
+            None => Some(None),
+            Some(written) => match written.get_ref().parse() {
+                Ok(priority) => Some(Some(priority)),
+                Err(error) => {
+                    report.error(written.span(), format!("priority: {error}"));
+                    None
+                }
+            },
+        };
+        match (cluster, matches, request_timeout, retry, priority) {
+            (Some(cluster), Some(matches), Some(request_timeout), Some(retry), Some(priority)) => {
                 settings.push(RouteSettings {
                     name,
                     matches,
@@ -237,6 +254,7 @@ pub(in crate::config) fn routes<'r>(
                     request_timeout,
                     retry,
                     cache: raw.cache.as_ref().map(|cache| *cache.get_ref()),
+                    priority,
                 });
             }
             _ => ok = false,

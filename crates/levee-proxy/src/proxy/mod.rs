@@ -266,7 +266,7 @@ pub(crate) async fn forward(
     let deadline = started + timeout;
     // Shed before anything else: a shed request costs no upstream work,
     // never counts against an endpoint and is never retried.
-    let admission = admit(route.admission.as_deref())
+    let admission = admit(route.admission.as_deref(), route, request.headers())
         .await
         .map_err(|rejected| ProxyError::Overloaded {
             cluster: cluster.name.clone(),
@@ -342,10 +342,36 @@ pub(crate) async fn forward(
 /// instructions of memcpy).
 async fn admit(
     stage: Option<&admission::ClusterAdmission>,
+    route: &Route,
+    headers: &http::HeaderMap,
 ) -> Result<Option<(levee_core::admission::Permit, Instant)>, levee_core::admission::Rejected> {
     match stage {
         None => Ok(None),
-        Some(stage) => Ok(Some((stage.admit().await?, Instant::now()))),
+        Some(stage) => {
+            let priority = priority_of(stage, route, headers);
+            Ok(Some((stage.admit(priority).await?, Instant::now())))
+        }
+    }
+}
+
+/// A request's admission class: its route's, or what it names in the
+/// cluster's `priority_header`, never higher than its route's (a client
+/// cannot make itself critical where the route does not allow it).
+fn priority_of(
+    stage: &admission::ClusterAdmission,
+    route: &Route,
+    headers: &http::HeaderMap,
+) -> levee_core::admission::Priority {
+    let claimed = stage
+        .settings()
+        .priority_header
+        .as_ref()
+        .and_then(|name| headers.get(name))
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse::<levee_core::admission::Priority>().ok());
+    match claimed {
+        Some(claimed) => claimed.capped_at(route.priority),
+        None => route.priority,
     }
 }
 

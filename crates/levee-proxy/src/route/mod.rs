@@ -72,6 +72,9 @@ pub struct Route {
     pub cache: Option<Arc<ResponseCache>>,
     /// The cluster's admission control, if it has one.
     pub admission: Option<Arc<ClusterAdmission>>,
+    /// The admission class of its requests, and the highest a request may
+    /// claim with the cluster's `priority_header`.
+    pub priority: levee_core::admission::Priority,
     /// The cluster's circuit breaker, if it has one.
     pub breaker: Option<Arc<ClusterBreaker>>,
     /// The cluster's client-side throttling, if it has it.
@@ -110,6 +113,7 @@ impl Route {
             request_timeout: settings.request_timeout,
             cache: stages.cache,
             admission: stages.admission,
+            priority: levee_core::admission::Priority::Default,
             breaker: stages.breaker,
             throttle: stages.throttle,
             retries: stages.retries,
@@ -133,6 +137,7 @@ impl Route {
             request_timeout: route.request_timeout.unwrap_or(settings.request_timeout),
             cache: stages.cache.filter(|_| route.cache.unwrap_or(true)),
             admission: stages.admission,
+            priority: route.priority.unwrap_or_default(),
             breaker: stages.breaker,
             throttle: stages.throttle,
             retries: stages.retries,

@@ -8,6 +8,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use levee_core::admission::{CLASSES, Priority};
+
 use crate::metrics::buckets::{HistogramFamily, latency_histogram};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -19,7 +21,11 @@ struct ClusterLabels {
 struct ClusterReasonLabels {
     cluster: String,
     reason: &'static str,
+    class: &'static str,
 }
+
+/// The reasons a request is shed, as `Rejected::reason()` names them.
+const REASONS: [&str; 3] = ["queue_full", "timeout", "displaced"];
 
 /// The admission metric families, registered once.
 pub struct AdmissionFamilies {
@@ -46,7 +52,7 @@ impl AdmissionFamilies {
         let families = AdmissionFamilies::default();
         registry.register(
             "admission_shed",
-            "Requests rejected by admission control, by reason (queue_full, timeout)",
+            "Requests rejected by admission control, by reason (queue_full, timeout, displaced by a higher class) and priority class",
             families.shed.clone(),
         );
         registry.register(
@@ -73,15 +79,17 @@ impl AdmissionFamilies {
         let labels = ClusterLabels {
             cluster: cluster.to_owned(),
         };
-        let shed = |reason| {
-            self.shed.get_or_create_owned(&ClusterReasonLabels {
-                cluster: cluster.to_owned(),
-                reason,
+        let shed = Priority::ALL.map(|class| {
+            REASONS.map(|reason| {
+                self.shed.get_or_create_owned(&ClusterReasonLabels {
+                    cluster: cluster.to_owned(),
+                    reason,
+                    class: class.as_str(),
+                })
             })
-        };
+        });
         AdmissionMetrics {
-            shed_queue_full: shed("queue_full"),
-            shed_timeout: shed("timeout"),
+            shed,
             wait: self.wait.get_or_create_owned(&labels),
             queue_depth: self.queue_depth.get_or_create_owned(&labels),
             limit: self.limit.get_or_create_owned(&labels),
@@ -92,8 +100,8 @@ impl AdmissionFamilies {
 /// Pre-created admission series of one cluster.
 #[derive(Clone)]
 pub struct AdmissionMetrics {
-    shed_queue_full: Counter,
-    shed_timeout: Counter,
+    /// Per class (highest first), per reason (as [`REASONS`]).
+    shed: [[Counter; 3]; CLASSES],
     wait: Histogram,
     queue_depth: Gauge,
     limit: Gauge,
@@ -105,17 +113,18 @@ impl AdmissionMetrics {
         self.wait.observe(waited_seconds);
     }
 
-    /// A request was shed; `reason` is `Rejected::reason()`.
-    pub fn record_shed(&self, reason: &'static str) {
-        match reason {
-            "queue_full" => self.shed_queue_full.inc(),
-            _ => self.shed_timeout.inc(),
-        };
+    /// A request of `class` was shed; `reason` is `Rejected::reason()`.
+    pub fn record_shed(&self, class: Priority, reason: &'static str) {
+        let index = REASONS
+            .iter()
+            .position(|known| *known == reason)
+            .unwrap_or(1);
+        self.shed[class.index()][index].inc();
     }
 
-    /// Requests shed so far, for every reason.
+    /// Requests shed so far, for every reason and class.
     pub fn shed_total(&self) -> u64 {
-        self.shed_queue_full.get() + self.shed_timeout.get()
+        self.shed.iter().flatten().map(Counter::get).sum()
     }
 
     /// The queue's depth and limit as of now.

@@ -7,7 +7,7 @@ pub mod metrics;
 
 use std::time::Duration;
 
-use levee_core::admission::{Admission, GradientLimit, Permit, Rejected};
+use levee_core::admission::{Admission, GradientLimit, Permit, Priority, Rejected};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
@@ -54,17 +54,17 @@ impl ClusterAdmission {
         &self.settings
     }
 
-    /// Wait for a slot (or be shed).
-    pub async fn admit(&self) -> Result<Permit, Rejected> {
+    /// Wait for a slot as a request of class `priority` (or be shed).
+    pub async fn admit(&self, priority: Priority) -> Result<Permit, Rejected> {
         let started = Instant::now();
-        match self.queue.acquire().await {
+        match self.queue.acquire_as(priority).await {
             Ok(permit) => {
                 self.metrics
                     .record_admitted(started.elapsed().as_secs_f64());
                 Ok(permit)
             }
             Err(rejected) => {
-                self.metrics.record_shed(rejected.reason());
+                self.metrics.record_shed(priority, rejected.reason());
                 self.sample();
                 Err(rejected)
             }
@@ -95,9 +95,15 @@ impl ClusterAdmission {
 
     /// As `/status` shows it.
     pub fn status(&self) -> AdmissionStatus {
+        let [critical, default, sheddable] = self.queue.queued_by_class();
         AdmissionStatus {
             in_flight: self.queue.in_flight(),
             queued: self.queue.queued(),
+            queued_by_class: crate::cluster::QueuedByClass {
+                critical,
+                default,
+                sheddable,
+            },
             limit: self.queue.limit(),
             adaptive: self.gradient.is_some(),
         }
