@@ -62,6 +62,7 @@ pub mod health;
 pub mod latency;
 pub mod outcome;
 pub mod outlier;
+pub mod ratelimit;
 pub mod readiness;
 pub mod retry;
 pub mod throttle;

@@ -127,6 +127,9 @@ pub(super) struct RawCluster {
     /// Client-side adaptive throttling (`throttle = { ... }` or
     /// `[cluster.throttle]`). Default: off.
     pub throttle: Option<Box<Spanned<super::throttle::RawThrottle>>>,
+    /// A rate limit per client or header value (`rate_limit = { ... }` or
+    /// `[cluster.rate_limit]`). Default: none.
+    pub rate_limit: Option<Box<Spanned<super::rate_limit::RawRateLimit>>>,
     /// TLS to the endpoints (`tls = { ... }` or `[cluster.tls]`; an empty
     /// table verifies against the system's roots). Default: cleartext.
     pub tls: Option<Box<Spanned<RawClusterTls>>>,
@@ -143,6 +146,7 @@ impl RawTable for RawCluster {
             ["cache", rest @ ..] => RawCache::keys_at(rest),
             ["breaker", rest @ ..] => RawBreaker::keys_at(rest),
             ["throttle", rest @ ..] => super::throttle::RawThrottle::keys_at(rest),
+            ["rate_limit", rest @ ..] => super::rate_limit::RawRateLimit::keys_at(rest),
             ["tls", rest @ ..] => RawClusterTls::keys_at(rest),
             _ => &[],
         }
@@ -209,6 +213,8 @@ pub struct ClusterSettings {
     pub cache: Option<CacheSettings>,
     /// Client-side adaptive throttling; `None`: off.
     pub throttle: Option<super::ThrottleSettings>,
+    /// Rate limit per client or header value; `None`: none.
+    pub rate_limit: Option<super::RateLimitSettings>,
     /// Circuit breaker of the cluster; `None`: none.
     pub breaker: Option<BreakerParams>,
     /// Whether the breaker's state is shared with the fleet through
@@ -303,6 +309,7 @@ impl ClusterSettings {
             admission: None,
             cache: None,
             throttle: None,
+            rate_limit: None,
             breaker: None,
             breaker_fleet: FleetBreakerSettings::default(),
             breaker_per_endpoint: false,
@@ -477,6 +484,10 @@ pub(super) fn cluster<'r>(
         Some(written) => super::throttle::throttle(written, report),
         None => Some(None),
     };
+    let rate_limit = match &raw.rate_limit {
+        Some(written) => super::rate_limit::rate_limit(written, report),
+        None => Some(None),
+    };
     // `Some(None)`: off (the default), `None`: bad.
     let cache = match &raw.cache {
         Some(written) => cache::cache(written, report),
@@ -502,7 +513,8 @@ pub(super) fn cluster<'r>(
         Some(tls),
         Some((upstream_protocol, max_concurrent_streams)),
         Some(throttle),
-    ) = (breaker_fleet, tls, upstream, throttle)
+        Some(rate_limit),
+    ) = (breaker_fleet, tls, upstream, throttle, rate_limit)
     else {
         return Cluster {
             name,
@@ -576,6 +588,7 @@ pub(super) fn cluster<'r>(
         admission,
         cache,
         throttle,
+        rate_limit,
         breaker,
         breaker_fleet,
         breaker_per_endpoint: raw

@@ -42,6 +42,7 @@ mod keys;
 mod listener;
 mod log;
 mod outlier;
+mod rate_limit;
 mod raw;
 mod readiness;
 mod report;
@@ -77,6 +78,7 @@ pub use listener::{
     BadProtocol, BadWhenImpaired, FirstByteTimeout, ListenerSettings, Protocol, WhenImpaired,
 };
 pub use log::{LogFormat, LogSettings};
+pub use rate_limit::{RateKey, RateLimitSettings};
 pub use readiness::{ProbeSettings, ReadinessSettings, RequiredEndpoint};
 pub use retry::{HedgeSettings, RetrySettings};
 pub use route::{RouteRetry, RouteSettings};

@@ -233,6 +233,7 @@ fn every_key_is_documented_in_its_section() {
             "cluster.cache",
             "cluster.breaker",
             "cluster.throttle",
+            "cluster.rate_limit",
             "cluster.tls",
             "readiness.probe"
         ]
@@ -338,6 +339,7 @@ endpoints = ["10.0.0.1:8000"]
             admission: None,
             cache: None,
             throttle: None,
+            rate_limit: None,
             breaker: None,
             breaker_fleet: FleetBreakerSettings::default(),
             breaker_per_endpoint: false,

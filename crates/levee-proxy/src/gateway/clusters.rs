@@ -16,6 +16,7 @@ use crate::health;
 use crate::metrics::Metrics;
 use crate::proxy::admission::ClusterAdmission;
 use crate::proxy::cache::ResponseCache;
+use crate::proxy::rate_limit::ClusterRateLimit;
 use crate::proxy::retries::RetryState;
 use crate::proxy::throttle::ClusterThrottle;
 use crate::resolve::NameTable;
@@ -219,11 +220,24 @@ fn stages(
             ))
         }),
     };
+    let rate_limit = match (
+        kept.and_then(|stages| stages.rate_limit.as_ref()),
+        &wanted.rate_limit,
+    ) {
+        (Some(kept), Some(settings)) if kept.settings() == settings => Some(Arc::clone(kept)),
+        (_, settings) => settings.clone().map(|settings| {
+            Arc::new(ClusterRateLimit::new(
+                settings,
+                metrics.rate_limited(&wanted.name),
+            ))
+        }),
+    };
     ClusterStages {
         cache,
         admission,
         breaker,
         throttle,
+        rate_limit,
         retries,
     }
 }

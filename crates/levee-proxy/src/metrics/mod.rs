@@ -148,6 +148,7 @@ pub struct Metrics {
     /// Admission control (its own file).
     admission_families: AdmissionFamilies,
     throttle_families: crate::proxy::throttle::ThrottleFamilies,
+    rate_limit_families: crate::proxy::rate_limit::RateLimitFamilies,
     /// Response caches (their own file).
     cache_families: CacheFamilies,
 }
@@ -199,6 +200,7 @@ impl Metrics {
             breaker_families: BreakerFamilies::default(),
             admission_families: AdmissionFamilies::default(),
             throttle_families: crate::proxy::throttle::ThrottleFamilies::default(),
+            rate_limit_families: crate::proxy::rate_limit::RateLimitFamilies::default(),
             cache_families: CacheFamilies::default(),
             registry: Registry::default(),
         };
@@ -362,6 +364,8 @@ impl Metrics {
         let breaker_families = BreakerFamilies::register(&mut registry);
         let admission_families = AdmissionFamilies::register(&mut registry);
         let throttle_families = crate::proxy::throttle::ThrottleFamilies::register(&mut registry);
+        let rate_limit_families =
+            crate::proxy::rate_limit::RateLimitFamilies::register(&mut registry);
         let cache_families = CacheFamilies::register(&mut registry);
         Metrics {
             registry,
@@ -373,6 +377,7 @@ impl Metrics {
             breaker_families,
             admission_families,
             throttle_families,
+            rate_limit_families,
             cache_families,
             ..metrics
         }
@@ -410,6 +415,11 @@ impl Metrics {
     /// throttling).
     pub fn throttled(&self, cluster: &str) -> Counter {
         self.throttle_families.rejected(cluster)
+    }
+
+    /// `levee_rate_limited_total` of one cluster.
+    pub fn rate_limited(&self, cluster: &str) -> Counter {
+        self.rate_limit_families.limited(cluster)
     }
 
     /// Handles for one circuit breaker's series.

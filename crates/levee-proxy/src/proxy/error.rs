@@ -70,6 +70,14 @@ pub enum ProxyError {
         /// Why it was not admitted.
         rejected: Rejected,
     },
+    /// The cluster's rate limit: this client (or header value) is over its
+    /// rate.
+    RateLimited {
+        /// Cluster name.
+        cluster: String,
+        /// The verdict, for `Retry-After` and `RateLimit-*`.
+        decision: levee_core::ratelimit::RateDecision,
+    },
     /// Client-side throttling rejected the request: the upstream has been
     /// rejecting requests (503, 429).
     Throttled {
@@ -154,6 +162,7 @@ impl ProxyError {
             ProxyError::Overloaded { .. }
             | ProxyError::BreakerOpen { .. }
             | ProxyError::Throttled { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::CacheFill {
                 timed_out: true, ..
             } => StatusCode::GATEWAY_TIMEOUT,
@@ -176,6 +185,7 @@ impl ProxyError {
             ProxyError::NoEndpoint { .. }
             | ProxyError::Overloaded { .. }
             | ProxyError::Throttled { .. }
+            | ProxyError::RateLimited { .. }
             | ProxyError::CacheFill { .. }
             | ProxyError::BreakerOpen { .. }
             | ProxyError::BadRequest { .. }
@@ -189,6 +199,7 @@ impl ProxyError {
             ProxyError::Throttled { .. } => {
                 "throttled: the upstream is rejecting requests, so levee rejects some first"
             }
+            ProxyError::RateLimited { .. } => "rate limited: too many requests",
             ProxyError::CacheFill { .. } => "the cache fill this request waited for failed",
             ProxyError::BreakerOpen { .. } => "circuit breaker open: failing fast",
             ProxyError::NoEndpoint { .. } => "no endpoint available",
@@ -225,8 +236,8 @@ impl ProxyError {
         }
     }
 
-    /// Which of levee's rules answered, as access logs name it: `shed`,
-    /// `throttled`, `breaker-open`, `no-endpoint`, `upstream`, `deadline`, `cache-fill`,
+    /// Which of levee's rules answered, as access logs name it:
+    /// `rate-limited`, `shed`, `throttled`, `breaker-open`, `no-endpoint`, `upstream`, `deadline`, `cache-fill`,
     /// `client-body`, `bad-request`, `no-route`.
     pub fn rule(&self) -> &'static str {
         match self {
@@ -235,6 +246,7 @@ impl ProxyError {
             ProxyError::Deadline { .. } => "deadline",
             ProxyError::Overloaded { .. } => "shed",
             ProxyError::Throttled { .. } => "throttled",
+            ProxyError::RateLimited { .. } => "rate-limited",
             ProxyError::BreakerOpen { .. } => "breaker-open",
             ProxyError::CacheFill { .. } => "cache-fill",
             ProxyError::ClientBody { .. } => "client-body",
@@ -302,6 +314,19 @@ impl ProxyError {
                 attempts: None,
                 retry: None,
                 reason: Some(rejected.to_string()),
+            },
+            ProxyError::RateLimited { cluster, decision } => ErrorBody {
+                error: self.message(),
+                cluster: Some(cluster),
+                endpoint: None,
+                kind: Some("rate-limited"),
+                attempts: None,
+                retry: None,
+                reason: Some(format!(
+                    "{} requests at once, then the sustained rate; try again in {} ms",
+                    decision.limit,
+                    decision.retry_after.unwrap_or_default().as_millis()
+                )),
             },
             ProxyError::Throttled { cluster, throttled } => ErrorBody {
                 error: self.message(),
@@ -384,6 +409,12 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let ProxyError::RateLimited { decision, .. } = &self {
+            let headers = response.headers_mut();
+            super::rate_limit::write_headers(headers, decision);
+            let wait = super::rate_limit::whole_seconds(decision.retry_after.unwrap_or_default());
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(wait.max(1)));
+        }
         if let ProxyError::Overloaded { rejected, .. } = &self {
             response.headers_mut().insert(
                 header::RETRY_AFTER,

@@ -21,6 +21,7 @@ mod deadline;
 pub mod error;
 pub mod grpc;
 mod headers;
+pub mod rate_limit;
 pub mod retries;
 pub mod switched;
 pub mod throttle;
@@ -264,6 +265,19 @@ pub(crate) async fn forward(
         None => route.request_timeout,
     };
     let deadline = started + timeout;
+    // Over its rate: 429 before anything else, without taking a slot.
+    let rate = route
+        .rate_limit
+        .as_ref()
+        .map(|limit| limit.check(request.headers(), client, Instant::now()));
+    if let Some(decision) = rate
+        && !decision.allowed
+    {
+        return Err(ProxyError::RateLimited {
+            cluster: cluster.name.clone(),
+            decision,
+        });
+    }
     // Shed before anything else: a shed request costs no upstream work,
     // never counts against an endpoint and is never retried.
     let admission = admit(route.admission.as_deref(), route, request.headers())
@@ -332,6 +346,9 @@ pub(crate) async fn forward(
         X_LEVEE_ATTEMPTS.clone(),
         error::attempts_value(answered.attempts),
     );
+    if let Some(decision) = &rate {
+        rate_limit::write_headers(&mut parts.headers, decision);
+    }
     Ok(Response::from_parts(parts, body))
 }
 

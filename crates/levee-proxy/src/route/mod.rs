@@ -19,6 +19,7 @@ use crate::cluster::{Cluster, ClusterBreaker};
 use crate::config::{ClusterSettings, RetrySettings, RouteSettings};
 use crate::proxy::admission::ClusterAdmission;
 use crate::proxy::cache::ResponseCache;
+use crate::proxy::rate_limit::ClusterRateLimit;
 use crate::proxy::retries::RetryState;
 use crate::proxy::throttle::ClusterThrottle;
 
@@ -79,6 +80,8 @@ pub struct Route {
     pub breaker: Option<Arc<ClusterBreaker>>,
     /// The cluster's client-side throttling, if it has it.
     pub throttle: Option<Arc<ClusterThrottle>>,
+    /// The cluster's rate limit, if it has one.
+    pub rate_limit: Option<Arc<ClusterRateLimit>>,
     /// The cluster's retry budget, hedging latencies and retry counters.
     pub retries: Arc<RetryState>,
     /// Its listener writes an access log: attempts keep what the line
@@ -99,6 +102,8 @@ pub struct ClusterStages {
     pub breaker: Option<Arc<ClusterBreaker>>,
     /// Its client-side throttling.
     pub throttle: Option<Arc<ClusterThrottle>>,
+    /// Its rate limit.
+    pub rate_limit: Option<Arc<ClusterRateLimit>>,
     /// What its requests share across their attempts.
     pub retries: Arc<RetryState>,
 }
@@ -116,6 +121,7 @@ impl Route {
             priority: levee_core::admission::Priority::Default,
             breaker: stages.breaker,
             throttle: stages.throttle,
+            rate_limit: stages.rate_limit,
             retries: stages.retries,
             access_log: false,
             cluster,
@@ -140,6 +146,7 @@ impl Route {
             priority: route.priority.unwrap_or_default(),
             breaker: stages.breaker,
             throttle: stages.throttle,
+            rate_limit: stages.rate_limit,
             retries: stages.retries,
             access_log: false,
             cluster,
