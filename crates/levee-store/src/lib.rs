@@ -116,5 +116,5 @@ pub use memory::MemoryStore;
 pub use model::{FleetState, FleetVerdict, LocalReport, Override, StoredReport};
 pub use redis::{RedisStore, RedisStoreConfig, SentinelConfig};
 pub use rules::{DEFAULT_REPORT_TTL, FleetRules};
-pub use store::{BoxFuture, FleetMap, FleetSnapshot, StateStore};
+pub use store::{BoxFuture, FleetMap, FleetSnapshot, SharedRate, StateStore};
 pub use watcher::{FleetChange, FleetWatcher};

@@ -90,4 +90,36 @@ pub trait StateStore: Send + Sync + 'static {
     fn failovers(&self) -> u64 {
         0
     }
+
+    /// One request of a fleet-wide rate limit on `key` (GCRA in the store,
+    /// one round trip, in the store's clock): allowed or not, and what the
+    /// `RateLimit-*` headers say. Bounded by the store's I/O timeout; the
+    /// caller bounds it tighter. Not supported by a store in memory.
+    fn rate_limit<'a>(
+        &'a self,
+        key: &'a str,
+        interval: std::time::Duration,
+        burst: u32,
+    ) -> BoxFuture<'a, Result<SharedRate, StoreError>> {
+        let _ = (key, interval, burst);
+        Box::pin(async {
+            Err(StoreError::Unreachable {
+                address: "memory".to_owned(),
+                detail: "a fleet-wide rate limit needs [store] kind = \"redis\"".to_owned(),
+            })
+        })
+    }
+}
+
+/// A fleet-wide rate limit's verdict on one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SharedRate {
+    /// Whether the request may go on.
+    pub allowed: bool,
+    /// Requests still allowed at once after this one.
+    pub remaining: u32,
+    /// Until the quota is whole again.
+    pub reset: std::time::Duration,
+    /// When rejected: until one request is allowed again.
+    pub retry_after: std::time::Duration,
 }

@@ -25,6 +25,12 @@ pub(super) struct RawRateLimit {
     /// `"header:<name>"` (that request header's value; requests without it
     /// count per client). Default `"client"`.
     pub key: Option<Spanned<String>>,
+    /// `true`: one limit for the whole fleet, kept in `[store]` (Redis).
+    /// Default `false` (per levee process).
+    pub shared: Option<bool>,
+    /// The longest a request waits for the store's verdict before the
+    /// local limit decides; more than 0. Default `"5ms"`.
+    pub store_timeout: Option<Spanned<String>>,
 }
 
 impl RawTable for RawRateLimit {}
@@ -45,6 +51,17 @@ pub struct RateLimitSettings {
     pub params: RateParams,
     /// Per what.
     pub key: RateKey,
+    /// One limit for the fleet, through `[store]`.
+    pub shared: bool,
+    /// The longest a request waits for the store before the local limit
+    /// decides.
+    pub store_timeout: std::time::Duration,
+}
+
+impl RateLimitSettings {
+    /// Default [`RateLimitSettings::store_timeout`]: a round trip to a
+    /// Redis nearby, with room.
+    pub const DEFAULT_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(5);
 }
 
 /// The settings of a written `rate_limit` table: `Some(None)` if turned
@@ -103,9 +120,17 @@ pub(super) fn rate_limit(
             },
         },
     };
-    Some(
-        raw.enabled
-            .unwrap_or(true)
-            .then_some(RateLimitSettings { params, key }),
-    )
+    let store_timeout = super::values::duration(
+        raw.store_timeout.as_ref(),
+        "rate_limit.store_timeout",
+        RateLimitSettings::DEFAULT_STORE_TIMEOUT,
+        super::values::Zero::Rejected { hint: "" },
+        report,
+    )?;
+    Some(raw.enabled.unwrap_or(true).then_some(RateLimitSettings {
+        params,
+        key,
+        shared: raw.shared.unwrap_or(false),
+        store_timeout,
+    }))
 }

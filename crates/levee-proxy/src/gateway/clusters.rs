@@ -227,6 +227,7 @@ fn stages(
         (Some(kept), Some(settings)) if kept.settings() == settings => Some(Arc::clone(kept)),
         (_, settings) => settings.clone().map(|settings| {
             Arc::new(ClusterRateLimit::new(
+                &wanted.name,
                 settings,
                 metrics.rate_limited(&wanted.name),
             ))

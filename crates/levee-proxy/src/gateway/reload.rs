@@ -385,6 +385,7 @@ async fn prepare_and_swap(
     let served = clusters.served();
     if let Some(fleet) = &state.store {
         store::link(fleet, served.iter());
+        store::link_rate_limits(fleet, served.iter());
     } else if served.iter().any(store::is_shared) {
         needs_restart
             .push("a breaker newly shared through the store (no store runs yet)".to_owned());

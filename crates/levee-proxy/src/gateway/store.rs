@@ -23,7 +23,13 @@ pub(super) fn share_breakers(
     let health_shared = clusters
         .iter()
         .any(|c| c.cluster.settings.shares_health(config.store.kind));
-    if shared.is_empty() && !health_shared {
+    let rate_shared = clusters.iter().any(|c| {
+        c.stages
+            .rate_limit
+            .as_ref()
+            .is_some_and(|limit| limit.is_shared())
+    });
+    if shared.is_empty() && !health_shared && !rate_shared {
         return Ok(None);
     }
     let mut rules = FleetRules::new();
@@ -53,6 +59,7 @@ pub(super) fn share_breakers(
         on_unreachable: settings.on_unreachable,
     };
     link(&fleet, shared.into_iter());
+    link_rate_limits(&fleet, clusters.iter());
     tracing::info!(
         kind = settings.kind.as_str(),
         instance_id = %settings.instance_id,
@@ -60,6 +67,17 @@ pub(super) fn share_breakers(
         "shared breaker store"
     );
     Ok(Some(fleet))
+}
+
+/// Keep the shared rate limits of `clusters` in the store.
+pub(super) fn link_rate_limits<'c>(fleet: &FleetStore, clusters: impl Iterator<Item = &'c Served>) {
+    for served in clusters {
+        if let Some(limit) = &served.stages.rate_limit
+            && limit.is_shared()
+        {
+            limit.share(Arc::clone(&fleet.store));
+        }
+    }
 }
 
 /// Whether the cluster's breaker is shared through the store.

@@ -417,9 +417,10 @@ impl Metrics {
         self.throttle_families.rejected(cluster)
     }
 
-    /// `levee_rate_limited_total` of one cluster.
-    pub fn rate_limited(&self, cluster: &str) -> Counter {
-        self.rate_limit_families.limited(cluster)
+    /// `levee_rate_limited_total` and `levee_rate_limit_fallbacks_total`
+    /// of one cluster.
+    pub fn rate_limited(&self, cluster: &str) -> (Counter, Counter) {
+        self.rate_limit_families.handles(cluster)
     }
 
     /// Handles for one circuit breaker's series.

@@ -266,10 +266,10 @@ pub(crate) async fn forward(
     };
     let deadline = started + timeout;
     // Over its rate: 429 before anything else, without taking a slot.
-    let rate = route
-        .rate_limit
-        .as_ref()
-        .map(|limit| limit.check(request.headers(), client, Instant::now()));
+    let rate = match &route.rate_limit {
+        Some(limit) => Some(limit.check(request.headers(), client).await),
+        None => None,
+    };
     if let Some(decision) = rate
         && !decision.allowed
     {

@@ -699,6 +699,59 @@ impl Shared {
     }
 }
 
+/// GCRA in one round trip, in the store's clock (`TIME`), so that every
+/// instance of the fleet counts against the same bucket. The key holds the
+/// theoretical arrival time of the next request (microseconds) and expires
+/// once the bucket is whole again. Returns {allowed, remaining, reset_us,
+/// retry_after_us}.
+const GCRA: &str = r#"
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local nxt = tat + interval
+local horizon = now + interval * burst
+if nxt > horizon then
+  return {0, 0, tat - now, nxt - horizon}
+end
+redis.call('SET', KEYS[1], nxt, 'PX', math.floor((nxt - now) / 1000) + 1)
+return {1, math.floor((horizon - nxt) / interval), nxt - now, 0}
+"#;
+
+impl Shared {
+    /// One request of the fleet-wide rate limit on `key`.
+    pub(crate) async fn rate_limit(
+        &self,
+        key: &str,
+        interval: Duration,
+        burst: u32,
+    ) -> Result<crate::SharedRate, StoreError> {
+        let unreachable = |detail: String| StoreError::Unreachable {
+            address: self.address.clone(),
+            detail,
+        };
+        let mut connection = self.connection().map_err(unreachable)?;
+        let script = redis::Script::new(GCRA);
+        let micros = u64::try_from(interval.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut invocation = script.key(self.keys.rate(key));
+        invocation.arg(micros).arg(burst);
+        let (allowed, remaining, reset, retry_after): (u64, u64, u64, u64) = self
+            .bounded("rate limit", 1, invocation.invoke_async(&mut connection))
+            .await
+            .map_err(unreachable)?;
+        Ok(crate::SharedRate {
+            allowed: allowed == 1,
+            remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
+            reset: Duration::from_micros(reset),
+            retry_after: Duration::from_micros(retry_after),
+        })
+    }
+}
+
 /// What a read of changes found.
 struct Updates {
     /// (instance, breaker, its report or `None` if gone).

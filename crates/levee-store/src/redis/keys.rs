@@ -10,6 +10,7 @@
 //! | `{ns}:changes` | stream | one entry per change: `i` = instance id (empty for an override), `n` = breaker name |
 //! | `{ns}:override:{name}` | string | JSON [`WireOverride`] |
 //! | `{ns}:overrides` | set | names that have an override |
+//! | `{ns}:rate:{key}` | string | a fleet-wide rate limit's next theoretical arrival (µs, store time) |
 //! | channel `{ns}:breakers` | pub/sub | a change was appended to the stream |
 //!
 //! Why this shape: an instance reads only what changed since its last read
@@ -69,6 +70,12 @@ impl Keys {
     /// The names that have an override.
     pub(crate) fn overrides(&self) -> String {
         format!("{}:overrides", self.namespace)
+    }
+
+    /// A fleet-wide rate limit's bucket: the theoretical arrival time of
+    /// its next request.
+    pub(crate) fn rate(&self, key: &str) -> String {
+        format!("{}:rate:{key}", self.namespace)
     }
 }
 

@@ -133,6 +133,15 @@ impl StateStore for RedisStore {
             .failovers
             .load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    fn rate_limit<'a>(
+        &'a self,
+        key: &'a str,
+        interval: std::time::Duration,
+        burst: u32,
+    ) -> BoxFuture<'a, Result<crate::SharedRate, StoreError>> {
+        Box::pin(self.inner.shared.rate_limit(key, interval, burst))
+    }
 }
 
 /// The wall clock used for expiry: frozen at the start of a degradation,
