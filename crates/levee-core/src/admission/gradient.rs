@@ -1,11 +1,16 @@
-//! An adaptive concurrency limit: the gradient between the lowest and the
-//! current round-trip time (Netflix concurrency-limits, "Gradient").
+//! An adaptive concurrency limit from round-trip times, as Netflix
+//! concurrency-limits' Gradient2: the gradient between a long-term and a
+//! short-term average RTT.
 //!
-//! When latency sits at its minimum the upstream has spare capacity and the
-//! limit grows by a little headroom; when latency rises above the minimum
-//! requests are queueing somewhere, so the limit shrinks in proportion
-//! (Little's law: at a fixed throughput, more in flight only means more
-//! waiting). Pure: the proxy feeds each sample and the time, and sets the
+//! When the short-term RTT matches the long-term one the upstream keeps up
+//! and the limit grows by a little headroom; when it rises above it,
+//! requests are queueing somewhere and the limit shrinks in proportion
+//! (Little's law). Averages, not a minimum: a limiter built on the minimum
+//! RTT (Gradient1, Vegas) must re-measure it now and then by dropping its
+//! limit, and produces 503s while it does (envoy#8337, #18152); and after a
+//! long slow period the long-term average has followed the new latency, so
+//! the limit comes back up smoothly instead of staying at the floor until a
+//! minimum window expires. Pure: the proxy feeds each sample and sets the
 //! limit it gets back with [`Admission::set_limit`](super::Admission::set_limit).
 
 use std::fmt;
@@ -20,8 +25,10 @@ pub struct GradientLimit {
     max_limit: usize,
     /// Kept fractional so that small steps add up.
     limit: f64,
-    /// The lowest RTT in the current window, and when the window began.
-    min_rtt: Option<(Duration, Instant)>,
+    /// Averages of the RTT in seconds, over about [`Self::SHORT_WINDOW`]
+    /// and [`Self::LONG_WINDOW`] samples.
+    short_rtt: Option<f64>,
+    long_rtt: Option<f64>,
 }
 
 impl GradientLimit {
@@ -31,15 +38,16 @@ impl GradientLimit {
     pub const DEFAULT_MIN_LIMIT: usize = 1;
     /// Default `max_limit`.
     pub const DEFAULT_MAX_LIMIT: usize = 1000;
-    /// RTT may reach this multiple of the minimum before the limit shrinks:
-    /// jitter alone must not throttle.
+    /// The short-term RTT may reach this multiple of the long-term one
+    /// before the limit shrinks: jitter alone must not throttle.
     pub const TOLERANCE: f64 = 1.5;
     /// Weight of a new estimate; smooths single slow samples away.
     pub const SMOOTHING: f64 = 0.2;
-    /// The minimum RTT is forgotten after this long, so that an upstream that
-    /// became slower for good (a new region, a bigger payload) is accepted
-    /// rather than throttled forever.
-    pub const MIN_RTT_WINDOW: Duration = Duration::from_secs(30);
+    /// Samples the short-term average spans (Gradient2's default).
+    pub const SHORT_WINDOW: f64 = 10.0;
+    /// Samples the long-term average spans (Gradient2's default): a slower
+    /// upstream becomes the new normal over this many requests.
+    pub const LONG_WINDOW: f64 = 600.0;
 
     /// A limit starting at `initial_limit`, kept within
     /// `[min_limit, max_limit]`.
@@ -68,7 +76,8 @@ impl GradientLimit {
             min_limit,
             max_limit,
             limit: initial_limit as f64,
-            min_rtt: None,
+            short_rtt: None,
+            long_rtt: None,
         })
     }
 
@@ -77,23 +86,28 @@ impl GradientLimit {
         (self.limit as usize).clamp(self.min_limit, self.max_limit)
     }
 
-    /// Records one request's round-trip time at `now`; returns the new limit.
-    pub fn update(&mut self, rtt: Duration, now: Instant) -> usize {
-        let min_rtt = match self.min_rtt {
-            Some((min, since))
-                if min <= rtt && now.saturating_duration_since(since) < Self::MIN_RTT_WINDOW =>
-            {
-                min
-            }
-            _ => {
-                self.min_rtt = Some((rtt, now));
-                rtt
-            }
+    /// Records one request's round-trip time; returns the new limit. (`now`
+    /// is kept for callers; the averages count samples, not time.)
+    pub fn update(&mut self, rtt: Duration, _now: Instant) -> usize {
+        let sample = rtt.as_secs_f64().max(1e-9);
+        let average = |current: Option<f64>, window: f64| {
+            let weight = 2.0 / (window + 1.0);
+            current.map_or(sample, |current| current + weight * (sample - current))
         };
-        let rtt_secs = rtt.as_secs_f64().max(1e-9);
-        // 1 at the minimum; below 1 once RTT passes the tolerance. Floored at
-        // 0.5: one slow sample cuts the estimate by at most half.
-        let gradient = (Self::TOLERANCE * min_rtt.as_secs_f64() / rtt_secs).clamp(0.5, 1.0);
+        let short = average(self.short_rtt, Self::SHORT_WINDOW);
+        let mut long = average(self.long_rtt, Self::LONG_WINDOW);
+        // Recovering from a slow period (the short-term RTT far below the
+        // long-term one): forget the slow past faster, as Gradient2 does,
+        // so the limit is not held high by it.
+        if long / short > 2.0 {
+            long *= 0.95;
+        }
+        self.short_rtt = Some(short);
+        self.long_rtt = Some(long);
+        // 1 while the short-term RTT is within the tolerance; below once it
+        // rises past it. Floored at 0.5: one slow spell cuts the estimate by
+        // at most half per sample.
+        let gradient = (Self::TOLERANCE * long / short).clamp(0.5, 1.0);
         // Headroom grows with the limit but sublinearly, as in Netflix's
         // default (square root of the limit).
         let headroom = self.limit.sqrt();
@@ -143,17 +157,18 @@ mod tests {
     }
 
     #[test]
-    fn shrinks_when_latency_climbs_and_stops_at_min_limit() {
+    fn shrinks_when_latency_climbs() {
         let t0 = Instant::now();
         let mut g = GradientLimit::new(100, 5, 100).expect("valid");
-        g.update(ms(10), t0);
-        let before = g.limit();
-        let after = g.update(ms(40), t0 + ms(1));
-        assert!(after < before, "{after} < {before}");
-        for i in 2..500 {
-            g.update(ms(100), t0 + ms(i));
+        for i in 0..50 {
+            g.update(ms(10), t0 + ms(i));
         }
-        assert_eq!(g.limit(), 5);
+        let before = g.limit();
+        let mut after = before;
+        for i in 50..70 {
+            after = g.update(ms(40), t0 + ms(i));
+        }
+        assert!(after < before / 2, "{after} < {before} / 2");
     }
 
     #[test]
@@ -165,16 +180,39 @@ mod tests {
         assert!(g.update(ms(14), t0 + ms(1)) >= before);
     }
 
+    /// The node's service time doubles for a long while: the limit dips,
+    /// never to the floor, and comes back up while the node is still slow
+    /// (the long-term average follows), then recovers with it.
     #[test]
-    fn forgets_an_old_minimum() {
+    fn a_long_slow_period_lowers_the_limit_smoothly_not_to_the_floor() {
         let t0 = Instant::now();
-        let mut g = GradientLimit::new(50, 1, 1000).expect("valid");
-        g.update(ms(10), t0);
-        // The upstream is now 50 ms for good: after the window that is the
-        // new normal and the limit grows again.
-        let later = t0 + GradientLimit::MIN_RTT_WINDOW;
-        let rebased = g.update(ms(50), later);
-        assert!(g.update(ms(50), later + ms(1)) >= rebased);
+        let mut g = GradientLimit::new(20, 1, 200).expect("valid");
+        for i in 0..2_000 {
+            g.update(ms(20), t0 + ms(i));
+        }
+        let fast = g.limit();
+        let mut lowest = fast;
+        let mut slow_end = fast;
+        for i in 0..4_000 {
+            slow_end = g.update(ms(40), t0 + ms(2_000 + i));
+            lowest = lowest.min(slow_end);
+        }
+        println!(
+            "limit {fast} fast, lowest {lowest} while slow, {slow_end} after 4,000 slow samples"
+        );
+        assert!(
+            lowest >= 20,
+            "dipped to {lowest} of {fast}: not to the floor"
+        );
+        assert!(
+            slow_end > lowest,
+            "came back up while slow: {lowest} -> {slow_end}"
+        );
+        let mut back = slow_end;
+        for i in 0..4_000 {
+            back = g.update(ms(20), t0 + ms(6_000 + i));
+        }
+        assert_eq!(back, 200, "whole again once fast");
     }
 
     #[test]

@@ -39,8 +39,9 @@ pub(super) struct RawAdmission {
     /// How long the queue must stay non-empty to count as standing; more
     /// than 0. Default `"100ms"`.
     pub codel_interval: Option<Spanned<String>>,
-    /// `true`: the limit adapts to upstream latency (gradient over the
-    /// lowest latency seen) between `min_concurrency` and `max_concurrency`.
+    /// `true`: the limit adapts to upstream latency (gradient between its
+    /// long- and short-term averages) between `min_concurrency` and
+    /// `max_concurrency`.
     /// Default `false`.
     pub adaptive: Option<bool>,
     /// With `adaptive = true`, the lowest the limit may go; at least 1, at
