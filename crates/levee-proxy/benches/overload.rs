@@ -21,11 +21,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use levee_core::admission::AdmissionParams;
+use levee_core::admission::{AdmissionParams, Priority};
 use levee_proxy::config::{
     AdmissionSettings, BalancePolicy, CacheSettings, ClusterSettings, Config, EndpointAddress,
-    ListenerSettings,
+    ListenerSettings, RouteRetry, RouteSettings,
 };
+use levee_proxy::route::{PathPattern, RouteMatch};
 use levee_testkit::backend::{Backend, Mode};
 use parking_lot::Mutex;
 use tokio::time::Instant;
@@ -105,24 +106,51 @@ fn config(
 
 /// Offer `rate` requests per second for `duration` to `addr`.
 async fn offer(addr: SocketAddr, rate: u64, duration: Duration) -> (Tally, f64) {
+    let (tally, _, seconds) = offer_classes(addr, rate, duration, 0).await;
+    (tally, seconds)
+}
+
+/// Offer `rate` requests per second for `duration` to `addr`, every
+/// `critical_every`-th one (0: none) marked `x-priority: critical` and the
+/// others `sheddable`; tallies of the sheddable and the critical ones.
+async fn offer_classes(
+    addr: SocketAddr,
+    rate: u64,
+    duration: Duration,
+    critical_every: u64,
+) -> (Tally, Tally, f64) {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(4096)
         .build_http();
     let uri: http::Uri = format!("http://{addr}/").parse().expect("uri");
     let tally = Arc::new(Mutex::new(Tally::default()));
+    let critical = Arc::new(Mutex::new(Tally::default()));
+    let mut sent_count = 0u64;
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     while started.elapsed() < duration {
         ticks.tick().await;
+        sent_count += 1;
+        let is_critical = critical_every > 0 && sent_count % critical_every == 0;
         let client = client.clone();
         let uri = uri.clone();
-        let tally = Arc::clone(&tally);
+        let tally = Arc::clone(if is_critical { &critical } else { &tally });
+        let class = match (critical_every, is_critical) {
+            (0, _) => None,
+            (_, true) => Some("critical"),
+            (_, false) => Some("sheddable"),
+        };
         tasks.spawn(async move {
             let sent = Instant::now();
             let answer = tokio::time::timeout(CLIENT_TIMEOUT, async {
-                let response = client.get(uri).await?;
+                let mut request = http::Request::get(uri);
+                if let Some(class) = class {
+                    request = request.header("x-priority", class);
+                }
+                let request = request.body(Empty::new())?;
+                let response = client.request(request).await?;
                 let status = response.status().as_u16();
                 response.into_body().collect().await?;
                 Ok::<u16, Box<dyn std::error::Error + Send + Sync>>(status)
@@ -141,7 +169,8 @@ async fn offer(addr: SocketAddr, rate: u64, duration: Duration) -> (Tally, f64) 
     while tasks.join_next().await.is_some() {}
     let seconds = duration.as_secs_f64();
     let tally = std::mem::take(&mut *tally.lock());
-    (tally, seconds)
+    let critical = std::mem::take(&mut *critical.lock());
+    (tally, critical, seconds)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -225,5 +254,67 @@ async fn main() {
             run.tally.other,
         );
     }
+    priority_run(&backend, capacity, capacity_rps, offered_rps, duration).await;
     backend.shutdown().await;
+}
+
+/// 3x overload, 20% of it critical and 80% sheddable: the critical requests
+/// are served, the sheddable ones shed first.
+async fn priority_run(
+    backend: &Backend,
+    capacity: usize,
+    capacity_rps: f64,
+    offered_rps: u64,
+    duration: Duration,
+) {
+    // A queue as deep as the node's workers: room for a burst of critical
+    // requests, and sheddable waiters make room for them anyway.
+    let admission = AdmissionSettings {
+        params: AdmissionParams::builder()
+            .max_concurrency(capacity)
+            .max_queue(capacity)
+            .build()
+            .expect("admission params"),
+        adaptive: None,
+        priority_header: Some(http::HeaderName::from_static("x-priority")),
+    };
+    let mut config = config(backend.addr(), Some(admission), None);
+    // Every request may claim up to critical.
+    config.listeners[0].routes = vec![RouteSettings {
+        name: "all".to_owned(),
+        matches: RouteMatch {
+            path: Some(PathPattern::Prefix("/".to_owned())),
+            ..RouteMatch::default()
+        },
+        cluster: "app".to_owned(),
+        request_timeout: None,
+        retry: RouteRetry::default(),
+        cache: None,
+        priority: Some(Priority::Critical),
+    }];
+    let gateway = levee_proxy::start(config).await.expect("gateway starts");
+    let addr = gateway.listener_address("web").expect("listener");
+    eprintln!("overload: priorities: offering {offered_rps} req/s, 20% critical");
+    let (sheddable, mut critical, seconds) = offer_classes(addr, offered_rps, duration, 5).await;
+    gateway.shutdown().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let served = (sheddable.served.len() + critical.served.len()) as f64 / seconds;
+    let critical_total = critical.served.len()
+        + critical.shed.len()
+        + critical.timed_out as usize
+        + critical.other as usize;
+    println!();
+    println!(
+        "| priorities, 20% critical | goodput vs capacity | critical success | critical p50 ms | critical p99 ms | sheddable served/s | sheddable shed |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| admission on (queue = capacity), priority_header | {:.0}% | {:.2}% | {} | {} | {:.0} | {} |",
+        served / capacity_rps * 100.0,
+        critical.served.len() as f64 / critical_total.max(1) as f64 * 100.0,
+        ms(percentile(&mut critical.served, 0.50)),
+        ms(percentile(&mut critical.served, 0.99)),
+        sheddable.served.len() as f64 / seconds,
+        sheddable.shed.len(),
+    );
 }
