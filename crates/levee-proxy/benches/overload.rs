@@ -255,7 +255,126 @@ async fn main() {
         );
     }
     priority_run(&backend, capacity, capacity_rps, offered_rps, duration).await;
+    slow_spell_runs(&backend, capacity, capacity_rps).await;
     backend.shutdown().await;
+}
+
+/// Offer `rate` requests per second for `duration`, tallied by the phase
+/// (split at `splits`, from the start) in which each was sent.
+async fn offer_phased(
+    addr: SocketAddr,
+    rate: u64,
+    duration: Duration,
+    splits: [Duration; 2],
+) -> [Tally; 3] {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(4096)
+        .build_http();
+    let uri: http::Uri = format!("http://{addr}/").parse().expect("uri");
+    let tallies: Arc<Mutex<[Tally; 3]>> = Arc::default();
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    while started.elapsed() < duration {
+        ticks.tick().await;
+        let phase = splits
+            .iter()
+            .filter(|split| started.elapsed() >= **split)
+            .count();
+        let (client, uri, tallies) = (client.clone(), uri.clone(), Arc::clone(&tallies));
+        tasks.spawn(async move {
+            let sent = Instant::now();
+            let answer = tokio::time::timeout(CLIENT_TIMEOUT, async {
+                let response = client.get(uri).await?;
+                let status = response.status().as_u16();
+                response.into_body().collect().await?;
+                Ok::<u16, Box<dyn std::error::Error + Send + Sync>>(status)
+            })
+            .await;
+            let took = sent.elapsed();
+            let tally = &mut tallies.lock()[phase];
+            match answer {
+                Ok(Ok(200)) => tally.served.push(took),
+                Ok(Ok(503)) => tally.shed.push(took),
+                Ok(_) => tally.other += 1,
+                Err(_) => tally.timed_out += 1,
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    std::mem::take(&mut *tallies.lock())
+}
+
+/// The node's service time doubles for 10 s, then recovers, under 90% of
+/// its normal capacity: what the adaptive limit, the fixed limit and no
+/// limit serve before, during and after.
+async fn slow_spell_runs(backend: &Backend, capacity: usize, capacity_rps: f64) {
+    let offered = (capacity_rps * 0.9) as u64;
+    let (before, spell) = (Duration::from_secs(5), Duration::from_secs(10));
+    let adaptive = AdmissionSettings {
+        params: AdmissionParams::builder()
+            .max_concurrency(capacity * 4)
+            .max_queue(capacity)
+            .build()
+            .expect("admission params"),
+        adaptive: Some(levee_proxy::config::AdaptiveLimitSettings { min_concurrency: 1 }),
+        priority_header: None,
+    };
+    let fixed = AdmissionSettings {
+        params: AdmissionParams::builder()
+            .max_concurrency(capacity)
+            .max_queue(capacity)
+            .build()
+            .expect("admission params"),
+        adaptive: None,
+        priority_header: None,
+    };
+    println!();
+    println!(
+        "node {capacity} x 20 ms, 40 ms from 5 s to 15 s; offered {offered} req/s for 20 s (per phase: served/s, shed 503, timed out)"
+    );
+    println!();
+    println!(
+        "| run | before: served/s | slow: served/s | slow: shed | slow: timed out | after: served/s | after: shed | after: timed out |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (name, admission) in [
+        ("adaptive limit", Some(adaptive)),
+        ("fixed limit", Some(fixed)),
+        ("no limit", None),
+    ] {
+        let gateway = levee_proxy::start(config(backend.addr(), admission, None))
+            .await
+            .expect("gateway starts");
+        let addr = gateway.listener_address("web").expect("listener");
+        eprintln!("overload: slow spell: {name}");
+        let switch = {
+            let backend = backend.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(before).await;
+                let _ = backend.set_mode(Mode::Slow(SERVICE_TIME * 2)).await;
+                tokio::time::sleep(spell).await;
+                let _ = backend.set_mode(Mode::Slow(SERVICE_TIME)).await;
+            })
+        };
+        let phases = offer_phased(addr, offered, before * 4, [before, before + spell]).await;
+        let _ = switch.await;
+        gateway.shutdown().await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let seconds = [before, spell, before].map(|d| d.as_secs_f64());
+        let [a, b, c] = &phases;
+        println!(
+            "| {name} | {:.0} | {:.0} | {} | {} | {:.0} | {} | {} |",
+            a.served.len() as f64 / seconds[0],
+            b.served.len() as f64 / seconds[1],
+            b.shed.len(),
+            b.timed_out,
+            c.served.len() as f64 / seconds[2],
+            c.shed.len(),
+            c.timed_out,
+        );
+    }
 }
 
 /// 3x overload, 20% of it critical and 80% sheddable: the critical requests
