@@ -257,6 +257,106 @@ async fn main() {
     priority_run(&backend, capacity, capacity_rps, offered_rps, duration).await;
     slow_spell_runs(&backend, capacity, capacity_rps).await;
     backend.shutdown().await;
+    deadline_runs().await;
+}
+
+/// Callers with 100 ms deadlines against two nodes whose answers take 40 to
+/// 120 ms (p50 80 ms), a 60 ms per-try timeout and retries: the upstream
+/// attempts sent, and those wasted (sent, but no answer reached a caller in
+/// time), with the deadline propagated (`deadline_header`) and without.
+async fn deadline_runs() {
+    const DEADLINE: Duration = Duration::from_millis(100);
+    const RATE: u64 = 100;
+    let seconds = env_or("OVERLOAD_SECONDS", 10);
+    println!();
+    println!(
+        "two nodes answering in 40-120 ms (uniform, p50 80 ms); callers give up after {} ms; per_try_timeout 60 ms, 3 attempts; {RATE} req/s for {seconds} s",
+        DEADLINE.as_millis()
+    );
+    println!();
+    println!(
+        "| run | requests | answered in time | upstream attempts | attempts per request | wasted attempts |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (name, propagate) in [("deadline propagated", true), ("no deadline", false)] {
+        let nodes = [
+            Backend::start("d1", LOOPBACK.parse().expect("address"))
+                .await
+                .expect("node"),
+            Backend::start("d2", LOOPBACK.parse().expect("address"))
+                .await
+                .expect("node"),
+        ];
+        let mut config = config(nodes[0].addr(), None, None);
+        let cluster = &mut config.clusters[0];
+        cluster.endpoints.push(EndpointAddress::new(
+            nodes[1].addr().ip().to_string(),
+            nodes[1].addr().port(),
+        ));
+        cluster.retry.per_try_timeout = Duration::from_millis(60);
+        // Latencies are kept with hedging on; a hedge never comes first.
+        cluster.retry.hedge = Some(levee_proxy::config::HedgeSettings {
+            floor: Duration::from_secs(5),
+            ceiling: Duration::from_secs(5),
+        });
+        if propagate {
+            cluster.deadline_header = Some(http::HeaderName::from_static("x-request-timeout-ms"));
+        }
+        let gateway = levee_proxy::start(config).await.expect("gateway starts");
+        let addr = gateway.listener_address("web").expect("listener");
+        let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(1024)
+            .build_http();
+        let in_time = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / RATE as f64));
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut requests = 0u64;
+        // A warm-up second teaches levee the nodes' p50, uncounted.
+        let warm_up = Duration::from_secs(1);
+        while started.elapsed() < Duration::from_secs(seconds) + warm_up {
+            ticks.tick().await;
+            let counted = started.elapsed() >= warm_up;
+            if counted && requests == 0 {
+                for node in &nodes {
+                    node.reset_counters();
+                }
+            }
+            requests += u64::from(counted);
+            let millis = 40 + rand::random::<u64>() % 81;
+            let request = http::Request::get(format!("http://{addr}/slow?ms={millis}"))
+                .header("x-request-timeout-ms", DEADLINE.as_millis().to_string())
+                .body(Empty::new())
+                .expect("request");
+            let (client, in_time) = (client.clone(), Arc::clone(&in_time));
+            tasks.spawn(async move {
+                let answer = tokio::time::timeout(DEADLINE, async {
+                    let response = client.request(request).await?;
+                    let ok = response.status() == 200;
+                    response.into_body().collect().await?;
+                    Ok::<bool, Box<dyn std::error::Error + Send + Sync>>(ok)
+                })
+                .await;
+                if counted && matches!(answer, Ok(Ok(true))) {
+                    in_time.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        // Attempts still running when their caller left reach the nodes too.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let attempts: u64 = nodes.iter().map(Backend::requests_received).sum();
+        let answered = in_time.load(std::sync::atomic::Ordering::Relaxed);
+        println!(
+            "| {name} | {requests} | {answered} | {attempts} | {:.2} | {} |",
+            attempts as f64 / requests.max(1) as f64,
+            attempts.saturating_sub(answered),
+        );
+        gateway.shutdown().await;
+        for node in nodes {
+            node.shutdown().await;
+        }
+    }
 }
 
 /// Offer `rate` requests per second for `duration`, tallied by the phase
