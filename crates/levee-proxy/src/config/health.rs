@@ -303,6 +303,15 @@ fn draining_statuses(
     statuses: &Spanned<Vec<Spanned<i64>>>,
     report: &mut Report<'_>,
 ) -> Option<Vec<u16>> {
+    http_statuses(statuses, "health.http.draining_status", report)
+}
+
+/// Each of `statuses` an HTTP status (100 to 599), reported under `key`.
+fn http_statuses(
+    statuses: &Spanned<Vec<Spanned<i64>>>,
+    key: &str,
+    report: &mut Report<'_>,
+) -> Option<Vec<u16>> {
     let mut valid = Vec::new();
     let mut all_valid = true;
     for status in statuses.get_ref() {
@@ -310,7 +319,7 @@ fn draining_statuses(
             Ok(code @ 100..=599) => valid.push(code),
             _ => {
                 let message = format!(
-                    "health.http.draining_status: {} is not an HTTP status (100 to 599)",
+                    "{key}: {} is not an HTTP status (100 to 599)",
                     status.get_ref()
                 );
                 report.error(status.span(), message);
@@ -330,22 +339,7 @@ fn expected_statuses(
         report.error(statuses.span(), message);
         return None;
     }
-    let mut valid = Vec::new();
-    let mut all_valid = true;
-    for status in statuses.get_ref() {
-        match u16::try_from(*status.get_ref()) {
-            Ok(code @ 100..=599) => valid.push(code),
-            _ => {
-                let message = format!(
-                    "health.http.expect_status: {} is not an HTTP status (100 to 599)",
-                    status.get_ref()
-                );
-                report.error(status.span(), message);
-                all_valid = false;
-            }
-        }
-    }
-    all_valid.then_some(valid)
+    http_statuses(statuses, "health.http.expect_status", report)
 }
 
 /// The timing, checked by [`HealthCheckParams::new`]. It names only the
