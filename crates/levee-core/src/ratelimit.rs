@@ -158,7 +158,12 @@ impl KeyedLimiter {
         if let Some(tat) = tat
             && decision.allowed
         {
-            if keys.len() >= MAX_KEYS && !keys.contains_key(key) {
+            // A key seen before is updated in place: no allocation.
+            if let Some(slot) = keys.get_mut(key) {
+                *slot = tat;
+                return decision;
+            }
+            if keys.len() >= MAX_KEYS {
                 keys.retain(|_, tat| *tat > now);
                 if keys.len() >= MAX_KEYS {
                     keys.clear();

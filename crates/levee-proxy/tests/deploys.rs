@@ -14,8 +14,7 @@ use bytes::Bytes;
 use common::*;
 use http::Request;
 use http_body_util::{BodyExt, Full};
-use levee_core::HealthCheckParams;
-use levee_proxy::config::{BalancePolicy, HealthCheckKind, HealthSettings, HttpCheckSettings};
+use levee_proxy::config::BalancePolicy;
 use levee_testkit::backend::Mode;
 
 /// Clients sending POSTs all the time.
@@ -77,25 +76,12 @@ async fn rolling_restart(idle_close: bool) -> Deploy {
     let cluster = &mut config.clusters[0];
     cluster.slow_start = Duration::from_secs(1);
     cluster.retry.idle_close = idle_close;
-    cluster.health = Some(HealthSettings {
-        check: HealthCheckKind::Http(HttpCheckSettings {
-            method: http::Method::GET,
-            path: "/healthz".into(),
-            host: None,
-            expect_status: vec![200],
-            expect_body: None,
-            draining_status: vec![503],
-        }),
-        params: HealthCheckParams::new(
-            2,
-            2,
-            Duration::from_millis(100),
-            Duration::from_millis(50),
-            Duration::from_millis(200),
-            0.1,
-        )
-        .expect("params"),
-    });
+    cluster.health = Some(http_health(
+        Duration::from_millis(100),
+        Duration::from_millis(50),
+        Duration::from_millis(200),
+        0.1,
+    ));
     let (gateway, addr) = start(config).await;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -178,18 +164,12 @@ async fn a_node_that_says_it_is_leaving_is_out_at_once_and_back_when_a_check_pas
     let cluster = &mut config.clusters[0];
     cluster.slow_start = Duration::ZERO;
     cluster.outlier = None;
-    cluster.health = Some(HealthSettings {
-        check: HealthCheckKind::Http(HttpCheckSettings::new("/healthz")),
-        params: HealthCheckParams::new(
-            2,
-            2,
-            Duration::from_secs(1),
-            Duration::from_secs(1),
-            Duration::from_millis(200),
-            0.0,
-        )
-        .expect("params"),
-    });
+    cluster.health = Some(http_health(
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+        Duration::from_millis(200),
+        0.0,
+    ));
     let (gateway, web) = start(config).await;
     let admin = gateway.admin_address();
     let client = client();

@@ -12,12 +12,8 @@ use bytes::Bytes;
 use common::*;
 use http::Request;
 use http_body_util::Full;
-use levee_core::HealthCheckParams;
 use levee_proxy::RunningGateway;
-use levee_proxy::config::{
-    BalancePolicy, Config, HealthCheckKind, HealthSettings, HttpCheckSettings, OnUnreachable,
-    StoreKind, StoreSettings,
-};
+use levee_proxy::config::{BalancePolicy, Config, OnUnreachable, StoreKind, StoreSettings};
 use levee_testkit::backend::Mode;
 use levee_testkit::dependency::RealServer;
 use serde_json::Value;
@@ -39,25 +35,12 @@ fn gateway_config(
     cluster.outlier = None;
     cluster.slow_start = Duration::ZERO;
     cluster.source_address = Some(from);
-    cluster.health = Some(HealthSettings {
-        check: HealthCheckKind::Http(HttpCheckSettings {
-            method: http::Method::GET,
-            path: "/healthz".into(),
-            host: None,
-            expect_status: vec![200],
-            expect_body: None,
-            draining_status: vec![503],
-        }),
-        params: HealthCheckParams::new(
-            2,
-            2,
-            Duration::from_millis(100),
-            Duration::from_millis(50),
-            Duration::from_millis(200),
-            0.1,
-        )
-        .expect("params"),
-    });
+    cluster.health = Some(http_health(
+        Duration::from_millis(100),
+        Duration::from_millis(50),
+        Duration::from_millis(200),
+        0.1,
+    ));
     // share_health and health_quorum stay at their defaults: on with a
     // Redis store, quorum 2.
     config.store = StoreSettings {

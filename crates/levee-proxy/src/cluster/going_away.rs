@@ -22,7 +22,6 @@ use levee_core::health::{CheckFailure, CheckResult};
 use tokio::time::Instant;
 
 use super::Cluster;
-use super::control::Control;
 use crate::config::HealthCheckKind;
 use crate::events::{NewEvent, Severity};
 
@@ -109,24 +108,24 @@ impl Cluster {
         endpoint_state.check_now.notify_one();
     }
 
-    /// A check of `endpoint` came back: a draining status is a sign, a
-    /// pass ends a departure. Returns whether routing must be rebuilt.
+    /// A check of `endpoint` (whose departure state is `departure`) came
+    /// back: a draining status is a sign, a pass ends a departure. Returns
+    /// whether routing must be rebuilt.
     pub(super) fn departure_after_check(
         &self,
-        control: &mut Control,
+        departure: &mut Departure,
         endpoint: usize,
         result: &CheckResult,
         now: Instant,
     ) -> bool {
-        let state = &mut control.endpoints[endpoint];
         let address = &self.endpoints[endpoint].address;
         match result {
             CheckResult::Passed { .. } => {
-                let Some(went) = state.departure.going.take() else {
+                let Some(went) = departure.going.take() else {
                     return false;
                 };
                 if went.sign == Sign::ConnectionClose {
-                    state.departure.close_disproved_until = Some(now + CLOSE_DISPROVED_FOR);
+                    departure.close_disproved_until = Some(now + CLOSE_DISPROVED_FOR);
                 }
                 self.events.record(NewEvent {
                     kind: "endpoint-going-away",
@@ -144,9 +143,9 @@ impl Cluster {
                 true
             }
             CheckResult::Failed(CheckFailure::UnexpectedStatus(status))
-                if self.draining_status(*status) && state.departure.going.is_none() =>
+                if self.draining_status(*status) && departure.going.is_none() =>
             {
-                state.departure.going = Some(GoingAway {
+                departure.going = Some(GoingAway {
                     reason: format!("answered its health check with {status} (draining)"),
                     since: now,
                     sign: Sign::Draining,

@@ -664,7 +664,8 @@ impl Cluster {
     /// report it and rebuild the routing view.
     pub fn record_check(&self, endpoint: EndpointId, result: CheckResult, now: Instant) {
         let mut control = self.control.lock();
-        if self.departure_after_check(&mut control, endpoint.0, &result, now) {
+        let departure = &mut control.endpoints[endpoint.0].departure;
+        if self.departure_after_check(departure, endpoint.0, &result, now) {
             self.refresh_routing(&mut control, now);
         }
         let Some(transition) = control.record_check(endpoint.0, result, now) else {

@@ -56,6 +56,24 @@ pub fn config(endpoints: Vec<SocketAddr>, balance: BalancePolicy) -> Config {
     config
 }
 
+/// An HTTP check of `GET /healthz` expecting 200, rise 2 and fall 2, at
+/// `interval` (`transition` while a state is changing), each check bounded
+/// by `timeout`.
+pub fn http_health(
+    interval: Duration,
+    transition: Duration,
+    timeout: Duration,
+    jitter: f64,
+) -> levee_proxy::config::HealthSettings {
+    levee_proxy::config::HealthSettings {
+        check: levee_proxy::config::HealthCheckKind::Http(
+            levee_proxy::config::HttpCheckSettings::new("/healthz"),
+        ),
+        params: levee_core::HealthCheckParams::new(2, 2, interval, transition, timeout, jitter)
+            .expect("health params"),
+    }
+}
+
 pub async fn start(config: Config) -> (RunningGateway, SocketAddr) {
     let gateway = levee_proxy::start(config).await.expect("gateway starts");
     let addr = gateway.listener_address("web").expect("listener web");
