@@ -19,7 +19,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
+use crate::metrics::buckets::LatencyHistogram;
 use prometheus_client::registry::Registry;
 
 use crate::access_log::metrics::{AccessLogFamilies, AccessLogMetrics};
@@ -668,7 +668,7 @@ impl ClusterMetrics {
 #[derive(Clone)]
 pub struct EndpointMetrics {
     by_class: [Counter; 6],
-    latency: Histogram,
+    latency: LatencyHistogram,
     in_flight: Gauge,
     /// Failure kinds are few and rare: looked up by label when they happen.
     failures: Family<EndpointErrorLabels, Counter>,
@@ -718,7 +718,7 @@ impl EndpointMetrics {
 #[derive(Clone)]
 pub struct ListenerMetrics {
     by_class: [Counter; 6],
-    duration: Histogram,
+    duration: LatencyHistogram,
     connections: Counter,
     tunnels_open: Gauge,
 }

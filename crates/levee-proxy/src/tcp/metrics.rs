@@ -6,7 +6,7 @@ use std::fmt;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
+use crate::metrics::buckets::LatencyHistogram;
 use prometheus_client::registry::Registry;
 
 use crate::metrics::buckets::{HistogramFamily, latency_histogram};
@@ -200,7 +200,7 @@ impl TcpFamilies {
 pub struct TcpListenerMetrics {
     sessions: [Counter; SessionOutcome::ALL.len()],
     reconnects: [Counter; ReconnectReason::ALL.len()],
-    first_byte: Histogram,
+    first_byte: LatencyHistogram,
 }
 
 impl TcpListenerMetrics {

@@ -5,7 +5,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
+use crate::metrics::buckets::LatencyHistogram;
 use prometheus_client::registry::Registry;
 
 use levee_core::admission::{CLASSES, Priority};
@@ -102,7 +102,7 @@ impl AdmissionFamilies {
 pub struct AdmissionMetrics {
     /// Per class (highest first), per reason (as [`REASONS`]).
     shed: [[Counter; 3]; CLASSES],
-    wait: Histogram,
+    wait: LatencyHistogram,
     queue_depth: Gauge,
     limit: Gauge,
 }
