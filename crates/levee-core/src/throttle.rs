@@ -15,7 +15,6 @@
 
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::window::PairWindow;
@@ -98,7 +97,7 @@ pub struct ThrottleSnapshot {
 pub struct AdaptiveThrottle {
     params: ThrottleParams,
     /// Requests and accepts.
-    counts: Mutex<PairWindow>,
+    counts: PairWindow,
 }
 
 impl AdaptiveThrottle {
@@ -106,7 +105,7 @@ impl AdaptiveThrottle {
     pub fn new(params: ThrottleParams, now: Instant) -> AdaptiveThrottle {
         AdaptiveThrottle {
             params,
-            counts: Mutex::new(PairWindow::new(params.window, now)),
+            counts: PairWindow::new(params.window, now),
         }
     }
 
@@ -120,11 +119,10 @@ impl AdaptiveThrottle {
     /// request let through is counted by [`AdaptiveThrottle::record`] when
     /// the upstream answers.
     pub fn reject(&self, now: Instant, draw: f64) -> bool {
-        let mut counts = self.counts.lock();
-        let probability = self.probability(counts.totals(now));
+        let probability = self.probability(self.counts.totals(now));
         let reject = draw < probability;
         if reject {
-            counts.add(now, [1, 0]);
+            self.counts.add(now, [1, 0]);
         }
         reject
     }
@@ -132,12 +130,12 @@ impl AdaptiveThrottle {
     /// The upstream answered a request: `accepted` unless it rejected it
     /// (overload, 503, 429).
     pub fn record(&self, accepted: bool, now: Instant) {
-        self.counts.lock().add(now, [1, u64::from(accepted)]);
+        self.counts.add(now, [1, u64::from(accepted)]);
     }
 
     /// What the throttle counts as of `now`.
     pub fn snapshot(&self, now: Instant) -> ThrottleSnapshot {
-        let [requests, accepts] = self.counts.lock().totals(now);
+        let [requests, accepts] = self.counts.totals(now);
         ThrottleSnapshot {
             requests,
             accepts,

@@ -61,9 +61,14 @@ impl EndpointLoad {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Record the latency of a response head (or of a failure).
+    /// Record the latency of a response head (or of a failure). A sample
+    /// that arrives while another worker records one is dropped rather than
+    /// waited for: an estimate loses nothing by it, and requests of different
+    /// threads never queue on one endpoint's lock (issue 11).
     pub fn observe_latency(&self, latency: Duration, now: Instant) {
-        self.latency.lock().observe(latency, now);
+        if let Some(mut estimate) = self.latency.try_lock() {
+            estimate.observe(latency, now);
+        }
     }
 
     /// Current latency estimate.

@@ -9,7 +9,6 @@
 
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use super::BadRetryParams;
@@ -102,7 +101,7 @@ impl BudgetSnapshot {
 }
 
 /// A cluster's retry budget, shared by every request to the cluster (it
-/// locks internally, so `&self` is enough).
+/// counts with atomics, so `&self` is enough).
 ///
 /// Retries and hedges withdrawn over the last `window` may not exceed
 /// `percent` % of the client requests recorded over it plus
@@ -111,7 +110,7 @@ impl BudgetSnapshot {
 pub struct RetryBudget {
     params: RetryBudgetParams,
     /// Requests and retries.
-    counts: Mutex<PairWindow>,
+    counts: PairWindow,
 }
 
 impl RetryBudget {
@@ -119,7 +118,7 @@ impl RetryBudget {
     pub fn new(params: RetryBudgetParams, now: Instant) -> RetryBudget {
         RetryBudget {
             params,
-            counts: Mutex::new(PairWindow::new(params.window, now)),
+            counts: PairWindow::new(params.window, now),
         }
     }
 
@@ -131,16 +130,15 @@ impl RetryBudget {
     /// Count one client request (once per request, not per attempt: retries
     /// must not earn budget for more retries).
     pub fn record_request(&self, now: Instant) {
-        self.counts.lock().add(now, [1, 0]);
+        self.counts.add(now, [1, 0]);
     }
 
     /// [`record_request`](Self::record_request), and how many retries the
-    /// budget holds right after it: one lock for both, for callers that
+    /// budget holds right after it, for callers that
     /// prepare a retry only when one could happen.
     pub fn record_request_and_remaining(&self, now: Instant) -> u64 {
-        let mut counts = self.counts.lock();
-        counts.add(now, [1, 0]);
-        self.snapshot_of(&counts, now).remaining()
+        self.counts.add(now, [1, 0]);
+        self.snapshot(now).remaining()
     }
 
     /// Take one retry (or hedge) from the budget: true if it was available
@@ -148,22 +146,19 @@ impl RetryBudget {
     /// metric and stop with
     /// [`NotRetried::BudgetExhausted`](super::NotRetried::BudgetExhausted)).
     pub fn try_withdraw(&self, now: Instant) -> bool {
-        let mut counts = self.counts.lock();
-        let snapshot = self.snapshot_of(&counts, now);
+        let snapshot = self.snapshot(now);
         if snapshot.retries >= snapshot.allowed {
             return false;
         }
-        counts.add(now, [0, 1]);
+        // Not one step with the check: workers withdrawing at the same
+        // moment may each take the last retry (one each at most).
+        self.counts.add(now, [0, 1]);
         true
     }
 
     /// What the budget holds as of `now`.
     pub fn snapshot(&self, now: Instant) -> BudgetSnapshot {
-        self.snapshot_of(&self.counts.lock(), now)
-    }
-
-    fn snapshot_of(&self, counts: &PairWindow, now: Instant) -> BudgetSnapshot {
-        let [requests, retries] = counts.totals(now);
+        let [requests, retries] = self.counts.totals(now);
         let earned = requests.saturating_mul(u64::from(self.params.percent)) / 100;
         BudgetSnapshot {
             requests,

@@ -114,10 +114,14 @@ impl RetryState {
     }
 
     /// A response head arrived after `latency`: it counts towards the
-    /// hedging delay.
+    /// hedging delay. Dropped if another worker is recording one at that
+    /// moment: a quantile of thousands of samples loses nothing by it, and
+    /// the requests of different threads never queue on the cluster's lock.
     pub fn record_head_latency(&self, latency: Duration, now: Instant) {
-        if let Some(hedge) = &self.hedge {
-            hedge.latencies.lock().record(latency, now);
+        if let Some(hedge) = &self.hedge
+            && let Some(mut latencies) = hedge.latencies.try_lock()
+        {
+            latencies.record(latency, now);
         }
     }
 
