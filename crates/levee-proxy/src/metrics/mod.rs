@@ -14,12 +14,12 @@ pub mod buckets;
 
 use std::sync::Arc;
 
+use crate::metrics::buckets::LatencyHistogram;
 use levee_core::{FailureKind, StatusClass};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use crate::metrics::buckets::LatencyHistogram;
 use prometheus_client::registry::Registry;
 
 use crate::access_log::metrics::{AccessLogFamilies, AccessLogMetrics};

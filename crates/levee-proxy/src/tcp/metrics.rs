@@ -3,10 +3,10 @@
 
 use std::fmt;
 
+use crate::metrics::buckets::LatencyHistogram;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use crate::metrics::buckets::LatencyHistogram;
 use prometheus_client::registry::Registry;
 
 use crate::metrics::buckets::{HistogramFamily, latency_histogram};

@@ -1,11 +1,11 @@
 //! Metrics of admission control: requests shed, time waited for a slot,
 //! queue depth and limit.
 
+use crate::metrics::buckets::LatencyHistogram;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use crate::metrics::buckets::LatencyHistogram;
 use prometheus_client::registry::Registry;
 
 use levee_core::admission::{CLASSES, Priority};
