@@ -205,9 +205,8 @@ pub struct EndpointPool {
     /// Where streams refused and sent again within the pool are counted
     /// (`upstream_failures_total{kind="refused-stream"}`).
     metrics: Option<EndpointMetrics>,
-    /// Most recently used last: taken from the end (warm connections first),
-    /// expired ones are trimmed from the front.
-    idle: Mutex<Vec<Idle>>,
+    /// Idle connections, one list per worker thread (see [`IdleShards`]).
+    idle: IdleShards,
     /// HTTP/2 connections, busy or not; closed ones are dropped when met.
     multiplexed: Mutex<Vec<Arc<H2Connection>>>,
     /// Held while an HTTP/2 connection is being opened: requests that find
@@ -276,7 +275,7 @@ impl EndpointPool {
             settings,
             tls,
             metrics,
-            idle: Mutex::new(Vec::new()),
+            idle: IdleShards::new(),
             multiplexed: Mutex::new(Vec::new()),
             opening_h2: tokio::sync::Mutex::new(()),
         });
@@ -294,7 +293,7 @@ impl EndpointPool {
 
     /// Idle connections currently pooled.
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().len()
+        self.idle.count.load(Ordering::Relaxed)
     }
 
     /// Send `request` (origin-form URI, `Host` set) on a pooled or new
@@ -480,7 +479,7 @@ impl EndpointPool {
     /// A ready idle connection, dropping closed and expired ones on the way.
     async fn take_idle(&self) -> Option<(SendRequest<RequestBody>, Arc<WireLog>)> {
         loop {
-            let idle = self.idle.lock().pop()?;
+            let idle = self.idle.take()?;
             if idle.since.elapsed() >= self.settings.idle_timeout || idle.sender.is_closed() {
                 continue;
             }
@@ -631,14 +630,14 @@ impl EndpointPool {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock();
-        if idle.len() < self.settings.max_idle {
-            idle.push(Idle {
+        self.idle.put(
+            Idle {
                 sender,
                 wire,
                 since: Instant::now(),
-            });
-        }
+            },
+            self.settings.max_idle,
+        );
     }
 
     /// Close connections idle past `idle_timeout`, and half of those that
@@ -651,11 +650,78 @@ impl EndpointPool {
                 && (connection.streams.load(Ordering::Relaxed) > 0
                     || now.duration_since(*connection.idle_since.lock()) < timeout)
         });
-        let mut idle = self.idle.lock();
-        idle.retain(|idle| now.duration_since(idle.since) < timeout && !idle.sender.is_closed());
-        let close = surplus_to_close(idle.iter().map(|idle| idle.since), now, period);
-        // Oldest first: the front of the list.
-        idle.drain(..close);
+        for shard in &self.idle.shards {
+            let mut idle = shard.lock();
+            let before = idle.len();
+            idle.retain(|idle| {
+                now.duration_since(idle.since) < timeout && !idle.sender.is_closed()
+            });
+            let close = surplus_to_close(idle.iter().map(|idle| idle.since), now, period);
+            // Oldest first: the front of the list.
+            idle.drain(..close);
+            self.idle
+                .count
+                .fetch_sub(before - idle.len(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// An endpoint's idle HTTP/1.1 connections, in one list per worker thread:
+/// a request takes and gives back a connection on its own thread's list,
+/// so the requests of different workers do not queue on one lock (issue
+/// 11); a thread whose list is empty takes from the others before it
+/// opens a connection. Each list has the most recently used last: taken
+/// from the end (warm connections first), expired ones trimmed from the
+/// front.
+struct IdleShards {
+    shards: Box<[Mutex<Vec<Idle>>]>,
+    /// Connections in all lists (`max_idle` bounds it).
+    count: AtomicUsize,
+}
+
+/// Lists per pool: enough for the worker threads of most machines (threads
+/// beyond it share lists).
+const IDLE_SHARDS: usize = 8;
+
+impl IdleShards {
+    fn new() -> IdleShards {
+        IdleShards {
+            shards: (0..IDLE_SHARDS).map(|_| Mutex::new(Vec::new())).collect(),
+            count: AtomicUsize::new(0),
+        }
+    }
+
+    /// The calling thread's list first.
+    fn own(&self) -> usize {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % IDLE_SHARDS;
+        }
+        SHARD.with(|shard| *shard)
+    }
+
+    /// The most recently used connection of this thread's list, else of
+    /// any other's.
+    fn take(&self) -> Option<Idle> {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let own = self.own();
+        let taken = (0..IDLE_SHARDS)
+            .map(|offset| (own + offset) % IDLE_SHARDS)
+            .find_map(|shard| self.shards[shard].lock().pop())?;
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        Some(taken)
+    }
+
+    /// Keep `idle` unless `max_idle` connections are kept already (it is
+    /// then dropped, which closes it).
+    fn put(&self, idle: Idle, max_idle: usize) {
+        if self.count.fetch_add(1, Ordering::Relaxed) >= max_idle {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        self.shards[self.own()].lock().push(idle);
     }
 }
 
