@@ -230,7 +230,7 @@ where
         let state = Arc::clone(self.guard.state());
         let mut builder = http1::Builder::new();
         // No head timer of hyper's: it arms (and allocates) one per request,
-        // about 1,300 instructions of each (bench/instructions.sh). The head
+        // 1,400 instructions of each (bench/instructions.sh). The head
         // timeout is checked by `drive_http1` at the listener's ticks.
         builder.timer(TokioTimer::new()).header_read_timeout(None);
         let max_headers = self.limits.max_request_headers;
