@@ -159,6 +159,40 @@ async fn a_head_sent_byte_by_byte_gets_408_at_the_header_timeout() {
 }
 
 #[tokio::test]
+async fn a_later_head_left_unfinished_on_a_keep_alive_connection_gets_408() {
+    let (gateway, addr, _nodes) =
+        gateway_with(|l| l.header_read_timeout = Duration::from_millis(400)).await;
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    for _ in 0..3 {
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: example\r\n\r\n")
+            .await
+            .expect("write");
+        assert!(read_response(&mut stream).await.starts_with("HTTP/1.1 200"));
+    }
+    // The fourth head stops halfway.
+    let started = Instant::now();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: exa")
+        .await
+        .expect("write");
+    let (received, closed) = read_until_closed(&mut stream, Duration::from_secs(3)).await;
+    let waited = started.elapsed();
+    assert!(closed, "the connection stayed open");
+    assert!(
+        received.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{received:?}"
+    );
+    // Due 400 ms after the head began.
+    assert!(
+        waited >= Duration::from_millis(380) && waited < Duration::from_millis(1500),
+        "{waited:?}"
+    );
+    assert_eq!(closed_count(&gateway, "header-timeout"), 1.0);
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
 async fn an_idle_keep_alive_connection_is_parked_served_again_and_closed_at_the_idle_timeout() {
     let (gateway, addr, nodes) = gateway_with(|l| {
         l.header_read_timeout = Duration::from_millis(400);
