@@ -167,6 +167,7 @@ fn main() -> ExitCode {
             let threads = worker_threads.or(config.runtime.worker_threads);
             raise_descriptor_limit();
             run_in_runtime(threads, async move {
+                let signals = Signals::install();
                 let gateway = levee_proxy::start(config).await?;
                 // `POST /reload`, SIGHUP and `watch_config` read this file.
                 gateway.reload_from(path.clone());
@@ -183,7 +184,7 @@ fn main() -> ExitCode {
                 println!("levee: admin on http://{}", gateway.admin_address());
                 // Every listener is bound: tell systemd (Type=notify).
                 notify::ready();
-                wait_for_signal(Some(&gateway)).await;
+                wait_for_signal(signals, Some(&gateway)).await;
                 tracing::info!("shutdown signal received");
                 notify::stopping();
                 let outcome = gateway.shutdown().await;
@@ -196,9 +197,10 @@ fn main() -> ExitCode {
             admin,
             worker_threads,
         } => run_in_runtime::<_, levee_proxy::demo::DemoError>(worker_threads, async move {
+            let signals = Signals::install();
             let demo = levee_proxy::demo::Demo::start(listen, admin).await?;
             println!("{}", demo.banner());
-            wait_for_signal(None).await;
+            wait_for_signal(signals, None).await;
             tracing::info!("shutdown signal received");
             demo.shutdown().await;
             Ok(())
@@ -282,40 +284,70 @@ where
     }
 }
 
+/// The signals levee answers, installed before it says it is ready: a
+/// SIGTERM or SIGHUP sent the moment the admin port answers (or systemd
+/// has READY=1) must not meet the signal's default action, which ends the
+/// process.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    user1: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Take over the signals from now on (inside the runtime).
+    fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let install = |kind: SignalKind, name: &str, otherwise: &str| match signal(kind) {
+                Ok(signal) => Some(signal),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for {name}; {otherwise}");
+                    None
+                }
+            };
+            Signals {
+                interrupt: install(SignalKind::interrupt(), "SIGINT", "stop levee with SIGTERM"),
+                hangup: install(SignalKind::hangup(), "SIGHUP", "reload with POST /reload"),
+                user1: install(
+                    SignalKind::user_defined1(),
+                    "SIGUSR1",
+                    "access logs are reopened at reloads only",
+                ),
+                term: install(
+                    SignalKind::terminate(),
+                    "SIGTERM",
+                    "only Ctrl-C stops levee",
+                ),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+}
+
 /// Resolve on SIGINT or SIGTERM. With a gateway, SIGHUP reloads its config
 /// file meanwhile (a reload that fails keeps the running config; either way
 /// it is logged and recorded as a `config` event), and SIGUSR1 reopens the
 /// access log files (logrotate).
-async fn wait_for_signal(gateway: Option<&levee_proxy::RunningGateway>) {
-    let ctrl_c = tokio::signal::ctrl_c();
+async fn wait_for_signal(signals: Signals, gateway: Option<&levee_proxy::RunningGateway>) {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hangup = match signal(SignalKind::hangup()) {
-            Ok(hangup) => Some(hangup),
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGHUP; reload with POST /reload");
-                None
-            }
-        };
-        let mut user1 = match signal(SignalKind::user_defined1()) {
-            Ok(user1) => Some(user1),
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGUSR1; access logs are reopened at reloads only");
-                None
-            }
-        };
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(term) => Some(term),
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops levee");
-                None
-            }
-        };
-        tokio::pin!(ctrl_c);
+        let Signals {
+            mut interrupt,
+            mut hangup,
+            mut user1,
+            mut term,
+        } = signals;
         loop {
             tokio::select! {
-                _ = &mut ctrl_c => return,
+                Some(()) = next_signal(&mut interrupt) => return,
                 Some(()) = next_signal(&mut term) => return,
                 Some(()) = next_signal(&mut user1) => match gateway {
                     Some(gateway) => {
@@ -338,7 +370,10 @@ async fn wait_for_signal(gateway: Option<&levee_proxy::RunningGateway>) {
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    {
+        let Signals {} = signals;
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// The next delivery of `signal`, or never if it could not be set up.
