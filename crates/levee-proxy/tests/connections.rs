@@ -183,7 +183,7 @@ async fn a_later_head_left_unfinished_on_a_keep_alive_connection_gets_408() {
         received.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
         "{received:?}"
     );
-    // Due 400 ms after the head began.
+    // Due 400 ms after a check first saw it: checks come every 100 ms.
     assert!(
         waited >= Duration::from_millis(380) && waited < Duration::from_millis(1500),
         "{waited:?}"

@@ -42,10 +42,10 @@ impl ConnectionLimits {
     }
 
     /// How long an HTTP/1 connection must be quiet before it is parked
-    /// (its request buffers freed until the next request). A quarter of
-    /// the header timeout at most: hyper's own head timer also runs while a
-    /// connection waits for its next request, and parking (after one to two
-    /// quiet periods) must always come first.
+    /// (its request buffers freed until the next request); also the period
+    /// of the checks that catch a request head not received in time. A
+    /// quarter of the header timeout at most, so that a late head is caught
+    /// within a quarter of it.
     pub(crate) fn park_after(&self) -> Duration {
         (self.header_read_timeout / 4)
             .min(Duration::from_secs(1))
