@@ -20,6 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use levee_core::admission::{AdmissionParams, Priority};
 use levee_proxy::config::{
@@ -49,6 +50,60 @@ struct Tally {
     shed: Vec<Duration>,
     timed_out: u64,
     other: u64,
+}
+
+impl Tally {
+    /// Count one request that ended as `answer` after `took`.
+    fn count(&mut self, answer: Answer, took: Duration) {
+        match answer {
+            Answer::Status(200) => self.served.push(took),
+            Answer::Status(503) => self.shed.push(took),
+            Answer::Status(_) | Answer::Failed => self.other += 1,
+            Answer::TimedOut => self.timed_out += 1,
+        }
+    }
+}
+
+/// How one request of the bench ended.
+enum Answer {
+    /// Answered, the body read whole.
+    Status(u16),
+    /// The connection or the body failed.
+    Failed,
+    /// Not within `within`.
+    TimedOut,
+}
+
+type BenchClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// A pooled HTTP/1.1 client for one load run.
+fn bench_client(max_idle: usize) -> BenchClient {
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(max_idle)
+        .build_http()
+}
+
+/// Send `request` and read its answer whole, within `within`; how it ended
+/// and how long it took.
+async fn send(
+    client: &BenchClient,
+    request: http::Request<Empty<Bytes>>,
+    within: Duration,
+) -> (Answer, Duration) {
+    let sent = Instant::now();
+    let answer = tokio::time::timeout(within, async {
+        let response = client.request(request).await?;
+        let status = response.status().as_u16();
+        response.into_body().collect().await?;
+        Ok::<u16, Box<dyn std::error::Error + Send + Sync>>(status)
+    })
+    .await;
+    let answer = match answer {
+        Ok(Ok(status)) => Answer::Status(status),
+        Ok(Err(_)) => Answer::Failed,
+        Err(_) => Answer::TimedOut,
+    };
+    (answer, sent.elapsed())
 }
 
 struct Run {
@@ -119,9 +174,7 @@ async fn offer_classes(
     duration: Duration,
     critical_every: u64,
 ) -> (Tally, Tally, f64) {
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(4096)
-        .build_http();
+    let client = bench_client(4096);
     let uri: http::Uri = format!("http://{addr}/").parse().expect("uri");
     let tally = Arc::new(Mutex::new(Tally::default()));
     let critical = Arc::new(Mutex::new(Tally::default()));
@@ -143,27 +196,13 @@ async fn offer_classes(
             (_, false) => Some("sheddable"),
         };
         tasks.spawn(async move {
-            let sent = Instant::now();
-            let answer = tokio::time::timeout(CLIENT_TIMEOUT, async {
-                let mut request = http::Request::get(uri);
-                if let Some(class) = class {
-                    request = request.header("x-priority", class);
-                }
-                let request = request.body(Empty::new())?;
-                let response = client.request(request).await?;
-                let status = response.status().as_u16();
-                response.into_body().collect().await?;
-                Ok::<u16, Box<dyn std::error::Error + Send + Sync>>(status)
-            })
-            .await;
-            let took = sent.elapsed();
-            let mut tally = tally.lock();
-            match answer {
-                Ok(Ok(200)) => tally.served.push(took),
-                Ok(Ok(503)) => tally.shed.push(took),
-                Ok(_) => tally.other += 1,
-                Err(_) => tally.timed_out += 1,
+            let mut request = http::Request::get(uri);
+            if let Some(class) = class {
+                request = request.header("x-priority", class);
             }
+            let request = request.body(Empty::new()).expect("request");
+            let (answer, took) = send(&client, request, CLIENT_TIMEOUT).await;
+            tally.lock().count(answer, took);
         });
     }
     while tasks.join_next().await.is_some() {}
@@ -304,9 +343,7 @@ async fn deadline_runs() {
         }
         let gateway = levee_proxy::start(config).await.expect("gateway starts");
         let addr = gateway.listener_address("web").expect("listener");
-        let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(1024)
-            .build_http();
+        let client = bench_client(1024);
         let in_time = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / RATE as f64));
         let started = Instant::now();
@@ -330,14 +367,8 @@ async fn deadline_runs() {
                 .expect("request");
             let (client, in_time) = (client.clone(), Arc::clone(&in_time));
             tasks.spawn(async move {
-                let answer = tokio::time::timeout(DEADLINE, async {
-                    let response = client.request(request).await?;
-                    let ok = response.status() == 200;
-                    response.into_body().collect().await?;
-                    Ok::<bool, Box<dyn std::error::Error + Send + Sync>>(ok)
-                })
-                .await;
-                if counted && matches!(answer, Ok(Ok(true))) {
+                let (answer, _) = send(&client, request, DEADLINE).await;
+                if counted && matches!(answer, Answer::Status(200)) {
                     in_time.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             });
@@ -367,9 +398,7 @@ async fn offer_phased(
     duration: Duration,
     splits: [Duration; 2],
 ) -> [Tally; 3] {
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(4096)
-        .build_http();
+    let client = bench_client(4096);
     let uri: http::Uri = format!("http://{addr}/").parse().expect("uri");
     let tallies: Arc<Mutex<[Tally; 3]>> = Arc::default();
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
@@ -384,22 +413,9 @@ async fn offer_phased(
             .count();
         let (client, uri, tallies) = (client.clone(), uri.clone(), Arc::clone(&tallies));
         tasks.spawn(async move {
-            let sent = Instant::now();
-            let answer = tokio::time::timeout(CLIENT_TIMEOUT, async {
-                let response = client.get(uri).await?;
-                let status = response.status().as_u16();
-                response.into_body().collect().await?;
-                Ok::<u16, Box<dyn std::error::Error + Send + Sync>>(status)
-            })
-            .await;
-            let took = sent.elapsed();
-            let tally = &mut tallies.lock()[phase];
-            match answer {
-                Ok(Ok(200)) => tally.served.push(took),
-                Ok(Ok(503)) => tally.shed.push(took),
-                Ok(_) => tally.other += 1,
-                Err(_) => tally.timed_out += 1,
-            }
+            let request = http::Request::get(uri).body(Empty::new()).expect("request");
+            let (answer, took) = send(&client, request, CLIENT_TIMEOUT).await;
+            tallies.lock()[phase].count(answer, took);
         });
     }
     while tasks.join_next().await.is_some() {}

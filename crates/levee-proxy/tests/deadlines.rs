@@ -11,7 +11,7 @@ use common::*;
 use http::Request;
 use http_body_util::Full;
 use levee_proxy::config::{BalancePolicy, HedgeSettings};
-use levee_testkit::backend::Mode;
+use levee_testkit::backend::{Backend, Mode};
 use tokio::time::Instant;
 
 async fn get_with_deadline(client: &TestClient, web: std::net::SocketAddr, millis: u64) -> Answer {
@@ -51,17 +51,7 @@ async fn a_retry_that_cannot_finish_before_the_deadline_is_not_started() {
     for _ in 0..30 {
         assert_eq!(get_with_deadline(&client, web, 5_000).await.status, 200);
     }
-    let told: u64 = backends[1]
-        .last_request_headers()
-        .and_then(|headers| {
-            headers
-                .get("x-request-timeout-ms")?
-                .to_str()
-                .ok()?
-                .parse()
-                .ok()
-        })
-        .expect("the attempt was told its time left");
+    let told = told_ms(&backends[1]).expect("the attempt was told its time left");
     assert!((4_000..=5_000).contains(&told), "told {told} ms of 5000");
 
     backends[0].set_mode(Mode::Hung).await.expect("mode");
@@ -96,18 +86,19 @@ async fn a_retry_that_cannot_finish_before_the_deadline_is_not_started() {
         let answer = get_with_deadline(&client, web, 600).await;
         assert_eq!(answer.status, 200, "{}", answer.body);
     }
-    let told: u64 = backends[1]
-        .last_request_headers()
-        .and_then(|headers| {
-            headers
-                .get("x-request-timeout-ms")?
-                .to_str()
-                .ok()?
-                .parse()
-                .ok()
-        })
-        .expect("told");
+    let told = told_ms(&backends[1]).expect("told");
     assert!(told <= 600, "told {told} ms of 600");
     backends[0].set_mode(Mode::Healthy).await.expect("mode");
     gateway.shutdown().await;
+}
+
+/// The time left (ms) the last request `backend` received was told.
+fn told_ms(backend: &Backend) -> Option<u64> {
+    let headers = backend.last_request_headers()?;
+    headers
+        .get("x-request-timeout-ms")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }

@@ -14,7 +14,6 @@ pub mod buckets;
 
 use std::sync::Arc;
 
-use crate::metrics::buckets::LatencyHistogram;
 use levee_core::{FailureKind, StatusClass};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -30,7 +29,7 @@ use crate::proxy::cache::metrics::{CacheFamilies, CacheMetrics};
 use crate::resolve::metrics::NameFamilies;
 use crate::tcp::metrics::{TcpFamilies, TcpListenerMetrics};
 use crate::tls::metrics::{TlsFamilies, TlsListenerMetrics};
-use buckets::{HistogramFamily, latency_histogram};
+use buckets::{HistogramFamily, LatencyHistogram, latency_histogram};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
@@ -59,9 +58,10 @@ struct EndpointStateLabels {
     state: &'static str,
 }
 
+/// The labels of a per-cluster series (shared by the stages' own families).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ClusterLabels {
-    cluster: String,
+pub(crate) struct ClusterLabels {
+    pub(crate) cluster: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

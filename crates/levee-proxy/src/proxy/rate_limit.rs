@@ -5,7 +5,6 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use levee_core::ratelimit::{KeyedLimiter, RateDecision};
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
@@ -18,6 +17,7 @@ use levee_store::StateStore;
 
 use super::client::ClientInfo;
 use crate::config::{RateKey, RateLimitSettings};
+use crate::metrics::ClusterLabels;
 
 static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
@@ -146,11 +146,6 @@ pub fn write_headers(headers: &mut HeaderMap, decision: &RateDecision) {
 /// Whole seconds, rounded up: never tell a client to come back early.
 pub fn whole_seconds(duration: std::time::Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ClusterLabels {
-    cluster: String,
 }
 
 /// The rate-limit metric families, registered once.

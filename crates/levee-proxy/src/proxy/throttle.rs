@@ -6,13 +6,13 @@
 //! work, not on refusing traffic. The metrics live here too.
 
 use levee_core::throttle::{AdaptiveThrottle, ThrottleSnapshot};
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
 use crate::config::ThrottleSettings;
+use crate::metrics::ClusterLabels;
 
 /// A request rejected here: the probability it was rejected with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,11 +76,6 @@ impl ClusterThrottle {
     pub fn snapshot(&self, now: Instant) -> ThrottleSnapshot {
         self.throttle.snapshot(now)
     }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ClusterLabels {
-    cluster: String,
 }
 
 /// The throttling metric family, registered once.

@@ -3,13 +3,12 @@
 
 use std::fmt;
 
-use crate::metrics::buckets::LatencyHistogram;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use crate::metrics::buckets::{HistogramFamily, latency_histogram};
+use crate::metrics::buckets::{HistogramFamily, LatencyHistogram, latency_histogram};
 
 /// How a client connection of a `tcp` listener ended (the `outcome` label
 /// of `levee_tcp_sessions_total`).

@@ -1,7 +1,6 @@
 //! Metrics of admission control: requests shed, time waited for a slot,
 //! queue depth and limit.
 
-use crate::metrics::buckets::LatencyHistogram;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -10,12 +9,8 @@ use prometheus_client::registry::Registry;
 
 use levee_core::admission::{CLASSES, Priority};
 
-use crate::metrics::buckets::{HistogramFamily, latency_histogram};
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ClusterLabels {
-    cluster: String,
-}
+use crate::metrics::ClusterLabels;
+use crate::metrics::buckets::{HistogramFamily, LatencyHistogram, latency_histogram};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClusterReasonLabels {
