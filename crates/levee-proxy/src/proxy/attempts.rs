@@ -25,7 +25,6 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
-use hyper::body::Incoming;
 use levee_core::breaker::{CallOutcome, Rejected};
 use levee_core::retry::{
     NotRetried, POISON_ENDPOINTS, PoisonClass, PoisonTracker, RequestFacts, RetryDecision, decide,
@@ -42,8 +41,8 @@ use crate::cluster::{Cluster, EndpointBreakerCall};
 use crate::config::RetrySettings;
 use crate::route::Route;
 use crate::upstream::{
-    ClientBodyFailed, PooledConnection, ReplayCopy, RequestBody, SendFailure, UploadWatch,
-    send_streamed,
+    ClientBodyFailed, PooledConnection, ReplayCopy, RequestBody, ResponseBody, SendFailure,
+    UploadWatch, send_streamed,
 };
 
 /// The request body as this request's attempts see it.
@@ -177,7 +176,7 @@ struct Attempted {
     /// How long its body streamed up from the client (zero for a body levee
     /// holds): time that is not the endpoint's answer time.
     upload: Duration,
-    result: Result<(Response<Incoming>, PooledConnection), SendFailure>,
+    result: Result<(Response<ResponseBody>, PooledConnection), SendFailure>,
     breaker: Option<EndpointBreakerCall>,
 }
 
@@ -636,7 +635,7 @@ impl<'r> Attempts<'r> {
     /// Forward this response: the request is answered.
     fn answer(
         &mut self,
-        response: Response<Incoming>,
+        response: Response<ResponseBody>,
         connection: PooledConnection,
         in_flight: InFlight,
         outcome: Outcome,

@@ -7,7 +7,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use levee_core::admission::Permit;
 use levee_core::{EndpointId, InFlightGuard, Outcome};
 use prometheus_client::metrics::gauge::Gauge;
@@ -19,7 +18,7 @@ use crate::cluster::Cluster;
 /// Body of every response a listener sends: a streamed upstream body or one of
 /// levee's own short answers.
 pub type ProxyBody = http_body_util::Either<UpstreamBody, http_body_util::Full<Bytes>>;
-use crate::upstream::{PooledConnection, classify_body_error};
+use crate::upstream::{PooledConnection, ResponseBody, ResponseBodyError, classify_body_error};
 
 /// Counts a request in flight (balancer load and the metric gauge) until dropped.
 pub struct InFlight {
@@ -52,7 +51,7 @@ pin_project_lite::pin_project! {
         // large to store), sent first.
         prefix: Option<Bytes>,
         #[pin]
-        inner: Incoming,
+        inner: ResponseBody,
         in_flight: Option<InFlight>,
         // The request's admission slot, given back with `in_flight`.
         admission: Option<Permit>,
@@ -71,11 +70,6 @@ pin_project_lite::pin_project! {
             // hyper stops polling once a body with a known length says it has
             // ended, so the end is often seen only here.
             let this = this.project();
-            if this.inner.is_end_stream() {
-                if let Some(connection) = this.connection.take() {
-                    connection.release();
-                }
-            }
             // Ended, or abandoned by the client: the head's verdict stands.
             if let Some(head) = this.head.take() {
                 this.cluster.record_passive(&head, Instant::now());
@@ -90,7 +84,7 @@ pin_project_lite::pin_project! {
 impl UpstreamBody {
     /// Wrap `inner`, reporting a mid-body failure to `cluster`.
     pub fn new(
-        inner: Incoming,
+        inner: ResponseBody,
         in_flight: InFlight,
         connection: PooledConnection,
         cluster: Arc<Cluster>,
@@ -99,7 +93,7 @@ impl UpstreamBody {
         // An empty body (HEAD, 204, 304, content-length 0) may never be
         // polled: the connection is free already.
         let (in_flight, connection) = if inner.is_end_stream() {
-            connection.release();
+            drop(connection);
             (None, None)
         } else {
             (Some(in_flight), Some(connection))
@@ -146,12 +140,12 @@ impl UpstreamBody {
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ResponseBodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ResponseBodyError>>> {
         let mut this = self.project();
         if let Some(prefix) = this.prefix.take() {
             if let Some(log) = this.log.as_mut() {
@@ -182,24 +176,20 @@ impl Body for UpstreamBody {
             Poll::Ready(None) => {
                 this.in_flight.take();
                 this.admission.take();
-                if let Some(connection) = this.connection.take() {
-                    connection.release();
-                }
+                this.connection.take();
             }
             Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => {
                 // The last frame: the response is complete.
                 this.in_flight.take();
                 this.admission.take();
-                if let Some(connection) = this.connection.take() {
-                    connection.release();
-                }
+                this.connection.take();
             }
             Poll::Ready(Some(Err(error))) => {
                 // The client already has the head: the only honest thing left is
                 // to fail its stream too (hyper aborts the client connection), so
                 // a truncated body is never mistaken for a whole one.
                 if let Some(head) = this.head.take() {
-                    let kind = classify_body_error(error);
+                    let kind = classify_body_error(error.as_ref());
                     this.cluster.record_body_failure(head.endpoint, kind);
                     this.cluster.record_passive(
                         &Outcome::failure(head.endpoint, kind, head.latency),

@@ -24,14 +24,18 @@ pub fn classify_send_error(error: &hyper::Error) -> FailureKind {
     if error.is_incomplete_message() || error.is_canceled() || error.is_closed() {
         return FailureKind::ResetBeforeResponse;
     }
-    match find_source::<io::Error>(error).map(io::Error::kind) {
-        Some(
-            io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof,
-        ) => FailureKind::ResetBeforeResponse,
-        Some(io::ErrorKind::TimedOut) => FailureKind::Timeout,
+    find_source::<io::Error>(error).map_or(FailureKind::Other, classify_io_error)
+}
+
+/// Classify a socket error met while a request was sent or its response
+/// head awaited.
+pub fn classify_io_error(error: &io::Error) -> FailureKind {
+    match error.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::UnexpectedEof => FailureKind::ResetBeforeResponse,
+        io::ErrorKind::TimedOut => FailureKind::Timeout,
         _ => FailureKind::Other,
     }
 }
@@ -56,9 +60,14 @@ fn classify_h2(error: &h2::Error) -> FailureKind {
     }
 }
 
-/// Classify an error from a response body that was already streaming.
-pub fn classify_body_error(_error: &hyper::Error) -> FailureKind {
-    FailureKind::BodyInterrupted
+/// Classify an error from a response body that was already streaming: the
+/// endpoint's, unless it was the client's request body that failed (a
+/// duplex exchange).
+pub fn classify_body_error(error: &(dyn StdError + 'static)) -> FailureKind {
+    match find_source::<super::http1::BodyError>(error) {
+        Some(super::http1::BodyError::ClientBody(_)) => FailureKind::ClientBody,
+        _ => FailureKind::BodyInterrupted,
+    }
 }
 
 /// The first error of type `E` in the cause chain, starting with `error`.

@@ -4,9 +4,11 @@
 
 mod classify;
 mod connect;
+mod http1;
 mod pool;
 mod progress;
 mod request_body;
+mod response_body;
 mod upload;
 mod watched;
 
@@ -18,4 +20,5 @@ pub use pool::{
 };
 pub use progress::UploadWatch;
 pub use request_body::{BodyRead, ClientBodyFailed, ReplayCopy, RequestBody, read_for_replay};
+pub use response_body::{ResponseBody, ResponseBodyError};
 pub use upload::{Uploaded, send_streamed};

@@ -2,11 +2,13 @@
 //! connections one request at a time, or HTTP/2 connections that carry up
 //! to `max_concurrent_streams` requests each (`upstream_protocol`).
 //!
-//! levee owns its upstream connections (hyper's per-connection HTTP/1.1
-//! client, not hyper-util's pooled client) for two reasons:
+//! levee owns its upstream connections (its own HTTP/1.1 client, see
+//! `http1`, and hyper's per-connection HTTP/2 client, not hyper-util's
+//! pooled client) for two reasons:
 //! - the send phase of every attempt is known exactly: a failure while
-//!   connecting, or a request hyper hands back unsent, was never sent, and
-//!   only those are safe to retry for any method;
+//!   connecting, or on a pooled connection found closed before the
+//!   request was written, was never sent, and only those are safe to retry
+//!   for any method;
 //! - the request path does no per-request pool-key hashing and spawns no
 //!   per-request task; the connection goes back to the pool when its response
 //!   body ends (in bench/throughput.sh this took levee from 0.76× to about
@@ -18,7 +20,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
+use hyper::client::conn::http1;
 use hyper::client::conn::http2;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -27,16 +29,13 @@ use parking_lot::Mutex;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::classify::classify_send_error;
+use super::classify::{classify_io_error, classify_send_error};
+use super::http1::{ExchangeError, Http1Connection};
 use super::request_body::{ClientBodyFailed, RequestBody};
-use super::watched::{Watched, WireLog};
+use super::response_body::ResponseBody;
 use crate::config::UpstreamProtocol;
 use crate::metrics::EndpointMetrics;
 use crate::tls::{Stream, UpstreamTls};
-
-/// hyper's own limit on response header fields, the one it parses without
-/// a heap allocation.
-const HYPER_MAX_HEADERS: usize = 100;
 
 /// How one endpoint's connections are made and kept.
 #[derive(Clone, Copy, Debug)]
@@ -180,9 +179,7 @@ impl ConnectError {
 
 /// An idle connection waiting in the pool.
 struct Idle {
-    sender: SendRequest<RequestBody>,
-    /// What its socket saw: whether the endpoint closed it unread.
-    wire: Arc<WireLog>,
+    connection: Box<Http1Connection>,
     since: Instant,
 }
 
@@ -240,22 +237,22 @@ impl Drop for StreamSlot {
     }
 }
 
-/// A connection checked out for one request.
+/// What a response holds of its connection until its body ends.
 pub struct PooledConnection {
-    checkout: Checkout,
-    pool: Arc<EndpointPool>,
+    _checkout: Checkout,
 }
 
 enum Checkout {
-    /// An HTTP/1.1 connection, back to the pool when the response ends.
-    Http1(SendRequest<RequestBody>, Arc<WireLog>),
-    /// A stream of an HTTP/2 connection.
+    /// An HTTP/1.1 connection travels inside the response body
+    /// ([`ResponseBody::Http1`]), which gives it back to the pool.
+    InBody,
+    /// A stream of an HTTP/2 connection, given back as it drops.
     Http2(#[allow(dead_code)] StreamSlot),
 }
 
 /// A new connection: HTTP/1.1, or HTTP/2 (registered in the pool).
 enum Connected {
-    Http1(SendRequest<RequestBody>, Arc<WireLog>),
+    Http1(Box<Http1Connection>),
     Http2(Arc<H2Connection>),
 }
 
@@ -297,60 +294,55 @@ impl EndpointPool {
     }
 
     /// Send `request` (origin-form URI, `Host` set) on a pooled or new
-    /// connection. A request that a stale pooled connection hands back unsent
-    /// is sent again on another connection: it never reached the endpoint.
+    /// connection. Pooled connections the endpoint has closed are passed
+    /// over before the request is written: it never reaches them.
     pub async fn send(
         self: &Arc<Self>,
-        mut request: Request<RequestBody>,
-    ) -> Result<(Response<Incoming>, PooledConnection), SendFailure> {
+        request: Request<RequestBody>,
+    ) -> Result<(Response<ResponseBody>, PooledConnection), SendFailure> {
         if self.speaks_h2() {
             // Boxed: HTTP/1.1 requests do not carry its state.
             return Box::pin(self.send_h2(request, None)).await;
         }
-        loop {
-            let (mut sender, wire, reused) = match self.take_idle().await {
-                Some((sender, wire)) => (sender, wire, true),
-                None => match self.connect().await {
-                    Ok(Connected::Http1(sender, wire)) => (sender, wire, false),
-                    // `auto`, and ALPN chose HTTP/2.
-                    Ok(Connected::Http2(connection)) => {
-                        return Box::pin(self.send_h2(request, Some(connection))).await;
-                    }
-                    Err(failed) => return Err(SendFailure::not_connected(failed, request)),
-                },
-            };
-            let mark = wire.mark();
-            match sender.try_send_request(request).await {
-                Ok(response) => {
-                    let connection = PooledConnection {
-                        checkout: Checkout::Http1(sender, wire),
-                        pool: Arc::clone(self),
-                    };
-                    return Ok((response, connection));
+        let (connection, reused) = match self.take_idle() {
+            Some(connection) => (connection, true),
+            None => match self.connect().await {
+                Ok(Connected::Http1(connection)) => (connection, false),
+                // `auto`, and ALPN chose HTTP/2.
+                Ok(Connected::Http2(connection)) => {
+                    return Box::pin(self.send_h2(request, Some(connection))).await;
                 }
-                Err(mut error) => match error.take_message() {
-                    Some(unsent) if reused => {
-                        tracing::trace!(endpoint = %self.host, "pooled connection closed before use; reconnecting");
-                        request = unsent;
-                    }
-                    // Handed back by a connection just made: still never sent.
-                    Some(unsent) => {
-                        return Err(SendFailure::unsent(FailureKind::ConnectFailed, unsent));
-                    }
-                    // The request went out, but the endpoint had closed the
-                    // connection before receiving any of it (see `watched`),
-                    // or closed it unanswered where the operator accepts that
-                    // as the idle-close race.
-                    None if reused
-                        && (wire.closed_before_receiving(mark)
-                            || (self.settings.retry_idle_close && wire.closed_cleanly(mark))) =>
-                    {
-                        tracing::debug!(endpoint = %format_args!("{}:{}", self.host, self.port), "endpoint closed a reused connection before answering: not sent");
-                        return Err(SendFailure::new(FailureKind::ClosedIdle));
-                    }
-                    None => return Err(SendFailure::new(classify_send_error(error.error()))),
+                Err(failed) => return Err(SendFailure::not_connected(failed, request)),
+            },
+        };
+        let wire = Arc::clone(connection.wire());
+        let mark = wire.mark();
+        match super::http1::send(connection, request, self).await {
+            Ok(response) => Ok((
+                response.map(ResponseBody::Http1),
+                PooledConnection {
+                    _checkout: Checkout::InBody,
                 },
+            )),
+            Err(ExchangeError::ClientBody(failed)) => Err(SendFailure::client_body(failed)),
+            Err(ExchangeError::Protocol(error)) => {
+                tracing::debug!(endpoint = %format_args!("{}:{}", self.host, self.port), %error, "endpoint broke HTTP/1.1");
+                Err(SendFailure::new(FailureKind::Protocol))
             }
+            // The request went out, but the endpoint had closed the
+            // connection before receiving any of it (see `watched`), or
+            // closed it unanswered where the operator accepts that as the
+            // idle-close race.
+            Err(ExchangeError::Closed | ExchangeError::Io(_))
+                if reused
+                    && (wire.closed_before_receiving(mark)
+                        || (self.settings.retry_idle_close && wire.closed_cleanly(mark))) =>
+            {
+                tracing::debug!(endpoint = %format_args!("{}:{}", self.host, self.port), "endpoint closed a reused connection before answering: not sent");
+                Err(SendFailure::new(FailureKind::ClosedIdle))
+            }
+            Err(ExchangeError::Closed) => Err(SendFailure::new(FailureKind::ResetBeforeResponse)),
+            Err(ExchangeError::Io(error)) => Err(SendFailure::new(classify_io_error(&error))),
         }
     }
 
@@ -374,7 +366,7 @@ impl EndpointPool {
         self: &Arc<Self>,
         mut request: Request<RequestBody>,
         mut fresh: Option<Arc<H2Connection>>,
-    ) -> Result<(Response<Incoming>, PooledConnection), SendFailure> {
+    ) -> Result<(Response<ResponseBody>, PooledConnection), SendFailure> {
         let mut second_try = replay_copy(&request);
         loop {
             let (connection, reused) = match fresh.take().or_else(|| self.h2_with_room()) {
@@ -400,10 +392,9 @@ impl EndpointPool {
             match sender.try_send_request(request).await {
                 Ok(response) => {
                     let connection = PooledConnection {
-                        checkout: Checkout::Http2(slot),
-                        pool: Arc::clone(self),
+                        _checkout: Checkout::Http2(slot),
                     };
-                    return Ok((response, connection));
+                    return Ok((response.map(ResponseBody::Http2), connection));
                 }
                 Err(mut error) => match error.take_message() {
                     Some(unsent) if reused => request = unsent,
@@ -476,19 +467,14 @@ impl EndpointPool {
             .map_err(|error| classify_send_error(&error))
     }
 
-    /// A ready idle connection, dropping closed and expired ones on the way.
-    async fn take_idle(&self) -> Option<(SendRequest<RequestBody>, Arc<WireLog>)> {
+    /// An open idle connection, dropping closed and expired ones on the way.
+    fn take_idle(&self) -> Option<Box<Http1Connection>> {
         loop {
-            let idle = self.idle.take()?;
-            if idle.since.elapsed() >= self.settings.idle_timeout || idle.sender.is_closed() {
-                continue;
+            let mut idle = self.idle.take()?;
+            if idle.since.elapsed() < self.settings.idle_timeout && !idle.connection.is_stale() {
+                return Some(idle.connection);
             }
-            let mut sender = idle.sender;
-            // An HTTP/1.1 connection turns ready once the previous response
-            // is fully read, which has happened by the time it is pooled.
-            if sender.ready().await.is_ok() {
-                return Some((sender, idle.wire));
-            }
+            tracing::trace!(endpoint = %self.host, "pooled connection closed or expired; passed over");
         }
     }
 
@@ -556,23 +542,10 @@ impl EndpointPool {
                 .map(Connected::Http2)
                 .map_err(ConnectFailed::from);
         }
-        let mut builder = http1::Builder::new();
-        // Any value set moves hyper's header parsing to the heap: only when
-        // it differs from hyper's own.
-        if self.settings.max_response_headers != HYPER_MAX_HEADERS {
-            builder.max_headers(self.settings.max_response_headers);
-        }
-        let (stream, wire) = Watched::new(stream);
-        let (sender, connection) = builder
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|_| ConnectFailed::from(FailureKind::ConnectFailed))?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::trace!(%error, "upstream connection ended with an error");
-            }
-        });
-        Ok(Connected::Http1(sender, wire))
+        Ok(Connected::Http1(Http1Connection::new(
+            stream,
+            self.settings.max_response_headers,
+        )))
     }
 
     /// Start HTTP/2 on `stream` and add the connection to the pool.
@@ -626,14 +599,12 @@ impl EndpointPool {
         })
     }
 
-    fn release(&self, sender: SendRequest<RequestBody>, wire: Arc<WireLog>) {
-        if sender.is_closed() {
-            return;
-        }
+    /// An HTTP/1.1 connection whose response was read to its end, ready
+    /// for another request.
+    pub(super) fn release_http1(&self, connection: Box<Http1Connection>) {
         self.idle.put(
             Idle {
-                sender,
-                wire,
+                connection,
                 since: Instant::now(),
             },
             self.settings.max_idle,
@@ -653,8 +624,8 @@ impl EndpointPool {
         for shard in &self.idle.shards {
             let mut idle = shard.lock();
             let before = idle.len();
-            idle.retain(|idle| {
-                now.duration_since(idle.since) < timeout && !idle.sender.is_closed()
+            idle.retain_mut(|idle| {
+                now.duration_since(idle.since) < timeout && !idle.connection.is_stale()
             });
             let close = surplus_to_close(idle.iter().map(|idle| idle.since), now, period);
             // Oldest first: the front of the list.
@@ -792,19 +763,6 @@ fn surplus_to_close(
         .div_ceil(2)
 }
 
-impl PooledConnection {
-    /// The response was read to its end: the connection can serve another
-    /// request. (A connection whose response was abandoned is simply dropped,
-    /// which closes it.)
-    pub fn release(self) {
-        match self.checkout {
-            Checkout::Http1(sender, wire) => self.pool.release(sender, wire),
-            // The stream's slot is given back as it drops.
-            Checkout::Http2(_) => {}
-        }
-    }
-}
-
 /// Close idle connections past their idle timeout, and trim unused ones,
 /// until the pool is gone.
 async fn reap_idle(pool: Weak<EndpointPool>, idle_timeout: Duration) {
@@ -847,7 +805,7 @@ mod tests {
                 connect_timeout: Duration::from_secs(5),
                 idle_timeout: Duration::from_secs(5),
                 max_idle: 1,
-                max_response_headers: HYPER_MAX_HEADERS,
+                max_response_headers: 100,
                 retry_idle_close: false,
                 source_address: None,
             },

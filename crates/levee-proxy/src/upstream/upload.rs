@@ -23,9 +23,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::response_body::ResponseBody;
 use hyper::Request;
 use hyper::Response;
-use hyper::body::Incoming;
 use levee_core::FailureKind;
 use tokio::time::Instant;
 
@@ -36,7 +36,7 @@ use super::request_body::{ClientBodyFailed, RequestBody};
 /// What a streamed attempt came back with.
 pub struct Uploaded {
     /// The response head, or why there is none.
-    pub result: Result<(Response<Incoming>, PooledConnection), SendFailure>,
+    pub result: Result<(Response<ResponseBody>, PooledConnection), SendFailure>,
     /// How long the body took to go up (until the attempt ended, if it did
     /// not get there): the response-head deadlines are shifted by it.
     pub upload: Duration,

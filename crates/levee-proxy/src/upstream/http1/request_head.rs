@@ -1,0 +1,253 @@
+//! A request head as written to an HTTP/1.1 endpoint, and how its body is
+//! framed on the wire.
+//!
+//! The framing rules are hyper's client rules (what levee sent before it
+//! wrote requests itself), so an endpoint sees the same bytes: a body that
+//! has ended sends no framing of its own; a `Transfer-Encoding` or a valid
+//! `Content-Length` given by the request is respected; otherwise a body of
+//! known length gets a `Content-Length` and one of unknown length is
+//! chunked (but a `GET`, `HEAD` or `CONNECT` of unknown length is sent
+//! without a body, as hyper does).
+
+use bytes::BytesMut;
+use http::header::{CONNECTION, CONTENT_LENGTH, TRAILER, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
+
+/// How a request's body goes on the wire.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum BodyFraming {
+    /// Exactly this many bytes (0: no body at all).
+    Length(u64),
+    /// Chunked; trailer fields are sent only if the request's `Trailer`
+    /// field names them (RFC 9110 §6.6.2), as hyper sends them.
+    Chunked { trailers: Vec<HeaderName> },
+}
+
+/// The body's length as the request body knows it.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum BodyLength {
+    /// The body has already ended: nothing to send.
+    Ended,
+    Known(u64),
+    Unknown,
+}
+
+/// Append the head of a request (`method`, `target` as written on the
+/// request line, `version`, `headers`) to `out`, adjusting the framing
+/// fields first; returns how the body must be framed and whether the
+/// request asks to close the connection after it.
+pub(super) fn encode(
+    method: &Method,
+    target: &str,
+    version: Version,
+    headers: &mut HeaderMap,
+    body: BodyLength,
+    out: &mut BytesMut,
+) -> (BodyFraming, bool) {
+    let framing = frame(method, version, headers, body);
+    out.reserve(target.len() + 32 + headers.len() * 32);
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.extend_from_slice(b" ");
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(if version == Version::HTTP_10 {
+        b" HTTP/1.0\r\n"
+    } else {
+        b" HTTP/1.1\r\n"
+    });
+    write_fields(headers, out);
+    out.extend_from_slice(b"\r\n");
+    let close = headers
+        .get_all(CONNECTION)
+        .iter()
+        .any(|value| has_token(value, "close"));
+    (framing, close)
+}
+
+/// Append `name: value\r\n` for every field.
+pub(super) fn write_fields(headers: &HeaderMap, out: &mut BytesMut) {
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Decide the framing and make the fields say it (hyper's `set_length`).
+fn frame(
+    method: &Method,
+    version: Version,
+    headers: &mut HeaderMap,
+    body: BodyLength,
+) -> BodyFraming {
+    let length = match body {
+        BodyLength::Ended => {
+            headers.remove(TRANSFER_ENCODING);
+            return BodyFraming::Length(0);
+        }
+        BodyLength::Known(length) => Some(length),
+        BodyLength::Unknown => None,
+    };
+    let given_length = content_length(headers);
+    if version == Version::HTTP_10 {
+        // HTTP/1.0 knows no chunked framing.
+        headers.remove(TRANSFER_ENCODING);
+        return match (given_length, length) {
+            (Some(given), _) => BodyFraming::Length(given),
+            (None, Some(length)) => set_length(headers, length),
+            (None, None) => BodyFraming::Length(0),
+        };
+    }
+    if headers.contains_key(TRANSFER_ENCODING) {
+        if !ends_chunked(headers) {
+            headers.append(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        }
+        headers.remove(CONTENT_LENGTH);
+        return chunked(headers);
+    }
+    match (given_length, length) {
+        (Some(given), _) => BodyFraming::Length(given),
+        (None, Some(length)) => set_length(headers, length),
+        (None, None) if matches!(*method, Method::GET | Method::HEAD | Method::CONNECT) => {
+            BodyFraming::Length(0)
+        }
+        (None, None) => {
+            headers.remove(CONTENT_LENGTH);
+            headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+            chunked(headers)
+        }
+    }
+}
+
+fn set_length(headers: &mut HeaderMap, length: u64) -> BodyFraming {
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    BodyFraming::Length(length)
+}
+
+fn chunked(headers: &HeaderMap) -> BodyFraming {
+    let trailers = headers
+        .get_all(TRAILER)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|names| names.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    BodyFraming::Chunked { trailers }
+}
+
+/// The `Content-Length` all its fields agree on, if they do and it is valid.
+pub(super) fn content_length(headers: &HeaderMap) -> Option<u64> {
+    let mut found = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for part in value.to_str().ok()?.split(',') {
+            let part = part.trim();
+            if part.is_empty() || !part.bytes().all(|byte| byte.is_ascii_digit()) {
+                return None;
+            }
+            let length: u64 = part.parse().ok()?;
+            match found {
+                Some(earlier) if earlier != length => return None,
+                _ => found = Some(length),
+            }
+        }
+    }
+    found
+}
+
+/// Whether the last transfer coding is `chunked`.
+pub(super) fn ends_chunked(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .and_then(|value| value.to_str().ok())
+        .and_then(|codings| codings.rsplit(',').next())
+        .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
+}
+
+/// Whether a comma-separated field value holds `token` (any case).
+pub(super) fn has_token(value: &HeaderValue, token: &str) -> bool {
+    value.to_str().is_ok_and(|value| {
+        value
+            .split(',')
+            .any(|part| part.trim().eq_ignore_ascii_case(token))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(method: Method, headers: &mut HeaderMap, body: BodyLength) -> (String, BodyFraming) {
+        let mut out = BytesMut::new();
+        let (framing, _) = encode(&method, "/a?b", Version::HTTP_11, headers, body, &mut out);
+        (String::from_utf8(out.to_vec()).expect("ascii"), framing)
+    }
+
+    #[test]
+    fn a_known_length_is_announced_and_an_ended_body_sends_nothing() {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("x"));
+        let (text, framing) = head(Method::POST, &mut headers, BodyLength::Known(5));
+        assert_eq!(
+            text,
+            "POST /a?b HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\n"
+        );
+        assert_eq!(framing, BodyFraming::Length(5));
+        let mut headers = HeaderMap::new();
+        let (text, framing) = head(Method::GET, &mut headers, BodyLength::Ended);
+        assert_eq!(text, "GET /a?b HTTP/1.1\r\n\r\n");
+        assert_eq!(framing, BodyFraming::Length(0));
+    }
+
+    #[test]
+    fn an_unknown_length_is_chunked_except_for_get() {
+        let mut headers = HeaderMap::new();
+        headers.insert("trailer", HeaderValue::from_static("grpc-status, x-sum"));
+        let (text, framing) = head(Method::PUT, &mut headers, BodyLength::Unknown);
+        assert!(
+            text.ends_with("transfer-encoding: chunked\r\n\r\n"),
+            "{text}"
+        );
+        assert_eq!(
+            framing,
+            BodyFraming::Chunked {
+                trailers: vec![
+                    HeaderName::from_static("grpc-status"),
+                    HeaderName::from_static("x-sum")
+                ]
+            }
+        );
+        let mut headers = HeaderMap::new();
+        let (_, framing) = head(Method::GET, &mut headers, BodyLength::Unknown);
+        assert_eq!(framing, BodyFraming::Length(0));
+    }
+
+    #[test]
+    fn the_request_s_own_framing_is_respected() {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-length", HeaderValue::from_static("7"));
+        let (_, framing) = head(Method::POST, &mut headers, BodyLength::Unknown);
+        assert_eq!(framing, BodyFraming::Length(7));
+        let mut headers = HeaderMap::new();
+        headers.insert("transfer-encoding", HeaderValue::from_static("gzip"));
+        headers.insert("content-length", HeaderValue::from_static("7"));
+        let (text, framing) = head(Method::POST, &mut headers, BodyLength::Known(7));
+        assert!(matches!(framing, BodyFraming::Chunked { .. }));
+        assert!(!text.contains("content-length"), "{text}");
+        assert!(text.contains("transfer-encoding: chunked"), "{text}");
+    }
+
+    #[test]
+    fn content_lengths_must_agree() {
+        let mut headers = HeaderMap::new();
+        headers.append("content-length", HeaderValue::from_static("3, 3"));
+        headers.append("content-length", HeaderValue::from_static("3"));
+        assert_eq!(content_length(&headers), Some(3));
+        headers.append("content-length", HeaderValue::from_static("4"));
+        assert_eq!(content_length(&headers), None);
+        let mut headers = HeaderMap::new();
+        headers.insert("content-length", HeaderValue::from_static("+3"));
+        assert_eq!(content_length(&headers), None);
+    }
+}
