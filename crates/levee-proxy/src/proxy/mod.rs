@@ -492,7 +492,6 @@ async fn attempt(
         headers: parts.headers,
         propagation,
     };
-    Attempts::new(route, head, payload, idempotent, deadline, waited)
-        .run(first)
-        .await
+    let mut attempts = Attempts::new(route, head, payload, idempotent, deadline, waited);
+    attempts.run(first).await
 }

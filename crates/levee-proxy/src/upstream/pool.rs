@@ -14,11 +14,15 @@
 //!   body ends (in bench/throughput.sh this took levee from 0.76× to about
 //!   1.0× HAProxy's requests/s).
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::future::Either;
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper::client::conn::http2;
@@ -30,9 +34,10 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::classify::{classify_io_error, classify_send_error};
-use super::http1::{ExchangeError, Http1Connection};
+use super::http1::{ExchangeError, Http1Connection, SendHead};
 use super::request_body::{ClientBodyFailed, RequestBody};
 use super::response_body::ResponseBody;
+use super::watched::{Mark, WireLog};
 use crate::config::UpstreamProtocol;
 use crate::metrics::EndpointMetrics;
 use crate::tls::{Stream, UpstreamTls};
@@ -296,53 +301,73 @@ impl EndpointPool {
     /// Send `request` (origin-form URI, `Host` set) on a pooled or new
     /// connection. Pooled connections the endpoint has closed are passed
     /// over before the request is written: it never reaches them.
-    pub async fn send(
+    ///
+    /// The common case (HTTP/1.1, an idle connection at hand) is decided
+    /// here, before the future: the request is written into the
+    /// connection's buffer at once, and the future holds only the exchange.
+    /// Making a connection and HTTP/2 are boxed: their state would grow
+    /// every request's future (issue 11).
+    pub fn send(
+        self: &Arc<Self>,
+        request: Request<RequestBody>,
+    ) -> impl Future<Output = Result<(Response<ResponseBody>, PooledConnection), SendFailure>> + Send + '_
+    {
+        if !self.speaks_h2()
+            && let Some(connection) = self.take_idle()
+        {
+            return Either::Left(Exchanging::start(self, connection, request, true));
+        }
+        Either::Right(Box::pin(self.connect_and_send(request)))
+    }
+
+    /// Send `request` on a new connection (or as an HTTP/2 stream).
+    async fn connect_and_send(
         self: &Arc<Self>,
         request: Request<RequestBody>,
     ) -> Result<(Response<ResponseBody>, PooledConnection), SendFailure> {
         if self.speaks_h2() {
-            // Boxed: HTTP/1.1 requests do not carry its state.
-            return Box::pin(self.send_h2(request, None)).await;
+            return self.send_h2(request, None).await;
         }
-        let (connection, reused) = match self.take_idle() {
-            Some(connection) => (connection, true),
-            None => match self.connect().await {
-                Ok(Connected::Http1(connection)) => (connection, false),
-                // `auto`, and ALPN chose HTTP/2.
-                Ok(Connected::Http2(connection)) => {
-                    return Box::pin(self.send_h2(request, Some(connection))).await;
-                }
-                Err(failed) => return Err(SendFailure::not_connected(failed, request)),
-            },
-        };
-        let wire = Arc::clone(connection.wire());
-        let mark = wire.mark();
-        match super::http1::send(connection, request, self).await {
-            Ok(response) => Ok((
-                response.map(ResponseBody::Http1),
-                PooledConnection {
-                    _checkout: Checkout::InBody,
-                },
-            )),
-            Err(ExchangeError::ClientBody(failed)) => Err(SendFailure::client_body(failed)),
-            Err(ExchangeError::Protocol(error)) => {
+        match self.connect().await {
+            Ok(Connected::Http1(connection)) => {
+                Exchanging::start(self, connection, request, false).await
+            }
+            // `auto`, and ALPN chose HTTP/2.
+            Ok(Connected::Http2(connection)) => self.send_h2(request, Some(connection)).await,
+            Err(failed) => Err(SendFailure::not_connected(failed, request)),
+        }
+    }
+
+    /// What a failed HTTP/1.1 exchange was, as an attempt's failure.
+    fn exchange_failure(
+        &self,
+        error: ExchangeError,
+        wire: Option<&WireLog>,
+        mark: Mark,
+        reused: bool,
+    ) -> SendFailure {
+        match error {
+            ExchangeError::ClientBody(failed) => SendFailure::client_body(failed),
+            ExchangeError::Protocol(error) => {
                 tracing::debug!(endpoint = %format_args!("{}:{}", self.host, self.port), %error, "endpoint broke HTTP/1.1");
-                Err(SendFailure::new(FailureKind::Protocol))
+                SendFailure::new(FailureKind::Protocol)
             }
             // The request went out, but the endpoint had closed the
             // connection before receiving any of it (see `watched`), or
             // closed it unanswered where the operator accepts that as the
             // idle-close race.
-            Err(ExchangeError::Closed | ExchangeError::Io(_))
+            ExchangeError::Closed | ExchangeError::Io(_)
                 if reused
-                    && (wire.closed_before_receiving(mark)
-                        || (self.settings.retry_idle_close && wire.closed_cleanly(mark))) =>
+                    && wire.is_some_and(|wire| {
+                        wire.closed_before_receiving(mark)
+                            || (self.settings.retry_idle_close && wire.closed_cleanly(mark))
+                    }) =>
             {
                 tracing::debug!(endpoint = %format_args!("{}:{}", self.host, self.port), "endpoint closed a reused connection before answering: not sent");
-                Err(SendFailure::new(FailureKind::ClosedIdle))
+                SendFailure::new(FailureKind::ClosedIdle)
             }
-            Err(ExchangeError::Closed) => Err(SendFailure::new(FailureKind::ResetBeforeResponse)),
-            Err(ExchangeError::Io(error)) => Err(SendFailure::new(classify_io_error(&error))),
+            ExchangeError::Closed => SendFailure::new(FailureKind::ResetBeforeResponse),
+            ExchangeError::Io(error) => SendFailure::new(classify_io_error(&error)),
         }
     }
 
@@ -693,6 +718,54 @@ impl IdleShards {
             return;
         }
         self.shards[self.own()].lock().push(idle);
+    }
+}
+
+/// An HTTP/1.1 request on its way, as an attempt sees it.
+struct Exchanging<'p> {
+    head: SendHead<'p>,
+    /// Where the connection stood before this request.
+    mark: Mark,
+    /// The connection carried requests before (it may have been closed
+    /// by the endpoint while idle).
+    reused: bool,
+}
+
+impl<'p> Exchanging<'p> {
+    fn start(
+        pool: &'p Arc<EndpointPool>,
+        connection: Box<Http1Connection>,
+        request: Request<RequestBody>,
+        reused: bool,
+    ) -> Exchanging<'p> {
+        let mark = connection.wire().mark();
+        Exchanging {
+            head: super::http1::send(connection, request, pool),
+            mark,
+            reused,
+        }
+    }
+}
+
+impl Future for Exchanging<'_> {
+    type Output = Result<(Response<ResponseBody>, PooledConnection), SendFailure>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        Poll::Ready(match std::task::ready!(Pin::new(&mut this.head).poll(cx)) {
+            Ok(response) => Ok((
+                response.map(ResponseBody::Http1),
+                PooledConnection {
+                    _checkout: Checkout::InBody,
+                },
+            )),
+            Err(error) => Err(this.head.pool().exchange_failure(
+                error,
+                this.head.wire().map(Arc::as_ref),
+                this.mark,
+                this.reused,
+            )),
+        })
     }
 }
 

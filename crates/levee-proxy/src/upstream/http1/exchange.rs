@@ -127,6 +127,11 @@ impl Exchange {
         (exchange, parts.method)
     }
 
+    /// What the connection's socket saw.
+    pub(super) fn wire(&self) -> &Arc<super::WireLog> {
+        &self.connection.wire
+    }
+
     /// Send what is left of the request and read its response head.
     pub(super) fn poll_head(
         &mut self,

@@ -16,12 +16,13 @@ mod exchange;
 mod request_head;
 mod response_head;
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
-use http::{Request, Response};
+use http::{Method, Request, Response};
 
 pub use exchange::{BodyError, ExchangeError, Http1Body};
 
@@ -95,17 +96,68 @@ impl Http1Connection {
     }
 }
 
-/// Send `request` on `connection` and wait for the response head; the
-/// response's body reads the rest, and gives the connection back to `pool`
+/// Send `request` on `connection`: the future's output is the response
+/// head, whose body reads the rest and gives the connection back to `pool`
 /// once it has been read to its end.
-pub async fn send(
+///
+/// The request is taken apart and its head written to the connection's
+/// buffer here, not in the future: what the future keeps is the exchange
+/// alone (a few hundred bytes), and every future that awaits it up to the
+/// one hyper holds per request stays that much smaller (issue 11).
+pub fn send<'p>(
     connection: Box<Http1Connection>,
     request: Request<RequestBody>,
-    pool: &Arc<EndpointPool>,
-) -> Result<Response<Http1Body>, ExchangeError> {
-    let (mut exchange, method) = exchange::Exchange::start(connection, request);
-    let head = std::future::poll_fn(|cx| exchange.poll_head(cx, &method)).await?;
-    let body = exchange.into_body(&head, pool);
-    let (parts, ()) = head.response.into_parts();
-    Ok(Response::from_parts(parts, body))
+    pool: &'p Arc<EndpointPool>,
+) -> SendHead<'p> {
+    let (exchange, method) = exchange::Exchange::start(connection, request);
+    SendHead {
+        exchange: Some(exchange),
+        method,
+        pool,
+    }
+}
+
+/// A request on its way, until its response head has come back.
+pub struct SendHead<'p> {
+    /// `None` once the head came back.
+    exchange: Option<exchange::Exchange>,
+    method: Method,
+    pool: &'p Arc<EndpointPool>,
+}
+
+impl SendHead<'_> {
+    /// What the connection's socket saw (for telling an idle close apart);
+    /// `None` once the head came back.
+    pub fn wire(&self) -> Option<&Arc<WireLog>> {
+        self.exchange.as_ref().map(exchange::Exchange::wire)
+    }
+
+    /// The pool the connection goes back to.
+    pub fn pool(&self) -> &Arc<EndpointPool> {
+        self.pool
+    }
+}
+
+impl Future for SendHead<'_> {
+    type Output = Result<Response<Http1Body>, ExchangeError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let Some(exchange) = this.exchange.as_mut() else {
+            return Poll::Ready(Err(ExchangeError::Closed));
+        };
+        // On an error the exchange stays (its connection closes when this
+        // future is dropped): the pool reads what the socket saw.
+        let head = match exchange.poll_head(cx, &this.method) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+            Poll::Ready(Ok(head)) => head,
+        };
+        let Some(exchange) = this.exchange.take() else {
+            return Poll::Ready(Err(ExchangeError::Closed));
+        };
+        let body = exchange.into_body(&head, this.pool);
+        let (parts, ()) = head.response.into_parts();
+        Poll::Ready(Ok(Response::from_parts(parts, body)))
+    }
 }
