@@ -55,18 +55,18 @@ pub enum BodyError {
     Io(#[from] io::Error),
 }
 
-/// A connection with a request on it.
+/// A connection with a request on it. Small on purpose: it travels in the
+/// request's futures and in the response body, which are moved whole; the
+/// upload's state stays on the heap with the connection.
 pub(super) struct Exchange {
     connection: Box<Http1Connection>,
-    /// The request body still to send; `None` once all of it was written.
-    upload: Option<Upload>,
     /// The connection cannot carry another request: the request asked to
     /// close, or its body could not be sent whole.
     close_after: bool,
 }
 
-/// A request body on its way up.
-struct Upload {
+/// A request body on its way up (in [`Http1Connection::upload`]).
+pub(super) struct Upload {
     /// `None` once its last frame was taken (what remains is in the
     /// connection's write buffer).
     body: Option<RequestBody>,
@@ -114,14 +114,13 @@ impl Exchange {
             BodyFraming::Length(length) => length,
             BodyFraming::Chunked { .. } => 0,
         };
-        let upload = Upload {
+        connection.upload = Some(Upload {
             body: (framing != BodyFraming::Length(0)).then_some(body),
             framing,
             left,
-        };
+        });
         let exchange = Exchange {
             connection,
-            upload: Some(upload),
             close_after,
         };
         (exchange, parts.method)
@@ -159,23 +158,23 @@ impl Exchange {
     /// ends the upload (the endpoint may have answered already: the
     /// response is still read) and the connection with the response.
     fn keep_uploading(&mut self, cx: &mut Context<'_>) -> Result<(), UploadError> {
-        if self.upload.is_none() {
+        if self.connection.upload.is_none() {
             return Ok(());
         }
         match self.poll_upload(cx) {
             Poll::Ready(Ok(())) => {
-                self.upload = None;
+                self.connection.upload = None;
                 Ok(())
             }
             Poll::Pending => Ok(()),
             Poll::Ready(Err(UploadError::Write(error))) => {
                 tracing::trace!(%error, "endpoint stopped taking the request");
-                self.upload = None;
+                self.connection.upload = None;
                 self.close_after = true;
                 Ok(())
             }
             Poll::Ready(Err(failed)) => {
-                self.upload = None;
+                self.connection.upload = None;
                 self.close_after = true;
                 Err(failed)
             }
@@ -189,7 +188,7 @@ impl Exchange {
     /// gets, and a second write would fail where the first told nothing.
     fn poll_upload(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), UploadError>> {
         let connection = &mut *self.connection;
-        let Some(upload) = self.upload.as_mut() else {
+        let Some(upload) = connection.upload.as_mut() else {
             return Poll::Ready(Ok(()));
         };
         loop {
@@ -349,7 +348,7 @@ impl Http1Body {
         };
         if self.keep_alive
             && !exchange.close_after
-            && exchange.upload.is_none()
+            && exchange.connection.upload.is_none()
             && exchange.connection.read_buf.is_empty()
         {
             self.pool.release_http1(exchange.connection);

@@ -49,6 +49,9 @@ pub struct Http1Connection {
     write_buf: BytesMut,
     /// Header fields a response may have.
     max_headers: usize,
+    /// The request body still to send; `None` once all of it was written
+    /// (and while the connection is idle).
+    upload: Option<exchange::Upload>,
 }
 
 impl Http1Connection {
@@ -61,6 +64,7 @@ impl Http1Connection {
             read_buf: BytesMut::new(),
             write_buf: BytesMut::new(),
             max_headers,
+            upload: None,
         })
     }
 
