@@ -461,7 +461,7 @@ impl<'r> Attempts<'r> {
                 }
                 if let (Some(unsent), Payload::Once(slot)) = (failure.unsent, &mut self.payload) {
                     // Never sent: the streaming body can still go elsewhere.
-                    *slot = Some(unsent.into_body());
+                    *slot = Some((*unsent).into_body());
                 }
                 (Outcome::failure(endpoint, failure.kind, latency), None)
             }

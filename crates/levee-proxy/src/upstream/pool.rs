@@ -72,7 +72,9 @@ pub struct SendFailure {
     pub kind: FailureKind,
     /// The request, handed back when it was never sent (a streaming body can
     /// then still go to another endpoint).
-    pub unsent: Option<Request<RequestBody>>,
+    /// Boxed: failures travel in every attempt's result, and an unboxed
+    /// request (352 bytes) made each of those larger.
+    pub unsent: Option<Box<Request<RequestBody>>>,
     /// With [`FailureKind::ClientBody`]: how the client's body failed.
     pub client_body: Option<ClientBodyFailed>,
     /// What an operator needs to fix it, when there is more to say than the
@@ -106,7 +108,7 @@ impl SendFailure {
     fn unsent(kind: FailureKind, request: Request<RequestBody>) -> SendFailure {
         SendFailure {
             kind,
-            unsent: Some(request),
+            unsent: Some(Box::new(request)),
             client_body: None,
             detail: None,
         }
