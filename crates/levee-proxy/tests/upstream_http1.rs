@@ -3,7 +3,8 @@
 //! written here. A duplex exchange keeps streaming both ways after the
 //! response head, interim responses are skipped, a body delimited by the
 //! close is passed whole (and its connection not reused), a chunked request
-//! body goes up chunked, and an endpoint that does not speak HTTP gets a 502.
+//! body goes up chunked, an answer given before the body was sent reaches
+//! the client, and an endpoint that does not speak HTTP gets a 502.
 
 mod common;
 
@@ -253,5 +254,51 @@ async fn an_endpoint_that_does_not_speak_http_gets_a_502_protocol() {
     assert_eq!(answer.status, 502);
     let json: serde_json::Value = serde_json::from_str(&answer.body).expect("JSON body");
     assert_eq!(json["kind"], "protocol-error", "{json}");
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_before_the_body_is_sent_reaches_the_client() {
+    // The endpoint refuses the upload as soon as it has the head, then
+    // reads and discards what still comes (a lingering close, as servers
+    // do so that their answer is not lost to a reset).
+    let (endpoint, _) = scripted_endpoint(|mut stream: TcpStream| async move {
+        read_until(&mut stream, b"\r\n\r\n").await;
+        let answer = "HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\nconnection: close\r\n\r\ntoo much";
+        if stream.write_all(answer.as_bytes()).await.is_err() {
+            return;
+        }
+        let _ = stream.shutdown().await;
+        let mut sink = [0; 16 * 1024];
+        while let Ok(Ok(n)) = timeout(Duration::from_secs(5), stream.read(&mut sink)).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    let (gateway, addr) = gateway(endpoint).await;
+    let mut client = TcpStream::connect(addr).await.expect("connect");
+    // Larger than the replay buffer: the body streams, and most of it is
+    // still to come when the endpoint answers.
+    let length = 8 * 1024 * 1024;
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nhost: early.test\r\ncontent-length: {length}\r\nconnection: close\r\n\r\n"
+    );
+    client.write_all(head.as_bytes()).await.expect("head");
+    let (mut reader, mut writer) = client.into_split();
+    let upload = tokio::spawn(async move {
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..16 {
+            if writer.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let answer = read_until(&mut reader, b"too much").await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.ends_with("too much"), "{answer}");
+    upload.abort();
     gateway.shutdown().await;
 }
