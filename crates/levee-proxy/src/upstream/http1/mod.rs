@@ -34,9 +34,10 @@ use crate::tls::Stream;
 /// Room made in the read buffer before each read.
 const READ_CHUNK: usize = 8 * 1024;
 
-/// A write buffer grown past this (by a large body frame) is given back
-/// once empty, not kept with the idle connection.
-const KEEP_WRITE_BUF: usize = 64 * 1024;
+/// A write buffer grown past this (by a large body) is given back once
+/// empty, not kept with the idle connection: request heads fit, and a pool
+/// of idle connections should not each hold the largest upload's buffer.
+const KEEP_WRITE_BUF: usize = 16 * 1024;
 
 /// An HTTP/1.1 connection to an endpoint, idle or carrying one request.
 pub struct Http1Connection {
