@@ -216,6 +216,31 @@ impl OutlierDetector {
         self.eject(index, reason, now)
     }
 
+    /// Record `count` successes on `endpoint` whose latencies add up to
+    /// `latency_ns`, as if each had been recorded at `now`: for a caller
+    /// that tallies successes without taking the lock around the detector
+    /// (every request ends in one) and hands them over before anything
+    /// reads or judges the endpoint. A success never ejects; like
+    /// [`record`](Self::record) with a success, it ends a failure streak.
+    pub fn record_successes(&mut self, endpoint: usize, count: u32, latency_ns: u64, now: Instant) {
+        if count == 0 {
+            return;
+        }
+        self.expire(endpoint, now);
+        if let Some(state) = self.endpoints.get_mut(endpoint) {
+            state.window.record_successes(count, latency_ns, now);
+            state.consecutive = 0;
+        }
+    }
+
+    /// Whether `endpoint` is in a streak of failures (a success would end
+    /// it, so it must be recorded in order).
+    pub fn in_failure_streak(&self, endpoint: usize) -> bool {
+        self.endpoints
+            .get(endpoint)
+            .is_some_and(|state| state.consecutive > 0)
+    }
+
     /// Periodic work; call it about once a second. Ends the ejections that
     /// have run out (the returns), forgives old ejections, and looks for
     /// latency outliers, which are judged on the whole cluster at once rather

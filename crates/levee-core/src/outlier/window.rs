@@ -93,6 +93,27 @@ impl Window {
         }
     }
 
+    /// Count `count` successes at `now` whose latencies add up to
+    /// `latency_ns` (successes tallied elsewhere and handed over at once).
+    pub fn record_successes(&mut self, count: u32, latency_ns: u64, now: Instant) {
+        if count == 0 {
+            return;
+        }
+        let index = self.index(now);
+        let bucket = &mut self.buckets[(index % BUCKETS as u64) as usize];
+        if index > bucket.index {
+            *bucket = Bucket {
+                index,
+                ..Bucket::default()
+            };
+        } else if index < bucket.index {
+            return;
+        }
+        bucket.requests = bucket.requests.saturating_add(count);
+        bucket.latency_ns = bucket.latency_ns.saturating_add(latency_ns);
+        bucket.latency_samples = bucket.latency_samples.saturating_add(count);
+    }
+
     /// Totals over the buckets still inside the window at `now`.
     pub fn totals(&self, now: Instant) -> Totals {
         let current = self.index(now);

@@ -70,7 +70,7 @@ pub struct FleetHealthView {
 impl Cluster {
     /// This instance's verdict on every endpoint, as reports.
     fn local_reports(&self, now: Instant, wall_now: SystemTime) -> Vec<(String, LocalReport)> {
-        let control = self.control.lock();
+        let control = self.control();
         self.endpoints
             .iter()
             .enumerate()
@@ -99,7 +99,7 @@ impl Cluster {
             .get(MEMBERS)
             .map_or(1, |state| state.reporting_instances.max(1));
         let quorum = self.settings.health_quorum.min(members);
-        let mut control = self.control.lock();
+        let mut control = self.control();
         let mut changed = false;
         for (index, endpoint) in self.endpoints.iter().enumerate() {
             let name = report_name(&self.name, &endpoint.address);

@@ -74,7 +74,7 @@ impl Cluster {
         if !self.watches_departures() {
             return;
         }
-        let mut control = self.control.lock();
+        let mut control = self.control();
         let Some(state) = control.endpoints.get_mut(endpoint.0) else {
             return;
         };

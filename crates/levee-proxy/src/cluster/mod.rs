@@ -13,6 +13,7 @@ mod fleet;
 mod fleet_health;
 pub mod going_away;
 mod members;
+mod passive;
 mod status;
 pub mod traffic;
 
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use http::HeaderValue;
 use levee_core::health::{CheckResult, Health, HealthTracker};
-use levee_core::outlier::{Ejection, OutlierDetector, PanicParams, SlowStart, admit};
+use levee_core::outlier::{Blame, Ejection, OutlierDetector, PanicParams, SlowStart, admit, blame};
 use levee_core::{AttemptResult, Balancer, EndpointId, EndpointLoad, Outcome};
 use parking_lot::Mutex;
 use tokio::time::Instant;
@@ -86,8 +87,11 @@ pub struct Cluster {
     /// What the balancer may pick from; replaced on every state change and
     /// read lock-free by every request.
     routing: ArcSwap<Routing>,
-    /// Health and routing state, changed by checks (and outcomes).
+    /// Health and routing state, changed by checks (and outcomes). Take it
+    /// with [`Cluster::control`], which hands over the tallied successes.
     control: Mutex<Control>,
+    /// Successes for outlier detection, counted without `control`'s lock.
+    passive: passive::PassiveTally,
     balancer: Balancer,
     /// Where state changes are reported.
     events: Arc<EventLog>,
@@ -301,7 +305,7 @@ impl Cluster {
                 None => EndpointLoad::new(settings.ewma_decay, now),
             })
             .collect();
-        let previous_control = previous.map(|previous| previous.control.lock());
+        let previous_control = previous.map(|previous| previous.control());
         let same_checks =
             same(|a, b| a.health.as_ref().map(|h| h.params) != b.health.as_ref().map(|h| h.params));
         let control = Control {
@@ -402,6 +406,7 @@ impl Cluster {
             settings: settings.clone(),
             routing: ArcSwap::from_pointee(routing),
             control: Mutex::new(control),
+            passive: passive::PassiveTally::new(endpoints.len()),
             balancer: Balancer::new(settings.balance),
             endpoints,
             loads,
@@ -511,7 +516,7 @@ impl Cluster {
     /// A request's connection was refused: in panic mode the endpoint is
     /// left out for a while (see [`levee_core::outlier::Reachability`]).
     fn record_refusal(&self, outcome: &Outcome, now: Instant) {
-        let mut control = self.control.lock();
+        let mut control = self.control();
         if control.record_refusal(outcome.endpoint.0, outcome, now) {
             self.refresh_routing(&mut control, now);
         }
@@ -521,7 +526,7 @@ impl Cluster {
     /// endpoint known to take no connections and why (the first few).
     pub fn no_endpoint_reason(&self, now: Instant) -> Option<String> {
         const NAMED: usize = 3;
-        let control = self.control.lock();
+        let control = self.control();
         let unreachable: Vec<String> = (0..self.endpoints.len())
             .filter_map(|index| {
                 let why = control.unreachable(index, now)?;
@@ -545,20 +550,43 @@ impl Cluster {
 
     /// Passive outlier detection on an attempt's final outcome.
     pub fn record_passive(&self, outcome: &Outcome, now: Instant) {
-        if self.settings.outlier.is_none() {
+        let Some(params) = &self.settings.outlier else {
             return;
+        };
+        let endpoint = outcome.endpoint.0;
+        match blame(outcome, params.count_other_5xx()) {
+            Blame::Neutral => return,
+            // The common case, without the lock (see `passive`).
+            Blame::Success if self.passive.try_success(endpoint, outcome.latency) => return,
+            Blame::Success | Blame::Failure => {}
         }
-        let mut control = self.control.lock();
+        let mut control = self.control();
         if let Some(ejection) = control.record_outcome(outcome, now) {
             self.report_ejection(&control, &ejection, now);
             self.refresh_routing(&mut control, now);
         }
+        let streak = control
+            .outlier
+            .as_ref()
+            .is_some_and(|detector| detector.in_failure_streak(endpoint));
+        self.passive.set_streak(endpoint, streak);
+    }
+
+    /// The cluster's changing state, locked, with the successes tallied
+    /// without the lock handed to outlier detection first: whatever reads
+    /// or judges an endpoint under the lock sees all of them.
+    fn control(&self) -> parking_lot::MutexGuard<'_, Control> {
+        let mut control = self.control.lock();
+        if let Some(detector) = control.outlier.as_mut() {
+            self.passive.drain_into(detector, Instant::now());
+        }
+        control
     }
 
     /// Periodic work (about once a second): ejections that expired, latency
     /// outliers, slow starts that finished.
     pub fn tick(&self, now: Instant) {
-        let mut control = self.control.lock();
+        let mut control = self.control();
         let (ejections, returns) = control.tick(now);
         for ejection in &ejections {
             self.report_ejection(&control, ejection, now);
@@ -632,14 +660,14 @@ impl Cluster {
     /// How many endpoints may take traffic now (not failing checks, not
     /// ejected): what `[readiness] min_healthy` counts.
     pub fn available_count(&self, now: Instant) -> usize {
-        self.control.lock().available_count(now)
+        self.control().available_count(now)
     }
 
     /// Whether the endpoint configured as `address` may take traffic now;
     /// `None` if the cluster has no such endpoint.
     pub fn is_endpoint_available(&self, address: &str, now: Instant) -> Option<bool> {
         // A name stands for each of its addresses: available if one is.
-        let control = self.control.lock();
+        let control = self.control();
         let mut found = None;
         for (index, endpoint) in self.endpoints.iter().enumerate() {
             if endpoint.address == address || endpoint.name.as_deref() == Some(address) {
@@ -663,7 +691,7 @@ impl Cluster {
     /// Record an active check result for `endpoint`; on a change of health,
     /// report it and rebuild the routing view.
     pub fn record_check(&self, endpoint: EndpointId, result: CheckResult, now: Instant) {
-        let mut control = self.control.lock();
+        let mut control = self.control();
         let departure = &mut control.endpoints[endpoint.0].departure;
         if self.departure_after_check(departure, endpoint.0, &result, now) {
             self.refresh_routing(&mut control, now);
@@ -694,7 +722,7 @@ impl Cluster {
     /// How long to wait before checking `endpoint` again (faster while its
     /// state is changing).
     pub fn next_check_delay(&self, endpoint: EndpointId) -> std::time::Duration {
-        let control = self.control.lock();
+        let control = self.control();
         match (
             &control.endpoints[endpoint.0].tracker,
             &self.settings.health,

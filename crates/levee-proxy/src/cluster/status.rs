@@ -173,7 +173,7 @@ fn wall_clock(at: Instant, now: Instant) -> String {
 impl Cluster {
     /// Snapshot for `/status`.
     pub fn status(&self, now: Instant) -> ClusterStatus {
-        let control = self.control.lock();
+        let control = self.control();
         let routing = self.routing.load();
         ClusterStatus {
             name: self.name.clone(),
@@ -235,7 +235,7 @@ impl Cluster {
     /// Every endpoint that may not take traffic now, with its state
     /// (`"no-such-host.invalid:80 unresolved"`), for readiness reasons.
     pub fn unavailable_endpoints(&self, now: Instant) -> Vec<String> {
-        let control = self.control.lock();
+        let control = self.control();
         (0..self.endpoints.len())
             .filter(|&index| !control.is_available(index, now))
             .map(|index| {
