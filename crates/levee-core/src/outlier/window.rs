@@ -157,6 +157,20 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     #[test]
+    fn successes_handed_over_at_once_count_like_one_by_one() {
+        let start = Instant::now();
+        let mut one_by_one = Window::new(10 * SEC, start);
+        let mut at_once = Window::new(10 * SEC, start);
+        for latency in [10 * MS, 20 * MS, 30 * MS] {
+            one_by_one.record(Blame::Success, latency, start + SEC);
+        }
+        at_once.record_successes(3, (60 * MS).as_nanos() as u64, start + SEC);
+        at_once.record_successes(0, 0, start + SEC);
+        assert_eq!(at_once.totals(start + SEC), one_by_one.totals(start + SEC));
+        assert_eq!(at_once.totals(start + SEC).mean_latency, Some(20 * MS));
+    }
+
+    #[test]
     fn counts_failures_successes_and_success_latency() {
         let start = Instant::now();
         let mut window = Window::new(10 * SEC, start);
