@@ -69,18 +69,9 @@ impl Window {
         if blame == Blame::Neutral {
             return;
         }
-        let index = self.index(now);
-        let bucket = &mut self.buckets[(index % BUCKETS as u64) as usize];
-        if index > bucket.index {
-            *bucket = Bucket {
-                index,
-                ..Bucket::default()
-            };
-        } else if index < bucket.index {
-            // `now` is older than the window already reaches back (a late
-            // report from another task): too old to count.
+        let Some(bucket) = self.bucket_at(now) else {
             return;
-        }
+        };
         bucket.requests = bucket.requests.saturating_add(1);
         match blame {
             Blame::Failure => bucket.failures = bucket.failures.saturating_add(1),
@@ -99,6 +90,18 @@ impl Window {
         if count == 0 {
             return;
         }
+        let Some(bucket) = self.bucket_at(now) else {
+            return;
+        };
+        bucket.requests = bucket.requests.saturating_add(count);
+        bucket.latency_ns = bucket.latency_ns.saturating_add(latency_ns);
+        bucket.latency_samples = bucket.latency_samples.saturating_add(count);
+    }
+
+    /// The bucket counting `now`, emptied first if it held an older slice
+    /// of time; `None` when `now` is older than the window already reaches
+    /// back (a late report from another task): too old to count.
+    fn bucket_at(&mut self, now: Instant) -> Option<&mut Bucket> {
         let index = self.index(now);
         let bucket = &mut self.buckets[(index % BUCKETS as u64) as usize];
         if index > bucket.index {
@@ -107,11 +110,9 @@ impl Window {
                 ..Bucket::default()
             };
         } else if index < bucket.index {
-            return;
+            return None;
         }
-        bucket.requests = bucket.requests.saturating_add(count);
-        bucket.latency_ns = bucket.latency_ns.saturating_add(latency_ns);
-        bucket.latency_samples = bucket.latency_samples.saturating_add(count);
+        Some(bucket)
     }
 
     /// Totals over the buckets still inside the window at `now`.

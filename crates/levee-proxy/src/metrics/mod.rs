@@ -11,6 +11,7 @@
 //! only touches atomics (no label hashing or map lookups per request).
 
 pub mod buckets;
+pub(crate) mod labels;
 
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ use crate::resolve::metrics::NameFamilies;
 use crate::tcp::metrics::{TcpFamilies, TcpListenerMetrics};
 use crate::tls::metrics::{TlsFamilies, TlsListenerMetrics};
 use buckets::{HistogramFamily, LatencyHistogram, latency_histogram};
+use labels::ClusterLabels;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
@@ -56,12 +58,6 @@ struct EndpointStateLabels {
     cluster: String,
     endpoint: String,
     state: &'static str,
-}
-
-/// The labels of a per-cluster series (shared by the stages' own families).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct ClusterLabels {
-    pub(crate) cluster: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -17,7 +17,7 @@ use levee_store::StateStore;
 
 use super::client::ClientInfo;
 use crate::config::{RateKey, RateLimitSettings};
-use crate::metrics::ClusterLabels;
+use crate::metrics::labels::ClusterLabels;
 
 static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");

@@ -12,7 +12,7 @@ use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
 use crate::config::ThrottleSettings;
-use crate::metrics::ClusterLabels;
+use crate::metrics::labels::ClusterLabels;
 
 /// A request rejected here: the probability it was rejected with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

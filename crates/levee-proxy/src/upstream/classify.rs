@@ -1,4 +1,5 @@
-//! Turning hyper errors into attempt outcomes.
+//! Turning upstream errors (hyper's HTTP/2 ones, socket errors, levee's
+//! own HTTP/1.1 client's) into attempt outcomes.
 
 use std::error::Error as StdError;
 use std::io;

@@ -34,7 +34,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::classify::{classify_io_error, classify_send_error};
-use super::http1::{ExchangeError, Http1Connection, SendHead};
+use super::http1::{ConnectionHome, ExchangeError, Http1Connection, SendHead};
 use super::request_body::{ClientBodyFailed, RequestBody};
 use super::response_body::ResponseBody;
 use super::watched::{Mark, WireLog};
@@ -626,18 +626,6 @@ impl EndpointPool {
         })
     }
 
-    /// An HTTP/1.1 connection whose response was read to its end, ready
-    /// for another request.
-    pub(super) fn release_http1(&self, connection: Box<Http1Connection>) {
-        self.idle.put(
-            Idle {
-                connection,
-                since: Instant::now(),
-            },
-            self.settings.max_idle,
-        );
-    }
-
     /// Close connections idle past `idle_timeout`, and half of those that
     /// were not used during the last `period` (see [`surplus_to_close`]).
     fn close_expired(&self, period: Duration) {
@@ -725,7 +713,8 @@ impl IdleShards {
 
 /// An HTTP/1.1 request on its way, as an attempt sees it.
 struct Exchanging<'p> {
-    head: SendHead<'p>,
+    pool: &'p Arc<EndpointPool>,
+    head: SendHead,
     /// Where the connection stood before this request.
     mark: Mark,
     /// The connection carried requests before (it may have been closed
@@ -742,7 +731,8 @@ impl<'p> Exchanging<'p> {
     ) -> Exchanging<'p> {
         let mark = connection.wire().mark();
         Exchanging {
-            head: super::http1::send(connection, request, pool),
+            pool,
+            head: super::http1::send(connection, request, Arc::clone(pool) as _),
             mark,
             reused,
         }
@@ -761,7 +751,7 @@ impl Future for Exchanging<'_> {
                     _checkout: Checkout::InBody,
                 },
             )),
-            Err(error) => Err(this.head.pool().exchange_failure(
+            Err(error) => Err(this.pool.exchange_failure(
                 error,
                 this.head.wire().map(Arc::as_ref),
                 this.mark,
@@ -848,6 +838,20 @@ async fn reap_idle(pool: Weak<EndpointPool>, idle_timeout: Duration) {
             Some(pool) => pool.close_expired(period),
             None => return,
         }
+    }
+}
+
+/// An HTTP/1.1 connection whose response was read to its end, ready for
+/// another request.
+impl ConnectionHome for EndpointPool {
+    fn give_back(&self, connection: Box<Http1Connection>) {
+        self.idle.put(
+            Idle {
+                connection,
+                since: Instant::now(),
+            },
+            self.settings.max_idle,
+        );
     }
 }
 

@@ -1,5 +1,5 @@
 //! How far a streamed request body has gone up: the body tells of every
-//! frame it hands to hyper, the attempt learns when the last one went and,
+//! frame it hands to the upstream connection, the attempt learns when the last one went and,
 //! while it has not, whom the upload is waiting for (see `upload.rs`).
 
 use std::sync::Arc;
@@ -11,10 +11,10 @@ use tokio::time::Instant;
 /// Who a streamed upload is waiting for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Waiting {
-    /// hyper asked for the next frame; the client has not sent it.
+    /// The connection asked for the next frame; the client has not sent it.
     Client,
-    /// A frame went to hyper (or the connection is still being set up), and
-    /// hyper has not asked for the next: the endpoint is not taking bytes.
+    /// A frame went to the connection (or it is still being set up), and
+    /// it has not asked for the next: the endpoint is not taking bytes.
     Endpoint,
 }
 
@@ -22,7 +22,7 @@ pub(super) enum Waiting {
 #[derive(Debug)]
 struct Shared {
     progress: Mutex<Progress>,
-    /// Woken once the last frame has gone to hyper.
+    /// Woken once the last frame has gone to the connection.
     sent: Notify,
 }
 
@@ -31,11 +31,11 @@ struct Progress {
     waiting: Waiting,
     /// Since when (the last time the body moved, either way).
     since: Instant,
-    /// When the last frame went to hyper.
+    /// When the last frame went to the connection.
     sent_at: Option<Instant>,
 }
 
-/// The body's side: told of every frame it hands to hyper.
+/// The body's side: told of every frame it hands to the upstream connection.
 #[derive(Debug)]
 pub(super) struct UploadProgress {
     shared: Arc<Shared>,
@@ -73,7 +73,7 @@ pub(super) fn watch(now: Instant) -> (UploadProgress, UploadWatch) {
 }
 
 impl UploadProgress {
-    /// hyper asked for a frame and the client has none yet. The clock is
+    /// The connection asked for a frame and the client has none yet. The clock is
     /// read only when the wait changes hands, not on every spurious poll.
     pub(super) fn waiting_for_client(&self) {
         let mut progress = self.shared.progress.lock();
@@ -83,7 +83,7 @@ impl UploadProgress {
         }
     }
 
-    /// A frame went to hyper; `last` when it was the body's last.
+    /// A frame went to the connection; `last` when it was the body's last.
     pub(super) fn handed_over(&self, last: bool) {
         let now = Instant::now();
         let mut progress = self.shared.progress.lock();
@@ -98,7 +98,7 @@ impl UploadProgress {
 }
 
 impl UploadWatch {
-    /// When the body's last frame went to hyper. One waiter only (the
+    /// When the body's last frame went to the connection. One waiter only (the
     /// attempt): `notify_one` keeps the wake-up if it comes first.
     pub(super) async fn sent(&self) -> Instant {
         loop {

@@ -32,7 +32,7 @@ pin_project_lite::pin_project! {
             prefix: Option<Bytes>,
             #[pin]
             rest: Incoming,
-            // Told of every frame handed to hyper, once an attempt watches
+            // Told of every frame handed to the upstream connection, once an attempt watches
             // the upload.
             progress: Option<UploadProgress>,
         },
@@ -243,11 +243,11 @@ impl Body for RequestBody {
                 if let Some(progress) = progress {
                     match &polled {
                         Poll::Pending => progress.waiting_for_client(),
-                        // hyper stops asking once a body says it has ended,
+                        // The connection stops asking once a body says it has ended,
                         // so the last frame is known by `is_end_stream`.
                         Poll::Ready(Some(Ok(_))) => progress.handed_over(rest.is_end_stream()),
                         Poll::Ready(None) => progress.handed_over(true),
-                        // hyper fails the attempt with it: a client body failure.
+                        // The attempt fails with it: a client body failure.
                         Poll::Ready(Some(Err(_))) => {}
                     }
                 }

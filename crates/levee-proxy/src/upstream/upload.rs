@@ -8,12 +8,12 @@
 //!
 //! 1. **Upload.** No response-head timer runs. A progress timer does: when
 //!    the body has not moved for `body_idle_timeout`, whoever it was waiting
-//!    for is at fault. Waiting for the client (hyper asked for the next frame
+//!    for is at fault. Waiting for the client (the connection asked for the next frame
 //!    and the client has not sent it) is the client's doing: the request
 //!    fails as [`ClientBodyFailed::Stalled`], never counted against the
-//!    endpoint. Waiting for the endpoint (hyper holds a frame the endpoint
+//!    endpoint. Waiting for the endpoint (the connection holds a frame the endpoint
 //!    does not take) is the endpoint's: a timeout, as before.
-//! 2. **Answer.** Once the last frame has gone to hyper, the per-try timeout
+//! 2. **Answer.** Once the last frame has gone to the connection, the per-try timeout
 //!    and the request's deadline run, shifted by the time the upload took.
 //!
 //! Bodies levee holds whole (the common case: none, or a small one) never

@@ -34,8 +34,8 @@ use crate::tls::Stream;
 /// say.
 const UNKNOWN: u64 = u64::MAX;
 
-/// What a connection's socket has seen, shared by the wrapper (in hyper's
-/// connection task) and the pool (beside the sender).
+/// What a connection's socket has seen, shared by the wrapper (with the
+/// connection) and the pool.
 #[derive(Debug)]
 pub struct WireLog {
     /// Bytes handed to the kernel so far.
@@ -93,7 +93,7 @@ impl WireLog {
     }
 }
 
-/// The stream hyper reads and writes, logging into a [`WireLog`].
+/// The stream a connection reads and writes, logging into a [`WireLog`].
 pub struct Watched {
     stream: Stream,
     log: Arc<WireLog>,

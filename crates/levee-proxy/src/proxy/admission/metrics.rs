@@ -9,8 +9,8 @@ use prometheus_client::registry::Registry;
 
 use levee_core::admission::{CLASSES, Priority};
 
-use crate::metrics::ClusterLabels;
 use crate::metrics::buckets::{HistogramFamily, LatencyHistogram, latency_histogram};
+use crate::metrics::labels::ClusterLabels;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClusterReasonLabels {

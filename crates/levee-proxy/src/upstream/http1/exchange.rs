@@ -15,11 +15,10 @@ use http::{HeaderMap, Request};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWrite;
 
-use super::Http1Connection;
 use super::body_decoder::{BodyDecoder, Decoded};
 use super::request_head::{self, BodyFraming, BodyLength};
 use super::response_head::{self, ProtocolError};
-use crate::upstream::pool::EndpointPool;
+use super::{ConnectionHome, Http1Connection};
 use crate::upstream::request_body::{ClientBodyFailed, RequestBody};
 
 /// Body bytes gathered before they are written.
@@ -206,8 +205,9 @@ impl Exchange {
                         return Poll::Ready(Err(UploadError::ClientBody(ClientBodyFailed::Broken)));
                     }
                     Poll::Ready(Some(Ok(frame))) => {
-                        // hyper asked no more of a body that says it has
-                        // ended, and the upload's watch counts on that.
+                        // Nothing more is asked of a body that says it has
+                        // ended (as hyper did), and the upload's watch
+                        // counts on that.
                         let ended = body.is_end_stream();
                         match frame.into_data() {
                             Ok(data) => {
@@ -248,13 +248,13 @@ impl Exchange {
     pub(super) fn into_body(
         self,
         head: &response_head::Head,
-        pool: &Arc<EndpointPool>,
+        home: Arc<dyn ConnectionHome>,
     ) -> Http1Body {
         let mut body = Http1Body {
             decoder: BodyDecoder::new(head.body),
             keep_alive: head.keep_alive,
             exchange: Some(self),
-            pool: Arc::clone(pool),
+            home,
             handed_out: false,
             failed: None,
         };
@@ -331,7 +331,7 @@ pub struct Http1Body {
     exchange: Option<Exchange>,
     decoder: BodyDecoder,
     keep_alive: bool,
-    pool: Arc<EndpointPool>,
+    home: Arc<dyn ConnectionHome>,
     /// Data was handed out since the body last waited.
     handed_out: bool,
     /// A failure held back for one poll (see [`Http1Body::fail`]).
@@ -351,7 +351,7 @@ impl Http1Body {
             && exchange.connection.upload.is_none()
             && exchange.connection.read_buf.is_empty()
         {
-            self.pool.release_http1(exchange.connection);
+            self.home.give_back(exchange.connection);
         }
     }
 

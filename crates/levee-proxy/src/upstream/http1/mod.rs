@@ -26,7 +26,6 @@ use http::{Method, Request, Response};
 
 pub use exchange::{BodyError, ExchangeError, Http1Body};
 
-use super::pool::EndpointPool;
 use super::request_body::RequestBody;
 use super::watched::{Watched, WireLog};
 use crate::tls::Stream;
@@ -101,54 +100,55 @@ impl Http1Connection {
     }
 }
 
+/// Where a connection goes once its response has been read to its end:
+/// the endpoint's pool. A trait, so that this module needs nothing of the
+/// pool that uses it.
+pub trait ConnectionHome: Send + Sync {
+    /// Keep `connection` for another request (or close it).
+    fn give_back(&self, connection: Box<Http1Connection>);
+}
+
 /// Send `request` on `connection`: the future's output is the response
-/// head, whose body reads the rest and gives the connection back to `pool`
+/// head, whose body reads the rest and gives the connection back to `home`
 /// once it has been read to its end.
 ///
 /// The request is taken apart and its head written to the connection's
 /// buffer here, not in the future: what the future keeps is the exchange
-/// alone (a few hundred bytes), and every future that awaits it up to the
-/// one hyper holds per request stays that much smaller (issue 11).
-pub fn send<'p>(
+/// alone, and every future that awaits it up to the one hyper holds per
+/// request stays that much smaller (issue 11).
+pub fn send(
     connection: Box<Http1Connection>,
     request: Request<RequestBody>,
-    pool: &'p Arc<EndpointPool>,
-) -> SendHead<'p> {
+    home: Arc<dyn ConnectionHome>,
+) -> SendHead {
     let (exchange, method) = exchange::Exchange::start(connection, request);
     SendHead {
-        exchange: Some(exchange),
+        exchange: Some((exchange, home)),
         method,
-        pool,
     }
 }
 
 /// A request on its way, until its response head has come back.
-pub struct SendHead<'p> {
+pub struct SendHead {
     /// `None` once the head came back.
-    exchange: Option<exchange::Exchange>,
+    exchange: Option<(exchange::Exchange, Arc<dyn ConnectionHome>)>,
     method: Method,
-    pool: &'p Arc<EndpointPool>,
 }
 
-impl SendHead<'_> {
+impl SendHead {
     /// What the connection's socket saw (for telling an idle close apart);
     /// `None` once the head came back.
     pub fn wire(&self) -> Option<&Arc<WireLog>> {
-        self.exchange.as_ref().map(exchange::Exchange::wire)
-    }
-
-    /// The pool the connection goes back to.
-    pub fn pool(&self) -> &Arc<EndpointPool> {
-        self.pool
+        self.exchange.as_ref().map(|(exchange, _)| exchange.wire())
     }
 }
 
-impl Future for SendHead<'_> {
+impl Future for SendHead {
     type Output = Result<Response<Http1Body>, ExchangeError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let Some(exchange) = this.exchange.as_mut() else {
+        let Some((exchange, _)) = this.exchange.as_mut() else {
             return Poll::Ready(Err(ExchangeError::Closed));
         };
         // On an error the exchange stays (its connection closes when this
@@ -158,10 +158,10 @@ impl Future for SendHead<'_> {
             Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
             Poll::Ready(Ok(head)) => head,
         };
-        let Some(exchange) = this.exchange.take() else {
+        let Some((exchange, home)) = this.exchange.take() else {
             return Poll::Ready(Err(ExchangeError::Closed));
         };
-        let body = exchange.into_body(&head, this.pool);
+        let body = exchange.into_body(&head, home);
         let (parts, ()) = head.response.into_parts();
         Poll::Ready(Ok(Response::from_parts(parts, body)))
     }
