@@ -150,6 +150,11 @@ mod tests {
             .with_ansi(false)
             .finish();
         tracing::subscriber::with_default(subscriber, || {
+            // Another test thread may have hit these log callsites first,
+            // with no subscriber, and had them cached as never enabled while
+            // this one was being set up (a race in tracing's interest
+            // cache): ask every callsite again now that it exists.
+            tracing::callsite::rebuild_interest_cache();
             let health = HealthReporter::connecting("redis://x".to_owned());
             health.degraded("connection refused");
             health.degraded("connection refused");
