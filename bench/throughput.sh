@@ -5,6 +5,8 @@
 # Targets, each measured in turn with the same load generator settings:
 #   direct   the load generator talks to the backend itself (harness ceiling)
 #   levee    levee run --worker-threads N
+#   levee-resilience  the same with its resilience features on (not in the
+#            default list; templates/levee-resilience.toml.tmpl)
 #   haproxy  nbthread N, keep-alive + http-reuse always, no logging
 #   nginx    worker_processes N, upstream keepalive, access_log off
 # N is BENCH_PROXY_THREADS (default 1); BENCH_PROXY_THREADS=2 compares the
@@ -412,9 +414,13 @@ start_target() {
             TARGET_URL="http://127.0.0.1:$BACKEND_PORT/"
             return 0
             ;;
-        levee | levee-h2c)
+        levee | levee-h2c | levee-resilience)
             free_port port && free_port admin || return 1
-            fill "$TEMPLATES/levee.toml.tmpl" "$dir/levee.toml" \
+            local template=levee.toml.tmpl
+            # levee-resilience: health checks, outlier detection, admission,
+            # cluster and endpoint breakers (the instructions.sh target).
+            [[ $name == levee-resilience ]] && template=levee-resilience.toml.tmpl
+            fill "$TEMPLATES/$template" "$dir/levee.toml" \
                 ADMIN_PORT="$admin" LISTEN_PORT="$port" BACKEND_PORT="$BACKEND_PORT" POOL="$POOL" || return 1
             # levee-h2c: the same, speaking cleartext HTTP/2 to the backend
             # (the [[cluster]] table is the template's last).
@@ -448,7 +454,7 @@ start_target() {
             TARGET_PID=$LAST_PID
             ;;
         *)
-            log "unknown target '$name' (want direct, levee, levee-h2c, haproxy or nginx)"
+            log "unknown target '$name' (want direct, levee, levee-h2c, levee-resilience, haproxy or nginx)"
             return 1
             ;;
     esac
@@ -458,7 +464,7 @@ start_target() {
 
 version_of() {
     case $1 in
-        direct | levee | levee-h2c) echo "" ;;
+        direct | levee | levee-h2c | levee-resilience) echo "" ;;
         haproxy) haproxy -v 2>/dev/null | awk 'NR == 1 {print $3}' ;;
         nginx) nginx -v 2>&1 | sed -n 's|.*nginx/||p' ;;
         wrk) wrk -v 2>&1 | awk 'NR == 1 {print $2}' ;;

@@ -15,10 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use levee_core::breaker::{
-    Breaker, BreakerParams, BreakerSnapshot, BreakerState, CallOutcome, Permit, Rejected,
-    Transition,
+    Breaker, BreakerParams, BreakerSnapshot, BreakerState, CallOutcome, ConcurrentBreaker, Permit,
+    Rejected, Transition,
 };
-use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -64,8 +63,9 @@ pub struct FleetBreaker {
 struct Inner {
     /// The name under which verdicts are reported and read.
     name: String,
-    /// The local state machine; locked only to decide, never across a call.
-    breaker: Mutex<Breaker>,
+    /// The local state machine; locked only to decide, never across a call
+    /// (and not for a closed breaker's successes).
+    breaker: ConcurrentBreaker,
     /// Where local verdicts go and the fleet's come from.
     store: Arc<dyn StateStore>,
 }
@@ -89,7 +89,7 @@ impl FleetBreaker {
     ) -> FleetBreaker {
         let inner = Arc::new(Inner {
             name: name.into(),
-            breaker: Mutex::new(Breaker::new(params, Instant::now())),
+            breaker: ConcurrentBreaker::new(Breaker::new(params, Instant::now())),
             store,
         });
         let task = tokio::spawn(follow(Arc::clone(&inner)));
@@ -121,7 +121,7 @@ impl FleetBreaker {
         F: Future<Output = Result<T, E>>,
     {
         let start = Instant::now();
-        let mut permit = self.inner.breaker.lock().try_acquire(start)?;
+        let mut permit = self.inner.breaker.try_acquire(start)?;
         if let Some(transition) = permit.take_transition() {
             self.inner.report(&transition);
         }
@@ -136,7 +136,7 @@ impl FleetBreaker {
             duration: end.saturating_duration_since(start),
         };
         if let Some(permit) = guard.permit.take() {
-            let transition = self.inner.breaker.lock().record(permit, outcome, end);
+            let transition = self.inner.breaker.record(permit, outcome, end);
             if let Some(transition) = transition {
                 self.inner.report(&transition);
             }
@@ -147,7 +147,8 @@ impl FleetBreaker {
     /// The local state in force now (the fleet's verdict included once it
     /// has been applied).
     pub fn snapshot(&self) -> BreakerSnapshot {
-        self.inner.breaker.lock().snapshot(Instant::now())
+        let now = Instant::now();
+        self.inner.breaker.lock(now).snapshot(now)
     }
 }
 
@@ -156,7 +157,7 @@ impl fmt::Debug for FleetBreaker {
         f.debug_struct("FleetBreaker")
             .field("name", &self.inner.name)
             .field("instance", &self.inner.store.instance_id())
-            .field("breaker", &*self.inner.breaker.lock())
+            .field("breaker", &self.inner.breaker)
             .finish_non_exhaustive()
     }
 }
@@ -170,7 +171,7 @@ impl Inner {
         let now = Instant::now();
         let wall = SystemTime::now();
         let (state, snapshot) = {
-            let breaker = self.breaker.lock();
+            let breaker = self.breaker.lock(now);
             (breaker.state().clone(), breaker.snapshot(now))
         };
         let report = match state {
@@ -197,7 +198,7 @@ impl Inner {
             return;
         };
         let transition = {
-            let mut breaker = self.breaker.lock();
+            let mut breaker = self.breaker.lock(now);
             let echo = match (&state, breaker.state()) {
                 (
                     BreakerState::Open {
@@ -265,7 +266,7 @@ struct Released<'a> {
 impl Drop for Released<'_> {
     fn drop(&mut self) {
         if let Some(permit) = self.permit.take() {
-            self.inner.breaker.lock().release(permit);
+            self.inner.breaker.release(permit);
         }
     }
 }

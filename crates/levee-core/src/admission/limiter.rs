@@ -1,9 +1,21 @@
 //! The async face of [`AdmissionQueue`]: wait for a slot, give it back.
+//!
+//! The queue is behind a lock, but a request that finds a free slot while
+//! nobody waits (nearly all of them, with a limit above the load) takes it
+//! without the lock: whenever the queue is empty, the free slots are lent
+//! to a *gate*, one atomic word counting them, and a slot is taken and given
+//! back with a compare-and-swap on it. Taking the lock shuts the gate and
+//! returns what it holds to the queue first, so every decision under the
+//! lock sees the true count; the gate opens again as the lock is released,
+//! if nobody waits. Hand-written: the gate is levee's own idea, the queue's
+//! rules are in `queue.rs`.
 
 use std::fmt;
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -22,6 +34,106 @@ struct Shared {
     /// A waiter's value is the sender that hands it its [`Permit`] (or
     /// tells it it was displaced by a higher class).
     queue: Mutex<AdmissionQueue<Waiting>>,
+    /// [`OPEN`] and the free slots lent to the gate; 0 while it is shut
+    /// (someone waits, every slot is taken, or the lock is held).
+    gate: AtomicU64,
+    /// The queue's limit, to read without the lock.
+    limit: AtomicUsize,
+}
+
+/// Set while the gate is open.
+const OPEN: u64 = 1 << 63;
+
+/// The queue, locked, with the gate shut; reopened when dropped.
+struct Locked<'a> {
+    queue: MutexGuard<'a, AdmissionQueue<Waiting>>,
+    gate: &'a AtomicU64,
+}
+
+impl Shared {
+    fn new(params: AdmissionParams) -> Shared {
+        let queue = AdmissionQueue::new(params);
+        let shared = Shared {
+            limit: AtomicUsize::new(queue.limit()),
+            queue: Mutex::new(queue),
+            gate: AtomicU64::new(0),
+        };
+        // Opens the gate.
+        drop(shared.lock());
+        shared
+    }
+
+    /// The queue, every slot the gate held back in it.
+    fn lock(&self) -> Locked<'_> {
+        let mut queue = self.queue.lock();
+        let word = self.gate.swap(0, Ordering::AcqRel);
+        if word & OPEN != 0 {
+            queue.take_back(usize::try_from(word & !OPEN).unwrap_or(usize::MAX));
+        }
+        Locked {
+            queue,
+            gate: &self.gate,
+        }
+    }
+
+    /// A free slot from the open gate, without the lock.
+    fn take_from_gate(&self) -> bool {
+        let mut word = self.gate.load(Ordering::Relaxed);
+        while word & OPEN != 0 && word & !OPEN != 0 {
+            match self.gate.compare_exchange_weak(
+                word,
+                word - 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => word = now,
+            }
+        }
+        false
+    }
+
+    /// Give a slot back to the open gate, without the lock: false when it
+    /// is shut (someone may be waiting for the slot).
+    fn give_to_gate(&self) -> bool {
+        let mut word = self.gate.load(Ordering::Relaxed);
+        while word & OPEN != 0 {
+            match self.gate.compare_exchange_weak(
+                word,
+                word + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => word = now,
+            }
+        }
+        false
+    }
+}
+
+impl Deref for Locked<'_> {
+    type Target = AdmissionQueue<Waiting>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.queue
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.queue
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        // Nobody waits and a slot is free: lend the free ones to the gate.
+        let free = self.queue.lend_free_slots();
+        if free != 0 {
+            self.gate.store(OPEN | free as u64, Ordering::Release);
+        }
+    }
 }
 
 /// How a queued request learns its fate.
@@ -31,9 +143,7 @@ impl Admission {
     /// A limiter with no request in flight.
     pub fn new(params: AdmissionParams) -> Admission {
         Admission {
-            shared: Arc::new(Shared {
-                queue: Mutex::new(AdmissionQueue::new(params)),
-            }),
+            shared: Arc::new(Shared::new(params)),
         }
     }
 
@@ -64,7 +174,7 @@ impl Admission {
         }
         let start = Instant::now();
         let (tx, mut rx) = oneshot::channel();
-        let entry = self.shared.queue.lock().enter(start, priority, tx);
+        let entry = self.shared.lock().enter(start, priority, tx);
         let (id, deadline) = match entry {
             Entry::Admitted => return Ok(Permit::new(self.shared.clone())),
             Entry::Full { waiting } => return Err(Rejected::QueueFull { waiting }),
@@ -114,13 +224,16 @@ impl Admission {
     /// A slot at once if one is free, without queueing: `None` when every
     /// slot is taken (then [`acquire`](Self::acquire) would queue).
     pub fn try_acquire(&self) -> Option<Permit> {
-        let admitted = self.shared.queue.lock().try_admit();
+        if self.shared.take_from_gate() {
+            return Some(Permit::new(self.shared.clone()));
+        }
+        let admitted = self.shared.lock().try_admit();
         admitted.then(|| Permit::new(self.shared.clone()))
     }
 
     /// Slots that may be held at once now.
     pub fn limit(&self) -> usize {
-        self.shared.queue.lock().limit()
+        self.shared.limit.load(Ordering::Relaxed)
     }
 
     /// Change the number of slots (an adaptive limit's new estimate; at
@@ -129,8 +242,9 @@ impl Admission {
     pub fn set_limit(&self, limit: usize) {
         let now = Instant::now();
         let granted: Vec<_> = {
-            let mut queue = self.shared.queue.lock();
+            let mut queue = self.shared.lock();
             queue.set_limit(limit);
+            self.shared.limit.store(queue.limit(), Ordering::Relaxed);
             std::iter::from_fn(|| queue.grant(now)).collect()
         };
         // Sent outside the lock, which dropping a returned permit takes.
@@ -143,29 +257,29 @@ impl Admission {
 
     /// Requests holding a slot.
     pub fn in_flight(&self) -> usize {
-        self.shared.queue.lock().in_flight()
+        self.shared.lock().in_flight()
     }
 
     /// Requests waiting for a slot.
     pub fn queued(&self) -> usize {
-        self.shared.queue.lock().queued()
+        self.shared.lock().queued()
     }
 
     /// Requests waiting for a slot, per class (the highest first).
     pub fn queued_by_class(&self) -> [usize; CLASSES] {
-        self.shared.queue.lock().queued_by_class()
+        self.shared.lock().queued_by_class()
     }
 
     /// Whether the queue has not been empty for `codel_interval` at `now`:
     /// waiters are then served newest first and wait at most `codel_target`.
     pub fn standing_queue(&self, now: Instant) -> bool {
-        self.shared.queue.lock().standing(now)
+        self.shared.lock().standing(now)
     }
 }
 
 impl fmt::Debug for Admission {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let queue = self.shared.queue.lock();
+        let queue = self.shared.lock();
         f.debug_struct("Admission")
             .field("in_flight", &queue.in_flight())
             .field("queued", &queue.queued())
@@ -188,7 +302,7 @@ impl Place<'_> {
             return false;
         };
         // The sender is dropped outside the lock; it carries no permit yet.
-        let sender = self.shared.queue.lock().leave(id);
+        let sender = self.shared.lock().leave(id);
         sender.is_some()
     }
 }
@@ -220,9 +334,12 @@ impl Drop for Permit {
         let Some(shared) = self.shared.take() else {
             return;
         };
+        if shared.give_to_gate() {
+            return;
+        }
         loop {
             let next = {
-                let mut queue = shared.queue.lock();
+                let mut queue = shared.lock();
                 // Nobody waits (the usual case): free the slot, no clock read.
                 if queue.queued() == 0 {
                     queue.free_slot();
@@ -456,5 +573,84 @@ mod tests {
         next.await.expect("joined").expect("admitted");
         assert_eq!(*log.lock(), ["next"]);
         assert_eq!((a.in_flight(), a.queued()), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_given_back_lock_free_reaches_a_waiter() {
+        let a = admission(2, 4);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        // Both slots taken from the open gate.
+        let p1 = a.try_acquire().expect("slot 1");
+        let p2 = a.try_acquire().expect("slot 2");
+        assert!(a.try_acquire().is_none());
+        let w = waiter(&a, "w", &log, ms(0));
+        settle().await;
+        assert_eq!((a.in_flight(), a.queued()), (2, 1));
+        // Someone waits: the gate is shut, so the slot goes to the waiter.
+        drop(p1);
+        w.await.expect("joined").expect("admitted");
+        assert_eq!(*log.lock(), ["w"]);
+        assert_eq!((a.in_flight(), a.queued()), (1, 0));
+        drop(p2);
+        assert_eq!(a.in_flight(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lowered_limit_holds_for_slots_taken_lock_free() {
+        let a = admission(4, 4);
+        let held: Vec<_> = (0..4).map(|_| a.try_acquire().expect("slot")).collect();
+        a.set_limit(2);
+        let mut held = held.into_iter();
+        drop(held.next());
+        // Three in flight, limit 2: nothing free until two more finish.
+        assert!(a.try_acquire().is_none());
+        drop(held.next());
+        assert!(a.try_acquire().is_none());
+        drop(held.next());
+        let again = a.try_acquire().expect("below the limit again");
+        assert!(a.try_acquire().is_none());
+        drop(again);
+        drop(held);
+        assert_eq!(a.in_flight(), 0);
+        a.set_limit(3);
+        let three: Vec<_> = (0..3).map(|_| a.try_acquire().expect("slot")).collect();
+        assert!(a.try_acquire().is_none());
+        drop(three);
+        assert_eq!(a.in_flight(), 0);
+    }
+
+    #[test]
+    fn racing_threads_never_hold_more_than_the_limit() {
+        let a = admission(3, 1);
+        let holding = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let a = a.clone();
+                let holding = Arc::clone(&holding);
+                std::thread::spawn(move || {
+                    let mut admitted = 0;
+                    for round in 0..5_000 {
+                        if let Some(permit) = a.try_acquire() {
+                            admitted += 1;
+                            let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
+                            assert!(now <= 3, "{now} slots held, limit 3");
+                            if round % 500 == 0 {
+                                // Now and then the lock is taken meanwhile.
+                                assert!(a.in_flight() <= 3);
+                            }
+                            holding.fetch_sub(1, Ordering::SeqCst);
+                            drop(permit);
+                        }
+                    }
+                    admitted
+                })
+            })
+            .collect();
+        let admitted: usize = threads
+            .into_iter()
+            .map(|thread| thread.join().expect("no panic"))
+            .sum();
+        assert!(admitted > 0);
+        assert_eq!(a.in_flight(), 0);
     }
 }

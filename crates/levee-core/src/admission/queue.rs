@@ -149,6 +149,25 @@ impl<T> AdmissionQueue<T> {
         self.in_flight = self.in_flight.saturating_sub(1);
     }
 
+    /// With nobody waiting, take every free slot at once to lend them to
+    /// the limiter's lock-free gate; returns how many (0 with waiters).
+    /// [`take_back`](Self::take_back) returns those the gate still holds.
+    pub(crate) fn lend_free_slots(&mut self) -> usize {
+        if self.queued() != 0 {
+            return 0;
+        }
+        let free = self.limit.saturating_sub(self.in_flight);
+        self.in_flight += free;
+        free
+    }
+
+    /// `free` slots lent by [`lend_free_slots`](Self::lend_free_slots) (or
+    /// given back to the gate since) are free again.
+    pub(crate) fn take_back(&mut self, free: usize) {
+        debug_assert!(self.in_flight >= free, "took back more slots than lent");
+        self.in_flight = self.in_flight.saturating_sub(free);
+    }
+
     /// Take a slot if one is free (what [`enter`](Self::enter) does first).
     pub(crate) fn try_admit(&mut self) -> bool {
         if self.in_flight < self.limit {

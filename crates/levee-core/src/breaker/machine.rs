@@ -53,7 +53,7 @@ pub struct Breaker {
     open_reason: String,
     /// Incremented at every transition; a permit from another period is a
     /// straggler and does not count.
-    generation: u64,
+    generation: u32,
     /// Failures in a row while closed.
     consecutive: u32,
     /// Calls, failures and slow calls over the rate window, while closed.
@@ -83,6 +83,33 @@ impl Breaker {
     /// The parameters in force.
     pub fn params(&self) -> &BreakerParams {
         &self.params
+    }
+
+    /// The current period (see [`Permit`]).
+    pub(super) fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// Whether no call that is not a trial, a failure or slow can change
+    /// anything at `now`: closed, no failure streak, and no failure or slow
+    /// call in the rate window (see `concurrent.rs`).
+    pub(super) fn is_quiet(&self, now: Instant) -> bool {
+        if !matches!(self.state, BreakerState::Closed { .. }) || self.consecutive != 0 {
+            return false;
+        }
+        !self.window.has_trouble(now)
+    }
+
+    /// Count `count` successes (neither slow nor trials) of period
+    /// `generation`, let through while the breaker was quiet: they enter the
+    /// window at `now` and cannot trip it. Successes of an earlier period
+    /// count for nothing, as in [`record`](Self::record).
+    pub(super) fn record_successes(&mut self, generation: u32, count: u32, now: Instant) {
+        if generation != self.generation || !matches!(self.state, BreakerState::Closed { .. }) {
+            return;
+        }
+        self.window.record_calls(count, now);
+        self.consecutive = 0;
     }
 
     /// The current state. An open breaker whose period has run out is still

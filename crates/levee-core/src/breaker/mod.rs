@@ -18,6 +18,8 @@
 //! - [`CallOutcome`]: what a call tells the breaker, built from levee's
 //!   [`Outcome`](crate::Outcome) with the outlier detector's blame rules (a
 //!   404 is an answer; levee's own shedding never counts).
+//! - [`ConcurrentBreaker`]: a [`Breaker`] shared between threads; a closed
+//!   breaker lets calls through and counts their successes without a lock.
 //! - [`SharedBreaker`]: the async convenience for library users,
 //!   `breaker.call(fut, is_failure)`.
 //!
@@ -35,6 +37,7 @@
 //! and are published afterwards; a quorum rule would sit in the driver,
 //! deciding whether a local trip is published to the fleet or kept local.
 
+mod concurrent;
 mod machine;
 mod outcome;
 mod params;
@@ -43,6 +46,7 @@ mod shared;
 mod state;
 mod window;
 
+pub use concurrent::{BreakerGuard, ConcurrentBreaker};
 pub use machine::Breaker;
 pub use outcome::CallOutcome;
 pub use params::{BadBreakerParams, BreakerParams, BreakerParamsBuilder};

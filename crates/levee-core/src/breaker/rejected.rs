@@ -18,7 +18,7 @@ use super::state::{StateName, Transition};
 #[must_use = "return the permit with Breaker::record or Breaker::release"]
 pub struct Permit {
     /// The breaker's period (incremented at every transition) at admission.
-    pub(super) generation: u64,
+    pub(super) generation: u32,
     /// Admitted as a half-open trial.
     pub(super) trial: bool,
     /// The transition this admission caused (open → half-open for the first

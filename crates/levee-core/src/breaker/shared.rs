@@ -5,9 +5,9 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use tokio::time::Instant;
 
+use super::concurrent::ConcurrentBreaker;
 use super::machine::Breaker;
 use super::outcome::CallOutcome;
 use super::params::BreakerParams;
@@ -40,7 +40,7 @@ pub struct SharedBreaker {
 }
 
 struct Shared {
-    breaker: Mutex<Breaker>,
+    breaker: ConcurrentBreaker,
     listener: Option<Box<Listener>>,
 }
 
@@ -54,7 +54,7 @@ impl SharedBreaker {
     pub fn from_breaker(breaker: Breaker) -> SharedBreaker {
         SharedBreaker {
             shared: Arc::new(Shared {
-                breaker: Mutex::new(breaker),
+                breaker: ConcurrentBreaker::new(breaker),
                 listener: None,
             }),
         }
@@ -68,7 +68,7 @@ impl SharedBreaker {
     ) -> SharedBreaker {
         SharedBreaker {
             shared: Arc::new(Shared {
-                breaker: Mutex::new(breaker),
+                breaker: ConcurrentBreaker::new(breaker),
                 listener: Some(Box::new(listener)),
             }),
         }
@@ -92,7 +92,7 @@ impl SharedBreaker {
         F: Future<Output = Result<T, E>>,
     {
         let start = Instant::now();
-        let mut permit = self.shared.breaker.lock().try_acquire(start)?;
+        let mut permit = self.shared.breaker.try_acquire(start)?;
         if let Some(transition) = permit.take_transition() {
             self.notify(&transition);
         }
@@ -107,7 +107,7 @@ impl SharedBreaker {
             duration: end.saturating_duration_since(start),
         };
         if let Some(permit) = guard.permit.take() {
-            let transition = self.shared.breaker.lock().record(permit, outcome, end);
+            let transition = self.shared.breaker.record(permit, outcome, end);
             if let Some(transition) = transition {
                 self.notify(&transition);
             }
@@ -117,37 +117,38 @@ impl SharedBreaker {
 
     /// The state in force now.
     pub fn snapshot(&self) -> BreakerSnapshot {
-        self.shared.breaker.lock().snapshot(Instant::now())
+        let now = Instant::now();
+        self.shared.breaker.lock(now).snapshot(now)
     }
 
     /// See [`Breaker::force_open`].
     pub fn force_open(&self) -> Transition {
-        let transition = self.shared.breaker.lock().force_open(Instant::now());
+        let now = Instant::now();
+        let transition = self.shared.breaker.lock(now).force_open(now);
         self.notify(&transition);
         transition
     }
 
     /// See [`Breaker::force_closed`].
     pub fn force_closed(&self) -> Transition {
-        let transition = self.shared.breaker.lock().force_closed(Instant::now());
+        let now = Instant::now();
+        let transition = self.shared.breaker.lock(now).force_closed(now);
         self.notify(&transition);
         transition
     }
 
     /// See [`Breaker::reset`].
     pub fn reset(&self) -> Transition {
-        let transition = self.shared.breaker.lock().reset(Instant::now());
+        let now = Instant::now();
+        let transition = self.shared.breaker.lock(now).reset(now);
         self.notify(&transition);
         transition
     }
 
     /// See [`Breaker::apply_remote`].
     pub fn apply_remote(&self, state: BreakerState) -> Option<Transition> {
-        let transition = self
-            .shared
-            .breaker
-            .lock()
-            .apply_remote(state, Instant::now());
+        let now = Instant::now();
+        let transition = self.shared.breaker.lock(now).apply_remote(state, now);
         if let Some(transition) = &transition {
             self.notify(transition);
         }
@@ -164,7 +165,7 @@ impl SharedBreaker {
 impl fmt::Debug for SharedBreaker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SharedBreaker")
-            .field("breaker", &*self.shared.breaker.lock())
+            .field("breaker", &self.shared.breaker)
             .finish_non_exhaustive()
     }
 }
@@ -178,13 +179,15 @@ struct Released<'a> {
 impl Drop for Released<'_> {
     fn drop(&mut self) {
         if let Some(permit) = self.permit.take() {
-            self.shared.breaker.lock().release(permit);
+            self.shared.breaker.release(permit);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use parking_lot::Mutex;
+
     use super::*;
     use crate::breaker::StateName;
     use std::time::Duration;

@@ -54,6 +54,28 @@ impl CallWindow {
 
     /// Count one call at `now`.
     pub fn record(&mut self, failure: bool, slow: bool, now: Instant) {
+        self.add(
+            Counts {
+                calls: 1,
+                failures: u32::from(failure),
+                slow: u32::from(slow),
+            },
+            now,
+        );
+    }
+
+    /// Count `count` calls at `now`, neither failed nor slow.
+    pub fn record_calls(&mut self, count: u32, now: Instant) {
+        self.add(
+            Counts {
+                calls: count,
+                ..Counts::default()
+            },
+            now,
+        );
+    }
+
+    fn add(&mut self, calls: Counts, now: Instant) {
         let index = self.index(now);
         let bucket = &mut self.buckets[(index % BUCKETS as u64) as usize];
         if index > bucket.index {
@@ -66,9 +88,9 @@ impl CallWindow {
             return;
         }
         let counts = &mut bucket.counts;
-        counts.calls = counts.calls.saturating_add(1);
-        counts.failures = counts.failures.saturating_add(u32::from(failure));
-        counts.slow = counts.slow.saturating_add(u32::from(slow));
+        counts.calls = counts.calls.saturating_add(calls.calls);
+        counts.failures = counts.failures.saturating_add(calls.failures);
+        counts.slow = counts.slow.saturating_add(calls.slow);
     }
 
     /// Totals over the buckets still inside the window at `now`.
@@ -83,6 +105,16 @@ impl CallWindow {
             }
         }
         total
+    }
+
+    /// Whether a failure or a slow call not older than the window at `now`
+    /// is counted (also one recorded at a later instant than `now`).
+    pub fn has_trouble(&self, now: Instant) -> bool {
+        let current = self.index(now);
+        self.buckets.iter().any(|bucket| {
+            bucket.index + (BUCKETS as u64) > current
+                && (bucket.counts.failures != 0 || bucket.counts.slow != 0)
+        })
     }
 
     /// Forget everything (a fresh start after the breaker closes).

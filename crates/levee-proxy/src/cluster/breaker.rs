@@ -1,5 +1,6 @@
-//! A cluster's circuit breaker at run time: levee-core's [`Breaker`] behind a
-//! lock, and every transition turned into a metric, an event (and so a log
+//! A cluster's circuit breaker at run time: levee-core's [`Breaker`] shared
+//! between workers ([`ConcurrentBreaker`]: no lock while it is closed and
+//! calls succeed), and every transition turned into a metric, an event (and so a log
 //! line and a webhook).
 
 use std::sync::{Arc, OnceLock};
@@ -7,11 +8,10 @@ use std::time::{Duration, SystemTime};
 
 use levee_core::EndpointId;
 use levee_core::breaker::{
-    Breaker, BreakerParams, BreakerSnapshot, BreakerState, CallOutcome, Permit, Rejected,
-    StateName, Transition,
+    Breaker, BreakerParams, BreakerSnapshot, BreakerState, CallOutcome, ConcurrentBreaker, Permit,
+    Rejected, StateName, Transition,
 };
 use levee_store::{FleetState, LocalReport, remote_breaker_state};
-use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -54,7 +54,7 @@ pub struct ClusterBreaker {
     /// The endpoint (`host:port`) of an endpoint breaker; `None` for the
     /// cluster's own.
     endpoint: Option<String>,
-    machine: Mutex<Breaker>,
+    machine: ConcurrentBreaker,
     metrics: BreakerMetrics,
     events: Arc<EventLog>,
     /// Set once, at start, when the breaker is shared with the fleet.
@@ -132,7 +132,7 @@ impl ClusterBreaker {
             name: breaker_name(cluster, endpoint),
             cluster: cluster.to_owned(),
             endpoint: endpoint.map(str::to_owned),
-            machine: Mutex::new(Breaker::new(params, now)),
+            machine: ConcurrentBreaker::new(Breaker::new(params, now)),
             metrics,
             events,
             fleet: OnceLock::new(),
@@ -186,7 +186,7 @@ impl ClusterBreaker {
     /// Let one attempt through (an endpoint breaker: never shared), or say
     /// why not. The permit goes back through [`ClusterBreaker::settle`].
     pub(crate) fn try_permit(&self, now: Instant) -> Result<Permit, Rejected> {
-        let acquired = self.machine.lock().try_acquire(now);
+        let acquired = self.machine.try_acquire(now);
         match acquired {
             Ok(mut permit) => {
                 if let Some(transition) = permit.take_transition() {
@@ -204,14 +204,11 @@ impl ClusterBreaker {
     /// A permit's call is over: `outcome` is what it says about the
     /// upstream; `None` gives the permit back, counting for nothing.
     pub(crate) fn settle(&self, permit: Permit, outcome: Option<CallOutcome>) {
-        let transition = {
-            let mut machine = self.machine.lock();
-            match outcome {
-                Some(outcome) => machine.record(permit, outcome, Instant::now()),
-                None => {
-                    machine.release(permit);
-                    None
-                }
+        let transition = match outcome {
+            Some(outcome) => self.machine.record(permit, outcome, Instant::now()),
+            None => {
+                self.machine.release(permit);
+                None
             }
         };
         if let Some(transition) = transition {
@@ -221,7 +218,7 @@ impl ClusterBreaker {
 
     /// Periodic work: an open breaker whose period is over goes half-open.
     pub fn tick(&self, now: Instant) {
-        let transition = self.machine.lock().tick(now);
+        let transition = self.machine.lock(now).tick(now);
         if let Some(transition) = transition {
             self.report(&transition, Origin::Local);
         }
@@ -229,28 +226,28 @@ impl ClusterBreaker {
 
     /// Operator: open until told otherwise.
     pub fn force_open(&self, now: Instant) -> BreakerView {
-        let transition = self.machine.lock().force_open(now);
+        let transition = self.machine.lock(now).force_open(now);
         self.report(&transition, Origin::Operator);
         self.view(now)
     }
 
     /// Operator: closed until told otherwise.
     pub fn force_closed(&self, now: Instant) -> BreakerView {
-        let transition = self.machine.lock().force_closed(now);
+        let transition = self.machine.lock(now).force_closed(now);
         self.report(&transition, Origin::Operator);
         self.view(now)
     }
 
     /// Operator: back to closed and counting, overrides lifted.
     pub fn reset(&self, now: Instant) -> BreakerView {
-        let transition = self.machine.lock().reset(now);
+        let transition = self.machine.lock(now).reset(now);
         self.report(&transition, Origin::Operator);
         self.view(now)
     }
 
     /// The breaker as of `now`.
     pub fn view(&self, now: Instant) -> BreakerView {
-        let snapshot: BreakerSnapshot = self.machine.lock().snapshot(now);
+        let snapshot: BreakerSnapshot = self.machine.lock(now).snapshot(now);
         let link = self.fleet();
         let fleet = link.map(|link| link.fleet.lock().clone());
         let fleet_open = fleet
@@ -297,7 +294,7 @@ impl ClusterBreaker {
             return;
         };
         let transition = {
-            let mut machine = self.machine.lock();
+            let mut machine = self.machine.lock(now);
             // This instance's own opening, back from the store: already in
             // force here.
             let echo = match (&state, machine.state()) {
@@ -344,7 +341,7 @@ impl ClusterBreaker {
         let now = Instant::now();
         let wall = SystemTime::now();
         let (state, snapshot) = {
-            let machine = self.machine.lock();
+            let machine = self.machine.lock(now);
             (machine.state().clone(), machine.snapshot(now))
         };
         let report = match &state {
@@ -367,7 +364,7 @@ impl ClusterBreaker {
             // local breaker closes again.
             let undone = self
                 .machine
-                .lock()
+                .lock(now)
                 .apply_remote(BreakerState::Closed { forced: false }, now);
             if let Some(mut undone) = undone {
                 undone.reason = format!(
@@ -416,7 +413,7 @@ impl BreakerCall<'_> {
 impl Drop for BreakerCall<'_> {
     fn drop(&mut self) {
         if let Some(permit) = self.permit.take() {
-            self.breaker.machine.lock().release(permit);
+            self.breaker.machine.release(permit);
         }
     }
 }

@@ -71,12 +71,18 @@ impl ClusterAdmission {
         }
     }
 
-    /// An upstream answered after `latency`: the adaptive limit learns.
+    /// An upstream answered after `latency`: the adaptive limit learns. A
+    /// sample that meets another worker's is dropped, never waited for: the
+    /// limit follows averages over hundreds of samples.
     pub fn observe_latency(&self, latency: Duration, now: Instant) {
         let Some(gradient) = &self.gradient else {
             return;
         };
-        let limit = gradient.lock().update(latency, now);
+        let Some(mut gradient) = gradient.try_lock() else {
+            return;
+        };
+        let limit = gradient.update(latency, now);
+        drop(gradient);
         if limit != self.queue.limit() {
             self.queue.set_limit(limit);
         }
