@@ -294,6 +294,10 @@ async fn an_answer_before_the_body_is_sent_reaches_the_client() {
                 return;
             }
         }
+        // Still sending, as far as levee knows: dropping the write half
+        // would end the body early (a FIN) and race the endpoint's answer.
+        std::future::pending::<()>().await;
+        drop(writer);
     });
     let answer = read_until(&mut reader, b"too much").await;
     let answer = String::from_utf8_lossy(&answer);

@@ -22,11 +22,11 @@
 use std::error::Error as StdError;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
 use http_body::Body;
 use hyper::body::Incoming;
@@ -42,10 +42,12 @@ use super::io::{ClientIo, LINGER};
 use super::limits::ConnectionLimits;
 use super::metrics::CloseReason;
 use super::registry::{ConnectionGuard, ConnectionState};
+use super::simple_http1;
 use super::tracked::TrackedBody;
 use crate::proxy::ClientInfo;
 use crate::proxy::switched::Tunnel;
 use crate::tls::{ServerTls, Stream};
+use crate::upstream::ClientBody;
 
 /// What HTTP/2 clients send first (RFC 9113 §3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -55,6 +57,11 @@ const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// `Connection: close` instead): the listener ticks at this period while
 /// it drains.
 pub(crate) const DRAIN_QUIET: Duration = Duration::from_millis(100);
+
+/// levee's own turn reads requests into a buffer of this size (hyper's
+/// initial one), grown when less than [`READ_AT_LEAST`] is free.
+const READ_BUF: usize = 8 * 1024;
+const READ_AT_LEAST: usize = 1024;
 
 /// Everything one connection needs besides its socket.
 pub(crate) struct HttpConnection<F> {
@@ -74,17 +81,20 @@ pub(crate) struct HttpConnection<F> {
     pub upgrades: Option<Arc<ClientInfo>>,
 }
 
-/// How hyper's turn on an HTTP/1 connection ended.
+/// How a turn on an HTTP/1 connection (levee's own or hyper's) ended.
 enum Http1End {
     /// Idle, socket given back: wait for the next request.
     Parked,
-    /// Closed by hyper (the client asked, or the request could not be
-    /// followed by another); the socket is shut down already.
+    /// Closed (the client asked, or the request could not be followed by
+    /// another); the socket is shut down already.
     Closed,
+    /// A request levee leaves to hyper: its bytes are in the socket's
+    /// replay buffer.
+    ForHyper,
     /// A request head not received within `header_read_timeout`.
     HeadTimedOut,
     /// Failed: a malformed request, an I/O error.
-    Failed(hyper::Error),
+    Failed(Box<dyn StdError + Send + Sync>),
 }
 
 /// What woke a parked connection.
@@ -97,7 +107,7 @@ enum Wake {
 impl<F, S, B> HttpConnection<F>
 where
     F: Fn(&Arc<ConnectionState>, bool) -> S,
-    S: Service<Request<Incoming>, Response = Response<TrackedBody<B>>>
+    S: Service<Request<ClientBody>, Response = Response<TrackedBody<B>>>
         + Unpin
         + Send
         + Sync
@@ -155,15 +165,26 @@ where
 
     async fn http1(&mut self, mut io: ClientIo, mut head_deadline: Instant) {
         let state = Arc::clone(self.guard.state());
+        let mut hyper_next = false;
         loop {
-            // Boxed: hyper's connection lives on the heap while it serves,
-            // so that a parked connection's task is only what it needs to
-            // wait (bench/memory.sh: 2.3 KB less per idle connection).
-            let (ended, back) = Box::pin(self.hyper_turn(io, head_deadline)).await;
+            // Boxed: a turn's state (hyper's connection, or levee's request
+            // in progress) lives on the heap while it serves, so that a
+            // parked connection's task is only what it needs to wait
+            // (bench/memory.sh: 2.3 KB less per idle connection).
+            let (ended, back) = if std::mem::take(&mut hyper_next) {
+                Box::pin(self.hyper_turn(io, head_deadline)).await
+            } else {
+                Box::pin(self.simple_turn(io, head_deadline)).await
+            };
             io = back;
             state.parking.store(false, Ordering::Relaxed);
             match ended {
                 Http1End::Parked => {}
+                Http1End::ForHyper => {
+                    // The same head, read by hyper from the replayed bytes.
+                    hyper_next = true;
+                    continue;
+                }
                 Http1End::Closed => {
                     // hyper hands a switched connection back as if closed.
                     if let Some(tunnel) = self.upgrades.as_ref().and_then(|c| c.upgrade.take()) {
@@ -224,6 +245,92 @@ where
         close(&mut io).await;
     }
 
+    /// Serve simple requests itself (`simple_http1.rs`) until the
+    /// connection parks, closes, or sends a request for hyper; the socket
+    /// comes back with what was read and not served.
+    async fn simple_turn(
+        &mut self,
+        mut io: ClientIo,
+        head_deadline: Instant,
+    ) -> (Http1End, ClientIo) {
+        let state = Arc::clone(self.guard.state());
+        let service = (self.make_service)(&state, true);
+        let mut buf = BytesMut::new();
+        let ended = self
+            .drive_simple(&mut io, &mut buf, &service, head_deadline)
+            .await;
+        let ended = match ended {
+            SimpleEnd::Parked => Http1End::Parked,
+            SimpleEnd::ForHyper => Http1End::ForHyper,
+            SimpleEnd::HeadTimedOut => Http1End::HeadTimedOut,
+            SimpleEnd::Close => {
+                close(&mut io).await;
+                Http1End::Closed
+            }
+            SimpleEnd::Failed(error) => Http1End::Failed(error),
+        };
+        // As after hyper's turn: what TLS decrypted and nobody read, then
+        // what was read and not served.
+        io.keep_decrypted();
+        io.unread(buf.freeze());
+        (ended, io)
+    }
+
+    /// Serve simple requests until the connection ends, parks, or is
+    /// closed, watching the listener's signals as `drive_http1` does.
+    async fn drive_simple(
+        &mut self,
+        io: &mut ClientIo,
+        buf: &mut BytesMut,
+        service: &S,
+        head_deadline: Instant,
+    ) -> SimpleEnd {
+        let state = Arc::clone(self.guard.state());
+        state.hot.store(true, Ordering::Relaxed);
+        let mut seen = Activity::of(&state);
+        let mut head = HeadWatch::new(seen.finished, head_deadline);
+        let mut draining = state.draining.load(Ordering::Relaxed);
+        // Set to end after the response in progress.
+        let closing = AtomicBool::new(false);
+        let max_headers = self.limits.max_request_headers;
+        let serving = serve_simple(io, buf, service, &closing, max_headers);
+        tokio::pin!(serving);
+        let mut signals = state.signals.next();
+        let ended = loop {
+            tokio::select! {
+                biased;
+                ended = &mut serving => break ended,
+                flags = &mut signals => {
+                    if flags & DRAIN != 0 && !draining {
+                        draining = true;
+                        state.draining.store(true, Ordering::Relaxed);
+                        seen = Activity::of(&state);
+                    }
+                    if flags & EVICT != 0 && state.in_flight() == 0 {
+                        if !state.write_pending.load(Ordering::Relaxed) {
+                            break SimpleEnd::Close;
+                        }
+                        closing.store(true, Ordering::Relaxed);
+                    }
+                    if flags & CHECK != 0
+                        && head.overdue(&state, Instant::now(), self.limits.header_read_timeout)
+                    {
+                        break SimpleEnd::HeadTimedOut;
+                    }
+                    if flags & CHECK != 0 && flags & DRAIN == 0 {
+                        let now = Activity::of(&state);
+                        if now == seen && is_between_requests(&state) {
+                            break if draining { SimpleEnd::Close } else { SimpleEnd::Parked };
+                        }
+                        seen = now;
+                    }
+                }
+            }
+        };
+        state.hot.store(false, Ordering::Relaxed);
+        ended
+    }
+
     /// Serve requests with a fresh hyper connection until it ends or parks;
     /// the socket comes back with whatever hyper read and did not use.
     async fn hyper_turn(&mut self, io: ClientIo, head_deadline: Instant) -> (Http1End, ClientIo) {
@@ -239,7 +346,7 @@ where
         if max_headers != ConnectionLimits::HYPER_MAX_HEADERS {
             builder.max_headers(max_headers);
         }
-        let service = (self.make_service)(&state, true);
+        let service = FromHyper((self.make_service)(&state, true));
         let mut connection = builder.serve_connection(TokioIo::new(io), service);
         let ended = self.drive_http1(&mut connection, head_deadline).await;
         let parts = connection.into_parts();
@@ -253,7 +360,7 @@ where
     /// turn's first request head is due by `head_deadline`.
     async fn drive_http1(
         &mut self,
-        connection: &mut http1::Connection<TokioIo<ClientIo>, S>,
+        connection: &mut http1::Connection<TokioIo<ClientIo>, FromHyper<S>>,
         head_deadline: Instant,
     ) -> Http1End {
         let state = Arc::clone(self.guard.state());
@@ -272,7 +379,7 @@ where
                     break match result {
                         Ok(()) if state.parking.load(Ordering::Relaxed) => Http1End::Parked,
                         Ok(()) => Http1End::Closed,
-                        Err(error) => Http1End::Failed(error),
+                        Err(error) => Http1End::Failed(error.into()),
                     };
                 }
                 flags = &mut signals => {
@@ -348,7 +455,7 @@ where
 
     async fn http2(&mut self, io: ClientIo) {
         let state = Arc::clone(self.guard.state());
-        let service = (self.make_service)(&state, false);
+        let service = FromHyper((self.make_service)(&state, false));
         // Extended CONNECT (RFC 8441): WebSocket over HTTP/2.
         let connection = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
@@ -506,6 +613,79 @@ impl HeadWatch {
     }
 }
 
+/// How levee's own turn on an HTTP/1 connection ended.
+enum SimpleEnd {
+    Parked,
+    ForHyper,
+    HeadTimedOut,
+    /// To be closed (the socket is still open).
+    Close,
+    Failed(Box<dyn StdError + Send + Sync>),
+}
+
+/// Read simple requests from `io` into `buf` and answer them with
+/// `service`, until a request is for hyper or the connection ends.
+async fn serve_simple<S, B>(
+    io: &mut ClientIo,
+    buf: &mut BytesMut,
+    service: &S,
+    closing: &AtomicBool,
+    max_headers: usize,
+) -> SimpleEnd
+where
+    S: Service<Request<ClientBody>, Response = Response<B>>,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: Body,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let mut out = BytesMut::new();
+    loop {
+        let request = loop {
+            if !buf.is_empty() {
+                match simple_http1::parse(buf, max_headers) {
+                    simple_http1::Head::Simple(request) => break request,
+                    simple_http1::Head::ForHyper => return SimpleEnd::ForHyper,
+                    simple_http1::Head::Partial => {}
+                }
+            }
+            if buf.capacity() - buf.len() < READ_AT_LEAST {
+                buf.reserve(READ_BUF);
+            }
+            match io.read_buf(buf).await {
+                // The client closed (mid-head or between requests): nothing
+                // to answer.
+                Ok(0) => return SimpleEnd::Close,
+                Ok(_) => {}
+                Err(error) => return SimpleEnd::Failed(error.into()),
+            }
+        };
+        match simple_http1::serve(io, service, request, &mut out).await {
+            simple_http1::Served::KeepAlive => {}
+            simple_http1::Served::Close => return SimpleEnd::Close,
+            simple_http1::Served::Failed(error) => return SimpleEnd::Failed(error),
+        }
+        if closing.load(Ordering::Relaxed) {
+            return SimpleEnd::Close;
+        }
+    }
+}
+
+/// A connection's service as hyper calls it: with hyper's request body.
+struct FromHyper<S>(S);
+
+impl<S> Service<Request<Incoming>> for FromHyper<S>
+where
+    S: Service<Request<ClientBody>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, request: Request<Incoming>) -> S::Future {
+        self.0.call(request.map(ClientBody::from))
+    }
+}
+
 /// Ask hyper to end a quiet connection without closing the socket. hyper
 /// ends an idle connection at once, on the very next poll; if it does not,
 /// it is still reading a request body (its response went out before the
@@ -526,7 +706,7 @@ where
     let polled = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *connection).poll(cx))).await;
     match polled {
         Poll::Ready(Ok(())) => Some(Http1End::Parked),
-        Poll::Ready(Err(error)) => Some(Http1End::Failed(error)),
+        Poll::Ready(Err(error)) => Some(Http1End::Failed(error.into())),
         Poll::Pending => {
             state.parking.store(false, Ordering::Relaxed);
             None

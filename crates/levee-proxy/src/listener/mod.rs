@@ -23,6 +23,7 @@ mod io;
 mod limits;
 pub mod metrics;
 mod registry;
+mod simple_http1;
 mod tracked;
 
 use std::convert::Infallible;
@@ -122,7 +123,7 @@ pub(crate) async fn serve_http(
                     let client_info = Arc::clone(&client_info);
                     let gate = gate.clone();
                     let state = Arc::clone(state);
-                    service_fn(move |request: ::http::Request<hyper::body::Incoming>| {
+                    service_fn(move |request: ::http::Request<crate::upstream::ClientBody>| {
                         let finished = tracked::begin(&state);
                         // `when_impaired = reject-*`: answered here, before the proxy.
                         match gate.reject(request.method()) {

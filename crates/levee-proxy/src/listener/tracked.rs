@@ -17,10 +17,10 @@ use std::task::{Context, Poll, ready};
 use http::header::{CONNECTION, HeaderValue};
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use hyper::service::Service;
 
 use super::registry::ConnectionState;
+use crate::upstream::ClientBody;
 
 /// A request has started on the connection; the guard counts it as
 /// finished when dropped (or when its response body ends, see
@@ -67,15 +67,15 @@ impl<S> Tracked<S> {
     }
 }
 
-impl<S, B> Service<Request<Incoming>> for Tracked<S>
+impl<S, B> Service<Request<ClientBody>> for Tracked<S>
 where
-    S: Service<Request<Incoming>, Response = Response<B>>,
+    S: Service<Request<ClientBody>, Response = Response<B>>,
 {
     type Response = Response<TrackedBody<B>>;
     type Error = S::Error;
     type Future = TrackedFuture<S::Future>;
 
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
+    fn call(&self, request: Request<ClientBody>) -> Self::Future {
         TrackedFuture {
             finished: Some(begin(&self.state)),
             inner: self.inner.call(request),

@@ -33,7 +33,6 @@ use std::sync::Arc;
 use http::header::HeaderName;
 use http::{Request, Response};
 use http_body_util::Either;
-use hyper::body::Incoming;
 use levee_core::Outcome;
 use levee_core::breaker::CallOutcome;
 use levee_core::retry::is_idempotent;
@@ -49,6 +48,7 @@ use crate::metrics::ListenerMetrics;
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::route::{Route, Router};
+use crate::upstream::ClientBody;
 use crate::upstream::{BodyRead, read_for_replay};
 use attempts::{Attempts, Finished, Payload, RequestHead};
 use upstream_request::upstream_request;
@@ -108,7 +108,7 @@ impl HttpProxy {
     /// no future of its own around this one).
     pub async fn handle<R>(
         self: Arc<Self>,
-        request: Request<Incoming>,
+        request: Request<ClientBody>,
         client: Arc<ClientInfo>,
         then: impl FnOnce(Response<ProxyBody>) -> R,
     ) -> R {
@@ -236,7 +236,7 @@ impl cache::Upstream for Route {
 
     fn forward(
         &self,
-        request: Request<Incoming>,
+        request: Request<ClientBody>,
         client: &ClientInfo,
         started: Instant,
     ) -> impl std::future::Future<Output = Result<Response<UpstreamBody>, ProxyError>> + Send {
@@ -248,7 +248,7 @@ impl cache::Upstream for Route {
 /// response head with its body still streaming, or levee's own error.
 pub(crate) async fn forward(
     route: &Route,
-    request: Request<Incoming>,
+    request: Request<ClientBody>,
     client: &ClientInfo,
     started: Instant,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
@@ -418,7 +418,7 @@ fn breaker_outcome(
 /// The attempts of one admitted request, up to its response head.
 async fn attempt(
     route: &Route,
-    request: Request<Incoming>,
+    request: Request<ClientBody>,
     client: &ClientInfo,
     started: Instant,
     deadline: Instant,

@@ -31,6 +31,7 @@ use super::client::ClientInfo;
 use super::error::ProxyError;
 use super::switched::Tunnel;
 use crate::route::Route;
+use crate::upstream::ClientBody;
 
 /// Most of a refused handshake's body (a 4xx/5xx instead of 101) passed
 /// back to the client.
@@ -64,7 +65,7 @@ pub fn is_upgrade<B>(request: &Request<B>) -> bool {
 /// the endpoint's refusal, or levee's own error.
 pub async fn open(
     route: &Route,
-    request: Request<Incoming>,
+    request: Request<ClientBody>,
     client: &ClientInfo,
     started: Instant,
     open_gauge: Gauge,
@@ -227,7 +228,7 @@ fn websocket_handshake(headers: &mut http::HeaderMap, upgrade: Option<&HeaderVal
 
 /// The request's head, for one attempt (the handshake has no body). An
 /// HTTP/2 extended CONNECT goes upstream as the GET of an HTTP/1.1 upgrade.
-fn clone_head(request: &Request<Incoming>) -> Request<()> {
+fn clone_head(request: &Request<ClientBody>) -> Request<()> {
     let mut head = Request::new(());
     *head.method_mut() = if request.method() == http::Method::CONNECT {
         http::Method::GET

@@ -3,8 +3,9 @@
 //! translation of their errors into [`levee_core::FailureKind`].
 
 mod classify;
+mod client_body;
 mod connect;
-mod http1;
+pub(crate) mod http1;
 mod pool;
 mod progress;
 mod request_body;
@@ -13,6 +14,7 @@ mod upload;
 mod watched;
 
 pub use classify::classify_body_error;
+pub use client_body::ClientBody;
 pub use connect::connect_from;
 pub use pool::{
     ConnectError, EndpointPool, EndpointTls, PoolSettings, PooledConnection, SendFailure,

@@ -11,9 +11,9 @@ use futures_util::FutureExt;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use super::client_body::ClientBody;
 use super::progress::{self, UploadProgress, UploadWatch};
 
 pin_project_lite::pin_project! {
@@ -31,7 +31,7 @@ pin_project_lite::pin_project! {
         Streaming {
             prefix: Option<Bytes>,
             #[pin]
-            rest: Incoming,
+            rest: ClientBody,
             // Told of every frame handed to the upstream connection, once an attempt watches
             // the upload.
             progress: Option<UploadProgress>,
@@ -105,7 +105,7 @@ impl ReplayCopy {
 
 impl RequestBody {
     /// A body streaming from the client, `prefix` (already read) first.
-    fn streaming(prefix: Option<Bytes>, rest: Incoming) -> RequestBody {
+    fn streaming(prefix: Option<Bytes>, rest: ClientBody) -> RequestBody {
         RequestBody::Streaming {
             prefix,
             rest,
@@ -137,7 +137,7 @@ impl RequestBody {
 /// client only continues once the upstream answers (a duplex exchange), and
 /// waiting for its end would deadlock both. It streams through instead.
 pub async fn read_for_replay(
-    mut body: Incoming,
+    mut body: ClientBody,
     limit: usize,
     idle: Duration,
 ) -> Result<BodyRead, ClientBodyFailed> {
@@ -194,7 +194,7 @@ pub async fn read_for_replay(
 /// without a timer or a clock read; the first real wait is noted in
 /// `waited_since`.
 async fn next_frame(
-    body: &mut Incoming,
+    body: &mut ClientBody,
     idle: Duration,
     waited_since: &mut Option<Instant>,
 ) -> Result<Option<Frame<Bytes>>, ClientBodyFailed> {

@@ -9,7 +9,6 @@ use http::header::CONTENT_LENGTH;
 use http::{Request, Response, StatusCode, request, response};
 use http_body_util::BodyExt;
 use http_cache_semantics::CachePolicy;
-use hyper::body::Incoming;
 use levee_core::cache::Loaded;
 use parking_lot::Mutex;
 use tokio::time::Instant;
@@ -21,6 +20,7 @@ use crate::config::CacheSettings;
 use crate::proxy::body::UpstreamBody;
 use crate::proxy::client::ClientInfo;
 use crate::proxy::error::ProxyError;
+use crate::upstream::ClientBody;
 
 /// A fill found its request taken: says nothing about the response.
 pub(super) const ALREADY_SENT: &str = "request already sent";
@@ -45,19 +45,19 @@ pub(super) enum FillError {
 /// response for the request that ran the fill.
 #[derive(Clone)]
 pub(super) struct Slots {
-    request: Arc<Mutex<Option<Request<Incoming>>>>,
+    request: Arc<Mutex<Option<Request<ClientBody>>>>,
     own: Arc<Mutex<Option<Response<UpstreamBody>>>>,
 }
 
 impl Slots {
-    pub(super) fn new(request: Request<Incoming>) -> Slots {
+    pub(super) fn new(request: Request<ClientBody>) -> Slots {
         Slots {
             request: Arc::new(Mutex::new(Some(request))),
             own: Arc::new(Mutex::new(None)),
         }
     }
 
-    pub(super) fn take_request(&self) -> Option<Request<Incoming>> {
+    pub(super) fn take_request(&self) -> Option<Request<ClientBody>> {
         self.request.lock().take()
     }
 

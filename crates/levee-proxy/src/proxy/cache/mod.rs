@@ -29,7 +29,6 @@ use std::time::{Duration, SystemTime};
 use http::header::AUTHORIZATION;
 use http::{Method, Request, Response};
 use http_body_util::Either;
-use hyper::body::Incoming;
 use levee_core::cache::{CacheError, CacheParams, CacheStats, CacheStatus, RefreshingCache};
 use tokio::time::Instant;
 
@@ -41,6 +40,7 @@ use super::client::ClientInfo;
 use super::error::ProxyError;
 use crate::cluster::CacheStatusView;
 use crate::config::CacheSettings;
+use crate::upstream::ClientBody;
 use fill::{FillError, Slots};
 use metrics::CacheMetrics;
 
@@ -54,7 +54,7 @@ pub trait Upstream: Send + Sync + 'static {
     /// Send `request` on.
     fn forward(
         &self,
-        request: Request<Incoming>,
+        request: Request<ClientBody>,
         client: &ClientInfo,
         started: Instant,
     ) -> impl Future<Output = Result<Response<UpstreamBody>, ProxyError>> + Send;
@@ -145,7 +145,7 @@ impl ResponseCache {
     pub async fn serve<U: Upstream>(
         &self,
         next: &Arc<U>,
-        request: Request<Incoming>,
+        request: Request<ClientBody>,
         client: &ClientInfo,
         started: Instant,
     ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -347,7 +347,7 @@ impl ResponseCache {
     async fn pass<U: Upstream>(
         &self,
         next: &U,
-        request: Request<Incoming>,
+        request: Request<ClientBody>,
         client: &ClientInfo,
         started: Instant,
     ) -> Result<Response<ProxyBody>, ProxyError> {

@@ -453,7 +453,7 @@ impl std::fmt::Debug for Http1Body {
 }
 
 /// A chunk's size line: the length in hex, then CRLF.
-fn push_chunk_size(length: usize, out: &mut BytesMut) {
+pub(crate) fn push_chunk_size(length: usize, out: &mut BytesMut) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut digits = [0u8; 16];
     let mut at = digits.len();

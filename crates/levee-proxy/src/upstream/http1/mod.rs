@@ -24,7 +24,9 @@ use std::task::{Context, Poll};
 use bytes::BytesMut;
 use http::{Method, Request, Response};
 
+pub(crate) use exchange::push_chunk_size;
 pub use exchange::{BodyError, ExchangeError, Http1Body};
+pub(crate) use request_head::has_token;
 
 use super::request_body::RequestBody;
 use super::watched::{Watched, WireLog};

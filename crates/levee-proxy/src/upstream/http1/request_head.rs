@@ -166,7 +166,7 @@ pub(super) fn ends_chunked(headers: &HeaderMap) -> bool {
 }
 
 /// Whether a comma-separated field value holds `token` (any case).
-pub(super) fn has_token(value: &HeaderValue, token: &str) -> bool {
+pub(crate) fn has_token(value: &HeaderValue, token: &str) -> bool {
     value.to_str().is_ok_and(|value| {
         value
             .split(',')
