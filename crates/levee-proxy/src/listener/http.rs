@@ -659,7 +659,11 @@ where
                 Err(error) => return SimpleEnd::Failed(error.into()),
             }
         };
-        match simple_http1::serve(io, service, request, &mut out).await {
+        let response = match service.call(request).await {
+            Ok(response) => response,
+            Err(error) => return SimpleEnd::Failed(error.into()),
+        };
+        match simple_http1::respond(io, response, &mut out).await {
             simple_http1::Served::KeepAlive => {}
             simple_http1::Served::Close => return SimpleEnd::Close,
             simple_http1::Served::Failed(error) => return SimpleEnd::Failed(error),

@@ -16,6 +16,7 @@ use std::cell::RefCell;
 use std::error::Error as StdError;
 use std::fmt::Write as _;
 use std::mem::MaybeUninit;
+use std::pin::Pin;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -26,7 +27,6 @@ use http::{
 };
 use http_body::Body;
 use http_body_util::BodyExt;
-use hyper::service::Service;
 use smallvec::SmallVec;
 use tokio::io::AsyncWriteExt;
 
@@ -185,46 +185,40 @@ pub(crate) enum Served {
     Failed(Box<dyn StdError + Send + Sync>),
 }
 
-/// Answer `request` with `service` on `io`; `out` is the connection's
-/// write buffer (empty between responses).
-pub(crate) async fn serve<S, B>(
+/// Send `response` on `io`; `out` is the connection's write buffer (empty
+/// between responses).
+pub(crate) async fn respond<B>(
     io: &mut ClientIo,
-    service: &S,
-    request: Request<ClientBody>,
+    response: Response<B>,
     out: &mut BytesMut,
 ) -> Served
 where
-    S: Service<Request<ClientBody>, Response = Response<B>>,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
     B: Body,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    let response = match service.call(request).await {
-        Ok(response) => response,
-        Err(error) => return Served::Failed(error.into()),
-    };
     let (head, body) = response.into_parts();
     if head.status.is_informational() {
         // Never produced for a simple request (no upgrade, no `Expect`).
         return Served::Failed("1xx response to a simple request".into());
     }
     let ended = body.is_end_stream();
-    let (framing, mut close) = encode_head(&head, body.size_hint().exact(), ended, out);
+    let (framing, close) = encode_head(&head, body.size_hint().exact(), ended, out);
     drop(head);
-    let written = match framing {
-        Framing::Length(0) => {
-            // Nothing to send: the body is dropped (its response counts as
-            // finished) before the head goes out.
-            drop(body);
-            flush(io, out).await.map_err(Into::into)
-        }
-        framing => write_body(io, body, framing, out).await,
-    };
-    if let Err(error) = written {
+    // Pinned here once, and dropped in place (its connection back in the
+    // pool, its response counted as finished) before the last bytes go
+    // out, as with hyper.
+    let mut body = std::pin::pin!(Some(body));
+    if let Some(body) = body.as_mut().as_pin_mut()
+        && framing != Framing::Length(0)
+        && let Err(error) = send_frames(io, body, framing, out).await
+    {
         return Served::Failed(error);
     }
-    close |= framing == Framing::Close;
-    if close {
+    body.set(None);
+    if let Err(error) = flush(io, out).await {
+        return Served::Failed(error.into());
+    }
+    if close || framing == Framing::Close {
         Served::Close
     } else {
         Served::KeepAlive
@@ -374,29 +368,12 @@ fn has_token_last(value: &HeaderValue, token: &str) -> bool {
         .is_some_and(|last| last.trim().eq_ignore_ascii_case(token))
 }
 
-/// Send `body` framed as `framing`, `out` (the head) first. Written as the
-/// body comes: buffered while frames are ready, flushed before waiting.
-async fn write_body<B>(
-    io: &mut ClientIo,
-    body: B,
-    framing: Framing,
-    out: &mut BytesMut,
-) -> Result<(), Box<dyn StdError + Send + Sync>>
-where
-    B: Body,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
-{
-    // The body is gone (its connection back in the pool, its response
-    // counted as finished) before the last bytes go out, as with hyper.
-    send_frames(io, body, framing, out).await?;
-    flush(io, out).await?;
-    Ok(())
-}
-
-/// [`write_body`] up to its last bytes, which stay in `out`.
+/// Send `body` framed as `framing`, `out` (the head) first, up to its last
+/// bytes, which stay in `out`. Written as the body comes: buffered while
+/// frames are ready, flushed before waiting.
 async fn send_frames<B>(
     io: &mut ClientIo,
-    body: B,
+    mut body: Pin<&mut B>,
     framing: Framing,
     out: &mut BytesMut,
 ) -> Result<(), Box<dyn StdError + Send + Sync>>
@@ -408,7 +385,6 @@ where
         Framing::Length(length) => Some(length),
         Framing::Chunked | Framing::Close => None,
     };
-    let mut body = std::pin::pin!(body);
     loop {
         let frame = match body.as_mut().frame().now_or_never() {
             Some(frame) => frame,
