@@ -4,12 +4,15 @@
 //! - The first bytes tell HTTP/2 (its preface) from HTTP/1, within
 //!   `header_read_timeout` of accept: a client that connects and stays
 //!   silent is closed (hyper-util's `auto` server waits for them forever).
-//! - HTTP/1 is served by hyper while requests keep coming. Once the
+//! - HTTP/1 is served in *turns* while requests keep coming: levee's own
+//!   turn answers simple requests (`simple_http1.rs`); the first request it
+//!   leaves to hyper starts a hyper turn on the same bytes. Once the
 //!   connection has been quiet for a moment (`park_after`) it is *parked*:
-//!   hyper gives the socket back and its buffers (16 KiB) are freed, and
-//!   levee waits for the next request's first byte on the bare socket, up
-//!   to `idle_timeout`. Busy connections never pay for this; an idle one
-//!   costs a few hundred bytes instead of tens of kilobytes.
+//!   the turn gives the socket back and its buffers are freed, and levee
+//!   waits for the next request's first byte on the bare socket, up to
+//!   `idle_timeout`, then starts its own turn again. Busy connections never
+//!   pay for this; an idle one costs a few hundred bytes instead of tens of
+//!   kilobytes.
 //! - HTTP/2 is served by hyper; levee sends GOAWAY when the connection has
 //!   had no stream for `idle_timeout`, or none within `header_read_timeout`.
 //! - A request head begun but not finished within `header_read_timeout`
@@ -265,7 +268,7 @@ where
             SimpleEnd::HeadTimedOut => Http1End::HeadTimedOut,
             SimpleEnd::Close => {
                 close(&mut io).await;
-                Http1End::Closed
+                return (Http1End::Closed, io);
             }
             SimpleEnd::Failed(error) => Http1End::Failed(error),
         };
