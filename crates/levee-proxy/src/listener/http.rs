@@ -23,6 +23,7 @@
 //!   GOAWAY and finishes its streams.
 
 use std::error::Error as StdError;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -122,7 +123,35 @@ where
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     /// Serve the connection until it closes.
-    pub async fn serve(mut self, tcp: TcpStream) {
+    ///
+    /// Not an `async fn`: one would keep `self` twice in the connection's
+    /// task (as its argument and as its binding), and the task's size is
+    /// what every parked connection costs (bench/memory.sh).
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps `self` twice in the task (see above)"
+    )]
+    pub fn serve(mut self, tcp: TcpStream) -> impl Future<Output = ()> {
+        async move { self.run(tcp).await }
+    }
+
+    async fn run(&mut self, tcp: TcpStream) {
+        // Opened in a future of its own, gone before the connection is
+        // served: what the socket was made of is not kept beside it.
+        let Some((protocol, io, head_deadline)) = self.open(tcp).await else {
+            return;
+        };
+        match protocol {
+            // Boxed for the same reason as an HTTP/1 turn.
+            Protocol::Http2 => Box::pin(self.http2(io)).await,
+            Protocol::Http1 => self.http1(io, head_deadline).await,
+        }
+    }
+
+    /// Terminate TLS and tell the protocol from the first bytes: the
+    /// socket, ready to serve, and when its first request head is due;
+    /// `None` if the connection ended first.
+    async fn open(&mut self, tcp: TcpStream) -> Option<(Protocol, ClientIo, Instant)> {
         let state = Arc::clone(self.guard.state());
         let head_deadline = self.accepted + self.limits.header_read_timeout;
         let mut stream = match self.tls.take() {
@@ -133,106 +162,108 @@ where
                 let handshake = Box::pin(tls.handshake(tcp, self.accepted, head_deadline));
                 let handshaken = tokio::select! {
                     handshaken = handshake => handshaken,
-                    _ = state.signals.next() => return,
+                    _ = state.signals.next() => return None,
                 };
-                match handshaken {
-                    Some(stream) => stream,
-                    None => return,
-                }
+                handshaken?
             }
         };
         let detected = tokio::select! {
             detected = detect(&mut stream, head_deadline) => detected,
             // Evicted or drained before it said anything.
-            _ = state.signals.next() => return,
+            _ = state.signals.next() => return None,
         };
-        match detected {
-            Detected::Http1(prefix) => {
-                count_read(&state, prefix.len());
-                let io = ClientIo::new(stream, prefix, Arc::clone(&state));
-                self.http1(io, head_deadline).await;
-            }
-            Detected::Http2(prefix) => {
-                count_read(&state, prefix.len());
-                let io = ClientIo::new(stream, prefix, Arc::clone(&state));
-                // Boxed for the same reason as an HTTP/1 hyper turn.
-                Box::pin(self.http2(io)).await;
-            }
+        let (protocol, prefix) = match detected {
+            Detected::Http1(prefix) => (Protocol::Http1, prefix),
+            Detected::Http2(prefix) => (Protocol::Http2, prefix),
             Detected::TimedOut => {
                 // Silent (or a partial preface): nothing to answer.
                 self.record_close(CloseReason::HeaderTimeout);
+                return None;
             }
-            Detected::Closed => {}
-        }
+            Detected::Closed => return None,
+        };
+        count_read(&state, prefix.len());
+        Some((
+            protocol,
+            ClientIo::new(stream, prefix, state),
+            head_deadline,
+        ))
     }
 
-    async fn http1(&mut self, mut io: ClientIo, mut head_deadline: Instant) {
-        let state = Arc::clone(self.guard.state());
-        let mut hyper_next = false;
-        loop {
-            // Boxed: a turn's state (hyper's connection, or levee's request
-            // in progress) lives on the heap while it serves, so that a
-            // parked connection's task is only what it needs to wait
-            // (bench/memory.sh: 2.3 KB less per idle connection).
-            let (ended, back) = if std::mem::take(&mut hyper_next) {
-                Box::pin(self.hyper_turn(io, head_deadline)).await
-            } else {
-                Box::pin(self.simple_turn(io, head_deadline)).await
-            };
-            io = back;
-            state.parking.store(false, Ordering::Relaxed);
-            match ended {
-                Http1End::Parked => {}
-                Http1End::ForHyper => {
-                    // The same head, read by hyper from the replayed bytes.
-                    hyper_next = true;
-                    continue;
-                }
-                Http1End::Closed => {
-                    // hyper hands a switched connection back as if closed.
-                    if let Some(tunnel) = self.upgrades.as_ref().and_then(|c| c.upgrade.take()) {
-                        self.tunnel(tunnel, io).await;
+    /// Serve HTTP/1 requests until the connection closes. Not an `async
+    /// fn`, for the reason `serve` is not: `io` is kept once.
+    fn http1(&mut self, io: ClientIo, head_deadline: Instant) -> impl Future<Output = ()> {
+        let (mut io, mut head_deadline) = (io, head_deadline);
+        async move {
+            let state = Arc::clone(self.guard.state());
+            let mut hyper_next = false;
+            loop {
+                // Boxed: a turn's state (hyper's connection, or levee's request
+                // in progress) lives on the heap while it serves, so that a
+                // parked connection's task is only what it needs to wait
+                // (bench/memory.sh: 2.3 KB less per idle connection).
+                let (ended, back) = if std::mem::take(&mut hyper_next) {
+                    Box::pin(self.hyper_turn(io, head_deadline)).await
+                } else {
+                    Box::pin(self.simple_turn(io, head_deadline)).await
+                };
+                io = back;
+                state.parking.store(false, Ordering::Relaxed);
+                match ended {
+                    Http1End::Parked => {}
+                    Http1End::ForHyper => {
+                        // The same head, read by hyper from the replayed bytes.
+                        hyper_next = true;
+                        continue;
                     }
-                    return;
-                }
-                Http1End::HeadTimedOut => {
-                    if io.has_prefix() {
-                        self.record_close(CloseReason::HeaderTimeout);
-                        send_408(&mut io, self.limits.header_read_timeout).await;
-                    } else {
-                        // Nothing of a head received: an idle client
-                        // (parking normally comes first).
-                        self.record_close(CloseReason::IdleTimeout);
+                    Http1End::Closed => {
+                        // hyper hands a switched connection back as if closed.
+                        if let Some(tunnel) = self.upgrades.as_ref().and_then(|c| c.upgrade.take())
+                        {
+                            Box::pin(self.tunnel(tunnel, io)).await;
+                        }
+                        return;
                     }
-                    close(&mut io).await;
-                    return;
-                }
-                Http1End::Failed(error) => {
-                    tracing::debug!(%error, "client connection ended with an error");
-                    close(&mut io).await;
-                    return;
-                }
-            }
-            if !io.has_prefix() {
-                match self.wait_parked(&io).await {
-                    Wake::Readable => {}
-                    Wake::IdleTimeout => {
-                        self.record_close(CloseReason::IdleTimeout);
+                    Http1End::HeadTimedOut => {
+                        if io.has_prefix() {
+                            self.record_close(CloseReason::HeaderTimeout);
+                            send_408(&mut io, self.limits.header_read_timeout).await;
+                        } else {
+                            // Nothing of a head received: an idle client
+                            // (parking normally comes first).
+                            self.record_close(CloseReason::IdleTimeout);
+                        }
                         close(&mut io).await;
                         return;
                     }
-                    Wake::Close => {
+                    Http1End::Failed(error) => {
+                        tracing::debug!(%error, "client connection ended with an error");
                         close(&mut io).await;
                         return;
                     }
                 }
+                if !io.has_prefix() {
+                    match self.wait_parked(&io).await {
+                        Wake::Readable => {}
+                        Wake::IdleTimeout => {
+                            self.record_close(CloseReason::IdleTimeout);
+                            close(&mut io).await;
+                            return;
+                        }
+                        Wake::Close => {
+                            close(&mut io).await;
+                            return;
+                        }
+                    }
+                }
+                head_deadline = Instant::now() + self.limits.header_read_timeout;
             }
-            head_deadline = Instant::now() + self.limits.header_read_timeout;
         }
     }
 
     /// Relay a switched connection (WebSocket) until both sides close.
-    /// Boxed: only switched connections carry the relay's buffers.
+    /// Boxed (by its caller, and the relay by itself): only switched
+    /// connections carry its state and the relay's buffers.
     async fn tunnel(&self, tunnel: Tunnel, mut io: ClientIo) {
         // Counted as a request in progress while it lasts, so that the
         // listener never evicts it as idle.
@@ -535,6 +566,12 @@ where
     fn record_close(&self, reason: CloseReason) {
         self.guard.connections().metrics().record_close(reason);
     }
+}
+
+/// The protocol a connection speaks.
+enum Protocol {
+    Http1,
+    Http2,
 }
 
 /// What the first bytes said.
