@@ -31,15 +31,16 @@ use smallvec::SmallVec;
 use tokio::io::AsyncWriteExt;
 
 use super::io::ClientIo;
+use super::limits::ConnectionLimits;
 use crate::upstream::ClientBody;
-use crate::upstream::http1::{has_token, push_chunk_size};
+use crate::upstream::http1::{ends_with_chunked, has_token, length_of, push_chunk_size};
 
 /// A head still incomplete past this many bytes goes to hyper, whose limit
 /// is higher.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Header fields parsed without a heap allocation (hyper's default limit);
 /// a request with more goes to hyper.
-const INLINE_HEADERS: usize = 100;
+const INLINE_HEADERS: usize = ConnectionLimits::HYPER_MAX_HEADERS;
 /// Fields levee may add to the request on its way upstream.
 const LEVEE_FIELDS: usize = 4;
 /// A data frame at least this large is written from its own buffer rather
@@ -264,7 +265,7 @@ fn encode_head(
                 if ended || framing.is_some() {
                     continue;
                 }
-                let Some(length) = length.or_else(|| content_length_of(value)) else {
+                let Some(length) = length.or_else(|| length_of(value)) else {
                     continue;
                 };
                 framing = Some(Framing::Length(length));
@@ -274,7 +275,7 @@ fn encode_head(
             TRANSFER_ENCODING | TRAILER if http10 || !can_have_body => continue,
             TRANSFER_ENCODING => {
                 framing = Some(Framing::Chunked);
-                chunked_last = has_token_last(value, "chunked");
+                chunked_last = ends_with_chunked(value);
             }
             CONNECTION => close |= has_token(value, "close"),
             DATE => wrote_date = true,
@@ -348,24 +349,6 @@ fn end_line(out: &mut BytesMut, open: &mut Option<&HeaderName>, chunked_last: &m
         *chunked_last = true;
         out.extend_from_slice(b"\r\n");
     }
-}
-
-/// A `Content-Length` value: digits only.
-fn content_length_of(value: &HeaderValue) -> Option<u64> {
-    let digits = value.as_bytes();
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits).ok()?.parse().ok()
-}
-
-/// Whether the last comma-separated token of `value` is `token`.
-fn has_token_last(value: &HeaderValue, token: &str) -> bool {
-    value
-        .to_str()
-        .ok()
-        .and_then(|value| value.rsplit(',').next())
-        .is_some_and(|last| last.trim().eq_ignore_ascii_case(token))
 }
 
 /// Send `body` framed as `framing`, `out` (the head) first, up to its last

@@ -26,7 +26,7 @@ use http::{Method, Request, Response};
 
 pub(crate) use exchange::push_chunk_size;
 pub use exchange::{BodyError, ExchangeError, Http1Body};
-pub(crate) use request_head::has_token;
+pub(crate) use request_head::{ends_with_chunked, has_token, length_of};
 
 use super::request_body::RequestBody;
 use super::watched::{Watched, WireLog};

@@ -139,16 +139,27 @@ fn chunked(headers: &HeaderMap) -> BodyFraming {
 pub(super) fn content_length(headers: &HeaderMap) -> Option<u64> {
     let mut found = None;
     for value in headers.get_all(CONTENT_LENGTH) {
-        for part in value.to_str().ok()?.split(',') {
-            let part = part.trim();
-            if part.is_empty() || !part.bytes().all(|byte| byte.is_ascii_digit()) {
-                return None;
-            }
-            let length: u64 = part.parse().ok()?;
-            match found {
-                Some(earlier) if earlier != length => return None,
-                _ => found = Some(length),
-            }
+        let length = length_of(value)?;
+        match found {
+            Some(earlier) if earlier != length => return None,
+            _ => found = Some(length),
+        }
+    }
+    found
+}
+
+/// One `Content-Length` field's value: digits, or a list of equal ones.
+pub(crate) fn length_of(value: &HeaderValue) -> Option<u64> {
+    let mut found = None;
+    for part in value.to_str().ok()?.split(',') {
+        let part = part.trim();
+        if part.is_empty() || !part.bytes().all(|byte| byte.is_ascii_digit()) {
+            return None;
+        }
+        let length: u64 = part.parse().ok()?;
+        match found {
+            Some(earlier) if earlier != length => return None,
+            _ => found = Some(length),
         }
     }
     found
@@ -160,7 +171,14 @@ pub(super) fn ends_chunked(headers: &HeaderMap) -> bool {
         .get_all(TRANSFER_ENCODING)
         .iter()
         .next_back()
-        .and_then(|value| value.to_str().ok())
+        .is_some_and(ends_with_chunked)
+}
+
+/// Whether the last coding a `Transfer-Encoding` value names is `chunked`.
+pub(crate) fn ends_with_chunked(value: &HeaderValue) -> bool {
+    value
+        .to_str()
+        .ok()
         .and_then(|codings| codings.rsplit(',').next())
         .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
 }
