@@ -148,21 +148,38 @@ pub(super) fn content_length(headers: &HeaderMap) -> Option<u64> {
     found
 }
 
-/// One `Content-Length` field's value: digits, or a list of equal ones.
+/// One `Content-Length` field's value: digits, or a list of equal ones
+/// (RFC 9110 §8.6), with optional spaces around each. Read byte by byte
+/// rather than split, trimmed and parsed: it runs for every response, and
+/// that was 277 instructions for a 4-digit value (callgrind), this ~40.
 pub(crate) fn length_of(value: &HeaderValue) -> Option<u64> {
-    let mut found = None;
-    for part in value.to_str().ok()?.split(',') {
-        let part = part.trim();
-        if part.is_empty() || !part.bytes().all(|byte| byte.is_ascii_digit()) {
-            return None;
-        }
-        let length: u64 = part.parse().ok()?;
-        match found {
-            Some(earlier) if earlier != length => return None,
-            _ => found = Some(length),
+    let mut found: Option<u64> = None;
+    // The element being read, and whether a space followed its digits.
+    let mut current: Option<u64> = None;
+    let mut spaced = false;
+    for &byte in value.as_bytes() {
+        match byte {
+            b'0'..=b'9' if !spaced => {
+                let digit = u64::from(byte - b'0');
+                current = Some(current.unwrap_or(0).checked_mul(10)?.checked_add(digit)?);
+            }
+            b' ' | b'\t' => spaced = current.is_some(),
+            b',' => {
+                let length = current.take()?;
+                if found.is_some_and(|earlier| earlier != length) {
+                    return None;
+                }
+                found = Some(length);
+                spaced = false;
+            }
+            _ => return None,
         }
     }
-    found
+    let length = current?;
+    match found {
+        Some(earlier) if earlier != length => None,
+        _ => Some(length),
+    }
 }
 
 /// Whether the last transfer coding is `chunked`.
@@ -254,6 +271,22 @@ mod tests {
         assert!(matches!(framing, BodyFraming::Chunked { .. }));
         assert!(!text.contains("content-length"), "{text}");
         assert!(text.contains("transfer-encoding: chunked"), "{text}");
+    }
+
+    #[test]
+    fn a_content_length_value_is_digits_or_a_list_of_equal_ones() {
+        let of = |text: &str| length_of(&HeaderValue::from_str(text).expect("value"));
+        assert_eq!(of("0"), Some(0));
+        assert_eq!(of("1234"), Some(1234));
+        assert_eq!(of(" 42\t"), Some(42));
+        assert_eq!(of("7, 7,7"), Some(7));
+        assert_eq!(of("18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            "", " ", "7, 8", "7,", ",7", "7,,7", "1 2", "+3", "-3", "0x10", "3a", "1.5",
+            "18446744073709551616",
+        ] {
+            assert_eq!(of(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
