@@ -320,3 +320,71 @@ async fn the_same_503_from_two_nodes_is_passed_on_and_blames_neither() {
     }
     gateway.shutdown().await;
 }
+
+/// The first attempt's per-try timeout, with a hedge running beside it or
+/// without one: each hung attempt ends at its own timeout, not at the
+/// request's deadline.
+#[tokio::test]
+async fn a_hung_first_attempt_ends_at_its_per_try_timeout_with_or_without_a_hedge() {
+    const PER_TRY: Duration = Duration::from_millis(300);
+    let backends = backends(2).await;
+    backends[0].set_mode(Mode::Hung).await.expect("mode");
+    let addrs = backends.iter().map(Backend::addr).collect();
+    let mut settings = config(addrs, BalancePolicy::RoundRobin);
+    settings.clusters[0].retry.per_try_timeout = PER_TRY;
+    settings.clusters[0].retry.hedge = None;
+    let (gateway, addr) = start(settings).await;
+    let client = client();
+    // Round robin: one of two requests starts on the hung node, is timed
+    // out and retried on the other.
+    let mut timed_out = 0;
+    for _ in 0..2 {
+        let started = tokio::time::Instant::now();
+        let answer = get(&client, addr, "/").await;
+        let took = started.elapsed();
+        assert_eq!(answer.status, 200);
+        if answer.headers["x-levee-attempts"] == "2" {
+            timed_out += 1;
+            assert!(
+                took >= PER_TRY && took < Duration::from_secs(2),
+                "retried after {took:?}"
+            );
+        }
+    }
+    assert_eq!(timed_out, 1);
+    gateway.shutdown().await;
+
+    // Both nodes hung, hedging on: the first attempt, the hedge beside it
+    // from 50 ms, each ends at its own per-try timeout and the client gets
+    // 504 then, long before the request's 5 s deadline.
+    for backend in &backends {
+        backend.reset_counters();
+    }
+    backends[1].set_mode(Mode::Hung).await.expect("mode");
+    let addrs = backends.iter().map(Backend::addr).collect();
+    let mut settings = config(addrs, BalancePolicy::RoundRobin);
+    settings.clusters[0].retry.per_try_timeout = PER_TRY;
+    if let Some(hedge) = settings.clusters[0].retry.hedge.as_mut() {
+        hedge.floor = Duration::from_millis(50);
+        hedge.ceiling = Duration::from_millis(50);
+    }
+    let (gateway, addr) = start(settings).await;
+    let started = tokio::time::Instant::now();
+    let answer = get(&client, addr, "/").await;
+    let took = started.elapsed();
+    assert_eq!(answer.status, 504, "{}", answer.body);
+    assert!(
+        took >= PER_TRY + Duration::from_millis(50) && took < Duration::from_secs(2),
+        "answered after {took:?}"
+    );
+    let metrics = get(&client, gateway.admin_address(), "/metrics").await.body;
+    assert!(
+        metrics.contains(r#"levee_upstream_retries_total{cluster="app",kind="hedge"} 1"#),
+        "{metrics}"
+    );
+    for backend in &backends {
+        assert_eq!(backend.requests_received(), 1, "{}", backend.name());
+        backend.set_mode(Mode::Healthy).await.expect("mode");
+    }
+    gateway.shutdown().await;
+}

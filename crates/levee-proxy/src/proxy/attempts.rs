@@ -20,6 +20,8 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -103,8 +105,20 @@ struct Prepared {
     breaker: Option<EndpointBreakerCall>,
 }
 
+/// How an attempt learns that its per-try timeout has passed.
+#[derive(Clone, Copy)]
+enum Expiry<'a> {
+    /// From a timer of its own (retries and hedges).
+    Timer,
+    /// From its request's timer, which sets this flag: the first attempt,
+    /// whose request keeps one timer for both the hedge delay and this
+    /// timeout (callgrind: a tokio timer costs ~600 instructions per
+    /// request to register, fire or cancel, and every request had two).
+    Told(&'a AtomicBool),
+}
+
 /// Send one attempt and wait for its response head.
-async fn run_attempt(prepared: Prepared) -> Attempted {
+async fn run_attempt(prepared: Prepared, expiry: Expiry<'_>) -> Attempted {
     let Prepared {
         cluster,
         endpoint,
@@ -133,12 +147,15 @@ async fn run_attempt(prepared: Prepared) -> Attempted {
         }
     };
     // A body levee holds goes out at once: the head is due from now.
-    let result = match tokio::time::timeout_at(timeout_at, pool.send(request)).await {
-        Ok(result) => result,
-        // Dropping the attempt closes its connection: a hung endpoint keeps
-        // no pooled connection.
-        Err(_elapsed) => Err(SendFailure::new(FailureKind::Timeout)),
+    let sent = match expiry {
+        Expiry::Timer => tokio::time::timeout_at(timeout_at, pool.send(request))
+            .await
+            .ok(),
+        Expiry::Told(expired) => until_expired(pool.send(request), expired).await,
     };
+    // Dropping the attempt closes its connection: a hung endpoint keeps no
+    // pooled connection.
+    let result = sent.unwrap_or_else(|| Err(SendFailure::new(FailureKind::Timeout)));
     Attempted {
         endpoint,
         in_flight,
@@ -147,6 +164,19 @@ async fn run_attempt(prepared: Prepared) -> Attempted {
         result,
         breaker,
     }
+}
+
+/// `send`'s output, or `None` once `expired` is set. Checked after each
+/// poll of `send`, as `tokio::time::timeout` checks its timer: an answer
+/// that is in wins. Whoever sets the flag polls this future next.
+async fn until_expired<F: Future>(send: F, expired: &AtomicBool) -> Option<F::Output> {
+    let mut send = std::pin::pin!(send);
+    std::future::poll_fn(|cx| match send.as_mut().poll(cx) {
+        Poll::Ready(output) => Poll::Ready(Some(output)),
+        Poll::Pending if expired.load(Ordering::Relaxed) => Poll::Ready(None),
+        Poll::Pending => Poll::Pending,
+    })
+    .await
 }
 
 /// How an attempt's request goes out.
@@ -307,13 +337,31 @@ impl<'r> Attempts<'r> {
         let Some(prepared) = self.prepare(first, breaker, now) else {
             return self.finished(Err(self.deadline_error()));
         };
-        let first = run_attempt(prepared);
+        // One timer for the request: the hedge delay, and the first
+        // attempt's per-try timeout (which it learns from `expired`). No
+        // timer for the request's deadline: every attempt's own timeout is
+        // capped by it, so each ends by then. Retries and hedges, off the
+        // common path, keep timers of their own.
+        let first_timeout = prepared.timeout_at;
+        let expired = AtomicBool::new(false);
+        let first = run_attempt(prepared, Expiry::Told(&expired));
         tokio::pin!(first);
         let mut first_running = true;
-        // No timer for the request's deadline: every attempt's own timeout
-        // is capped by it, so each ends by then.
+        let start_at = hedge_at.map_or(first_timeout, |at| at.min(first_timeout));
+        let mut armed_at = Some(start_at);
+        let timer = tokio::time::sleep_until(start_at);
+        tokio::pin!(timer);
         let result = loop {
             let hedge_due = hedge_at.filter(|_| self.running.len() == 1);
+            let first_due =
+                (first_running && !expired.load(Ordering::Relaxed)).then_some(first_timeout);
+            let wake_at = earliest(hedge_due, first_due);
+            if let Some(at) = wake_at
+                && armed_at != Some(at)
+            {
+                timer.as_mut().reset(at);
+                armed_at = Some(at);
+            }
             let step = tokio::select! {
                 attempted = &mut first, if first_running => {
                     first_running = false;
@@ -322,8 +370,17 @@ impl<'r> Attempts<'r> {
                 Some(attempted) = next_of(&mut self.futures), if self.futures.as_ref().is_some_and(|futures| !futures.is_empty()) => {
                     self.settle(attempted)
                 }
-                () = sleep_until_some(hedge_due), if hedge_due.is_some() => {
-                    hedge_at = self.hedge(Instant::now());
+                () = &mut timer, if wake_at.is_some() => {
+                    // What was due by the instant the timer was set for
+                    // (at least one of the two); a fired timer is set anew.
+                    let fired = armed_at.take();
+                    if first_due.is_some() && first_due <= fired {
+                        // `first`, polled next, ends with a timeout.
+                        expired.store(true, Ordering::Relaxed);
+                    }
+                    if hedge_due.is_some() && hedge_due <= fired {
+                        hedge_at = self.hedge(Instant::now());
+                    }
                     Step::Continue
                 }
                 // Nothing running and nothing to start: cannot happen while
@@ -416,7 +473,7 @@ impl<'r> Attempts<'r> {
         if let Some(prepared) = self.prepare(endpoint, breaker, now) {
             self.futures
                 .get_or_insert_with(FuturesUnordered::new)
-                .push(Box::pin(run_attempt(prepared)));
+                .push(Box::pin(run_attempt(prepared, Expiry::Timer)));
         }
     }
 
@@ -818,10 +875,10 @@ async fn next_of(futures: &mut Option<FuturesUnordered<AttemptFuture>>) -> Optio
     futures.as_mut()?.next().await
 }
 
-/// Sleep until `at`, or forever when there is nothing to wait for.
-async fn sleep_until_some(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+/// The earlier of two instants, either of which may be missing.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
