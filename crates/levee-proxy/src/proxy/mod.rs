@@ -106,84 +106,88 @@ impl HttpProxy {
     /// Serve one client request; `then` turns the response into what the
     /// caller returns (it runs inside this future, so that the caller needs
     /// no future of its own around this one).
-    pub async fn handle<R>(
+    #[allow(clippy::manual_async_fn)]
+    pub fn handle<R>(
         self: Arc<Self>,
         request: Request<ClientBody>,
         client: Arc<ClientInfo>,
         then: impl FnOnce(Response<ProxyBody>) -> R,
-    ) -> R {
-        let client = &*client;
-        let started = Instant::now();
-        // Only a listener with an access log pays for its line.
-        let pending = self.access_log.load().as_ref().map(|log| {
-            let record = AccessRecord::of(
-                &self.listener,
-                &request,
-                client.address.ip(),
-                std::time::SystemTime::now(),
-                log.settings().format,
-            );
-            Box::new(PendingLine::new(Arc::clone(log), record, started))
-        });
-        let grpc = grpc::is_grpc(request.version(), request.headers());
-        let route = self
-            .router
-            .load()
-            .route(request.method(), request.uri(), request.headers())
-            .cloned();
-        let served = match &route {
-            None => Err(ProxyError::NoRoute {
-                listener: self.listener.clone(),
-            }),
-            // Boxed, as the cache's: only switching requests pay for it.
-            Some(route) if tunnel::is_upgrade(&request) => Box::pin(tunnel::open(
-                route,
-                request,
-                client,
-                started,
-                self.metrics.tunnels_open().clone(),
-            ))
-            .await
-            .map(|response| response.map(Either::Right)),
-            Some(route) => match &route.cache {
-                // Boxed: the cache's future is twice the size of `forward`'s,
-                // and this future is moved whole into hyper's slot for every
-                // request, cached or not (callgrind: memcpy of 18 KB, a fifth
-                // of the request's instructions).
-                Some(cache) => Box::pin(cache.serve(route, request, client, started)).await,
-                None => forward(route, request, client, started)
-                    .await
-                    .map(|response| response.map(Either::Left)),
-            },
-        };
-        let mut levee_error = None;
-        let mut response = match served {
-            Ok(response) => response,
-            Err(error) => {
-                if pending.is_some() {
-                    levee_error = Some((error.rule(), error.log_reason()));
+    ) -> impl Future<Output = R> {
+        // Not an async fn, which keeps its arguments twice (as passed, as bound).
+        async move {
+            let client = &*client;
+            let started = Instant::now();
+            // Only a listener with an access log pays for its line.
+            let pending = self.access_log.load().as_ref().map(|log| {
+                let record = AccessRecord::of(
+                    &self.listener,
+                    &request,
+                    client.address.ip(),
+                    std::time::SystemTime::now(),
+                    log.settings().format,
+                );
+                Box::new(PendingLine::new(Arc::clone(log), record, started))
+            });
+            let grpc = grpc::is_grpc(request.version(), request.headers());
+            let route = self
+                .router
+                .load()
+                .route(request.method(), request.uri(), request.headers())
+                .cloned();
+            let served = match &route {
+                None => Err(ProxyError::NoRoute {
+                    listener: self.listener.clone(),
+                }),
+                // Boxed, as the cache's: only switching requests pay for it.
+                Some(route) if tunnel::is_upgrade(&request) => Box::pin(tunnel::open(
+                    route,
+                    request,
+                    client,
+                    started,
+                    self.metrics.tunnels_open().clone(),
+                ))
+                .await
+                .map(|response| response.map(Either::Right)),
+                Some(route) => match &route.cache {
+                    // Boxed: the cache's future is twice the size of `forward`'s,
+                    // and this future is moved whole into hyper's slot for every
+                    // request, cached or not (callgrind: memcpy of 18 KB, a fifth
+                    // of the request's instructions).
+                    Some(cache) => Box::pin(cache.serve(route, request, client, started)).await,
+                    None => forward(route, request, client, started)
+                        .await
+                        .map(|response| response.map(Either::Left)),
+                },
+            };
+            let mut levee_error = None;
+            let mut response = match served {
+                Ok(response) => response,
+                Err(error) => {
+                    if pending.is_some() {
+                        levee_error = Some((error.rule(), error.log_reason()));
+                    }
+                    tracing::debug!(listener = %self.listener, status = %error.status(), ?error, "levee answered the request itself");
+                    if grpc {
+                        error.into_grpc_response().map(Either::Right)
+                    } else {
+                        error.into_response().map(Either::Right)
+                    }
                 }
-                tracing::debug!(listener = %self.listener, status = %error.status(), ?error, "levee answered the request itself");
-                if grpc {
-                    error.into_grpc_response().map(Either::Right)
-                } else {
-                    error.into_response().map(Either::Right)
-                }
+            };
+            let elapsed = started.elapsed();
+            self.metrics
+                .record_response(response.status().as_u16(), elapsed.as_secs_f64());
+            if let Some(route) = &route {
+                route
+                    .cluster
+                    .traffic
+                    .record(response.status().as_u16(), elapsed);
             }
-        };
-        let elapsed = started.elapsed();
-        self.metrics
-            .record_response(response.status().as_u16(), elapsed.as_secs_f64());
-        if let Some(route) = &route {
-            route
-                .cluster
-                .traffic
-                .record(response.status().as_u16(), elapsed);
+            if let Some(pending) = pending {
+                log_on_end(pending, &mut response, route.as_deref(), levee_error);
+            }
+            then(response)
         }
-        if let Some(pending) = pending {
-            log_on_end(pending, &mut response, route.as_deref(), levee_error);
-        }
-        then(response)
     }
 }
 
@@ -246,110 +250,114 @@ impl cache::Upstream for Route {
 
 /// Forward one request to `cluster` (admission, attempts) and return the
 /// response head with its body still streaming, or levee's own error.
-pub(crate) async fn forward(
+#[allow(clippy::manual_async_fn)]
+pub(crate) fn forward(
     route: &Route,
     request: Request<ClientBody>,
     client: &ClientInfo,
     started: Instant,
-) -> Result<Response<UpstreamBody>, ProxyError> {
-    let cluster = &route.cluster;
-    // The caller's own deadline (grpc-timeout, deadline_header) bounds
-    // levee's when it is shorter.
-    let caller = deadline::caller_timeout(
-        request.version(),
-        request.headers(),
-        cluster.settings.deadline_header.as_ref(),
-    );
-    let timeout = match caller {
-        Some(caller) => caller.min(route.request_timeout),
-        None => route.request_timeout,
-    };
-    let deadline = started + timeout;
-    // Over its rate: 429 before anything else, without taking a slot.
-    let rate = match &route.rate_limit {
-        Some(limit) => Some(limit.check(request.headers(), client).await),
-        None => None,
-    };
-    if let Some(decision) = rate
-        && !decision.allowed
-    {
-        return Err(ProxyError::RateLimited {
-            cluster: cluster.name.clone(),
-            decision,
-        });
-    }
-    // Shed before anything else: a shed request costs no upstream work,
-    // never counts against an endpoint and is never retried.
-    let admission = admit(route.admission.as_deref(), route, request.headers())
-        .await
-        .map_err(|rejected| ProxyError::Overloaded {
-            cluster: cluster.name.clone(),
-            rejected,
-        })?;
-    // A request whose deadline passed while it queued is dropped here,
-    // never sent: its caller has given up.
-    if admission.is_some() && Instant::now() >= deadline {
-        return Err(ProxyError::Deadline {
-            cluster: cluster.name.clone(),
-            attempts: 0,
-        });
-    }
-    // After admission (shed requests never count), before any attempt.
-    let breaker = route
-        .breaker
-        .as_ref()
-        .map(|breaker| {
-            breaker
-                .acquire(Instant::now())
-                .map_err(|rejected| ProxyError::BreakerOpen {
-                    breaker: breaker.name().to_owned(),
-                    rejected,
-                })
-        })
-        .transpose()?;
-    // After the breaker: a request the breaker rejects is not one the
-    // upstream was asked.
-    if let Some(throttle) = &route.throttle {
-        throttle
-            .admit(Instant::now())
-            .map_err(|throttled| ProxyError::Throttled {
+) -> impl Future<Output = Result<Response<UpstreamBody>, ProxyError>> + Send {
+    // Not an async fn, which keeps its arguments twice (as passed, as bound).
+    async move {
+        let cluster = &route.cluster;
+        // The caller's own deadline (grpc-timeout, deadline_header) bounds
+        // levee's when it is shorter.
+        let caller = deadline::caller_timeout(
+            request.version(),
+            request.headers(),
+            cluster.settings.deadline_header.as_ref(),
+        );
+        let timeout = match caller {
+            Some(caller) => caller.min(route.request_timeout),
+            None => route.request_timeout,
+        };
+        let deadline = started + timeout;
+        // Over its rate: 429 before anything else, without taking a slot.
+        let rate = match &route.rate_limit {
+            Some(limit) => Some(limit.check(request.headers(), client).await),
+            None => None,
+        };
+        if let Some(decision) = rate
+            && !decision.allowed
+        {
+            return Err(ProxyError::RateLimited {
                 cluster: cluster.name.clone(),
-                throttled,
-            })?;
-    }
-    let Finished {
-        result,
-        client_time,
-    } = attempt(route, request, client, started, deadline).await;
-    if let (Some(throttle), Ok(answered)) = (&route.throttle, &result) {
-        throttle.record(grpc::judged_status(&answered.response), Instant::now());
-    }
-    if let Some(call) = breaker {
-        // A slow upload is the client's time, not a slow call.
-        let outcome = breaker_outcome(&result, call.elapsed().saturating_sub(client_time));
-        call.finish(outcome);
-    }
-    let answered = result?;
-    let (mut parts, mut body) = answered.response.into_parts();
-    if let Some((permit, admitted_at)) = admission {
-        // The adaptive limit learns from how long the cluster took to
-        // answer (a slow upload is the client's time).
-        if let Some(stage) = &route.admission {
-            let now = Instant::now();
-            let took = now.saturating_duration_since(admitted_at);
-            stage.observe_latency(took.saturating_sub(client_time), now);
+                decision,
+            });
         }
-        body.hold_admission(Some(permit));
+        // Shed before anything else: a shed request costs no upstream work,
+        // never counts against an endpoint and is never retried.
+        let admission = admit(route.admission.as_deref(), route, request.headers())
+            .await
+            .map_err(|rejected| ProxyError::Overloaded {
+                cluster: cluster.name.clone(),
+                rejected,
+            })?;
+        // A request whose deadline passed while it queued is dropped here,
+        // never sent: its caller has given up.
+        if admission.is_some() && Instant::now() >= deadline {
+            return Err(ProxyError::Deadline {
+                cluster: cluster.name.clone(),
+                attempts: 0,
+            });
+        }
+        // After admission (shed requests never count), before any attempt.
+        let breaker = route
+            .breaker
+            .as_ref()
+            .map(|breaker| {
+                breaker
+                    .acquire(Instant::now())
+                    .map_err(|rejected| ProxyError::BreakerOpen {
+                        breaker: breaker.name().to_owned(),
+                        rejected,
+                    })
+            })
+            .transpose()?;
+        // After the breaker: a request the breaker rejects is not one the
+        // upstream was asked.
+        if let Some(throttle) = &route.throttle {
+            throttle
+                .admit(Instant::now())
+                .map_err(|throttled| ProxyError::Throttled {
+                    cluster: cluster.name.clone(),
+                    throttled,
+                })?;
+        }
+        let Finished {
+            result,
+            client_time,
+        } = attempt(route, request, client, started, deadline).await;
+        if let (Some(throttle), Ok(answered)) = (&route.throttle, &result) {
+            throttle.record(grpc::judged_status(&answered.response), Instant::now());
+        }
+        if let Some(call) = breaker {
+            // A slow upload is the client's time, not a slow call.
+            let outcome = breaker_outcome(&result, call.elapsed().saturating_sub(client_time));
+            call.finish(outcome);
+        }
+        let answered = result?;
+        let (mut parts, mut body) = answered.response.into_parts();
+        if let Some((permit, admitted_at)) = admission {
+            // The adaptive limit learns from how long the cluster took to
+            // answer (a slow upload is the client's time).
+            if let Some(stage) = &route.admission {
+                let now = Instant::now();
+                let took = now.saturating_duration_since(admitted_at);
+                stage.observe_latency(took.saturating_sub(client_time), now);
+            }
+            body.hold_admission(Some(permit));
+        }
+        headers::remove_hop_by_hop(&mut parts.headers);
+        parts.headers.insert(
+            X_LEVEE_ATTEMPTS.clone(),
+            error::attempts_value(answered.attempts),
+        );
+        if let Some(decision) = &rate {
+            rate_limit::write_headers(&mut parts.headers, decision);
+        }
+        Ok(Response::from_parts(parts, body))
     }
-    headers::remove_hop_by_hop(&mut parts.headers);
-    parts.headers.insert(
-        X_LEVEE_ATTEMPTS.clone(),
-        error::attempts_value(answered.attempts),
-    );
-    if let Some(decision) = &rate {
-        rate_limit::write_headers(&mut parts.headers, decision);
-    }
-    Ok(Response::from_parts(parts, body))
 }
 
 /// A slot of `stage`, and when it was given; `None` without admission
@@ -416,82 +424,95 @@ fn breaker_outcome(
 }
 
 /// The attempts of one admitted request, up to its response head.
-async fn attempt(
+#[allow(clippy::manual_async_fn)]
+fn attempt(
     route: &Route,
     request: Request<ClientBody>,
     client: &ClientInfo,
     started: Instant,
     deadline: Instant,
-) -> Finished {
-    let cluster = &route.cluster;
-    let early = |error| Finished {
-        result: Err(error),
-        client_time: std::time::Duration::ZERO,
-    };
-    // Picked before the body is read: no endpoint, no point reading it.
-    let Some(first) = cluster.pick(started) else {
-        return early(ProxyError::NoEndpoint {
-            cluster: cluster.name.clone(),
-            reason: cluster.no_endpoint_reason(started),
-        });
-    };
-    let request = match upstream_request(request, client, &cluster.endpoint(first).host_header) {
-        Ok(request) => request,
-        Err(error) => return early(error),
-    };
-    let (parts, body) = request.into_parts();
-    let retry = &route.retry;
-    let idempotent = is_idempotent(
-        parts.method.as_str(),
-        parts.headers.contains_key(&IDEMPOTENCY_KEY),
-        retry.idempotent,
-    );
-    // Bounded by the client's progress, not by the deadline: a slow but
-    // steady client is served, a stalled one gets 408.
-    let idle = cluster.settings.body_idle_timeout;
-    // Matched whole, not bound: a binding would be kept in the future
-    // across the attempts.
-    let (payload, waited_since) = match read_for_replay(body, retry.replay_buffer, idle).await {
-        Ok(BodyRead {
-            body: Ok(copy),
-            waited_since,
-        }) => (Payload::Replayable(copy), waited_since),
-        Ok(BodyRead {
-            body: Err(streaming),
-            waited_since,
-        }) => (Payload::Once(Some(streaming)), waited_since),
-        Err(failure) => {
-            route
-                .retries
-                .record_client_body_failure(None, failure, idle);
-            return early(ProxyError::ClientBody {
+) -> impl Future<Output = Finished> + Send {
+    // Not an async fn, which keeps its arguments twice (as passed, as bound).
+    async move {
+        let cluster = &route.cluster;
+        let early = |error| Finished {
+            result: Err(error),
+            client_time: std::time::Duration::ZERO,
+        };
+        // Picked before the body is read: no endpoint, no point reading it.
+        let Some(first) = cluster.pick(started) else {
+            return early(ProxyError::NoEndpoint {
                 cluster: cluster.name.clone(),
-                failure,
-                idle,
-                attempts: 0,
+                reason: cluster.no_endpoint_reason(started),
             });
-        }
-    };
-    // The time spent waiting for the client's body is not the upstream's:
-    // the deadline for its answer moves by as much.
-    let (deadline, waited) = match waited_since {
-        Some(since) => {
-            let waited = since.elapsed();
-            (deadline + waited, waited)
-        }
-        None => (deadline, std::time::Duration::ZERO),
-    };
-    let propagation = deadline::propagation(
-        parts.version,
-        &parts.headers,
-        cluster.settings.deadline_header.as_ref(),
-    );
-    let head = RequestHead {
-        method: parts.method,
-        uri: parts.uri,
-        headers: parts.headers,
-        propagation,
-    };
-    let mut attempts = Attempts::new(route, head, payload, idempotent, deadline, waited);
-    attempts.run(first).await
+        };
+        let request = match upstream_request(request, client, &cluster.endpoint(first).host_header)
+        {
+            Ok(request) => request,
+            Err(error) => return early(error),
+        };
+        // Taken apart whole: `Parts` bound as one would be kept in the
+        // future across the attempts for the fields not moved out of it.
+        let (
+            http::request::Parts {
+                method,
+                uri,
+                version,
+                headers,
+                ..
+            },
+            body,
+        ) = request.into_parts();
+        let retry = &route.retry;
+        let idempotent = is_idempotent(
+            method.as_str(),
+            headers.contains_key(&IDEMPOTENCY_KEY),
+            retry.idempotent,
+        );
+        // Bounded by the client's progress, not by the deadline: a slow but
+        // steady client is served, a stalled one gets 408.
+        let idle = cluster.settings.body_idle_timeout;
+        // Matched whole, not bound: a binding would be kept in the future
+        // across the attempts.
+        let (payload, waited_since) = match read_for_replay(body, retry.replay_buffer, idle).await {
+            Ok(BodyRead {
+                body: Ok(copy),
+                waited_since,
+            }) => (Payload::Replayable(copy), waited_since),
+            Ok(BodyRead {
+                body: Err(streaming),
+                waited_since,
+            }) => (Payload::Once(Some(streaming)), waited_since),
+            Err(failure) => {
+                route
+                    .retries
+                    .record_client_body_failure(None, failure, idle);
+                return early(ProxyError::ClientBody {
+                    cluster: cluster.name.clone(),
+                    failure,
+                    idle,
+                    attempts: 0,
+                });
+            }
+        };
+        // The time spent waiting for the client's body is not the upstream's:
+        // the deadline for its answer moves by as much.
+        let (deadline, waited) = match waited_since {
+            Some(since) => {
+                let waited = since.elapsed();
+                (deadline + waited, waited)
+            }
+            None => (deadline, std::time::Duration::ZERO),
+        };
+        let propagation =
+            deadline::propagation(version, &headers, cluster.settings.deadline_header.as_ref());
+        let head = RequestHead {
+            method,
+            uri,
+            headers,
+            propagation,
+        };
+        let mut attempts = Attempts::new(route, head, payload, idempotent, deadline, waited);
+        attempts.run(first).await
+    }
 }
