@@ -4,12 +4,12 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::CONNECTION;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
 
 use smallvec::SmallVec;
 
-use super::request_head::{content_length, ends_chunked, has_token};
+use super::request_head::{FramingFields, ends_chunked, has_token};
 
 /// The largest response head levee reads (hyper's default buffer limit).
 pub(super) const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
@@ -147,6 +147,7 @@ fn parse_one(
     // rate-limit and cache fields): growing a full map rehashes it (about
     // 1,000 instructions per response under callgrind).
     let mut headers = HeaderMap::with_capacity(spans.len() + LEVEE_FIELDS);
+    let mut fields = FramingFields::default();
     for [name_start, name_end, value_start, value_end] in spans {
         let raw = &bytes[name_start as usize..name_end as usize];
         let name = HeaderName::from_bytes(raw)
@@ -154,23 +155,26 @@ fn parse_one(
         let value =
             HeaderValue::from_maybe_shared(bytes.slice(value_start as usize..value_end as usize))
                 .map_err(|_| ProtocolError::Field(name.as_str().to_owned()))?;
+        fields.note(&name, &value);
         headers.append(name, value);
     }
     let mut keep_alive = version == Version::HTTP_11;
-    let connection = headers.get_all(CONNECTION);
-    if connection.iter().any(|value| has_token(value, "close")) {
-        keep_alive = false;
-    } else if !keep_alive {
-        keep_alive = connection
-            .iter()
-            .any(|value| has_token(value, "keep-alive"));
+    if fields.connection {
+        let connection = headers.get_all(CONNECTION);
+        if connection.iter().any(|value| has_token(value, "close")) {
+            keep_alive = false;
+        } else if !keep_alive {
+            keep_alive = connection
+                .iter()
+                .any(|value| has_token(value, "keep-alive"));
+        }
     }
     if code == 101 {
         // levee asks to switch protocols on connections of their own
         // (`EndpointPool::send_upgrade`), never here.
         return Err(ProtocolError::UnexpectedSwitch(code));
     }
-    let body = body_end(status, method, version, &headers)?;
+    let body = body_end(status, method, version, &headers, fields)?;
     let mut head = Response::new(());
     *head.status_mut() = status;
     *head.version_mut() = version;
@@ -189,6 +193,7 @@ fn body_end(
     method: &Method,
     version: Version,
     headers: &HeaderMap,
+    fields: FramingFields,
 ) -> Result<BodyEnd, ProtocolError> {
     if matches!(status.as_u16(), 204 | 304) || *method == Method::HEAD {
         return Ok(BodyEnd::Length(0));
@@ -196,7 +201,7 @@ fn body_end(
     if *method == Method::CONNECT && status.is_success() {
         return Err(ProtocolError::UnexpectedSwitch(status.as_u16()));
     }
-    if headers.contains_key(TRANSFER_ENCODING) {
+    if fields.transfer_encoding {
         if version == Version::HTTP_10 {
             return Err(ProtocolError::TransferEncodingInHttp10);
         }
@@ -206,9 +211,9 @@ fn body_end(
             BodyEnd::Close
         });
     }
-    match content_length(headers) {
-        Some(length) => Ok(BodyEnd::Length(length)),
-        None if headers.contains_key(CONTENT_LENGTH) => Err(ProtocolError::ContentLength),
+    match fields.content_length {
+        Some(Some(length)) => Ok(BodyEnd::Length(length)),
+        Some(None) => Err(ProtocolError::ContentLength),
         None => Ok(BodyEnd::Close),
     }
 }
