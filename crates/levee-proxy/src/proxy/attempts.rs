@@ -98,6 +98,8 @@ struct Prepared {
     cluster: Arc<Cluster>,
     endpoint: EndpointId,
     request: Request<RequestBody>,
+    /// When it was booked: its latency counts from here.
+    started: Instant,
     /// Per-try timeout, capped by the request's deadline (both shifted by
     /// the upload's duration for a body streaming from the client).
     timeout_at: Instant,
@@ -123,11 +125,11 @@ async fn run_attempt(prepared: Prepared, expiry: Expiry<'_>) -> Attempted {
         cluster,
         endpoint,
         request,
+        started,
         timeout_at,
         breaker,
     } = prepared;
     let in_flight = InFlight::start(&cluster, endpoint);
-    let started = Instant::now();
     let pool = &cluster.endpoint(endpoint).pool;
     let request = match watch_upload(request, started) {
         Sending::Held(request) => request,
@@ -139,6 +141,7 @@ async fn run_attempt(prepared: Prepared, expiry: Expiry<'_>) -> Attempted {
             return Attempted {
                 endpoint,
                 in_flight,
+                finished_at: Instant::now(),
                 latency: uploaded.latency,
                 upload: uploaded.upload,
                 result: uploaded.result,
@@ -156,10 +159,12 @@ async fn run_attempt(prepared: Prepared, expiry: Expiry<'_>) -> Attempted {
     // Dropping the attempt closes its connection: a hung endpoint keeps no
     // pooled connection.
     let result = sent.unwrap_or_else(|| Err(SendFailure::new(FailureKind::Timeout)));
+    let finished_at = Instant::now();
     Attempted {
         endpoint,
         in_flight,
-        latency: started.elapsed(),
+        finished_at,
+        latency: finished_at.saturating_duration_since(started),
         upload: Duration::ZERO,
         result,
         breaker,
@@ -201,6 +206,9 @@ fn watch_upload(mut request: Request<RequestBody>, now: Instant) -> Sending {
 struct Attempted {
     endpoint: EndpointId,
     in_flight: InFlight,
+    /// When it came back (the clock is read once for its latency and for
+    /// judging it).
+    finished_at: Instant,
     /// How long the endpoint kept it waiting (the upload not included).
     latency: Duration,
     /// How long its body streamed up from the client (zero for a body levee
@@ -330,7 +338,7 @@ impl<'r> Attempts<'r> {
         // gateway's per-request instructions when every attempt was boxed.
         // A fresh payload can always be sent once.
         let Some((first, breaker)) = self.admit(Some(first), now) else {
-            self.finish(now);
+            self.finish();
             let error = self.no_endpoint_error();
             return self.finished(Err(error));
         };
@@ -362,7 +370,10 @@ impl<'r> Attempts<'r> {
                 timer.as_mut().reset(at);
                 armed_at = Some(at);
             }
+            // In this order, not at random: an answer that is in wins over
+            // a timer that fired, and no random number is drawn per poll.
             let step = tokio::select! {
+                biased;
                 attempted = &mut first, if first_running => {
                     first_running = false;
                     self.settle(attempted)
@@ -397,7 +408,7 @@ impl<'r> Attempts<'r> {
                 Step::Continue | Step::Retry(..) => {}
             }
         };
-        self.finish(Instant::now());
+        self.finish();
         self.finished(result)
     }
 
@@ -463,6 +474,7 @@ impl<'r> Attempts<'r> {
             cluster: Arc::clone(&self.cluster),
             endpoint,
             request,
+            started: now,
             timeout_at: (now + self.retry.per_try_timeout).min(self.deadline),
             breaker,
         })
@@ -483,7 +495,7 @@ impl<'r> Attempts<'r> {
     /// keeps no state of its own in every request's future (which hyper
     /// copies whole per request; 2 KB less).
     fn settle(&mut self, attempted: Attempted) -> Step {
-        let now = Instant::now();
+        let now = attempted.finished_at;
         self.running
             .retain(|running| running.endpoint != attempted.endpoint);
         if !attempted.upload.is_zero() {
@@ -495,6 +507,7 @@ impl<'r> Attempts<'r> {
         let Attempted {
             endpoint,
             in_flight,
+            finished_at: _,
             latency,
             upload: _,
             result,
@@ -835,12 +848,17 @@ impl<'r> Attempts<'r> {
     /// The request is over: cancel what is still running (a hedge loser's
     /// wait still teaches the balancer that its endpoint was slow) and give
     /// the held verdicts, except a poison request's, to outlier detection.
-    fn finish(&mut self, now: Instant) {
-        for running in self.running.drain(..) {
-            let waited = now.saturating_duration_since(running.started);
-            self.cluster
-                .load(running.endpoint)
-                .observe_latency(waited, now);
+    fn finish(&mut self) {
+        // Most requests end with nothing running and no verdict held: no
+        // clock reading for them.
+        if !self.running.is_empty() {
+            let now = Instant::now();
+            for running in self.running.drain(..) {
+                let waited = now.saturating_duration_since(running.started);
+                self.cluster
+                    .load(running.endpoint)
+                    .observe_latency(waited, now);
+            }
         }
         self.futures = None;
         let poisoned = self.poison.poisoned();
@@ -848,6 +866,10 @@ impl<'r> Attempts<'r> {
             self.retries
                 .report_poison(&self.head.describe(), class, POISON_ENDPOINTS);
         }
+        if self.held_verdicts.is_empty() {
+            return;
+        }
+        let now = Instant::now();
         for (outcome, breaker) in self.held_verdicts.drain(..) {
             if poisoned.is_some() && PoisonClass::of(&outcome) == poisoned {
                 // Dropped: the permit is given back, counting for nothing.
