@@ -57,35 +57,46 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// Whether `value` can be a `Host` header: `host[:port]` with the characters
 /// of a URI host (RFC 3986 reg-name, IPv4, or `[IPv6]`) and port, and not
 /// empty. Hand-written rather than parsed as a URI authority: it runs on
-/// every request and a byte scan is all it needs.
+/// every request and a byte scan is all it needs (a table lookup per byte:
+/// ~10 instructions per byte as a chain of comparisons).
 pub fn is_valid_host(value: &HeaderValue) -> bool {
     let bytes = value.as_bytes();
-    !bytes.is_empty()
-        && bytes.iter().all(|&byte| {
-            byte.is_ascii_alphanumeric()
-                || matches!(
-                    byte,
-                    b'-' | b'.'
-                        | b'_'
-                        | b'~'
-                        | b'!'
-                        | b'$'
-                        | b'&'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'*'
-                        | b'+'
-                        | b','
-                        | b';'
-                        | b'='
-                        | b'%'
-                        | b':'
-                        | b'['
-                        | b']'
-                )
-        })
+    !bytes.is_empty() && bytes.iter().all(|&byte| HOST_BYTES[usize::from(byte)])
 }
+
+/// The bytes a `Host` value may hold: unreserved, sub-delims, `%`, `:`,
+/// `[` and `]`.
+static HOST_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let c = byte as u8;
+        table[byte] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b'%'
+                    | b':'
+                    | b'['
+                    | b']'
+            );
+        byte += 1;
+    }
+    table
+};
 
 /// The client address as a header value, computed once per connection.
 pub fn client_ip_value(client: IpAddr) -> HeaderValue {
