@@ -76,8 +76,8 @@ mod tests {
 
     #[test]
     fn the_decay_weight_is_exp_minus_x() {
-        for x in [0.0, 1e-9, 1e-6, 5e-4, 9.99e-4, 1e-3, 0.5, 1.0, 30.0] {
-            let exact = (-x as f64).exp();
+        for x in [0.0_f64, 1e-9, 1e-6, 5e-4, 9.99e-4, 1e-3, 0.5, 1.0, 30.0] {
+            let exact: f64 = (-x).exp();
             assert!((decay_weight(x) - exact).abs() <= 1e-9 * exact, "{x}");
         }
     }
