@@ -92,9 +92,15 @@ async fn a_retry_that_cannot_finish_before_the_deadline_is_not_started() {
     gateway.shutdown().await;
 }
 
-/// The time left (ms) the last request `backend` received was told.
+/// The time left (ms) the last request `backend` received was told (in
+/// one field: levee's value replaces the client's).
 fn told_ms(backend: &Backend) -> Option<u64> {
     let headers = backend.last_request_headers()?;
+    let fields = headers.get_all("x-request-timeout-ms").iter().count();
+    assert!(
+        fields <= 1,
+        "{fields} x-request-timeout-ms fields: {headers:?}"
+    );
     headers
         .get("x-request-timeout-ms")?
         .to_str()

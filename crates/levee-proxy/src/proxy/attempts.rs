@@ -70,8 +70,9 @@ pub struct RequestHead {
     pub method: Method,
     /// Origin-form URI.
     pub uri: Uri,
-    /// Headers as they go upstream.
-    pub headers: HeaderMap,
+    /// Headers as they go upstream, shared by every attempt (an attempt's
+    /// request carries only its own fields, usually none).
+    pub headers: Arc<HeaderMap>,
     /// How each attempt is told the time left before the deadline, if it
     /// is (`deadline_header`, or a gRPC call's `grpc-timeout`).
     pub propagation: Option<super::deadline::Propagation>,
@@ -83,7 +84,6 @@ impl RequestHead {
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.uri.clone();
         *request.version_mut() = Version::HTTP_11;
-        *request.headers_mut() = self.headers.clone();
         request
     }
 
@@ -97,7 +97,10 @@ impl RequestHead {
 struct Prepared {
     cluster: Arc<Cluster>,
     endpoint: EndpointId,
+    /// Its own header fields only (see [`RequestHead::headers`]).
     request: Request<RequestBody>,
+    /// The request's header fields.
+    shared: Arc<HeaderMap>,
     /// When it was booked: its latency counts from here.
     started: Instant,
     /// Per-try timeout, capped by the request's deadline (both shifted by
@@ -125,6 +128,7 @@ async fn run_attempt(prepared: Prepared, expiry: Expiry<'_>) -> Attempted {
         cluster,
         endpoint,
         request,
+        shared,
         started,
         timeout_at,
         breaker,
@@ -137,7 +141,10 @@ async fn run_attempt(prepared: Prepared, expiry: Expiry<'_>) -> Attempted {
             let idle = cluster.settings.body_idle_timeout;
             // Boxed: inline, its state would grow every request's future
             // (which hyper moves whole) for the few that stream a body.
-            let uploaded = Box::pin(send_streamed(pool, request, watch, idle, timeout_at)).await;
+            let uploaded = Box::pin(send_streamed(
+                pool, request, &shared, watch, idle, timeout_at,
+            ))
+            .await;
             return Attempted {
                 endpoint,
                 in_flight,
@@ -151,10 +158,10 @@ async fn run_attempt(prepared: Prepared, expiry: Expiry<'_>) -> Attempted {
     };
     // A body levee holds goes out at once: the head is due from now.
     let sent = match expiry {
-        Expiry::Timer => tokio::time::timeout_at(timeout_at, pool.send(request))
+        Expiry::Timer => tokio::time::timeout_at(timeout_at, pool.send(request, &shared))
             .await
             .ok(),
-        Expiry::Told(expired) => until_expired(pool.send(request), expired).await,
+        Expiry::Told(expired) => until_expired(pool.send(request, &shared), expired).await,
     };
     // Dropping the attempt closes its connection: a hung endpoint keeps no
     // pooled connection.
@@ -474,6 +481,7 @@ impl<'r> Attempts<'r> {
             cluster: Arc::clone(&self.cluster),
             endpoint,
             request,
+            shared: Arc::clone(&self.head.headers),
             started: now,
             timeout_at: (now + self.retry.per_try_timeout).min(self.deadline),
             breaker,

@@ -520,7 +520,7 @@ fn attempt(
         let head = RequestHead {
             method,
             uri,
-            headers,
+            headers: Arc::new(headers),
             propagation,
         };
         let mut attempts = Attempts::new(route, head, payload, idempotent, deadline, waited);

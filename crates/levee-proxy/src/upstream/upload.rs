@@ -45,7 +45,8 @@ pub struct Uploaded {
     pub latency: Duration,
 }
 
-/// Send `request`, whose body streams from the client, on `pool`: no
+/// Send `request` (with `shared`, see [`EndpointPool::send`]), whose body
+/// streams from the client, on `pool`: no
 /// response-head timer while the body goes up, only `idle` as a progress
 /// limit; then the head is due by `head_by` plus the upload's duration
 /// (`head_by` being the attempt's deadline as if the body had been sent at
@@ -53,12 +54,13 @@ pub struct Uploaded {
 pub async fn send_streamed(
     pool: &Arc<EndpointPool>,
     request: Request<RequestBody>,
+    shared: &http::HeaderMap,
     watch: UploadWatch,
     idle: Duration,
     head_by: Instant,
 ) -> Uploaded {
     let started = watch.started;
-    let send = pool.send(request);
+    let send = pool.send(request, shared);
     tokio::pin!(send);
     let check = tokio::time::sleep_until(started + idle);
     tokio::pin!(check);

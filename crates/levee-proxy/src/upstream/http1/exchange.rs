@@ -87,8 +87,9 @@ impl Exchange {
     pub(super) fn start(
         mut connection: Box<Http1Connection>,
         request: Request<RequestBody>,
+        shared: &HeaderMap,
     ) -> (Exchange, http::Method) {
-        let (mut parts, body) = request.into_parts();
+        let (parts, body) = request.into_parts();
         let length = if body.is_end_stream() {
             BodyLength::Ended
         } else {
@@ -105,7 +106,10 @@ impl Exchange {
             &parts.method,
             &target,
             parts.version,
-            &mut parts.headers,
+            request_head::Fields {
+                shared,
+                own: &parts.headers,
+            },
             length,
             &mut connection.write_buf,
         );

@@ -110,7 +110,8 @@ pub trait ConnectionHome: Send + Sync {
     fn give_back(&self, connection: Box<Http1Connection>);
 }
 
-/// Send `request` on `connection`: the future's output is the response
+/// Send `request` on `connection`, with the header fields all attempts of
+/// its request share (`shared`) before its own: the future's output is the response
 /// head, whose body reads the rest and gives the connection back to `home`
 /// once it has been read to its end.
 ///
@@ -121,9 +122,10 @@ pub trait ConnectionHome: Send + Sync {
 pub fn send(
     connection: Box<Http1Connection>,
     request: Request<RequestBody>,
+    shared: &http::HeaderMap,
     home: Arc<dyn ConnectionHome>,
 ) -> SendHead {
-    let (exchange, method) = exchange::Exchange::start(connection, request);
+    let (exchange, method) = exchange::Exchange::start(connection, request, shared);
     SendHead {
         exchange: Some((exchange, home)),
         method,

@@ -32,21 +32,74 @@ pub(super) enum BodyLength {
     Unknown,
 }
 
+/// A request's header fields as they go out: the fields every attempt of
+/// the request shares (kept once per request, not copied per attempt) and
+/// this attempt's own (usually none: a deadline levee propagates), which
+/// replace shared fields of the same name.
+#[derive(Clone, Copy)]
+pub(super) struct Fields<'a> {
+    pub shared: &'a HeaderMap,
+    pub own: &'a HeaderMap,
+}
+
+impl<'a> Fields<'a> {
+    /// The values of `name` as sent.
+    fn get_all(&self, name: HeaderName) -> http::header::GetAll<'a, HeaderValue> {
+        if !self.own.is_empty() && self.own.contains_key(&name) {
+            self.own.get_all(name)
+        } else {
+            self.shared.get_all(name)
+        }
+    }
+
+    /// Every field as sent, in order: the shared ones not replaced, then
+    /// the attempt's own.
+    fn each(&self, mut field: impl FnMut(&'a HeaderName, &'a HeaderValue)) {
+        for (name, value) in self.shared {
+            if self.own.is_empty() || !self.own.contains_key(name) {
+                field(name, value);
+            }
+        }
+        for (name, value) in self.own {
+            field(name, value);
+        }
+    }
+}
+
+/// Framing fields the request's own must lose or gain on the wire (hyper's
+/// `set_length` would change the map; levee writes the change instead, so
+/// the shared fields stay as they are for the next attempt).
+#[derive(Default)]
+struct Adjust {
+    drop_transfer_encoding: bool,
+    drop_content_length: bool,
+    /// Written after the request's fields: `content-length: N` or a last
+    /// `transfer-encoding: chunked` (after any others, which keeps the
+    /// codings' order).
+    add: Option<Added>,
+}
+
+enum Added {
+    Length(u64),
+    Chunked,
+}
+
 /// Append the head of a request (`method`, `target` as written on the
-/// request line, `version`, `headers`) to `out`, adjusting the framing
-/// fields first; returns how the body must be framed and whether the
-/// request asks to close the connection after it.
+/// request line, `version`, `fields`) to `out`, with its framing fields
+/// adjusted; returns how the body must be framed and whether the request
+/// asks to close the connection after it.
 pub(super) fn encode(
     method: &Method,
     target: &str,
     version: Version,
-    headers: &mut HeaderMap,
+    fields: Fields<'_>,
     body: BodyLength,
     out: &mut BytesMut,
 ) -> (BodyFraming, bool) {
-    let fields = FramingFields::of(headers);
-    let framing = frame(method, version, headers, fields, body);
-    out.reserve(target.len() + 32 + headers.len() * 32);
+    let mut seen = FramingFields::default();
+    fields.each(|name, value| seen.note(name, value));
+    let (framing, adjust) = frame(method, version, fields, seen, body);
+    out.reserve(target.len() + 64 + (fields.shared.len() + fields.own.len()) * 32);
     out.extend_from_slice(method.as_str().as_bytes());
     out.extend_from_slice(b" ");
     out.extend_from_slice(target.as_bytes());
@@ -55,10 +108,23 @@ pub(super) fn encode(
     } else {
         b" HTTP/1.1\r\n"
     });
-    write_fields(headers, out);
+    fields.each(|name, value| {
+        let dropped = (adjust.drop_transfer_encoding && name == TRANSFER_ENCODING)
+            || (adjust.drop_content_length && name == CONTENT_LENGTH);
+        if !dropped {
+            write_field(name, value, out);
+        }
+    });
+    match adjust.add {
+        Some(Added::Length(length)) => {
+            write_field(&CONTENT_LENGTH, &HeaderValue::from(length), out);
+        }
+        Some(Added::Chunked) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        None => {}
+    }
     out.extend_from_slice(b"\r\n");
-    let close = fields.connection
-        && headers
+    let close = seen.connection
+        && fields
             .get_all(CONNECTION)
             .iter()
             .any(|value| has_token(value, "close"));
@@ -68,71 +134,83 @@ pub(super) fn encode(
 /// Append `name: value\r\n` for every field.
 pub(super) fn write_fields(headers: &HeaderMap, out: &mut BytesMut) {
     for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        write_field(name, value, out);
     }
 }
 
-/// Decide the framing and make the fields say it (hyper's `set_length`).
+fn write_field(name: &HeaderName, value: &HeaderValue, out: &mut BytesMut) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Decide the framing and how the fields must say it (hyper's client
+/// rules: `set_length`).
 fn frame(
     method: &Method,
     version: Version,
-    headers: &mut HeaderMap,
-    fields: FramingFields,
+    fields: Fields<'_>,
+    seen: FramingFields,
     body: BodyLength,
-) -> BodyFraming {
+) -> (BodyFraming, Adjust) {
+    let mut adjust = Adjust::default();
     let length = match body {
         BodyLength::Ended => {
-            if fields.transfer_encoding {
-                headers.remove(TRANSFER_ENCODING);
-            }
-            return BodyFraming::Length(0);
+            adjust.drop_transfer_encoding = seen.transfer_encoding;
+            return (BodyFraming::Length(0), adjust);
         }
         BodyLength::Known(length) => Some(length),
         BodyLength::Unknown => None,
     };
-    let given_length = fields.content_length.flatten();
+    let given_length = seen.content_length.flatten();
     if version == Version::HTTP_10 {
         // HTTP/1.0 knows no chunked framing.
-        if fields.transfer_encoding {
-            headers.remove(TRANSFER_ENCODING);
-        }
-        return match (given_length, length) {
+        adjust.drop_transfer_encoding = seen.transfer_encoding;
+        let framing = match (given_length, length) {
             (Some(given), _) => BodyFraming::Length(given),
-            (None, Some(length)) => set_length(headers, length),
+            (None, Some(length)) => set_length(&mut adjust, seen, length),
             (None, None) => BodyFraming::Length(0),
         };
+        return (framing, adjust);
     }
-    if fields.transfer_encoding {
-        if !ends_chunked(headers) {
-            headers.append(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+    if seen.transfer_encoding {
+        if !fields
+            .get_all(TRANSFER_ENCODING)
+            .iter()
+            .next_back()
+            .is_some_and(ends_with_chunked)
+        {
+            adjust.add = Some(Added::Chunked);
         }
-        headers.remove(CONTENT_LENGTH);
-        return chunked(headers);
+        adjust.drop_content_length = seen.content_length.is_some();
+        return (chunked(fields), adjust);
     }
-    match (given_length, length) {
+    let framing = match (given_length, length) {
         (Some(given), _) => BodyFraming::Length(given),
-        (None, Some(length)) => set_length(headers, length),
+        (None, Some(length)) => set_length(&mut adjust, seen, length),
         (None, None) if matches!(*method, Method::GET | Method::HEAD | Method::CONNECT) => {
             BodyFraming::Length(0)
         }
         (None, None) => {
-            headers.remove(CONTENT_LENGTH);
-            headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
-            chunked(headers)
+            adjust.drop_content_length = seen.content_length.is_some();
+            adjust.add = Some(Added::Chunked);
+            chunked(fields)
         }
-    }
+    };
+    (framing, adjust)
 }
 
-fn set_length(headers: &mut HeaderMap, length: u64) -> BodyFraming {
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+/// A known length where the request gave no valid one: an invalid
+/// `Content-Length` is replaced.
+fn set_length(adjust: &mut Adjust, seen: FramingFields, length: u64) -> BodyFraming {
+    adjust.drop_content_length = seen.content_length.is_some();
+    adjust.add = Some(Added::Length(length));
     BodyFraming::Length(length)
 }
 
-fn chunked(headers: &HeaderMap) -> BodyFraming {
-    let trailers = headers
+fn chunked(fields: Fields<'_>) -> BodyFraming {
+    let trailers = fields
         .get_all(TRAILER)
         .iter()
         .filter_map(|value| value.to_str().ok())
@@ -191,6 +269,7 @@ pub(super) struct FramingFields {
 
 impl FramingFields {
     /// The framing fields among `headers`.
+    #[cfg(test)]
     pub(super) fn of(headers: &HeaderMap) -> FramingFields {
         let mut fields = FramingFields::default();
         for (name, value) in headers {
@@ -247,9 +326,49 @@ mod tests {
     use super::*;
 
     fn head(method: Method, headers: &mut HeaderMap, body: BodyLength) -> (String, BodyFraming) {
+        let own = HeaderMap::new();
+        let fields = Fields {
+            shared: headers,
+            own: &own,
+        };
         let mut out = BytesMut::new();
-        let (framing, _) = encode(&method, "/a?b", Version::HTTP_11, headers, body, &mut out);
+        let (framing, _) = encode(&method, "/a?b", Version::HTTP_11, fields, body, &mut out);
         (String::from_utf8(out.to_vec()).expect("ascii"), framing)
+    }
+
+    #[test]
+    fn an_attempt_s_own_fields_replace_shared_ones_which_stay_as_they_are() {
+        let mut shared = HeaderMap::new();
+        shared.insert("host", HeaderValue::from_static("x"));
+        shared.insert("x-deadline-ms", HeaderValue::from_static("900"));
+        shared.insert("transfer-encoding", HeaderValue::from_static("gzip"));
+        shared.insert("connection", HeaderValue::from_static("close"));
+        let mut own = HeaderMap::new();
+        own.insert("x-deadline-ms", HeaderValue::from_static("450"));
+        let fields = Fields {
+            shared: &shared,
+            own: &own,
+        };
+        let mut out = BytesMut::new();
+        let (framing, close) = encode(
+            &Method::PUT,
+            "/",
+            Version::HTTP_11,
+            fields,
+            BodyLength::Known(3),
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out.to_vec()).expect("ascii"),
+            "PUT / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: gzip\r\nconnection: close\r\n\
+             x-deadline-ms: 450\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        assert!(matches!(framing, BodyFraming::Chunked { .. }));
+        assert!(close);
+        // The shared fields are not changed for the next attempt.
+        assert_eq!(shared.len(), 4);
+        assert_eq!(shared["x-deadline-ms"], "900");
+        assert_eq!(shared["transfer-encoding"], "gzip");
     }
 
     #[test]
