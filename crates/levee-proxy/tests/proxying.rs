@@ -147,6 +147,7 @@ async fn hop_by_hop_headers_are_removed_and_forwarding_headers_added() {
         .header("te", "trailers")
         .header("x-end-to-end", "kept")
         .header("x-forwarded-for", "203.0.113.9")
+        .header("x-forwarded-proto", "gopher")
         .body(Full::new(Bytes::new()))
         .expect("request");
     assert_eq!(send(&client(), request).await.status, 200);
@@ -162,6 +163,10 @@ async fn hop_by_hop_headers_are_removed_and_forwarding_headers_added() {
     assert_eq!(seen["x-end-to-end"], "kept");
     assert_eq!(seen["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
     assert_eq!(seen["x-forwarded-proto"], "http");
+    // Replaced, not sent beside the client's.
+    for name in ["x-forwarded-for", "x-forwarded-proto"] {
+        assert_eq!(seen.get_all(name).iter().count(), 1, "{name}: {seen:?}");
+    }
     gateway.shutdown().await;
 }
 

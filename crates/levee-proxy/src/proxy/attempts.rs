@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use http::{Method, Request, Response, Uri, Version};
 use levee_core::breaker::{CallOutcome, Rejected};
 use levee_core::retry::{
     NotRetried, POISON_ENDPOINTS, PoisonClass, PoisonTracker, RequestFacts, RetryDecision, decide,
@@ -44,7 +44,7 @@ use crate::config::RetrySettings;
 use crate::route::Route;
 use crate::upstream::{
     ClientBodyFailed, PooledConnection, ReplayCopy, RequestBody, ResponseBody, SendFailure,
-    UploadWatch, send_streamed,
+    SharedFields, UploadWatch, send_streamed,
 };
 
 /// The request body as this request's attempts see it.
@@ -70,9 +70,9 @@ pub struct RequestHead {
     pub method: Method,
     /// Origin-form URI.
     pub uri: Uri,
-    /// Headers as they go upstream, shared by every attempt (an attempt's
-    /// request carries only its own fields, usually none).
-    pub headers: Arc<HeaderMap>,
+    /// Header fields as they go upstream, shared by every attempt (an
+    /// attempt's request carries only its own fields, usually none).
+    pub fields: Arc<SharedFields>,
     /// How each attempt is told the time left before the deadline, if it
     /// is (`deadline_header`, or a gRPC call's `grpc-timeout`).
     pub propagation: Option<super::deadline::Propagation>,
@@ -100,7 +100,7 @@ struct Prepared {
     /// Its own header fields only (see [`RequestHead::headers`]).
     request: Request<RequestBody>,
     /// The request's header fields.
-    shared: Arc<HeaderMap>,
+    shared: Arc<SharedFields>,
     /// When it was booked: its latency counts from here.
     started: Instant,
     /// Per-try timeout, capped by the request's deadline (both shifted by
@@ -481,7 +481,7 @@ impl<'r> Attempts<'r> {
             cluster: Arc::clone(&self.cluster),
             endpoint,
             request,
-            shared: Arc::clone(&self.head.headers),
+            shared: Arc::clone(&self.head.fields),
             started: now,
             timeout_at: (now + self.retry.per_try_timeout).min(self.deadline),
             breaker,

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use smallvec::SmallVec;
 
 /// Headers that describe one connection, not the message: never forwarded.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -104,27 +105,41 @@ pub fn client_ip_value(client: IpAddr) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
-/// Append the client address to `x-forwarded-for` and set `x-forwarded-proto`.
-pub fn add_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, proto: &'static str) {
-    // One lookup for both cases (the usual one: no X-Forwarded-For yet).
-    match headers.entry(X_FORWARDED_FOR.clone()) {
-        http::header::Entry::Vacant(vacant) => {
-            vacant.insert(client_ip.clone());
+/// The forwarding fields levee sets: `x-forwarded-for` with the client
+/// address after the first one the request has (if any), and
+/// `x-forwarded-proto`. Each replaces the request's field of the same name.
+/// Found with one pass over the names, not a hashed lookup (the common
+/// case: none yet).
+pub fn forwarded(
+    headers: &HeaderMap,
+    client_ip: &HeaderValue,
+    proto: &'static str,
+) -> SmallVec<[(HeaderName, HeaderValue); 2]> {
+    let existing = headers
+        .iter()
+        .find(|(name, _)| *name == X_FORWARDED_FOR)
+        .and_then(|(_, value)| value.to_str().ok())
+        .filter(|existing| !existing.is_empty());
+    let chained = match existing {
+        Some(existing) => {
+            let client = client_ip.to_str().unwrap_or("unknown");
+            HeaderValue::from_str(&format!("{existing}, {client}")).ok()
         }
-        http::header::Entry::Occupied(mut occupied) => {
-            let chained = match occupied.get().to_str() {
-                Ok(existing) if !existing.is_empty() => {
-                    let client = client_ip.to_str().unwrap_or("unknown");
-                    HeaderValue::from_str(&format!("{existing}, {client}")).ok()
-                }
-                _ => Some(client_ip.clone()),
-            };
-            if let Some(value) = chained {
-                occupied.insert(value);
-            }
-        }
+        None => Some(client_ip.clone()),
+    };
+    let mut fields = SmallVec::new();
+    if let Some(value) = chained {
+        fields.push((X_FORWARDED_FOR.clone(), value));
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    fields.push((X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto)));
+    fields
+}
+
+/// Set the forwarding fields (see [`forwarded`]) in `headers`.
+pub fn add_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, proto: &'static str) {
+    for (name, value) in forwarded(headers, client_ip, proto) {
+        headers.insert(name, value);
+    }
 }
 
 #[cfg(test)]

@@ -49,8 +49,8 @@ use crate::metrics::ListenerMetrics;
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::route::{Route, Router};
-use crate::upstream::ClientBody;
 use crate::upstream::{BodyRead, read_for_replay};
+use crate::upstream::{ClientBody, SharedFields};
 use attempts::{Attempts, Finished, Payload, RequestHead};
 use upstream_request::upstream_request;
 
@@ -458,8 +458,7 @@ fn attempt(
                 reason: cluster.no_endpoint_reason(started),
             });
         };
-        let request = match upstream_request(request, client, &cluster.endpoint(first).host_header)
-        {
+        let request = match upstream_request(request, &cluster.endpoint(first).host_header) {
             Ok(request) => request,
             Err(error) => return early(error),
         };
@@ -517,10 +516,11 @@ fn attempt(
         };
         let propagation =
             deadline::propagation(version, &headers, cluster.settings.deadline_header.as_ref());
+        let set = headers::forwarded(&headers, &client.ip_header, client.proto);
         let head = RequestHead {
             method,
             uri,
-            headers: Arc::new(headers),
+            fields: Arc::new(SharedFields { headers, set }),
             propagation,
         };
         let mut attempts = Attempts::new(route, head, payload, idempotent, deadline, waited);

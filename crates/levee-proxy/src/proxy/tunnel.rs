@@ -109,12 +109,10 @@ pub async fn open(
         };
         tried.push(id);
         let endpoint = cluster.endpoint(id);
-        let head = super::upstream_request::upstream_request(
-            clone_head(&request),
-            client,
-            &endpoint.host_header,
-        )?;
+        let head =
+            super::upstream_request::upstream_request(clone_head(&request), &endpoint.host_header)?;
         let mut head = head.map(|()| Empty::<Bytes>::new());
+        super::headers::add_forwarded(head.headers_mut(), &client.ip_header, client.proto);
         // The protocol switch is the point: these two go upstream.
         head.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));

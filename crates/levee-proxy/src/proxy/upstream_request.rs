@@ -1,21 +1,19 @@
 //! The client's request as it goes upstream: origin-form target, HTTP/1.1,
-//! `Host` checked (RFC 9112 §3.2), hop-by-hop headers gone, forwarding
-//! headers added.
+//! `Host` checked (RFC 9112 §3.2), hop-by-hop headers gone. The forwarding
+//! fields are the caller's to add ([`headers::forwarded`]).
 
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Version};
 
-use super::client::ClientInfo;
 use super::error::ProxyError;
 use super::headers;
 
 /// Turn the client's request into the request sent upstream: origin-form
 /// URI, HTTP/1.1, `Host` kept (or taken from an HTTP/2 `:authority`),
-/// hop-by-hop headers gone, forwarding headers added.
+/// hop-by-hop headers gone.
 pub(super) fn upstream_request<B>(
     request: Request<B>,
-    client: &ClientInfo,
     endpoint_host: &HeaderValue,
 ) -> Result<Request<B>, ProxyError> {
     let (mut parts, body) = request.into_parts();
@@ -69,6 +67,5 @@ pub(super) fn upstream_request<B>(
     }
     parts.version = Version::HTTP_11;
     headers::remove_hop_by_hop(&mut parts.headers);
-    headers::add_forwarded(&mut parts.headers, &client.ip_header, client.proto);
     Ok(Request::from_parts(parts, body))
 }

@@ -10,6 +10,7 @@ mod pool;
 mod progress;
 mod request_body;
 mod response_body;
+mod shared_fields;
 mod upload;
 mod watched;
 
@@ -23,4 +24,5 @@ pub use pool::{
 pub use progress::UploadWatch;
 pub use request_body::{BodyRead, ClientBodyFailed, ReplayCopy, RequestBody, read_for_replay};
 pub use response_body::{ResponseBody, ResponseBodyError};
+pub use shared_fields::SharedFields;
 pub use upload::{Uploaded, send_streamed};

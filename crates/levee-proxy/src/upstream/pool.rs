@@ -23,7 +23,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::Either;
-use http::HeaderMap;
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper::client::conn::http2;
@@ -38,6 +37,7 @@ use super::classify::{classify_io_error, classify_send_error};
 use super::http1::{ConnectionHome, ExchangeError, Http1Connection, SendHead};
 use super::request_body::{ClientBodyFailed, RequestBody};
 use super::response_body::ResponseBody;
+use super::shared_fields::SharedFields;
 use super::watched::{Mark, WireLog};
 use crate::config::UpstreamProtocol;
 use crate::metrics::EndpointMetrics;
@@ -318,7 +318,7 @@ impl EndpointPool {
     pub fn send<'a>(
         self: &'a Arc<Self>,
         request: Request<RequestBody>,
-        shared: &'a HeaderMap,
+        shared: &'a SharedFields,
     ) -> impl Future<Output = Result<(Response<ResponseBody>, PooledConnection), SendFailure>> + Send + 'a
     {
         if !self.speaks_h2()
@@ -333,7 +333,7 @@ impl EndpointPool {
     async fn connect_and_send(
         self: &Arc<Self>,
         request: Request<RequestBody>,
-        shared: &HeaderMap,
+        shared: &SharedFields,
     ) -> Result<(Response<ResponseBody>, PooledConnection), SendFailure> {
         if self.speaks_h2() {
             return self.send_h2(with_shared(request, shared), None).await;
@@ -725,24 +725,9 @@ impl IdleShards {
 /// `request` with the `shared` fields of its request merged in (its own
 /// replace shared ones of the same name), for hyper's HTTP/2 client, which
 /// takes one map.
-fn with_shared(mut request: Request<RequestBody>, shared: &HeaderMap) -> Request<RequestBody> {
-    let own = std::mem::replace(request.headers_mut(), shared.clone());
-    let headers = request.headers_mut();
-    let mut last = None;
-    for (name, value) in own {
-        // `None`: another value of the field before.
-        match name {
-            Some(name) => {
-                headers.insert(&name, value);
-                last = Some(name);
-            }
-            None => {
-                if let Some(name) = &last {
-                    headers.append(name, value);
-                }
-            }
-        }
-    }
+fn with_shared(mut request: Request<RequestBody>, shared: &SharedFields) -> Request<RequestBody> {
+    let own = std::mem::take(request.headers_mut());
+    *request.headers_mut() = shared.merged(own);
     request
 }
 
@@ -762,7 +747,7 @@ impl<'p> Exchanging<'p> {
         pool: &'p Arc<EndpointPool>,
         connection: Box<Http1Connection>,
         request: Request<RequestBody>,
-        shared: &HeaderMap,
+        shared: &SharedFields,
         reused: bool,
     ) -> Exchanging<'p> {
         let mark = connection.wire().mark();

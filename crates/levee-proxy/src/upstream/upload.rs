@@ -54,7 +54,7 @@ pub struct Uploaded {
 pub async fn send_streamed(
     pool: &Arc<EndpointPool>,
     request: Request<RequestBody>,
-    shared: &http::HeaderMap,
+    shared: &super::SharedFields,
     watch: UploadWatch,
     idle: Duration,
     head_by: Instant,

@@ -87,7 +87,7 @@ impl Exchange {
     pub(super) fn start(
         mut connection: Box<Http1Connection>,
         request: Request<RequestBody>,
-        shared: &HeaderMap,
+        shared: &crate::upstream::SharedFields,
     ) -> (Exchange, http::Method) {
         let (parts, body) = request.into_parts();
         let length = if body.is_end_stream() {

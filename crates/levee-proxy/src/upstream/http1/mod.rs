@@ -122,7 +122,7 @@ pub trait ConnectionHome: Send + Sync {
 pub fn send(
     connection: Box<Http1Connection>,
     request: Request<RequestBody>,
-    shared: &http::HeaderMap,
+    shared: &super::SharedFields,
     home: Arc<dyn ConnectionHome>,
 ) -> SendHead {
     let (exchange, method) = exchange::Exchange::start(connection, request, shared);

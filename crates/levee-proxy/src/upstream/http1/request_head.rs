@@ -13,6 +13,8 @@ use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, TRAILER, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
 
+use crate::upstream::SharedFields;
+
 /// How a request's body goes on the wire.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum BodyFraming {
@@ -38,29 +40,31 @@ pub(super) enum BodyLength {
 /// replace shared fields of the same name.
 #[derive(Clone, Copy)]
 pub(super) struct Fields<'a> {
-    pub shared: &'a HeaderMap,
+    pub shared: &'a SharedFields,
     pub own: &'a HeaderMap,
 }
 
 impl<'a> Fields<'a> {
-    /// The values of `name` as sent.
+    /// The values of a framing field (`name`) as sent (levee never sets
+    /// one in [`SharedFields::set`]).
     fn get_all(&self, name: HeaderName) -> http::header::GetAll<'a, HeaderValue> {
         if !self.own.is_empty() && self.own.contains_key(&name) {
             self.own.get_all(name)
         } else {
-            self.shared.get_all(name)
+            self.shared.headers.get_all(name)
         }
     }
 
     /// Every field as sent, in order: the shared ones not replaced, then
     /// the attempt's own.
     fn each(&self, mut field: impl FnMut(&'a HeaderName, &'a HeaderValue)) {
-        for (name, value) in self.shared {
-            if self.own.is_empty() || !self.own.contains_key(name) {
+        let own = self.own;
+        self.shared.each(|name, value| {
+            if own.is_empty() || !own.contains_key(name) {
                 field(name, value);
             }
-        }
-        for (name, value) in self.own {
+        });
+        for (name, value) in own {
             field(name, value);
         }
     }
@@ -99,7 +103,7 @@ pub(super) fn encode(
     let mut seen = FramingFields::default();
     fields.each(|name, value| seen.note(name, value));
     let (framing, adjust) = frame(method, version, fields, seen, body);
-    out.reserve(target.len() + 64 + (fields.shared.len() + fields.own.len()) * 32);
+    out.reserve(target.len() + 64 + (fields.shared.headers.len() + fields.own.len()) * 32);
     out.extend_from_slice(method.as_str().as_bytes());
     out.extend_from_slice(b" ");
     out.extend_from_slice(target.as_bytes());
@@ -327,8 +331,12 @@ mod tests {
 
     fn head(method: Method, headers: &mut HeaderMap, body: BodyLength) -> (String, BodyFraming) {
         let own = HeaderMap::new();
+        let shared = SharedFields {
+            headers: std::mem::take(headers),
+            set: Default::default(),
+        };
         let fields = Fields {
-            shared: headers,
+            shared: &shared,
             own: &own,
         };
         let mut out = BytesMut::new();
@@ -345,6 +353,10 @@ mod tests {
         shared.insert("connection", HeaderValue::from_static("close"));
         let mut own = HeaderMap::new();
         own.insert("x-deadline-ms", HeaderValue::from_static("450"));
+        let shared = SharedFields {
+            headers: shared,
+            set: Default::default(),
+        };
         let fields = Fields {
             shared: &shared,
             own: &own,
@@ -366,9 +378,9 @@ mod tests {
         assert!(matches!(framing, BodyFraming::Chunked { .. }));
         assert!(close);
         // The shared fields are not changed for the next attempt.
-        assert_eq!(shared.len(), 4);
-        assert_eq!(shared["x-deadline-ms"], "900");
-        assert_eq!(shared["transfer-encoding"], "gzip");
+        assert_eq!(shared.headers.len(), 4);
+        assert_eq!(shared.headers["x-deadline-ms"], "900");
+        assert_eq!(shared.headers["transfer-encoding"], "gzip");
     }
 
     #[test]
