@@ -153,7 +153,7 @@ impl Breaker {
     /// yes for at most `half_open_trials` trial calls (counting those already
     /// succeeded), no for the rest until the trials have decided.
     pub fn try_acquire(&mut self, now: Instant) -> Result<Permit, Rejected> {
-        let transition = self.tick(now);
+        let transition = self.tick(now).map(Box::new);
         let generation = self.generation;
         match &mut self.state {
             BreakerState::Closed { .. } => Ok(Permit {
