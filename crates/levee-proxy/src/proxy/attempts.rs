@@ -97,7 +97,7 @@ impl RequestHead {
 struct Prepared {
     cluster: Arc<Cluster>,
     endpoint: EndpointId,
-    /// Its own header fields only (see [`RequestHead::headers`]).
+    /// Its own header fields only (see [`RequestHead::fields`]).
     request: Request<RequestBody>,
     /// The request's header fields.
     shared: Arc<SharedFields>,
