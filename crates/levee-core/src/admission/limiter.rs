@@ -78,37 +78,21 @@ impl Shared {
 
     /// A free slot from the open gate, without the lock.
     fn take_from_gate(&self) -> bool {
-        let mut word = self.gate.load(Ordering::Relaxed);
-        while word & OPEN != 0 && word & !OPEN != 0 {
-            match self.gate.compare_exchange_weak(
-                word,
-                word - 1,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return true,
-                Err(now) => word = now,
-            }
-        }
-        false
+        self.gate
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |word| {
+                (word & OPEN != 0 && word & !OPEN != 0).then(|| word - 1)
+            })
+            .is_ok()
     }
 
     /// Give a slot back to the open gate, without the lock: false when it
     /// is shut (someone may be waiting for the slot).
     fn give_to_gate(&self) -> bool {
-        let mut word = self.gate.load(Ordering::Relaxed);
-        while word & OPEN != 0 {
-            match self.gate.compare_exchange_weak(
-                word,
-                word + 1,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return true,
-                Err(now) => word = now,
-            }
-        }
-        false
+        self.gate
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |word| {
+                (word & OPEN != 0).then(|| word + 1)
+            })
+            .is_ok()
     }
 }
 

@@ -92,19 +92,18 @@ impl ConcurrentBreaker {
     /// [`Breaker::record`]; a success that is not slow, let through by an
     /// open gate that is still open, is only tallied.
     pub fn record(&self, permit: Permit, outcome: CallOutcome, now: Instant) -> Option<Transition> {
-        if !permit.trial && !outcome.failure && outcome.duration <= self.slow_after {
-            let mut word = self.gate.load(Ordering::Relaxed);
-            while word & OPEN != 0 && period(word) == permit.generation && word & TALLY < TALLY {
-                match self.gate.compare_exchange_weak(
-                    word,
-                    word + 1,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => return None,
-                    Err(now_word) => word = now_word,
-                }
-            }
+        if !permit.trial
+            && !outcome.failure
+            && outcome.duration <= self.slow_after
+            && self
+                .gate
+                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |word| {
+                    let open = word & OPEN != 0 && period(word) == permit.generation;
+                    (open && word & TALLY < TALLY).then(|| word + 1)
+                })
+                .is_ok()
+        {
+            return None;
         }
         self.lock(now).record(permit, outcome, now)
     }

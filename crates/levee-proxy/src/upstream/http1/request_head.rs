@@ -272,16 +272,6 @@ pub(super) struct FramingFields {
 }
 
 impl FramingFields {
-    /// The framing fields among `headers`.
-    #[cfg(test)]
-    pub(super) fn of(headers: &HeaderMap) -> FramingFields {
-        let mut fields = FramingFields::default();
-        for (name, value) in headers {
-            fields.note(name, value);
-        }
-        fields
-    }
-
     /// Note one field.
     pub(super) fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
         if name == CONTENT_LENGTH {
@@ -328,6 +318,14 @@ pub(crate) fn has_token(value: &HeaderValue, token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn framing_of(headers: &HeaderMap) -> FramingFields {
+        let mut fields = FramingFields::default();
+        for (name, value) in headers {
+            fields.note(name, value);
+        }
+        fields
+    }
 
     fn head(method: Method, headers: &mut HeaderMap, body: BodyLength) -> (String, BodyFraming) {
         let own = HeaderMap::new();
@@ -469,14 +467,14 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append("content-length", HeaderValue::from_static("3, 3"));
         headers.append("content-length", HeaderValue::from_static("3"));
-        assert_eq!(FramingFields::of(&headers).content_length, Some(Some(3)));
+        assert_eq!(framing_of(&headers).content_length, Some(Some(3)));
         headers.append("content-length", HeaderValue::from_static("4"));
-        assert_eq!(FramingFields::of(&headers).content_length, Some(None));
+        assert_eq!(framing_of(&headers).content_length, Some(None));
         headers.append("content-length", HeaderValue::from_static("3"));
-        assert_eq!(FramingFields::of(&headers).content_length, Some(None));
+        assert_eq!(framing_of(&headers).content_length, Some(None));
         let mut headers = HeaderMap::new();
-        assert_eq!(FramingFields::of(&headers).content_length, None);
+        assert_eq!(framing_of(&headers).content_length, None);
         headers.insert("content-length", HeaderValue::from_static("+3"));
-        assert_eq!(FramingFields::of(&headers).content_length, Some(None));
+        assert_eq!(framing_of(&headers).content_length, Some(None));
     }
 }
