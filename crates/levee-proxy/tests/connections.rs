@@ -242,6 +242,90 @@ async fn an_idle_keep_alive_connection_is_parked_served_again_and_closed_at_the_
     gateway.shutdown().await;
 }
 
+/// `levee_connections_parked` of listener "web".
+fn parked_count(gateway: &levee_proxy::RunningGateway) -> f64 {
+    let text = gateway.state().metrics.encode();
+    text.lines()
+        .find(|line| line.starts_with("levee_connections_parked{listener=\"web\"}"))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(-1.0)
+}
+
+/// Wait (up to 3 s) until `levee_connections_parked` says `count`.
+async fn until_parked(gateway: &levee_proxy::RunningGateway, count: f64) {
+    let started = Instant::now();
+    while parked_count(gateway) != count {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "parked: {} (want {count})",
+            parked_count(gateway)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn parked_connections_are_served_again_evicted_at_the_limit_and_closed_by_a_stop() {
+    let (gateway, addr, _nodes) = gateway_with(|l| {
+        // Parked after a quarter of it: 100 ms.
+        l.header_read_timeout = Duration::from_millis(400);
+        l.idle_timeout = Duration::from_secs(30);
+        l.max_connections = Some(20);
+    })
+    .await;
+    let request = b"GET / HTTP/1.1\r\nhost: example\r\n\r\n";
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(request).await.expect("write");
+        assert!(read_response(&mut stream).await.starts_with("HTTP/1.1 200"));
+        clients.push(stream);
+    }
+    until_parked(&gateway, 20.0).await;
+    // Each one is served again when it speaks, and parks again.
+    for stream in clients.iter_mut().rev() {
+        stream.write_all(request).await.expect("write");
+        assert!(read_response(stream).await.starts_with("HTTP/1.1 200"));
+    }
+    until_parked(&gateway, 20.0).await;
+
+    // At the limit, a new client takes the place of the oldest parked one.
+    let mut newcomer = TcpStream::connect(addr).await.expect("connect");
+    newcomer.write_all(request).await.expect("write");
+    assert!(
+        read_response(&mut newcomer)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    let (_, oldest_closed) = read_until_closed(&mut clients[0], Duration::from_secs(2)).await;
+    assert!(oldest_closed, "the oldest parked connection made room");
+    assert_eq!(closed_count(&gateway, "evicted"), 1.0);
+    clients[1].write_all(request).await.expect("write");
+    assert!(
+        read_response(&mut clients[1])
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+
+    // A stop closes parked connections at once, not at their idle timeout.
+    until_parked(&gateway, 20.0).await;
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(TEST_TIMEOUT, gateway.shutdown())
+        .await
+        .expect("shutdown within the test timeout");
+    assert_eq!(outcome, ShutdownOutcome::Drained);
+    for stream in &mut clients[1..] {
+        let (received, closed) = read_until_closed(stream, Duration::from_secs(2)).await;
+        assert!(closed && received.is_empty(), "{received:?}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn at_max_connections_a_new_client_replaces_the_oldest_silent_connection() {
     let (gateway, addr, _nodes) = gateway_with(|l| l.max_connections = Some(3)).await;

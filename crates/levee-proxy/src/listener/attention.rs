@@ -37,6 +37,12 @@ impl Signals {
         self.waker.wake();
     }
 
+    /// Drop the registered waker: the task is ending, and a waker kept
+    /// here would keep its memory (a parked connection has none).
+    pub(crate) fn forget(&self) {
+        drop(self.waker.take());
+    }
+
     /// Resolves with the flags raised since the last time (and clears
     /// them). Can be polled again after it resolved.
     pub(crate) fn next(&self) -> Next<'_> {

@@ -39,12 +39,14 @@ use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::attention::{CHECK, DRAIN, EVICT};
 use super::io::{ClientIo, LINGER};
 use super::limits::ConnectionLimits;
 use super::metrics::CloseReason;
+use super::parked::Parked;
 use super::registry::{ConnectionGuard, ConnectionState};
 use super::simple_http1;
 use super::tracked::TrackedBody;
@@ -83,7 +85,14 @@ pub(crate) struct HttpConnection<F> {
     /// Where a request that switches protocols leaves its tunnel (traffic
     /// listeners only).
     pub upgrades: Option<Arc<ClientInfo>>,
+    /// Where the connection goes when it parks, if its listener keeps
+    /// parked connections without a task (`parked.rs`); else it waits in
+    /// its own task.
+    pub lot: Option<Lot<F>>,
 }
+
+/// Hands parked connections to their listener.
+pub(crate) type Lot<F> = mpsc::UnboundedSender<Parked<HttpConnection<F>>>;
 
 /// How a turn on an HTTP/1 connection (levee's own or hyper's) ended.
 enum Http1End {
@@ -132,18 +141,108 @@ where
         reason = "an async fn keeps `self` twice in the task (see above)"
     )]
     pub fn serve(mut self, tcp: TcpStream) -> impl Future<Output = ()> {
-        async move { self.run(tcp).await }
+        async move {
+            if let Some(idle) = self.run(tcp).await {
+                self.park_in_lot(idle);
+            }
+        }
     }
 
-    async fn run(&mut self, tcp: TcpStream) {
-        // Opened in a future of its own, gone before the connection is
-        // served: what the socket was made of is not kept beside it.
-        let Some((protocol, io, head_deadline)) = self.open(tcp).await else {
+    /// Serve a parked connection again: its socket turned readable.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps `self` twice in the task (see `serve`)"
+    )]
+    pub fn resume(mut self, socket: std::net::TcpStream) -> impl Future<Output = ()> {
+        async move {
+            let tcp = match TcpStream::from_std(socket) {
+                Ok(tcp) => tcp,
+                Err(error) => {
+                    tracing::debug!(%error, "a parked connection could not be served again");
+                    return;
+                }
+            };
+            let io = ClientIo::new(
+                Stream::Plain(tcp),
+                Bytes::new(),
+                Arc::clone(self.guard.state()),
+            );
+            let head_deadline = Instant::now() + self.limits.header_read_timeout;
+            if let Some(idle) = self.http1(io, head_deadline).await {
+                self.park_in_lot(idle);
+            }
+        }
+    }
+
+    /// Close a parked connection (its idle timeout passed, it was evicted,
+    /// or the listener stops), lingering as any close does.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps `self` twice in the task (see `serve`)"
+    )]
+    pub fn close_parked(
+        self,
+        socket: std::net::TcpStream,
+        reason: Option<CloseReason>,
+    ) -> impl Future<Output = ()> {
+        async move {
+            if let Some(reason) = reason {
+                self.record_close(reason);
+            }
+            if let Ok(tcp) = TcpStream::from_std(socket) {
+                let state = Arc::clone(self.guard.state());
+                close(&mut ClientIo::new(Stream::Plain(tcp), Bytes::new(), state)).await;
+            }
+        }
+    }
+
+    /// The connection's id in its listener.
+    pub(crate) fn id(&self) -> u64 {
+        self.guard.state().id()
+    }
+
+    /// Hand an idle connection to its listener's parked set; its task
+    /// ends. Nothing of the task may stay behind: the waker it left with
+    /// the listener's signals would keep its memory.
+    fn park_in_lot(self, idle: ClientIo) {
+        let Some(lot) = self.lot.clone() else {
             return;
         };
+        self.guard.state().signals.forget();
+        let socket = match idle.into_std() {
+            Ok(socket) => socket,
+            Err(error) => {
+                tracing::debug!(%error, "an idle connection could not be parked");
+                return;
+            }
+        };
+        // It was quiet for `park_after` already.
+        let idle_until = Instant::now()
+            + self
+                .limits
+                .idle_timeout
+                .saturating_sub(self.limits.park_after());
+        // Fails only once the listener is gone; the socket closes with it.
+        let _ = lot.send(Parked {
+            id: self.id(),
+            connection: self,
+            socket,
+            idle_until,
+        });
+    }
+
+    /// Serve the connection; the socket comes back if it went idle and can
+    /// be parked without a task (`lot`).
+    async fn run(&mut self, tcp: TcpStream) -> Option<ClientIo> {
+        // Opened in a future of its own, gone before the connection is
+        // served: what the socket was made of is not kept beside it.
+        let (protocol, io, head_deadline) = self.open(tcp).await?;
         match protocol {
             // Boxed for the same reason as an HTTP/1 turn.
-            Protocol::Http2 => Box::pin(self.http2(io)).await,
+            Protocol::Http2 => {
+                Box::pin(self.http2(io)).await;
+                None
+            }
             Protocol::Http1 => self.http1(io, head_deadline).await,
         }
     }
@@ -190,9 +289,14 @@ where
         ))
     }
 
-    /// Serve HTTP/1 requests until the connection closes. Not an `async
-    /// fn`, for the reason `serve` is not: `io` is kept once.
-    fn http1(&mut self, io: ClientIo, head_deadline: Instant) -> impl Future<Output = ()> {
+    /// Serve HTTP/1 requests until the connection closes, or until it is
+    /// idle and can be parked without a task: then its socket comes back.
+    /// Not an `async fn`, for the reason `serve` is not: `io` is kept once.
+    fn http1(
+        &mut self,
+        io: ClientIo,
+        head_deadline: Instant,
+    ) -> impl Future<Output = Option<ClientIo>> {
         let (mut io, mut head_deadline) = (io, head_deadline);
         async move {
             let state = Arc::clone(self.guard.state());
@@ -222,7 +326,7 @@ where
                         {
                             Box::pin(self.tunnel(tunnel, io)).await;
                         }
-                        return;
+                        return None;
                     }
                     Http1End::HeadTimedOut => {
                         if io.has_prefix() {
@@ -234,25 +338,31 @@ where
                             self.record_close(CloseReason::IdleTimeout);
                         }
                         close(&mut io).await;
-                        return;
+                        return None;
                     }
                     Http1End::Failed(error) => {
                         tracing::debug!(%error, "client connection ended with an error");
                         close(&mut io).await;
-                        return;
+                        return None;
                     }
                 }
                 if !io.has_prefix() {
+                    if self.lot.is_some()
+                        && io.is_plain()
+                        && !state.draining.load(Ordering::Relaxed)
+                    {
+                        return Some(io);
+                    }
                     match self.wait_parked(&io).await {
                         Wake::Readable => {}
                         Wake::IdleTimeout => {
                             self.record_close(CloseReason::IdleTimeout);
                             close(&mut io).await;
-                            return;
+                            return None;
                         }
                         Wake::Close => {
                             close(&mut io).await;
-                            return;
+                            return None;
                         }
                     }
                 }

@@ -69,6 +69,21 @@ impl ClientIo {
         self.unread(decrypted);
     }
 
+    /// Whether it is cleartext TCP (a TLS connection keeps its session).
+    pub(crate) fn is_plain(&self) -> bool {
+        matches!(self.stream, Stream::Plain(_))
+    }
+
+    /// The bare socket of an idle cleartext connection, taken from the
+    /// runtime (`parked.rs`). An error if it is TLS, has bytes to replay or
+    /// is closing: those are not idle.
+    pub(crate) fn into_std(self) -> io::Result<std::net::TcpStream> {
+        match self.stream {
+            Stream::Plain(tcp) if self.prefix.is_empty() && !self.write_closed => tcp.into_std(),
+            _ => Err(io::Error::other("not an idle cleartext connection")),
+        }
+    }
+
     /// Whether bytes are waiting to be replayed.
     pub(crate) fn has_prefix(&self) -> bool {
         !self.prefix.is_empty()

@@ -61,6 +61,7 @@ struct CloseLabels {
 #[derive(Default)]
 pub struct ConnectionFamilies {
     open: Family<ListenerLabels, Gauge>,
+    parked: Family<ListenerLabels, Gauge>,
     limit: Family<ListenerLabels, Gauge>,
     closed: Family<CloseLabels, Counter>,
 }
@@ -73,6 +74,11 @@ impl ConnectionFamilies {
             "connections_open",
             "Client connections open, by listener",
             families.open.clone(),
+        );
+        registry.register(
+            "connections_parked",
+            "Idle HTTP/1 client connections parked (kept without a task until their next request), by listener",
+            families.parked.clone(),
         );
         registry.register(
             "connections_max",
@@ -94,6 +100,7 @@ impl ConnectionFamilies {
         };
         ConnectionMetrics {
             open: self.open.get_or_create_owned(&labels),
+            parked: self.parked.get_or_create_owned(&labels),
             limit: self.limit.get_or_create_owned(&labels),
             closed: CloseReason::ALL.map(|reason| {
                 self.closed.get_or_create_owned(&CloseLabels {
@@ -109,6 +116,7 @@ impl ConnectionFamilies {
 #[derive(Clone)]
 pub struct ConnectionMetrics {
     open: Gauge,
+    parked: Gauge,
     limit: Gauge,
     closed: [Counter; CloseReason::ALL.len()],
 }
@@ -121,6 +129,10 @@ impl ConnectionMetrics {
 
     pub(crate) fn set_open(&self, open: usize) {
         self.open.set(i64::try_from(open).unwrap_or(i64::MAX));
+    }
+
+    pub(crate) fn set_parked(&self, parked: usize) {
+        self.parked.set(i64::try_from(parked).unwrap_or(i64::MAX));
     }
 
     pub(crate) fn set_limit(&self, limit: usize) {

@@ -11,6 +11,8 @@
 //! - `http.rs`: one HTTP connection from accept to close (protocol
 //!   detection, header and idle timeouts, parking idle HTTP/1 connections,
 //!   drain);
+//! - `parked.rs`: idle HTTP/1 connections kept without a task, in an epoll
+//!   set of the listener's;
 //! - `io.rs`: the socket as hyper reads it (replayed bytes, activity,
 //!   lingering close);
 //! - `tracked.rs`: the connection's service, counting requests in and out;
@@ -22,6 +24,7 @@ mod http;
 mod io;
 mod limits;
 pub mod metrics;
+mod parked;
 mod registry;
 mod simple_http1;
 mod tracked;
@@ -35,12 +38,14 @@ use futures_util::future::Either;
 use hyper::service::service_fn;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 pub use acceptor::Acceptor;
 pub use limits::{ConnectionLimits, default_max_connections, descriptor_limit};
+use metrics::CloseReason;
+use parked::{Leaving, Parked, ParkedSet};
 use registry::ConnectionState;
 pub(crate) use registry::Connections;
 use tracked::Tracked;
@@ -100,16 +105,21 @@ pub(crate) async fn serve_http(
 ) {
     let mut tasks = JoinSet::new();
     let mut ticks = check_ticks(&connections.limits());
+    // Idle cleartext HTTP/1 connections, kept without a task (`parked.rs`);
+    // without an epoll set of its own, each waits in its task.
+    let (lot, mut parking) = mpsc::unbounded_channel();
+    let mut parked = parked_set(&proxy.listener, &parking);
     loop {
         tokio::select! {
             (stream, client) = acceptor.accept() => {
                 proxy.metrics().record_connection();
-                let Ok(guard) = connections.admit(true) else {
+                let Ok((guard, evicted)) = connections.admit(true) else {
                     // Full of busy connections: closed at once, never left
                     // hanging.
                     drop(stream);
                     continue;
                 };
+
                 // Small writes must not wait for Nagle; failure only costs latency.
                 let _ = stream.set_nodelay(true);
                 let proxy = Arc::clone(&proxy);
@@ -150,8 +160,32 @@ pub(crate) async fn serve_http(
                     accepted: Instant::now(),
                     tls,
                     upgrades: Some(upgrades),
+                    lot: parked.is_some().then(|| lot.clone()),
                 };
                 tasks.spawn(connection.serve(stream));
+                // Evicted while parked: no task of its own to close it.
+                if let Some(left) = evicted.and_then(|id| parked.as_mut()?.take(id)) {
+                    tasks.spawn(left.connection.close_parked(left.socket, None));
+                    connections.metrics().set_parked(parked.as_ref().map_or(0, ParkedSet::len));
+                }
+            }
+            Some(idle) = parking.recv() => {
+                if let Some(set) = parked.as_mut() {
+                    if let Err((idle, error)) = set.park(idle) {
+                        tracing::debug!(%error, "an idle connection could not be parked; closing it");
+                        tasks.spawn(idle.connection.close_parked(idle.socket, None));
+                    }
+                    connections.metrics().set_parked(set.len());
+                }
+            }
+            (left, why) = next_parked(&mut parked) => {
+                tasks.spawn(match why {
+                    Leaving::Readable => Either::Left(left.connection.resume(left.socket)),
+                    Leaving::IdleTimeout => Either::Right(
+                        left.connection.close_parked(left.socket, Some(CloseReason::IdleTimeout)),
+                    ),
+                });
+                connections.metrics().set_parked(parked.as_ref().map_or(0, ParkedSet::len));
             }
             // Reap finished connections so the set does not grow.
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
@@ -163,7 +197,49 @@ pub(crate) async fn serve_http(
     // Tells whoever stopped us that the socket is closed.
     drop(shutdown);
     tracing::info!(listener = %proxy.listener, connections = connections.open(), "stopped accepting; draining");
-    drain(&connections, &mut tasks).await;
+    // Parked connections close at once; one that parks while the others
+    // drain is closed as it arrives.
+    for left in parked.as_mut().map(ParkedSet::take_all).unwrap_or_default() {
+        tasks.spawn(left.connection.close_parked(left.socket, None));
+    }
+    connections.metrics().set_parked(0);
+    connections.drain();
+    let mut ticks = tokio::time::interval_at(Instant::now() + http::DRAIN_QUIET, http::DRAIN_QUIET);
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => if joined.is_none() {
+                // Every task has ended: nothing more can be handed over.
+                match parking.try_recv() {
+                    Ok(left) => { tasks.spawn(left.connection.close_parked(left.socket, None)); }
+                    Err(_) => return,
+                }
+            },
+            Some(left) = parking.recv() => { tasks.spawn(left.connection.close_parked(left.socket, None)); }
+            _ = ticks.tick() => connections.tick(),
+        }
+    }
+}
+
+/// The listener's set of parked connections, of the type its channel
+/// carries; `None` (each idle connection waits in its own task) if the
+/// system gives no epoll descriptor.
+fn parked_set<C>(
+    listener: &str,
+    _channel: &mpsc::UnboundedReceiver<Parked<C>>,
+) -> Option<ParkedSet<C>> {
+    ParkedSet::new()
+        .inspect_err(|error| {
+            tracing::warn!(%listener, %error, "idle connections wait in their own tasks: no epoll set for them");
+        })
+        .ok()
+}
+
+/// The next parked connection to leave its set (never, without a set).
+async fn next_parked<C>(parked: &mut Option<ParkedSet<C>>) -> (Parked<C>, Leaving) {
+    match parked {
+        Some(set) => set.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Tell every connection that shutdown has begun, and wait for them all,
@@ -201,7 +277,7 @@ pub(crate) async fn serve_admin(
     loop {
         tokio::select! {
             (stream, _client) = acceptor.accept() => {
-                let Ok(guard) = connections.admit(true) else {
+                let Ok((guard, _)) = connections.admit(true) else {
                     drop(stream);
                     continue;
                 };
@@ -216,6 +292,8 @@ pub(crate) async fn serve_admin(
                     accepted: Instant::now(),
                     tls: None,
                     upgrades: None,
+                    // At most a few dozen: each waits in its task.
+                    lot: None,
                 };
                 tasks.spawn(connection.serve(stream));
             }

@@ -51,6 +51,11 @@ pub(crate) struct ConnectionState {
 }
 
 impl ConnectionState {
+    /// Its place in accept order (the registry's key).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Requests whose response has not ended.
     pub(crate) fn in_flight(&self) -> u64 {
         self.started
@@ -144,11 +149,18 @@ impl Connections {
 
     /// Take a new connection, making room if the listener is full and
     /// `evict` allows it (HTTP; a TCP session is never idle in that sense).
-    pub(crate) fn admit(self: &Arc<Self>, evict: bool) -> Result<ConnectionGuard, Full> {
+    /// The connection evicted, if any, was told (its task closes it); a
+    /// parked one has no task: its listener closes it by the id returned.
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        evict: bool,
+    ) -> Result<(ConnectionGuard, Option<u64>), Full> {
         let mut live = self.live.lock();
         let limit = self.limit();
+        let mut evicted = None;
         if live.connections.len() >= limit {
             let victim = evict.then(|| pick_victim(&live.connections)).flatten();
+            evicted = victim;
             let started = live.burst.is_none();
             let burst = live.burst.get_or_insert_with(Burst::default);
             match victim {
@@ -201,10 +213,13 @@ impl Connections {
         });
         live.connections.insert(id, Arc::clone(&state));
         self.metrics.set_open(live.connections.len());
-        Ok(ConnectionGuard {
-            connections: Arc::clone(self),
-            state,
-        })
+        Ok((
+            ConnectionGuard {
+                connections: Arc::clone(self),
+                state,
+            },
+            evicted,
+        ))
     }
 
     /// Ask every connection served by hyper to look at its activity.

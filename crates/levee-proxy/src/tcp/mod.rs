@@ -200,7 +200,7 @@ pub(crate) async fn serve_tcp(
                 proxy.metrics.record_connection();
                 // A session is never idle in the HTTP sense: at the limit
                 // the new connection is closed at once.
-                let Ok(guard) = connections.admit(false) else {
+                let Ok((guard, _)) = connections.admit(false) else {
                     drop(stream);
                     continue;
                 };
