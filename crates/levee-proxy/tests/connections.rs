@@ -267,7 +267,7 @@ async fn until_parked(gateway: &levee_proxy::RunningGateway, count: f64) {
 
 #[tokio::test]
 async fn parked_connections_are_served_again_evicted_at_the_limit_and_closed_by_a_stop() {
-    let (gateway, addr, _nodes) = gateway_with(|l| {
+    let (gateway, addr, nodes) = gateway_with(|l| {
         // Parked after a quarter of it: 100 ms.
         l.header_read_timeout = Duration::from_millis(400);
         l.idle_timeout = Duration::from_secs(30);
@@ -288,6 +288,10 @@ async fn parked_connections_are_served_again_evicted_at_the_limit_and_closed_by_
         stream.write_all(request).await.expect("write");
         assert!(read_response(stream).await.starts_with("HTTP/1.1 200"));
     }
+    // Who the client is was read again from the socket.
+    let seen = nodes[0].last_request_headers().expect("a request");
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["x-forwarded-proto"], "http");
     until_parked(&gateway, 20.0).await;
 
     // At the limit, a new client takes the place of the oldest parked one.

@@ -37,6 +37,11 @@ impl Signals {
         self.waker.wake();
     }
 
+    /// The flags raised and not taken yet.
+    pub(crate) fn raised(&self) -> u8 {
+        self.flags.load(Ordering::Acquire)
+    }
+
     /// Drop the registered waker: the task is ending, and a waker kept
     /// here would keep its memory (a parked connection has none).
     pub(crate) fn forget(&self) {

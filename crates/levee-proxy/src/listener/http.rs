@@ -64,27 +64,30 @@ const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// it drains.
 pub(crate) const DRAIN_QUIET: Duration = Duration::from_millis(100);
 
-/// levee's own turn reads requests into a buffer of this size (hyper's
-/// initial one), grown when less than [`READ_AT_LEAST`] is free.
-const READ_BUF: usize = 8 * 1024;
-const READ_AT_LEAST: usize = 1024;
+/// levee's own turn reads requests into a buffer of this size, grown when
+/// less than [`READ_AT_LEAST`] is free. A connection holds the buffer until
+/// it parks: 2,000 connections opened at once hold 8 MB, not the 16 MB of
+/// hyper's 8 KB. Smaller costs instructions: the buffer is replaced once
+/// its free part is used up (a served request's head still refers to it),
+/// every ~35 requests of the benchmark's size at 4 KB, every ~10 at 2 KB
+/// (+100 instructions per request, bench/instructions.sh).
+const READ_BUF: usize = 4 * 1024;
+const READ_AT_LEAST: usize = 512;
 
 /// Everything one connection needs besides its socket.
 pub(crate) struct HttpConnection<F> {
     /// Its place in the listener (and the state it shares).
     pub guard: ConnectionGuard,
-    /// The listener's limits.
-    pub limits: ConnectionLimits,
+    /// The listener's limits (shared by its connections).
+    pub limits: Arc<ConnectionLimits>,
     /// Builds the connection's service (once, or again after parking; the
-    /// flag says HTTP/1), which tracks its requests (`tracked.rs`).
+    /// flag says HTTP/1) for its client, which tracks its requests
+    /// (`tracked.rs`).
     pub make_service: F,
     /// When the connection was accepted.
     pub accepted: Instant,
     /// TLS to terminate first, on a TLS listener.
     pub tls: Option<Arc<ServerTls>>,
-    /// Where a request that switches protocols leaves its tunnel (traffic
-    /// listeners only).
-    pub upgrades: Option<Arc<ClientInfo>>,
     /// Where the connection goes when it parks, if its listener keeps
     /// parked connections without a task (`parked.rs`); else it waits in
     /// its own task.
@@ -119,7 +122,7 @@ enum Wake {
 
 impl<F, S, B> HttpConnection<F>
 where
-    F: Fn(&Arc<ConnectionState>, bool) -> S,
+    F: Fn(&Arc<ConnectionState>, &Arc<ClientInfo>, bool) -> S,
     S: Service<Request<ClientBody>, Response = Response<TrackedBody<B>>>
         + Unpin
         + Send
@@ -140,35 +143,43 @@ where
         clippy::manual_async_fn,
         reason = "an async fn keeps `self` twice in the task (see above)"
     )]
-    pub fn serve(mut self, tcp: TcpStream) -> impl Future<Output = ()> {
+    /// `client` says who the client is, and is where a request that
+    /// switches protocols leaves its tunnel.
+    pub fn serve(mut self, tcp: TcpStream, client: Arc<ClientInfo>) -> impl Future<Output = ()> {
         async move {
-            if let Some(idle) = self.run(tcp).await {
+            if let Some(idle) = self.run(tcp, &client).await {
                 self.park_in_lot(idle);
             }
         }
     }
 
-    /// Serve a parked connection again: its socket turned readable.
+    /// Serve a parked connection again: its socket turned readable. Who
+    /// the client is was not kept while it was parked: read again from the
+    /// socket.
     #[allow(
         clippy::manual_async_fn,
         reason = "an async fn keeps `self` twice in the task (see `serve`)"
     )]
     pub fn resume(mut self, socket: std::net::TcpStream) -> impl Future<Output = ()> {
         async move {
-            let tcp = match TcpStream::from_std(socket) {
-                Ok(tcp) => tcp,
+            let served = socket
+                .peer_addr()
+                .and_then(|address| Ok((TcpStream::from_std(socket)?, address)));
+            let (tcp, address) = match served {
+                Ok(served) => served,
                 Err(error) => {
                     tracing::debug!(%error, "a parked connection could not be served again");
                     return;
                 }
             };
+            let client = Arc::new(ClientInfo::new(address, false));
             let io = ClientIo::new(
                 Stream::Plain(tcp),
                 Bytes::new(),
                 Arc::clone(self.guard.state()),
             );
             let head_deadline = Instant::now() + self.limits.header_read_timeout;
-            if let Some(idle) = self.http1(io, head_deadline).await {
+            if let Some(idle) = self.http1(io, head_deadline, &client).await {
                 self.park_in_lot(idle);
             }
         }
@@ -199,6 +210,12 @@ where
     /// The connection's id in its listener.
     pub(crate) fn id(&self) -> u64 {
         self.guard.state().id()
+    }
+
+    /// Whether it was evicted, or shutdown began, since it last looked: a
+    /// connection on its way to the parked set is closed instead.
+    pub(crate) fn told_to_close(&self) -> bool {
+        self.guard.state().signals.raised() & (EVICT | DRAIN) != 0
     }
 
     /// Hand an idle connection to its listener's parked set; its task
@@ -233,17 +250,17 @@ where
 
     /// Serve the connection; the socket comes back if it went idle and can
     /// be parked without a task (`lot`).
-    async fn run(&mut self, tcp: TcpStream) -> Option<ClientIo> {
+    async fn run(&mut self, tcp: TcpStream, client: &Arc<ClientInfo>) -> Option<ClientIo> {
         // Opened in a future of its own, gone before the connection is
         // served: what the socket was made of is not kept beside it.
         let (protocol, io, head_deadline) = self.open(tcp).await?;
         match protocol {
             // Boxed for the same reason as an HTTP/1 turn.
             Protocol::Http2 => {
-                Box::pin(self.http2(io)).await;
+                Box::pin(self.http2(io, client)).await;
                 None
             }
-            Protocol::Http1 => self.http1(io, head_deadline).await,
+            Protocol::Http1 => self.http1(io, head_deadline, client).await,
         }
     }
 
@@ -296,6 +313,7 @@ where
         &mut self,
         io: ClientIo,
         head_deadline: Instant,
+        client: &Arc<ClientInfo>,
     ) -> impl Future<Output = Option<ClientIo>> {
         let (mut io, mut head_deadline) = (io, head_deadline);
         async move {
@@ -307,9 +325,9 @@ where
                 // parked connection's task is only what it needs to wait
                 // (bench/memory.sh: 2.3 KB less per idle connection).
                 let (ended, back) = if std::mem::take(&mut hyper_next) {
-                    Box::pin(self.hyper_turn(io, head_deadline)).await
+                    Box::pin(self.hyper_turn(io, head_deadline, client)).await
                 } else {
-                    Box::pin(self.simple_turn(io, head_deadline)).await
+                    Box::pin(self.simple_turn(io, head_deadline, client)).await
                 };
                 io = back;
                 state.parking.store(false, Ordering::Relaxed);
@@ -322,8 +340,7 @@ where
                     }
                     Http1End::Closed => {
                         // hyper hands a switched connection back as if closed.
-                        if let Some(tunnel) = self.upgrades.as_ref().and_then(|c| c.upgrade.take())
-                        {
+                        if let Some(tunnel) = client.upgrade.take() {
                             Box::pin(self.tunnel(tunnel, io)).await;
                         }
                         return None;
@@ -396,9 +413,10 @@ where
         &mut self,
         mut io: ClientIo,
         head_deadline: Instant,
+        client: &Arc<ClientInfo>,
     ) -> (Http1End, ClientIo) {
         let state = Arc::clone(self.guard.state());
-        let service = (self.make_service)(&state, true);
+        let service = (self.make_service)(&state, client, true);
         let mut buf = BytesMut::new();
         let ended = self
             .drive_simple(&mut io, &mut buf, &service, head_deadline)
@@ -477,7 +495,12 @@ where
 
     /// Serve requests with a fresh hyper connection until it ends or parks;
     /// the socket comes back with whatever hyper read and did not use.
-    async fn hyper_turn(&mut self, io: ClientIo, head_deadline: Instant) -> (Http1End, ClientIo) {
+    async fn hyper_turn(
+        &mut self,
+        io: ClientIo,
+        head_deadline: Instant,
+        client: &Arc<ClientInfo>,
+    ) -> (Http1End, ClientIo) {
         let state = Arc::clone(self.guard.state());
         let mut builder = http1::Builder::new();
         // No head timer of hyper's: it arms (and allocates) one per request,
@@ -490,7 +513,7 @@ where
         if max_headers != ConnectionLimits::HYPER_MAX_HEADERS {
             builder.max_headers(max_headers);
         }
-        let service = FromHyper((self.make_service)(&state, true));
+        let service = FromHyper((self.make_service)(&state, client, true));
         let mut connection = builder.serve_connection(TokioIo::new(io), service);
         let ended = self.drive_http1(&mut connection, head_deadline).await;
         let parts = connection.into_parts();
@@ -604,9 +627,9 @@ where
         .await
     }
 
-    async fn http2(&mut self, io: ClientIo) {
+    async fn http2(&mut self, io: ClientIo, client: &Arc<ClientInfo>) {
         let state = Arc::clone(self.guard.state());
-        let service = FromHyper((self.make_service)(&state, false));
+        let service = FromHyper((self.make_service)(&state, client, false));
         // Extended CONNECT (RFC 8441): WebSocket over HTTP/2.
         let connection = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())

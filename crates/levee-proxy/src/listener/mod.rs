@@ -105,6 +105,8 @@ pub(crate) async fn serve_http(
 ) {
     let mut tasks = JoinSet::new();
     let mut ticks = check_ticks(&connections.limits());
+    // Shared by every connection's service: a connection keeps a pointer.
+    let gate = Arc::new(gate);
     // Idle cleartext HTTP/1 connections, kept without a task (`parked.rs`);
     // without an epoll set of its own, each waits in its task.
     let (lot, mut parking) = mpsc::unbounded_channel();
@@ -126,12 +128,11 @@ pub(crate) async fn serve_http(
                 // Read per connection: a reload may have changed it.
                 let tls = tls.load_full();
                 let client_info = Arc::new(ClientInfo::new(client, tls.is_some()));
-                let upgrades = Arc::clone(&client_info);
-                let gate = gate.clone();
-                let make_service = move |state: &Arc<ConnectionState>, http1: bool| {
+                let gate = Arc::clone(&gate);
+                let make_service = move |state: &Arc<ConnectionState>, client_info: &Arc<ClientInfo>, http1: bool| {
                     let proxy = Arc::clone(&proxy);
-                    let client_info = Arc::clone(&client_info);
-                    let gate = gate.clone();
+                    let client_info = Arc::clone(client_info);
+                    let gate = Arc::clone(&gate);
                     let state = Arc::clone(state);
                     service_fn(move |request: ::http::Request<crate::upstream::ClientBody>| {
                         let finished = tracked::begin(&state);
@@ -155,14 +156,13 @@ pub(crate) async fn serve_http(
                 let connection = HttpConnection {
                     guard,
                     // Read per connection: a reload may have changed them.
-                    limits: connections.limits(),
+                    limits: connections.shared_limits(),
                     make_service,
                     accepted: Instant::now(),
                     tls,
-                    upgrades: Some(upgrades),
                     lot: parked.is_some().then(|| lot.clone()),
                 };
-                tasks.spawn(connection.serve(stream));
+                tasks.spawn(connection.serve(stream, client_info));
                 // Evicted while parked: no task of its own to close it.
                 if let Some(left) = evicted.and_then(|id| parked.as_mut()?.take(id)) {
                     tasks.spawn(left.connection.close_parked(left.socket, None));
@@ -170,7 +170,11 @@ pub(crate) async fn serve_http(
                 }
             }
             Some(idle) = parking.recv() => {
-                if let Some(set) = parked.as_mut() {
+                if idle.connection.told_to_close() {
+                    // Evicted on its way here (the eviction found it in
+                    // neither its task nor the set).
+                    tasks.spawn(idle.connection.close_parked(idle.socket, None));
+                } else if let Some(set) = parked.as_mut() {
                     if let Err((idle, error)) = set.park(idle) {
                         tracing::debug!(%error, "an idle connection could not be parked; closing it");
                         tasks.spawn(idle.connection.close_parked(idle.socket, None));
@@ -271,12 +275,12 @@ pub(crate) async fn serve_admin(
     connections: Arc<Connections>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let limits = ConnectionLimits::admin();
+    let limits = Arc::new(ConnectionLimits::admin());
     let mut tasks = JoinSet::new();
     let mut ticks = check_ticks(&limits);
     loop {
         tokio::select! {
-            (stream, _client) = acceptor.accept() => {
+            (stream, client) = acceptor.accept() => {
                 let Ok((guard, _)) = connections.admit(true) else {
                     drop(stream);
                     continue;
@@ -285,17 +289,16 @@ pub(crate) async fn serve_admin(
                 let router = router.clone();
                 let connection = HttpConnection {
                     guard,
-                    limits,
-                    make_service: move |state: &Arc<ConnectionState>, http1| {
+                    limits: Arc::clone(&limits),
+                    make_service: move |state: &Arc<ConnectionState>, _: &Arc<ClientInfo>, http1| {
                         Tracked::new(TowerToHyperService::new(router.clone()), Arc::clone(state), http1)
                     },
                     accepted: Instant::now(),
                     tls: None,
-                    upgrades: None,
                     // At most a few dozen: each waits in its task.
                     lot: None,
                 };
-                tasks.spawn(connection.serve(stream));
+                tasks.spawn(connection.serve(stream, Arc::new(ClientInfo::new(client, false))));
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             _ = ticks.tick() => connections.tick(),

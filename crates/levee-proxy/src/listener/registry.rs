@@ -130,6 +130,11 @@ impl Connections {
         **self.limits.load()
     }
 
+    /// The listener's limits, to be shared by a connection.
+    pub(crate) fn shared_limits(&self) -> Arc<ConnectionLimits> {
+        self.limits.load_full()
+    }
+
     /// New limits (a config reload): for new connections, and for the
     /// count of open ones from now on.
     pub(crate) fn set_limits(&self, limits: ConnectionLimits) {
