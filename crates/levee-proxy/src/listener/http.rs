@@ -8,11 +8,12 @@
 //!   turn answers simple requests (`simple_http1.rs`); the first request it
 //!   leaves to hyper starts a hyper turn on the same bytes. Once the
 //!   connection has been quiet for a moment (`park_after`) it is *parked*:
-//!   the turn gives the socket back and its buffers are freed, and levee
-//!   waits for the next request's first byte on the bare socket, up to
-//!   `idle_timeout`, then starts its own turn again. Busy connections never
-//!   pay for this; an idle one costs a few hundred bytes instead of tens of
-//!   kilobytes.
+//!   the turn gives the socket back and its buffers are freed. A cleartext
+//!   connection then leaves its task too and waits in its listener's parked
+//!   set (`parked.rs`), which gives it a task again on the next request's
+//!   first byte; a TLS one waits for that byte in its own task. Either way,
+//!   up to `idle_timeout`. Busy connections never pay for this; an idle one
+//!   costs a few hundred bytes instead of tens of kilobytes.
 //! - HTTP/2 is served by hyper; levee sends GOAWAY when the connection has
 //!   had no stream for `idle_timeout`, or none within `header_read_timeout`.
 //! - A request head begun but not finished within `header_read_timeout`
