@@ -135,17 +135,18 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    /// Serve the connection until it closes.
+    /// Serve the connection until it closes, or until it parks in its
+    /// listener's set. `client` says who the client is, and is where a
+    /// request that switches protocols leaves its tunnel.
     ///
     /// Not an `async fn`: one would keep `self` twice in the connection's
     /// task (as its argument and as its binding), and the task's size is
-    /// what every parked connection costs (bench/memory.sh).
+    /// what every connection costs while it is served, and a TLS one while
+    /// it is parked (bench/memory.sh).
     #[allow(
         clippy::manual_async_fn,
         reason = "an async fn keeps `self` twice in the task (see above)"
     )]
-    /// `client` says who the client is, and is where a request that
-    /// switches protocols leaves its tunnel.
     pub fn serve(mut self, tcp: TcpStream, client: Arc<ClientInfo>) -> impl Future<Output = ()> {
         async move {
             if let Some(idle) = self.run(tcp, &client).await {
@@ -174,11 +175,7 @@ where
                 }
             };
             let client = Arc::new(ClientInfo::new(address, false));
-            let io = ClientIo::new(
-                Stream::Plain(tcp),
-                Bytes::new(),
-                Arc::clone(self.guard.state()),
-            );
+            let io = ClientIo::plain(tcp, Arc::clone(self.guard.state()));
             let head_deadline = Instant::now() + self.limits.header_read_timeout;
             if let Some(idle) = self.http1(io, head_deadline, &client).await {
                 self.park_in_lot(idle);
@@ -202,8 +199,7 @@ where
                 self.record_close(reason);
             }
             if let Ok(tcp) = TcpStream::from_std(socket) {
-                let state = Arc::clone(self.guard.state());
-                close(&mut ClientIo::new(Stream::Plain(tcp), Bytes::new(), state)).await;
+                close(&mut ClientIo::plain(tcp, Arc::clone(self.guard.state()))).await;
             }
         }
     }
@@ -223,6 +219,7 @@ where
     /// ends. Nothing of the task may stay behind: the waker it left with
     /// the listener's signals would keep its memory.
     fn park_in_lot(self, idle: ClientIo) {
+        // Only a connection with a lot is handed back idle (`http1`).
         let Some(lot) = self.lot.clone() else {
             return;
         };

@@ -57,6 +57,12 @@ impl ClientIo {
         }
     }
 
+    /// A cleartext connection with nothing to replay (one served again
+    /// after it was parked).
+    pub(crate) fn plain(tcp: tokio::net::TcpStream, state: Arc<ConnectionState>) -> ClientIo {
+        ClientIo::new(Stream::Plain(tcp), Bytes::new(), state)
+    }
+
     /// The connection, to wait on while parked.
     pub(crate) fn stream(&self) -> &Stream {
         &self.stream

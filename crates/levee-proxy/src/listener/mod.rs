@@ -30,6 +30,7 @@ mod simple_http1;
 mod tracked;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -121,7 +122,6 @@ pub(crate) async fn serve_http(
                     drop(stream);
                     continue;
                 };
-
                 // Small writes must not wait for Nagle; failure only costs latency.
                 let _ = stream.set_nodelay(true);
                 let proxy = Arc::clone(&proxy);
@@ -207,21 +207,10 @@ pub(crate) async fn serve_http(
         tasks.spawn(left.connection.close_parked(left.socket, None));
     }
     connections.metrics().set_parked(0);
-    connections.drain();
-    let mut ticks = tokio::time::interval_at(Instant::now() + http::DRAIN_QUIET, http::DRAIN_QUIET);
-    loop {
-        tokio::select! {
-            joined = tasks.join_next() => if joined.is_none() {
-                // Every task has ended: nothing more can be handed over.
-                match parking.try_recv() {
-                    Ok(left) => { tasks.spawn(left.connection.close_parked(left.socket, None)); }
-                    Err(_) => return,
-                }
-            },
-            Some(left) = parking.recv() => { tasks.spawn(left.connection.close_parked(left.socket, None)); }
-            _ = ticks.tick() => connections.tick(),
-        }
-    }
+    drain(&connections, &mut tasks, &mut parking, |left| {
+        left.connection.close_parked(left.socket, None)
+    })
+    .await;
 }
 
 /// The listener's set of parked connections, of the type its channel
@@ -247,13 +236,28 @@ async fn next_parked<C>(parked: &mut Option<ParkedSet<C>>) -> (Parked<C>, Leavin
 }
 
 /// Tell every connection that shutdown has begun, and wait for them all,
-/// checking them often so that idle ones close soon.
-async fn drain(connections: &Connections, tasks: &mut JoinSet<()>) {
+/// checking them often so that idle ones close soon. A connection handed
+/// over to be parked meanwhile (`handoffs`) is closed by `close`.
+async fn drain<T, C>(
+    connections: &Connections,
+    tasks: &mut JoinSet<()>,
+    handoffs: &mut mpsc::UnboundedReceiver<T>,
+    close: impl Fn(T) -> C,
+) where
+    C: Future<Output = ()> + Send + 'static,
+{
     connections.drain();
     let mut ticks = tokio::time::interval_at(Instant::now() + http::DRAIN_QUIET, http::DRAIN_QUIET);
     loop {
         tokio::select! {
-            joined = tasks.join_next() => if joined.is_none() { return },
+            joined = tasks.join_next() => if joined.is_none() {
+                // Every task has ended: nothing more can be handed over.
+                match handoffs.try_recv() {
+                    Ok(left) => { tasks.spawn(close(left)); }
+                    Err(_) => return,
+                }
+            },
+            Some(left) = handoffs.recv() => { tasks.spawn(close(left)); }
             _ = ticks.tick() => connections.tick(),
         }
     }
@@ -306,7 +310,9 @@ pub(crate) async fn serve_admin(
         }
     }
     drop(acceptor);
-    drain(&connections, &mut tasks).await;
+    // Nothing is parked on the admin listener: no handoffs.
+    let (_, mut handoffs) = mpsc::unbounded_channel::<()>();
+    drain(&connections, &mut tasks, &mut handoffs, |()| async {}).await;
 }
 
 /// Resolves once shutdown is requested (or the gateway is gone).
