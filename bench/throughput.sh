@@ -245,16 +245,19 @@ wait_ready() {
     return 1
 }
 
-# cpu_ticks PID: user+system CPU time (clock ticks) of PID and its direct
-# children (nginx's worker is a child of its master), or "" without /proc.
+# cpu_ticks PID [sys]: user+system CPU time (clock ticks) of PID and its
+# direct children (nginx's worker is a child of its master), or "" without
+# /proc; with "sys", the system (kernel) part only.
 cpu_ticks() {
-    local pid=$1 total=0 p stat found=0
+    local pid=$1 fields='$12 + $13' total=0 p stat found=0
+    [[ ${2:-} == sys ]] && fields='$13'
+
     for p in "$pid" $(ps -o pid= --ppid "$pid" 2>/dev/null || true); do
         stat=$(cat "/proc/$p/stat" 2>/dev/null) || continue
         found=1
         stat=${stat##*) }
         # After the command name: state is field 3, utime 14, stime 15.
-        total=$((total + $(awk '{print $12 + $13}' <<<"$stat")))
+        total=$((total + $(awk "{print $fields}" <<<"$stat")))
     done
     ((found)) && echo "$total" || echo ""
 }
@@ -496,7 +499,7 @@ wait_ready "$BACKEND_PID" "http://127.0.0.1:$BACKEND_PORT/" ||
 
 # Per target: the final STATUS/REASON, and the per-round results as
 # space-separated lists (L_*), reduced to medians once all rounds are done.
-declare -A STATUS REASON L_RPS L_P50 L_P99 L_ERRORS L_REQUESTS L_CPU L_OTHER L_DETAIL
+declare -A STATUS REASON L_RPS L_P50 L_P99 L_ERRORS L_REQUESTS L_CPU L_KERNEL L_OTHER L_DETAIL
 ORDER=()
 for target in $TARGETS; do ORDER+=("$target"); done
 
@@ -523,19 +526,24 @@ measure() {
     # other: CPU that neither the backend, the target nor the load generator
     # used during the measurement (other work on a shared machine). Much of it
     # means the numbers are noisy.
-    local cpu_pid=${TARGET_PID:-$BACKEND_PID} ticks0 ticks1 bticks0 bticks1 mticks0 mticks1 kids0 kids1 t0 t1
-    local cpu="" other="" ours ok=0
+    # kernel: the part of that CPU spent in the kernel (system time).
+    local cpu_pid=${TARGET_PID:-$BACKEND_PID} ticks0 ticks1 sys0 sys1 bticks0 bticks1 mticks0 mticks1 kids0 kids1 t0 t1
+    local cpu="" kernel="" other="" ours ok=0
     if run_load "$TARGET_URL" "$WARMUP" "$TDIR/warmup.out" &&
-        ticks0=$(cpu_ticks "$cpu_pid") && bticks0=$(cpu_ticks "$BACKEND_PID") &&
+        ticks0=$(cpu_ticks "$cpu_pid") && sys0=$(cpu_ticks "$cpu_pid" sys) && bticks0=$(cpu_ticks "$BACKEND_PID") &&
         mticks0=$(machine_busy_ticks) && children_cpu_seconds kids0 && t0=$(date +%s.%N) &&
         run_load "$TARGET_URL" "$DURATION" "$TDIR/load.out"; then
         ok=1
         t1=$(date +%s.%N)
         children_cpu_seconds kids1
         mticks1=$(machine_busy_ticks) ticks1=$(cpu_ticks "$cpu_pid") bticks1=$(cpu_ticks "$BACKEND_PID")
+        sys1=$(cpu_ticks "$cpu_pid" sys)
         if [[ -n $ticks0 && -n $ticks1 ]]; then
             cpu=$(awk -v d=$((ticks1 - ticks0)) -v hz="$CLK_TCK" -v a="$t0" -v b="$t1" \
                 'BEGIN { printf "%.0f", 100 * d / hz / (b - a) }')
+            if [[ -n $sys0 && -n $sys1 ]] && ((ticks1 > ticks0)); then
+                kernel=$(awk -v s=$((sys1 - sys0)) -v d=$((ticks1 - ticks0)) 'BEGIN { printf "%.0f", 100 * s / d }')
+            fi
         fi
         if [[ -n $cpu && -n $bticks0 && -n $bticks1 && -n $mticks0 && -n $mticks1 ]]; then
             ours=$((bticks1 - bticks0))
@@ -545,7 +553,7 @@ measure() {
                 'BEGIN { x = 100 * ((m - o) / hz - (k1 - k0)) / (b - a); printf "%.0f", (x < 0 ? 0 : x) }')
         fi
         { echo "== round $round: $target ($TARGET_URL)"; cat "$TDIR/load.out"; echo; } >>"$RAW_OUT"
-        log "$target: $R_RPS req/s, p50 ${R_P50}us, p99 ${R_P99}us, errors $R_ERRORS ($R_ERR_DETAIL), cpu ${cpu:-?}%, other processes ${other:-?}%"
+        log "$target: $R_RPS req/s, p50 ${R_P50}us, p99 ${R_P99}us, errors $R_ERRORS ($R_ERR_DETAIL), cpu ${cpu:-?}% (kernel ${kernel:-?}% of it), other processes ${other:-?}%"
     else
         REASON[$target]="load generator failed"
     fi
@@ -565,7 +573,7 @@ measure() {
     if ((ok)); then
         L_RPS[$target]+="$R_RPS " L_P50[$target]+="$R_P50 " L_P99[$target]+="$R_P99 "
         L_ERRORS[$target]+="$R_ERRORS " L_REQUESTS[$target]+="${R_REQUESTS:-0} "
-        L_CPU[$target]+="${cpu:--} " L_OTHER[$target]+="${other:--} "
+        L_CPU[$target]+="${cpu:--} " L_KERNEL[$target]+="${kernel:--} " L_OTHER[$target]+="${other:--} "
         L_DETAIL[$target]+="${R_ERR_DETAIL// /,};"
     fi
 }
@@ -588,7 +596,7 @@ median() {
     printf '%s\n' $1 | grep -v '^-$' | sort -n | awk '{ a[NR] = $1 }
         END { if (NR == 0) print ""; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.0f", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
-declare -A RPS P50 P99 ERRORS REQUESTS CPU OTHER ERR_DETAIL
+declare -A RPS P50 P99 ERRORS REQUESTS CPU KERNEL OTHER ERR_DETAIL
 for t in "${ORDER[@]}"; do
     [[ ${STATUS[$t]:-} == skipped ]] && continue
     if [[ -z ${L_RPS[$t]:-} ]]; then
@@ -598,6 +606,7 @@ for t in "${ORDER[@]}"; do
     STATUS[$t]=ok
     RPS[$t]=$(median "${L_RPS[$t]}") P50[$t]=$(median "${L_P50[$t]}") P99[$t]=$(median "${L_P99[$t]}")
     CPU[$t]=$(median "${L_CPU[$t]}")
+    KERNEL[$t]=$(median "${L_KERNEL[$t]}")
     OTHER[$t]=$(printf '%s\n' ${L_OTHER[$t]} | grep -v '^-$' | sort -n | tail -n 1)
     ERRORS[$t]=$(printf '%s\n' ${L_ERRORS[$t]} | awk '{ s += $1 } END { print s + 0 }')
     REQUESTS[$t]=$(printf '%s\n' ${L_REQUESTS[$t]} | awk '{ s += $1 } END { print s + 0 }')
@@ -614,13 +623,14 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 
 echo
 # cpu: CPU use of the proxy (of the backend for "direct") during the
-# measurement, 100 = one full core. req/cpu-s: req/s per core of it.
+# measurement, 100 = one full core. kernel: the part of it spent in the
+# kernel. req/cpu-s: req/s per core of it.
 per_cpu() { awk -v r="$1" -v c="$2" 'BEGIN { if (c > 0) printf "%.0f", r * 100 / c; else print "" }'; }
-printf '%-10s %9s %9s %9s %8s %6s %10s\n' target req/s p50 p99 errors cpu req/cpu-s
+printf '%-10s %9s %9s %9s %8s %6s %7s %10s\n' target req/s p50 p99 errors cpu kernel req/cpu-s
 for t in "${ORDER[@]}"; do
     if [[ ${STATUS[$t]} == ok ]]; then
-        printf '%-10s %9s %9s %9s %8s %6s %10s\n' "$t" "${RPS[$t]}" "$(fmt_ms "${P50[$t]}")" "$(fmt_ms "${P99[$t]}")" "${ERRORS[$t]}" \
-            "${CPU[$t]:+${CPU[$t]}%}" "$(per_cpu "${RPS[$t]}" "${CPU[$t]}")"
+        printf '%-10s %9s %9s %9s %8s %6s %7s %10s\n' "$t" "${RPS[$t]}" "$(fmt_ms "${P50[$t]}")" "$(fmt_ms "${P99[$t]}")" "${ERRORS[$t]}" \
+            "${CPU[$t]:+${CPU[$t]}%}" "${KERNEL[$t]:+${KERNEL[$t]}%}" "$(per_cpu "${RPS[$t]}" "${CPU[$t]}")"
     else
         printf '%-10s %s (%s)\n' "$t" "${STATUS[$t]}" "${REASON[$t]}"
     fi
@@ -669,10 +679,11 @@ done
 rounds_json() {
     local t=$1
     paste -d' ' <(printf '%s\n' ${L_RPS[$t]}) <(printf '%s\n' ${L_P50[$t]}) <(printf '%s\n' ${L_P99[$t]}) \
-        <(printf '%s\n' ${L_ERRORS[$t]}) <(printf '%s\n' ${L_CPU[$t]}) <(printf '%s\n' ${L_OTHER[$t]}) |
+        <(printf '%s\n' ${L_ERRORS[$t]}) <(printf '%s\n' ${L_CPU[$t]}) <(printf '%s\n' ${L_OTHER[$t]}) \
+        <(printf '%s\n' ${L_KERNEL[$t]}) |
         awk 'function n(v) { return v == "-" ? "null" : v }
-            { printf "%s{\"requests_per_second\": %s, \"p50_us\": %s, \"p99_us\": %s, \"errors\": %s, \"cpu_percent\": %s, \"other_cpu_percent\": %s}",
-                (NR > 1 ? ", " : "["), $1, $2, $3, $4, n($5), n($6) }
+            { printf "%s{\"requests_per_second\": %s, \"p50_us\": %s, \"p99_us\": %s, \"errors\": %s, \"cpu_percent\": %s, \"other_cpu_percent\": %s, \"kernel_percent\": %s}",
+                (NR > 1 ? ", " : "["), $1, $2, $3, $4, n($5), n($6), n($7) }
             END { print (NR ? "]" : "[]") }'
 }
 json_str() { local s=${1//\\/\\\\}; s=${s//\"/\\\"}; printf '"%s"' "$s"; }
@@ -696,9 +707,9 @@ GIT_DIRTY=false
     for t in "${ORDER[@]}"; do
         ((n++)) && echo ","
         if [[ ${STATUS[$t]} == ok ]]; then
-            printf '    {"target": %s, "status": "ok", "version": %s, "requests_per_second": %s, "p50_us": %s, "p99_us": %s, "requests": %s, "errors": %s, "error_detail": %s, "cpu_percent": %s, "cpu_of": %s, "other_cpu_percent": %s, "rounds": %s}' \
+            printf '    {"target": %s, "status": "ok", "version": %s, "requests_per_second": %s, "p50_us": %s, "p99_us": %s, "requests": %s, "errors": %s, "error_detail": %s, "cpu_percent": %s, "kernel_percent": %s, "cpu_of": %s, "other_cpu_percent": %s, "rounds": %s}' \
                 "$(json_str "$t")" "$(json_str "$(version_of "$t")")" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" \
-                "${REQUESTS[$t]:-null}" "${ERRORS[$t]}" "$(json_str "${ERR_DETAIL[$t]}")" "${CPU[$t]:-null}" \
+                "${REQUESTS[$t]:-null}" "${ERRORS[$t]}" "$(json_str "${ERR_DETAIL[$t]}")" "${CPU[$t]:-null}" "${KERNEL[$t]:-null}" \
                 "$(json_str "$([[ $t == direct ]] && echo backend || echo proxy)")" "${OTHER[$t]:-null}" "$(rounds_json "$t")"
         else
             printf '    {"target": %s, "status": %s, "reason": %s}' \
