@@ -267,6 +267,17 @@ async fn until_parked(gateway: &levee_proxy::RunningGateway, count: f64) {
 
 #[tokio::test]
 async fn parked_connections_are_served_again_evicted_at_the_limit_and_closed_by_a_stop() {
+    parked_connections_round_trip().await;
+}
+
+/// The same on two worker threads: connections park from one thread and are
+/// served again, evicted or closed from another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_connections_round_trip_on_two_worker_threads() {
+    parked_connections_round_trip().await;
+}
+
+async fn parked_connections_round_trip() {
     let (gateway, addr, nodes) = gateway_with(|l| {
         // Parked after a quarter of it: 100 ms.
         l.header_read_timeout = Duration::from_millis(400);
