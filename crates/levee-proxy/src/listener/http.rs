@@ -68,10 +68,8 @@ pub(crate) const DRAIN_QUIET: Duration = Duration::from_millis(100);
 /// levee's own turn reads requests into a buffer of this size, grown when
 /// less than [`READ_AT_LEAST`] is free. A connection holds the buffer until
 /// it parks: 2,000 connections opened at once hold 8 MB, not the 16 MB of
-/// hyper's 8 KB. Smaller costs instructions: the buffer is replaced once
-/// its free part is used up (a served request's head still refers to it),
-/// every ~35 requests of the benchmark's size at 4 KB, every ~10 at 2 KB
-/// (+100 instructions per request, bench/instructions.sh).
+/// hyper's 8 KB. 2 KB measured the same per request (bench/instructions.sh)
+/// but makes a head with a few cookies grow the buffer.
 const READ_BUF: usize = 4 * 1024;
 const READ_AT_LEAST: usize = 512;
 

@@ -131,8 +131,10 @@ impl ConnectionMetrics {
         self.open.set(i64::try_from(open).unwrap_or(i64::MAX));
     }
 
-    pub(crate) fn set_parked(&self, parked: usize) {
-        self.parked.set(i64::try_from(parked).unwrap_or(i64::MAX));
+    /// The gauge of parked connections, which the listener's parked set
+    /// keeps up to date.
+    pub(crate) fn parked(&self) -> Gauge {
+        self.parked.clone()
     }
 
     pub(crate) fn set_limit(&self, limit: usize) {

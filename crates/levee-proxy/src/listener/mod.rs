@@ -111,7 +111,7 @@ pub(crate) async fn serve_http(
     // Idle cleartext HTTP/1 connections, kept without a task (`parked.rs`);
     // without an epoll set of its own, each waits in its task.
     let (lot, mut parking) = mpsc::unbounded_channel();
-    let mut parked = parked_set(&proxy.listener, &parking);
+    let mut parked = parked_set(&proxy.listener, &connections, &parking);
     loop {
         tokio::select! {
             (stream, client) = acceptor.accept() => {
@@ -166,7 +166,6 @@ pub(crate) async fn serve_http(
                 // Evicted while parked: no task of its own to close it.
                 if let Some(left) = evicted.and_then(|id| parked.as_mut()?.take(id)) {
                     tasks.spawn(left.connection.close_parked(left.socket, None));
-                    connections.metrics().set_parked(parked.as_ref().map_or(0, ParkedSet::len));
                 }
             }
             Some(idle) = parking.recv() => {
@@ -179,7 +178,6 @@ pub(crate) async fn serve_http(
                         tracing::debug!(%error, "an idle connection could not be parked; closing it");
                         tasks.spawn(idle.connection.close_parked(idle.socket, None));
                     }
-                    connections.metrics().set_parked(set.len());
                 }
             }
             (left, why) = next_parked(&mut parked) => {
@@ -189,7 +187,6 @@ pub(crate) async fn serve_http(
                         left.connection.close_parked(left.socket, Some(CloseReason::IdleTimeout)),
                     ),
                 });
-                connections.metrics().set_parked(parked.as_ref().map_or(0, ParkedSet::len));
             }
             // Reap finished connections so the set does not grow.
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
@@ -206,7 +203,6 @@ pub(crate) async fn serve_http(
     for left in parked.as_mut().map(ParkedSet::take_all).unwrap_or_default() {
         tasks.spawn(left.connection.close_parked(left.socket, None));
     }
-    connections.metrics().set_parked(0);
     drain(&connections, &mut tasks, &mut parking, |left| {
         left.connection.close_parked(left.socket, None)
     })
@@ -218,9 +214,10 @@ pub(crate) async fn serve_http(
 /// system gives no epoll descriptor.
 fn parked_set<C>(
     listener: &str,
+    connections: &Connections,
     _channel: &mpsc::UnboundedReceiver<Parked<C>>,
 ) -> Option<ParkedSet<C>> {
-    ParkedSet::new()
+    ParkedSet::new(connections.metrics().parked())
         .inspect_err(|error| {
             tracing::warn!(%listener, %error, "idle connections wait in their own tasks: no epoll set for them");
         })

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Token};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::unix::AsyncFd;
 use tokio::time::{Instant, Sleep};
 
@@ -63,11 +64,14 @@ pub(crate) struct ParkedSet<C> {
     /// Woken by the epoll set, not yet handed out.
     readable: Vec<u64>,
     timer: Pin<Box<Sleep>>,
+    /// `levee_connections_parked` of the listener: the set's size.
+    gauge: Gauge,
 }
 
 impl<C> ParkedSet<C> {
-    /// An empty set; fails if no epoll descriptor can be had.
-    pub(crate) fn new() -> io::Result<ParkedSet<C>> {
+    /// An empty set whose size `gauge` shows; fails if no epoll
+    /// descriptor can be had.
+    pub(crate) fn new(gauge: Gauge) -> io::Result<ParkedSet<C>> {
         let poll = mio::Poll::new()?;
         // SAFETY: `mio::Poll` owns its epoll descriptor and keeps it open,
         // the same one, until it is dropped, which is after the `AsyncFd`.
@@ -80,12 +84,8 @@ impl<C> ParkedSet<C> {
             deadlines: BinaryHeap::new(),
             readable: Vec::new(),
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            gauge,
         })
-    }
-
-    /// Connections parked now.
-    pub(crate) fn len(&self) -> usize {
-        self.parked.len()
     }
 
     /// Keep `parked` until its socket turns readable or its idle timeout
@@ -107,6 +107,7 @@ impl<C> ParkedSet<C> {
         }
         self.deadlines.push(Reverse((parked.idle_until, parked.id)));
         self.parked.insert(parked.id, Box::new(parked));
+        self.show_len();
         // Entries left by connections that woke: dropped once they
         // outnumber the parked ones, so the heap stays the set's size.
         if self.deadlines.len() > 2 * self.parked.len() + 64 {
@@ -121,6 +122,7 @@ impl<C> ParkedSet<C> {
     /// evicted, or the listener stops).
     pub(crate) fn take(&mut self, id: u64) -> Option<Parked<C>> {
         let parked = *self.parked.remove(&id)?;
+        self.show_len();
         // Not watched any more: its socket goes back to the runtime.
         let fd = parked.socket.as_raw_fd();
         if let Err(error) = self
@@ -132,6 +134,11 @@ impl<C> ParkedSet<C> {
             tracing::debug!(%error, "could not take a parked socket out of its epoll set");
         }
         Some(parked)
+    }
+
+    fn show_len(&self) {
+        self.gauge
+            .set(i64::try_from(self.parked.len()).unwrap_or(i64::MAX));
     }
 
     /// Take every parked connection out (the listener stops).
@@ -253,7 +260,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_socket_that_turns_readable_leaves_first_and_the_others_at_their_idle_timeout() {
-        let mut set = ParkedSet::new().expect("epoll");
+        let gauge = Gauge::default();
+        let mut set = ParkedSet::new(gauge.clone()).expect("epoll");
         let (mut client_a, server_a) = pair();
         let (_client_b, server_b) = pair();
         let (_client_c, server_c) = pair();
@@ -266,7 +274,7 @@ mod tests {
         set.park(parked(3, server_c, Duration::from_millis(100)))
             .map_err(|(_, e)| e)
             .expect("park");
-        assert_eq!(set.len(), 3);
+        assert_eq!(gauge.get(), 3, "parked");
 
         client_a.write_all(b"GET / HTTP/1.1\r\n").expect("write");
         let (left, why) = tokio::time::timeout(Duration::from_secs(5), set.next())
@@ -288,12 +296,12 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
-        assert_eq!(set.len(), 0);
+        assert_eq!(gauge.get(), 0, "parked");
     }
 
     #[tokio::test]
     async fn bytes_sent_before_parking_wake_the_connection_and_a_taken_one_is_not_watched() {
-        let mut set = ParkedSet::new().expect("epoll");
+        let mut set = ParkedSet::new(Gauge::default()).expect("epoll");
         let (mut client_a, server_a) = pair();
         let (mut client_b, server_b) = pair();
         client_a.write_all(b"GET /").expect("write");
