@@ -86,20 +86,32 @@ async fn concurrent_gets(addr: std::net::SocketAddr, workers: usize, each: usize
     }
 }
 
-// One runtime thread for the clients, levee and the backends alike: a
-// stall of the machine then delays every endpoint's answers at once. With
-// two (as until 2026-12-01) a stall of one thread made one endpoint look
-// slow, and peak EWMA rightly shunned it for the rest of the test (whole-
-// suite runs saw 45 and 49 of 300). Counting in-flight requests is still
-// what spreads the 12 concurrent clients: without it one endpoint gets
-// under 10 of 300.
+// Every endpoint answers after 10 ms, so that scheduling noise of a busy
+// machine (a millisecond or two) is small beside each latency sample, and
+// the estimate forgets in 200 ms (the default 10 s outlives the test):
+// with sub-millisecond answers and the default decay, one stall while an
+// endpoint's requests were in flight raised its estimate several times
+// over for the rest of the test, and peak EWMA rightly shunned it (CI saw
+// 22 of 300). One runtime thread, so a stall delays every endpoint alike.
+// That the cost also counts requests in flight is endpoint_load.rs's unit
+// test: with 10 ms answers and this decay, the estimates alone spread
+// equal endpoints too.
 #[tokio::test]
 async fn p2c_ewma_spreads_concurrent_load_and_shuns_a_slow_endpoint() {
+    const BASE: Duration = Duration::from_millis(10);
     let backends = backends(3).await;
+    for backend in &backends {
+        backend.set_mode(Mode::Slow(BASE)).await.expect("mode");
+    }
     let addrs = backends.iter().map(|b| b.addr()).collect();
-    let (gateway, addr) = start(config(addrs, BalancePolicy::P2cEwma)).await;
-    // Equal endpoints under concurrent load: in-flight counts keep the
-    // latency-weighted choice from piling onto one of them.
+    let mut config = config(addrs, BalancePolicy::P2cEwma);
+    config.clusters[0].ewma_decay = Duration::from_millis(200);
+    // Without hedges, each attempt on the slow endpoint runs to its answer:
+    // a hedge would cut it at ~30 ms and teach the balancer only that.
+    config.clusters[0].retry.hedge = None;
+    let (gateway, addr) = start(config).await;
+    // Equal endpoints share concurrent load evenly (85-116 each of 300
+    // here, beside three busy loops).
     concurrent_gets(addr, 12, 25).await;
     for backend in &backends {
         let share = backend.requests_received();
@@ -108,13 +120,15 @@ async fn p2c_ewma_spreads_concurrent_load_and_shuns_a_slow_endpoint() {
     }
 
     backends[0]
-        .set_mode(Mode::Slow(Duration::from_millis(50)))
+        .set_mode(Mode::Slow(BASE + Duration::from_millis(90)))
         .await
         .expect("mode");
     concurrent_gets(addr, 12, 25).await;
     let slow = backends[0].requests_received();
     // Each slow answer raises its peak-EWMA cost at once, so it loses almost
-    // every pairwise choice (round robin would have sent it 100).
-    assert!(slow <= 30, "slow endpoint still got {slow} of 300");
+    // every pairwise choice: it gets the few sent before its first answer
+    // came back and about one at a time after (8-10 of 300 beside three busy
+    // loops; round robin would send it 100, least-request 23-29).
+    assert!(slow <= 18, "slow endpoint still got {slow} of 300");
     gateway.shutdown().await;
 }
