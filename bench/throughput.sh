@@ -17,6 +17,7 @@
 # Usage: bench/throughput.sh            (see bench/README.md for the knobs)
 # Env:   BENCH_DURATION=10s BENCH_WARMUP=2s BENCH_CONNECTIONS=64
 #        BENCH_LOAD=auto|wrk|testkit BENCH_TARGETS="direct levee haproxy nginx"
+#        BENCH_BACKEND=testkit|nginx
 #        BENCH_PIN=auto|0 BENCH_CPU_BACKEND, BENCH_CPU_LOAD, BENCH_CPU_PROXY
 #        BENCH_PROXY_THREADS=1 BENCH_LEVEE_THREADS=$BENCH_PROXY_THREADS
 #        BENCH_LOAD_THREADS=1 BENCH_BUILD=1 BENCH_OUT=bench/out
@@ -50,6 +51,10 @@ DURATION=$(normalize_duration "${BENCH_DURATION:-10s}")
 WARMUP=$(normalize_duration "${BENCH_WARMUP:-2s}")
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 LOAD=${BENCH_LOAD:-auto}
+# The backend every target proxies to: levee-testkit's, or nginx answering
+# the same bytes for less CPU (the core it shares with the load generator is
+# what holds the proxies back; see bench/README.md).
+BACKEND=${BENCH_BACKEND:-testkit}
 TARGETS=${BENCH_TARGETS:-direct levee haproxy nginx}
 PIN=${BENCH_PIN:-auto}
 # Threads (HAProxy nbthread, nginx worker_processes, levee --worker-threads)
@@ -64,6 +69,7 @@ ROUNDS=${BENCH_ROUNDS:-1}
 # A request slower than this counts as an error (testkit) / a timeout (wrk).
 REQUEST_TIMEOUT=2s
 
+[[ $BACKEND == testkit || $BACKEND == nginx ]] || { echo "throughput.sh: BENCH_BACKEND must be testkit or nginx" >&2; exit 2; }
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "throughput.sh: BENCH_ROUNDS must be a positive integer" >&2; exit 2; }
 [[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || { echo "throughput.sh: BENCH_CONNECTIONS must be a positive integer" >&2; exit 2; }
 [[ $PROXY_THREADS =~ ^[1-9][0-9]*$ && $LEVEE_THREADS =~ ^[1-9][0-9]*$ ]] ||
@@ -76,6 +82,7 @@ POOL=$((CONNECTIONS > 64 ? CONNECTIONS : 64))
 
 log() { echo "throughput.sh: $*" >&2; }
 have() { command -v "$1" >/dev/null 2>&1; }
+[[ $BACKEND == nginx ]] && ! have nginx && { echo "throughput.sh: BENCH_BACKEND=nginx needs nginx installed" >&2; exit 2; }
 
 # ---------------------------------------------------------------- processes
 
@@ -483,7 +490,7 @@ RAW_OUT=$OUT_DIR/throughput-$TIMESTAMP.log
 : >"$RAW_OUT"
 LOADAVG_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "")
 
-log "load: $LOAD, $CONNECTIONS connections, warm-up $WARMUP, measure $DURATION, $ROUNDS round(s); proxy threads: $PROXY_THREADS (levee $LEVEE_THREADS)"
+log "backend: $BACKEND; load: $LOAD, $CONNECTIONS connections, warm-up $WARMUP, measure $DURATION, $ROUNDS round(s); proxy threads: $PROXY_THREADS (levee $LEVEE_THREADS)"
 if ((PINNING)); then
     log "pinning: backend -> CPU $CPU_BACKEND, load generator -> CPU $CPU_LOAD, proxy -> CPU $CPU_PROXY"
 fi
@@ -492,7 +499,15 @@ if [[ -n $LOADAVG_BEFORE ]] && awk -v l="${LOADAVG_BEFORE%% *}" 'BEGIN {exit !(l
 fi
 
 free_port BACKEND_PORT
-start_bg "$CPU_BACKEND" "$TMP/backend.log" "$TESTKIT" backend --listen "127.0.0.1:$BACKEND_PORT" --name origin --threads 1
+if [[ $BACKEND == nginx ]]; then
+    mkdir -p "$TMP/backend"
+    fill "$TEMPLATES/nginx-backend.conf.tmpl" "$TMP/backend/nginx.conf" \
+        TMP="$TMP/backend" LISTEN_PORT="$BACKEND_PORT" USER_LINE="$( ((EUID == 0)) && echo "user root;")"
+    start_bg "$CPU_BACKEND" "$TMP/backend.log" \
+        nginx -p "$TMP/backend/" -e "$TMP/backend/error.log" -c "$TMP/backend/nginx.conf" -g 'daemon off;'
+else
+    start_bg "$CPU_BACKEND" "$TMP/backend.log" "$TESTKIT" backend --listen "127.0.0.1:$BACKEND_PORT" --name origin --threads 1
+fi
 BACKEND_PID=$LAST_PID
 wait_ready "$BACKEND_PID" "http://127.0.0.1:$BACKEND_PORT/" ||
     { log "the backend did not start:"; cat "$TMP/backend.log" >&2; exit 1; }
@@ -696,6 +711,7 @@ GIT_DIRTY=false
     echo "  \"git\": {\"rev\": $(json_str "$GIT_REV"), \"dirty\": $GIT_DIRTY},"
     echo "  \"host\": {\"nproc\": $(nproc 2>/dev/null || echo 0), \"loadavg_before\": $(json_str "$LOADAVG_BEFORE"), \"loadavg_after\": $(json_str "$LOADAVG_AFTER")},"
     echo "  \"settings\": {"
+    echo "    \"backend\": $(json_str "$BACKEND"),"
     echo "    \"load_generator\": $(json_str "$LOAD"), \"load_generator_version\": $(json_str "$([[ $LOAD == wrk ]] && version_of wrk)"),"
     echo "    \"load_threads\": $LOAD_THREADS, \"connections\": $CONNECTIONS, \"rounds\": $ROUNDS,"
     echo "    \"duration_s\": $(duration_seconds "$DURATION"), \"warmup_s\": $(duration_seconds "$WARMUP"),"
