@@ -249,13 +249,28 @@ mod tests {
         (client, server)
     }
 
-    fn parked(id: u64, socket: std::net::TcpStream, idle: Duration) -> Parked<&'static str> {
-        Parked {
+    /// Park `socket` as connection `id`, idle for `idle`.
+    fn park(
+        set: &mut ParkedSet<&'static str>,
+        id: u64,
+        socket: std::net::TcpStream,
+        idle: Duration,
+    ) {
+        let parked = Parked {
             id,
             connection: "settings",
             socket,
             idle_until: Instant::now() + idle,
-        }
+        };
+        set.park(parked).map_err(|(_, e)| e).expect("park");
+    }
+
+    /// The next connection to leave `set` (within 5 s) and why.
+    async fn next(set: &mut ParkedSet<&'static str>) -> (u64, Leaving) {
+        let (left, why) = tokio::time::timeout(Duration::from_secs(5), set.next())
+            .await
+            .expect("a connection leaves");
+        (left.id, why)
     }
 
     #[tokio::test]
@@ -265,32 +280,17 @@ mod tests {
         let (mut client_a, server_a) = pair();
         let (_client_b, server_b) = pair();
         let (_client_c, server_c) = pair();
-        set.park(parked(1, server_a, Duration::from_secs(30)))
-            .map_err(|(_, e)| e)
-            .expect("park");
-        set.park(parked(2, server_b, Duration::from_millis(200)))
-            .map_err(|(_, e)| e)
-            .expect("park");
-        set.park(parked(3, server_c, Duration::from_millis(100)))
-            .map_err(|(_, e)| e)
-            .expect("park");
+        park(&mut set, 1, server_a, Duration::from_secs(30));
+        park(&mut set, 2, server_b, Duration::from_millis(200));
+        park(&mut set, 3, server_c, Duration::from_millis(100));
         assert_eq!(gauge.get(), 3, "parked");
 
         client_a.write_all(b"GET / HTTP/1.1\r\n").expect("write");
-        let (left, why) = tokio::time::timeout(Duration::from_secs(5), set.next())
-            .await
-            .expect("woken");
-        assert_eq!((left.id, why), (1, Leaving::Readable));
+        assert_eq!(next(&mut set).await, (1, Leaving::Readable));
 
         let started = Instant::now();
-        let (left, why) = tokio::time::timeout(Duration::from_secs(5), set.next())
-            .await
-            .expect("timed out");
-        assert_eq!((left.id, why), (3, Leaving::IdleTimeout));
-        let (left, why) = tokio::time::timeout(Duration::from_secs(5), set.next())
-            .await
-            .expect("timed out");
-        assert_eq!((left.id, why), (2, Leaving::IdleTimeout));
+        assert_eq!(next(&mut set).await, (3, Leaving::IdleTimeout));
+        assert_eq!(next(&mut set).await, (2, Leaving::IdleTimeout));
         assert!(
             started.elapsed() >= Duration::from_millis(150),
             "{:?}",
@@ -305,16 +305,9 @@ mod tests {
         let (mut client_a, server_a) = pair();
         let (mut client_b, server_b) = pair();
         client_a.write_all(b"GET /").expect("write");
-        set.park(parked(7, server_a, Duration::from_secs(30)))
-            .map_err(|(_, e)| e)
-            .expect("park");
-        set.park(parked(8, server_b, Duration::from_secs(30)))
-            .map_err(|(_, e)| e)
-            .expect("park");
-        let (left, why) = tokio::time::timeout(Duration::from_secs(5), set.next())
-            .await
-            .expect("woken");
-        assert_eq!((left.id, why), (7, Leaving::Readable));
+        park(&mut set, 7, server_a, Duration::from_secs(30));
+        park(&mut set, 8, server_b, Duration::from_secs(30));
+        assert_eq!(next(&mut set).await, (7, Leaving::Readable));
 
         let taken = set.take(8).expect("parked");
         client_b.write_all(b"GET /").expect("write");
@@ -326,9 +319,6 @@ mod tests {
         );
         // Parked again after it was taken: watched again.
         set.park(taken).map_err(|(_, e)| e).expect("park again");
-        let (left, why) = tokio::time::timeout(Duration::from_secs(5), set.next())
-            .await
-            .expect("woken");
-        assert_eq!((left.id, why), (8, Leaving::Readable));
+        assert_eq!(next(&mut set).await, (8, Leaving::Readable));
     }
 }
